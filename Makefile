@@ -1,0 +1,56 @@
+# Muster: two commands set everything up on a fresh machine.
+#   make run   - create the venv, install, start `muster agent -dev -ui` on 127.0.0.1:8500
+#   make test  - create the venv with test extras and run the whole (bounded) suite
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SYSSTAMP:= $(VENV)/.sysdeps
+
+.PHONY: run test test-fast soak bench lint typecheck sysdeps clean venv
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,fast]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests need: dig (DNS tests) and chromium (UI tests).
+$(SYSSTAMP): | $(BIN)/python
+	@if ! command -v dig >/dev/null || ! command -v chromium >/dev/null; then \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bind9-dnsutils chromium) \
+	  || echo "warning: could not install dig/chromium; the tests that need them will be skipped"; \
+	fi
+	touch $(SYSSTAMP)
+
+sysdeps: $(SYSSTAMP)
+
+run: $(STAMP)
+	$(BIN)/muster agent -dev -ui -client=127.0.0.1
+
+test: $(STAMP) $(SYSSTAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	PYTHONHASHSEED=0 $(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	PYTHONHASHSEED=0 $(BIN)/pytest -q -x -p no:cacheprovider -m 'not soak and not browser'
+
+soak: $(STAMP) $(SYSSTAMP)
+	PYTHONHASHSEED=0 $(BIN)/pytest -q -p no:cacheprovider -m soak
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

@@ -1,0 +1,161 @@
+"""The ASGI application: routing, Consul's error model and the headers every response carries.
+
+Why ASGI on uvicorn: measured on this machine (shared/docs/performance.md) a bare ASGI app on
+uvicorn with httptools serves ~27k req/s against ~14-18k for aiohttp, and uvicorn's server runs
+inside an event loop we own (``serve.py``), next to the log, the timers and DNS.  The app itself
+is a small router with no framework: every request is one dict lookup (exact routes) or a few
+(prefix routes, longest first), then one handler call.
+
+Errors: a ``MusterError`` becomes a plain-text response with its status and Consul's exact
+text; anything else is logged with its traceback and answered 500 with a one-line message.  No
+traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import MusterError
+from .request import Request, Response, text_response
+
+log = logging.getLogger("muster.http")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+NOT_V1 = "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
+NOT_ROUTE = "Invalid URL path: not a recognized HTTP API endpoint\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    path: str
+    methods: tuple[str, ...]
+    handler: Handler
+    prefix: bool = False
+
+
+def _printable(s: str) -> bool:
+    return all(c.isprintable() for c in s)
+
+
+class Router:
+    def __init__(self) -> None:
+        self.exact: dict[str, Route] = {}
+        self.prefixes: dict[str, Route] = {}
+        self.max_depth = 0
+
+    def add(self, route: Route) -> None:
+        table = self.prefixes if route.prefix else self.exact
+        if route.path in table:
+            raise ValueError(f"route {route.path} registered twice")
+        table[route.path] = route
+        if route.prefix:
+            self.max_depth = max(self.max_depth, route.path.count("/"))
+
+    def find(self, path: str) -> tuple[Route, str] | None:
+        r = self.exact.get(path)
+        if r is not None:
+            return r, ""
+        cuts: list[int] = []
+        pos = path.find("/")
+        while pos >= 0 and len(cuts) < self.max_depth:
+            cuts.append(pos)
+            pos = path.find("/", pos + 1)
+        for cut in reversed(cuts):
+            r = self.prefixes.get(path[: cut + 1])
+            if r is not None:
+                return r, path[cut + 1 :]
+        return None
+
+
+class App:
+    """ASGI entry point.  ``fallback`` serves non-API paths (the UI, ``/``)."""
+
+    def __init__(
+        self,
+        router: Router,
+        fallback: Callable[[Request], Awaitable[Response]] | None = None,
+        extra_headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.router = router
+        self.fallback = fallback
+        base = [(b"x-consul-default-acl-policy", b"allow")]
+        for k, v in extra_headers or []:
+            base.append((k.lower().encode(), v.encode()))
+        self._base_headers = base
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if kind != "http":
+            return
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            headers[k.decode("latin-1")] = v.decode("latin-1")
+        client = scope.get("client")
+        req = Request(
+            scope["method"],
+            scope["path"],
+            scope.get("query_string", b""),
+            headers,
+            receive,
+            client=client[0] if client else "",
+            scheme=scope.get("scheme", "http"),
+        )
+        resp = await self.handle(req)
+        await self._send(send, resp, req.method == "HEAD")
+
+    async def handle(self, req: Request) -> Response:
+        try:
+            return await self._dispatch(req)
+        except MusterError as err:
+            return text_response(err.status, err.message)
+        except Exception:  # noqa: BLE001 - the last line of defence: log, never leak a traceback
+            log.exception("internal error serving %s %s", req.method, req.path)
+            return text_response(500, "Internal server error")
+
+    async def _dispatch(self, req: Request) -> Response:
+        path = req.path
+        if not path.startswith("/v1/"):
+            if self.fallback is not None:
+                return await self.fallback(req)
+            return text_response(404, NOT_V1)
+        if not _printable(path):
+            return text_response(400, f"Invalid URL path: {path!r} contains unprintable characters\n".replace("'", '"'))
+        found = self.router.find(path)
+        if found is None:
+            return text_response(404, NOT_ROUTE)
+        route, param = found
+        method = req.method
+        if method == "OPTIONS":
+            return Response(200, b"", None, [("Allow", ",".join(("OPTIONS",) + route.methods))])
+        if method not in route.methods and not (method == "HEAD" and "GET" in route.methods):
+            return Response(
+                405,
+                f"method {method} not allowed".encode(),
+                "text/plain; charset=utf-8",
+                [("Allow", ",".join(("OPTIONS",) + route.methods))],
+            )
+        req.route_param = param
+        return await route.handler(req)
+
+    async def _send(self, send: Callable[[dict[str, Any]], Awaitable[None]], resp: Response, head: bool) -> None:
+        hdrs = list(self._base_headers)
+        if resp.content_type:
+            hdrs.append((b"content-type", resp.content_type.encode()))
+        for k, v in resp.headers:
+            hdrs.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+        body = resp.body
+        hdrs.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": b"" if head else body})

@@ -1,0 +1,173 @@
+"""``/v1/kv/<key>``: the hot path (contract §2.1, §9).
+
+Reads: a single key reports *that key's* ModifyIndex in ``X-Consul-Index`` (Patroni's leader
+watch depends on it); a missing key is a 404 with an empty body but full index headers.  The
+rendered JSON of an entry is cached on the entry itself (entries are immutable once stored), so
+a hot key is encoded and base64'd once per write, not once per read.
+
+Writes: ``cas``/``acquire``/``release`` are mutually exclusive; values over
+``kv_max_value_size`` get 413 before anything is proposed; the result of the command (``true`` /
+``false``) is the body.
+"""
+
+from __future__ import annotations
+
+from ..errors import BadRequest, MusterError, TooLarge
+from ..server.blocking import blocking_query
+from ..state.base import DirEntry
+from ..state.watch import WatchSet
+from ..structs import KVSCommand
+from .app import Route
+from .common import Ctx
+from .request import Request, Response, json_response, parse_query_options
+
+TRUE = b"true"
+FALSE = b"false"
+KV_DOC = "https://developer.hashicorp.com/consul/docs/agent/config/config-files#kv_max_value_size"
+
+
+def _rendered(e: DirEntry) -> bytes:
+    r = e._rendered
+    if r is None:
+        from .request import _json_encode
+
+        r = e._rendered = b"[" + _json_encode(e.as_dict()) + b"]"
+    return r
+
+
+def _check_key(key: str) -> None:
+    if ".." in key.split("/"):
+        raise BadRequest(f"Invalid key name: {key!r} contains a path traversal")
+
+
+def routes(ctx: Ctx) -> list[Route]:
+    server = ctx.server
+    store = server.store
+
+    async def kv(req: Request) -> Response:
+        m = req.method
+        if m == "GET" or m == "HEAD":
+            return await get(req)
+        if m == "PUT":
+            return await put(req)
+        return await delete(req)
+
+    async def get(req: Request) -> Response:
+        key = req.route_param
+        q = req.query
+        ctx.check_dc(req)
+        recurse = "recurse" in q
+        keys = "keys" in q
+        if not key and not recurse and not keys:
+            raise BadRequest("Missing key name")
+        opts = parse_query_options(req)
+        if opts.consistency != "stale":
+            await server.check_read(opts.consistency)
+        if keys:
+            sep = req.get("separator") or req.get("seperator")
+
+            def run_keys(ws: WatchSet | None) -> tuple[int, list[str]]:
+                return store.kv_list_keys(ws, key, sep)
+
+            idx, names = await blocking_query(store, opts, run_keys, ctx.rng, ctx.default_query_time, ctx.max_query_time)
+            headers = ctx.meta_headers(idx, opts)
+            if not names and key:
+                return Response(404, b"", None, headers)
+            return json_response(req, names, 200, headers)
+        if recurse:
+
+            def run_list(ws: WatchSet | None) -> tuple[int, list[DirEntry]]:
+                return store.kv_list(ws, key)
+
+            idx, entries = await blocking_query(store, opts, run_list, ctx.rng, ctx.default_query_time, ctx.max_query_time)
+            headers = ctx.meta_headers(idx, opts)
+            if not entries:
+                return Response(404, b"", None, headers)
+            return json_response(req, [e.as_dict() for e in entries], 200, headers)
+
+        if opts.min_index:
+
+            def run_get(ws: WatchSet | None) -> tuple[int, DirEntry | None]:
+                return store.kv_get(ws, key)
+
+            idx, entry = await blocking_query(store, opts, run_get, ctx.rng, ctx.default_query_time, ctx.max_query_time)
+        else:
+            idx, entry = store.kv_get(None, key)
+        headers = ctx.meta_headers(idx, opts)
+        if entry is None:
+            return Response(404, b"", None, headers)
+        if "raw" in q:
+            headers.append(("X-Content-Type-Options", "nosniff"))
+            headers.append(("Content-Security-Policy", "sandbox"))
+            return Response(200, entry.value or b"", "text/plain", headers)
+        if "pretty" in q:
+            return json_response(req, [entry.as_dict()], 200, headers)
+        return Response(200, _rendered(entry), "application/json", headers)
+
+    def _conflict(req: Request) -> BadRequest:
+        return BadRequest(f"Conflicting flags: {req.raw_query.decode('latin-1')}\n")
+
+    async def put(req: Request) -> Response:
+        key = req.route_param
+        q = req.query
+        ctx.check_dc(req)
+        if not key:
+            raise BadRequest("Missing key name")
+        _check_key(key)
+        n = ("cas" in q) + ("acquire" in q) + ("release" in q)
+        if n > 1:
+            raise _conflict(req)
+        flags = _u64(req, "flags")
+        limit = ctx.kv_max_value_size
+        body = await req.body(limit)
+        if len(body) > limit:
+            raise TooLarge(f"Request body({len(body)} bytes) too large, max size: {limit} bytes. See {KV_DOC}.")
+        value = body or None
+        if "cas" in q:
+            cmd = KVSCommand(op="cas", key=key, value=value, flags=flags, index=_u64(req, "cas"))
+        elif "acquire" in q:
+            cmd = KVSCommand(op="lock", key=key, value=value, flags=flags, session=req.get("acquire"))
+        elif "release" in q:
+            cmd = KVSCommand(op="unlock", key=key, value=value, flags=flags, session=req.get("release"))
+        else:
+            cmd = KVSCommand(op="set", key=key, value=value, flags=flags)
+        ok = await _apply(cmd)
+        return Response(200, TRUE if ok else FALSE, "application/json")
+
+    async def delete(req: Request) -> Response:
+        key = req.route_param
+        q = req.query
+        ctx.check_dc(req)
+        recurse = "recurse" in q
+        if recurse and "cas" in q:
+            raise _conflict(req)
+        if not key and not recurse:
+            raise BadRequest("Missing key name")
+        if recurse:
+            cmd = KVSCommand(op="delete-tree", key=key)
+        elif "cas" in q:
+            cmd = KVSCommand(op="delete-cas", key=key, index=_u64(req, "cas"))
+        else:
+            cmd = KVSCommand(op="delete", key=key)
+        ok = await _apply(cmd)
+        return Response(200, TRUE if ok else FALSE, "application/json")
+
+    fast = hasattr(server.log, "propose_sync")
+
+    async def _apply(cmd: KVSCommand) -> bool:
+        if fast:
+            return bool(server.apply_nowait(cmd))
+        return bool(await server.apply(cmd))
+
+    return [Route("/v1/kv/", ("GET", "PUT", "DELETE"), kv, prefix=True)]
+
+
+def _u64(req: Request, name: str) -> int:
+    """Consul parses ``flags``/``cas`` with ``strconv.ParseUint`` and answers a failure with 500."""
+    if name not in req.query:
+        return 0
+    v = req.get(name)
+    if not v.isdigit() or int(v) > 2**64 - 1:
+        reason = "value out of range" if v.isdigit() else "invalid syntax"
+        raise MusterError(f'strconv.ParseUint: parsing "{v}": {reason}')
+    return int(v)

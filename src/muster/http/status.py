@@ -1,0 +1,139 @@
+"""``/v1/status/*`` and ``/v1/operator/raft/*``, ``/v1/operator/autopilot/*`` (contract §2.7).
+
+``/v1/status/leader`` is the JSON string ``"ip:port"`` of the leader's server RPC address (or
+``""``): readiness probes grep it for ``".+"``.  The Raft views come from the log (``-dev``: a
+single voter that is always leader).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ACLDisabled, BadRequest
+from ..structs import AutopilotCommand
+from .app import Route
+from .body import canon
+from .common import Ctx
+from .request import Request, Response, json_response, parse_query_options
+
+AUTOPILOT_DEFAULTS: dict[str, Any] = {
+    "CleanupDeadServers": True,
+    "LastContactThreshold": "200ms",
+    "MaxTrailingLogs": 250,
+    "MinQuorum": 0,
+    "ServerStabilizationTime": "10s",
+    "RedundancyZoneTag": "",
+    "DisableUpgradeMigration": False,
+    "UpgradeVersionTag": "",
+}
+
+
+def routes(ctx: Ctx) -> list[Route]:
+    server = ctx.server
+    ident = server.ident
+
+    def rpc_addr() -> str:
+        return f"{ident.advertise_addr}:{ident.server_port}"
+
+    def servers() -> list[dict[str, Any]]:
+        """The Raft configuration as Consul shows it.  One voter: the single-server log."""
+        log = server.log
+        peers = getattr(log, "configuration", None)
+        if callable(peers):
+            return list(peers())
+        return [
+            {
+                "ID": ident.node_id,
+                "Node": ident.node_name,
+                "Address": rpc_addr(),
+                "Leader": log.is_leader(),
+                "Voter": True,
+                "ProtocolVersion": "3",
+                "LastIndex": log.last_index(),
+            }
+        ]
+
+    async def leader(req: Request) -> Response:
+        ctx.check_dc(req)
+        leader_addr = ""
+        for s in servers():
+            if s["Leader"]:
+                leader_addr = s["Address"]
+        return json_response(req, leader_addr)
+
+    async def peers(req: Request) -> Response:
+        ctx.check_dc(req)
+        return json_response(req, [s["Address"] for s in servers() if s["Voter"]])
+
+    async def raft_configuration(req: Request) -> Response:
+        ctx.check_dc(req)
+        opts = parse_query_options(req)
+        await server.check_read(opts.consistency)
+        return json_response(req, {"Servers": servers(), "Index": server.log.last_index()})
+
+    async def autopilot_health(req: Request) -> Response:
+        ctx.check_dc(req)
+        now = server.clock.wall()
+        import datetime
+
+        since = datetime.datetime.fromtimestamp(server.started_at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out = []
+        for s in servers():
+            out.append(
+                {
+                    "ID": s["ID"],
+                    "Name": s["Node"],
+                    "Address": s["Address"],
+                    "SerfStatus": "alive",
+                    "Version": _version(),
+                    "Leader": s["Leader"],
+                    "LastContact": "0s",
+                    "LastTerm": server.log.term(),
+                    "LastIndex": s["LastIndex"],
+                    "Healthy": True,
+                    "Voter": s["Voter"],
+                    "StableSince": since,
+                }
+            )
+        voters = sum(1 for s in out if s["Voter"])
+        del now
+        body = {"Healthy": all(s["Healthy"] for s in out), "FailureTolerance": (voters - 1) // 2, "Servers": out}
+        return json_response(req, body, 200 if body["Healthy"] else 429)
+
+    async def autopilot_config(req: Request) -> Response:
+        ctx.check_dc(req)
+        if req.method == "GET":
+            cur = dict(AUTOPILOT_DEFAULTS)
+            cur.update({k: v for k, v in server.store.autopilot.items()})
+            cur.setdefault("CreateIndex", 0)
+            cur.setdefault("ModifyIndex", 0)
+            return json_response(req, cur)
+        body = canon(await req.json(), tuple(AUTOPILOT_DEFAULTS))
+        cfg = dict(AUTOPILOT_DEFAULTS)
+        cfg.update(body)
+        cas = -1
+        if "cas" in req.query:
+            v = req.get("cas")
+            if not v.isdigit():
+                raise BadRequest(f"Error parsing cas value: {v}")
+            cas = int(v)
+        ok = await server.apply(AutopilotCommand(config=cfg, cas=cas))
+        return json_response(req, bool(ok))
+
+    async def acl_disabled(req: Request) -> Response:
+        raise ACLDisabled()
+
+    return [
+        Route("/v1/status/leader", ("GET",), leader),
+        Route("/v1/status/peers", ("GET",), peers),
+        Route("/v1/operator/raft/configuration", ("GET",), raft_configuration),
+        Route("/v1/operator/autopilot/health", ("GET",), autopilot_health),
+        Route("/v1/operator/autopilot/configuration", ("GET", "PUT"), autopilot_config),
+        Route("/v1/acl/", ("GET", "PUT", "POST", "DELETE"), acl_disabled, prefix=True),
+    ]
+
+
+def _version() -> str:
+    from ..version import VERSION
+
+    return VERSION

@@ -1,0 +1,257 @@
+"""The process root: wires the server, the agent, the HTTP API (and later DNS) on one loop.
+
+``run_agent(config)`` is what ``muster agent`` calls.  It refuses, with a clear message and exit
+status 1, any flag this build cannot honour yet, rather than ignoring it: a user who passes
+``-retry-join`` must not believe a cluster is forming when it is not.
+
+Signals: SIGINT and SIGTERM stop the agent (servers do not leave by default, as in Consul);
+SIGHUP reloads the configuration files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import uuid
+from typing import Any
+
+from .config import Config
+from .http import agent as http_agent
+from .http import catalog as http_catalog
+from .http import event as http_event
+from .http import health as http_health
+from .http import kv as http_kv
+from .http import session as http_session
+from .http import status as http_status
+from .http import txn as http_txn
+from .http.app import App, Router
+from .http.common import Ctx
+from .http.request import Request, Response, text_response
+from .http.serve import Listener, TLSFiles
+from .logging_setup import setup_logging
+from .runtime import RealClock, Rng
+from .server.server import Server, ServerIdentity
+from .version import VERSION
+
+log = logging.getLogger("muster.agent")
+
+UI_DISABLED = (
+    "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent configuration and restart."
+)
+
+# Flags that need subsystems this build does not have yet, and the subsystem each one needs.
+_NOT_YET: dict[str, str] = {
+    "retry-join": "gossip membership",
+    "join": "gossip membership",
+    "retry-join-wan": "WAN gossip federation",
+    "encrypt": "gossip encryption",
+    "bootstrap-expect": "the Raft cluster log",
+    "bootstrap": "the Raft cluster log",
+    "recursor": "the DNS interface",
+    "alt-domain": "the DNS interface",
+}
+
+
+class StartupError(Exception):
+    pass
+
+
+def unsupported(config: Config) -> list[str]:
+    """Human-readable reasons why this build cannot run ``config`` (empty: it can)."""
+    problems: list[str] = []
+    flags = getattr(config, "set_flags", frozenset())
+    for flag in sorted(flags):
+        need = _NOT_YET.get(flag)
+        if need is not None and not (flag == "bootstrap" and config.dev_mode):
+            problems.append(f"-{flag} needs {need}, which this build of Muster does not have yet")
+    if not config.dev_mode:
+        problems.append(
+            "only -dev mode is available in this build: a server with -data-dir needs the Raft log "
+            "(cluster mode), which is not implemented yet"
+        )
+    if "dns-port" in flags and config.ports.dns >= 0:
+        problems.append("-dns-port: the DNS interface is not implemented in this build yet (use -dns-port=-1)")
+    return problems
+
+
+def load_or_create_node_id(config: Config, rng: Rng) -> str:
+    """Identity is the node-id on the volume: created once, then read back on every start."""
+    if config.node_id:
+        return str(uuid.UUID(config.node_id))
+    if config.dev_mode or not config.data_dir:
+        return rng.uuid()
+    path = os.path.join(config.data_dir, "node-id")
+    try:
+        with open(path, encoding="ascii") as f:
+            return str(uuid.UUID(f.read().strip()))
+    except FileNotFoundError:
+        pass
+    except ValueError as err:
+        raise StartupError(f"{path} does not hold a valid node id: {err}") from None
+    os.makedirs(config.data_dir, exist_ok=True)
+    node_id = rng.uuid()
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(node_id)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return node_id
+
+
+def _advertise(config: Config) -> str:
+    if config.advertise_addr:
+        return config.advertise_addr
+    if config.bind_addr and config.bind_addr not in ("0.0.0.0", "::"):
+        return config.bind_addr
+    return "127.0.0.1"
+
+
+class AgentProcess:
+    def __init__(self, config: Config, rng: Rng | None = None, argv: list[str] | None = None) -> None:
+        from .agent.agent import Agent
+
+        self.config = config
+        self.argv = argv
+        self.rng = rng or Rng()
+        self.clock = RealClock()
+        ident = ServerIdentity(
+            node_name=config.node_name,
+            node_id=load_or_create_node_id(config, self.rng),
+            datacenter=config.datacenter,
+            advertise_addr=_advertise(config),
+            server_port=config.ports.server,
+            serf_lan_port=config.ports.serf_lan,
+            version=VERSION,
+            node_meta=dict(config.node_meta),
+            advertise_addr_wan=config.advertise_addr_wan or "",
+        )
+        self.server = Server(ident, clock=self.clock, rng=self.rng)
+        self.agent = Agent(self.server, config, self.rng, self.clock)
+        self.ctx = Ctx(
+            server=self.server,
+            datacenter=config.datacenter,
+            rng=self.rng,
+            agent=self.agent,
+            config=config,
+            default_query_time=config.default_query_time,
+            max_query_time=config.max_query_time,
+            kv_max_value_size=config.limits.kv_max_value_size,
+            txn_max_req_len=config.limits.txn_max_req_len,
+        )
+        self.router = Router()
+        for module in (http_kv, http_txn, http_session, http_status, http_event, http_catalog, http_health, http_agent):
+            for route in module.routes(self.ctx):
+                self.router.add(route)
+        self.app = App(self.router, self._fallback, list(config.http_config.response_headers.items()))
+        self.listeners: list[Listener] = []
+        self.stopped = asyncio.Event()
+
+    async def _fallback(self, req: Request) -> Response:
+        ui = self.config.ui_config.enabled
+        if req.path == "/":
+            if ui:
+                return Response(301, b"", None, [("Location", "/ui/")])
+            return text_response(200, UI_DISABLED)
+        if ui and (req.path == "/ui" or req.path.startswith("/ui/")):
+            if req.path == "/ui":
+                return Response(301, b"", None, [("Location", "/ui/")])
+            from .ui.assets import lookup
+
+            found = lookup(req.path[len("/ui/") :])
+            if found is not None:
+                body, ctype = found
+                return Response(200, body, ctype, [("Cache-Control", "no-cache")])
+        return text_response(404, "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n")
+
+    def _http_addrs(self, override: str | None) -> list[str]:
+        spec = override or self.config.client_addr
+        return [a for a in spec.split() if a]
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.agent.start()
+        cfg = self.config
+        if cfg.ports.http >= 0:
+            for host in self._http_addrs(cfg.addresses.http):
+                self.listeners.append(Listener(self.app, host, cfg.ports.http))
+        if cfg.ports.https >= 0:
+            tls = cfg.tls.https
+            d = cfg.tls.defaults
+            cert = tls.cert_file or d.cert_file
+            key = tls.key_file or d.key_file
+            if not cert or not key:
+                raise StartupError("HTTPS port is set but no cert_file/key_file is configured (tls.defaults or tls.https)")
+            files = TLSFiles(cert, key, tls.ca_file or d.ca_file, bool(tls.verify_incoming if tls.verify_incoming is not None else d.verify_incoming))
+            for host in self._http_addrs(cfg.addresses.https):
+                self.listeners.append(Listener(self.app, host, cfg.ports.https, files))
+        for lst in self.listeners:
+            await lst.start()
+        log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
+
+    async def stop(self) -> None:
+        for lst in self.listeners:
+            await lst.stop()
+        await self.agent.stop()
+        await self.server.stop()
+
+    async def reload(self) -> None:
+        from .config import ConfigError, UsageError, parse_agent_flags
+
+        if self.argv is None:
+            log.error("reload: the original command line is unknown; nothing reloaded")
+            return
+        try:
+            new = parse_agent_flags(self.argv)
+        except (ConfigError, UsageError) as err:
+            log.error("reload failed: %s", err)
+            return
+        await self.agent.reload(new)
+        setup_logging(new.log_level, new.log_json)
+        self.config = new
+
+
+async def _amain(config: Config, argv: list[str] | None) -> int:
+    proc = AgentProcess(config, argv=argv)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(proc.reload()))
+    try:
+        await proc.start()
+    except (OSError, StartupError) as err:
+        log.error("%s", err)
+        with contextlib.suppress(Exception):
+            await proc.stop()
+        return 1
+    await stop.wait()
+    log.info("shutting down")
+    await proc.stop()
+    return 0
+
+
+def run_agent(config: Config, argv: list[str] | None = None) -> int:
+    """Run the agent until SIGINT/SIGTERM; ``argv`` (without ``agent``) is re-read on reload."""
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "agent":
+        argv = sys.argv[2:]
+    setup_logging(config.log_level, config.log_json)
+    problems = unsupported(config)
+    if problems:
+        for p in problems:
+            print(f"==> {p}", file=sys.stderr)
+        return 1
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        return int(runner(_amain(config, argv)))
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,1 @@
+"""The server side: the replicated log, blocking queries and leader-only loops."""

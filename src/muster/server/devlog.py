@@ -1,0 +1,82 @@
+"""The single-server log used by ``-dev``: the same shape as Raft with a quorum of one.
+
+``propose`` assigns the next index, keeps the encoded command in a bounded tail (the log is
+real: every change is a typed command at an index, as on a cluster) and applies it to the FSM
+at once.  There is nothing to fsync: ``-dev`` is in-memory by definition.  The Raft issue swaps
+this class for the replicated log behind the same ``Log`` protocol.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Protocol
+
+from ..fsm import FSM
+from ..structs import encode_command
+
+
+class Log(Protocol):
+    """What the server needs from a log, single-server or replicated."""
+
+    def is_leader(self) -> bool: ...
+
+    def leader_id(self) -> str | None: ...
+
+    def last_contact(self) -> float:
+        """Seconds since this server last heard from the leader (0 on the leader)."""
+        ...
+
+    async def propose(self, cmd: Any) -> Any:
+        """Append ``cmd``; return the FSM's result once it is committed and applied."""
+        ...
+
+    async def read_barrier(self) -> None:
+        """Return once this server may serve a linearizable read (ReadIndex)."""
+        ...
+
+    def last_index(self) -> int: ...
+
+    def term(self) -> int: ...
+
+
+class DevLog:
+    TAIL = 4096
+
+    def __init__(self, fsm: FSM, node_id: str) -> None:
+        self.fsm = fsm
+        self.node_id = node_id
+        self._index = fsm.last_applied
+        self._tail: deque[tuple[int, bytes]] = deque(maxlen=self.TAIL)
+
+    def is_leader(self) -> bool:
+        return True
+
+    def leader_id(self) -> str | None:
+        return self.node_id
+
+    def last_contact(self) -> float:
+        return 0.0
+
+    def last_index(self) -> int:
+        return self._index
+
+    def term(self) -> int:
+        return 1
+
+    def propose_sync(self, cmd: Any) -> Any:
+        """Apply synchronously (no await): the single writer runs to completion."""
+        self._index += 1
+        self._tail.append((self._index, encode_command(cmd)))
+        return self.fsm.apply_decoded(self._index, cmd)
+
+    async def propose(self, cmd: Any) -> Any:
+        return self.propose_sync(cmd)
+
+    async def read_barrier(self) -> None:
+        return None
+
+    def entries(self) -> list[tuple[int, bytes]]:
+        return list(self._tail)
+
+    def restored(self, index: int) -> None:
+        self._index = max(self._index, index)

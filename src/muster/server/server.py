@@ -1,0 +1,291 @@
+"""``Server``: the store, the FSM and the log, plus the loops only a leader runs.
+
+Writes enter through ``apply``: the leader stamps the wall time into commands whose effect
+depends on time, proposes them to the log and returns the FSM's result; a refused command
+(``StateError``) is raised to the caller with Consul's text.  Reads call ``check_read`` first:
+``stale`` is always served locally; the default mode needs a known leader; ``consistent`` also
+waits on the log's read barrier (ReadIndex on a cluster).
+
+Leader-only work: session TTL timers (expiry at 2 x TTL since create or last renew, restarted
+from zero on a new leader, as in Consul), tombstone reaping, and registering this server's own
+node, ``serfHealth`` check and ``consul`` service in the catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..durations import parse_duration
+from ..errors import MusterError, NoLeader
+from ..fsm import FSM
+from ..runtime import Clock, RealClock, Rng
+from ..state.store import StateStore
+from ..structs import (
+    DeregisterCommand,
+    KVSCommand,
+    RegisterCommand,
+    SessionCommand,
+    TombstoneCommand,
+    TxnCommand,
+)
+from .devlog import DevLog, Log
+
+log = logging.getLogger("muster.server")
+
+SESSION_TTL_MULTIPLIER = 2
+TOMBSTONE_TTL = 15 * 60.0
+SERF_CHECK_ID = "serfHealth"
+SERF_CHECK_NAME = "Serf Health Status"
+SERF_ALIVE = "Agent alive and reachable"
+SERF_DEAD = "Agent not live or unreachable"
+
+
+@dataclass
+class ServerIdentity:
+    node_name: str
+    node_id: str
+    datacenter: str
+    advertise_addr: str
+    server_port: int = 8300
+    serf_lan_port: int = 8301
+    version: str = ""
+    node_meta: dict[str, str] = field(default_factory=dict)
+    advertise_addr_wan: str = ""
+
+
+class Server:
+    def __init__(
+        self,
+        ident: ServerIdentity,
+        log_impl: Log | None = None,
+        clock: Clock | None = None,
+        rng: Rng | None = None,
+    ) -> None:
+        self.ident = ident
+        self.clock = clock or RealClock()
+        self.rng = rng or Rng()
+        self.fsm = FSM(StateStore())
+        self.store = self.fsm.store
+        self.log: Log = log_impl if log_impl is not None else DevLog(self.fsm, ident.node_id)
+        self._session_timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reaped_upto = 0
+        self.started_at = self.clock.wall()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.on_leadership()
+        self._tasks.append(asyncio.create_task(self._tombstone_loop(), name="tombstone-gc"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+        for h in self._session_timers.values():
+            h.cancel()
+        self._session_timers.clear()
+
+    async def on_leadership(self) -> None:
+        """Run when this server becomes leader: reconcile itself, restart session timers."""
+        await self.register_self()
+        for sid, sess in list(self.store.sessions.items()):
+            self._arm_session_timer(sid, sess.get("TTL", ""))
+
+    # ------------------------------------------------------------------ writes
+
+    def is_leader(self) -> bool:
+        return self.log.is_leader()
+
+    async def apply(self, cmd: Any) -> Any:
+        """Propose ``cmd`` and return its result; raise the store's refusal as a MusterError."""
+        if not self.log.is_leader():
+            raise NoLeader()
+        if hasattr(cmd, "ts"):
+            cmd.ts = self.clock.wall()
+        res = await self.log.propose(cmd)
+        if isinstance(res, MusterError):
+            raise res
+        if isinstance(cmd, SessionCommand):
+            self._after_session(cmd)
+        elif isinstance(cmd, (RegisterCommand, DeregisterCommand, TxnCommand)):
+            self._sync_session_timers()
+        return res
+
+    def apply_nowait(self, cmd: Any) -> Any:
+        """Synchronous apply for the single-server log (hot KV path: no task switch)."""
+        if isinstance(self.log, DevLog):
+            if hasattr(cmd, "ts"):
+                cmd.ts = self.clock.wall()
+            res = self.log.propose_sync(cmd)
+            if isinstance(res, MusterError):
+                raise res
+            if isinstance(cmd, KVSCommand):
+                return res
+            if isinstance(cmd, SessionCommand):
+                self._after_session(cmd)
+            else:
+                self._sync_session_timers()
+            return res
+        raise RuntimeError("apply_nowait needs the single-server log")
+
+    # ------------------------------------------------------------------ reads
+
+    def known_leader(self) -> bool:
+        return self.log.leader_id() is not None
+
+    def last_contact_ms(self) -> int:
+        return int(self.log.last_contact() * 1000)
+
+    async def check_read(self, consistency: str) -> None:
+        if consistency == "stale":
+            return
+        if not self.log.is_leader():
+            raise NoLeader()
+        if consistency == "consistent":
+            await self.log.read_barrier()
+
+    # ------------------------------------------------------------------ sessions
+
+    def _after_session(self, cmd: SessionCommand) -> None:
+        sid = cmd.session["ID"]
+        if cmd.op == "create":
+            self._arm_session_timer(sid, cmd.session.get("TTL", ""))
+        else:
+            h = self._session_timers.pop(sid, None)
+            if h is not None:
+                h.cancel()
+
+    def _sync_session_timers(self) -> None:
+        """Drop timers of sessions invalidated as a side effect (a check went critical)."""
+        for sid in [s for s in self._session_timers if s not in self.store.sessions]:
+            self._session_timers.pop(sid).cancel()
+
+    def _arm_session_timer(self, sid: str, ttl: str) -> None:
+        old = self._session_timers.pop(sid, None)
+        if old is not None:
+            old.cancel()
+        if not ttl:
+            return
+        try:
+            seconds = parse_duration(ttl)
+        except ValueError:
+            return
+        if seconds <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self._session_timers[sid] = loop.call_later(seconds * SESSION_TTL_MULTIPLIER, self._expire_session, sid)
+
+    def _expire_session(self, sid: str) -> None:
+        self._session_timers.pop(sid, None)
+        if sid not in self.store.sessions or not self.log.is_leader():
+            return
+        log.info("session %s expired (TTL)", sid)
+        task = asyncio.create_task(self._destroy_expired(sid))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _destroy_expired(self, sid: str) -> None:
+        try:
+            await self.apply(SessionCommand(op="destroy", session={"ID": sid}))
+        except MusterError as err:
+            log.warning("could not destroy expired session %s: %s", sid, err)
+
+    def renew_session(self, sid: str) -> dict[str, Any] | None:
+        """Reset the TTL timer (a leader-local action, not a log entry, as in Consul)."""
+        sess = self.store.sessions.get(sid)
+        if sess is None:
+            return None
+        self._arm_session_timer(sid, sess.get("TTL", ""))
+        return sess
+
+    # ------------------------------------------------------------------ leader loops
+
+    async def _tombstone_loop(self) -> None:
+        """Reap tombstones older than one TTL period (two passes: mark, then reap)."""
+        while True:
+            mark = self.store.max_index()
+            await asyncio.sleep(TOMBSTONE_TTL)
+            if self.log.is_leader() and self.store.tombstones:
+                try:
+                    await self.apply(TombstoneCommand(index=mark))
+                except MusterError as err:
+                    log.warning("tombstone reap failed: %s", err)
+
+    def self_registration(self) -> RegisterCommand:
+        ident = self.ident
+        node = node_record(ident)
+        from ..version import VERSION
+
+        svc = {
+            "ID": "consul",
+            "Service": "consul",
+            "Tags": [],
+            "Address": "",
+            "Meta": {
+                "non_voter": "false",
+                "raft_version": "3",
+                "read_replica": "false",
+                "serf_protocol_current": "2",
+                "serf_protocol_max": "5",
+                "serf_protocol_min": "1",
+                "version": VERSION,
+            },
+            "Port": ident.server_port,
+            "Weights": {"Passing": 1, "Warning": 1},
+            "EnableTagOverride": False,
+            "Proxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
+            "Connect": {},
+            "PeerName": "",
+        }
+        check = serf_check(ident.node_name, "passing")
+        return RegisterCommand(node=node, service=svc, checks=[check])
+
+    async def register_self(self) -> None:
+        await self.apply(self.self_registration())
+
+
+def node_record(ident: ServerIdentity) -> dict[str, Any]:
+    meta = {"consul-network-segment": ""}
+    meta.update(ident.node_meta)
+    wan = ident.advertise_addr_wan or ident.advertise_addr
+    return {
+        "ID": ident.node_id,
+        "Node": ident.node_name,
+        "Address": ident.advertise_addr,
+        "Datacenter": ident.datacenter,
+        "TaggedAddresses": {
+            "lan": ident.advertise_addr,
+            "lan_ipv4": ident.advertise_addr,
+            "wan": wan,
+            "wan_ipv4": wan,
+        },
+        "Meta": meta,
+    }
+
+
+def serf_check(node: str, status: str) -> dict[str, Any]:
+    return {
+        "Node": node,
+        "CheckID": SERF_CHECK_ID,
+        "Name": SERF_CHECK_NAME,
+        "Status": status,
+        "Notes": "",
+        "Output": SERF_ALIVE if status == "passing" else SERF_DEAD,
+        "ServiceID": "",
+        "ServiceName": "",
+        "ServiceTags": [],
+        "Type": "",
+        "Interval": "",
+        "Timeout": "",
+        "ExposedPort": 0,
+        "Definition": {},
+    }

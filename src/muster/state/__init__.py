@@ -1,0 +1,1 @@
+"""The state store: tables, indexes and watches (see ``store.py``)."""

@@ -1,0 +1,146 @@
+"""Typed commands: every replicated change is one of these, applied by the FSM at a log index.
+
+Commands travel as msgpack (``encode_command``/``decode_command``): the first byte is the
+``MessageType``, the rest the msgpack body of that type's Struct.  The FSM refuses an unknown
+type byte (see ``fsm.py``) so that replicas never diverge silently.
+
+Commands never carry a reference to the clock: when a command's effect depends on time (a
+lock-delay, a session invalidated at a moment), the leader stamps ``ts`` (wall seconds) into it
+and every replica applies the same value.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+
+class MessageType(enum.IntEnum):
+    REGISTER = 0
+    DEREGISTER = 1
+    KVS = 2
+    SESSION = 3
+    TXN = 6
+    TOMBSTONE = 8
+    AUTOPILOT = 14
+    NOOP = 63
+
+
+class KVSCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One KV write.  ``op`` is one of ``KV_OPS``."""
+
+    op: str
+    key: str
+    value: bytes | None = None
+    flags: int = 0
+    index: int = 0
+    session: str = ""
+    ts: float = 0.0
+
+
+KV_OPS = frozenset({"set", "cas", "delete", "delete-cas", "delete-tree", "lock", "unlock"})
+
+
+class RegisterCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """A catalog registration: node, optionally one service and checks (Consul-shaped dicts)."""
+
+    node: dict[str, Any]
+    service: dict[str, Any] | None = None
+    checks: list[dict[str, Any]] = []
+    skip_node_update: bool = False
+    ts: float = 0.0
+
+
+class DeregisterCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    node: str
+    service_id: str = ""
+    check_id: str = ""
+    ts: float = 0.0
+
+
+class SessionCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """``op`` is ``create`` (with the full session dict) or ``destroy`` (``session['ID']``)."""
+
+    op: str
+    session: dict[str, Any]
+    ts: float = 0.0
+
+
+class TxnOp(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One operation of a transaction; ``kind`` is KV, Node, Service or Check."""
+
+    kind: str
+    verb: str
+    kv: KVSCommand | None = None
+    node: dict[str, Any] | None = None
+    service: dict[str, Any] | None = None
+    check: dict[str, Any] | None = None
+
+
+class TxnCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    ops: list[TxnOp]
+    ts: float = 0.0
+
+
+class TombstoneCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Reap KV tombstones whose deletion index is <= ``index``."""
+
+    index: int
+
+
+class AutopilotCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    config: dict[str, Any]
+    cas: int = -1
+
+
+class NoopCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    pass
+
+
+Command = (
+    KVSCommand
+    | RegisterCommand
+    | DeregisterCommand
+    | SessionCommand
+    | TxnCommand
+    | TombstoneCommand
+    | AutopilotCommand
+    | NoopCommand
+)
+
+COMMAND_TYPES: dict[MessageType, type[Any]] = {
+    MessageType.REGISTER: RegisterCommand,
+    MessageType.DEREGISTER: DeregisterCommand,
+    MessageType.KVS: KVSCommand,
+    MessageType.SESSION: SessionCommand,
+    MessageType.TXN: TxnCommand,
+    MessageType.TOMBSTONE: TombstoneCommand,
+    MessageType.AUTOPILOT: AutopilotCommand,
+    MessageType.NOOP: NoopCommand,
+}
+TYPE_OF: dict[type[Any], MessageType] = {v: k for k, v in COMMAND_TYPES.items()}
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders = {t: msgspec.msgpack.Decoder(cls) for t, cls in COMMAND_TYPES.items()}
+
+
+def encode_command(cmd: Any) -> bytes:
+    """Type byte + msgpack body."""
+    return bytes((TYPE_OF[type(cmd)],)) + _encoder.encode(cmd)
+
+
+class UnknownCommand(Exception):
+    pass
+
+
+def decode_command(data: bytes) -> Any:
+    """Inverse of ``encode_command``; ``UnknownCommand`` for a type byte we do not know."""
+    if not data:
+        raise UnknownCommand("empty command")
+    try:
+        decoder = _decoders[MessageType(data[0])]
+    except (ValueError, KeyError) as err:
+        raise UnknownCommand(f"unknown message type {data[0]}") from err
+    return decoder.decode(data[1:])

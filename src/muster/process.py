@@ -63,7 +63,7 @@ class StartupError(Exception):
 def unsupported(config: Config) -> list[str]:
     """Human-readable reasons why this build cannot run ``config`` (empty: it can)."""
     problems: list[str] = []
-    flags = getattr(config, "set_flags", frozenset())
+    flags: frozenset[str] = config.set_flags
     for flag in sorted(flags):
         need = _NOT_YET.get(flag)
         if need is not None and not (flag == "bootstrap" and config.dev_mode):

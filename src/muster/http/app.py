@@ -14,7 +14,7 @@ traceback ever reaches a client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +87,12 @@ class App:
             base.append((k.lower().encode(), v.encode()))
         self._base_headers = base
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             while True:
@@ -149,7 +154,7 @@ class App:
         req.route_param = param
         return await route.handler(req)
 
-    async def _send(self, send: Callable[[dict[str, Any]], Awaitable[None]], resp: Response, head: bool) -> None:
+    async def _send(self, send: Callable[[MutableMapping[str, Any]], Awaitable[None]], resp: Response, head: bool) -> None:
         hdrs = list(self._base_headers)
         if resp.content_type:
             hdrs.append((b"content-type", resp.content_type.encode()))

@@ -15,9 +15,9 @@ import re
 from typing import Any
 
 from ..errors import BadRequest, MusterError
+from ..server.blocking import effective_wait
 from ..state.watch import Watch, WatchSet
 from .app import Route
-from ..server.blocking import effective_wait
 from .common import Ctx
 from .request import Request, Response, json_response, parse_query_options
 

@@ -8,7 +8,7 @@ are matched case-insensitively and with snake_case aliases (see ``body.py``).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -35,7 +35,7 @@ class Request:
         path: str,
         raw_query: bytes,
         headers: dict[str, str],
-        receive: Callable[[], Awaitable[dict[str, Any]]] | None,
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]] | None,
         body: bytes | None = None,
         client: str = "",
         scheme: str = "http",

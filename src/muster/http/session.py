@@ -13,8 +13,8 @@ from typing import Any
 
 from ..durations import format_duration, parse_body_duration_ns, parse_duration_ns
 from ..errors import BadRequest, MusterError, NotFound
-from ..structs import SessionCommand
 from ..state.watch import WatchSet
+from ..structs import SessionCommand
 from .app import Route
 from .body import canon, want_str
 from .common import Ctx, blocking_read

@@ -292,6 +292,7 @@ class RaftCore:
                 commit=self.log.committed,
             )
         )
+        pr.sent_commit = max(pr.sent_commit, self.log.committed)
         if ents:
             pr.sent_entries(ents[-1].index, sum(entry_size(e) for e in ents))
         elif pr.state is ProgressState.PROBE:
@@ -333,6 +334,7 @@ class RaftCore:
             if nid == self.id:
                 continue
             commit = min(pr.match, self.log.committed)
+            pr.sent_commit = max(pr.sent_commit, commit)
             self._send(self._msg(MsgType.HEARTBEAT, nid, commit=commit, context=context))
 
     # ------------------------------------------------------------------ role changes
@@ -597,9 +599,11 @@ class RaftCore:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():
             self._bcast_append()
-        else:
-            while self._send_append(m.frm, send_if_empty=False):
-                pass
+        elif pr.sent_commit < self.log.committed:
+            # Let the follower learn the commit index without waiting for a heartbeat.
+            self._send_append(m.frm)
+        while self._send_append(m.frm, send_if_empty=False):
+            pass
         if m.frm == self.lead_transferee and pr.match == self.log.last_index():
             self._send(self._msg(MsgType.TIMEOUT_NOW, m.frm))
 

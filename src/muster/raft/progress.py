@@ -123,6 +123,8 @@ class Progress:
         #: Heard from since the last check-quorum round.
         self.recent_active = False
         self.is_learner = is_learner
+        #: Highest commit index sent to this peer (to decide whether it needs a commit bump).
+        self.sent_commit = 0
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
         # Chunked snapshot streaming (SNAPSHOT state only).
         self.snap: Snapshot | None = None

@@ -224,7 +224,12 @@ class StoreBase:
         s = d.get(key)
         if s is None:
             s = d[key] = set()
-            self._record(lambda: d.pop(key, None) if not d.get(key) else None)
+
+            def drop_if_empty() -> None:
+                if not d.get(key):
+                    d.pop(key, None)
+
+            self._record(drop_if_empty)
         if member not in s:
             s.add(member)
             self._record(lambda: s.discard(member))

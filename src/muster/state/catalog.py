@@ -251,7 +251,7 @@ class CatalogStore(KVStore):
 
     def all_checks(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
         self.watch_table(ws, "checks")
-        out = []
+        out: list[dict[str, Any]] = []
         for node in sorted(self.checks):
             per = self.checks[node]
             out.extend(per[c] for c in sorted(per))
@@ -259,7 +259,7 @@ class CatalogStore(KVStore):
 
     def service_checks(self, ws: WatchSet | None, name: str) -> tuple[int, list[dict[str, Any]]]:
         self.watch_table(ws, "svc:" + name)
-        out = []
+        out: list[dict[str, Any]] = []
         for node, sid in sorted(self.service_instances.get(name, ())):
             per = self.checks.get(node, {})
             out.extend(per[c] for c in sorted(per) if per[c].get("ServiceID") == sid)

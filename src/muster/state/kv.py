@@ -14,6 +14,7 @@ Every method validates before it mutates: a refused operation leaves the store u
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 from ..errors import StateError
 from .base import DirEntry, StoreBase
@@ -188,7 +189,7 @@ class KVStore(StoreBase):
             self._dict_del(self.tombstones, k)
         return len(dead)
 
-    def _release_session_locks(self, idx: int, session: dict[str, object], ts: float) -> None:
+    def _release_session_locks(self, idx: int, session: dict[str, Any], ts: float) -> None:
         """Invalidation of ``session``: release (or delete) every key it holds, with lock-delay."""
         sid = str(session["ID"])
         keys = sorted(self.locks_by_session.get(sid, ()))

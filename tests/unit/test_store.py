@@ -1,0 +1,204 @@
+"""State store and FSM invariants (hypothesis), snapshot/restore, watches, blocking queries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from muster.errors import FatalApplyError, StateError
+from muster.fsm import FSM
+from muster.runtime import Rng
+from muster.server.blocking import QueryOptions, blocking_query, effective_wait
+from muster.state.store import StateStore
+from muster.state.watch import WatchSet
+from muster.structs import KVSCommand, TxnCommand, TxnOp, encode_command
+
+KEYS = st.sampled_from(["a", "a/b", "a/c", "b", "b/x/y", "c", ""])
+VALUES = st.one_of(st.none(), st.binary(max_size=4))
+
+kv_ops = st.one_of(
+    st.tuples(st.just("set"), KEYS, VALUES, st.integers(0, 3)),
+    st.tuples(st.just("cas"), KEYS, VALUES, st.integers(0, 40)),
+    st.tuples(st.just("delete"), KEYS, st.none(), st.just(0)),
+    st.tuples(st.just("delete-tree"), st.sampled_from(["a", "b/", ""]), st.none(), st.just(0)),
+    st.tuples(st.just("delete-cas"), KEYS, st.none(), st.integers(0, 40)),
+)
+
+
+def apply_op(fsm: FSM, idx: int, op: tuple[str, str, bytes | None, int]) -> object:
+    verb, key, value, n = op
+    if verb in ("set",):
+        cmd = KVSCommand(op="set", key=key, value=value, flags=n)
+    elif verb in ("cas", "delete-cas"):
+        cmd = KVSCommand(op=verb, key=key, value=value, index=n)
+    else:
+        cmd = KVSCommand(op=verb, key=key)
+    return fsm.apply(idx, encode_command(cmd))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(kv_ops, max_size=40))
+def test_indexes_never_go_backwards(ops: list[tuple[str, str, bytes | None, int]]) -> None:
+    fsm = FSM()
+    s = fsm.store
+    prefixes = ["", "a", "a/", "b/", "c"]
+    last_table = 0
+    last_prefix = {p: 0 for p in prefixes}
+    last_key: dict[str, int] = {}
+    for i, op in enumerate(ops, start=1):
+        apply_op(fsm, i, op)
+        t = s.kv_table_index()
+        assert t >= last_table
+        last_table = t
+        for p in prefixes:
+            idx, _ = s.kv_list(None, p)
+            assert idx >= last_prefix[p], (p, idx, last_prefix[p])
+            last_prefix[p] = idx
+        for k in ("a", "a/b", "b"):
+            idx, e = s.kv_get(None, k)
+            if e is not None:
+                assert e.create_index <= e.modify_index <= i
+        # the sorted key list always mirrors the table
+        assert s.kv_keys == sorted(s.kvs)
+        for k, e in s.kvs.items():
+            last_key[k] = e.modify_index
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(kv_ops, max_size=20), st.lists(kv_ops, min_size=1, max_size=6))
+def test_failed_txn_leaves_store_identical(setup: list[tuple[str, str, bytes | None, int]], txn: list[tuple[str, str, bytes | None, int]]) -> None:
+    fsm = FSM()
+    for i, op in enumerate(setup, start=1):
+        apply_op(fsm, i, op)
+    before = fsm.store.snapshot()
+    ops = [TxnOp(kind="KV", verb=v, kv=KVSCommand(op=v, key=k, value=val, index=n, flags=0)) for v, k, val, n in txn]
+    ops.append(TxnOp(kind="KV", verb="get", kv=KVSCommand(op="get", key="never-exists")))
+    results, errors = fsm.store.txn_apply(len(setup) + 1, ops, 0.0)
+    assert results is None and errors is not None
+    assert 0 <= errors[0]["OpIndex"] <= len(ops) - 1  # a cas may already fail earlier
+    assert fsm.store.snapshot() == before
+
+
+def test_snapshot_restore_roundtrip_and_wakes_waiters() -> None:
+    async def main() -> None:
+        fsm = FSM()
+        for i, op in enumerate([("set", "a", b"1", 0), ("set", "b/c", None, 5), ("delete", "a", None, 0)], start=1):
+            apply_op(fsm, i, op)
+        blob = fsm.snapshot()
+        other = FSM()
+        ws = WatchSet()
+        ws.add(other.store.abandon_watch)
+        waiter = asyncio.create_task(ws.wait(5))
+        await asyncio.sleep(0)
+        other.restore(blob, 3)
+        assert await waiter is True
+        assert other.store.snapshot() == blob
+        assert other.last_applied == 3
+        assert other.store.kv_list(None, "")[0] == fsm.store.kv_list(None, "")[0]
+
+    asyncio.run(main())
+
+
+def test_restore_refuses_garbage() -> None:
+    with pytest.raises(StateError):
+        StateStore().restore(b"\xc1garbage")
+
+
+def test_unknown_command_type_is_fatal() -> None:
+    fsm = FSM()
+    with pytest.raises(FatalApplyError):
+        fsm.apply(1, bytes([200]) + b"\x90")
+    with pytest.raises(FatalApplyError):
+        fsm.apply(1, b"")
+
+
+def test_out_of_order_apply_is_fatal() -> None:
+    fsm = FSM()
+    fsm.apply(5, encode_command(KVSCommand(op="set", key="a", value=b"1")))
+    with pytest.raises(FatalApplyError):
+        fsm.apply(5, encode_command(KVSCommand(op="set", key="a", value=b"1")))
+
+
+def test_refused_command_is_a_result_not_a_crash() -> None:
+    fsm = FSM()
+    res = fsm.apply(1, encode_command(KVSCommand(op="lock", key="k", value=b"v", session="nope")))
+    assert isinstance(res, StateError) and str(res) == 'invalid session "nope"'
+    assert fsm.store.kvs == {}
+
+
+def test_txn_command_through_fsm_is_atomic() -> None:
+    fsm = FSM()
+    ok = TxnCommand(ops=[TxnOp(kind="KV", verb="set", kv=KVSCommand(op="set", key="x", value=b"1"))])
+    results, errors = fsm.apply(1, encode_command(ok))
+    assert errors is None and results and results[0]["KV"]["Key"] == "x"
+
+
+def test_watch_fires_only_for_affected_keys() -> None:
+    async def main() -> None:
+        s = StateStore()
+        ws_key, ws_other, ws_prefix = WatchSet(), WatchSet(), WatchSet()
+        s.kv_get(ws_key, "a/b")
+        s.kv_get(ws_other, "zzz")
+        s.kv_list(ws_prefix, "a/")
+        t_key = asyncio.create_task(ws_key.wait(1))
+        t_other = asyncio.create_task(ws_other.wait(0.2))
+        t_prefix = asyncio.create_task(ws_prefix.wait(1))
+        await asyncio.sleep(0)
+        s.kv_set(1, "a/b", b"v", 0)
+        assert await t_key is True
+        assert await t_prefix is True
+        assert await t_other is False
+        assert s.waiter_count() == 0  # finished wait sets leave nothing behind
+
+    asyncio.run(main())
+
+
+def test_blocking_query_semantics() -> None:
+    async def main() -> None:
+        s = StateStore()
+        s.kv_set(5, "k", b"1", 0)
+        rng = Rng(7)
+
+        def run(ws: WatchSet | None) -> tuple[int, object]:
+            idx, e = s.kv_get(ws, "k")
+            return idx, e
+
+        # index 0: immediate
+        idx, _ = await blocking_query(s, QueryOptions(min_index=0), run, rng)
+        assert idx == 5
+        # same index: waits, wakes on change strictly greater
+        task = asyncio.create_task(blocking_query(s, QueryOptions(min_index=5, wait=5), run, rng))
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        s.kv_set(6, "other", b"x", 0)  # unrelated key: no wake-up result
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        s.kv_set(7, "k", b"2", 0)
+        idx, _ = await asyncio.wait_for(task, 1)
+        assert idx == 7
+        # index ahead of the store (a restore moved it back): keeps blocking until timeout
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        idx, _ = await blocking_query(s, QueryOptions(min_index=100, wait=0.05), run, rng)
+        assert idx == 7 and loop.time() - t0 >= 0.05
+
+    asyncio.run(main())
+
+
+def test_index_is_never_zero() -> None:
+    async def main() -> None:
+        s = StateStore()
+        idx, _ = await blocking_query(s, QueryOptions(), lambda ws: s.kv_get(ws, "x"), Rng(1))
+        assert idx == 1
+
+    asyncio.run(main())
+
+
+@given(st.floats(min_value=-10, max_value=10_000, allow_nan=False))
+def test_wait_is_capped_with_bounded_jitter(wait: float) -> None:
+    w = effective_wait(wait, Rng(3))
+    base = 300.0 if wait <= 0 else min(wait, 600.0)
+    assert base <= w < base + base / 16 + 1e-9

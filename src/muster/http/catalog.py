@@ -1,10 +1,232 @@
-"""Endpoint module (being filled in)."""
+"""``/v1/catalog/*`` (contract §2.4): raw catalog writes and reads, regardless of health.
+
+Writes go straight to the log as one ``RegisterCommand``/``DeregisterCommand``; the request is
+normalised into canonical records first (``agent.definitions``) so that an identical
+re-registration changes nothing and bumps no index.  Validation errors are Consul's RPC errors:
+500 with its exact text.
+
+Reads are blocking queries.  Ordering is deterministic and shared with ``/v1/health/service``
+(node name, then service ID): Traefik zips the two lists by position.  ``?node-meta`` and
+``?tag`` are applied inside the query (before the index is reported), ``?filter`` after it, on
+the rendered objects; ``/catalog/services`` and ``/catalog/node`` filter the underlying
+service objects, as Consul does, so they run the filter themselves.
+"""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+from ..agent.definitions import catalog_check, catalog_service, canonical_keys, get_bool, get_str, get_str_map
+from ..errors import BadRequest, MusterError, NoPathToDatacenter
+from ..state.watch import WatchSet
+from ..structs import DeregisterCommand, RegisterCommand
+from . import render
 from .app import Route
-from .common import Ctx
+from .common import Ctx, apply_filter_expr, blocking_read
+from .request import Request, Response, json_response
+
+REGISTER_NAMES = (
+    "ID", "Node", "Address", "Datacenter", "TaggedAddresses", "NodeMeta", "Service", "Check", "Checks",
+    "SkipNodeUpdate", "Token", "Namespace", "Partition", "PeerName", "Locality",
+)  # fmt: skip
+DEREGISTER_NAMES = ("Node", "Datacenter", "ServiceID", "CheckID", "Token", "Namespace", "Partition")
+
+
+def bad_node_id(node_id: str) -> str | None:
+    """Go ``uuid.ParseUUID``'s complaint about ``node_id``, or None when it is a UUID."""
+    if len(node_id) != 36:
+        return "uuid string is wrong length"
+    if node_id[8] != "-" or node_id[13] != "-" or node_id[18] != "-" or node_id[23] != "-":
+        return "uuid is improperly formatted"
+    try:
+        uuid.UUID(node_id)
+    except ValueError:
+        hexstr = node_id.replace("-", "")
+        bad = next((c for c in hexstr if c not in "0123456789abcdefABCDEF"), "?")
+        return f"encoding/hex: invalid byte: U+{ord(bad):04X} {bad!r}"
+    return None
+
+
+def parse_register(body: Any, datacenter: str) -> RegisterCommand:
+    """A ``RegisterRequest`` body as a command (Consul's ``Catalog.Register`` validation)."""
+    d = canonical_keys(body, REGISTER_NAMES, None, "structs.RegisterRequest")
+    dc = get_str(d, "Datacenter")
+    if dc and dc != datacenter:
+        raise NoPathToDatacenter()
+    name = get_str(d, "Node")
+    if not name:
+        raise MusterError("Must provide node")
+    node_id = get_str(d, "ID")
+    if node_id:
+        err = bad_node_id(node_id)
+        if err:
+            raise MusterError(f"Bad node ID: {err}")
+        node_id = node_id.lower()
+    address = get_str(d, "Address")
+    skip = get_bool(d, "SkipNodeUpdate")
+    if not address and not skip:
+        raise MusterError("Must provide address if SkipNodeUpdate is not set")
+    node = {
+        "ID": node_id,
+        "Node": name,
+        "Address": address,
+        "Datacenter": datacenter,
+        "TaggedAddresses": get_str_map(d, "TaggedAddresses"),
+        "Meta": get_str_map(d, "NodeMeta"),
+    }
+    service = catalog_service(d["Service"]) if d.get("Service") is not None else None
+    raw_checks: list[Any] = []
+    if d.get("Check") is not None:
+        raw_checks.append(d["Check"])
+    if d.get("Checks") is not None:
+        if not isinstance(d["Checks"], list):
+            raise BadRequest("Request decode failed: json: cannot unmarshal object into Go struct field .Checks of type structs.HealthChecks")
+        raw_checks.extend(d["Checks"])
+    checks = [catalog_check(c, name) for c in raw_checks]
+    return RegisterCommand(node=node, service=service, checks=checks, skip_node_update=skip)
 
 
 def routes(ctx: Ctx) -> list[Route]:
-    return []
+    store = ctx.server.store
+
+    async def register(req: Request) -> Response:
+        cmd = parse_register(await req.json(), ctx.datacenter)
+        await ctx.server.apply(cmd)
+        return json_response(req, True)
+
+    async def deregister(req: Request) -> Response:
+        d = canonical_keys(await req.json(), DEREGISTER_NAMES, None, "structs.DeregisterRequest")
+        dc = get_str(d, "Datacenter")
+        if dc and dc != ctx.datacenter:
+            raise NoPathToDatacenter()
+        name = get_str(d, "Node")
+        if not name:
+            raise MusterError("Must provide node")
+        await ctx.server.apply(
+            DeregisterCommand(node=name, service_id=get_str(d, "ServiceID"), check_id=get_str(d, "CheckID"))
+        )
+        return json_response(req, True)
+
+    async def datacenters(req: Request) -> Response:
+        return json_response(req, [ctx.datacenter])
+
+    async def nodes(req: Request) -> Response:
+        meta = render.node_meta_filters(req)
+
+        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+            idx, recs = store.list_nodes(ws)
+            return idx, [n for n in recs if render.node_meta_match(n, meta)]
+
+        return await blocking_read(ctx, req, run, lambda recs: [render.node(n) for n in recs])
+
+    async def services(req: Request) -> Response:
+        meta = render.node_meta_filters(req)
+        expr = req.get("filter")
+
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+            idx, by_name = store.list_services(ws)
+            if meta:
+                store.watch_table(ws, "nodes")
+            pairs = []
+            for name in sorted(by_name):
+                for node_name, svc in sorted(by_name[name], key=lambda p: (p[0], p[1]["ID"])):
+                    n = store.nodes.get(node_name)
+                    if n is not None and render.node_meta_match(n, meta):
+                        pairs.append((n, svc))
+            return idx, pairs
+
+        def rend(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, list[str]]:
+            items = [render.service_node(n, s) for n, s in pairs]
+            if expr:
+                items = apply_filter_expr(expr, items)
+            out: dict[str, list[str]] = {}
+            for sn in items:
+                tags = out.setdefault(sn["ServiceName"], [])
+                for t in sn["ServiceTags"]:
+                    if t not in tags:
+                        tags.append(t)
+            return out
+
+        return await blocking_read(ctx, req, run, rend, filterable=False)
+
+    async def service(req: Request) -> Response:
+        name = req.route_param
+        if not name:
+            raise BadRequest("Missing service name")
+        meta = render.node_meta_filters(req)
+        tags = req.get_all("tag")
+
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+            idx, pairs = store.service_instances_of(ws, name)
+            return idx, [
+                (n, s) for n, s in pairs if render.node_meta_match(n, meta) and render.tags_match(s, tags)
+            ]
+
+        return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs])
+
+    async def node(req: Request) -> Response:
+        name = req.route_param
+        if not name:
+            raise BadRequest("Missing node name")
+        expr = req.get("filter")
+
+        def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+            idx, n, svcs = store.node_services(ws, name)
+            return idx, (n, svcs)
+
+        def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any] | None:
+            n, svcs = res
+            if n is None:
+                return None
+            rendered = [render.node_service(s) for s in svcs]
+            if expr:
+                rendered = apply_filter_expr(expr, rendered)
+            return {"Node": render.node(n), "Services": {s["ID"]: s for s in rendered}}
+
+        return await blocking_read(ctx, req, run, rend, filterable=False)
+
+    async def node_services(req: Request) -> Response:
+        name = req.route_param
+        if not name:
+            raise BadRequest("Missing node name")
+        expr = req.get("filter")
+
+        def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+            idx, n, svcs = store.node_services(ws, name)
+            return idx, (n, svcs)
+
+        def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any]:
+            n, svcs = res
+            if n is None:
+                return {"Node": None, "Services": []}
+            rendered = [render.node_service(s) for s in svcs]
+            if expr:
+                rendered = apply_filter_expr(expr, rendered)
+            return {"Node": render.node(n), "Services": rendered}
+
+        return await blocking_read(ctx, req, run, rend, filterable=False)
+
+    async def no_instances(req: Request) -> Response:
+        """Connect/gateway listings: Connect is out of scope, so there is never an instance."""
+        if not req.route_param:
+            raise BadRequest("Missing service name")
+
+        def run(ws: WatchSet | None) -> tuple[int, list[Any]]:
+            store.watch_table(ws, "services")
+            return store.index("services"), []
+
+        return await blocking_read(ctx, req, run, lambda r: r)
+
+    return [
+        Route("/v1/catalog/register", ("PUT",), register),
+        Route("/v1/catalog/deregister", ("PUT",), deregister),
+        Route("/v1/catalog/datacenters", ("GET",), datacenters),
+        Route("/v1/catalog/nodes", ("GET",), nodes),
+        Route("/v1/catalog/services", ("GET",), services),
+        Route("/v1/catalog/service/", ("GET",), service, prefix=True),
+        Route("/v1/catalog/node/", ("GET",), node, prefix=True),
+        Route("/v1/catalog/node-services/", ("GET",), node_services, prefix=True),
+        Route("/v1/catalog/connect/", ("GET",), no_instances, prefix=True),
+        Route("/v1/catalog/gateway-services/", ("GET",), no_instances, prefix=True),
+    ]

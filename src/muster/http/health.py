@@ -1,10 +1,123 @@
-"""Endpoint module (being filled in)."""
+"""``/v1/health/*`` (contract §2.5): checks and service entries with their health.
+
+``/health/service/:name`` without ``?passing`` returns exactly the instances of
+``/catalog/service/:name``, in the same order (node name, then service ID), critical ones
+included: Traefik zips the two lists by index.  ``?passing`` drops every entry with any
+non-passing check, node-level checks included (warning is dropped too).  Each entry's
+``Checks`` are the node-level checks, then that instance's checks.
+
+The result index is the per-service index (``svc:<name>``), bumped by anything an entry
+contains, so a blocking watcher of one service is not woken by another's changes.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..errors import BadRequest
+from ..state.watch import WatchSet
+from . import render
 from .app import Route
-from .common import Ctx
+from .common import Ctx, blocking_read
+from .request import Request, Response
+
+Entry = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
 
 
 def routes(ctx: Ctx) -> list[Route]:
-    return []
+    store = ctx.server.store
+
+    async def node(req: Request) -> Response:
+        name = req.route_param
+        if not name:
+            raise BadRequest("Missing node name")
+
+        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+            return store.node_checks(ws, name)
+
+        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
+
+    async def checks(req: Request) -> Response:
+        name = req.route_param
+        if not name:
+            raise BadRequest("Missing service name")
+        meta = render.node_meta_filters(req)
+
+        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+            idx, cs = store.service_checks(ws, name)
+            if meta:
+                store.watch_table(ws, "nodes")
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
+            return idx, cs
+
+        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
+
+    async def service(req: Request) -> Response:
+        name = req.route_param
+        if not name:
+            raise BadRequest("Missing service name")
+        passing = req.bool_param("passing", "Invalid value for ?passing") or False
+        meta = render.node_meta_filters(req)
+        tags = req.get_all("tag")
+
+        def run(ws: WatchSet | None) -> tuple[int, list[Entry]]:
+            idx, pairs = store.service_instances_of(ws, name)
+            out: list[Entry] = []
+            for n, svc in pairs:
+                if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags)):
+                    continue
+                cs = store.checks_for_instance(n["Node"], svc["ID"])
+                if passing and any(c.get("Status") != "passing" for c in cs):
+                    continue
+                out.append((n, svc, cs))
+            return idx, out
+
+        def rend(entries: list[Entry]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "Node": render.node(n),
+                    "Service": render.node_service(svc),
+                    "Checks": [render.health_check(c) for c in cs],
+                }
+                for n, svc, cs in entries
+            ]
+
+        return await blocking_read(ctx, req, run, rend)
+
+    async def state(req: Request) -> Response:
+        want = req.route_param
+        if not want:
+            raise BadRequest("Missing check state")
+        meta = render.node_meta_filters(req)
+
+        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+            idx, cs = store.all_checks(ws)
+            if want != "any":
+                # Consul does not validate the state: an unknown one simply matches nothing.
+                cs = [c for c in cs if c.get("Status") == want]
+            if meta:
+                store.watch_table(ws, "nodes")
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
+            return idx, cs
+
+        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
+
+    async def no_instances(req: Request) -> Response:
+        """Connect/ingress health: Connect is out of scope, so there is never an instance."""
+        if not req.route_param:
+            raise BadRequest("Missing service name")
+
+        def run(ws: WatchSet | None) -> tuple[int, list[Any]]:
+            store.watch_table(ws, "services")
+            return store.index("services"), []
+
+        return await blocking_read(ctx, req, run, lambda r: r)
+
+    return [
+        Route("/v1/health/node/", ("GET",), node, prefix=True),
+        Route("/v1/health/checks/", ("GET",), checks, prefix=True),
+        Route("/v1/health/service/", ("GET",), service, prefix=True),
+        Route("/v1/health/state/", ("GET",), state, prefix=True),
+        Route("/v1/health/connect/", ("GET",), no_instances, prefix=True),
+        Route("/v1/health/ingress/", ("GET",), no_instances, prefix=True),
+    ]

@@ -147,7 +147,7 @@ def tags_match(svc: dict[str, Any], tags: list[str]) -> bool:
 
 def aggregated_status(checks: list[dict[str, Any]]) -> str:
     """Consul's ``HealthChecks.AggregatedStatus``: maintenance > critical > warning > passing."""
-    passing = warning = critical = maintenance = False
+    warning = critical = maintenance = False
     for c in checks:
         cid = c.get("CheckID", "")
         if cid == MAINT_NODE or cid.startswith(MAINT_SERVICE_PREFIX):
@@ -155,8 +155,8 @@ def aggregated_status(checks: list[dict[str, Any]]) -> str:
             continue
         st = c.get("Status")
         if st == "passing":
-            passing = True
-        elif st == "warning":
+            continue
+        if st == "warning":
             warning = True
         elif st == "critical":
             critical = True
@@ -168,5 +168,4 @@ def aggregated_status(checks: list[dict[str, Any]]) -> str:
         return "critical"
     if warning:
         return "warning"
-    _ = passing
     return "passing"

@@ -1,0 +1,282 @@
+"""Server RPC on port 8300: length-prefixed msgpack frames, multiplexed on one TCP connection.
+
+Wire format.  A connection starts with one ``HELLO`` frame from the dialer carrying its
+cluster id and node id; the acceptor answers ``HELLO`` with its own, or closes the connection
+when the cluster ids differ (both set): a server never talks Raft to a peer from another
+cluster.  Every frame is a 4-byte big-endian length, then a msgpack array:
+
+    [RAFT, 0, "", payload]            one-way: an encoded Raft message
+    [REQ, seq, method, payload]       a request; the answer carries the same seq
+    [REP, seq, error, payload]        a reply; error is "" or "<status>\\x00<text>"
+
+Requests are multiplexed by ``seq`` (any number in flight on one connection).  Frames larger than
+``MAX_FRAME`` are refused: a peer cannot make us allocate without bound.
+
+Addresses.  ``RPCPool`` keys connections by *node id*; on every dial attempt it calls
+``resolve(node_id)`` again for the current candidate addresses (gossip first, then the stable
+DNS name, then the stored configuration), so a peer that comes back on a new IP is found again
+without any special case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from ..errors import MusterError
+
+log = logging.getLogger("muster.rpc")
+
+HELLO, RAFT, REQ, REP = 0, 1, 2, 3
+MAX_FRAME = 64 * 1024 * 1024
+_LEN = struct.Struct(">I")
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder()
+
+Handler = Callable[[Any], Awaitable[Any]]
+RaftHandler = Callable[[bytes], None]
+Resolver = Callable[[str], list[str]]
+
+
+class RPCError(MusterError):
+    """The remote side failed the request (its status and text are preserved)."""
+
+
+class ConnectionLost(MusterError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"rpc error: {what}")
+
+
+def encode_frame(obj: Any) -> bytes:
+    body = _enc.encode(obj)
+    return _LEN.pack(len(body)) + body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    head = await reader.readexactly(4)
+    (n,) = _LEN.unpack(head)
+    if n > MAX_FRAME:
+        raise ValueError(f"frame of {n} bytes exceeds the {MAX_FRAME} byte limit")
+    return _dec.decode(await reader.readexactly(n))
+
+
+class Conn:
+    """One multiplexed connection (either side)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer_id: str) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.peer_id = peer_id
+        self._seq = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.closed = False
+
+    def send(self, frame: Any) -> None:
+        if self.closed:
+            raise ConnectionLost("connection closed")
+        self.writer.write(encode_frame(frame))
+
+    async def call(self, method: str, payload: Any, timeout: float) -> Any:
+        self._seq += 1
+        seq = self._seq
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = fut
+        try:
+            self.send([REQ, seq, method, payload])
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(seq, None)
+
+    def resolve(self, seq: int, error: str, payload: Any) -> None:
+        fut = self._pending.get(seq)
+        if fut is None or fut.done():
+            return
+        if error:
+            status, _, text = error.partition("\x00")
+            fut.set_exception(RPCError(text, int(status) if status.isdigit() else 500))
+        else:
+            fut.set_result(payload)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLost("connection closed"))
+        self._pending.clear()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class RPCNode:
+    """Both sides of the server RPC for one server: the listener and the outgoing pool."""
+
+    def __init__(self, node_id: str, cluster_id: Callable[[], str], resolve: Resolver) -> None:
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.resolve = resolve
+        self.handlers: dict[str, Handler] = {}
+        self.on_raft: RaftHandler | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._out: dict[str, Conn] = {}
+        self._dialing: dict[str, asyncio.Task[Conn | None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.dial_timeout = 1.0
+
+    # ------------------------------------------------------------------ listener
+
+    async def listen(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn: Conn | None = None
+        try:
+            hello = await asyncio.wait_for(read_frame(reader), 5)
+            if not (isinstance(hello, list) and len(hello) == 4 and hello[0] == HELLO):
+                return
+            theirs, peer = str(hello[2]), str(hello[3])
+            ours = self.cluster_id()
+            if ours and theirs and ours != theirs:
+                log.warning("refusing RPC from %s: it belongs to cluster %s, we are %s", peer, theirs, ours)
+                return
+            writer.write(encode_frame([HELLO, 0, ours, self.node_id]))
+            conn = Conn(reader, writer, peer)
+            await self._serve(conn)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, msgspec.DecodeError):
+            pass
+        finally:
+            if conn is not None:
+                conn.close()
+            else:
+                with contextlib.suppress(Exception):
+                    writer.close()
+
+    async def _serve(self, conn: Conn) -> None:
+        while True:
+            frame = await read_frame(conn.reader)
+            kind = frame[0]
+            if kind == RAFT:
+                if self.on_raft is not None:
+                    self.on_raft(frame[3])
+            elif kind == REQ:
+                task = asyncio.create_task(self._handle(conn, frame[1], frame[2], frame[3]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif kind == REP:
+                conn.resolve(frame[1], frame[2], frame[3])
+
+    async def _handle(self, conn: Conn, seq: int, method: str, payload: Any) -> None:
+        handler = self.handlers.get(method)
+        try:
+            if handler is None:
+                raise MusterError(f"rpc: unknown method {method!r}")
+            result = await handler(payload)
+            frame = [REP, seq, "", result]
+        except MusterError as err:
+            frame = [REP, seq, f"{err.status}\x00{err.message}", None]
+        except Exception as err:  # noqa: BLE001 - a handler bug must not kill the connection
+            log.exception("rpc handler %s failed", method)
+            frame = [REP, seq, f"500\x00{err}", None]
+        with contextlib.suppress(ConnectionLost, ConnectionError):
+            conn.send(frame)
+
+    # ------------------------------------------------------------------ outgoing
+
+    async def _dial(self, peer_id: str) -> Conn | None:
+        for addr in self.resolve(peer_id):
+            host, _, port = addr.rpartition(":")
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), self.dial_timeout)
+            except (TimeoutError, OSError, ValueError):
+                continue
+            try:
+                writer.write(encode_frame([HELLO, 0, self.cluster_id(), self.node_id]))
+                hello = await asyncio.wait_for(read_frame(reader), self.dial_timeout)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, msgspec.DecodeError):
+                writer.close()
+                continue
+            if not (isinstance(hello, list) and len(hello) == 4 and hello[0] == HELLO) or str(hello[3]) != peer_id:
+                # Someone else now owns that address (a pod's old IP reused): not our peer.
+                writer.close()
+                continue
+            conn = Conn(reader, writer, peer_id)
+            task = asyncio.create_task(self._client_loop(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return conn
+        return None
+
+    async def _client_loop(self, conn: Conn) -> None:
+        try:
+            await self._serve(conn)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, msgspec.DecodeError):
+            pass
+        finally:
+            conn.close()
+            if self._out.get(conn.peer_id) is conn:
+                del self._out[conn.peer_id]
+
+    async def connection(self, peer_id: str) -> Conn | None:
+        conn = self._out.get(peer_id)
+        if conn is not None and not conn.closed:
+            return conn
+        task = self._dialing.get(peer_id)
+        if task is None:
+            task = asyncio.create_task(self._dial(peer_id))
+            self._dialing[peer_id] = task
+        try:
+            conn = await task
+        finally:
+            self._dialing.pop(peer_id, None)
+        if conn is not None:
+            self._out[peer_id] = conn
+        return conn
+
+    def send_raft(self, peer_id: str, data: bytes) -> None:
+        """Fire and forget: Raft retransmits whatever is lost."""
+        conn = self._out.get(peer_id)
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(ConnectionLost):
+                conn.send([RAFT, 0, "", data])
+            return
+        if peer_id not in self._dialing:
+            task = asyncio.create_task(self._dial_and_send(peer_id, data))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _dial_and_send(self, peer_id: str, data: bytes) -> None:
+        conn = await self.connection(peer_id)
+        if conn is not None:
+            with contextlib.suppress(ConnectionLost):
+                conn.send([RAFT, 0, "", data])
+
+    async def call(self, peer_id: str, method: str, payload: Any, timeout: float = 10.0) -> Any:
+        conn = await self.connection(peer_id)
+        if conn is None:
+            raise ConnectionLost(f"no route to server {peer_id}")
+        return await conn.call(method, payload, timeout)
+
+    def drop(self, peer_id: str) -> None:
+        conn = self._out.pop(peer_id, None)
+        if conn is not None:
+            conn.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._out.values()):
+            conn.close()
+        self._out.clear()
+        for t in list(self._tasks) + list(self._dialing.values()):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t

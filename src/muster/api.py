@@ -71,7 +71,8 @@ class TransportError(ConsulError):
     """The request never got an HTTP answer (connection refused, timeout, TLS failure)."""
 
     def __init__(self, method: str, url: str, reason: str) -> None:
-        super().__init__(f'{method} "{url}": {reason}')
+        # Go's url.Error: `Get "http://...": dial tcp ...: connect: connection refused`.
+        super().__init__(f'{method.capitalize()} "{url}": {reason}')
         self.method = method
         self.url = url
         self.reason = reason

@@ -37,6 +37,9 @@ class FSM:
     def __init__(self, store: StateStore | None = None) -> None:
         self.store = store if store is not None else StateStore()
         self.last_applied = 0
+        #: Called after every applied command with (index, command, result).  The server uses it
+        #: for leader-only side effects (session TTL timers); it must not mutate the store.
+        self.on_apply: Callable[[int, Any, Any], None] | None = None
         self._handlers: dict[type[Any], Handler] = {}
         self._register(KVSCommand, self._apply_kvs)
         self._register(RegisterCommand, self._apply_register)
@@ -68,9 +71,12 @@ class FSM:
         """Apply an already-decoded command (the single-server log skips the decode)."""
         self.last_applied = index
         try:
-            return self._handlers[type(cmd)](index, cmd)
+            res = self._handlers[type(cmd)](index, cmd)
         except MusterError as err:
-            return err
+            res = err
+        if self.on_apply is not None:
+            self.on_apply(index, cmd, res)
+        return res
 
     # ------------------------------------------------------------------ handlers
 

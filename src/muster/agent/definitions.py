@@ -203,7 +203,7 @@ CHECK_ALIASES = {"args": "ScriptArgs", "check_id": "CheckID", "service_id": "Ser
 class CheckDefinition:
     """A decoded check definition (Consul's ``CheckDefinition`` + ``CheckType``).
 
-    Durations are integer nanoseconds (0 = unset).  ``failures_before_warning`` of -1 means
+    Durations are integer nanoseconds (0 = unset).  ``failures_before_warning`` of 0 means
     "not given": it then defaults to ``failures_before_critical``, as in Consul.
     """
 
@@ -237,7 +237,7 @@ class CheckDefinition:
     alias_service: str = ""
     deregister_critical_service_after: int = 0
     success_before_passing: int = 0
-    failures_before_warning: int = -1
+    failures_before_warning: int = 0
     failures_before_critical: int = 0
     output_max_size: int = 0
 
@@ -299,7 +299,7 @@ class CheckDefinition:
         return None
 
     def effective_failures_before_warning(self) -> int:
-        return self.failures_before_critical if self.failures_before_warning < 0 else self.failures_before_warning
+        return self.failures_before_warning or self.failures_before_critical
 
     # ------------------------------------------------------------------ records
 
@@ -427,7 +427,7 @@ def parse_check(obj: Any) -> CheckDefinition:
         alias_service=get_str(d, "AliasService"),
         deregister_critical_service_after=get_duration_ns(d, "DeregisterCriticalServiceAfter"),
         success_before_passing=get_int(d, "SuccessBeforePassing"),
-        failures_before_warning=get_int(d, "FailuresBeforeWarning", -1),
+        failures_before_warning=get_int(d, "FailuresBeforeWarning"),
         failures_before_critical=get_int(d, "FailuresBeforeCritical"),
         output_max_size=get_int(d, "OutputMaxSize"),
     )

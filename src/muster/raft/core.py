@@ -207,6 +207,7 @@ class RaftCore:
         self._prev_hard = HardState(hs.term, hs.vote, self.log.committed)
         self._prev_soft = SoftState(None, Role.FOLLOWER)
         self._ready_outstanding = False
+        self._flush_pending = False
         self._become_follower(self.term, None)
 
     # ------------------------------------------------------------------ state
@@ -597,13 +598,11 @@ class RaftCore:
             pr.become_replicate()
         elif pr.state is ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
-        if self._maybe_commit():
-            self._bcast_append()
-        elif pr.sent_commit < self.log.committed:
-            # Let the follower learn the commit index without waiting for a heartbeat.
-            self._send_append(m.frm)
-        while self._send_append(m.frm, send_if_empty=False):
-            pass
+        self._maybe_commit()
+        # Further entries and commit-index updates go out when the driver next
+        # asks for a Ready, so a burst of acknowledgements yields one MsgApp
+        # per follower instead of one per acknowledgement.
+        self._flush_pending = True
         if m.frm == self.lead_transferee and pr.match == self.log.last_index():
             self._send(self._msg(MsgType.TIMEOUT_NOW, m.frm))
 
@@ -814,7 +813,9 @@ class RaftCore:
         iff an entry with that index *and* term is later committed."""
         self._check_can_propose()
         res = self._append_entries([Entry(0, 0, EntryType.NORMAL, data)])
-        self._bcast_append()
+        # Replication is deferred to the next Ready: proposals made between two
+        # Readys are batched into one MsgApp per follower.
+        self._flush_pending = True
         return res
 
     def propose_conf_change(self, change: ConfChangeType, node_id: str) -> tuple[int, int]:
@@ -846,7 +847,7 @@ class RaftCore:
         cc = ConfChange(change, node_id, ConfState(tuple(sorted(voters)), tuple(sorted(learners))))
         res = self._append_entries([Entry(0, 0, EntryType.CONF, encode_conf_change(cc))])
         self.pending_conf_index = res[0]
-        self._bcast_append()
+        self._flush_pending = True
         return res
 
     def transfer_leadership(self, to: str) -> None:
@@ -871,8 +872,11 @@ class RaftCore:
 
     # ------------------------------------------------------------------ ready / advance
     def has_ready(self) -> bool:
+        """Whether :meth:`ready` would return work.  (May generate the deferred
+        MsgApps for proposals and acknowledgements received since the last Ready.)"""
         if self._ready_outstanding:
             return False
+        self._flush_appends()
         return bool(
             self.msgs
             or self.log.unstable.entries
@@ -887,6 +891,7 @@ class RaftCore:
         """Collect pending work; see :class:`Ready` for the ordering contract."""
         if self._ready_outstanding:
             raise RuntimeError("ready() called again before advance()")
+        self._flush_appends()
         hs = self.hard_state()
         ss = self.soft_state()
         rd = Ready(
@@ -937,15 +942,26 @@ class RaftCore:
             return
         if self.lead_transferee is not None and self.lead_transferee not in self.voters:
             self.lead_transferee = None
-        if self._maybe_commit():
-            self._bcast_append()
-        else:
-            self._bcast_append_if_needed()
+        self._maybe_commit()
+        self._flush_pending = True
 
-    def _bcast_append_if_needed(self) -> None:
-        for nid in self.prs:
-            if nid != self.id:
-                self._send_append(nid, send_if_empty=False)
+    def _flush_appends(self) -> None:
+        """Send what followers are missing: entries (as far as flow control
+        allows) or, if there are none, an empty MsgApp carrying a commit index
+        they have not been told yet."""
+        if not self._flush_pending:
+            return
+        self._flush_pending = False
+        if self.role is not Role.LEADER:
+            return
+        for nid, pr in self.prs.items():
+            if nid == self.id:
+                continue
+            sent = False
+            while self._send_append(nid, send_if_empty=False):
+                sent = True
+            if not sent and pr.sent_commit < self.log.committed:
+                self._send_append(nid)
 
     # ------------------------------------------------------------------ introspection
     def status(self) -> dict[str, object]:

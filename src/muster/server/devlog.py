@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from ..fsm import FSM
+from ..runtime import Clock
 from ..structs import encode_command
 
 
@@ -30,8 +31,8 @@ class Log(Protocol):
         """Append ``cmd``; return the FSM's result once it is committed and applied."""
         ...
 
-    async def read_barrier(self) -> None:
-        """Return once this server may serve a linearizable read (ReadIndex)."""
+    async def read_barrier(self, consistent: bool = True) -> None:
+        """Return once this server may serve a read: ReadIndex when ``consistent``."""
         ...
 
     def last_index(self) -> int: ...
@@ -42,8 +43,9 @@ class Log(Protocol):
 class DevLog:
     TAIL = 4096
 
-    def __init__(self, fsm: FSM, node_id: str) -> None:
+    def __init__(self, fsm: FSM, node_id: str, clock: Clock) -> None:
         self.fsm = fsm
+        self.clock = clock
         self.node_id = node_id
         self._index = fsm.last_applied
         self._tail: deque[tuple[int, bytes]] = deque(maxlen=self.TAIL)
@@ -65,6 +67,8 @@ class DevLog:
 
     def propose_sync(self, cmd: Any) -> Any:
         """Apply synchronously (no await): the single writer runs to completion."""
+        if hasattr(cmd, "ts"):
+            cmd.ts = self.clock.wall()
         self._index += 1
         self._tail.append((self._index, encode_command(cmd)))
         return self.fsm.apply_decoded(self._index, cmd)
@@ -72,7 +76,7 @@ class DevLog:
     async def propose(self, cmd: Any) -> Any:
         return self.propose_sync(cmd)
 
-    async def read_barrier(self) -> None:
+    async def read_barrier(self, consistent: bool = True) -> None:
         return None
 
     def entries(self) -> list[tuple[int, bytes]]:

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..durations import parse_duration
-from ..errors import MusterError, NoLeader
+from ..errors import MusterError
 from ..fsm import FSM
 from ..runtime import Clock, RealClock, Rng
 from ..state.store import StateStore
 from ..structs import (
     DeregisterCommand,
-    KVSCommand,
     RegisterCommand,
     SessionCommand,
     TombstoneCommand,
@@ -69,7 +68,8 @@ class Server:
         self.rng = rng or Rng()
         self.fsm = FSM(StateStore())
         self.store = self.fsm.store
-        self.log: Log = log_impl if log_impl is not None else DevLog(self.fsm, ident.node_id)
+        self.log: Log = log_impl if log_impl is not None else DevLog(self.fsm, ident.node_id, self.clock)
+        self.fsm.on_apply = self._on_apply
         self._session_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._reaped_upto = 0
@@ -78,8 +78,27 @@ class Server:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        await self.on_leadership()
+        """Start leader-only duties now if this server already leads (the single-server log)."""
+        if self.log.is_leader():
+            await self.on_leadership()
         self._tasks.append(asyncio.create_task(self._tombstone_loop(), name="tombstone-gc"))
+
+    def leader_changed(self, is_leader: bool) -> None:
+        """Called by a replicated log when this server gains or loses leadership."""
+        if is_leader:
+            task = asyncio.create_task(self._become_leader())
+            self._tasks.append(task)
+            task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        else:
+            for h in self._session_timers.values():
+                h.cancel()
+            self._session_timers.clear()
+
+    async def _become_leader(self) -> None:
+        try:
+            await self.on_leadership()
+        except MusterError as err:
+            log.warning("leader setup failed: %s", err)
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -107,33 +126,17 @@ class Server:
 
     async def apply(self, cmd: Any) -> Any:
         """Propose ``cmd`` and return its result; raise the store's refusal as a MusterError."""
-        if not self.log.is_leader():
-            raise NoLeader()
-        if hasattr(cmd, "ts"):
-            cmd.ts = self.clock.wall()
         res = await self.log.propose(cmd)
         if isinstance(res, MusterError):
             raise res
-        if isinstance(cmd, SessionCommand):
-            self._after_session(cmd)
-        elif isinstance(cmd, (RegisterCommand, DeregisterCommand, TxnCommand)):
-            self._sync_session_timers()
         return res
 
     def apply_nowait(self, cmd: Any) -> Any:
         """Synchronous apply for the single-server log (hot KV path: no task switch)."""
         if isinstance(self.log, DevLog):
-            if hasattr(cmd, "ts"):
-                cmd.ts = self.clock.wall()
             res = self.log.propose_sync(cmd)
             if isinstance(res, MusterError):
                 raise res
-            if isinstance(cmd, KVSCommand):
-                return res
-            if isinstance(cmd, SessionCommand):
-                self._after_session(cmd)
-            else:
-                self._sync_session_timers()
             return res
         raise RuntimeError("apply_nowait needs the single-server log")
 
@@ -146,19 +149,29 @@ class Server:
         return int(self.log.last_contact() * 1000)
 
     async def check_read(self, consistency: str) -> None:
+        """Stale reads are local; others need the leader (ReadIndex when ``consistent``)."""
         if consistency == "stale":
             return
-        if not self.log.is_leader():
-            raise NoLeader()
-        if consistency == "consistent":
-            await self.log.read_barrier()
+        if self.log.is_leader() and consistency != "consistent":
+            return
+        await self.log.read_barrier(consistency == "consistent")
 
     # ------------------------------------------------------------------ sessions
+
+    def _on_apply(self, index: int, cmd: Any, result: Any) -> None:
+        """FSM hook: leader-only timers follow the sessions the log creates and destroys."""
+        if not self.log.is_leader():
+            return
+        if isinstance(cmd, SessionCommand):
+            self._after_session(cmd)
+        elif isinstance(cmd, (RegisterCommand, DeregisterCommand, TxnCommand)) and self._session_timers:
+            self._sync_session_timers()
 
     def _after_session(self, cmd: SessionCommand) -> None:
         sid = cmd.session["ID"]
         if cmd.op == "create":
-            self._arm_session_timer(sid, cmd.session.get("TTL", ""))
+            if sid in self.store.sessions:
+                self._arm_session_timer(sid, cmd.session.get("TTL", ""))
         else:
             h = self._session_timers.pop(sid, None)
             if h is not None:

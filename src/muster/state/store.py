@@ -203,7 +203,7 @@ class StateStore(SessionStore):
     def snapshot(self) -> bytes:
         data = {
             "version": SNAPSHOT_VERSION,
-            "kvs": [e.to_tuple() for e in self.kvs.values()],
+            "kvs": [self.kvs[k].to_tuple() for k in self.kv_keys],
             "tombstones": self.tombstones,
             "lock_delays": self.lock_delays,
             "nodes": self.nodes,
@@ -213,7 +213,9 @@ class StateStore(SessionStore):
             "autopilot": self.autopilot,
             "indexes": self.indexes,
         }
-        return msgspec.msgpack.encode(data)
+        # Sorted keys: two replicas with the same state produce the same bytes, whatever order
+        # their dicts were filled in (an undone transaction re-inserts keys at the end).
+        return msgspec.msgpack.encode(data, order="sorted")
 
     def restore(self, blob: bytes) -> None:
         """Replace every table with the snapshot's, then wake every waiter."""

@@ -6,7 +6,7 @@ export const BLOCK_WAIT = "30s";
 const BLOCK_TIMEOUT_MS = 45_000; // wait + server jitter + margin
 const REQUEST_TIMEOUT_MS = 15_000;
 export const POLL_MS = 3_000; // for endpoints without X-Consul-Index
-const MIN_GAP_MS = 150; // floor between two requests of one watcher
+const MIN_GAP_MS = 250; // floor between two requests of one watcher
 const BACKOFF_BASE_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
 

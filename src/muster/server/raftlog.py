@@ -1,0 +1,432 @@
+"""``ReplicatedLog``: the asyncio driver of the sans-IO Raft core, behind the server's ``Log``.
+
+The loop is etcd's (see ``muster.raft.core.Ready``): take a ``Ready``; persist its snapshot,
+entries and hard state; fsync once for the whole batch (group commit: proposals that arrive
+while the fsync runs in a worker thread join the *next* batch); only then send its messages;
+apply committed entries to the FSM and resolve the proposers' futures; ``advance``.
+
+Proposals.  On the leader ``propose`` stamps the leader's wall time into commands that carry
+``ts``, appends, and returns the FSM's result once the entry at that (index, term) is applied.
+If a different entry lands at that index (leadership was lost), the proposer gets an error:
+the write may or may not have happened, exactly as with Consul.  On a follower the command is
+forwarded to the leader over RPC.  With no leader known, proposals and non-stale reads wait up
+to ``rpc_hold_timeout`` (7 s) for one, then fail with ``No cluster leader``.
+
+Reads.  ``read_barrier(consistent=True)`` is Raft's ReadIndex (the leader confirms its
+leadership with a quorum heartbeat round after the request arrived, then waits until it has
+applied the read index).  A follower asks the leader for that index and waits until it has
+applied it locally, so follower reads are linearizable too.  The default mode skips the quorum
+round (the leader answers with its commit index), which is Consul's documented default.
+
+Invariant: the FSM is only touched from ``_process_ready`` (one writer), and entries reach it
+in index order exactly once per process lifetime (``FSM.apply`` refuses anything else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import MusterError, NoLeader
+from ..fsm import FSM
+from ..raft.core import RaftConfig, RaftCore, Ready, Role
+from ..raft.errors import ConfChangeRejected, ProposalDropped
+from ..raft.errors import NotLeader as RaftNotLeader
+from ..raft.messages import (
+    ConfChangeType,
+    ConfState,
+    EntryType,
+    HardState,
+    Snapshot,
+    decode_message,
+    encode_message,
+)
+from ..runtime import Clock
+from ..structs import decode_command, encode_command
+from .rpc import RPCNode
+
+log = logging.getLogger("muster.raft")
+
+
+class DurableStorage(Protocol):
+    """What the driver needs from storage (``muster.raft.storage``)."""
+
+    def initial_state(self) -> tuple[HardState, ConfState]: ...
+    def first_index(self) -> int: ...
+    def last_index(self) -> int: ...
+    def term(self, index: int) -> int: ...
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Any]: ...
+    def snapshot(self) -> Snapshot: ...
+    def set_hard_state(self, hs: HardState) -> None: ...
+    def append(self, ents: list[Any]) -> None: ...
+    def apply_snapshot(self, snap: Snapshot) -> None: ...
+    def create_snapshot(self, index: int, conf: ConfState, data: bytes) -> Snapshot: ...
+    def compact(self, index: int) -> None: ...
+
+
+@dataclass
+class RaftTimings:
+    tick: float = 0.1  # seconds per Raft tick
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    rpc_hold_timeout: float = 7.0
+    snapshot_threshold: int = 16384  # entries applied since the last snapshot
+    trailing_logs: int = 10240
+
+
+class LeadershipLost(MusterError):
+    def __init__(self) -> None:
+        super().__init__("leadership lost while committing log")
+
+
+class ReplicatedLog:
+    def __init__(
+        self,
+        node_id: str,
+        fsm: FSM,
+        storage: DurableStorage,
+        rpc: RPCNode,
+        clock: Clock,
+        rng: random.Random,
+        timings: RaftTimings | None = None,
+        sync: Callable[[], None] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.fsm = fsm
+        self.storage = storage
+        self.rpc = rpc
+        self.clock = clock
+        self.t = timings or RaftTimings()
+        self._sync = sync
+        self.core = RaftCore(
+            node_id,
+            storage,
+            rng,
+            RaftConfig(election_ticks=self.t.election_ticks, heartbeat_ticks=self.t.heartbeat_ticks),
+        )
+        snap = storage.snapshot()
+        if snap.meta.index > 0 and snap.data:
+            fsm.restore(snap.data, snap.meta.index)
+        self._snap_index = snap.meta.index
+        self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
+        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._read_seq = 0
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._kick = asyncio.Event()
+        self._leader_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_leader: str | None = None
+        self._last_contact = clock.monotonic()
+        self.on_leader_change: Callable[[bool], None] | None = None
+        self.running = False
+        rpc.on_raft = self._on_raft
+        rpc.handlers["apply"] = self._rpc_apply
+        rpc.handlers["read_index"] = self._rpc_read_index
+
+    # ------------------------------------------------------------------ Log protocol
+
+    def is_leader(self) -> bool:
+        return self.core.role is Role.LEADER
+
+    def leader_id(self) -> str | None:
+        return self.core.lead or None
+
+    def last_contact(self) -> float:
+        if self.is_leader():
+            return 0.0
+        return max(0.0, self.clock.monotonic() - self._last_contact)
+
+    def last_index(self) -> int:
+        return self.core.log.last_index()
+
+    def term(self) -> int:
+        return self.core.term
+
+    def applied_index(self) -> int:
+        return self.fsm.last_applied
+
+    def configuration(self) -> ConfState:
+        return ConfState(voters=tuple(self.core.voters), learners=tuple(self.core.learners))
+
+    async def propose(self, cmd: Any) -> Any:
+        deadline = self.clock.monotonic() + self.t.rpc_hold_timeout
+        while True:
+            lead = self.leader_id()
+            try:
+                if self.is_leader():
+                    return await self._propose_local(cmd)
+                if lead:
+                    return await self._forward_apply(lead, cmd)
+            except _Retry:
+                pass
+            if not await self._wait_leader(deadline):
+                raise NoLeader()
+
+    async def read_barrier(self, consistent: bool = True) -> None:
+        deadline = self.clock.monotonic() + self.t.rpc_hold_timeout
+        while True:
+            if self.is_leader():
+                idx = await self._read_index_local(consistent)
+                await self.wait_applied(idx)
+                return
+            lead = self.leader_id()
+            if lead:
+                try:
+                    idx = int(await self.rpc.call(lead, "read_index", consistent, timeout=self.t.rpc_hold_timeout))
+                except MusterError as err:
+                    if isinstance(err, NoLeader):
+                        raise
+                    idx = -1
+                if idx >= 0:
+                    remaining = max(0.1, deadline - self.clock.monotonic())
+                    try:
+                        await asyncio.wait_for(self.wait_applied(idx), remaining)
+                    except TimeoutError:
+                        raise NoLeader() from None
+                    return
+            if not await self._wait_leader(deadline):
+                raise NoLeader()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.running = True
+        self._tasks.append(asyncio.create_task(self._ticker(), name="raft-ticker"))
+        self._tasks.append(asyncio.create_task(self._ready_loop(), name="raft-ready"))
+
+    async def stop(self) -> None:
+        self.running = False
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        self._fail_all(LeadershipLost())
+
+    def campaign(self) -> None:
+        self.core.campaign()
+        self._kick.set()
+
+    def transfer_leadership(self, to: str) -> None:
+        self.core.transfer_leadership(to)
+        self._kick.set()
+
+    async def change_membership(self, change: ConfChangeType, node_id: str) -> None:
+        """Propose one membership change and wait until it is applied (leader only)."""
+        if not self.is_leader():
+            raise MusterError("node is not the leader")
+        try:
+            index, term = self.core.propose_conf_change(change, node_id)
+        except (ConfChangeRejected, ProposalDropped, RaftNotLeader) as err:
+            raise MusterError(f"membership change refused: {err}") from None
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[index] = (term, fut)
+        self._kick.set()
+        await fut
+
+    # ------------------------------------------------------------------ internals
+
+    async def _wait_leader(self, deadline: float) -> bool:
+        remaining = deadline - self.clock.monotonic()
+        if remaining <= 0:
+            return False
+        self._leader_changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._leader_changed.wait(), min(remaining, 0.5))
+        return self.clock.monotonic() < deadline or self.leader_id() is not None
+
+    async def _propose_local(self, cmd: Any) -> Any:
+        if hasattr(cmd, "ts"):
+            cmd.ts = self.clock.wall()
+        try:
+            index, term = self.core.propose(encode_command(cmd))
+        except RaftNotLeader:
+            raise _Retry() from None
+        except ProposalDropped as err:
+            raise MusterError(f"proposal dropped: {err}") from None
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[index] = (term, fut)
+        self._kick.set()
+        return await fut
+
+    async def _forward_apply(self, lead: str, cmd: Any) -> Any:
+        try:
+            res = await self.rpc.call(lead, "apply", encode_command(cmd), timeout=self.t.rpc_hold_timeout + 5)
+        except MusterError as err:
+            if err.message.startswith("rpc error:") or err.message == "node is not the leader":
+                raise _Retry() from None
+            raise
+        if isinstance(res, dict) and "err" in res:
+            raise MusterError(str(res["err"]), int(res.get("status", 500)))
+        return res
+
+    async def _rpc_apply(self, payload: Any) -> Any:
+        if not self.is_leader():
+            raise MusterError("node is not the leader")
+        cmd = decode_command(bytes(payload))
+        res = await self._propose_local(cmd)
+        if isinstance(res, MusterError):
+            return {"err": res.message, "status": res.status}
+        return res
+
+    async def _rpc_read_index(self, payload: Any) -> int:
+        if not self.is_leader():
+            return -1
+        return await self._read_index_local(bool(payload))
+
+    async def _read_index_local(self, consistent: bool) -> int:
+        if not consistent:
+            return self.core.committed
+        self._read_seq += 1
+        ctx = f"{self.node_id}/{self._read_seq}".encode()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = fut
+        try:
+            self.core.read_index(ctx)
+        except (RaftNotLeader, ProposalDropped):
+            self._reads.pop(ctx, None)
+            raise NoLeader() from None
+        self._kick.set()
+        try:
+            return await asyncio.wait_for(fut, self.t.rpc_hold_timeout)
+        except TimeoutError:
+            raise NoLeader() from None
+        finally:
+            self._reads.pop(ctx, None)
+
+    async def wait_applied(self, index: int) -> None:
+        if self.fsm.last_applied >= index:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, fut))
+        await fut
+
+    def _on_raft(self, data: bytes) -> None:
+        try:
+            m = decode_message(bytes(data))
+        except Exception as err:  # noqa: BLE001 - a malformed peer message is dropped, never fatal
+            log.warning("dropping undecodable raft message: %s", err)
+            return
+        if m.frm == self.core.lead or m.term >= self.core.term:
+            self._last_contact = self.clock.monotonic()
+        self.core.step(m)
+        self._kick.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.t.tick)
+            self.core.tick()
+            self._kick.set()
+
+    async def _ready_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            while self.core.has_ready():
+                rd = self.core.ready()
+                await self._process_ready(rd)
+
+    async def _process_ready(self, rd: Ready) -> None:
+        st = self.storage
+        if rd.snapshot is not None and rd.snapshot.meta.index > 0:
+            st.apply_snapshot(rd.snapshot)
+        if rd.entries:
+            st.append(rd.entries)
+        if rd.hard_state is not None:
+            st.set_hard_state(rd.hard_state)
+        if rd.must_sync and self._sync is not None:
+            # One fsync for the whole batch, off the loop: the loop keeps accepting
+            # proposals, which form the next batch (group commit).
+            await asyncio.to_thread(self._sync)
+        for m in rd.messages:
+            self.rpc.send_raft(m.to, encode_message(m))
+        if rd.snapshot is not None and rd.snapshot.meta.index > 0 and rd.snapshot.data:
+            self.fsm.restore(rd.snapshot.data, rd.snapshot.meta.index)
+            self._snap_index = rd.snapshot.meta.index
+            for idx in [i for i in self._pending if i <= rd.snapshot.meta.index]:
+                _term, fut = self._pending.pop(idx)
+                if not fut.done():
+                    fut.set_exception(LeadershipLost())
+        for e in rd.committed_entries:
+            res: Any = None
+            if e.type == EntryType.NORMAL and e.data:
+                if e.index <= self.fsm.last_applied:
+                    continue
+                res = self.fsm.apply(e.index, e.data)
+            elif e.index > self.fsm.last_applied:
+                self.fsm.last_applied = e.index
+            waiting = self._pending.pop(e.index, None)
+            if waiting is not None:
+                term, fut = waiting
+                if not fut.done():
+                    if term == e.term:
+                        fut.set_result(res)
+                    else:
+                        fut.set_exception(LeadershipLost())
+        self._wake_applied()
+        for rs in rd.read_states:
+            fut2 = self._reads.get(rs.context)
+            if fut2 is not None and not fut2.done():
+                fut2.set_result(rs.index)
+        self.core.advance(rd)
+        if rd.soft_state is not None:
+            self._soft_state_changed(rd.soft_state.leader, rd.soft_state.role)
+        self._maybe_snapshot()
+
+    def _wake_applied(self) -> None:
+        applied = self.fsm.last_applied
+        if not self._applied_waiters:
+            return
+        keep = []
+        for idx, fut in self._applied_waiters:
+            if idx <= applied:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((idx, fut))
+        self._applied_waiters = keep
+
+    def _soft_state_changed(self, leader: str | None, role: Role) -> None:
+        if leader != self._last_leader:
+            log.info("raft: leader is now %s (term %d, this node %s)", leader or "unknown", self.core.term, role.value)
+            was_leader = self._last_leader == self.node_id
+            self._last_leader = leader
+            self._leader_changed.set()
+            if leader:
+                self._last_contact = self.clock.monotonic()
+            is_leader = leader == self.node_id and role is Role.LEADER
+            if was_leader and not is_leader:
+                self._fail_all(LeadershipLost())
+            if self.on_leader_change is not None and was_leader != is_leader:
+                self.on_leader_change(is_leader)
+
+    def _fail_all(self, err: MusterError) -> None:
+        for _idx, (_term, fut) in list(self._pending.items()):
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
+        for fut2 in self._reads.values():
+            if not fut2.done():
+                fut2.set_exception(NoLeader())
+
+    def _maybe_snapshot(self) -> None:
+        applied = self.fsm.last_applied
+        if applied - self._snap_index < self.t.snapshot_threshold:
+            return
+        data = self.fsm.snapshot()
+        self.storage.create_snapshot(applied, self.configuration(), data)
+        self._snap_index = applied
+        compact_to = applied - self.t.trailing_logs
+        if compact_to > self.storage.first_index():
+            self.storage.compact(compact_to)
+        log.info("raft: snapshot at index %d (%d bytes)", applied, len(data))
+
+
+class _Retry(Exception):
+    """The leader moved while we talked to it: look it up again and retry."""

@@ -289,7 +289,10 @@ class _Parser:
     # ---- rules ------------------------------------------------------------------------
 
     def parse(self) -> _Node:
-        result = self._input(0)
+        try:
+            result = self._input(0)
+        except RecursionError:
+            raise FilterError("expression is too deeply nested") from None
         if self.errors:
             raise FilterError(self._format_errors())
         if result is None:
@@ -808,7 +811,10 @@ class Filter:
         """Evaluate against one datum (a JSON-like dict).  Raises :class:`FilterEvalError`."""
         if self._ast is None:
             return True
-        return self._eval(self._ast, obj)
+        try:
+            return self._eval(self._ast, obj)
+        except RecursionError:
+            raise FilterEvalError("expression is too deeply nested to evaluate") from None
 
     __call__ = matches
 
@@ -842,12 +848,9 @@ class Filter:
         elif isinstance(v, list | tuple):
             if part.isdigit() and part.isascii():
                 idx = int(part)
-                if idx >= len(v):
-                    raise FilterEvalError(
-                        f"error finding value in datum: /{'/'.join(sel.path[: i + 1])} at part {i}: "
-                        f"index {idx} out of range"
-                    )
-                out.append(v[idx])
+                # An index past the end is treated like a missing map key, so one short
+                # list does not turn the whole request into an error.
+                out.append(v[idx] if idx < len(v) else _MISSING)
             else:
                 for element in v:
                     self._step(element, part, sel, i, out)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import sys
 import uuid
@@ -34,6 +35,8 @@ from .http.request import Request, Response, text_response
 from .http.serve import Listener, TLSFiles
 from .logging_setup import setup_logging
 from .runtime import RealClock, Rng
+from .server.cluster import ClusterMember
+from .server.raftlog import FormingLog, RaftTimings, ReplicatedLog
 from .server.server import Server, ServerIdentity
 from .version import VERSION
 
@@ -45,12 +48,8 @@ UI_DISABLED = (
 
 # Flags that need subsystems this build does not have yet, and the subsystem each one needs.
 _NOT_YET: dict[str, str] = {
-    "retry-join": "gossip membership",
-    "join": "gossip membership",
     "retry-join-wan": "WAN gossip federation",
     "encrypt": "gossip encryption",
-    "bootstrap-expect": "the Raft cluster log",
-    "bootstrap": "the Raft cluster log",
     "recursor": "the DNS interface",
     "alt-domain": "the DNS interface",
 }
@@ -68,11 +67,13 @@ def unsupported(config: Config) -> list[str]:
         need = _NOT_YET.get(flag)
         if need is not None and not (flag == "bootstrap" and config.dev_mode):
             problems.append(f"-{flag} needs {need}, which this build of Muster does not have yet")
-    if not config.dev_mode:
+    if not config.dev_mode and not config.server:
         problems.append(
-            "only -dev mode is available in this build: a server with -data-dir needs the Raft log "
-            "(cluster mode), which is not implemented yet"
+            "client mode (an agent without -server) needs gossip membership to find servers, "
+            "which this build of Muster does not have yet"
         )
+    if not config.dev_mode and config.server and not config.data_dir:
+        problems.append("a server needs -data-dir")
     if "dns-port" in flags and config.ports.dns >= 0:
         problems.append("-dns-port: the DNS interface is not implemented in this build yet (use -dns-port=-1)")
     return problems
@@ -130,7 +131,26 @@ class AgentProcess:
             node_meta=dict(config.node_meta),
             advertise_addr_wan=config.advertise_addr_wan or "",
         )
-        self.server = Server(ident, clock=self.clock, rng=self.rng)
+        self.cluster: ClusterMember | None = None
+        self.raft_storage: Any = None
+        if config.dev_mode:
+            self.server = Server(ident, clock=self.clock, rng=self.rng)
+        else:
+            hold = config.performance.rpc_hold_timeout
+            self.server = Server(ident, log_impl=FormingLog(self.clock, hold), clock=self.clock, rng=self.rng)
+            join = list(config.retry_join) + list(getattr(config, "start_join", ()) or ())
+            rpc_host = ident.advertise_addr
+            self.cluster = ClusterMember(
+                node_id=ident.node_id,
+                node_name=ident.node_name,
+                rpc_addr=f"{rpc_host}:{config.ports.server}",
+                data_dir=config.data_dir,
+                join=join,
+                bootstrap=config.bootstrap,
+                bootstrap_expect=config.bootstrap_expect,
+                server_port=config.ports.server,
+                clock=self.clock,
+            )
         self.agent = Agent(self.server, config, self.rng, self.clock)
         self.ctx = Ctx(
             server=self.server,
@@ -143,12 +163,15 @@ class AgentProcess:
             kv_max_value_size=config.limits.kv_max_value_size,
             txn_max_req_len=config.limits.txn_max_req_len,
         )
+        if self.cluster is not None:
+            self.ctx.extra["cluster"] = self.cluster
         self.router = Router()
         for module in (http_kv, http_txn, http_session, http_status, http_event, http_catalog, http_health, http_agent):
             for route in module.routes(self.ctx):
                 self.router.add(route)
         self.app = App(self.router, self._fallback, list(config.http_config.response_headers.items()))
         self.listeners: list[Listener] = []
+        self._bg: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
 
     async def _fallback(self, req: Request) -> Response:
@@ -172,7 +195,52 @@ class AgentProcess:
         spec = override or self.config.client_addr
         return [a for a in spec.split() if a]
 
+    def raft_timings(self) -> RaftTimings:
+        m = max(1, int(self.config.performance.raft_multiplier))
+        return RaftTimings(
+            tick=0.05 * m,
+            election_ticks=10,
+            heartbeat_ticks=1,
+            rpc_hold_timeout=self.config.performance.rpc_hold_timeout,
+            snapshot_threshold=self.config.raft_snapshot_threshold,
+            trailing_logs=self.config.raft_trailing_logs,
+        )
+
+    async def _start_cluster(self) -> None:
+        """Listen for server RPC, then form or rejoin the cluster in the background."""
+        from .raft.storage import DiskStorage
+
+        cfg = self.config
+        data_dir = cfg.data_dir
+        assert self.cluster is not None and data_dir is not None
+        self.raft_storage = DiskStorage(os.path.join(data_dir, "raft"))
+        bind = cfg.bind_addr or "0.0.0.0"
+        await self.cluster.rpc.listen(bind, cfg.ports.server)
+        self._bg.append(asyncio.create_task(self._form_and_run(), name="cluster-formation"))
+
+    async def _form_and_run(self) -> None:
+        assert self.cluster is not None
+        cl, storage = self.cluster, self.raft_storage
+        await cl.form(storage, self.server.fsm, self.config.retry_interval)
+        rlog = ReplicatedLog(
+            self.server.ident.node_id,
+            self.server.fsm,
+            storage,
+            cl.rpc,
+            self.clock,
+            random.Random(self.rng.randrange(2**62)),
+            self.raft_timings(),
+            sync=getattr(storage, "sync", None),
+        )
+        rlog.on_leader_change = self.server.leader_changed
+        cl.log = rlog
+        self.server.log = rlog
+        await rlog.start()
+        self._bg.append(asyncio.create_task(cl.autopilot(), name="autopilot"))
+
     async def start(self) -> None:
+        if self.cluster is not None:
+            await self._start_cluster()
         await self.server.start()
         await self.agent.start()
         cfg = self.config
@@ -197,7 +265,21 @@ class AgentProcess:
         for lst in self.listeners:
             await lst.stop()
         await self.agent.stop()
+        for t in self._bg:
+            t.cancel()
+        for t in self._bg:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._bg.clear()
+        log_impl = self.server.log
+        if isinstance(log_impl, ReplicatedLog):
+            await log_impl.stop()
         await self.server.stop()
+        if self.cluster is not None:
+            await self.cluster.rpc.close()
+        close = getattr(self.raft_storage, "close", None)
+        if callable(close):
+            close()
 
     async def reload(self) -> None:
         from .config import ConfigError, UsageError, parse_agent_flags

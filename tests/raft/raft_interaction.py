@@ -53,7 +53,8 @@ class InteractionEnv:
         return any(a in g and b in g for g in self.groups)
 
     def send(self, m: Message) -> None:
-        if m.to in self.nodes and self.connected(m.frm, m.to):
+        # Messages to a crashed node are lost (its socket is gone).
+        if m.to in self.nodes and self.nodes[m.to].alive and self.connected(m.frm, m.to):
             self.queues[m.to].append(m)
 
     def process_ready(self, nid: str) -> bool:

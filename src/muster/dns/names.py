@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+import dns.exception
 import dns.name
 import dns.rdatatype
 import dns.reversename

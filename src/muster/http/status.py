@@ -36,11 +36,35 @@ def routes(ctx: Ctx) -> list[Route]:
         return f"{ident.advertise_addr}:{ident.server_port}"
 
     def servers() -> list[dict[str, Any]]:
-        """The Raft configuration as Consul shows it.  One voter: the single-server log."""
+        """The Raft configuration as Consul shows it (``-dev``: one voter, always leader)."""
         log = server.log
-        peers = getattr(log, "configuration", None)
-        if callable(peers):
-            return list(peers())
+        cluster = ctx.extra.get("cluster")
+        core = getattr(log, "core", None)
+        if cluster is not None:
+            if core is None:
+                return []
+            lead = log.leader_id()
+            out = []
+            for nid, voter in [(v, True) for v in core.voters] + [(v, False) for v in core.learners]:
+                if nid == ident.node_id:
+                    name, addr, last = ident.node_name, rpc_addr(), log.last_index()
+                else:
+                    peer = cluster.book.peers.get(nid)
+                    name, addr = (peer.name, peer.addr) if peer else ("", "")
+                    pr = core.prs.get(nid) if log.is_leader() else None
+                    last = pr.match if pr is not None else 0
+                out.append(
+                    {
+                        "ID": nid,
+                        "Node": name,
+                        "Address": addr,
+                        "Leader": nid == lead,
+                        "Voter": voter,
+                        "ProtocolVersion": "3",
+                        "LastIndex": last,
+                    }
+                )
+            return out
         return [
             {
                 "ID": ident.node_id,

@@ -430,3 +430,40 @@ class ReplicatedLog:
 
 class _Retry(Exception):
     """The leader moved while we talked to it: look it up again and retry."""
+
+
+class FormingLog:
+    """The log of a server that is not part of a cluster yet (still discovering its peers).
+
+    It has no leader: writes and non-stale reads wait ``rpc_hold_timeout`` and then fail with
+    ``No cluster leader``, exactly what a client of a leaderless Consul cluster sees; stale
+    reads are served from the (empty) local store.
+    """
+
+    def __init__(self, clock: Clock, hold: float) -> None:
+        self.clock = clock
+        self.hold = hold
+        self.started = clock.monotonic()
+
+    def is_leader(self) -> bool:
+        return False
+
+    def leader_id(self) -> str | None:
+        return None
+
+    def last_contact(self) -> float:
+        return self.clock.monotonic() - self.started
+
+    def last_index(self) -> int:
+        return 0
+
+    def term(self) -> int:
+        return 0
+
+    async def propose(self, cmd: Any) -> Any:
+        await asyncio.sleep(self.hold)
+        raise NoLeader()
+
+    async def read_barrier(self, consistent: bool = True) -> None:
+        await asyncio.sleep(self.hold)
+        raise NoLeader()

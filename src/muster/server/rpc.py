@@ -118,8 +118,18 @@ class Conn:
 class RPCNode:
     """Both sides of the server RPC for one server: the listener and the outgoing pool."""
 
-    def __init__(self, node_id: str, cluster_id: Callable[[], str], resolve: Resolver) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        cluster_id: Callable[[], str],
+        resolve: Resolver,
+        info: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.node_id = node_id
+        #: Our advertised identity ({"addr": "ip:port", "name": node name}) sent in HELLO.
+        self.info = info or (lambda: {})
+        #: Called with (node_id, info) whenever a peer introduces itself.
+        self.on_peer: Callable[[str, dict[str, Any]], None] | None = None
         self.cluster_id = cluster_id
         self.resolve = resolve
         self.handlers: dict[str, Handler] = {}
@@ -140,14 +150,16 @@ class RPCNode:
         conn: Conn | None = None
         try:
             hello = await asyncio.wait_for(read_frame(reader), 5)
-            if not (isinstance(hello, list) and len(hello) == 4 and hello[0] == HELLO):
+            if not (isinstance(hello, list) and len(hello) == 5 and hello[0] == HELLO):
                 return
             theirs, peer = str(hello[2]), str(hello[3])
             ours = self.cluster_id()
             if ours and theirs and ours != theirs:
                 log.warning("refusing RPC from %s: it belongs to cluster %s, we are %s", peer, theirs, ours)
                 return
-            writer.write(encode_frame([HELLO, 0, ours, self.node_id]))
+            if self.on_peer is not None and isinstance(hello[4], dict):
+                self.on_peer(peer, hello[4])
+            writer.write(encode_frame([HELLO, 0, ours, self.node_id, self.info()]))
             conn = Conn(reader, writer, peer)
             await self._serve(conn)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, msgspec.DecodeError):
@@ -190,23 +202,31 @@ class RPCNode:
 
     # ------------------------------------------------------------------ outgoing
 
-    async def _dial(self, peer_id: str) -> Conn | None:
-        for addr in self.resolve(peer_id):
+    async def _dial(self, peer_id: str, addrs: list[str] | None = None) -> Conn | None:
+        """Connect to ``peer_id`` trying ``addrs`` (default: resolve it now); ``*`` accepts anyone."""
+        for addr in addrs if addrs is not None else self.resolve(peer_id):
             host, _, port = addr.rpartition(":")
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), self.dial_timeout)
             except (TimeoutError, OSError, ValueError):
                 continue
             try:
-                writer.write(encode_frame([HELLO, 0, self.cluster_id(), self.node_id]))
+                writer.write(encode_frame([HELLO, 0, self.cluster_id(), self.node_id, self.info()]))
                 hello = await asyncio.wait_for(read_frame(reader), self.dial_timeout)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, msgspec.DecodeError):
                 writer.close()
                 continue
-            if not (isinstance(hello, list) and len(hello) == 4 and hello[0] == HELLO) or str(hello[3]) != peer_id:
+            if not (isinstance(hello, list) and len(hello) == 5 and hello[0] == HELLO):
+                writer.close()
+                continue
+            if self.on_peer is not None and isinstance(hello[4], dict):
+                self.on_peer(str(hello[3]), hello[4])
+            if peer_id != "*" and str(hello[3]) != peer_id:
                 # Someone else now owns that address (a pod's old IP reused): not our peer.
                 writer.close()
                 continue
+            if peer_id == "*":
+                peer_id = str(hello[3])
             conn = Conn(reader, writer, peer_id)
             task = asyncio.create_task(self._client_loop(conn))
             self._tasks.add(task)
@@ -223,6 +243,21 @@ class RPCNode:
             conn.close()
             if self._out.get(conn.peer_id) is conn:
                 del self._out[conn.peer_id]
+
+    async def probe(self, addr: str) -> tuple[str, Any] | None:
+        """Dial ``addr`` and call ``status`` on whoever answers: (node_id, status) or None."""
+        conn = await self._dial_addr(addr)
+        if conn is None:
+            return None
+        try:
+            return conn.peer_id, await conn.call("status", None, self.dial_timeout * 2)
+        except MusterError:
+            return None
+        finally:
+            conn.close()
+
+    async def _dial_addr(self, addr: str) -> Conn | None:
+        return await self._dial("*", [addr])
 
     async def connection(self, peer_id: str) -> Conn | None:
         conn = self._out.get(peer_id)

@@ -1,0 +1,485 @@
+"""Building DNS answers from the catalog (contract §5.2-5.3).  Pure: store + config in, records out.
+
+:meth:`Answerer.build` turns one question into an :class:`Answer`: the rcode and the records,
+grouped into *units* that move together through shuffling and truncation (an SRV record with
+the A/AAAA/TXT records that describe its target; a CNAME; an NS record with its glue).  It does
+not shuffle, truncate or serialise: ``wire.py`` does that per query, so the same ``Answer`` (and
+its pre-serialised form) can be cached until the catalog changes and still be served in a fresh
+random order to every client.  :func:`respond` runs both steps and returns a ``dns.message``
+(what the pure tests use).
+
+Why dnspython: it gives the full message/rdata model (SRV, SOA, TXT escaping, names with odd
+bytes), EDNS and the wire format, all of which a hand-written encoder would get subtly wrong;
+we own only the small asyncio listener (``server.py``) and the hot wire path (``wire.py``).
+
+Rules (each from Consul's ``agent/dns.go``; see the contract for the table):
+
+* reads come straight from the local store (stale reads, never a leader round-trip);
+* service and node names match case-insensitively (Consul's memdb indexes are case-insensitive);
+* an instance is served unless one of its checks - node-level checks included - is critical;
+  with ``only_passing`` a warning also hides it; warning instances get ``Weights.Warning``;
+* zero servable instances is NXDOMAIN; a name with records of other types only is NODATA
+  (NOERROR, empty answer); both carry the zone's SOA in Authority; every in-zone answer is AA;
+* SOA and NS questions are answered for any in-zone name (as Consul does before dispatching);
+* an unknown datacenter, prepared query or mesh form (``connect``/``virtual``/``ingress``) is
+  NXDOMAIN; AXFR/IXFR is NOTIMP; anything outside our zones is forwarded or REFUSED.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.ANY.NS
+import dns.rdtypes.ANY.PTR
+import dns.rdtypes.ANY.SOA
+import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.rdtypes.IN.SRV
+import dns.rrset
+
+from ..config import Config
+from ..runtime import Rng
+from ..state.store import StateStore
+from . import names
+
+IN = dns.rdataclass.IN
+A = dns.rdatatype.A
+AAAA = dns.rdatatype.AAAA
+ANY = dns.rdatatype.ANY
+SRV = dns.rdatatype.SRV
+TXT = dns.rdatatype.TXT
+SOA = dns.rdatatype.SOA
+NS = dns.rdatatype.NS
+PTR = dns.rdatatype.PTR
+CNAME = dns.rdatatype.CNAME
+ZONE_TRANSFER = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
+
+CONSUL_SERVICE = "consul"
+MAX_NS = 3  # Consul returns up to three random servers as NS records
+
+
+@dataclass
+class Unit:
+    """Records that stay together: ``records`` in their section, ``extras`` in Additional."""
+
+    records: list[dns.rrset.RRset]
+    extras: list[dns.rrset.RRset] = field(default_factory=list)
+
+
+@dataclass
+class Answer:
+    """One question's answer before shuffling/truncation.
+
+    ``forward`` means "not ours": the server asks the recursors, or - without recursors -
+    answers ``rcode`` (REFUSED out of zone, NXDOMAIN for an unknown reverse name).
+    ``answer_cap``/``authority_cap`` (0 = none) are applied after shuffling: ``a_record_limit``
+    for service addresses, three for NS records.
+    """
+
+    rcode: int = dns.rcode.NOERROR
+    authoritative: bool = True
+    answer: list[Unit] = field(default_factory=list)
+    shuffle_answer: bool = False
+    answer_cap: int = 0
+    authority: list[Unit] = field(default_factory=list)
+    shuffle_authority: bool = False
+    authority_cap: int = 0
+    additional: list[dns.rrset.RRset] = field(default_factory=list)
+    forward: bool = False
+
+
+def rr(name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> dns.rrset.RRset:
+    """A one-record RRset (one wire record: units are counted and trimmed per record)."""
+    s = dns.rrset.RRset(name, rdata.rdclass, rdata.rdtype)
+    s.update_ttl(ttl)
+    s.add(rdata)
+    return s
+
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def rfc1464(key: str, value: str) -> str:
+    """Consul's ``encodeKVasRFC1464``: backquote `` ` `` and ``=`` and edge spaces of the key,
+    backquotes of the value; keys prefixed ``rfc1035-`` give the bare value."""
+    if key.lower().startswith("rfc1035-"):
+        return value
+    k = key.replace("`", "``").replace("=", "`=")
+    lead = len(k) - len(k.lstrip(" "))
+    k = "` " * lead + k[lead:]
+    trail = len(k) - len(k.rstrip(" "))
+    if trail:
+        k = k[: len(k) - trail] + "` " * trail
+    return k + "=" + value.replace("`", "``")
+
+
+def _txt_strings(text: str) -> list[bytes]:
+    """A TXT character-string holds at most 255 bytes: split longer texts."""
+    raw = text.encode("utf-8")
+    return [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
+
+
+def _absolute_target(host: str) -> dns.name.Name | None:
+    try:
+        return dns.name.from_text(host.rstrip(".") + ".")
+    except dns.exception.DNSException:
+        return None
+
+
+class _View:
+    """Lowercase name -> exact names, rebuilt when the catalog index moves."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.services: dict[str, list[str]] = {}
+        for name, members in store.service_instances.items():
+            if members:
+                self.services.setdefault(name.lower(), []).append(name)
+        self.nodes: dict[str, str] = {}
+        for name in sorted(store.nodes):
+            self.nodes.setdefault(name.lower(), name)
+
+
+@dataclass
+class _Instance:
+    node: dict[str, Any]
+    service: dict[str, Any]
+    warning: bool
+
+
+class Answerer:
+    """Answers questions for one agent: its domains, datacenter and ``dns_config``.
+
+    Holds only derived configuration and a memo of the lowercase name maps keyed by the store
+    identity and catalog index, so ``build`` is a function of (store, question, now).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dcfg = config.dns_config
+        self.datacenter = config.datacenter
+        primary = dns.name.from_text(config.domain)
+        doms = [primary]
+        if config.alt_domain:
+            doms.append(dns.name.from_text(config.alt_domain))
+        self.domains: tuple[dns.name.Name, ...] = tuple(doms)
+        self.primary = primary
+        self.node_ttl = int(self.dcfg.node_ttl)
+        self._ttl_exact: dict[str, int] = {}
+        self._ttl_prefix: list[tuple[str, int]] = []
+        for key, val in self.dcfg.service_ttl.items():
+            if key.endswith("*"):
+                self._ttl_prefix.append((key[:-1].lower(), int(val)))
+            else:
+                self._ttl_exact[key.lower()] = int(val)
+        self._ttl_prefix.sort(key=lambda kv: -len(kv[0]))
+        self._view_key: tuple[int, int, int] | None = None
+        self._view: _View | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def service_ttl(self, service: str) -> int:
+        """Exact name wins, then the longest ``prefix*`` (``*`` alone matches all), else 0."""
+        s = service.lower()
+        if s in self._ttl_exact:
+            return self._ttl_exact[s]
+        for prefix, ttl in self._ttl_prefix:
+            if s.startswith(prefix):
+                return ttl
+        return 0
+
+    def view(self, store: StateStore) -> _View:
+        key = (id(store), id(store.nodes), store.catalog_index())
+        if self._view is None or key != self._view_key:
+            self._view = _View(store)
+            self._view_key = key
+        return self._view
+
+    def soa(self, domain: dns.name.Name, now: float) -> dns.rrset.RRset:
+        s = self.dcfg.soa
+        data = dns.rdtypes.ANY.SOA.SOA(
+            IN, SOA,
+            dns.name.Name((b"ns",)).concatenate(domain),
+            dns.name.Name((b"hostmaster",)).concatenate(domain),
+            int(now) & 0xFFFFFFFF, s.refresh, s.retry, s.expire, s.min_ttl,
+        )
+        return rr(domain, s.min_ttl, data)
+
+    def _negative(self, rcode: int, domain: dns.name.Name, now: float) -> Answer:
+        return Answer(rcode=rcode, authority=[Unit([self.soa(domain, now)])])
+
+    def node_name(self, node: str, dc: str, domain: dns.name.Name) -> dns.name.Name | None:
+        """``<node>.node.<dc>.<domain>``, or None if the node name is not a valid DNS name."""
+        try:
+            labels = tuple(p.encode("utf-8") for p in node.split(".")) + (b"node", dc.encode())
+            return dns.name.Name(labels).concatenate(domain)
+        except (dns.exception.DNSException, UnicodeError):
+            return None
+
+    def _addr_records(
+        self, owner: dns.name.Name, address: str, qtype: int, ttl: int
+    ) -> list[dns.rrset.RRset]:
+        """A/AAAA (for the matching question type) or CNAME (hostname) records for ``address``."""
+        ip = parse_ip(address)
+        if ip is None:
+            target = _absolute_target(address) if address else None
+            if target is None or qtype not in (A, AAAA, ANY):
+                return []
+            return [rr(owner, ttl, dns.rdtypes.ANY.CNAME.CNAME(IN, CNAME, target))]
+        if ip.version == 4 and qtype in (A, ANY):
+            return [rr(owner, ttl, dns.rdtypes.IN.A.A(IN, A, str(ip)))]
+        if ip.version == 6 and qtype in (AAAA, ANY):
+            return [rr(owner, ttl, dns.rdtypes.IN.AAAA.AAAA(IN, AAAA, str(ip)))]
+        return []
+
+    def node_txt(self, owner: dns.name.Name, node: dict[str, Any], ttl: int) -> list[dns.rrset.RRset]:
+        meta: Mapping[str, str] = node.get("Meta") or {}
+        return [
+            rr(owner, ttl, dns.rdtypes.ANY.TXT.TXT(IN, TXT, _txt_strings(rfc1464(k, str(meta[k])))))
+            for k in sorted(meta)
+        ]
+
+    def healthy(self, store: StateStore, service: str, tag: str | None) -> list[_Instance]:
+        """Servable instances of ``service`` (any case), in store order: no critical check
+        (node-level checks count); with ``only_passing`` nothing but passing checks."""
+        out: list[_Instance] = []
+        for exact in self.view(store).services.get(service.lower(), ()):
+            _, pairs = store.service_instances_of(None, exact)
+            for node, svc in pairs:
+                if tag is not None and not any(str(t).lower() == tag for t in svc.get("Tags") or ()):
+                    continue
+                statuses = {c.get("Status") for c in store.checks_for_instance(node["Node"], svc["ID"])}
+                if "critical" in statuses:
+                    continue
+                if self.dcfg.only_passing and statuses - {"passing"}:
+                    continue
+                out.append(_Instance(node, svc, "warning" in statuses))
+        return out
+
+    # ------------------------------------------------------------------ entry point
+
+    def build(self, store: StateStore, qname: dns.name.Name, qtype: int, qclass: int, now: float) -> Answer:
+        """The answer to one question.  ``now`` (wall seconds) is only the SOA serial."""
+        if qtype in ZONE_TRANSFER:
+            return Answer(rcode=dns.rcode.NOTIMP, authoritative=False)
+        lookup = names.parse(qname, qtype, self.domains)
+        if qclass not in (IN, dns.rdataclass.ANY):
+            return Answer(rcode=dns.rcode.REFUSED, authoritative=False)
+        if lookup.kind == "outside":
+            return Answer(rcode=dns.rcode.REFUSED, authoritative=False, forward=True)
+        if lookup.kind == "ptr":
+            return self._ptr(store, lookup.address, qtype)
+        domain = lookup.domain
+        assert domain is not None
+        if qtype == SOA:
+            ns = self._nameservers(store, domain)
+            return Answer(
+                answer=[Unit([self.soa(domain, now)])],
+                authority=ns, shuffle_authority=True, authority_cap=MAX_NS,
+            )
+        if qtype == NS:
+            return Answer(answer=self._nameservers(store, domain), shuffle_answer=True, answer_cap=MAX_NS)
+        if lookup.datacenter and lookup.datacenter != self.datacenter:
+            return self._negative(dns.rcode.NXDOMAIN, domain, now)
+        if lookup.kind == "service":
+            return self._service(store, qname, qtype, lookup, domain, now)
+        if lookup.kind == "node":
+            return self._node(store, qname, qtype, lookup.node, domain, now)
+        if lookup.kind == "addr":
+            return self._addr(qname, qtype, lookup.address, domain, now)
+        # apex, invalid, prepared query (none exist), mesh forms (P2).
+        return self._negative(dns.rcode.NXDOMAIN, domain, now)
+
+    # ------------------------------------------------------------------ forms
+
+    def _nameservers(self, store: StateStore, domain: dns.name.Name) -> list[Unit]:
+        units: list[Unit] = []
+        seen: set[str] = set()
+        for inst in self.healthy(store, CONSUL_SERVICE, None):
+            node = inst.node["Node"]
+            target = self.node_name(node, self.datacenter, domain)
+            if target is None or node in seen:
+                continue
+            seen.add(node)
+            glue = self._addr_records(target, inst.node.get("Address", ""), ANY, self.node_ttl)
+            units.append(Unit([rr(domain, self.node_ttl, dns.rdtypes.ANY.NS.NS(IN, NS, target))], glue))
+        return units
+
+    def _service(
+        self, store: StateStore, qname: dns.name.Name, qtype: int, lookup: names.Lookup,
+        domain: dns.name.Name, now: float,
+    ) -> Answer:
+        instances = self.healthy(store, lookup.service, lookup.tag)
+        if not instances:
+            return self._negative(dns.rcode.NXDOMAIN, domain, now)
+        ttl = self.service_ttl(lookup.service)
+        units: list[Unit] = []
+        if qtype == SRV:
+            units = self._srv_units(instances, qname, ttl, domain)
+        elif qtype in (A, AAAA, ANY):
+            seen: set[str] = set()
+            for inst in instances:
+                address = inst.service.get("Address") or inst.node.get("Address", "")
+                if address in seen:
+                    continue
+                seen.add(address)
+                recs = self._addr_records(qname, address, qtype, ttl)
+                if recs:
+                    units.append(Unit(recs))
+        if not units:
+            return self._negative(dns.rcode.NOERROR, domain, now)
+        cap = self.dcfg.a_record_limit if qtype != SRV else 0
+        return Answer(answer=units, shuffle_answer=True, answer_cap=cap)
+
+    def _srv_units(
+        self, instances: list[_Instance], qname: dns.name.Name, ttl: int, domain: dns.name.Name
+    ) -> list[Unit]:
+        units: list[Unit] = []
+        seen: set[tuple[str, str, int]] = set()
+        for inst in instances:
+            node, svc = inst.node, inst.service
+            port = int(svc.get("Port") or 0)
+            svc_addr = svc.get("Address") or ""
+            key = (node["Node"], svc_addr or node.get("Address", ""), port)
+            if key in seen:
+                continue
+            seen.add(key)
+            weights = svc.get("Weights") or {}
+            weight = int(weights.get("Warning" if inst.warning else "Passing", 1))
+            extras: list[dns.rrset.RRset] = []
+            target: dns.name.Name | None = None
+            if not svc_addr:
+                target = self.node_name(node["Node"], self.datacenter, domain)
+                if target is not None:
+                    extras = self._addr_records(target, node.get("Address", ""), ANY, ttl)
+                    if self.dcfg.enable_additional_node_meta_txt:
+                        extras += self.node_txt(target, node, ttl)
+                svc_addr = node.get("Address", "")
+            if target is None:
+                if parse_ip(svc_addr) is not None:
+                    target = dns.name.Name(
+                        (names.encode_hex_address(svc_addr).encode(), b"addr", self.datacenter.encode())
+                    ).concatenate(domain)
+                    extras = self._addr_records(target, svc_addr, ANY, ttl)
+                else:
+                    target = _absolute_target(svc_addr) if svc_addr else None
+            if target is None:
+                continue
+            srv = dns.rdtypes.IN.SRV.SRV(IN, SRV, 1, max(0, min(weight, 0xFFFF)), port & 0xFFFF, target)
+            units.append(Unit([rr(qname, ttl, srv)], extras))
+        return units
+
+    def _node(
+        self, store: StateStore, qname: dns.name.Name, qtype: int, name: str,
+        domain: dns.name.Name, now: float,
+    ) -> Answer:
+        exact = self.view(store).nodes.get(name.lower())
+        node = store.nodes.get(exact) if exact is not None else None
+        if node is None:
+            return self._negative(dns.rcode.NXDOMAIN, domain, now)
+        ttl = self.node_ttl
+        units = [Unit([r]) for r in self._addr_records(qname, node.get("Address", ""), qtype, ttl)]
+        txt = self.node_txt(qname, node, ttl)
+        if qtype in (TXT, ANY):
+            units += [Unit([r]) for r in txt]
+            txt = []
+        if not units:
+            return self._negative(dns.rcode.NOERROR, domain, now)
+        extra = txt if self.dcfg.enable_additional_node_meta_txt else []
+        return Answer(answer=units, additional=extra)
+
+    def _addr(self, qname: dns.name.Name, qtype: int, address: str, domain: dns.name.Name, now: float) -> Answer:
+        recs = self._addr_records(qname, address, qtype, self.node_ttl)
+        if recs:
+            return Answer(answer=[Unit(recs)])
+        # Consul puts the decoded address in Additional when the type does not match.
+        ans = self._negative(dns.rcode.NOERROR, domain, now)
+        ans.additional = self._addr_records(qname, address, ANY, self.node_ttl)
+        return ans
+
+    def _ptr(self, store: StateStore, address: str, qtype: int) -> Answer:
+        """Nodes with that address, else services whose ServiceAddress it is; else not ours."""
+        miss = Answer(rcode=dns.rcode.NXDOMAIN, authoritative=False, forward=True)
+        if qtype not in (PTR, ANY):
+            return Answer(rcode=dns.rcode.REFUSED, authoritative=False, forward=True)
+        ip = parse_ip(address)
+        qname = dns.name.from_text(_reverse(address))
+        targets: list[dns.name.Name] = []
+        for name in sorted(store.nodes):
+            node = store.nodes[name]
+            addrs = [node.get("Address", "")] + list((node.get("TaggedAddresses") or {}).values())
+            if any(isinstance(a, str) and parse_ip(a) == ip for a in addrs):
+                t = self.node_name(name, self.datacenter, self.primary)
+                if t is not None and t not in targets:
+                    targets.append(t)
+        if not targets:
+            for node_name in sorted(store.services):
+                for sid in sorted(store.services[node_name]):
+                    svc = store.services[node_name][sid]
+                    a = svc.get("Address") or ""
+                    if a and parse_ip(a) == ip:
+                        try:
+                            t = dns.name.Name(
+                                (svc["Service"].encode(), b"service", self.datacenter.encode())
+                            ).concatenate(self.primary)
+                        except dns.exception.DNSException:
+                            continue
+                        if t not in targets:
+                            targets.append(t)
+        if not targets:
+            return miss
+        return Answer(
+            answer=[Unit([rr(qname, self.node_ttl, dns.rdtypes.ANY.PTR.PTR(IN, PTR, t))]) for t in targets]
+        )
+
+
+def _reverse(address: str) -> str:
+    return ipaddress.ip_address(address).reverse_pointer + "."
+
+
+def respond(
+    answerer: Answerer,
+    store: StateStore,
+    query: dns.message.Message,
+    rng: Rng,
+    *,
+    tcp: bool = False,
+    now: float = 0.0,
+    recursors: bool = False,
+) -> dns.message.Message:
+    """Build, shuffle, truncate and serialise the answer to ``query`` exactly as the server
+    does, and parse it back (for tests and tools; the server keeps the wire bytes)."""
+    from . import wire
+
+    data = query.to_wire()
+    pq = wire.parse_query(data)
+    if pq is None:
+        raise ValueError("query is not a simple one-question query")
+    q = query.question[0]
+    ans = answerer.build(store, q.name, q.rdtype, q.rdclass, now)
+    tmpl = wire.compile_answer(ans, pq.qname_lower, not answerer.dcfg.disable_compression)
+    out = wire.render(
+        tmpl, pq, rng, tcp=tcp, udp_answer_limit=answerer.dcfg.udp_answer_limit,
+        enable_truncate=answerer.dcfg.enable_truncate, recursion_available=recursors,
+    )
+    return dns.message.from_wire(out)
+
+
+def iter_records(msg: dns.message.Message, section: Iterable[dns.rrset.RRset]) -> list[tuple[str, int, str]]:
+    """(owner, type, rdata text) for every record of ``section`` - a test convenience."""
+    return [(str(s.name), s.rdtype, r.to_text()) for s in section for r in s]

@@ -356,6 +356,16 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
+def busy_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine (all cores), from /proc/stat."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(url: str, script: str, args: Sequence[str], conns: int, duration: float, threads: int,
             pids: Sequence[int] = ()) -> dict[str, Any]:
     """One wrk run; adds the CPU used by the target processes (`pids`) and by wrk, in % of one core."""
@@ -364,6 +374,7 @@ def run_wrk(url: str, script: str, args: Sequence[str], conns: int, duration: fl
         "--timeout", "10s", "-s", str(LUA / script), url, "--", *args,
     ]
     cpu0 = sum(watchers.cpu_seconds(p) for p in pids)
+    busy0 = busy_cpu_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     try:
@@ -373,13 +384,17 @@ def run_wrk(url: str, script: str, args: Sequence[str], conns: int, duration: fl
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = sum(watchers.cpu_seconds(p) for p in pids)
+    busy1 = busy_cpu_seconds()
     for line in out.stdout.splitlines():
         if line.startswith("BENCHJSON "):
             result: dict[str, Any] = json.loads(line[len("BENCHJSON "):])
             result["argv"] = shlex.join(argv)
             if pids:
                 result["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / wall, 1)
-            result["wrk_cpu_pct"] = round(100 * (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / wall, 1)
+            wrk_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+            result["wrk_cpu_pct"] = round(100 * wrk_cpu / wall, 1)
+            # CPU used by everything else on the machine (other users, idle targets): the noise.
+            result["other_cpu_pct"] = round(100 * max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - wrk_cpu) / wall, 1)
             return result
     return {"error": f"wrk exit {out.returncode}: {out.stderr.strip()[-500:] or out.stdout.strip()[-500:]}", "argv": argv}
 
@@ -600,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "muster_cmd": muster.cmd if muster else None, "duration_s": args.duration, "runs": args.runs,
                 "concurrency": concs, "threads": args.threads, "workloads": names, "targets": sorted(targets),
                 "keys": KEYS, "value_bytes": len(VALUE), "argv": sys.argv,
+                "loadavg": Path("/proc/loadavg").read_text().split()[:3],
             })
 
             if workloads and any(w.read for w in workloads):
@@ -640,7 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 bad = res["non2xx"] + res["misses"] + res["err_timeout"]
                                 log(f"run {run} {w.name:15} c={c:<4} {target:6}: {res['rps']:9,.0f} req/s  "
                                     f"p50 {res['p50_ms']:7.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
-                                    f"cpu {res.get('server_cpu_pct', 0):4.0f}% (wrk {res['wrk_cpu_pct']:3.0f}%)"
+                                    f"cpu {res.get('server_cpu_pct', 0):4.0f}% (wrk {res['wrk_cpu_pct']:3.0f}%, "
+                                    f"other {res['other_cpu_pct']:3.0f}%)"
                                     + (f"  ({bad} non-2xx/miss/timeout)" if bad else "")
                                     + ("  (reused)" if res.get("reused") else ""))
 

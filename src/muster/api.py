@@ -440,11 +440,14 @@ class Client:
         wait: str | None = None,
         stale: bool | None = None,
         datacenter: str | None = None,
+        consistent: bool = False,
     ) -> list[tuple[str, str]]:
         dc = self.config.datacenter if datacenter is None else datacenter
         if dc:
             params.append(("dc", dc))
-        if self.config.stale if stale is None else stale:
+        if consistent:
+            params.append(("consistent", ""))
+        elif self.config.stale if stale is None else stale:
             params.append(("stale", ""))
         if index:
             params.append(("index", str(index)))
@@ -482,10 +485,14 @@ class Client:
         index: int = 0,
         wait: str | None = None,
         stale: bool | None = None,
+        consistent: bool = False,
         ok_404: bool = False,
     ) -> tuple[Any, QueryMeta]:
-        """A (possibly blocking) GET decoded as JSON; a 404 with ``ok_404`` decodes to None."""
-        full = self._read_params(list(params), index, wait, stale)
+        """A (possibly blocking) GET decoded as JSON; a 404 with ``ok_404`` decodes to None.
+
+        ``consistent`` asks for a consistent read (it overrides ``stale``).
+        """
+        full = self._read_params(list(params), index, wait, stale, consistent=consistent)
         resp = self._call("GET", path, full, timeout=self._timeout_for(index, wait), ok_404=ok_404)
         if resp.status == 404:
             return None, resp.meta
@@ -494,20 +501,40 @@ class Client:
     # -- KV --------------------------------------------------------------------------
 
     def kv_get(
-        self, key: str, *, index: int = 0, wait: str | None = None, stale: bool | None = None
+        self,
+        key: str,
+        *,
+        index: int = 0,
+        wait: str | None = None,
+        stale: bool | None = None,
+        consistent: bool = False,
     ) -> tuple[dict[str, Any] | None, QueryMeta]:
         """One KV entry (raw JSON object, ``Value`` still base64) or None when missing."""
-        data, meta = self.query(f"/v1/kv/{key}", index=index, wait=wait, stale=stale, ok_404=True)
+        data, meta = self.query(
+            f"/v1/kv/{key}", index=index, wait=wait, stale=stale, consistent=consistent, ok_404=True
+        )
         if not data:
             return None, meta
         return data[0], meta
 
     def kv_list(
-        self, prefix: str, *, index: int = 0, wait: str | None = None, stale: bool | None = None
+        self,
+        prefix: str,
+        *,
+        index: int = 0,
+        wait: str | None = None,
+        stale: bool | None = None,
+        consistent: bool = False,
     ) -> tuple[list[dict[str, Any]], QueryMeta]:
         """Every entry under ``prefix`` (``?recurse``), sorted by key; [] when none."""
         data, meta = self.query(
-            f"/v1/kv/{prefix}", [("recurse", "")], index=index, wait=wait, stale=stale, ok_404=True
+            f"/v1/kv/{prefix}",
+            [("recurse", "")],
+            index=index,
+            wait=wait,
+            stale=stale,
+            consistent=consistent,
+            ok_404=True,
         )
         return list(data or []), meta
 

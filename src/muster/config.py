@@ -892,9 +892,22 @@ def _construct(cls: type, typed: Mapping[str, Any]) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
+# Consul parses HCL1, where a block body may use quoted keys (``node_meta { "rack-id" = "r1" }``);
+# HCL2 only allows quoted keys in object expressions.  For keys that are user maps the two
+# forms mean the same thing, so ``<map-key> {`` at the start of a line is rewritten to
+# ``<map-key> = {`` before parsing.  Blocks that are not user maps are left alone.
+_HCL_USER_MAP_BLOCK = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<key>node_meta|meta|service_meta|tagged_addresses|service_ttl|response_headers"
+    r"|dashboard_url_templates|header)(?P<ws>[ \t]*)\{",
+    re.MULTILINE,
+)
+
+
 def _hcl_loads(text: str) -> Any:
     import hcl2
     from hcl2.utils import SerializationOptions
+
+    text = _HCL_USER_MAP_BLOCK.sub(lambda m: f"{m['indent']}{m['key']} = {{", text)
 
     options = SerializationOptions(
         with_comments=False,
@@ -935,13 +948,7 @@ def _format_for(path: Path, forced: str | None) -> str | None:
     return None
 
 
-def _load_file(path: Path, forced: str | None) -> tuple[str, Mapping[str, Any]]:
-    fmt = _format_for(path, forced)
-    if fmt is None:
-        raise ConfigError(
-            f"Error loading {path}: missing or invalid file extension (must be .json or .hcl); "
-            "set -config-format to load it anyway"
-        )
+def _load_file(path: Path, fmt: str) -> tuple[str, Mapping[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -951,31 +958,39 @@ def _load_file(path: Path, forced: str | None) -> tuple[str, Mapping[str, Any]]:
     return str(path), _parse_text(text, fmt, str(path))
 
 
-def _load_path(p: str, forced: str | None) -> list[tuple[str, Mapping[str, Any]]]:
-    """Load one ``-config-file``/``-config-dir`` argument (a directory loads its ``*.json``
-    and ``*.hcl`` files in lexical order, without recursion; other files are skipped)."""
+def _load_path(p: str, forced: str | None, warnings: list[str]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Load one ``-config-file``/``-config-dir`` argument, as Consul does.
+
+    Either flag may name a file or a directory.  A directory loads its entries in lexical
+    order without recursion.  A file is parsed by its extension (``.json``/``.hcl``) unless
+    ``-config-format`` forces one format for every file; a file with another extension and
+    no forced format is skipped with a warning (Consul's behaviour, not an error).
+    """
     path = Path(p)
     try:
-        is_dir = path.is_dir()
         exists = path.exists()
+        is_dir = path.is_dir()
     except OSError as exc:
         raise ConfigError(f"Error loading {p}: {exc}") from None
     if not exists:
         raise ConfigError(f"Error loading {p}: no such file or directory")
-    if not is_dir:
-        return [_load_file(path, forced)]
+    if is_dir:
+        try:
+            candidates = [path / entry for entry in sorted(os.listdir(path))]
+        except OSError as exc:
+            raise ConfigError(f"Error loading {p}: {exc.strerror or exc}") from None
+        candidates = [c for c in candidates if not c.is_dir()]
+    else:
+        candidates = [path]
     out = []
-    try:
-        entries = sorted(os.listdir(path))
-    except OSError as exc:
-        raise ConfigError(f"Error loading {p}: {exc.strerror or exc}") from None
-    for entry in entries:
-        child = path / entry
-        if child.is_dir():
+    for child in candidates:
+        fmt = _format_for(child, forced)
+        if fmt is None:
+            warnings.append(
+                f"skipping file {child}, extension must be .hcl or .json, or config format must be set"
+            )
             continue
-        if child.suffix not in (".json", ".hcl"):
-            continue
-        out.append(_load_file(child, forced))
+        out.append(_load_file(child, fmt))
     return out
 
 
@@ -1409,12 +1424,14 @@ def _finalise(cfg: Config) -> Config:
 
 
 def _build(sources: Iterable[tuple[str, Mapping[str, Any]]], *, set_flags: Iterable[str] = (),
-           config_files: Sequence[str] = ()) -> Config:
+           config_files: Sequence[str] = (), warnings: Sequence[str] = ()) -> Config:
     typed: dict[str, Any] = {}
     for name, raw in sources:
         typed = _merge_typed(typed, _coerce_source(raw, name), Config)
     cfg = _construct(Config, typed)
-    cfg = dataclasses.replace(cfg, set_flags=frozenset(set_flags), config_files=tuple(config_files))
+    cfg = dataclasses.replace(
+        cfg, set_flags=frozenset(set_flags), config_files=tuple(config_files), warnings=tuple(warnings)
+    )
     return _finalise(cfg)
 
 
@@ -1444,14 +1461,15 @@ def parse_agent_flags(argv: Sequence[str]) -> Config:
     if parsed.raw.get("dev_mode"):
         sources.append(("-dev defaults", _DEV_SOURCE))
     files: list[str] = []
+    warnings: list[str] = []
     for p in parsed.config_paths:
-        for name, data in _load_path(p, parsed.config_format):
+        for name, data in _load_path(p, parsed.config_format, warnings):
             files.append(name)
             sources.append((name, data))
     for i, frag in enumerate(parsed.hcl):
         sources.append((f"-hcl fragment {i + 1}", _parse_text(frag, "hcl", f"-hcl fragment {i + 1}")))
     sources.append(("command-line flags", parsed.raw))
-    return _build(sources, set_flags=parsed.set_flags, config_files=files)
+    return _build(sources, set_flags=parsed.set_flags, config_files=files, warnings=warnings)
 
 
 # ---------------------------------------------------------------------------------------

@@ -402,7 +402,7 @@ def test_datacenter_switcher_adds_dc_param(ui: UI, agent: Agent) -> None:
 def test_acl_token_is_sent_and_403_is_explained(ui: UI, agent: Agent) -> None:
     page = ui.page
     ui.goto("/settings")
-    page.get_by_label("ACL token", exact=True).fill("s3cr3t-token")
+    page.get_by_role("textbox", name="ACL token").fill("s3cr3t-token")
     with page.expect_request(lambda r: r.headers.get("x-consul-token") == "s3cr3t-token"):
         page.get_by_role("button", name="Save token").click()
         ui.goto("/services")

@@ -466,11 +466,73 @@ def test_hcl_config_file(tmp_path: Path) -> None:
     assert c.performance.raft_multiplier == 1
 
 
+def test_hcl1_style_quoted_keys_in_user_map_blocks(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.hcl", """
+data_dir = "/d"
+node_meta {
+  "rack-id" = "r1"
+  zone = "a"
+}
+dns_config {
+  service_ttl {
+    "*" = "5s"
+    "web" = "1s"
+  }
+}
+service {
+  name = "web"
+  meta {
+    "com.example/owner" = "team-a"
+  }
+  check {
+    http = "http://localhost/"
+    interval = "10s"
+    header {
+      "X-Probe" = ["1"]
+    }
+  }
+}
+""")
+    c = parse_agent_flags([f"-config-file={f}"])
+    assert c.node_meta == {"rack-id": "r1", "zone": "a"}
+    assert c.dns_config.service_ttl == {"*": 5.0, "web": 1.0}
+    assert c.services[0]["meta"] == {"com.example/owner": "team-a"}
+    assert c.services[0]["check"]["header"] == {"X-Probe": ["1"]}
+
+
 def test_config_format_forces_parser(tmp_path: Path) -> None:
     f = write(tmp_path / "agent.conf", 'datacenter = "x1"\ndata_dir = "/d"\n')
-    with pytest.raises(ConfigError, match="set -config-format"):
-        parse_agent_flags([f"-config-file={f}"])
+    # Unknown extension without -config-format: skipped with a warning, as Consul does.
+    skipped = parse_agent_flags([*BASE, f"-config-file={f}"])
+    assert skipped.datacenter == "dc1" and skipped.config_files == ()
+    assert any("skipping file" in w and "agent.conf" in w for w in skipped.warnings)
     assert parse_agent_flags([f"-config-file={f}", "-config-format=hcl"]).datacenter == "x1"
+
+
+def test_config_format_applies_to_every_file_in_dir(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    write(d / "a.conf", {"data_dir": "/d", "datacenter": "fromjson"})
+    write(d / "b.txt", {"log_level": "warn"})
+    c = parse_agent_flags([f"-config-dir={d}", "-config-format=json"])
+    assert c.datacenter == "fromjson" and c.log_level == "warn"
+    assert len(c.config_files) == 2
+
+
+def test_config_file_flag_accepts_directory(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    write(d / "a.json", {"data_dir": "/d", "datacenter": "viafile"})
+    assert parse_agent_flags([f"-config-file={d}"]).datacenter == "viafile"
+
+
+def test_config_file_and_dir_interleave_in_command_line_order(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    write(d / "a.json", {"data_dir": "/d", "datacenter": "fromdir"})
+    f = write(tmp_path / "f.json", {"datacenter": "fromfile"})
+    assert parse_agent_flags([f"-config-dir={d}", f"-config-file={f}"]).datacenter == "fromfile"
+    assert parse_agent_flags([f"-config-file={f}", f"-config-dir={d}"]).datacenter == "fromdir"
 
 
 def test_config_dir_alphabetical_non_recursive(tmp_path: Path) -> None:

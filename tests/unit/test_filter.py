@@ -105,6 +105,9 @@ def ids(expr: str) -> list[str]:
         ('"/ServiceMeta/version" == "1.0"', ["web-1"]),  # JSON pointer selector
         ('ServiceTags.0 == "secondary"', ["web-2"]),  # numeric index segment
         ('Node == "n1"\nor\tNode == "n3"', ["web-1", "web-3"]),
+        ("primary in ServiceTags", ["web-1"]),  # bare word on the left of `in`
+        ("ServiceTags contains v2", ["web-2"]),
+        ('NodeMeta.env == qa or "primary" in ServiceTags', ["web-1", "web-2"]),
     ],
 )
 def test_catalog_filters(expr: str, expected: list[str]) -> None:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from muster.raft.core import RaftConfig, Role
 from muster.raft.errors import CompactedError, RaftError
-from muster.raft.messages import ConfState, Entry, EntryType, Message
+from muster.raft.messages import ConfChangeType, ConfState, Entry, EntryType, Message
 from muster.testing.raftsim import SimFSM, SimNode, fmt_msg
 
 __all__ = ["SimOptions", "Simulation", "Violation", "main", "run_seed"]
@@ -74,6 +74,7 @@ class _Faults:
     heal: float
     propose: float
     lose_unsynced: bool
+    conf_change: float
 
     @classmethod
     def draw(cls, rng: random.Random) -> _Faults:
@@ -88,6 +89,7 @@ class _Faults:
             heal=rng.choice([0.02, 0.1]),
             propose=rng.choice([0.2, 0.5, 1.0]),
             lose_unsynced=rng.random() < 0.5,
+            conf_change=rng.choice([0.0, 0.0, 0.02, 0.1]),
         )
 
 
@@ -112,9 +114,12 @@ class Simulation:
         )
         snapshot_every = rng.choice([0, 5, 20])
         trailing = rng.choice([0, 3, 10])
-        conf = ConfState(tuple(self.ids))
+        # With membership changes on, only the first three nodes start as
+        # voters; the others start empty and must be added through the log.
+        initial = self.ids[:3] if self.faults.conf_change else self.ids
         self.nodes: dict[str, SimNode] = {}
         for i, nid in enumerate(self.ids):
+            conf = ConfState(tuple(initial)) if nid in initial else ConfState()
             n = SimNode(nid, conf, self.config, seed=self.seed * 64 + i, snapshot_every=snapshot_every, trailing_logs=trailing)
             n.on_append = self._on_append
             n.on_apply = self._on_apply
@@ -136,7 +141,7 @@ class Simulation:
         self.leader_commit_seen = 0
         self.lc_verified: dict[tuple[int, str], int] = {}
         self.proposals = 0
-        self.stats = {"delivered": 0, "dropped": 0, "crashes": 0, "elections": 0, "snap_installs": 0}
+        self.stats = {"delivered": 0, "dropped": 0, "crashes": 0, "elections": 0, "restores": 0, "conf_changes": 0}
 
     # ------------------------------------------------------------------ logging
     def log(self, s: str) -> None:
@@ -182,9 +187,10 @@ class Simulation:
     def _on_restore(self, node: SimNode, fsm: SimFSM) -> None:
         if fsm.index and self.digests.get(fsm.index, fsm.digest) != fsm.digest:
             self.fail(f"snapshot restore on {node.id}: digest differs at index {fsm.index}")
-        self.stats["snap_installs"] += 1
+        self.stats["restores"] += 1
 
     def check(self) -> None:
+        self._check_configs()
         for n in self.nodes.values():
             c = n.core
             if c is None:
@@ -213,6 +219,48 @@ class Simulation:
                         f" (term {want[0]}) committed in term {self.commit_term[idx]}"
                     )
             self.lc_verified[key] = max(self.lc_verified.get(key, 0), self.max_committed)
+
+    def _check_configs(self) -> None:
+        """P10: any two voter sets that nodes may act on (a node whose own
+        configuration lists it as a voter) must not admit disjoint majorities,
+        i.e. ``|A | B| < q(A) + q(B)``."""
+        confs = {frozenset(n.core.voters) for n in self.nodes.values() if n.core is not None and n.id in n.core.voters}
+        if len(confs) < 2:
+            return
+        cl = list(confs)
+        for i, a in enumerate(cl):
+            for b in cl[i + 1 :]:
+                if len(a | b) >= len(a) // 2 + 1 + len(b) // 2 + 1:
+                    who = {
+                        n.id: (sorted(n.core.voters), n.core.applied, n.core.committed, n.core.role.value)
+                        for n in self.nodes.values()
+                        if n.core is not None
+                    }
+                    self.fail(f"configurations {sorted(a)} and {sorted(b)} in use at once have disjoint majorities: {who}")
+
+    def change_membership(self) -> None:
+        rng = self.rng
+        leaders = [n for n in self.nodes.values() if n.core is not None and n.core.role is Role.LEADER]
+        if not leaders:
+            return
+        c = rng.choice(leaders).core
+        assert c is not None
+        target = rng.choice(self.ids)
+        if target in c.voters:
+            if len(c.voters) <= 2:
+                return
+            op = ConfChangeType.REMOVE
+        elif target in c.learners:
+            op = rng.choice([ConfChangeType.ADD_VOTER, ConfChangeType.REMOVE])
+        else:
+            op = rng.choice([ConfChangeType.ADD_VOTER, ConfChangeType.ADD_NONVOTER])
+        try:
+            idx, term = c.propose_conf_change(op, target)
+        except RaftError as e:
+            self.log(f"conf change {op.name} {target} at {c.id} refused: {e}")
+            return
+        self.stats["conf_changes"] += 1
+        self.log(f"conf change {op.name} {target} at {c.id} -> {term}/{idx}")
 
     # ------------------------------------------------------------------ network
     def send(self, m: Message) -> None:
@@ -314,6 +362,8 @@ class Simulation:
             self.inject_faults()
             if self.rng.random() < f.propose:
                 self.propose()
+            if f.conf_change and self.rng.random() < f.conf_change:
+                self.change_membership()
             self.tick(lossy=True)
         self.settle()
 
@@ -341,9 +391,11 @@ class Simulation:
         last = lead.log.last_index()
         if lead.log.term(last) != lead.term or last < self.max_committed:
             return False
-        if any(n.core is None or n.core.applied != last for n in self.nodes.values()):
+        # Nodes removed from the configuration are no longer replicated to.
+        members = [self.nodes[nid] for nid in (*lead.voters, *lead.learners)]
+        if any(n.core is None or n.core.applied != last for n in members):
             return False
-        fsms = {(n.fsm.index, n.fsm.digest) for n in self.nodes.values()}
+        fsms = {(n.fsm.index, n.fsm.digest) for n in members}
         if len(fsms) != 1:
             self.fail(f"state machine safety: FSMs differ after convergence: {fsms}")
         return True

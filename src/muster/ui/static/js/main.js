@@ -48,8 +48,13 @@ function notFound(root, route) {
   );
 }
 
+const SECTION_PATHS = {services: "/services", nodes: "/nodes", kv: "/kv/", sessions: "/sessions", cluster: "/cluster", settings: "/settings"};
+
 function setActiveNav(section) {
+  // Navigation links keep the selected datacenter.
+  document.querySelector(".brand").setAttribute("href", href("/services"));
   for (const a of document.querySelectorAll("[data-section]")) {
+    a.setAttribute("href", href(SECTION_PATHS[a.dataset.section]));
     if (a.dataset.section === (section || "services")) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }

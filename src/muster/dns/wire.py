@@ -1,0 +1,331 @@
+"""The hot wire path: parse a query without dnspython, and render a cached answer per query.
+
+Measured design (see ``bench/dns_bench.py``): building a response with dnspython costs
+~150-250 us, serving stored bytes ~10 us.  But stored *final* bytes would freeze the random
+order of a service's instances until the catalog changes, and the contract wants a fresh
+shuffle per query.  So the cache holds a :class:`Compiled` answer - every record already in
+wire format - and :func:`render` shuffles, truncates and concatenates those fragments per
+query, which costs a few microseconds more than copying one buffer.
+
+How the fragments stay valid in any order: every name inside a fragment is compressed *only*
+against the question name, which always sits at offset 12 of a response (we echo the asker's
+question first).  The compression table handed to dnspython is pre-filled with the suffixes of
+the question name and refuses new entries (:class:`_QuestionOnly`), so no fragment ever points
+into another fragment.  The cache key uses the lowercased question name; the asker's question is
+copied verbatim into each response (its labels have the same lengths as the lowercase key), so
+pointers into it stay valid and 0x20-randomised resolvers get their own case back.
+
+A compiled answer does not depend on the transport or on EDNS: truncation (UDP 512 bytes /
+``min(udp_answer_limit, 8)`` answers without EDNS, the advertised size with EDNS, 64 KiB on
+TCP) and the OPT record are applied in :func:`render`.  The cache key is therefore just
+(lowercase name, type, class): one entry serves UDP, TCP and every EDNS size.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import dns.name
+import dns.rrset
+
+from ..runtime import Rng
+from .answers import Answer
+
+_HEADER = struct.Struct("!6H")
+_RR_FIXED = struct.Struct("!HHIH")
+OPT_TYPE = 41
+ECS_CODE = 8
+MAX_EDNS_UDP = 65467  # largest UDP payload a DNS message may use here (contract §5.4)
+MAX_TCP = 65535
+PLAIN_UDP = 512
+MAX_UDP_ANSWERS = 8  # Consul's hard cap for non-EDNS UDP answers
+
+FLAG_QR = 0x8000
+FLAG_AA = 0x0400
+FLAG_TC = 0x0200
+FLAG_RD = 0x0100
+FLAG_RA = 0x0080
+
+
+@dataclass(slots=True)
+class Query:
+    """A parsed one-question query.  ``question`` is the question section exactly as received."""
+
+    id: int
+    flags: int
+    question: bytes
+    qname_lower: bytes
+    qtype: int
+    qclass: int
+    edns: bool = False
+    payload: int = 0
+    edns_version: int = 0
+    ecs: bytes | None = None
+
+    @property
+    def key(self) -> tuple[bytes, int, int]:
+        return (self.qname_lower, self.qtype, self.qclass)
+
+
+def parse_query(data: bytes) -> Query | None:
+    """Fast parser for the common shape: a QUERY with one question, no answer/authority records
+    and at most an OPT record.  Returns None for anything else (the caller then parses with
+    dnspython, which also decides FORMERR)."""
+    n = len(data)
+    if n < 17:
+        return None
+    qid, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
+    if flags & 0xF800 or qd != 1 or an or ns or ar > 1:  # QR set, or opcode != QUERY
+        return None
+    pos = 12
+    while True:
+        if pos >= n:
+            return None
+        ln = data[pos]
+        if ln == 0:
+            pos += 1
+            break
+        if ln & 0xC0:
+            return None
+        pos += ln + 1
+        if pos - 12 > 255:
+            return None
+    if pos + 4 > n:
+        return None
+    qtype, qclass = struct.unpack_from("!HH", data, pos)
+    qend = pos + 4
+    q = Query(qid, flags, data[12:qend], data[12:pos].lower(), qtype, qclass)
+    if ar == 0:
+        return q if qend == n else None
+    # OPT: root name, type 41, class = payload, ttl = ext-rcode/version/flags, rdata = options.
+    if qend + 11 > n or data[qend] != 0:
+        return None
+    rtype, payload, ttl, rdlen = _RR_FIXED.unpack_from(data, qend + 1)
+    if rtype != OPT_TYPE or qend + 11 + rdlen != n:
+        return None
+    q.edns, q.payload, q.edns_version = True, payload, (ttl >> 16) & 0xFF
+    p, end = qend + 11, n
+    while p < end:
+        if p + 4 > end:
+            return None
+        code, olen = struct.unpack_from("!HH", data, p)
+        p += 4
+        if p + olen > end:
+            return None
+        if code == ECS_CODE:
+            if olen < 4:
+                return None
+            # Echo the client subnet with scope 0: the answer does not depend on it.
+            q.ecs = data[p : p + 3] + b"\x00" + data[p + 4 : p + olen]
+        p += olen  # other options (COOKIE, ...) are ignored, as RFC 7873 allows
+    return q
+
+
+def opt_record(payload: int, ext_rcode: int = 0, ecs: bytes | None = None) -> bytes:
+    rdata = b"" if ecs is None else struct.pack("!HH", ECS_CODE, len(ecs)) + ecs
+    return b"\x00" + _RR_FIXED.pack(OPT_TYPE, payload, (ext_rcode & 0xFF) << 24, len(rdata)) + rdata
+
+
+# ---------------------------------------------------------------------- compiled answers
+
+
+class _QuestionOnly(dict[dns.name.Name, int]):
+    """A compression table that only ever holds the question's suffixes (see module doc)."""
+
+    def __setitem__(self, key: dns.name.Name, value: int) -> None:
+        return None
+
+
+def _question_table(qname_lower: bytes) -> _QuestionOnly:
+    table = _QuestionOnly()
+    labels: list[bytes] = []
+    pos = 0
+    while qname_lower[pos]:
+        ln = qname_lower[pos]
+        labels.append(qname_lower[pos + 1 : pos + 1 + ln])
+        pos += ln + 1
+    offset = 12
+    for i, label in enumerate(labels):
+        dict.__setitem__(table, dns.name.Name(labels[i:] + [b""]), offset)
+        offset += len(label) + 1
+    return table
+
+
+# A fragment: (wire bytes, record count, uncompressed length).
+Frag = tuple[bytes, int, int]
+# A unit: (records fragment, extras fragments).
+CUnit = tuple[Frag, tuple[Frag, ...]]
+
+
+@dataclass(slots=True)
+class Compiled:
+    """An :class:`Answer` with every record in wire form; immutable once cached."""
+
+    rcode: int
+    authoritative: bool
+    forward: bool
+    answers: tuple[CUnit, ...]
+    shuffle_answer: bool
+    answer_cap: int
+    authority: tuple[CUnit, ...]
+    shuffle_authority: bool
+    authority_cap: int
+    additional: tuple[Frag, ...]
+
+
+def compile_answer(ans: Answer, qname_lower: bytes, compress: bool) -> Compiled:
+    table = _question_table(qname_lower) if compress else None
+
+    def frag(rrsets: list[dns.rrset.RRset]) -> Frag:
+        buf, raw = io.BytesIO(), io.BytesIO()
+        count = 0
+        for s in rrsets:
+            count += s.to_wire(buf, table)
+            s.to_wire(raw, None)
+        return (buf.getvalue(), count, len(raw.getvalue()))
+
+    def units(us: list) -> tuple[CUnit, ...]:  # type: ignore[type-arg]
+        return tuple((frag(u.records), tuple(frag([e]) for e in u.extras)) for u in us)
+
+    return Compiled(
+        rcode=ans.rcode,
+        authoritative=ans.authoritative,
+        forward=ans.forward,
+        answers=units(ans.answer),
+        shuffle_answer=ans.shuffle_answer,
+        answer_cap=ans.answer_cap,
+        authority=units(ans.authority),
+        shuffle_authority=ans.shuffle_authority,
+        authority_cap=ans.authority_cap,
+        additional=tuple(frag([r]) for r in ans.additional),
+    )
+
+
+def _pick(items: tuple[CUnit, ...], shuffle: bool, cap: int, want: int, rng: Rng) -> list[CUnit]:
+    """The first ``min(want, cap or all)`` of ``items``, in random order when ``shuffle``
+    (a partial Fisher-Yates: cost is O(picked), not O(all))."""
+    n = len(items)
+    if cap:
+        want = min(want, cap)
+    want = min(want, n)
+    if not shuffle or n < 2:
+        return list(items[:want])
+    pool = list(items)
+    for i in range(want):
+        j = i + rng.randrange(n - i)
+        pool[i], pool[j] = pool[j], pool[i]
+    return pool[:want]
+
+
+def render(
+    t: Compiled,
+    q: Query,
+    rng: Rng,
+    *,
+    tcp: bool,
+    udp_answer_limit: int,
+    enable_truncate: bool,
+    recursion_available: bool,
+) -> bytes:
+    """The response bytes for ``q``: shuffle, cap, trim to the transport's size, re-sync the
+    Additional section to the answers kept, add the OPT record when the query had one.
+
+    Size rules (Consul's ``trimUDPResponse``/``trimTCPResponse``): UDP without EDNS (or an
+    advertised size <= 512) keeps at most ``min(udp_answer_limit, 8)`` answers and at most 512
+    bytes counted *uncompressed*; UDP with EDNS the advertised size (max 65467); TCP 64 KiB.
+    Authority is dropped before answers; the first answer is always kept.  TC is set only if
+    answers were trimmed and ``enable_truncate`` is on.
+    """
+    opt = opt_record(max(q.payload, PLAIN_UDP), t.rcode >> 4, q.ecs) if q.edns else b""
+    if tcp:
+        limit, cap, raw = MAX_TCP, len(t.answers), False
+    elif q.edns and q.payload > PLAIN_UDP:
+        limit, cap, raw = min(q.payload, MAX_EDNS_UDP), len(t.answers), False
+    else:
+        limit, cap, raw = PLAIN_UDP, min(udp_answer_limit, MAX_UDP_ANSWERS), True
+    def size(f: Frag) -> int:
+        return f[2] if raw else len(f[0])
+
+    available = min(len(t.answers), t.answer_cap) if t.answer_cap else len(t.answers)
+    ordered = _pick(t.answers, t.shuffle_answer, t.answer_cap, cap, rng)
+    authority = _pick(t.authority, t.shuffle_authority, t.authority_cap, len(t.authority), rng)
+    base = 12 + len(q.question) + len(opt)
+
+    # Consul drops the Authority section before it drops answers: try with it, then without.
+    for auth in ([authority, []] if authority else [[]]):
+        total = base
+        seen: set[bytes] = set()
+        extras: list[Frag] = []
+        for rec, ex in auth:
+            total += size(rec)
+            for e in ex:
+                if e[0] not in seen:
+                    seen.add(e[0])
+                    extras.append(e)
+                    total += size(e)
+        kept: list[Frag] = []
+        for rec, ex in ordered:
+            new = [e for e in ex if e[0] not in seen]
+            add = size(rec) + sum(size(e) for e in new)
+            if total + add > limit:
+                if kept:
+                    break
+                # The first answer is sent even if it alone is too big; its extras only if they fit.
+                new, add = [], size(rec)
+            kept.append(rec)
+            for e in new:
+                seen.add(e[0])
+                extras.append(e)
+            total += add
+        if len(kept) == len(ordered):
+            break
+    for f in t.additional:
+        if total + size(f) <= limit:
+            extras.append(f)
+            total += size(f)
+
+    trimmed = len(kept) < available
+    flags = FLAG_QR | (q.flags & FLAG_RD) | (t.rcode & 0xF)
+    if t.authoritative:
+        flags |= FLAG_AA
+    if recursion_available:
+        flags |= FLAG_RA
+    if trimmed and enable_truncate:
+        flags |= FLAG_TC
+    an = sum(f[1] for f in kept)
+    ns = sum(f[1] for f, _ in auth)
+    ar = sum(f[1] for f in extras) + (1 if opt else 0)
+    parts = [_HEADER.pack(q.id, flags, 1, an, ns, ar), q.question]
+    parts.extend(f[0] for f in kept)
+    parts.extend(f[0] for f, _ in auth)
+    parts.extend(f[0] for f in extras)
+    parts.append(opt)
+    return b"".join(parts)
+
+
+def error_response(data: bytes, rcode: int, question: bytes = b"", opt: bool = False) -> bytes:
+    """A records-less response to a query whose header is readable (FORMERR, NOTIMP, SERVFAIL,
+    REFUSED, BADVERS): same ID, opcode and RD, QR set, the question echoed if given."""
+    qid, flags = struct.unpack_from("!HH", data)
+    out_flags = FLAG_QR | (flags & 0x7800) | (flags & FLAG_RD) | (rcode & 0xF)
+    ext = opt_record(PLAIN_UDP, rcode >> 4) if opt or rcode > 0xF else b""
+    return _HEADER.pack(qid, out_flags, 1 if question else 0, 0, 0, 1 if ext else 0) + question + ext
+
+
+def truncated_reply(q: Query, rcode: int, recursion_available: bool) -> bytes:
+    """Header and question only, TC set: the client must retry over TCP."""
+    flags = FLAG_QR | FLAG_TC | (q.flags & FLAG_RD) | (rcode & 0xF)
+    if recursion_available:
+        flags |= FLAG_RA
+    opt = opt_record(max(q.payload, PLAIN_UDP), rcode >> 4, q.ecs) if q.edns else b""
+    return _HEADER.pack(q.id, flags, 1, 0, 0, 1 if opt else 0) + q.question + opt
+
+
+def rcode_of(reply: bytes) -> int:
+    return struct.unpack_from("!H", reply, 2)[0] & 0xF
+
+
+def max_udp_reply(q: Query) -> int:
+    return min(max(q.payload, PLAIN_UDP), MAX_EDNS_UDP) if q.edns else PLAIN_UDP

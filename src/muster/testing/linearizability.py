@@ -1,0 +1,643 @@
+"""Linearizability checker for Consul-style KV registers (Wing & Gong search, Lowe's memoisation).
+
+What is checked
+===============
+
+A *history* is a list of :class:`Op` records, one per client operation, each with an invocation
+time ``call`` and a completion time ``ret`` taken from **one** monotonic clock.  Linearizability
+is *local* (Herlihy & Wing; "P-compositionality" in Horn & Kroening): a history is linearizable
+iff every key's sub-history is, so :func:`check_history` splits by key and checks each key on its
+own with :func:`check_key`.
+
+The model: a versioned register
+-------------------------------
+
+Each key is a register whose state is its **value** (``None`` = absent; the register starts
+absent and the workload never deletes).  Operations:
+
+* ``read`` -> returns the value (or ``None`` for a 404) and, optionally, the entry's
+  ``ModifyIndex`` (``version``).
+* ``write(v)`` -> plain ``PUT``; sets the value to ``v``.
+* ``cas(expected -> new)`` -> ``PUT ?cas=<version>``.
+
+**Why the CAS is modelled on values although Consul compares ModifyIndex.**  The workload client
+implements a CAS as ``GET`` (learns ``value=u``, ``ModifyIndex=i``) followed by ``PUT ?cas=i``
+(``cas=0`` when the GET returned 404).  The GET is recorded as an ordinary read; the CAS op is
+recorded as ``cas(expected=u, new=v, version=i)`` whose interval is the PUT's own interval (the
+GET's interval is *not* included: the swap can only take effect while the PUT is in flight).
+Written values are **unique** per key.  For a correct server:
+
+1. An entry's ``ModifyIndex`` is the Raft index of the write that produced it, so the pair
+   (value, ModifyIndex) is fixed when the entry is written: every observation of value ``u``
+   reports the same index, and index ``i`` names exactly one written value.  Uniqueness of
+   values makes this a bijection (an idempotent rewrite of the same value cannot happen).
+2. Hence at any instant ``ModifyIndex == i  <=>  value == u``: if the index is ``i`` the last
+   modification is the write that wrote ``u``; if the value is ``u`` the last modification is
+   the only write that ever wrote ``u``, whose index is ``i``.  For ``cas=0``: succeeds iff the
+   key is absent iff ``value is None``.
+3. So "``cas=i`` succeeds at time t" equals "``value(t) == u``": the value-based CAS is exactly
+   Consul's CAS, and the checker needs no server-assigned numbers in its state.
+
+Versions add checking power without growing the state.  Every observed (value, version) pair
+and every CAS's (expected, version) pair populates a map ``value -> version``; a conflict in that
+map is itself a violation of point 1 (reported as ``version-conflict``).  Raft indexes grow, so a
+write may only take effect on top of a state whose known version is *smaller* than the known
+version of the value it writes (unknown versions are unconstrained).  Because the version is a
+function of the value, the search state stays the value alone and Lowe's cache stays small.
+
+Outcomes
+--------
+
+``status`` follows Jepsen: ``ok`` (definite success), ``fail`` (definitely did not take effect),
+``info`` (indeterminate: timeout, reset, 5xx after sending).
+
+* read ``ok`` -> must be linearized and must return its value; read ``fail``/``info`` are dropped
+  (a read that returned nothing constrains nothing).
+* write ``ok`` -> must be linearized; write ``fail`` is dropped, but its value counts as *never
+  written* (reading it is a violation); write ``info`` stays pending until the end of the
+  history (``ret = +inf``) and may be linearized anywhere after its call, or not at all.
+* cas ``ok`` (server answered ``true``) -> must swap.  cas ``fail`` with ``result=False`` (server
+  answered ``false``) -> a completed op that must be linearized where ``value != expected``;
+  cas ``fail`` without an answer (4xx, refused connection) is dropped; cas ``info`` is pending to
+  the end and, where linearized, swaps if it can and is otherwise a no-op.
+
+Why treating an indeterminate op as "a no-op here" or "applied here" is sound and complete:
+an indeterminate op has no return constraint, so "it never happened" is equivalent to
+"linearized last", where its effect is unobservable; a no-op anywhere is equivalent to never
+happening.  The step function is deterministic, which is what Lowe's memoisation needs.
+
+Algorithm
+---------
+
+Wing & Gong's backtracking search as restated by Lowe and implemented in porcupine: call/return
+entries sorted by time (calls before returns on ties, the permissive choice, so touching
+intervals count as concurrent) in a doubly linked list; at a call entry try to linearize the op
+(step the model); at a return entry the op was not linearized in time, so backtrack.  The cache
+holds every (linearized-set bitmask, state) pair ever reached: reaching it again cannot succeed
+where the first visit did not, so the search visits each pair at most once.  The search is
+bounded by ``max_steps`` loop iterations and an optional wall-clock limit; running out yields
+:attr:`Verdict.UNKNOWN`, never a pass.
+
+Cheap exact pre-checks run first and give precise explanations: reads of never-written values,
+version conflicts, and version regressions in real time (an op that completed before another op
+began observed a larger version than the later op: impossible, versions only grow).  Every
+pre-check is implied by the versioned model, so it never rejects a linearizable history.
+
+Invariants the caller must keep: values written to one key are unique and never ``None``;
+``call <= ret``; one monotonic clock for all ops.  :func:`check_key` raises ``ValueError`` when a
+history breaks them, because the verdict would otherwise be meaningless.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+OpKind = Literal["read", "write", "cas"]
+Status = Literal["ok", "fail", "info"]
+
+__all__ = [
+    "CheckResult",
+    "KeyResult",
+    "Op",
+    "Verdict",
+    "Violation",
+    "check_history",
+    "check_key",
+    "version_regressions",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One client operation on one key.
+
+    ``value``: read -> the value returned (``None`` = 404); write -> the value written;
+    cas -> the new value.  ``expected``: cas only, the value the client's preceding GET returned
+    (``None`` = absent, i.e. ``cas=0``).  ``version``: read -> the observed ``ModifyIndex``
+    (``None`` if unknown or 404); cas -> the index sent as ``?cas=``.  ``result``: cas only, the
+    server's answer (``True``/``False``) when it gave one.  ``ret`` is ignored (treated as +inf)
+    for ``info`` ops.
+    """
+
+    id: int
+    key: str
+    kind: OpKind
+    status: Status
+    call: float
+    ret: float
+    value: str | None = None
+    expected: str | None = None
+    version: int | None = None
+    result: bool | None = None
+    client: int = 0
+    server: str = ""
+    error: str = ""
+
+    def describe(self) -> str:
+        """A one-line human rendering, e.g. ``#12 c3 cas('a'->'b' @7) ok [1.20, 1.25]``."""
+        ret = "inf" if self.status == "info" or math.isinf(self.ret) else f"{self.ret:.6f}"
+        if self.kind == "read":
+            body = f"read -> {self.value!r}" + (f" @{self.version}" if self.version is not None else "")
+        elif self.kind == "write":
+            body = f"write({self.value!r})"
+        else:
+            at = f" @{self.version}" if self.version is not None else ""
+            ans = "" if self.result is None else f" -> {str(self.result).lower()}"
+            body = f"cas({self.expected!r} -> {self.value!r}{at}){ans}"
+        extra = f" ({self.error})" if self.error else ""
+        return f"#{self.id} c{self.client} {body} {self.status}{extra} [{self.call:.6f}, {ret}]"
+
+
+class Verdict(enum.Enum):
+    """Outcome of a check.  ``UNKNOWN`` means the search budget ran out: it is not a pass."""
+
+    LINEARIZABLE = "linearizable"
+    NOT_LINEARIZABLE = "not linearizable"
+    UNKNOWN = "unknown (budget exceeded)"
+
+
+@dataclass(slots=True)
+class Violation:
+    """Why one key's sub-history is not linearizable.
+
+    ``kind``: ``never-written`` (a value no write produced was observed), ``version-conflict``
+    (one value seen with two versions or one version with two values), ``version-regression``
+    (real-time order contradicts version order), ``no-linearization`` (the exhaustive search
+    found no order).  ``ops``: the ops directly involved.  ``prefix``: for ``no-linearization``,
+    the longest linearizable prefix found (in linearization order) and ``state`` the register
+    value after it; ``blocked`` is the op whose completion could not be justified after that
+    prefix and ``candidates`` the other ops that were still pending at that moment.
+    """
+
+    key: str
+    kind: str
+    message: str
+    ops: list[Op] = field(default_factory=list)
+    prefix: list[Op] = field(default_factory=list)
+    state: str | None = None
+    blocked: Op | None = None
+    candidates: list[Op] = field(default_factory=list)
+
+    def describe(self, max_prefix: int = 8) -> str:
+        """A multi-line explanation; only the last ``max_prefix`` prefix ops are listed."""
+        lines = [f"key {self.key!r}: {self.kind}: {self.message}"]
+        for op in self.ops:
+            lines.append(f"  involved: {op.describe()}")
+        if self.kind == "no-linearization":
+            lines.append(
+                f"  longest linearizable prefix: {len(self.prefix)} ops, state after it: {self.state!r}"
+            )
+            shown = self.prefix[-max_prefix:]
+            if len(shown) < len(self.prefix):
+                lines.append(f"    ... {len(self.prefix) - len(shown)} earlier ops")
+            for op in shown:
+                lines.append(f"    {op.describe()}")
+            if self.blocked is not None:
+                lines.append(f"  cannot linearize before it returns: {self.blocked.describe()}")
+            for op in self.candidates:
+                lines.append(f"    pending then: {op.describe()}")
+        return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class KeyResult:
+    """Result for one key: verdict, op count, search steps, seconds, and witness or violation.
+
+    ``linearization`` (when linearizable) lists the checked op ids in a legal order: dropped
+    ops (failed/indeterminate reads, failed writes) are absent.
+    """
+
+    key: str
+    verdict: Verdict
+    ops: int
+    steps: int
+    seconds: float
+    violation: Violation | None = None
+    linearization: list[int] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """Whole-history result: NOT_LINEARIZABLE if any key is, else UNKNOWN if any key is, else OK."""
+
+    verdict: Verdict
+    keys: dict[str, KeyResult]
+    seconds: float
+
+    @property
+    def violations(self) -> list[Violation]:
+        return [r.violation for r in self.keys.values() if r.violation is not None]
+
+    @property
+    def unknown_keys(self) -> list[str]:
+        return [k for k, r in self.keys.items() if r.verdict is Verdict.UNKNOWN]
+
+    def describe(self) -> str:
+        n_ops = sum(r.ops for r in self.keys.values())
+        lines = [
+            f"{self.verdict.value}: {len(self.keys)} keys, {n_ops} checked ops, "
+            f"{len(self.unknown_keys)} unknown, {len(self.violations)} violations, {self.seconds:.2f}s"
+        ]
+        lines.extend(v.describe() for v in self.violations)
+        for k in self.unknown_keys:
+            lines.append(f"key {k!r}: {self.keys[k].reason}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparation
+# ---------------------------------------------------------------------------------------------
+
+# Action codes of the internal (model-level) operations.
+_READ, _WRITE, _CAS, _CAS_FALSE, _MAYBE_WRITE, _MAYBE_CAS = range(6)
+
+_ILLEGAL = object()  # step() result for "this op cannot take effect in this state"
+
+
+def _action(op: Op) -> int | None:
+    """Map an op to its model action, or ``None`` when the op constrains nothing."""
+    if op.kind == "read":
+        return _READ if op.status == "ok" else None
+    if op.kind == "write":
+        return {"ok": _WRITE, "info": _MAYBE_WRITE}.get(op.status)
+    if op.status == "ok":
+        return _CAS
+    if op.status == "info":
+        return _MAYBE_CAS
+    return _CAS_FALSE if op.result is False else None
+
+
+def _validate(key: str, ops: Sequence[Op]) -> None:
+    seen: dict[str, int] = {}
+    for op in ops:
+        if op.key != key:
+            raise ValueError(f"op #{op.id} is for key {op.key!r}, not {key!r}")
+        if op.kind not in ("read", "write", "cas") or op.status not in ("ok", "fail", "info"):
+            raise ValueError(f"op #{op.id}: bad kind/status {op.kind!r}/{op.status!r}")
+        if op.status != "info" and not op.call <= op.ret:
+            raise ValueError(f"op #{op.id}: completion {op.ret} precedes invocation {op.call}")
+        if op.kind == "cas" and op.status == "ok" and op.result is False:
+            raise ValueError(f"op #{op.id}: cas with status ok must not have result False")
+        if op.kind in ("write", "cas"):
+            if op.value is None:
+                raise ValueError(f"op #{op.id}: writes of None are not part of the model")
+            if op.value in seen:
+                raise ValueError(
+                    f"ops #{seen[op.value]} and #{op.id} both write {op.value!r}: values must be unique"
+                )
+            seen[op.value] = op.id
+
+
+def _never_written(key: str, ops: Sequence[Op]) -> Violation | None:
+    """A read (or a CAS's GET) observed a value that no possibly-effective write produced."""
+    possible = {op.value for op in ops if op.kind != "read" and _action(op) in (_WRITE, _CAS, _MAYBE_WRITE, _MAYBE_CAS)}
+    failed = {op.value: op for op in ops if op.kind != "read" and op.status == "fail"}
+    for op in ops:
+        if op.kind == "read" and op.status == "ok":
+            seen = op.value
+        elif op.kind == "cas" and _action(op) is not None:
+            seen = op.expected
+        else:
+            continue
+        if seen is None or seen in possible:
+            continue
+        involved = [op]
+        msg = f"{op.describe()} observed {seen!r}, which no write could have produced"
+        if seen in failed:
+            involved.append(failed[seen])
+            msg += " (its write definitely failed)"
+        return Violation(key, "never-written", msg, ops=involved)
+    return None
+
+
+def _version_map(key: str, ops: Sequence[Op]) -> tuple[dict[str, int], Violation | None]:
+    """Build value -> version from observations; a conflicting pair is a violation."""
+    by_value: dict[str, tuple[int, Op]] = {}
+    by_version: dict[int, tuple[str, Op]] = {}
+    for op in ops:
+        if op.version is None:
+            continue
+        if op.kind == "read" and op.status == "ok":
+            value = op.value
+        elif op.kind == "cas" and _action(op) is not None:
+            value = op.expected
+        else:
+            continue
+        if value is None:
+            continue  # 404 / cas=0: the absent register has no ModifyIndex
+        prev = by_value.get(value)
+        if prev is not None and prev[0] != op.version:
+            return {}, Violation(
+                key,
+                "version-conflict",
+                f"value {value!r} observed with versions {prev[0]} and {op.version}",
+                ops=[prev[1], op],
+            )
+        prev_v = by_version.get(op.version)
+        if prev_v is not None and prev_v[0] != value:
+            return {}, Violation(
+                key,
+                "version-conflict",
+                f"version {op.version} observed with values {prev_v[0]!r} and {value!r}",
+                ops=[prev_v[1], op],
+            )
+        by_value[value] = (op.version, op)
+        by_version[op.version] = (value, op)
+    return {v: ver for v, (ver, _) in by_value.items()}, None
+
+
+def _post_version(op: Op, vmap: dict[str, int]) -> int | None:
+    """The register's version right after ``op`` took effect, when it is known."""
+    if op.kind == "read":
+        if op.status != "ok":
+            return None
+        return 0 if op.value is None else vmap.get(op.value)
+    if op.status == "ok":  # a write, or a successful CAS
+        return vmap.get(op.value) if op.value is not None else None
+    return None
+
+
+def version_regressions(key: str, ops: Sequence[Op], limit: int = 1) -> list[tuple[Op, Op]]:
+    """Pairs ``(earlier, later)`` where ``earlier`` completed before ``later`` was invoked but the
+    register version after ``earlier`` is larger than the version ``later`` observed/produced.
+
+    Sound for a register whose versions only grow (Raft indexes, no deletes): at ``earlier``'s
+    linearization point the version was already that large, and ``later`` linearizes after it.
+    For a read this is exactly a *stale read*; the workload reports their count in non-consistent
+    modes.  For a write the comparison is ``>=`` because a write creates a strictly newer version.
+    O(n log n); returns at most ``limit`` pairs (``limit <= 0`` means all).
+    """
+    vmap, _ = _version_map(key, ops)
+    done = sorted(
+        ((op.ret, v, op) for op in ops if op.status == "ok" and (v := _post_version(op, vmap)) is not None),
+        key=lambda t: t[0],
+    )
+    starts = sorted(
+        ((op.call, v, op) for op in ops if op.status == "ok" and (v := _post_version(op, vmap)) is not None),
+        key=lambda t: t[0],
+    )
+    out: list[tuple[Op, Op]] = []
+    best: tuple[int, Op] | None = None
+    i = 0
+    for call, v, op in starts:
+        while i < len(done) and done[i][0] < call:
+            if best is None or done[i][1] > best[0]:
+                best = (done[i][1], done[i][2])
+            i += 1
+        if best is None:
+            continue
+        bad = best[0] >= v if op.kind != "read" else best[0] > v
+        if bad:
+            out.append((best[1], op))
+            if 0 < limit <= len(out):
+                break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The search
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Search:
+    """Outcome of the WGL search on prepared ops (indexes into the prepared list)."""
+
+    verdict: Verdict
+    steps: int
+    order: list[int]
+    best_prefix: list[int]
+    best_state: str | None
+    blocked: int | None
+    candidates: list[int]
+
+
+def _wgl(
+    actions: list[int],
+    values: list[str | None],
+    expected: list[str | None],
+    calls: list[float],
+    rets: list[float],
+    vmap: dict[str, int],
+    max_steps: int,
+    deadline: float,
+) -> _Search:
+    n = len(actions)
+    events = sorted(
+        [(calls[i], 0, i) for i in range(n)] + [(rets[i], 1, i) for i in range(n)],
+        key=lambda t: (t[0], t[1]),
+    )
+    m = len(events)
+    # Node 0 is the head sentinel; node k (1..m) is events[k-1]; -1 is NIL.
+    nxt = list(range(1, m + 1)) + [-1]
+    prv = [-1] + list(range(0, m))
+    is_call = [False] * (m + 1)
+    opi = [-1] * (m + 1)
+    match = [-1] * (m + 1)
+    call_node = [0] * n
+    for k, (_, is_ret, i) in enumerate(events, start=1):
+        opi[k] = i
+        if is_ret:
+            match[call_node[i]] = k
+        else:
+            is_call[k] = True
+            call_node[i] = k
+
+    def version_of(v: str | None) -> int | None:
+        return 0 if v is None else vmap.get(v)
+
+    def newer(state: str | None, new: str | None) -> bool:
+        a, b = version_of(state), version_of(new)
+        return a is None or b is None or b > a
+
+    state: str | None = None
+    lin = 0
+    stack: list[tuple[int, str | None]] = []
+    cache: set[tuple[int, str | None]] = set()
+    best_depth = -1
+    best_prefix: list[int] = []
+    best_state: str | None = None
+    blocked: int | None = None
+    candidates: list[int] = []
+    steps = 0
+    e = nxt[0]
+    while nxt[0] != -1:
+        steps += 1
+        if steps > max_steps or (steps & 0xFFF == 0 and time.monotonic() > deadline):
+            return _Search(Verdict.UNKNOWN, steps, [], best_prefix, best_state, blocked, candidates)
+        if is_call[e]:
+            i = opi[e]
+            a = actions[i]
+            s2: object
+            if a == _READ:
+                s2 = state if state == values[i] else _ILLEGAL
+            elif a == _WRITE:
+                s2 = values[i] if newer(state, values[i]) else _ILLEGAL
+            elif a == _CAS:
+                s2 = values[i] if state == expected[i] and newer(state, values[i]) else _ILLEGAL
+            elif a == _CAS_FALSE:
+                s2 = state if state != expected[i] else _ILLEGAL
+            elif a == _MAYBE_WRITE:
+                s2 = values[i] if newer(state, values[i]) else state
+            else:  # _MAYBE_CAS
+                s2 = values[i] if state == expected[i] and newer(state, values[i]) else state
+            if s2 is not _ILLEGAL:
+                new_state: str | None = s2  # type: ignore[assignment]
+                lin2 = lin | (1 << i)
+                ck = (lin2, new_state)
+                if ck not in cache:
+                    cache.add(ck)
+                    stack.append((e, state))
+                    state = new_state
+                    lin = lin2
+                    # lift the call and its return out of the list
+                    r = match[e]
+                    nxt[prv[e]] = nxt[e]
+                    if nxt[e] != -1:
+                        prv[nxt[e]] = prv[e]
+                    nxt[prv[r]] = nxt[r]
+                    if nxt[r] != -1:
+                        prv[nxt[r]] = prv[r]
+                    e = nxt[0]
+                    continue
+            e = nxt[e]
+        else:
+            if len(stack) > best_depth:
+                best_depth = len(stack)
+                best_prefix = [opi[c] for c, _ in stack]
+                best_state = state
+                blocked = opi[e]
+                candidates = []
+                k = nxt[0]
+                while k != e and k != -1:
+                    if is_call[k]:
+                        candidates.append(opi[k])
+                    k = nxt[k]
+            if not stack:
+                return _Search(Verdict.NOT_LINEARIZABLE, steps, [], best_prefix, best_state, blocked, candidates)
+            c, state = stack.pop()
+            lin &= ~(1 << opi[c])
+            r = match[c]
+            # unlift in reverse order: the return first, then the call
+            nxt[prv[r]] = r
+            if nxt[r] != -1:
+                prv[nxt[r]] = r
+            nxt[prv[c]] = c
+            if nxt[c] != -1:
+                prv[nxt[c]] = c
+            e = nxt[c]
+    return _Search(Verdict.LINEARIZABLE, steps, [opi[c] for c, _ in stack], [], None, None, [])
+
+
+def check_key(
+    key: str,
+    ops: Sequence[Op],
+    *,
+    max_steps: int = 2_000_000,
+    time_limit: float | None = 30.0,
+) -> KeyResult:
+    """Check one key's sub-history (all ``ops`` must be for ``key``).
+
+    Runs the pre-checks, then the bounded WGL search.  ``max_steps`` bounds the search loop and
+    ``time_limit`` (seconds, ``None`` = no limit) its wall time; exceeding either yields
+    ``Verdict.UNKNOWN`` with the reason in ``KeyResult.reason``.
+    """
+    t0 = time.monotonic()
+    _validate(key, ops)
+    violation = _never_written(key, ops)
+    vmap: dict[str, int] = {}
+    if violation is None:
+        vmap, violation = _version_map(key, ops)
+    if violation is None:
+        regress = version_regressions(key, ops, limit=1)
+        if regress:
+            a, b = regress[0]
+            violation = Violation(
+                key,
+                "version-regression",
+                f"{b.describe()} began after {a.describe()} completed but saw an older version",
+                ops=[a, b],
+            )
+    checked = [op for op in ops if _action(op) is not None]
+    if violation is not None:
+        return KeyResult(key, Verdict.NOT_LINEARIZABLE, len(checked), 0, time.monotonic() - t0, violation)
+
+    actions = [_action(op) for op in checked]
+    deadline = math.inf if time_limit is None else t0 + time_limit
+    res = _wgl(
+        [a for a in actions if a is not None],
+        [op.value for op in checked],
+        [op.expected for op in checked],
+        [op.call for op in checked],
+        [math.inf if op.status == "info" else op.ret for op in checked],
+        vmap,
+        max_steps,
+        deadline,
+    )
+    secs = time.monotonic() - t0
+    if res.verdict is Verdict.LINEARIZABLE:
+        return KeyResult(key, res.verdict, len(checked), res.steps, secs, linearization=[checked[i].id for i in res.order])
+    if res.verdict is Verdict.UNKNOWN:
+        why = "step budget" if res.steps > max_steps else "time limit"
+        return KeyResult(
+            key,
+            res.verdict,
+            len(checked),
+            res.steps,
+            secs,
+            reason=f"{why} exceeded after {res.steps} steps, {secs:.2f}s ({len(checked)} ops)",
+        )
+    blocked = checked[res.blocked] if res.blocked is not None else None
+    cands = [checked[i] for i in res.candidates]
+    prefix = [checked[i] for i in res.best_prefix]
+    msg = "no order of the operations respects both real time and register semantics"
+    if blocked is not None:
+        msg = f"{blocked.describe()} cannot be explained by any order of the ops before its return"
+    return KeyResult(
+        key,
+        res.verdict,
+        len(checked),
+        res.steps,
+        secs,
+        Violation(
+            key,
+            "no-linearization",
+            msg,
+            ops=[blocked] if blocked is not None else [],
+            prefix=prefix,
+            state=res.best_state,
+            blocked=blocked,
+            candidates=cands,
+        ),
+    )
+
+
+def check_history(
+    ops: Iterable[Op],
+    *,
+    max_steps_per_key: int = 2_000_000,
+    time_limit_per_key: float | None = 30.0,
+) -> CheckResult:
+    """Check a multi-key history key by key (linearizability is local)."""
+    t0 = time.monotonic()
+    by_key: dict[str, list[Op]] = {}
+    for op in ops:
+        by_key.setdefault(op.key, []).append(op)
+    results = {
+        k: check_key(k, kops, max_steps=max_steps_per_key, time_limit=time_limit_per_key)
+        for k, kops in sorted(by_key.items())
+    }
+    verdicts = {r.verdict for r in results.values()}
+    if Verdict.NOT_LINEARIZABLE in verdicts:
+        verdict = Verdict.NOT_LINEARIZABLE
+    elif Verdict.UNKNOWN in verdicts:
+        verdict = Verdict.UNKNOWN
+    else:
+        verdict = Verdict.LINEARIZABLE
+    return CheckResult(verdict, results, time.monotonic() - t0)

@@ -1,0 +1,175 @@
+"""Real 3-server clusters on 127.0.0.1-3: formation, failover, crash recovery, pauses.
+
+These are the process-level checks of the Raft issue: no acknowledged write is ever lost
+(kill -9 of the leader under load, kill -9 of every server at once), a new leader takes writes
+within a few seconds, a paused leader is replaced and then steps down, and a leader cut off
+from its followers serves no ``?consistent`` read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import Cluster, env_ok, wait_until
+
+pytestmark = pytest.mark.skipif(not env_ok(), reason="127.0.0.2/3 not bindable")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.start_all()
+    try:
+        yield c
+    finally:
+        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
+        c.close(keep_logs=failed)
+
+
+class Writer(threading.Thread):
+    """Writes unique keys round-robin over the given servers; records what was acknowledged."""
+
+    def __init__(self, c: Cluster, servers: list[int], prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.c, self.servers, self.prefix = c, servers, prefix
+        self.acked: dict[str, float] = {}
+        self.stop_flag = threading.Event()
+        self.n = 0
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set() and self.n < 20_000:
+            self.n += 1
+            key = f"{self.prefix}/{self.n:06d}"
+            srv = self.servers[self.n % len(self.servers)]
+            if self.c.nodes[srv].proc is None:
+                continue
+            try:
+                if self.c.put(srv, key, key.encode(), timeout=5):
+                    self.acked[key] = time.monotonic()
+            except OSError:
+                time.sleep(0.02)
+
+
+def test_formation_bootstraps_one_configuration(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    for i in range(3):
+        peers = cluster.get_json(i, "/v1/status/peers")
+        assert len(peers) == 3
+    conf = cluster.get_json(leader, "/v1/operator/raft/configuration")
+    assert sorted(s["Node"] for s in conf["Servers"]) == ["s0", "s1", "s2"]
+    assert sum(1 for s in conf["Servers"] if s["Leader"]) == 1
+    assert all(s["Voter"] for s in conf["Servers"])
+    ids = {(n.data_dir / "raft" / "cluster-id").read_text() for n in cluster.nodes}
+    assert len(ids) == 1
+    # the leader registers itself in the catalog as the `consul` service
+    svc = cluster.get_json(leader, "/v1/catalog/service/consul")
+    assert any(e["Node"] == f"s{leader}" and e["ServicePort"] == cluster.server_port for e in svc)
+
+
+def test_writes_anywhere_consistent_reads_everywhere(cluster: Cluster) -> None:
+    cluster.wait_leader()
+    for i in range(3):
+        assert cluster.put(i, f"k{i}", f"v{i}".encode())
+    for i in range(3):
+        for j in range(3):
+            code, headers, body = cluster.request(i, "GET", f"/v1/kv/k{j}?consistent")
+            assert code == 200, (i, j, code, body)
+            assert headers["X-Consul-KnownLeader"] == "true"
+
+
+def test_kill_leader_under_load_loses_no_acknowledged_write(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    w = Writer(cluster, [0, 1, 2], "load")
+    w.start()
+    wait_until(lambda: len(w.acked) > 200, 30, "200 acknowledged writes")
+    killed_at = time.monotonic()
+    cluster.kill(leader)
+    survivors = [i for i in range(3) if i != leader]
+    new_leader = cluster.wait_leader(survivors, timeout=15)
+    assert new_leader != leader
+    wait_until(lambda: any(t > killed_at for t in w.acked.values()), 15, "a write acknowledged after the kill")
+    first_after = min(t for t in w.acked.values() if t > killed_at)
+    gap = first_after - killed_at
+    time.sleep(1)
+    w.stop_flag.set()
+    w.join(15)
+    cluster.start(leader)
+    cluster.wait_leader(timeout=20)
+    acked = set(w.acked)
+
+    def converged() -> bool:
+        dumps = [cluster.kv_dump(i) for i in range(3)]
+        return all(acked <= set(d) for d in dumps) and dumps[0] == dumps[1] == dumps[2]
+
+    wait_until(converged, 30, "every acknowledged write on every server")
+    assert gap < 10, f"first acknowledged write came {gap:.2f}s after the kill"
+    print(f"acked={len(acked)} gap_after_kill={gap:.2f}s")
+
+
+def test_kill_all_servers_at_once_and_restart(cluster: Cluster) -> None:
+    cluster.wait_leader()
+    w = Writer(cluster, [0, 1, 2], "crash")
+    w.start()
+    wait_until(lambda: len(w.acked) > 300, 30, "300 acknowledged writes")
+    for i in range(3):
+        cluster.kill(i)
+    w.stop_flag.set()
+    w.join(15)
+    acked = set(w.acked)
+    cluster.start_all()
+    cluster.wait_leader(timeout=30)
+
+    def converged() -> bool:
+        dumps = [cluster.kv_dump(i) for i in range(3)]
+        return all(acked <= set(d) for d in dumps) and dumps[0] == dumps[1] == dumps[2]
+
+    wait_until(converged, 30, "every acknowledged write on every server after a full restart")
+    # the restarted cluster still takes writes
+    assert cluster.put(0, "after-restart", b"1")
+
+
+def test_paused_leader_is_replaced_and_steps_down(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    cluster.put(leader, "before", b"1")
+    cluster.pause(leader)
+    others = [i for i in range(3) if i != leader]
+    new_leader = cluster.wait_leader(others, timeout=15)
+    assert new_leader != leader
+    assert cluster.put(new_leader, "during", b"1")
+    cluster.resume(leader)
+    final = cluster.wait_leader(timeout=15)
+    assert final == new_leader or final in others or final == leader
+    wait_until(lambda: "during" in cluster.kv_dump(leader), 15, "the old leader catching up")
+
+
+def test_isolated_leader_serves_no_consistent_read(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    assert cluster.put(leader, "x", b"1")
+    followers = [i for i in range(3) if i != leader]
+    for f in followers:
+        cluster.pause(f)
+    try:
+        time.sleep(1.5)  # longer than the election timeout: check-quorum makes it step down
+        code, _h, body = cluster.request(leader, "GET", "/v1/kv/x?consistent", timeout=15)
+        assert code == 500 and body == b"No cluster leader", (code, body)
+        # ?stale is still served locally
+        code, headers, _b = cluster.request(leader, "GET", "/v1/kv/x?stale", timeout=5)
+        assert code == 200
+        assert headers["X-Consul-KnownLeader"] == "false"
+    finally:
+        for f in followers:
+            cluster.resume(f)
+    cluster.wait_leader(timeout=20)
+
+
+def test_status_leader_json(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    code, _h, body = cluster.request(0, "GET", "/v1/status/leader")
+    assert code == 200
+    assert json.loads(body) == f"{cluster.nodes[leader].ip}:{cluster.server_port}"

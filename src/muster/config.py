@@ -118,11 +118,10 @@ _GO_OCTAL_LEGACY = re.compile(r"[+-]?0[0-7_]+")
 
 def _parse_go_int(s: str) -> int:
     """Go's ``strconv.ParseInt(s, 0, 64)``: decimal, ``0x``/``0o``/``0b`` prefixes, legacy ``0``
-    octal, underscores only with a base prefix.  Raises ``ValueError``."""
-    if not s or s != s.strip():
-        raise ValueError("parse error")
-    body = s.lstrip("+-")
-    if "_" in body and not (len(body) > 1 and body[0] == "0"):
+    octal, ``_`` digit separators as in Go literals.  Raises ``ValueError`` with Go's reason
+    (``parse error`` / ``value out of range``)."""
+    # Python's int() also accepts surrounding whitespace and non-ASCII digits; Go does not.
+    if not s or not s.isascii() or s != s.strip():
         raise ValueError("parse error")
     try:
         if _GO_OCTAL_LEGACY.fullmatch(s):
@@ -1229,6 +1228,7 @@ _DEV_SOURCE: dict[str, Any] = {
 }
 
 _DC_RE = re.compile(r"[a-z0-9_-]+")
+_DNS_LABEL_RE = re.compile(r"[A-Za-z0-9-]+")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _META_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "off")
@@ -1299,6 +1299,16 @@ def _finalise(cfg: Config) -> Config:
 
     if not cfg.node_name:
         raise ConfigError("node_name cannot be empty")
+    if not _DNS_LABEL_RE.fullmatch(cfg.node_name):
+        warnings.append(
+            f"Node name {cfg.node_name!r} will not be discoverable via DNS due to invalid characters. "
+            "Valid characters include all alpha-numerics and dashes."
+        )
+    elif len(cfg.node_name) > 63:
+        warnings.append(
+            f"Node name {cfg.node_name!r} will not be discoverable via DNS due to it being too long. "
+            "Valid lengths are between 1 and 63 bytes."
+        )
     if cfg.node_id is not None and cfg.node_id != "":
         if not _UUID_RE.fullmatch(cfg.node_id):
             raise ConfigError(f"node_id {cfg.node_id!r} is not a valid UUID (want 36-character 8-4-4-4-12 hex form)")

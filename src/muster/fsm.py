@@ -23,6 +23,7 @@ from .structs import (
     MessageType,
     NoopCommand,
     RegisterCommand,
+    RestoreCommand,
     SessionCommand,
     TombstoneCommand,
     TxnCommand,
@@ -48,6 +49,7 @@ class FSM:
         self._register(TxnCommand, self._apply_txn)
         self._register(TombstoneCommand, self._apply_tombstone)
         self._register(AutopilotCommand, self._apply_autopilot)
+        self._register(RestoreCommand, self._apply_restore)
         self._register(NoopCommand, lambda idx, cmd: None)
         assert len(self._handlers) == len(MessageType), "every message type needs a handler"
 
@@ -141,6 +143,11 @@ class FSM:
         new["ModifyIndex"] = idx
         s.autopilot = new
         s._bump("autopilot", idx)
+        return True
+
+    def _apply_restore(self, idx: int, c: RestoreCommand) -> Any:
+        """A user snapshot replaces every table; the store wakes every blocking query."""
+        self.store.restore(c.state)
         return True
 
     # ------------------------------------------------------------------ snapshots

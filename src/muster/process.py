@@ -26,6 +26,7 @@ from .http import catalog as http_catalog
 from .http import event as http_event
 from .http import health as http_health
 from .http import kv as http_kv
+from .http import operator as http_operator
 from .http import session as http_session
 from .http import status as http_status
 from .http import txn as http_txn
@@ -166,7 +167,17 @@ class AgentProcess:
         if self.cluster is not None:
             self.ctx.extra["cluster"] = self.cluster
         self.router = Router()
-        for module in (http_kv, http_txn, http_session, http_status, http_event, http_catalog, http_health, http_agent):
+        for module in (
+            http_kv,
+            http_txn,
+            http_session,
+            http_status,
+            http_operator,
+            http_event,
+            http_catalog,
+            http_health,
+            http_agent,
+        ):
             for route in module.routes(self.ctx):
                 self.router.add(route)
         self.app = App(self.router, self._fallback, list(config.http_config.response_headers.items()))
@@ -237,6 +248,7 @@ class AgentProcess:
         self.server.log = rlog
         await rlog.start()
         self._bg.append(asyncio.create_task(cl.autopilot(), name="autopilot"))
+        self._bg.append(asyncio.create_task(cl.reconcile(self.server), name="reconcile"))
 
     async def start(self) -> None:
         if self.cluster is not None:
@@ -301,6 +313,7 @@ async def _amain(config: Config, argv: list[str] | None) -> int:
     proc = AgentProcess(config, argv=argv)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    proc.ctx.extra["shutdown"] = stop.set
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(proc.reload()))

@@ -25,6 +25,7 @@ class MessageType(enum.IntEnum):
     TXN = 6
     TOMBSTONE = 8
     AUTOPILOT = 14
+    RESTORE = 62
     NOOP = 63
 
 
@@ -95,6 +96,12 @@ class AutopilotCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     cas: int = -1
 
 
+class RestoreCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Replace the whole state with a user snapshot (``PUT /v1/snapshot``) on every replica."""
+
+    state: bytes
+
+
 class NoopCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     pass
 
@@ -107,6 +114,7 @@ Command = (
     | TxnCommand
     | TombstoneCommand
     | AutopilotCommand
+    | RestoreCommand
     | NoopCommand
 )
 
@@ -118,6 +126,7 @@ COMMAND_TYPES: dict[MessageType, type[Any]] = {
     MessageType.TXN: TxnCommand,
     MessageType.TOMBSTONE: TombstoneCommand,
     MessageType.AUTOPILOT: AutopilotCommand,
+    MessageType.RESTORE: RestoreCommand,
     MessageType.NOOP: NoopCommand,
 }
 TYPE_OF: dict[type[Any], MessageType] = {v: k for k, v in COMMAND_TYPES.items()}

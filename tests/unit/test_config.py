@@ -70,7 +70,8 @@ def test_seed_command_line() -> None:
     assert c.retry_interval == 30.0 and c.retry_max == 0
     assert c.default_query_time == 300.0 and c.max_query_time == 600.0
     assert c.log_level == "info"
-    assert c.warnings == ()
+    # The node name defaults to this machine's hostname, which may itself draw a DNS warning.
+    assert [w for w in c.warnings if not w.startswith("Node name")] == []
     assert c.dev_mode is False
 
 
@@ -180,6 +181,13 @@ def test_https_port_seed_and_disable() -> None:
     assert parse_agent_flags([*BASE, "-dns-port=-1"]).ports.dns == -1
     assert parse_agent_flags([*BASE, "-http-port=0"]).ports.http == -1
     assert parse_agent_flags([*BASE, "-http-port=0x1f90"]).ports.http == 8080
+    assert parse_agent_flags([*BASE, "-http-port=8_080"]).ports.http == 8080
+    assert parse_agent_flags([*BASE, "-http-port=017"]).ports.http == 15  # Go legacy octal
+    assert parse_agent_flags([*BASE, "-http-port=0o17"]).ports.http == 15
+    assert parse_agent_flags([*BASE, "-http-port=+80"]).ports.http == 80
+    for bad in ("8080_", "_8080", " 80", "\u0668\u0660", "80.0", "1e3"):
+        with pytest.raises(ConfigError, match="parse error"):
+            parse_agent_flags([*BASE, f"-http-port={bad}"])
 
 
 def test_node_meta_flag() -> None:
@@ -191,6 +199,12 @@ def test_bootstrap_expect_one_is_bootstrap() -> None:
     c = parse_agent_flags([*BASE, "-server", "-bootstrap-expect=1"])
     assert c.bootstrap is True and c.bootstrap_expect == 0
     assert any("bootstrap_expect = 1" in w for w in c.warnings)
+
+
+def test_node_name_dns_warnings() -> None:
+    assert parse_agent_flags([*BASE, "-node=consul-0"]).warnings == ()
+    assert any("invalid characters" in w for w in parse_agent_flags([*BASE, "-node=my_node"]).warnings)
+    assert any("too long" in w for w in parse_agent_flags([*BASE, "-node=" + "n" * 64]).warnings)
 
 
 def test_even_bootstrap_expect_warns() -> None:

@@ -1,26 +1,481 @@
-"""``Agent``: the agent-side process root (local state, check runners, anti-entropy)."""
+"""``Agent``: this process's agent role: local services and checks, their runners, anti-entropy.
+
+What the agent owns: the services and checks registered through ``/v1/agent/*`` or the
+configuration, the task that runs each check, the anti-entropy syncer that mirrors them into
+the catalog under this node's name, and the reaper of services whose checks stayed critical
+for longer than ``DeregisterCriticalServiceAfter``.  In ``-dev`` (and on every server) the
+agent lives next to the server, so the catalog it syncs to is that server's store and its
+writes go through ``server.apply`` (the leader's log).
+
+Sources.  Entries from the HTTP API are ``remote``; entries from config files are ``local``.
+The distinction matters for script checks (``enable_script_checks`` allows both,
+``enable_local_script_checks`` only config files) and for ``reload``, which replaces exactly
+the ``local`` entries.
+
+Membership.  Without gossip the agent knows one member: itself.  ``member_source`` is the seam
+through which the gossip layer will supply the real member lists (``members(wan)``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from ..errors import BadRequest, MusterError, NotFound
 from ..runtime import Clock, Rng
-from ..server.server import Server
+from ..server.server import Server, node_record
+from ..state.watch import WatchSet
+from ..version import BUILD
+from .checks import (
+    MIN_INTERVAL,
+    NS,
+    AliasCheck,
+    CheckRunner,
+    GRPCCheck,
+    HTTPCheck,
+    IntervalCheck,
+    ScriptCheck,
+    StatusHandler,
+    TCPCheck,
+    TTLCheck,
+    UDPCheck,
+    UnsupportedCheck,
+    output_limit,
+)
+from .definitions import (
+    HEALTH_STATUSES,
+    NODE_MAINT_CHECK_ID,
+    NODE_MAINT_DEFAULT_NOTES,
+    NODE_MAINT_NAME,
+    SERVICE_MAINT_DEFAULT_NOTES,
+    SERVICE_MAINT_NAME,
+    SERVICE_MAINT_PREFIX,
+    CheckDefinition,
+    ServiceDefinition,
+    embedded_check_ids,
+    parse_check,
+    parse_service,
+)
+from .local import AntiEntropy, LocalState
+
+log = logging.getLogger("muster.agent")
+
+SCRIPTS_DISABLED = (
+    "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or "
+    "'enable_local_script_checks' to true"
+)
+SCRIPTS_DISABLED_REMOTE = (
+    "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true"
+)
+
+MEMBER_ALIVE = 1
+
+
+def unknown_service(sid: str) -> NotFound:
+    return NotFound(f'Unknown service ID "{sid}". Ensure that the service ID is passed, not the service name.')
+
+
+def unknown_check(cid: str) -> NotFound:
+    return NotFound(f'Unknown check ID "{cid}". Ensure that the check ID is passed, not the check name.')
 
 
 class Agent:
+    """See module doc.  ``local`` is the ``LocalState`` the HTTP layer reads."""
+
     def __init__(self, server: Server, config: Any, rng: Rng, clock: Clock) -> None:
         self.server = server
         self.config = config
         self.rng = rng
         self.clock = clock
-        self.local: Any = None
+        self.node = server.ident.node_name
+        self.local = LocalState(self.node, clock, rng, self._cfg("check_update_interval", 300.0))
+        self.syncer = AntiEntropy(
+            self.local, server.apply, self._catalog_view, self.node_record, rng,
+            interval=self._cfg("ae_interval", 60.0),
+        )
+        self.runners: dict[str, CheckRunner] = {}
+        self.ttl_checks: dict[str, TTLCheck] = {}
+        # Tunables (Consul's defaults); tests lower them to stay fast.
+        self.min_check_interval = MIN_INTERVAL
+        self.reap_interval = 30.0
+        self.deregister_min = 60.0
+        self.member_source: Callable[[bool], list[dict[str, Any]]] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._started = False
+
+    def _cfg(self, name: str, default: Any) -> Any:
+        v = getattr(self.config, name, None) if self.config is not None else None
+        return default if v is None else v
+
+    # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        return None
+        """Load config-file services and checks, then start anti-entropy and the reaper."""
+        self._started = True
+        for problem in self._load_config(self.config):
+            log.error("%s", problem)
+        self.syncer.start()
+        self._reaper = asyncio.create_task(self._reap_loop(), name="critical-service-reaper")
 
     async def stop(self) -> None:
-        return None
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        await self.syncer.stop()
+        for cid in list(self.runners):
+            await self._stop_runner(cid)
+        self.local.stop()
+        self._started = False
 
     async def reload(self, new_config: Any) -> None:
+        """Apply a re-read configuration: replace the config-file services and checks.
+
+        Entries that are unchanged keep their status (no flapping, no catalog writes); entries
+        gone from the files are deregistered.  Raises ``MusterError`` listing what failed.
+        """
         self.config = new_config
+        self.local.check_update_interval = self._cfg("check_update_interval", 300.0)
+        meta = self._cfg("node_meta", None)
+        if meta is not None:
+            self.server.ident.node_meta = dict(meta)
+            self.local.node_in_sync = False
+        problems = self._load_config(new_config)
+        self.syncer.trigger()
+        if problems:
+            raise MusterError("Failed reloading services: " + "; ".join(problems))
+
+    def _load_config(self, config: Any) -> list[str]:
+        problems: list[str] = []
+        services: list[ServiceDefinition] = []
+        for raw in self._cfg("services", ()) if config is not None else ():
+            try:
+                services.append(parse_service(dict(raw)))
+            except MusterError as err:
+                problems.append(f"Failed to register service {raw.get('name', raw.get('Name', ''))!r}: {err.message}")
+        checks: list[CheckDefinition] = []
+        for raw in self._cfg("checks", ()) if config is not None else ():
+            try:
+                chk = parse_check(dict(raw))
+                if not chk.name:
+                    raise BadRequest("Missing check name")
+                err = chk.validate()
+                if err:
+                    raise BadRequest(f"Invalid check: {err}")
+                checks.append(chk)
+            except MusterError as err:
+                problems.append(f"Failed to register check {raw.get('name', raw.get('Name', ''))!r}: {err.message}")
+        keep_svcs = {s.id for s in services}
+        keep_checks = {c.check_id or c.name for c in checks}
+        for sid, st in list(self.local.services_.items()):
+            if st.source == "local" and not st.deleted and sid not in keep_svcs:
+                self.remove_service(sid)
+        for cid, cs in list(self.local.checks_.items()):
+            if cs.source == "local" and not cs.deleted and cid not in keep_checks and not cs.check.get("ServiceID"):
+                self.remove_check(cid)
+        for sd in services:
+            try:
+                self.add_service(sd, replace_existing_checks=True, source="local")
+            except MusterError as err:
+                problems.append(f"Failed to register service {sd.name!r}: {err.message}")
+        for chk in checks:
+            try:
+                self.add_check(chk, source="local")
+            except MusterError as err:
+                problems.append(f"Failed to register check {chk.name!r}: {err.message}")
+        return problems
+
+    # ------------------------------------------------------------------ catalog seam
+
+    def node_record(self) -> dict[str, Any]:
+        """The node record anti-entropy keeps in the catalog (the server's own identity)."""
+        return node_record(self.server.ident)
+
+    def _catalog_view(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        store = self.server.store
+        return (
+            store.nodes.get(self.node),
+            dict(store.services.get(self.node, {})),
+            dict(store.checks.get(self.node, {})),
+        )
+
+    # ------------------------------------------------------------------ services
+
+    def _script_allowed(self, chk: CheckDefinition, source: str) -> None:
+        if not chk.is_script():
+            return
+        remote_ok = bool(self._cfg("enable_script_checks", False))
+        local_ok = remote_ok or bool(self._cfg("enable_local_script_checks", False))
+        if source == "local" and not local_ok:
+            raise MusterError(SCRIPTS_DISABLED)
+        if source == "remote" and not remote_ok:
+            raise MusterError(SCRIPTS_DISABLED_REMOTE if local_ok else SCRIPTS_DISABLED)
+
+    def add_service(self, sd: ServiceDefinition, *, replace_existing_checks: bool = False,
+                    source: str = "remote", token: str = "") -> None:
+        """Register (or replace) a service and its embedded checks in local state."""
+        for chk in sd.checks:
+            self._script_allowed(chk, source)
+        ids = embedded_check_ids(sd.id, sd.name, sd.checks)
+        previous = {cid for cid, c in self.local.checks().items() if c.get("ServiceID") == sd.id}
+        self.local.add_service(sd.service, source, token)
+        for (cid, name), chk in zip(ids, sd.checks, strict=True):
+            self._add_check(chk, cid, name, sd.id, source, token)
+        if replace_existing_checks:
+            keep = {cid for cid, _ in ids}
+            for cid in sorted(previous - keep):
+                if not cid.startswith(SERVICE_MAINT_PREFIX):
+                    self.remove_check(cid)
+
+    def remove_service(self, sid: str) -> None:
+        """Deregister a service and its checks; ``NotFound`` with Consul's text if unknown."""
+        if self.local.service(sid) is None:
+            raise unknown_service(sid)
+        for cid, c in list(self.local.checks().items()):
+            if c.get("ServiceID") == sid:
+                self._forget_runner(cid)
+        self.local.remove_service(sid)
+
+    # ------------------------------------------------------------------ checks
+
+    def add_check(self, chk: CheckDefinition, *, source: str = "remote", token: str = "") -> None:
+        """Register a standalone check (``/v1/agent/check/register`` or a config ``check``)."""
+        self._script_allowed(chk, source)
+        cid = chk.check_id or chk.name
+        self._add_check(chk, cid, chk.name, chk.service_id, source, token)
+
+    def _add_check(self, chk: CheckDefinition, cid: str, name: str, service_id: str, source: str, token: str) -> None:
+        svc = self.local.service(service_id) if service_id else None
+        if service_id and svc is None:
+            raise NotFound(f'ServiceID "{service_id}" does not exist')
+        status, output = chk.status or "critical", ""
+        prev = self.local.check_state(cid)
+        if prev is not None and not chk.status and prev.definition is not None and prev.definition.check_type() == chk.check_type():
+            # Re-registering the same kind of check keeps its current result (no flapping).
+            status, output = prev.check["Status"], prev.check["Output"]
+        rec = chk.record(
+            self.node, cid, name, service_id,
+            svc["Service"] if svc else "", list(svc["Tags"]) if svc else [],
+            status, output,
+        )
+        self._forget_runner(cid)
+        self.local.add_check(rec, chk, source, token)
+        runner = self._make_runner(cid, chk, service_id)
+        if runner is not None:
+            self.runners[cid] = runner
+            if isinstance(runner, TTLCheck):
+                self.ttl_checks[cid] = runner
+                runner.last_output = output
+            runner.start()
+
+    def _make_runner(self, cid: str, chk: CheckDefinition, service_id: str) -> CheckRunner | None:
+        kind = chk.check_type()
+        out_max = output_limit(chk, int(self._cfg("check_output_max_size", 4096)))
+        if kind == "ttl":
+            return TTLCheck(cid, chk.ttl / NS, self.local, out_max)
+        if kind == "alias":
+            return self._alias_runner(cid, chk)
+        classes: dict[str, type[IntervalCheck]] = {
+            "http": HTTPCheck,
+            "tcp": TCPCheck,
+            "udp": UDPCheck,
+            "script": ScriptCheck,
+            "grpc": GRPCCheck,
+            "docker": UnsupportedCheck,
+            "h2ping": UnsupportedCheck,
+            "os_service": UnsupportedCheck,
+        }
+        cls = classes.get(kind)
+        if cls is None:
+            return None
+        handler = StatusHandler(
+            cid, self.local, chk.success_before_passing, chk.effective_failures_before_warning(),
+            chk.failures_before_critical,
+        )
+        return cls(cid, chk, handler, self.rng, out_max, self.min_check_interval)
+
+    def _alias_runner(self, cid: str, chk: CheckDefinition) -> AliasCheck:
+        target_node = chk.alias_node or self.node
+        target_svc = chk.alias_service
+        if target_node == self.node:
+            local = self.local
+
+            def local_source(ws: WatchSet) -> tuple[list[dict[str, Any]], bool]:
+                local.watch(ws)
+                return list(local.checks().values()), local.service(target_svc) is not None
+
+            return AliasCheck(cid, target_node, target_svc, local_source, self.local)
+        store = self.server.store
+
+        def catalog_source(ws: WatchSet) -> tuple[list[dict[str, Any]], bool]:
+            store.watch_table(ws, "services")
+            _, cs = store.node_checks(ws, target_node)
+            return cs, target_svc in store.services.get(target_node, {})
+
+        return AliasCheck(cid, target_node, target_svc, catalog_source, self.local)
+
+    def remove_check(self, cid: str) -> None:
+        if self.local.check(cid) is None:
+            raise unknown_check(cid)
+        self._forget_runner(cid)
+        self.local.remove_check(cid)
+
+    def _forget_runner(self, cid: str) -> None:
+        runner = self.runners.pop(cid, None)
+        self.ttl_checks.pop(cid, None)
+        if runner is not None:
+            task = asyncio.get_running_loop().create_task(runner.stop())
+            task.add_done_callback(_log_failure)
+
+    async def _stop_runner(self, cid: str) -> None:
+        runner = self.runners.pop(cid, None)
+        self.ttl_checks.pop(cid, None)
+        if runner is not None:
+            await runner.stop()
+
+    def update_ttl(self, cid: str, status: str, output: str) -> None:
+        """``check/pass|warn|fail|update``: set a TTL check's result and restart its timer."""
+        if self.local.check(cid) is None:
+            raise unknown_check(cid)
+        if status not in HEALTH_STATUSES:
+            raise BadRequest(f"Invalid check status: '{status}'")
+        runner = self.ttl_checks.get(cid)
+        if runner is None:
+            raise MusterError(f'CheckID "{cid}" does not have associated TTL')
+        runner.set_status(status, output)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def enable_node_maintenance(self, reason: str, token: str = "") -> None:
+        if self.local.check(NODE_MAINT_CHECK_ID) is not None:
+            return
+        rec = _maint_record(self.node, NODE_MAINT_CHECK_ID, NODE_MAINT_NAME, reason or NODE_MAINT_DEFAULT_NOTES)
+        self.local.add_check(rec, None, "remote", token)
+
+    def disable_node_maintenance(self) -> None:
+        if self.local.check(NODE_MAINT_CHECK_ID) is not None:
+            self.local.remove_check(NODE_MAINT_CHECK_ID)
+
+    def enable_service_maintenance(self, sid: str, reason: str, token: str = "") -> None:
+        svc = self.local.service(sid)
+        if svc is None:
+            raise unknown_service(sid)
+        cid = SERVICE_MAINT_PREFIX + sid
+        if self.local.check(cid) is not None:
+            return
+        rec = _maint_record(self.node, cid, SERVICE_MAINT_NAME, reason or SERVICE_MAINT_DEFAULT_NOTES)
+        rec["ServiceID"] = sid
+        self.local.add_check(rec, None, "remote", token)
+
+    def disable_service_maintenance(self, sid: str) -> None:
+        if self.local.service(sid) is None:
+            raise unknown_service(sid)
+        cid = SERVICE_MAINT_PREFIX + sid
+        if self.local.check(cid) is not None:
+            self.local.remove_check(cid)
+
+    # ------------------------------------------------------------------ reaper
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.reap_interval)
+            self.reap_critical_services()
+
+    def reap_critical_services(self) -> list[str]:
+        """Deregister services with a check critical for longer than its
+        ``DeregisterCriticalServiceAfter`` (at least ``deregister_min``).  Returns their IDs."""
+        reaped: list[str] = []
+        for cid, cs in list(self.local.checks_.items()):
+            d = cs.definition
+            if cs.deleted or d is None or d.deregister_critical_service_after <= 0:
+                continue
+            sid = cs.check.get("ServiceID") or ""
+            if not sid or sid in reaped or self.local.service(sid) is None:
+                continue
+            crit = self.local.critical_for(cid)
+            limit = max(d.deregister_critical_service_after / NS, self.deregister_min)
+            if crit is not None and crit >= limit:
+                log.info("check %s has been critical for too long; deregistering service %s", cid, sid)
+                self.remove_service(sid)
+                reaped.append(sid)
+        return reaped
+
+    # ------------------------------------------------------------------ membership
+
+    def members(self, wan: bool = False) -> list[dict[str, Any]]:
+        """Serf members (LAN, or WAN with ``wan``); just this server until gossip supplies more."""
+        if self.member_source is not None:
+            return self.member_source(wan)
+        return [self.self_member(wan)]
+
+    def self_member(self, wan: bool = False) -> dict[str, Any]:
+        ident = self.server.ident
+        ports = getattr(self.config, "ports", None)
+        wan_port = getattr(ports, "serf_wan", 8302) if ports is not None else 8302
+        tags: dict[str, str] = {
+            "acls": "0",
+            "build": BUILD,
+            "dc": ident.datacenter,
+            "ft_fs": "1",
+            "ft_si": "1",
+            "id": ident.node_id,
+            "port": str(ident.server_port),
+            "raft_vsn": "3",
+            "role": "consul",
+            "segment": "",
+            "vsn": "2",
+            "vsn_max": "3",
+            "vsn_min": "2",
+            "wan_join_port": str(wan_port),
+        }
+        if self._cfg("bootstrap", False):
+            tags["bootstrap"] = "1"
+        expect = int(self._cfg("bootstrap_expect", 0))
+        if expect:
+            tags["expect"] = str(expect)
+        grpc_port = getattr(ports, "grpc", -1) if ports is not None else -1
+        if grpc_port and grpc_port > 0:
+            tags["grpc_port"] = str(grpc_port)
+        if wan:
+            tags.pop("segment", None)
+        return {
+            "Name": f"{ident.node_name}.{ident.datacenter}" if wan else ident.node_name,
+            "Addr": (ident.advertise_addr_wan or ident.advertise_addr) if wan else ident.advertise_addr,
+            "Port": wan_port if wan else ident.serf_lan_port,
+            "Tags": tags,
+            "Status": MEMBER_ALIVE,
+            "ProtocolMin": 1,
+            "ProtocolMax": 5,
+            "ProtocolCur": 2,
+            "DelegateMin": 2,
+            "DelegateMax": 5,
+            "DelegateCur": 4,
+        }
+
+
+def _maint_record(node: str, cid: str, name: str, notes: str) -> dict[str, Any]:
+    return {
+        "Node": node,
+        "CheckID": cid,
+        "Name": name,
+        "Status": "critical",
+        "Notes": notes,
+        "Output": "",
+        "ServiceID": "",
+        "ServiceName": "",
+        "ServiceTags": [],
+        "Type": "maintenance",
+        "Interval": "",
+        "Timeout": "",
+        "ExposedPort": 0,
+        "Definition": {},
+    }
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("stopping a check runner failed: %r", task.exception())

@@ -480,6 +480,6 @@ def respond(
     return dns.message.from_wire(out)
 
 
-def iter_records(msg: dns.message.Message, section: Iterable[dns.rrset.RRset]) -> list[tuple[str, int, str]]:
+def iter_records(section: Iterable[dns.rrset.RRset]) -> list[tuple[str, int, str]]:
     """(owner, type, rdata text) for every record of ``section`` - a test convenience."""
     return [(str(s.name), s.rdtype, r.to_text()) for s in section for r in s]

@@ -305,13 +305,18 @@ def render(
     return b"".join(parts)
 
 
-def error_response(data: bytes, rcode: int, question: bytes = b"", opt: bool = False) -> bytes:
-    """A records-less response to a query whose header is readable (FORMERR, NOTIMP, SERVFAIL,
-    REFUSED, BADVERS): same ID, opcode and RD, QR set, the question echoed if given."""
-    qid, flags = struct.unpack_from("!HH", data)
-    out_flags = FLAG_QR | (flags & 0x7800) | (flags & FLAG_RD) | (rcode & 0xF)
+def header_reply(qid: int, qflags: int, rcode: int, question: bytes = b"", opt: bool = False) -> bytes:
+    """A records-less response (FORMERR, NOTIMP, SERVFAIL, BADVERS): the query's ID, opcode and
+    RD, QR set, the question echoed if given; an OPT record when asked or the rcode needs one."""
+    out_flags = FLAG_QR | (qflags & 0x7800) | (qflags & FLAG_RD) | (rcode & 0xF)
     ext = opt_record(PLAIN_UDP, rcode >> 4) if opt or rcode > 0xF else b""
     return _HEADER.pack(qid, out_flags, 1 if question else 0, 0, 0, 1 if ext else 0) + question + ext
+
+
+def error_response(data: bytes, rcode: int) -> bytes:
+    """:func:`header_reply` for a packet of which only the 12-byte header is trusted."""
+    qid, flags = struct.unpack_from("!HH", data)
+    return header_reply(qid, flags, rcode)
 
 
 def truncated_reply(q: Query, rcode: int, recursion_available: bool) -> bytes:

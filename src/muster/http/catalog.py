@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..agent.definitions import catalog_check, catalog_service, canonical_keys, get_bool, get_str, get_str_map
+from ..agent.definitions import canonical_keys, catalog_check, catalog_service, get_bool, get_str, get_str_map
 from ..errors import BadRequest, MusterError, NoPathToDatacenter
 from ..state.watch import WatchSet
 from ..structs import DeregisterCommand, RegisterCommand

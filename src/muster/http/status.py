@@ -36,46 +36,7 @@ def routes(ctx: Ctx) -> list[Route]:
         return f"{ident.advertise_addr}:{ident.server_port}"
 
     def servers() -> list[dict[str, Any]]:
-        """The Raft configuration as Consul shows it (``-dev``: one voter, always leader)."""
-        log = server.log
-        cluster = ctx.extra.get("cluster")
-        core = getattr(log, "core", None)
-        if cluster is not None:
-            if core is None:
-                return []
-            lead = log.leader_id()
-            out = []
-            for nid, voter in [(v, True) for v in core.voters] + [(v, False) for v in core.learners]:
-                if nid == ident.node_id:
-                    name, addr, last = ident.node_name, rpc_addr(), log.last_index()
-                else:
-                    peer = cluster.book.peers.get(nid)
-                    name, addr = (peer.name, peer.addr) if peer else ("", "")
-                    pr = core.prs.get(nid) if log.is_leader() else None
-                    last = pr.match if pr is not None else 0
-                out.append(
-                    {
-                        "ID": nid,
-                        "Node": name,
-                        "Address": addr,
-                        "Leader": nid == lead,
-                        "Voter": voter,
-                        "ProtocolVersion": "3",
-                        "LastIndex": last,
-                    }
-                )
-            return out
-        return [
-            {
-                "ID": ident.node_id,
-                "Node": ident.node_name,
-                "Address": rpc_addr(),
-                "Leader": log.is_leader(),
-                "Voter": True,
-                "ProtocolVersion": "3",
-                "LastIndex": log.last_index(),
-            }
-        ]
+        return servers_view(ctx)
 
     async def leader(req: Request) -> Response:
         ctx.check_dc(req)
@@ -154,6 +115,55 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/operator/autopilot/health", ("GET",), autopilot_health),
         Route("/v1/operator/autopilot/configuration", ("GET", "PUT"), autopilot_config),
         Route("/v1/acl/", ("GET", "PUT", "POST", "DELETE"), acl_disabled, prefix=True),
+    ]
+
+
+def servers_view(ctx: Ctx) -> list[dict[str, Any]]:
+    """The Raft configuration as Consul shows it (``-dev``: one voter, always leader)."""
+    server = ctx.server
+    ident = server.ident
+
+    def rpc_addr() -> str:
+        return f"{ident.advertise_addr}:{ident.server_port}"
+
+    log = server.log
+    cluster = ctx.extra.get("cluster")
+    core = getattr(log, "core", None)
+    if cluster is not None:
+        if core is None:
+            return []
+        lead = log.leader_id()
+        out = []
+        for nid, voter in [(v, True) for v in core.voters] + [(v, False) for v in core.learners]:
+            if nid == ident.node_id:
+                name, addr, last = ident.node_name, rpc_addr(), log.last_index()
+            else:
+                peer = cluster.book.peers.get(nid)
+                name, addr = (peer.name, peer.addr) if peer else ("", "")
+                pr = core.prs.get(nid) if log.is_leader() else None
+                last = pr.match if pr is not None else 0
+            out.append(
+                {
+                    "ID": nid,
+                    "Node": name,
+                    "Address": addr,
+                    "Leader": nid == lead,
+                    "Voter": voter,
+                    "ProtocolVersion": "3",
+                    "LastIndex": last,
+                }
+            )
+        return out
+    return [
+        {
+            "ID": ident.node_id,
+            "Node": ident.node_name,
+            "Address": rpc_addr(),
+            "Leader": log.is_leader(),
+            "Voter": True,
+            "ProtocolVersion": "3",
+            "LastIndex": log.last_index(),
+        }
     ]
 
 

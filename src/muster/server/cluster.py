@@ -317,6 +317,34 @@ class ClusterMember:
         log.info("waiting for %d servers (have %d)", self.expect, len(candidates) + 1)
         return False
 
+    async def reconcile(self, server: Any, interval: float = 2.0, dead_after: float = 5.0) -> None:
+        """Leader only: keep every server of the configuration in the catalog, with a
+        ``serfHealth`` check that is critical when the leader has not heard from it lately.
+        (Gossip will take over liveness; until then Raft traffic is the heartbeat.)"""
+        from dataclasses import replace
+
+        while True:
+            await asyncio.sleep(interval)
+            lg = self.log
+            if lg is None or not lg.is_leader():
+                continue
+            now = self.clock.monotonic()
+            for nid in list(lg.core.voters) + list(lg.core.learners):
+                if nid == self.node_id:
+                    continue
+                peer = self.book.peers.get(nid)
+                if peer is None or not peer.name or not peer.addr:
+                    continue
+                host, _, port = peer.addr.rpartition(":")
+                ident = replace(server.ident, node_name=peer.name, node_id=nid, advertise_addr=host.strip("[]"),
+                                server_port=int(port), node_meta={}, advertise_addr_wan="")
+                alive = now - lg.last_heard.get(nid, float("-inf")) < dead_after
+                status = "passing" if alive else "critical"
+                if server.catalog_matches(ident, status):
+                    continue
+                with contextlib.suppress(MusterError):
+                    await server.apply(server.server_registration(ident, status))
+
     async def autopilot(self, interval: float = 1.0, stabilization: float = 2.0) -> None:
         """Leader only: promote non-voters that have caught up and stayed caught up."""
         caught_up_since: dict[str, float] = {}

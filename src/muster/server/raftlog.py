@@ -123,6 +123,8 @@ class ReplicatedLog:
         self._last_leader: str | None = None
         self._last_contact = clock.monotonic()
         self.on_leader_change: Callable[[bool], None] | None = None
+        #: Monotonic time each peer was last heard from (leader's view of liveness).
+        self.last_heard: dict[str, float] = {}
         self.running = False
         rpc.on_raft = self._on_raft
         rpc.handlers["apply"] = self._rpc_apply
@@ -313,8 +315,10 @@ class ReplicatedLog:
         except Exception as err:  # noqa: BLE001 - a malformed peer message is dropped, never fatal
             log.warning("dropping undecodable raft message: %s", err)
             return
-        if m.frm == self.core.lead or m.term >= self.core.term:
-            self._last_contact = self.clock.monotonic()
+        now = self.clock.monotonic()
+        self.last_heard[m.frm] = now
+        if m.frm == self.core.lead:
+            self._last_contact = now
         self.core.step(m)
         self._kick.set()
 

@@ -234,7 +234,10 @@ class Server:
                     log.warning("tombstone reap failed: %s", err)
 
     def self_registration(self) -> RegisterCommand:
-        ident = self.ident
+        return self.server_registration(self.ident, "passing")
+
+    def server_registration(self, ident: ServerIdentity, status: str) -> RegisterCommand:
+        """The catalog entry of one server: its node, ``serfHealth`` and the ``consul`` service."""
         node = node_record(ident)
         from ..version import VERSION
 
@@ -259,8 +262,17 @@ class Server:
             "Connect": {},
             "PeerName": "",
         }
-        check = serf_check(ident.node_name, "passing")
+        check = serf_check(ident.node_name, status)
         return RegisterCommand(node=node, service=svc, checks=[check])
+
+    def catalog_matches(self, ident: ServerIdentity, status: str) -> bool:
+        """True when the catalog already shows this server at this address with this health."""
+        node = self.store.nodes.get(ident.node_name)
+        if node is None or node.get("Address") != ident.advertise_addr or node.get("ID") != ident.node_id:
+            return False
+        chk = self.store.checks.get(ident.node_name, {}).get(SERF_CHECK_ID)
+        svc = self.store.services.get(ident.node_name, {}).get("consul")
+        return chk is not None and chk["Status"] == status and svc is not None and svc["Port"] == ident.server_port
 
     async def register_self(self) -> None:
         await self.apply(self.self_registration())

@@ -95,7 +95,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 OpKind = Literal["read", "write", "cas"]
 Status = Literal["ok", "fail", "info"]
@@ -295,23 +295,23 @@ def _validate(key: str, ops: Sequence[Op]) -> None:
 
 
 def _never_written(key: str, ops: Sequence[Op]) -> Violation | None:
-    """A read (or a CAS's GET) observed a value that no possibly-effective write produced."""
-    possible = {op.value for op in ops if op.kind != "read" and _action(op) in (_WRITE, _CAS, _MAYBE_WRITE, _MAYBE_CAS)}
-    failed = {op.value: op for op in ops if op.kind != "read" and op.status == "fail"}
+    """A successful read observed a value that no possibly-effective write produced.
+
+    Only reads count: a CAS's ``expected`` is the client's claim, and a CAS expecting a value that
+    was never written may legitimately answer ``false`` (the search handles a CAS that succeeded).
+    """
+    possible = {
+        op.value for op in ops if op.kind != "read" and _action(op) is not None and _action(op) != _CAS_FALSE
+    }
+    failed = {op.value: op for op in ops if op.kind != "read" and op.value not in possible}
     for op in ops:
-        if op.kind == "read" and op.status == "ok":
-            seen = op.value
-        elif op.kind == "cas" and _action(op) is not None:
-            seen = op.expected
-        else:
-            continue
-        if seen is None or seen in possible:
+        if op.kind != "read" or op.status != "ok" or op.value is None or op.value in possible:
             continue
         involved = [op]
-        msg = f"{op.describe()} observed {seen!r}, which no write could have produced"
-        if seen in failed:
-            involved.append(failed[seen])
-            msg += " (its write definitely failed)"
+        msg = f"{op.describe()} observed {op.value!r}, which no write could have produced"
+        if op.value in failed:
+            involved.append(failed[op.value])
+            msg += " (its write definitely did not take effect)"
         return Violation(key, "never-written", msg, ops=involved)
     return None
 
@@ -488,7 +488,7 @@ def _wgl(
             else:  # _MAYBE_CAS
                 s2 = values[i] if state == expected[i] and newer(state, values[i]) else state
             if s2 is not _ILLEGAL:
-                new_state: str | None = s2  # type: ignore[assignment]
+                new_state = cast("str | None", s2)
                 lin2 = lin | (1 << i)
                 ck = (lin2, new_state)
                 if ck not in cache:
@@ -520,7 +520,9 @@ def _wgl(
                         candidates.append(opi[k])
                     k = nxt[k]
             if not stack:
-                return _Search(Verdict.NOT_LINEARIZABLE, steps, [], best_prefix, best_state, blocked, candidates)
+                return _Search(
+                    Verdict.NOT_LINEARIZABLE, steps, [], best_prefix, best_state, blocked, candidates
+                )
             c, state = stack.pop()
             lin &= ~(1 << opi[c])
             r = match[c]
@@ -582,7 +584,9 @@ def check_key(
     )
     secs = time.monotonic() - t0
     if res.verdict is Verdict.LINEARIZABLE:
-        return KeyResult(key, res.verdict, len(checked), res.steps, secs, linearization=[checked[i].id for i in res.order])
+        return KeyResult(
+            key, res.verdict, len(checked), res.steps, secs, linearization=[checked[i].id for i in res.order]
+        )
     if res.verdict is Verdict.UNKNOWN:
         why = "step budget" if res.steps > max_steps else "time limit"
         return KeyResult(

@@ -412,10 +412,8 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
       } catch {
         current = null;
       }
-      if (current) {
-        state.remote = current;
-        showRemote();
-      }
+      if (current) state.remote = current;
+      remoteEl.replaceChildren(); // the error below says it all
       say(
         "error",
         h("strong", null, "Not saved: this key was changed by someone else after you opened it. "),

@@ -40,7 +40,8 @@ export function render({root, scope, query}) {
     const q = state.q.trim().toLowerCase();
     const all = sortBy(model.nodes, (n) => n.Node);
     const rows = all.filter((n) => !q || n.Node.toLowerCase().includes(q) || (n.Address || "").includes(q));
-    count.textContent = rows.length === all.length ? `${all.length} nodes` : `${rows.length} of ${all.length} nodes`;
+    const noun = all.length === 1 ? "node" : "nodes";
+    count.textContent = rows.length === all.length ? `${all.length} ${noun}` : `${rows.length} of ${all.length} ${noun}`;
     update(
       listEl,
       table({

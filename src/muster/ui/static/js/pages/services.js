@@ -76,7 +76,8 @@ export function render({root, scope, query}) {
         (!q || r.name.toLowerCase().includes(q) || r.tags.some((t) => t.toLowerCase().includes(q))) &&
         (!state.status || r.status === state.status || (state.status && r.counts[state.status] > 0 && state.status !== "passing")),
     );
-    count.textContent = rows.length === all.length ? `${all.length} services` : `${rows.length} of ${all.length} services`;
+    const noun = all.length === 1 ? "service" : "services";
+    count.textContent = rows.length === all.length ? `${all.length} ${noun}` : `${rows.length} of ${all.length} ${noun}`;
     update(
       listEl,
       table({

@@ -655,9 +655,15 @@ def _merge_raw(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
 
 # Keys inside service/check definitions whose values are lists of objects; any other
 # list-of-objects value in a definition is an HCL block and collapses to one object.
+# Compared after lower-casing and dropping "_", because definitions may be written in the
+# API's CamelCase ("Checks") as well as snake_case ("checks").
 _DEF_LIST_KEYS = frozenset({"checks", "upstreams", "paths", "services"})
 # User maps inside definitions: never rewritten.
-_DEF_USER_MAPS = frozenset({"meta", "service_meta", "node_meta", "header", "tagged_addresses", "config"})
+_DEF_USER_MAPS = frozenset({"meta", "servicemeta", "nodemeta", "header", "taggedaddresses", "config"})
+
+
+def _canon(key: str) -> str:
+    return key.lower().replace("_", "")
 
 
 def _normalise_definition(d: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -672,9 +678,10 @@ def _normalise_definition(d: Mapping[str, Any], key: str) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if k in _DEF_USER_MAPS:
+        ck = _canon(k)
+        if ck in _DEF_USER_MAPS:
             out[k] = _merge_block_list(v, f"{key}.{k}") if isinstance(v, list) else v
-        elif k in _DEF_LIST_KEYS:
+        elif ck in _DEF_LIST_KEYS:
             if isinstance(v, dict):
                 v = [v]
             if not isinstance(v, list):
@@ -683,7 +690,7 @@ def _normalise_definition(d: Mapping[str, Any], key: str) -> dict[str, Any]:
                 _normalise_definition(x, f"{key}.{k}[{i}]") if isinstance(x, dict) else x for i, x in enumerate(v)
             ]
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            if k == "check" and len(v) > 1:
+            if ck == "check" and len(v) > 1:
                 out["check"] = _normalise_definition(v[0], f"{key}.check")
                 extra = [_normalise_definition(x, f"{key}.check") for x in v[1:]]
                 out["checks"] = list(out.get("checks", [])) + extra

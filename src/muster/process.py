@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from .config import Config
+from .dns.server import DNSServer
 from .http import agent as http_agent
 from .http import catalog as http_catalog
 from .http import event as http_event
@@ -51,8 +52,6 @@ UI_DISABLED = (
 _NOT_YET: dict[str, str] = {
     "retry-join-wan": "WAN gossip federation",
     "encrypt": "gossip encryption",
-    "recursor": "the DNS interface",
-    "alt-domain": "the DNS interface",
 }
 
 
@@ -75,8 +74,6 @@ def unsupported(config: Config) -> list[str]:
         )
     if not config.dev_mode and config.server and not config.data_dir:
         problems.append("a server needs -data-dir")
-    if "dns-port" in flags and config.ports.dns >= 0:
-        problems.append("-dns-port: the DNS interface is not implemented in this build yet (use -dns-port=-1)")
     return problems
 
 
@@ -182,6 +179,7 @@ class AgentProcess:
                 self.router.add(route)
         self.app = App(self.router, self._fallback, list(config.http_config.response_headers.items()))
         self.listeners: list[Listener] = []
+        self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
 
@@ -271,9 +269,14 @@ class AgentProcess:
                 self.listeners.append(Listener(self.app, host, cfg.ports.https, files))
         for lst in self.listeners:
             await lst.start()
+        if cfg.ports.dns >= 0:
+            self.dns = DNSServer(self.server, cfg, rng=self.rng, clock=self.clock)
+            await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
 
     async def stop(self) -> None:
+        if self.dns is not None:
+            await self.dns.stop()
         for lst in self.listeners:
             await lst.stop()
         await self.agent.stop()

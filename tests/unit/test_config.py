@@ -480,6 +480,18 @@ def test_hcl_config_file(tmp_path: Path) -> None:
     assert c.performance.raft_multiplier == 1
 
 
+def test_camelcase_definitions_in_json(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.json", {
+        "data_dir": "/d",
+        "services": [{"Name": "web", "Checks": [{"HTTP": "http://x/", "Interval": "5s"}],
+                      "Meta": {"k": "v"}, "TaggedAddresses": {"lan": {"address": "1.2.3.4", "port": 80}}}],
+    })
+    svc = parse_agent_flags([f"-config-file={f}"]).services[0]
+    assert svc["Checks"] == [{"HTTP": "http://x/", "Interval": "5s"}]
+    assert svc["Meta"] == {"k": "v"}
+    assert svc["TaggedAddresses"] == {"lan": {"address": "1.2.3.4", "port": 80}}
+
+
 def test_hcl1_style_quoted_keys_in_user_map_blocks(tmp_path: Path) -> None:
     f = write(tmp_path / "a.hcl", """
 data_dir = "/d"

@@ -38,7 +38,7 @@ from muster.cli.format import LOCK_FLAG_VALUE, SEMAPHORE_FLAG_VALUE
 from muster.cli.ui import UI, make_client, parse_or_usage
 from muster.durations import SECOND, parse_duration
 
-__all__ = ["Lock", "LockError", "LockInUse", "Semaphore", "lock"]
+__all__ = ["Lock", "LockError", "LockInUse", "RenewedSession", "Semaphore", "child_command", "describe_exit", "lock"]
 
 SESSION_TTL = "15s"
 LOCK_WAIT_TIME = 15.0
@@ -436,7 +436,7 @@ class _Shutdown(Exception):
     """Raised from the signal handler while the lock is being acquired."""
 
 
-def _describe_exit(rc: int) -> str:
+def describe_exit(rc: int) -> str:
     """Go's ``*exec.ExitError`` text: ``exit status N`` or ``signal: <name>``."""
     if rc < 0:
         sig = -rc
@@ -607,7 +607,7 @@ def _supervise(
         rc = proc.poll()
         if rc is not None:
             if rc != 0:
-                ui.err(f"Error running handler: {_describe_exit(rc)}")
+                ui.err(f"Error running handler: {describe_exit(rc)}")
                 info("Child terminated, releasing lock")
                 return 2
             info("Child terminated, releasing lock")
@@ -635,5 +635,5 @@ def _supervise(
             pass
         rc = proc.wait()
     if rc != 0:
-        ui.err(f"Error running handler: {_describe_exit(rc)}")
+        ui.err(f"Error running handler: {describe_exit(rc)}")
     return 0

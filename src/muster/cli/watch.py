@@ -24,7 +24,7 @@ from typing import Any
 from muster.api import Client, ConsulError, QueryMeta
 from muster.cli.flags import FlagSet, add_http_flags, parse_go_bool
 from muster.cli.format import go_json, go_json_indent, kvpair_go
-from muster.cli.lock import child_command
+from muster.cli.lock import child_command, describe_exit
 from muster.cli.ui import UI, make_client, parse_or_usage
 
 __all__ = ["build_fetcher", "watch"]
@@ -226,8 +226,6 @@ def _invoke(ui: UI, handler: list[str], shell: bool, index: int, data: Any) -> b
         pass
     rc = proc.wait()
     if rc != 0:
-        from muster.cli.lock import _describe_exit
-
-        ui.err(f"Error executing handler: {_describe_exit(rc)}")
+        ui.err(f"Error executing handler: {describe_exit(rc)}")
         return False
     return True

@@ -516,23 +516,35 @@ def _wgl(
                 candidates = []
                 k = nxt[0]
                 while k != e and k != -1:
-                    if is_call[k]:
+                    if is_call[k] and k != match_call(e):
                         candidates.append(opi[k])
                     k = nxt[k]
             if not stack:
                 return _Search(
                     Verdict.NOT_LINEARIZABLE, steps, [], best_prefix, best_state, blocked, candidates
                 )
-            c, state = stack.pop()
-            lin &= ~(1 << opi[c])
-            r = match[c]
-            # unlift in reverse order: the return first, then the call
-            nxt[prv[r]] = r
-            if nxt[r] != -1:
-                prv[nxt[r]] = r
-            nxt[prv[c]] = c
-            if nxt[c] != -1:
-                prv[nxt[c]] = c
+            while True:
+                c, state = stack.pop()
+                lin &= ~(1 << opi[c])
+                r = match[c]
+                # unlift in reverse order: the return first, then the call
+                nxt[prv[r]] = r
+                if nxt[r] != -1:
+                    prv[nxt[r]] = r
+                nxt[prv[c]] = c
+                if nxt[c] != -1:
+                    prv[nxt[c]] = c
+                # A state-preserving op (read, answered-false CAS) is only ever linearized at its
+                # own call entry, when every op that returned before that call is already
+                # linearized.  Any completion from the configuration before it can be rearranged
+                # to put it first (the state is unchanged by it, real-time order only improves),
+                # so if the search after it failed, the search without it fails too: keep popping.
+                if actions[opi[c]] not in (_READ, _CAS_FALSE):
+                    break
+                if not stack:
+                    return _Search(
+                        Verdict.NOT_LINEARIZABLE, steps, [], best_prefix, best_state, blocked, candidates
+                    )
             e = nxt[c]
     return _Search(Verdict.LINEARIZABLE, steps, [opi[c] for c, _ in stack], [], None, None, [])
 

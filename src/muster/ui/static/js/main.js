@@ -1,7 +1,7 @@
 // Application shell: routing, datacenter switcher, token link, connection banner.
 import {connection, emit, on, poll, request, retryNow, Scope, settings} from "./api.js";
 import {h} from "./dom.js";
-import {href, parseHash} from "./router.js";
+import {decodeTail, href, parseHash} from "./router.js";
 import {startLeaderTracker} from "./store.js";
 
 import * as clusterPage from "./pages/cluster.js";
@@ -103,7 +103,8 @@ function render({focus}) {
     notFound(root, route);
     document.title = "Not found · Muster";
   } else {
-    document.title = `${match.title} · Muster`;
+    const detail = route.tail ? decodeTail(route.tail) : "";
+    document.title = detail ? `${detail} · ${match.title} · Muster` : `${match.title} · Muster`;
     match.page.render({root, scope: app.pageScope, tail: route.tail, query: route.query, route});
   }
   if (focus) {
@@ -115,22 +116,30 @@ function render({focus}) {
 function renderBanner() {
   const el = document.getElementById("conn-banner");
   if (connection.up) {
-    el.hidden = true;
-    el.replaceChildren();
-    document.body.classList.remove("offline");
+    if (!el.hidden) {
+      el.hidden = true;
+      el.replaceChildren();
+      document.body.classList.remove("offline");
+    }
     return;
   }
-  document.body.classList.add("offline");
   const secs = Math.max(0, Math.ceil((connection.nextRetryAt - Date.now()) / 1000));
-  el.hidden = false;
-  el.replaceChildren(
-    h("span", {class: "conn-icon", "aria-hidden": "true"}, "⚠"),
-    h("span", {class: "conn-text"},
-      h("strong", null, "Connection to the agent lost. "),
-      secs > 0 ? `Reconnecting in ${secs}s (attempt ${connection.failures}).` : "Reconnecting…",
-    ),
-    h("button", {type: "button", class: "btn btn-small", onclick: () => retryNow()}, "Retry now"),
-  );
+  const countdown = secs > 0 ? `Reconnecting in ${secs}s (attempt ${connection.failures})…` : "Reconnecting…";
+  if (el.hidden) {
+    // Built once per outage so screen readers announce it once; only the
+    // countdown (hidden from assistive technology) changes afterwards.
+    document.body.classList.add("offline");
+    el.replaceChildren(
+      h("span", {class: "conn-icon", "aria-hidden": "true"}, "⚠"),
+      h("span", {class: "conn-text"}, h("strong", null, "Connection to the agent lost. "), "Data on this page may be out of date. "),
+      h("span", {class: "conn-countdown", "aria-hidden": "true"}, countdown),
+      h("button", {type: "button", class: "btn btn-small", onclick: () => retryNow()}, "Retry now"),
+    );
+    el.hidden = false;
+    return;
+  }
+  const cd = el.querySelector(".conn-countdown");
+  if (cd && cd.textContent !== countdown) cd.textContent = countdown;
 }
 
 async function loadAgentInfo() {

@@ -1,0 +1,143 @@
+"""The ``muster`` command line: Consul's CLI, command for command.
+
+``muster agent ...`` runs the agent; every other command talks to an agent's HTTP API
+through :mod:`muster.api` (``CONSUL_HTTP_ADDR``/``-http-addr``, ``CONSUL_HTTP_TOKEN``/
+``-token``...).  Flags are Go-style (``-flag=value``, single dash), outputs and exit codes
+follow Consul (contract §7): 0 success, 1 error (message on stderr), 2 for ``members``
+with no match.  No command prints a traceback: unexpected failures are reported as one
+line on stderr with exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from muster.cli import commands
+from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
+from muster.cli.lock import lock
+from muster.cli.ui import UI, UsageExit
+from muster.cli.watch import watch
+
+__all__ = ["COMMANDS", "main", "run"]
+
+Command = Callable[[UI, list[str]], int]
+
+#: command path -> (synopsis, implementation)
+COMMANDS: dict[str, tuple[str, Command]] = {
+    "agent": ("Runs a Muster (Consul-compatible) agent", commands.agent),
+    "catalog datacenters": ("Lists all known datacenters", commands.catalog_datacenters),
+    "catalog nodes": ("Lists all nodes in the given datacenter", commands.catalog_nodes),
+    "catalog services": ("Lists all registered services in a datacenter", commands.catalog_services),
+    "event": ("Fire a new event", commands.event),
+    "info": ("Provides debugging information for operators.", commands.info),
+    "keygen": ("Generates a new encryption key", commands.keygen),
+    "kv delete": ("Removes data from the KV store", kv_delete),
+    "kv export": ("Exports a tree from the KV store as JSON", kv_export),
+    "kv get": ("Retrieves or lists data from the KV store", kv_get),
+    "kv import": ("Imports a tree stored as JSON to the KV store", kv_import),
+    "kv put": ("Sets or updates data in the KV store", kv_put),
+    "leave": ("Gracefully leaves the Consul cluster and shuts down", commands.leave),
+    "lock": ("Execute a command holding a lock", lock),
+    "members": ("Lists the members of a Consul cluster", commands.members),
+    "reload": ("Triggers the agent to reload configuration files", commands.reload),
+    "services deregister": ("Deregister services with the local agent", commands.services_deregister),
+    "services register": ("Register services with the local agent", commands.services_register),
+    "version": ("Prints the Muster version", commands.version),
+    "watch": ("Watch for changes in Consul", watch),
+}
+
+_GROUPS: dict[str, tuple[str, str]] = {
+    "kv": ("Interact with the key-value store", KV_HELP),
+    "catalog": (
+        "Interact with the catalog",
+        "Usage: muster catalog <subcommand> [options] [args]\n\n"
+        "  This command has subcommands for interacting with the catalog.\n\n"
+        "Subcommands:\n"
+        "    datacenters    Lists all known datacenters\n"
+        "    nodes          Lists all nodes in the given datacenter\n"
+        "    services       Lists all registered services in a datacenter",
+    ),
+    "services": (
+        "Interact with services",
+        "Usage: muster services <subcommand> [options] [args]\n\n"
+        "  This command has subcommands for interacting with services.\n\n"
+        "Subcommands:\n"
+        "    deregister    Deregister services with the local agent\n"
+        "    register      Register services with the local agent",
+    ),
+}
+
+_HELP_ARGS = ("-h", "-help", "--help")
+_VERSION_ARGS = ("-v", "-version", "--version")
+
+
+def usage() -> str:
+    """The top-level help (mitchellh/cli layout)."""
+    names: dict[str, str] = {}
+    for path, (synopsis, _) in COMMANDS.items():
+        if " " not in path:
+            names[path] = synopsis
+    for group, (synopsis, _) in _GROUPS.items():
+        names[group] = synopsis
+    width = max(len(n) for n in names) + 4
+    lines = ["Usage: muster [--version] [--help] <command> [<args>]", "", "Available commands are:"]
+    for name in sorted(names):
+        lines.append(f"    {name.ljust(width)}{names[name]}")
+    return "\n".join(lines)
+
+
+def run(argv: Sequence[str], ui: UI) -> int:
+    """Dispatch ``argv`` (without the program name) and return the exit code."""
+    args = list(argv)
+    if not args or args[0] in _HELP_ARGS:
+        (ui.out if args else ui.err)(usage())
+        return 0 if args else 1
+    if args[0] in _VERSION_ARGS:
+        args = ["version"] + args[1:]
+    name = args[0]
+    if name in _GROUPS:
+        if len(args) < 2 or args[1] in _HELP_ARGS or f"{name} {args[1]}" not in COMMANDS:
+            help_text = _GROUPS[name][1]
+            if len(args) >= 2 and args[1] in _HELP_ARGS:
+                ui.out(help_text)
+                return 0
+            if len(args) >= 2:
+                ui.err(f'Unknown subcommand "{args[1]}" for "{name}"')
+            ui.err(help_text)
+            return 1
+        name = f"{name} {args[1]}"
+        rest = args[2:]
+    else:
+        rest = args[1:]
+    entry = COMMANDS.get(name)
+    if entry is None:
+        ui.err(f'Unknown command "{name}"')
+        ui.err("")
+        ui.err(usage())
+        return 1
+    try:
+        return entry[1](ui, rest)
+    except UsageExit as done:
+        return done.code
+    except KeyboardInterrupt:
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``muster`` script and of ``python -m muster``."""
+    ui = UI.system()
+    try:
+        return run(sys.argv[1:] if argv is None else argv, ui)
+    except Exception as err:  # noqa: BLE001 - last resort: one line, never a traceback
+        try:
+            ui.err(f"Error: {type(err).__name__}: {err}")
+            if ui.environ.get("MUSTER_TRACEBACK"):
+                import traceback
+
+                ui.err(traceback.format_exc())
+        except OSError:
+            pass
+        return 1

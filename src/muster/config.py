@@ -754,6 +754,8 @@ def _coerce_section(cls: type, raw: Mapping[str, Any], prefix: str) -> dict[str,
     out: dict[str, Any] = {}
     for k, v in raw.items():
         f = fields.get(k)
+        if v is None and f is not None and k != "extra":
+            continue  # JSON null means "not set" (Go pointer fields), so the default applies
         if f is None or k == "extra":
             if k in passthrough:
                 out.setdefault("extra", {})[k] = v
@@ -768,8 +770,10 @@ def _set_if_absent(d: dict[str, Any], path: Sequence[str], value: object) -> Non
         nxt = d.get(p)
         if isinstance(nxt, list):  # hcl2 block form
             nxt = _merge_block_list(nxt, p)
-        if not isinstance(nxt, dict):
+        if nxt is None:
             nxt = {}
+        if not isinstance(nxt, dict):
+            raise _SourceError(f"{p}: expected an object, got {_type_name(nxt)}")
         d[p] = nxt
         d = nxt
     d.setdefault(path[-1], value)
@@ -829,11 +833,14 @@ def _normalise_source(raw: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(acl, dict) and "tokens" in acl:
                 acl = dict(acl)
                 tokens = acl["tokens"]
-                tokens = dict(_merge_block_list(tokens, "acl.tokens") if isinstance(tokens, list) else tokens)
-                if "master" in tokens:
-                    tokens.setdefault("initial_management", tokens.pop("master"))
-                if "agent_master" in tokens:
-                    tokens.setdefault("agent_recovery", tokens.pop("agent_master"))
+                if isinstance(tokens, list):
+                    tokens = _merge_block_list(tokens, "acl.tokens")
+                if isinstance(tokens, dict):  # anything else is reported by type checking
+                    tokens = dict(tokens)
+                    if "master" in tokens:
+                        tokens.setdefault("initial_management", tokens.pop("master"))
+                    if "agent_master" in tokens:
+                        tokens.setdefault("agent_recovery", tokens.pop("agent_master"))
                 acl["tokens"] = tokens
             out[k] = acl
         elif k in out and isinstance(out[k], list):

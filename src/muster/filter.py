@@ -192,7 +192,6 @@ def _go_unquote_double(body: str) -> str:
     return "".join(out)
 
 
-_R = TypeVar("_R")
 _Result = tuple[Any, int] | None
 
 
@@ -785,15 +784,6 @@ def _coerce_for(datum: object, raw: str) -> object:
         except ValueError:
             raise ValueError(f'strconv.ParseFloat: parsing "{raw}": invalid syntax') from None
     return raw
-
-
-class _Lookup:
-    """Selector resolution result: either one value, or a fan-out over list elements."""
-
-    __slots__ = ("values",)
-
-    def __init__(self, values: list[object]) -> None:
-        self.values = values
 
 
 class Filter:

@@ -641,6 +641,18 @@ def test_tls_effective_protocol_override() -> None:
     assert c.tls.effective("internal_rpc").verify_incoming is True
 
 
+def test_null_means_unset() -> None:
+    c = config_from_dict({"data_dir": "/d", "datacenter": None, "ports": {"http": None}, "retry_join": None})
+    assert c.datacenter == "dc1" and c.ports.http == 8500 and c.retry_join == ()
+
+
+def test_bad_acl_tokens_type_is_reported() -> None:
+    with pytest.raises(ConfigError, match=r"acl\.tokens: expected an object, got string"):
+        config_from_dict({"data_dir": "/d", "acl": {"tokens": "abc"}})
+    with pytest.raises(ConfigError, match=r"tls: expected an object, got string"):
+        config_from_dict({"data_dir": "/d", "tls": "x", "ca_file": "/ca"})
+
+
 def test_weak_typing_of_scalars() -> None:
     c = config_from_dict({"data_dir": "/d", "server": "true", "ports": {"http": "8080"}, "bootstrap_expect": 0,
                           "session_ttl_min": "1s", "limits": {"rpc_rate": 10}})

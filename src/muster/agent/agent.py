@@ -163,9 +163,9 @@ class Agent:
                 chk = parse_check(dict(raw))
                 if not chk.name:
                     raise BadRequest("Missing check name")
-                err = chk.validate()
-                if err:
-                    raise BadRequest(f"Invalid check: {err}")
+                problem = chk.validate()
+                if problem:
+                    raise BadRequest(f"Invalid check: {problem}")
                 checks.append(chk)
             except MusterError as err:
                 problems.append(f"Failed to register check {raw.get('name', raw.get('Name', ''))!r}: {err.message}")

@@ -357,22 +357,22 @@ class AntiEntropy:
             if st.deleted:
                 st.in_sync = sid not in remote_svcs
             else:
-                rs = remote_svcs.get(sid)
-                st.in_sync = rs is not None and same_record(st.service, rs)
+                remote = remote_svcs.get(sid)
+                st.in_sync = remote is not None and same_record(st.service, remote)
         for cid, rc in remote_checks.items():
             if cid == SERF_CHECK_ID:
                 continue
             if cid not in local.checks_:
                 local.checks_[cid] = CheckState(dict(rc), deleted=True)
         for cid, cs in local.checks_.items():
-            rc = remote_checks.get(cid)
+            remote_chk = remote_checks.get(cid)
             if cs.deleted:
-                cs.in_sync = rc is None
-            elif rc is None:
+                cs.in_sync = remote_chk is None
+            elif remote_chk is None:
                 cs.in_sync = False
             else:
                 ignore = ("Output",) if cs.deferred is not None else ()
-                cs.in_sync = same_record(cs.check, rc, ignore)
+                cs.in_sync = same_record(cs.check, remote_chk, ignore)
 
     async def sync_changes(self) -> None:
         """Push every out-of-sync entry (Consul's SyncChanges): deletions first, then updates."""
@@ -399,7 +399,7 @@ class AntiEntropy:
         for sid, st in list(local.services_.items()):
             if st.in_sync or st.deleted:
                 continue
-            svc = st.service
+            svc: dict[str, Any] = st.service
             sent_checks = [
                 (cid, cs, cs.check) for cid, cs in sorted(local.checks_.items())
                 if not cs.deleted and cs.check.get("ServiceID") == sid

@@ -199,11 +199,12 @@ class FlagSet:
             if "=" in name:
                 name, value = name.split("=", 1)
                 has_value = True
-            flag = self.flags.get(name)
-            if flag is None:
+            found = self.flags.get(name)
+            if found is None:
                 if name in ("help", "h"):
                     raise HelpRequested()
                 raise FlagError(f"flag provided but not defined: -{name}")
+            flag = found
             if flag.kind == "bool":
                 if has_value:
                     try:
@@ -252,7 +253,7 @@ def add_http_flags(fs: FlagSet, *, server: bool = True) -> None:
         "http-addr",
         "string",
         "",
-        "The `address` and port of the Consul HTTP agent. Can also be specified via CONSUL_HTTP_ADDR.",
+        "The address and port of the Consul HTTP agent. Can also be specified via CONSUL_HTTP_ADDR.",
         "address",
     )
     fs.add("token", "string", "", "ACL token to use in the request. Can also be specified via CONSUL_HTTP_TOKEN.")

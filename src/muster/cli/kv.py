@@ -80,16 +80,16 @@ def kv_get(ui: UI, args: list[str]) -> int:
             return 0
         if p["recurse"]:
             entries, _ = client.kv_list(key)
-            for i, entry in enumerate(entries):
-                value = decode_value(entry)
+            for i, item in enumerate(entries):
+                value = decode_value(item)
                 if p["detailed"]:
-                    ui.out(format_kv_detailed(entry, value, p["base64"]))
+                    ui.out(format_kv_detailed(item, value, p["base64"]))
                     if i < len(entries) - 1:
                         ui.out("")
                 elif p["base64"]:
-                    ui.out(f"{entry.get('Key', '')}:{base64.b64encode(value).decode('ascii')}")
+                    ui.out(f"{item.get('Key', '')}:{base64.b64encode(value).decode('ascii')}")
                 else:
-                    ui.out(str(entry.get("Key", "")).encode("utf-8") + b":" + value)
+                    ui.out(str(item.get("Key", "")).encode("utf-8") + b":" + value)
             return 0
         entry, _ = client.kv_get(key)
     except ConsulError as err:

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import socket
 import struct
-from typing import Any
+from typing import Any, cast
 
 import dns.edns
 import dns.exception
@@ -266,8 +266,8 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # uvloop's UDP transport is not a subclass of asyncio.DatagramTransport, but has sendto.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         transport = self.transport

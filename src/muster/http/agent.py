@@ -1,10 +1,566 @@
-"""Endpoint module (being filled in)."""
+"""``/v1/agent/*`` (contract §2.6): this agent's own view, services, checks and metrics.
+
+Agent endpoints answer from the agent's local state, not the catalog: a service registered
+here shows in ``/v1/agent/services`` at once and reaches the catalog through anti-entropy.
+They are not blocking queries and carry no ``X-Consul-Index`` (except the hash-blocking
+``/agent/service/:id``).  Write endpoints answer 200 with an empty body.
+
+Errors follow Consul's agent handlers: malformed input 400, unknown service/check IDs 404 with
+Consul's "Unknown ... ID" texts (clients such as Vault key re-registration on them), other
+agent errors 500.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from typing import Any
+
+from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
+from ..durations import parse_duration
+from ..errors import BadRequest, MusterError
+from ..state.watch import WatchSet
+from ..version import REVISION, VERSION
+from . import render
 from .app import Route
-from .common import Ctx
+from .common import Ctx, apply_filter_expr
+from .request import GO_FALSE, GO_TRUE, Request, Response, json_response, text_response
+
+BUILD_DATE = "2025-11-25T00:00:00Z"
+PROM_DISABLED = "Prometheus is not enabled since its retention time is not positive"
+PROM_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_COORD = {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05}
+STATUS_CODES = {"passing": 200, "warning": 429}
+
+
+def agent_service(svc: dict[str, Any], dc: str) -> dict[str, Any]:
+    """AgentService (``/agent/services`` values): optional fields omitted as Consul does."""
+    out: dict[str, Any] = {}
+    if svc.get("Kind"):
+        out["Kind"] = svc["Kind"]
+    out["ID"] = svc["ID"]
+    out["Service"] = svc["Service"]
+    out["Tags"] = list(svc.get("Tags") or [])
+    out["Meta"] = dict(svc.get("Meta") or {})
+    out["Port"] = svc.get("Port", 0)
+    out["Address"] = svc.get("Address", "")
+    if svc.get("SocketPath"):
+        out["SocketPath"] = svc["SocketPath"]
+    if svc.get("TaggedAddresses"):
+        out["TaggedAddresses"] = svc["TaggedAddresses"]
+    out["Weights"] = dict(svc.get("Weights") or render.DEFAULT_WEIGHTS)
+    out["EnableTagOverride"] = bool(svc.get("EnableTagOverride", False))
+    if svc.get("Connect"):
+        out["Connect"] = svc["Connect"]
+    out["Datacenter"] = dc
+    return out
+
+
+def content_hash(obj: dict[str, Any]) -> str:
+    """An opaque, stable hash of a rendered service (``X-Consul-ContentHash``)."""
+    raw = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def wants_text(req: Request) -> bool:
+    return req.get("format") == "text" or "text/plain" in req.headers.get("accept", "")
+
+
+def _flag_value(req: Request, name: str) -> bool:
+    """``?enable=`` style required bool: 400 when missing or not a Go bool."""
+    if name not in req.query:
+        raise BadRequest(f"Missing value for {name}")
+    v = req.get(name)
+    if v in GO_TRUE:
+        return True
+    if v in GO_FALSE:
+        return False
+    raise BadRequest(f"Invalid value for {name}")
 
 
 def routes(ctx: Ctx) -> list[Route]:
-    return []
+    server = ctx.server
+    dc = ctx.datacenter
+
+    def agent() -> Any:
+        if ctx.agent is None:
+            raise MusterError("agent is not running")
+        return ctx.agent
+
+    def empty() -> Response:
+        return Response(200, b"")
+
+    def cfg(name: str, default: Any) -> Any:
+        v = getattr(ctx.config, name, None) if ctx.config is not None else None
+        return default if v is None else v
+
+    # ------------------------------------------------------------------ self / members
+
+    async def self_(req: Request) -> Response:
+        a = agent()
+        ident = server.ident
+        meta = {"consul-network-segment": ""}
+        meta.update(ident.node_meta)
+        body = {
+            "Config": {
+                "Datacenter": ident.datacenter,
+                "PrimaryDatacenter": cfg("primary_datacenter", "") or ident.datacenter,
+                "NodeName": ident.node_name,
+                "NodeID": ident.node_id,
+                "Revision": REVISION,
+                "Server": True,
+                "Version": VERSION,
+                "BuildDate": BUILD_DATE,
+            },
+            "DebugConfig": debug_config(),
+            "Coord": DEFAULT_COORD,
+            "Member": a.self_member(False),
+            "Stats": stats(),
+            "Meta": meta,
+            "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
+        }
+        return json_response(req, body)
+
+    def debug_config() -> dict[str, Any]:
+        ident = server.ident
+        ports = getattr(ctx.config, "ports", None)
+        return {
+            "AdvertiseAddrLAN": ident.advertise_addr,
+            "AdvertiseAddrWAN": ident.advertise_addr_wan or ident.advertise_addr,
+            "Bootstrap": bool(cfg("bootstrap", False)),
+            "BootstrapExpect": int(cfg("bootstrap_expect", 0)),
+            "ClientAddrs": list(str(cfg("client_addr", "127.0.0.1")).split()),
+            "Datacenter": ident.datacenter,
+            "DevMode": bool(cfg("dev_mode", False)),
+            "EnableLocalScriptChecks": bool(cfg("enable_local_script_checks", False) or cfg("enable_script_checks", False)),
+            "EnableRemoteScriptChecks": bool(cfg("enable_script_checks", False)),
+            "HTTPPort": getattr(ports, "http", 8500) if ports is not None else 8500,
+            "NodeID": ident.node_id,
+            "NodeName": ident.node_name,
+            "ServerMode": True,
+            "ServerPort": ident.server_port,
+            "SerfPortLAN": ident.serf_lan_port,
+            "Version": VERSION,
+        }
+
+    def stats() -> dict[str, dict[str, str]]:
+        a = agent()
+        lg = server.log
+        leader = server.is_leader()
+        ident = server.ident
+        checks = a.local.checks()
+        kinds = [c.get("Type") for c in checks.values()]
+        members = a.members(False)
+        return {
+            "agent": {
+                "check_monitors": str(kinds.count("script")),
+                "check_ttls": str(kinds.count("ttl")),
+                "checks": str(len(checks)),
+                "services": str(len(a.local.services())),
+            },
+            "build": {"prerelease": "", "revision": REVISION, "version": VERSION, "version_metadata": ""},
+            "consul": {
+                "acl": "disabled",
+                "bootstrap": "true" if cfg("bootstrap", False) else "false",
+                "known_datacenters": "1",
+                "leader": "true" if leader else "false",
+                "leader_addr": f"{ident.advertise_addr}:{ident.server_port}" if server.known_leader() else "",
+                "server": "true",
+            },
+            "raft": {
+                "applied_index": str(server.fsm.last_applied),
+                "commit_index": str(lg.last_index()),
+                "fsm_pending": "0",
+                "last_contact": "0" if leader else f"{server.last_contact_ms()}ms",
+                "last_log_index": str(lg.last_index()),
+                "last_log_term": str(lg.term()),
+                "last_snapshot_index": "0",
+                "last_snapshot_term": "0",
+                "latest_configuration": f"[{{Suffrage:Voter ID:{ident.node_id} Address:{ident.advertise_addr}:{ident.server_port}}}]",
+                "latest_configuration_index": "0",
+                "num_peers": "0",
+                "protocol_version": "3",
+                "protocol_version_max": "3",
+                "protocol_version_min": "0",
+                "snapshot_version_max": "1",
+                "snapshot_version_min": "0",
+                "state": "Leader" if leader else "Follower",
+                "term": str(lg.term()),
+            },
+            "runtime": {
+                "arch": platform.machine(),
+                "cpu_count": str(os.cpu_count() or 1),
+                "goroutines": str(len(asyncio.all_tasks())),
+                "max_procs": str(os.cpu_count() or 1),
+                "os": sys.platform,
+                "version": f"python{platform.python_version()}",
+            },
+            "serf_lan": serf_stats(members),
+            "serf_wan": serf_stats(a.members(True)),
+        }
+
+    def serf_stats(members: list[dict[str, Any]]) -> dict[str, str]:
+        return {
+            "coordinate_resets": "0",
+            "encrypted": "false",
+            "event_queue": "0",
+            "event_time": "1",
+            "failed": str(sum(1 for m in members if m.get("Status") == 4)),
+            "health_score": "0",
+            "intent_queue": "0",
+            "left": str(sum(1 for m in members if m.get("Status") == 3)),
+            "member_time": "1",
+            "members": str(len(members)),
+            "query_queue": "0",
+            "query_time": "1",
+        }
+
+    async def members(req: Request) -> Response:
+        wan = bool(req.get("wan"))
+        out = agent().members(wan)
+        expr = req.get("filter")
+        if expr:
+            out = apply_filter_expr(expr, out)
+        return json_response(req, out)
+
+    # ------------------------------------------------------------------ services
+
+    async def services(req: Request) -> Response:
+        out = {sid: agent_service(s, dc) for sid, s in agent().local.services().items()}
+        expr = req.get("filter")
+        if expr:
+            out = apply_filter_expr(expr, out)
+        return json_response(req, out)
+
+    async def service(req: Request) -> Response:
+        sid = req.route_param
+        if not sid:
+            raise BadRequest("Missing serviceID")
+        local = agent().local
+        want_hash = req.get("hash")
+        wait = 0.0
+        if "wait" in req.query:
+            try:
+                wait = parse_duration(req.get("wait"))
+            except ValueError:
+                raise BadRequest("Invalid wait time") from None
+        if want_hash and wait <= 0:
+            wait = ctx.default_query_time
+        wait = min(wait, ctx.max_query_time)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            ws = WatchSet()
+            local.watch(ws)
+            svc = local.service(sid)
+            if svc is None:
+                return text_response(404, f"unknown service ID: {sid}")
+            body = agent_service(svc, dc)
+            h = content_hash(body)
+            remaining = deadline - loop.time()
+            if not want_hash or h != want_hash or remaining <= 0:
+                body["ContentHash"] = h
+                return json_response(req, body, headers=[("X-Consul-ContentHash", h)])
+            await ws.wait(remaining)
+
+    async def service_register(req: Request) -> Response:
+        sd = parse_service(await req.json())
+        replace = "replace-existing-checks" in req.query and req.get("replace-existing-checks") not in GO_FALSE
+        agent().add_service(sd, replace_existing_checks=replace, source="remote", token=req.token())
+        return empty()
+
+    async def service_deregister(req: Request) -> Response:
+        sid = req.route_param
+        if not sid:
+            raise BadRequest("Missing service ID")
+        agent().remove_service(sid)
+        return empty()
+
+    async def service_maintenance(req: Request) -> Response:
+        sid = req.route_param
+        if not sid:
+            raise BadRequest("Missing service ID")
+        enable = _flag_value(req, "enable")
+        a = agent()
+        if enable:
+            a.enable_service_maintenance(sid, req.get("reason"), req.token())
+        else:
+            a.disable_service_maintenance(sid)
+        return empty()
+
+    async def node_maintenance(req: Request) -> Response:
+        enable = _flag_value(req, "enable")
+        a = agent()
+        if enable:
+            a.enable_node_maintenance(req.get("reason"), req.token())
+        else:
+            a.disable_node_maintenance()
+        return empty()
+
+    # ------------------------------------------------------------------ checks
+
+    async def checks(req: Request) -> Response:
+        out = {cid: render.health_check(c) for cid, c in agent().local.checks().items()}
+        expr = req.get("filter")
+        if expr:
+            out = apply_filter_expr(expr, out)
+        return json_response(req, out)
+
+    async def check_register(req: Request) -> Response:
+        chk = parse_check(await req.json())
+        if not chk.name:
+            raise BadRequest("Missing check name")
+        if chk.status and chk.status not in HEALTH_STATUSES:
+            raise BadRequest("Bad check status")
+        err = chk.validate()
+        if err:
+            raise BadRequest(f"Invalid check: {err}")
+        agent().add_check(chk, source="remote", token=req.token())
+        return empty()
+
+    async def check_deregister(req: Request) -> Response:
+        cid = req.route_param
+        if not cid:
+            raise BadRequest("Missing check ID")
+        agent().remove_check(cid)
+        return empty()
+
+    def ttl_handler(status: str) -> Any:
+        async def handle(req: Request) -> Response:
+            agent().update_ttl(req.route_param, status, req.get("note"))
+            return empty()
+
+        return handle
+
+    async def check_update(req: Request) -> Response:
+        d = canonical_keys(await req.json(), ("Status", "Output"), None, "agent.checkUpdate")
+        status = get_str(d, "Status")
+        if status not in HEALTH_STATUSES:
+            raise BadRequest(f"Invalid check status: '{status}'")
+        agent().update_ttl(req.route_param, status, get_str(d, "Output"))
+        return empty()
+
+    # ------------------------------------------------------------------ local service health
+
+    def service_health(sid: str) -> tuple[int, str, dict[str, Any]]:
+        local = agent().local
+        svc = local.service(sid)
+        assert svc is not None
+        cs = local.checks_for_service(sid, include_node_checks=True)
+        status = render.aggregated_status(cs)
+        code = STATUS_CODES.get(status, 503)
+        info = {
+            "AggregatedStatus": status,
+            "Service": agent_service(svc, dc),
+            "Checks": [render.health_check(c) for c in cs],
+        }
+        return code, status, info
+
+    def health_reply(req: Request, code: int, status: str, body: Any) -> Response:
+        if wants_text(req):
+            r = Response(code, status.encode(), "text/plain")
+        else:
+            r = json_response(req, body, code)
+        r.headers.append(("X-Consul-Reason", status))
+        return r
+
+    async def health_by_id(req: Request) -> Response:
+        sid = req.route_param
+        if not sid:
+            raise BadRequest("Missing serviceID")
+        if agent().local.service(sid) is None:
+            reason = f"ServiceId {sid} not found"
+            body: Any = {"AggregatedStatus": "critical", "Service": None, "Checks": None}
+            return health_reply(req, 404, reason, reason if wants_text(req) else body)
+        code, status, info = service_health(sid)
+        return health_reply(req, code, status, info)
+
+    async def health_by_name(req: Request) -> Response:
+        name = req.route_param
+        if not name:
+            raise BadRequest("Missing service Name")
+        local = agent().local
+        ids = [sid for sid, s in local.services().items() if s["Service"] == name]
+        if not ids:
+            reason = f"ServiceName {name} Not Found"
+            return health_reply(req, 404, reason, reason if wants_text(req) else [])
+        code, status = 200, "passing"
+        infos = []
+        for sid in ids:
+            c, st, info = service_health(sid)
+            infos.append(info)
+            if c > code:
+                code, status = c, st
+        return health_reply(req, code, status, infos)
+
+    # ------------------------------------------------------------------ metrics / reload / host
+
+    async def metrics(req: Request) -> Response:
+        accept = req.headers.get("accept", "")
+        openmetrics = "application/openmetrics-text" in accept
+        if req.get("format") == "prometheus" or openmetrics:
+            telemetry = getattr(ctx.config, "telemetry", None)
+            retention = getattr(telemetry, "prometheus_retention_time", 0.0) if telemetry is not None else 0.0
+            if not retention or retention <= 0:
+                return text_response(415, PROM_DISABLED)
+            return prometheus_response(gauges(), openmetrics)
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(now - now % 10))
+        body = {
+            "Timestamp": stamp,
+            "Gauges": [{"Name": n, "Value": v, "Labels": {}} for n, v in gauges()],
+            "Points": [],
+            "Counters": [],
+            "Samples": [],
+        }
+        return json_response(req, body)
+
+    def gauges() -> list[tuple[str, float]]:
+        a = agent()
+        st = server.store
+        return [
+            ("consul.runtime.num_goroutines", float(len(asyncio.all_tasks()))),
+            ("consul.runtime.alloc_bytes", float(_rss_bytes())),
+            ("consul.server.isLeader", 1.0 if server.is_leader() else 0.0),
+            ("consul.raft.applied_index", float(server.fsm.last_applied)),
+            ("consul.raft.last_index", float(server.log.last_index())),
+            ("consul.state.nodes", float(len(st.nodes))),
+            ("consul.state.services", float(len(st.service_instances))),
+            ("consul.state.service_instances", float(sum(len(p) for p in st.services.values()))),
+            ("consul.state.kv_entries", float(len(st.kvs))),
+            ("consul.state.sessions", float(len(st.sessions))),
+            ("consul.agent.services", float(len(a.local.services()))),
+            ("consul.agent.checks", float(len(a.local.checks()))),
+        ]
+
+    async def reload(req: Request) -> Response:
+        hook = ctx.extra.get("reload")
+        if hook is not None:
+            await hook()
+        else:
+            await agent().reload(ctx.config)
+        return empty()
+
+    async def host(req: Request) -> Response:
+        return json_response(req, host_info())
+
+    return [
+        Route("/v1/agent/self", ("GET",), self_),
+        Route("/v1/agent/members", ("GET",), members),
+        Route("/v1/agent/services", ("GET",), services),
+        Route("/v1/agent/service/register", ("PUT",), service_register),
+        Route("/v1/agent/service/deregister/", ("PUT",), service_deregister, prefix=True),
+        Route("/v1/agent/service/maintenance/", ("PUT",), service_maintenance, prefix=True),
+        Route("/v1/agent/service/", ("GET",), service, prefix=True),
+        Route("/v1/agent/maintenance", ("PUT",), node_maintenance),
+        Route("/v1/agent/checks", ("GET",), checks),
+        Route("/v1/agent/check/register", ("PUT",), check_register),
+        Route("/v1/agent/check/deregister/", ("PUT",), check_deregister, prefix=True),
+        Route("/v1/agent/check/pass/", ("PUT",), ttl_handler("passing"), prefix=True),
+        Route("/v1/agent/check/warn/", ("PUT",), ttl_handler("warning"), prefix=True),
+        Route("/v1/agent/check/fail/", ("PUT",), ttl_handler("critical"), prefix=True),
+        Route("/v1/agent/check/update/", ("PUT",), check_update, prefix=True),
+        Route("/v1/agent/health/service/id/", ("GET",), health_by_id, prefix=True),
+        Route("/v1/agent/health/service/name/", ("GET",), health_by_name, prefix=True),
+        Route("/v1/agent/metrics", ("GET",), metrics),
+        Route("/v1/agent/reload", ("PUT",), reload),
+        Route("/v1/agent/host", ("GET",), host),
+    ]
+
+
+def _rss_bytes() -> int:
+    """Resident set size from ``/proc`` (Linux); 0 where unavailable."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def prometheus_response(gauges: list[tuple[str, float]], openmetrics: bool) -> Response:
+    """Render gauges in the Prometheus text format (or OpenMetrics) with ``consul_*`` names."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector
+
+    class _Snapshot(Collector):
+        def collect(self) -> Any:
+            for name, value in gauges:
+                prom = name.replace(".", "_")
+                g = GaugeMetricFamily(prom, prom)
+                g.add_metric([], value)
+                yield g
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot())
+    if openmetrics:
+        from prometheus_client.openmetrics import exposition as om
+
+        return Response(200, om.generate_latest(registry), om.CONTENT_TYPE_LATEST)
+    from prometheus_client import generate_latest
+
+    return Response(200, generate_latest(registry), PROM_CONTENT_TYPE)
+
+
+def host_info() -> dict[str, Any]:
+    """``/v1/agent/host``: gopsutil-shaped host facts (lower-case keys), best effort."""
+    errors: list[str] = []
+    mem: dict[str, Any] = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            info = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in f if ln.split()[1:2] and ln.split()[1].isdigit()}
+        total, avail = info.get("MemTotal", 0), info.get("MemAvailable", 0)
+        mem = {
+            "total": total,
+            "available": avail,
+            "used": total - avail,
+            "usedPercent": (100.0 * (total - avail) / total) if total else 0.0,
+            "free": info.get("MemFree", 0),
+        }
+    except OSError as err:
+        errors.append(f"memory: {err}")
+    try:
+        st = os.statvfs("/")
+        dtotal = st.f_blocks * st.f_frsize
+        dfree = st.f_bavail * st.f_frsize
+        disk = {
+            "path": "/",
+            "total": dtotal,
+            "free": dfree,
+            "used": dtotal - dfree,
+            "usedPercent": (100.0 * (dtotal - dfree) / dtotal) if dtotal else 0.0,
+        }
+    except OSError as err:
+        disk = {}
+        errors.append(f"disk: {err}")
+    uname = platform.uname()
+    boot = 0
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            for ln in f:
+                if ln.startswith("btime "):
+                    boot = int(ln.split()[1])
+    except OSError as err:
+        errors.append(f"host: {err}")
+    return {
+        "Memory": mem,
+        "CPU": [{"cpu": i, "modelName": uname.processor or uname.machine} for i in range(os.cpu_count() or 1)],
+        "Host": {
+            "hostname": socket.gethostname(),
+            "uptime": int(time.time()) - boot if boot else 0,
+            "bootTime": boot,
+            "os": sys.platform,
+            "platform": uname.system.lower(),
+            "kernelVersion": uname.release,
+            "kernelArch": uname.machine,
+        },
+        "Disk": disk,
+        "CollectionTime": time.time_ns(),
+        "Errors": errors,
+    }

@@ -38,7 +38,7 @@ class Route:
 
 
 def _printable(s: str) -> bool:
-    return all(c.isprintable() for c in s)
+    return s.isprintable()
 
 
 class Router:

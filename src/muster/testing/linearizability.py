@@ -487,65 +487,70 @@ def _wgl(
                 s2 = values[i] if newer(state, values[i]) else state
             else:  # _MAYBE_CAS
                 s2 = values[i] if state == expected[i] and newer(state, values[i]) else state
-            if s2 is not _ILLEGAL:
-                new_state = cast("str | None", s2)
-                lin2 = lin | (1 << i)
-                ck = (lin2, new_state)
-                if ck not in cache:
-                    cache.add(ck)
-                    stack.append((e, state))
-                    state = new_state
-                    lin = lin2
-                    # lift the call and its return out of the list
-                    r = match[e]
-                    nxt[prv[e]] = nxt[e]
-                    if nxt[e] != -1:
-                        prv[nxt[e]] = prv[e]
-                    nxt[prv[r]] = nxt[r]
-                    if nxt[r] != -1:
-                        prv[nxt[r]] = prv[r]
-                    e = nxt[0]
-                    continue
-            e = nxt[e]
-        else:
-            if len(stack) > best_depth:
-                best_depth = len(stack)
-                best_prefix = [opi[c] for c, _ in stack]
-                best_state = state
-                blocked = opi[e]
-                candidates = []
-                k = nxt[0]
-                while k != e and k != -1:
-                    if is_call[k] and k != match_call(e):
-                        candidates.append(opi[k])
-                    k = nxt[k]
+            if s2 is _ILLEGAL:
+                e = nxt[e]
+                continue
+            new_state = cast("str | None", s2)
+            lin2 = lin | (1 << i)
+            ck = (lin2, new_state)
+            if ck not in cache:
+                cache.add(ck)
+                stack.append((e, state))
+                state = new_state
+                lin = lin2
+                # lift the call and its return out of the list
+                r = match[e]
+                nxt[prv[e]] = nxt[e]
+                if nxt[e] != -1:
+                    prv[nxt[e]] = prv[e]
+                nxt[prv[r]] = nxt[r]
+                if nxt[r] != -1:
+                    prv[nxt[r]] = prv[r]
+                e = nxt[0]
+                continue
+            if a != _READ and a != _CAS_FALSE:
+                e = nxt[e]
+                continue
+            # A legal state-preserving op whose successor configuration already failed: by the
+            # rearrangement argument below, this configuration fails too.  Fall through.
+        elif len(stack) > best_depth:
+            best_depth = len(stack)
+            best_prefix = [opi[c] for c, _ in stack]
+            best_state = state
+            blocked = opi[e]
+            candidates = []
+            k = nxt[0]
+            while k != e and k != -1:
+                if is_call[k] and k != call_node[opi[e]]:
+                    candidates.append(opi[k])
+                k = nxt[k]
+        # Dead end: backtrack.
+        if not stack:
+            return _Search(Verdict.NOT_LINEARIZABLE, steps, [], best_prefix, best_state, blocked, candidates)
+        while True:
+            c, state = stack.pop()
+            lin &= ~(1 << opi[c])
+            r = match[c]
+            # unlift in reverse order: the return first, then the call
+            nxt[prv[r]] = r
+            if nxt[r] != -1:
+                prv[nxt[r]] = r
+            nxt[prv[c]] = c
+            if nxt[c] != -1:
+                prv[nxt[c]] = c
+            # A state-preserving op (read, answered-false CAS) is only ever linearized at its own
+            # call entry, reached by scanning from the head, so every op that returned before that
+            # call is already linearized.  Any completion of the configuration before it can be
+            # rearranged to put it first (it leaves the state unchanged and moving it earlier
+            # breaks no real-time edge), so if the search after it failed, the search without it
+            # fails too: keep popping instead of trying the alternatives.
+            if actions[opi[c]] != _READ and actions[opi[c]] != _CAS_FALSE:
+                break
             if not stack:
                 return _Search(
                     Verdict.NOT_LINEARIZABLE, steps, [], best_prefix, best_state, blocked, candidates
                 )
-            while True:
-                c, state = stack.pop()
-                lin &= ~(1 << opi[c])
-                r = match[c]
-                # unlift in reverse order: the return first, then the call
-                nxt[prv[r]] = r
-                if nxt[r] != -1:
-                    prv[nxt[r]] = r
-                nxt[prv[c]] = c
-                if nxt[c] != -1:
-                    prv[nxt[c]] = c
-                # A state-preserving op (read, answered-false CAS) is only ever linearized at its
-                # own call entry, when every op that returned before that call is already
-                # linearized.  Any completion from the configuration before it can be rearranged
-                # to put it first (the state is unchanged by it, real-time order only improves),
-                # so if the search after it failed, the search without it fails too: keep popping.
-                if actions[opi[c]] not in (_READ, _CAS_FALSE):
-                    break
-                if not stack:
-                    return _Search(
-                        Verdict.NOT_LINEARIZABLE, steps, [], best_prefix, best_state, blocked, candidates
-                    )
-            e = nxt[c]
+        e = nxt[c]
     return _Search(Verdict.LINEARIZABLE, steps, [opi[c] for c, _ in stack], [], None, None, [])
 
 

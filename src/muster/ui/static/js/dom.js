@@ -236,3 +236,31 @@ export function update(el, ...children) {
   }
   return true;
 }
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const ICONS = {
+  folder: {fill: true, d: "M1.5 4A1.5 1.5 0 0 1 3 2.5h3.2l1.6 1.6H13A1.5 1.5 0 0 1 14.5 5.6V12A1.5 1.5 0 0 1 13 13.5H3A1.5 1.5 0 0 1 1.5 12z"},
+  file: {fill: false, d: "M4 1.75h5.25L12.5 5v9.25H4zM9 1.75V5.25h3.5"},
+};
+
+/** A small decorative inline SVG icon (hidden from assistive technology). */
+export function icon(name, className = "") {
+  const spec = ICONS[name];
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.setAttribute("class", `icon icon-${name} ${className}`.trim());
+  const path = document.createElementNS(SVG_NS, "path");
+  path.setAttribute("d", spec.d);
+  if (spec.fill) {
+    path.setAttribute("fill", "currentColor");
+  } else {
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "1.3");
+    path.setAttribute("stroke-linejoin", "round");
+  }
+  svg.appendChild(path);
+  return svg;
+}

@@ -2,7 +2,7 @@
 import {ApiError, encodePath, request, watch} from "../api.js";
 import {bytesToBase64, cmpIndex, decodeValue, detectFormat, FORMATS, formatValue, parseU64, utf8Length, validateValue} from "../codec.js";
 import {errorNotice, errorSlot, idCode, loading, setFlash, takeFlash} from "../common.js";
-import {confirmAction, field, h, notice, pageHeader, replace, update} from "../dom.js";
+import {confirmAction, field, h, icon, notice, pageHeader, replace, update} from "../dom.js";
 import {decodeTail, link, navigate} from "../router.js";
 
 const MAX_VALUE_BYTES = 512 * 1024;
@@ -101,7 +101,7 @@ function renderFolder({root, scope}, prefix) {
               h(
                 "a",
                 {href: link.kv(k)},
-                h("span", {class: `kv-icon ${folder ? "icon-folder" : "icon-key"}`, "aria-hidden": "true"}),
+                icon(folder ? "folder" : "file", "kv-icon"),
                 h("span", {class: "kv-name"}, name),
                 folder ? h("span", {class: "visually-hidden"}, " (folder)") : null,
               ),

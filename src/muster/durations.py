@@ -11,7 +11,8 @@ Invariants:
 * Internally every duration is an integer number of nanoseconds constrained to Go's
   ``int64`` range; the ``*_ns`` functions expose that exact value.  The float-seconds
   wrappers exist for convenience (asyncio timeouts, ``time.monotonic`` arithmetic) and
-  may lose sub-nanosecond precision only for durations above ~104 days.
+  are exact to the nanosecond only up to ~104 days (2**53 ns); beyond that they may be
+  off by a few nanoseconds.
 * ``parse_duration_ns(format_duration_ns(d)) == d`` for every ``int64`` ``d``.
 """
 

@@ -14,7 +14,7 @@ import pytest
 from muster.raft.core import RaftConfig, ReadState, Role
 from muster.raft.errors import ConfChangeRejected, NotLeader
 from muster.raft.messages import ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MsgType
-from muster.testing.raftsim import SimFSM, SimNode
+from muster.testing.raftsim import SimFSM, SimNode, clone_storage
 
 
 class MiniCluster:
@@ -101,6 +101,7 @@ class MiniCluster:
         d.ents, d.ci, d.ct = [], 0, 0
         d.append([Entry(t, i, EntryType.NORMAL, f"i{i}t{t}".encode()) for t, i in log])
         d.set_hard_state(HardState(term, "", commit))
+        node.disk.mem = clone_storage(d)
         node.restart()
 
 

@@ -116,10 +116,13 @@ def test_p1_figure8_old_term_entry_not_committed_by_counting() -> None:
     c.preload("4", [(1, 1)], term=3, commit=1)
     c.preload("5", [(1, 1), (3, 2)], term=3, commit=1)
 
-    # (c) S1 leads term 4 and copies entry 2 (term 2) to S3; its own no-op at
-    # index 3 (term 4) never leaves S1.
+    # (c) S1 leads term 4 and copies entry 2 (term 2) to S3, but its own no-op
+    # at index 3 (term 4) reaches only S2: S3 loses every MsgApp carrying it
+    # once it holds entry 2 (it must still see the probe that it rejects).
     c.partition("1,2,3", "4", "5")
-    c.drop = lambda m: m.type is MsgType.APP and any(e.index == 3 for e in m.entries)
+    c.drop = lambda m: (
+        m.to == "3" and m.type is MsgType.APP and m.index >= 2 and c.core("3").log.last_index() >= 2
+    )
     c.elect("1")
     s1 = c.core("1")
     assert s1.term == 4

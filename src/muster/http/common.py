@@ -58,12 +58,14 @@ def apply_filter_expr(expr: str, obj: Any) -> Any:
     """Apply ``?filter`` to a list or a dict of objects; a bad expression is Consul's 500."""
     if not expr:
         return obj
-    from ..filter import FilterError, apply_filter
+    from ..filter import FilterError, FilterEvalError, apply_filter
 
     try:
         return apply_filter(expr, obj)
     except FilterError as err:
         raise MusterError(f"Failed to create boolean expression evaluator: {err}") from None
+    except FilterEvalError as err:
+        raise MusterError(f"Failed to apply filter: {err}") from None
 
 
 async def blocking_read(

@@ -94,7 +94,7 @@ def test_alt_domain_and_longest_match() -> None:
 
 def test_ptr_addresses() -> None:
     assert p("1.0.0.127.in-addr.arpa.").address == "127.0.0.1"
-    v6 = dns.name.from_text("1." + "0." * 27 + "8.b.d.0.1.0.0.2.ip6.arpa.")
+    v6 = dns.name.from_text("1." + "0." * 23 + "8.b.d.0.1.0.0.2.ip6.arpa.")
     assert parse(v6, A, DOMAINS).address == "2001:db8::1"
 
 

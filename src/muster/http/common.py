@@ -65,7 +65,7 @@ def apply_filter_expr(expr: str, obj: Any) -> Any:
     except FilterError as err:
         raise MusterError(f"Failed to create boolean expression evaluator: {err}") from None
     except FilterEvalError as err:
-        raise MusterError(f"Failed to apply filter: {err}") from None
+        raise MusterError(str(err)) from None
 
 
 async def blocking_read(

@@ -534,3 +534,57 @@ def test_narrow_window_has_no_horizontal_scroll(ui: UI, agent: Agent) -> None:
     ui.goto("/cluster")
     page.wait_for_timeout(300)
     ui.shot("narrow-cluster")
+
+
+# ---------------------------------------------------------------------------
+# Pure helpers of the app, exercised in the browser (no Node.js needed).
+
+CODEC_JS = """
+async () => {
+  const m = await import('/ui/js/codec.js');
+  const big = '{"Flags":18446744073709551615,"Output":"a,1234567890123456789,b","LockIndex":3}';
+  const parsed = m.parseJSONSafe(big);
+  const bin = m.decodeValue(btoa(String.fromCharCode(0xff, 0xfe, 0x00)));
+  const utf = m.decodeValue(btoa(unescape(encodeURIComponent('héllo ✓'))));
+  return {
+    flags: parsed.Flags,
+    output: parsed.Output,
+    lockIndex: parsed.LockIndex,
+    binary: bin.binary,
+    binaryLen: bin.bytes.length,
+    utf: utf.text,
+    nullValue: m.decodeValue(null).text,
+    u64ok: m.parseU64(' 18446744073709551615 '),
+    u64big: m.parseU64('18446744073709551616'),
+    u64neg: m.parseU64('-1'),
+    ns: [m.formatNs(15000000000), m.formatNs(0), m.formatNs(1500000), m.formatNs(90e9)],
+    jsonBad: m.validateValue('json', '{"a": }'),
+    jsonBad3: m.validateValue('json', '{\n  "a": 1,\n}'),
+    jsonOk: m.validateValue('json', '{"a": 1}').ok,
+    yamlBad: m.validateValue('yaml', 'a: [1, 2').ok,
+    fmtJson: m.formatValue('json', '{"big":18446744073709551615,"s":"x"}'),
+    detect: [m.detectFormat('x/a.json', ''), m.detectFormat('a.yml', ''), m.detectFormat('k', '[1,2]'), m.detectFormat('k', 'hello')],
+    cmp: [m.cmpIndex('18446744073709551615', '18446744073709551614'), m.cmpIndex(5, '5'), m.cmpIndex(1, 2)],
+  };
+}
+"""
+
+
+def test_codec_helpers(ui: UI) -> None:
+    ui.goto("/settings")
+    r = ui.page.evaluate(CODEC_JS)
+    assert r["flags"] == "18446744073709551615"
+    assert r["output"] == "a,1234567890123456789,b"
+    assert r["lockIndex"] == 3
+    assert r["binary"] is True and r["binaryLen"] == 3
+    assert r["utf"] == "héllo ✓"
+    assert r["nullValue"] == ""
+    assert (r["u64ok"], r["u64big"], r["u64neg"]) == ("18446744073709551615", None, None)
+    assert r["ns"] == ["15s", "0s", "1.5ms", "1m30s"]
+    assert r["jsonBad"] == {"ok": False, "message": 'Unexpected "}" (line 1, column 7)'}
+    assert r["jsonBad3"]["message"] == 'Expected a property name in double quotes, found "}" (line 3, column 1)'
+    assert r["jsonOk"] is True
+    assert r["yamlBad"] is False
+    assert r["fmtJson"] == '{\n  "big": 18446744073709551615,\n  "s": "x"\n}'
+    assert r["detect"] == ["json", "yaml", "json", "plain"]
+    assert r["cmp"] == [1, 0, -1]

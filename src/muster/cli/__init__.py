@@ -16,6 +16,14 @@ from collections.abc import Callable, Sequence
 from muster.cli import commands
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.lock import lock
+from muster.cli.operator import (
+    raft_list_peers,
+    raft_remove_peer,
+    raft_transfer_leader,
+    snapshot_inspect,
+    snapshot_restore,
+    snapshot_save,
+)
 from muster.cli.ui import UI, UsageExit
 from muster.cli.watch import watch
 
@@ -40,6 +48,12 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "leave": ("Gracefully leaves the Consul cluster and shuts down", commands.leave),
     "lock": ("Execute a command holding a lock", lock),
     "members": ("Lists the members of a Consul cluster", commands.members),
+    "operator raft list-peers": ("Display the current Raft peer configuration", raft_list_peers),
+    "operator raft remove-peer": ("Remove a Consul server from the Raft configuration", raft_remove_peer),
+    "operator raft transfer-leader": ("Transfer raft leadership to another server", raft_transfer_leader),
+    "snapshot inspect": ("Displays information about a Consul snapshot file", snapshot_inspect),
+    "snapshot restore": ("Restores snapshot of Consul server state", snapshot_restore),
+    "snapshot save": ("Saves snapshot of Consul server state", snapshot_save),
     "reload": ("Triggers the agent to reload configuration files", commands.reload),
     "services deregister": ("Deregister services with the local agent", commands.services_deregister),
     "services register": ("Register services with the local agent", commands.services_register),
@@ -48,6 +62,28 @@ COMMANDS: dict[str, tuple[str, Command]] = {
 }
 
 _GROUPS: dict[str, tuple[str, str]] = {
+    "operator": (
+        "Provides cluster-level tools for Consul operators",
+        "Usage: muster operator <subcommand> [options]\n\n"
+        "Subcommands:\n"
+        "    raft    Provides cluster-level tools for Consul operators",
+    ),
+    "operator raft": (
+        "Provides cluster-level tools for Consul operators",
+        "Usage: muster operator raft <subcommand> [options]\n\n"
+        "Subcommands:\n"
+        "    list-peers         Display the current Raft peer configuration\n"
+        "    remove-peer        Remove a Consul server from the Raft configuration\n"
+        "    transfer-leader    Transfer raft leadership to another server",
+    ),
+    "snapshot": (
+        "Saves, restores and inspects snapshots of Consul server state",
+        "Usage: muster snapshot <subcommand> [options] [args]\n\n"
+        "Subcommands:\n"
+        "    inspect    Displays information about a Consul snapshot file\n"
+        "    restore    Restores snapshot of Consul server state\n"
+        "    save       Saves snapshot of Consul server state",
+    ),
     "kv": ("Interact with the key-value store", KV_HELP),
     "catalog": (
         "Interact with the catalog",
@@ -96,20 +132,21 @@ def run(argv: Sequence[str], ui: UI) -> int:
     if args[0] in _VERSION_ARGS:
         args = ["version"] + args[1:]
     name = args[0]
-    if name in _GROUPS:
-        if len(args) < 2 or args[1] in _HELP_ARGS or f"{name} {args[1]}" not in COMMANDS:
-            help_text = _GROUPS[name][1]
-            if len(args) >= 2 and args[1] in _HELP_ARGS:
-                ui.out(help_text)
-                return 0
-            if len(args) >= 2:
-                ui.err(f'Unknown subcommand "{args[1]}" for "{name}"')
-            ui.err(help_text)
-            return 1
-        name = f"{name} {args[1]}"
-        rest = args[2:]
-    else:
-        rest = args[1:]
+    rest = args[1:]
+    while name in _GROUPS:
+        # Descend through command groups ("operator" -> "operator raft" -> "operator raft list-peers").
+        nxt = f"{name} {rest[0]}" if rest else ""
+        if rest and (nxt in COMMANDS or nxt in _GROUPS):
+            name, rest = nxt, rest[1:]
+            continue
+        help_text = _GROUPS[name][1]
+        if rest and rest[0] in _HELP_ARGS:
+            ui.out(help_text)
+            return 0
+        if rest:
+            ui.err(f'Unknown subcommand "{rest[0]}" for "{name}"')
+        ui.err(help_text)
+        return 1
     entry = COMMANDS.get(name)
     if entry is None:
         ui.err(f'Unknown command "{name}"')

@@ -521,6 +521,12 @@ class RaftCore:
                 self._send(self._msg(MsgType.APP_RESP, m.frm))
             elif m.type is MsgType.PRE_VOTE:
                 self._send(self._msg(MsgType.PRE_VOTE_RESP, m.frm, reject=True))
+            elif m.type is MsgType.VOTE:
+                # Tell a stale candidate our term (Raft §5.1).  Without this, a
+                # candidate whose only peers have a higher term but a shorter
+                # log (e.g. a lagging node still on an old configuration that
+                # campaigns elsewhere) would never catch up in term.
+                self._send(self._msg(MsgType.VOTE_RESP, m.frm, reject=True))
             return
 
         if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):

@@ -400,6 +400,52 @@ def version_regressions(key: str, ops: Sequence[Op], limit: int = 1) -> list[tup
     return out
 
 
+def _patch(ops: Sequence[Op]) -> tuple[list[Op], list[int], list[float]]:
+    """Select the ops the search must order, with their actions and effective return times.
+
+    Indeterminate ops are where WGL's cost explodes (each stays pending to +inf), so they are
+    reduced first, the way etcd's robustness tests patch histories.  Both rules are exact:
+
+    * **Observed => happened, and before the observer returned.**  If an indeterminate op's new
+      value ``u`` was read by a successful read, or expected by a CAS that definitely swapped,
+      then the op took effect (values are unique: nothing else writes ``u``) and did so before
+      that observer's linearization point, hence before its return.  It becomes a definite op
+      whose return time is the earliest observer's return (never earlier than its own call).
+      Upgrading a CAS makes its ``expected`` observed, so this runs to a fixpoint.
+    * **Unobserved and harmless => dropped.**  An indeterminate op whose value nobody observed
+      can matter only by making the state differ from a CAS's ``expected`` (no read returns its
+      value; a CAS expecting it would have observed it).  If no answered-false CAS can be
+      linearized after its call, "it never happened" loses nothing, and that is a legal outcome
+      of an indeterminate op.  Otherwise it is kept, pending to +inf.
+    """
+    base = [(op, a) for op in ops if (a := _action(op)) is not None]
+    actions = {op.id: a for op, a in base}
+    rets = {op.id: (math.inf if op.status == "info" else op.ret) for op, _ in base}
+    first_seen: dict[str, float] = {}
+    for op, a in base:
+        if a == _READ and op.value is not None:
+            first_seen[op.value] = min(first_seen.get(op.value, math.inf), op.ret)
+    changed = True
+    while changed:
+        changed = False
+        for op, a in base:
+            a = actions[op.id]
+            if a == _CAS and op.expected is not None:
+                r = rets[op.id]
+                if r < first_seen.get(op.expected, math.inf):
+                    first_seen[op.expected] = r
+                    changed = True
+            if a in (_MAYBE_WRITE, _MAYBE_CAS) and op.value in first_seen:
+                actions[op.id] = _WRITE if a == _MAYBE_WRITE else _CAS
+                rets[op.id] = max(op.call, first_seen[op.value])
+                changed = True
+    last_cas_false = max((rets[op.id] for op, _ in base if actions[op.id] == _CAS_FALSE), default=-math.inf)
+    kept = [
+        op for op, _ in base if actions[op.id] not in (_MAYBE_WRITE, _MAYBE_CAS) or last_cas_false >= op.call
+    ]
+    return kept, [actions[op.id] for op in kept], [rets[op.id] for op in kept]
+
+
 # ---------------------------------------------------------------------------------------------
 # The search
 # ---------------------------------------------------------------------------------------------
@@ -583,18 +629,17 @@ def check_key(
                 f"{b.describe()} began after {a.describe()} completed but saw an older version",
                 ops=[a, b],
             )
-    checked = [op for op in ops if _action(op) is not None]
+    checked, actions, rets = _patch(ops)
     if violation is not None:
         return KeyResult(key, Verdict.NOT_LINEARIZABLE, len(checked), 0, time.monotonic() - t0, violation)
 
-    actions = [_action(op) for op in checked]
     deadline = math.inf if time_limit is None else t0 + time_limit
     res = _wgl(
-        [a for a in actions if a is not None],
+        actions,
         [op.value for op in checked],
         [op.expected for op in checked],
         [op.call for op in checked],
-        [math.inf if op.status == "info" else op.ret for op in checked],
+        rets,
         vmap,
         max_steps,
         deadline,

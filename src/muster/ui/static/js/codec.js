@@ -26,13 +26,43 @@ export function utf8Length(text) {
 }
 
 /**
- * JSON.parse that keeps unsigned 64-bit integers (KV Flags, raft indexes)
- * exact: any integer literal with 16+ digits becomes a string.
+ * Quote integer literals too large for a double (outside of strings), so that
+ * unsigned 64-bit values (KV Flags, raft indexes) survive JSON.parse exactly.
  */
+export function quoteBigInts(text) {
+  let out = "";
+  let last = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i += 1; // backslash: skip the escaped char
+      else if (c === 34) inString = false;
+      continue;
+    }
+    if (c === 34) {
+      inString = true;
+      continue;
+    }
+    if (c >= 48 && c <= 57) {
+      let j = i;
+      while (j < text.length && text.charCodeAt(j) >= 48 && text.charCodeAt(j) <= 57) j += 1;
+      const next = text[j];
+      const prev = text[i - 1];
+      if (j - i >= 16 && next !== "." && next !== "e" && next !== "E" && prev !== "-") {
+        out += `${text.slice(last, i)}"${text.slice(i, j)}"`;
+        last = j;
+      }
+      i = j - 1;
+    }
+  }
+  return last === 0 ? text : out + text.slice(last);
+}
+
+/** JSON.parse that keeps unsigned 64-bit integers exact (as decimal strings). */
 export function parseJSONSafe(text) {
   if (!text) return null;
-  const patched = text.replace(/([:[,]\s*)(\d{16,})(?=\s*[,\]}])/g, '$1"$2"');
-  return JSON.parse(patched);
+  return JSON.parse(quoteBigInts(text));
 }
 
 /** Compare two non-negative integers given as numbers or decimal strings. */
@@ -126,16 +156,128 @@ function lineCol(text, pos) {
   return {line, col};
 }
 
-function jsonErrorMessage(err, text) {
-  const msg = String(err.message || err);
-  const m = /position (\d+)/.exec(msg);
-  const lc = /line (\d+) column (\d+)/.exec(msg);
-  if (lc) return msg;
-  if (m) {
-    const {line, col} = lineCol(text, Number(m[1]));
-    return `${msg.replace(/ in JSON at position \d+.*$/, "")} (line ${line}, column ${col})`;
+/**
+ * Locate the first JSON syntax error (browsers' JSON.parse messages do not
+ * reliably carry a position). Returns {pos, message}.
+ */
+export function findJSONError(text) {
+  let i = 0;
+  const fail = (message) => {
+    throw {pos: i, message};
+  };
+  const ws = () => {
+    while (i < text.length && " \t\n\r".includes(text[i])) i += 1;
+  };
+  const describe = () => (i >= text.length ? "unexpected end of input" : `unexpected ${JSON.stringify(text[i])}`);
+  const literal = (word) => {
+    if (text.startsWith(word, i)) i += word.length;
+    else fail(describe());
+  };
+  const string = () => {
+    i += 1;
+    while (i < text.length) {
+      const c = text[i];
+      if (c === '"') {
+        i += 1;
+        return;
+      }
+      if (c === "\\") {
+        const e = text[i + 1];
+        if (e === "u") {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) fail("invalid \\u escape");
+          i += 6;
+        } else if (e !== undefined && '"\\/bfnrt'.includes(e)) {
+          i += 2;
+        } else {
+          fail("invalid escape in string");
+        }
+        continue;
+      }
+      if (c < " ") fail("control character in string");
+      i += 1;
+    }
+    fail("unterminated string");
+  };
+  const number = () => {
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+    if (!m || m[0] === "-" || m[0] === "") fail(describe());
+    i += m[0].length;
+  };
+  const value = () => {
+    ws();
+    const c = text[i];
+    if (c === "{") {
+      i += 1;
+      ws();
+      if (text[i] === "}") {
+        i += 1;
+        return;
+      }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail(`expected a property name in double quotes, found ${describe().replace("unexpected ", "")}`);
+        string();
+        ws();
+        if (text[i] !== ":") fail(`expected ":" after property name, found ${describe().replace("unexpected ", "")}`);
+        i += 1;
+        value();
+        ws();
+        if (text[i] === ",") {
+          i += 1;
+          continue;
+        }
+        if (text[i] === "}") {
+          i += 1;
+          return;
+        }
+        fail(`expected "," or "}", found ${describe().replace("unexpected ", "")}`);
+      }
+    }
+    if (c === "[") {
+      i += 1;
+      ws();
+      if (text[i] === "]") {
+        i += 1;
+        return;
+      }
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ",") {
+          i += 1;
+          continue;
+        }
+        if (text[i] === "]") {
+          i += 1;
+          return;
+        }
+        fail(`expected "," or "]", found ${describe().replace("unexpected ", "")}`);
+      }
+    }
+    if (c === '"') return string();
+    if (c === "t") return literal("true");
+    if (c === "f") return literal("false");
+    if (c === "n") return literal("null");
+    if (c === "-" || (c >= "0" && c <= "9")) return number();
+    return fail(describe());
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail(`unexpected ${JSON.stringify(text[i])} after the JSON value`);
+    return null;
+  } catch (err) {
+    if (err && typeof err.pos === "number") return err;
+    throw err;
   }
-  return msg;
+}
+
+function jsonErrorMessage(err, text) {
+  const found = findJSONError(text);
+  if (!found) return String((err && err.message) || err);
+  const {line, col} = lineCol(text, found.pos);
+  const msg = found.message.charAt(0).toUpperCase() + found.message.slice(1);
+  return `${msg} (line ${line}, column ${col})`;
 }
 
 /**

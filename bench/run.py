@@ -366,6 +366,20 @@ def busy_cpu_seconds() -> float:
     return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_quiet(threshold_pct: float, max_wait: float) -> float:
+    """Wait (at most `max_wait` s) until the machine's busy CPU over 1 s is under `threshold_pct`
+    (in % of one core); return the last busy figure. The machine is shared: this keeps other
+    users' bursts out of the measurement when it can, and records them when it cannot."""
+    busy = 0.0
+    end = time.monotonic() + max_wait
+    while True:
+        b0, t0 = busy_cpu_seconds(), time.monotonic()
+        time.sleep(1.0)
+        busy = 100 * (busy_cpu_seconds() - b0) / (time.monotonic() - t0)
+        if busy < threshold_pct or time.monotonic() >= end:
+            return busy
+
+
 def run_wrk(url: str, script: str, args: Sequence[str], conns: int, duration: float, threads: int,
             pids: Sequence[int] = ()) -> dict[str, Any]:
     """One wrk run; adds the CPU used by the target processes (`pids`) and by wrk, in % of one core."""
@@ -521,6 +535,10 @@ def summarise(rows: list[dict[str, Any]], workloads: list[Workload], concs: list
                 bad = sum(x["non2xx"] + x["misses"] + x["err_timeout"] for x in xs)
                 if bad:
                     notes.append(f"{tgt}: {bad} non-2xx/miss/timeout")
+            noise = [f"{tgt} {med([x.get('other_cpu_pct', 0.0) for x in xs]):.0f}%"
+                     for tgt, xs in (("Muster", m), ("etcd", e)) if xs]
+            if noise:
+                notes.append("other CPU " + " / ".join(noise))
             runs = max(len(m), len(e))
             notes.append(f"median of {runs}" if runs > 1 else "1 run")
             out.append(
@@ -560,6 +578,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--muster-cluster", action="store_true", help="3 Muster servers (hook, not implemented yet)")
     p.add_argument("--watchers", type=int, default=0, help="also hold N idle blocking queries (bench/watchers.py)")
     p.add_argument("--profile", action="store_true", help="profile Muster with py-spy under PUT load at c=64")
+    p.add_argument("--quiet-wait", type=float, default=20.0,
+                   help="before each measurement wait up to S s for the shared machine to be quiet (0: don't)")
+    p.add_argument("--quiet-below", type=float, default=40.0,
+                   help="'quiet' = busy CPU under this %% of one core over 1 s (default 40)")
     p.add_argument("--no-install", action="store_true", help="fail instead of apt-get installing etcd/wrk")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with etcd data and process logs")
     return p.parse_args(argv)
@@ -643,7 +665,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             if target == "etcd" and key in etcd_cache:
                                 res = dict(etcd_cache[key], reused=True)
                             else:
+                                busy = wait_quiet(args.quiet_below, args.quiet_wait) if args.quiet_wait > 0 else None
                                 res = run_wrk(url, script, wargs, c, args.duration, args.threads, pids)
+                                res["busy_before_pct"] = busy
                                 if target == "etcd":
                                     etcd_cache[key] = res
                             row = {"type": "wrk", "run": run, "workload": w.name, "target": target, "c": c,

@@ -379,10 +379,23 @@ def test_agent_service_with_ttl_check_and_health(c: consul.Consul, unique: str) 
     assert check_id not in c.agent.checks()
 
 
-def test_ttl_update_on_non_ttl_check_is_error(c: consul.Consul) -> None:
-    with pytest.raises(consul.ConsulException) as err:
-        c.agent.check.ttl_pass("no-such-check-xyz")
-    assert 'CheckID "no-such-check-xyz" does not have associated TTL' in str(err.value)
+def test_ttl_update_errors(c: consul.Consul, unique: str) -> None:
+    # An unknown check ID is a 404 in Consul >= 1.11 (py-consul's boolean callback -> False).
+    from consul.callback import CB
+
+    assert c.agent.check.ttl_pass(f"no-such-check-{unique}") is False
+    resp = c.http.put(lambda r: r, f"/v1/agent/check/pass/no-such-check-{unique}")
+    assert resp.code == 404
+    assert resp.body.startswith(f'Unknown check ID "no-such-check-{unique}"')
+    # An existing check that is not a TTL check: 500 with the text clients match on.
+    name = f"tcp-{unique}"
+    assert c.agent.check.register(name, check=consul.Check.tcp("127.0.0.1", 1, "30s")) is True
+    try:
+        with pytest.raises(consul.ConsulException) as err:
+            c.http.put(CB.boolean(), f"/v1/agent/check/pass/{name}")
+        assert f'CheckID "{name}" does not have associated TTL' in str(err.value)
+    finally:
+        c.agent.check.deregister(name)
 
 
 def test_agent_check_register_standalone(c: consul.Consul, unique: str) -> None:

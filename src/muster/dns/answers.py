@@ -293,7 +293,10 @@ class Answerer:
                 authority=ns, shuffle_authority=True, authority_cap=MAX_NS,
             )
         if qtype == NS:
-            return Answer(answer=self._nameservers(store, domain), shuffle_answer=True, answer_cap=MAX_NS)
+            servers = self._nameservers(store, domain)
+            if not servers:
+                return self._negative(dns.rcode.NOERROR, domain, now)
+            return Answer(answer=servers, shuffle_answer=True, answer_cap=MAX_NS)
         if lookup.datacenter and lookup.datacenter != self.datacenter:
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
         if lookup.kind == "service":

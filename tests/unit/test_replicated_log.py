@@ -1,0 +1,151 @@
+"""The Raft driver, RPC and formation in one process: three servers on 127.0.0.1-3.
+
+Storage is in memory here (the durable store has its own tests); everything else is real:
+sockets, the RPC handshake, bootstrap-expect, forwarding from followers, ReadIndex.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+
+import pytest
+
+from muster.errors import NoLeader
+from muster.raft.storage import MemoryStorage
+from muster.runtime import RealClock, Rng
+from muster.server.cluster import ClusterMember, cluster_id_for
+from muster.server.raftlog import RaftTimings, ReplicatedLog
+from muster.server.rpc import RPCNode
+from muster.server.server import Server, ServerIdentity
+from muster.structs import KVSCommand
+
+
+def _free_port() -> int:
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        try:
+            for ip in ("127.0.0.2", "127.0.0.3"):
+                with socket.socket() as s2:
+                    s2.bind((ip, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port")
+
+
+class Node:
+    def __init__(self, i: int, port: int, ids: list[str]) -> None:
+        self.ip = f"127.0.0.{i + 1}"
+        self.id = ids[i]
+        ident = ServerIdentity(f"s{i}", self.id, "dc1", self.ip, port)
+        self.server = Server(ident, log_impl=None, clock=RealClock(), rng=Rng(i))
+        self.cluster = ClusterMember(
+            self.id, f"s{i}", f"{self.ip}:{port}", None, [f"127.0.0.{j + 1}" for j in range(3)], False, 3, port, RealClock()
+        )
+        self.port = port
+        self.storage = MemoryStorage()
+        self.log: ReplicatedLog | None = None
+
+    async def start(self, seed: int) -> None:
+        await self.cluster.rpc.listen(self.ip, self.port)
+        await self.cluster.form(self.storage, self.server.fsm, 1.0)
+        lg = ReplicatedLog(self.id, self.server.fsm, self.storage, self.cluster.rpc, RealClock(), random.Random(seed), RaftTimings(tick=0.02, rpc_hold_timeout=1.0))
+        lg.on_leader_change = self.server.leader_changed
+        self.cluster.log = lg
+        self.server.log = lg
+        self.log = lg
+        await lg.start()
+
+    async def stop(self) -> None:
+        if self.log is not None:
+            await self.log.stop()
+        await self.server.stop()
+        await self.cluster.rpc.close()
+
+
+@pytest.fixture
+async def nodes() -> list[Node]:
+    port = _free_port()
+    ids = [f"id-{i}" for i in range(3)]
+    ns = [Node(i, port, ids) for i in range(3)]
+    await asyncio.wait_for(asyncio.gather(*(n.start(i) for i, n in enumerate(ns))), 10)
+    try:
+        yield ns  # type: ignore[misc]
+    finally:
+        for n in ns:
+            await n.stop()
+
+
+async def leader_of(ns: list[Node]) -> Node:
+    for _ in range(200):
+        leaders = [n for n in ns if n.log and n.log.is_leader()]
+        if len(leaders) == 1 and all(n.log and n.log.leader_id() == leaders[0].id for n in ns):
+            return leaders[0]
+        await asyncio.sleep(0.02)
+    raise AssertionError("no leader")
+
+
+async def test_bootstrap_expect_forms_one_cluster(nodes: list[Node]) -> None:
+    await leader_of(nodes)
+    cids = {n.cluster.cluster_id for n in nodes}
+    assert cids == {cluster_id_for([n.id for n in nodes])}
+    for n in nodes:
+        assert n.log is not None and sorted(n.log.core.voters) == sorted(x.id for x in nodes)
+
+
+async def test_writes_forwarded_and_replicated_identically(nodes: list[Node]) -> None:
+    lead = await leader_of(nodes)
+    follower = next(n for n in nodes if n is not lead)
+    assert await follower.server.apply(KVSCommand(op="set", key="a", value=b"1")) is True
+    results = await asyncio.gather(*(nodes[k % 3].server.apply(KVSCommand(op="cas", key=f"k{k}", value=b"x", index=0)) for k in range(300)))
+    assert all(r is True for r in results)
+    for n in nodes:
+        await n.server.check_read("consistent")
+    await asyncio.sleep(0.1)
+    snaps = {n.server.store.snapshot() for n in nodes}
+    assert len(snaps) == 1
+    assert len(lead.server.store.kvs) == 301
+
+
+async def test_follower_consistent_read_sees_acknowledged_write(nodes: list[Node]) -> None:
+    lead = await leader_of(nodes)
+    follower = next(n for n in nodes if n is not lead)
+    for i in range(20):
+        await lead.server.apply(KVSCommand(op="set", key="seq", value=str(i).encode()))
+        await follower.server.check_read("consistent")
+        e = follower.server.store.kvs["seq"]
+        assert e.value == str(i).encode()
+
+
+async def test_isolated_leader_refuses_consistent_reads(nodes: list[Node]) -> None:
+    lead = await leader_of(nodes)
+    others = [n for n in nodes if n is not lead]
+    for n in others:  # cut the leader off: its followers stop answering
+        assert n.log is not None
+        await n.log.stop()
+        await n.cluster.rpc.close()
+    with pytest.raises(NoLeader):
+        await lead.server.check_read("consistent")
+
+
+async def test_rpc_refuses_peer_from_another_cluster() -> None:
+    a = RPCNode("a", lambda: "cluster-A", lambda _n: [])
+    b = RPCNode("b", lambda: "cluster-B", lambda _n: [])
+    port = await a.listen("127.0.0.1", 0)
+    try:
+        assert await b.probe(f"127.0.0.1:{port}") is None
+        c = RPCNode("c", lambda: "cluster-A", lambda _n: [])
+
+        async def status(_p: object) -> str:
+            return "ok"
+
+        a.handlers["status"] = status
+        assert await c.probe(f"127.0.0.1:{port}") == ("a", "ok")
+        await c.close()
+    finally:
+        await a.close()
+        await b.close()

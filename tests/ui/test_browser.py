@@ -559,7 +559,7 @@ async () => {
     u64neg: m.parseU64('-1'),
     ns: [m.formatNs(15000000000), m.formatNs(0), m.formatNs(1500000), m.formatNs(90e9)],
     jsonBad: m.validateValue('json', '{"a": }'),
-    jsonBad3: m.validateValue('json', '{\n  "a": 1,\n}'),
+    jsonBad3: m.validateValue('json', '{\\n  "a": 1,\\n}'),
     jsonOk: m.validateValue('json', '{"a": 1}').ok,
     yamlBad: m.validateValue('yaml', 'a: [1, 2').ok,
     fmtJson: m.formatValue('json', '{"big":18446744073709551615,"s":"x"}'),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -68,13 +69,13 @@ class Node:
 
 
 @pytest.fixture
-async def nodes() -> list[Node]:
+async def nodes() -> AsyncIterator[list[Node]]:
     port = _free_port()
     ids = [f"id-{i}" for i in range(3)]
     ns = [Node(i, port, ids) for i in range(3)]
     await asyncio.wait_for(asyncio.gather(*(n.start(i) for i, n in enumerate(ns))), 10)
     try:
-        yield ns  # type: ignore[misc]
+        yield ns
     finally:
         for n in ns:
             await n.stop()

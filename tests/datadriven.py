@@ -95,5 +95,6 @@ def run_file(path: str | Path, handler: Callable[[Cmd], str]) -> None:
         return
     if failures:
         raise AssertionError(
-            f"{len(failures)} stanza(s) differ in {path} (MUSTER_REWRITE=1 to accept):\n\n" + "\n\n".join(failures)
+            f"{len(failures)} stanza(s) differ in {path} (MUSTER_REWRITE=1 to accept):\n\n"
+            + "\n\n".join(failures)
         )

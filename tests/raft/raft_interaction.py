@@ -18,7 +18,6 @@ Vocabulary (etcd's, plus our ``partition``/``crash``):
 from __future__ import annotations
 
 from datadriven import Cmd
-
 from muster.raft.core import RaftConfig
 from muster.raft.errors import RaftError
 from muster.raft.messages import ConfChangeType, ConfState, Message

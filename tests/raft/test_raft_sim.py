@@ -56,7 +56,9 @@ def test_violation_message_has_replay_command(monkeypatch: pytest.MonkeyPatch) -
         raise Violation("synthetic")
 
     monkeypatch.setattr(Simulation, "run", boom)
-    with pytest.raises(Violation, match=r"replay: python -m muster\.testing\.sim --seed 3 --steps 10 --nodes 3"):
+    with pytest.raises(
+        Violation, match=r"replay: python -m muster\.testing\.sim --seed 3 --steps 10 --nodes 3"
+    ):
         run_seed(3, SimOptions(nodes=3, steps=10))
 
 

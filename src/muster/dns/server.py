@@ -102,12 +102,21 @@ class DNSServer:
         for host in hosts:
             h = host.strip("[]")
             family = socket.AF_INET6 if ":" in h else socket.AF_INET
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UDPProtocol(self), local_addr=(h, port), family=family
-            )
+            # With port 0 the UDP port is picked first; its TCP twin may be taken: retry (bounded).
+            for attempt in range(1 if port else 20):
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _UDPProtocol(self), local_addr=(h, port), family=family
+                )
+                bound = transport.get_extra_info("sockname")[1]
+                try:
+                    srv = await asyncio.start_server(self._tcp_client, h, bound, family=family, reuse_address=True)
+                except OSError:
+                    transport.close()
+                    if port or attempt == 19:
+                        raise
+                    continue
+                break
             self._transports.append(transport)
-            bound = transport.get_extra_info("sockname")[1]
-            srv = await asyncio.start_server(self._tcp_client, h, bound, family=family, reuse_address=True)
             self._tcp_servers.append(srv)
             self.addresses.append((h, bound))
             log.info("DNS listening on %s:%d (udp, tcp)", h, bound)

@@ -346,7 +346,9 @@ class RaftCore:
         self.lead = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
-        self.randomized_election_timeout = self.cfg.election_ticks + self.rng.randrange(self.cfg.election_ticks)
+        self.randomized_election_timeout = self.cfg.election_ticks + self.rng.randrange(
+            self.cfg.election_ticks
+        )
         self.lead_transferee = None
         self.votes = {}
         last = self.log.last_index()
@@ -439,7 +441,12 @@ class RaftCore:
                 continue
             self._send(
                 self._msg(
-                    vote_msg, nid, term=term, index=self.log.last_index(), log_term=self.log.last_term(), context=ctx
+                    vote_msg,
+                    nid,
+                    term=term,
+                    index=self.log.last_index(),
+                    log_term=self.log.last_term(),
+                    context=ctx,
                 )
             )
 
@@ -499,7 +506,9 @@ class RaftCore:
             if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
                 force = m.context == TRANSFER_CONTEXT
                 in_lease = (
-                    self.cfg.check_quorum and self.lead is not None and self.election_elapsed < self.cfg.election_ticks
+                    self.cfg.check_quorum
+                    and self.lead is not None
+                    and self.election_elapsed < self.cfg.election_ticks
                 )
                 if in_lease and not force:
                     # We heard from a live leader within the election timeout;
@@ -685,7 +694,11 @@ class RaftCore:
             hint_term = self.log.term(hint)
         except CompactedError:
             hint_term = 0
-        self._send(self._msg(MsgType.APP_RESP, m.frm, index=m.index, reject=True, reject_hint=hint, log_term=hint_term))
+        self._send(
+            self._msg(
+                MsgType.APP_RESP, m.frm, index=m.index, reject=True, reject_hint=hint, log_term=hint_term
+            )
+        )
 
     def _handle_snapshot_chunk(self, m: Message) -> None:
         meta = m.snapshot
@@ -771,11 +784,10 @@ class RaftCore:
             self._handle_read_index(frm, ctx)
 
     def _read_ack(self, frm: str, context: bytes) -> None:
-        for pos, req in enumerate(self._read_queue):
-            if req.context == context:
-                break
-        else:
+        pos = next((i for i, r in enumerate(self._read_queue) if r.context == context), None)
+        if pos is None:
             return
+        req = self._read_queue[pos]
         req.acks.add(frm)
         if vote_result(self.voters, dict.fromkeys(req.acks, True)) is not VoteResult.WON:
             return
@@ -832,7 +844,9 @@ class RaftCore:
         if not self._committed_in_current_term():
             raise ConfChangeRejected("leader has not yet committed an entry in its term")
         if self.pending_conf_index > self.log.applied:
-            raise ConfChangeRejected(f"configuration change at index {self.pending_conf_index} not yet applied")
+            raise ConfChangeRejected(
+                f"configuration change at index {self.pending_conf_index} not yet applied"
+            )
         voters, learners = set(self.voters), set(self.learners)
         if change is ConfChangeType.ADD_VOTER:
             if node_id in voters:
@@ -910,7 +924,10 @@ class RaftCore:
             read_states=self._reads_ready,
         )
         rd.must_sync = bool(
-            rd.entries or rd.snapshot is not None or hs.term != self._prev_hard.term or hs.vote != self._prev_hard.vote
+            rd.entries
+            or rd.snapshot is not None
+            or hs.term != self._prev_hard.term
+            or hs.vote != self._prev_hard.vote
         )
         self.msgs = []
         self._reads_ready = []

@@ -264,7 +264,9 @@ class RaftLog:
         ci = self.find_conflict(ents)
         if ci:
             if ci <= self.committed:
-                raise AssertionError(f"entry {ci} conflicts with committed entry (committed {self.committed})")
+                raise AssertionError(
+                    f"entry {ci} conflicts with committed entry (committed {self.committed})"
+                )
             self.append(list(ents[ci - index - 1 :]))
         self.commit_to(min(committed, last_new))
         return last_new

@@ -17,11 +17,19 @@ followers catch up from the log instead of needing a snapshot (Consul's
 
 from __future__ import annotations
 
-from .errors import CompactedError, UnavailableError
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import msgspec
+
+from .errors import CompactedError, CorruptLogError, RaftError, UnavailableError
 from .log import limit_size
 from .messages import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 
-__all__ = ["MemoryStorage"]
+__all__ = ["CorruptSnapshotError", "DiskStorage", "MemoryStorage", "StorageFailed"]
 
 
 class MemoryStorage:
@@ -110,3 +118,435 @@ class MemoryStorage:
         t = self.term(index)
         del self.ents[: index - self.ci]
         self.ci, self.ct = index, t
+
+
+# ---------------------------------------------------------------------------
+# Durable storage
+
+
+class StorageFailed(RaftError):
+    """An fsync failed earlier; the on-disk state is unknown, so the storage
+    refuses all further writes (a node must stop and restart from disk rather
+    than retry an fsync whose failure may have dropped dirty pages)."""
+
+
+class CorruptSnapshotError(RaftError):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"corrupt snapshot {path}: {reason}")
+        self.path = path
+
+
+class _Append(msgspec.Struct, tag=1, array_like=True):
+    entries: list[Entry]
+
+
+class _Hard(msgspec.Struct, tag=2, array_like=True):
+    hs: HardState
+
+
+class _Reset(msgspec.Struct, tag=3, array_like=True):
+    """The log was replaced by a snapshot at (index, term)."""
+
+    index: int
+    term: int
+
+
+class _Base(msgspec.Struct, tag=4, array_like=True):
+    """First record of a segment written by compaction: the whole retained state."""
+
+    index: int
+    term: int
+    hs: HardState
+    entries: list[Entry]
+
+
+_Record = _Append | _Hard | _Reset | _Base
+_rec_encoder = msgspec.msgpack.Encoder()
+_rec_decoder = msgspec.msgpack.Decoder(_Record)
+_meta_decoder = msgspec.msgpack.Decoder(SnapshotMeta)
+
+#: Record header: payload length, CRC32 of the payload.
+_HDR = struct.Struct(">II")
+_MAX_RECORD = 1 << 30
+_SNAP_MAGIC = b"MUSTERSNAP1\n"
+#: Snapshot header after the magic: meta length, data length, CRC32(meta + data).
+_SNAP_HDR = struct.Struct(">IQI")
+_SEG_RE = re.compile(r"^wal-(\d{16})\.log$")
+_SNAP_RE = re.compile(r"^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DiskStorage:
+    """Raft log, hard state and snapshots in a data directory.
+
+    Layout::
+
+        <dir>/wal/wal-<seq>.log          append-only record segments
+        <dir>/snapshots/snap-<term>-<index>.snap
+
+    **Records.** Every record is ``length(4) | crc32(4) | msgpack payload``.
+    Appends and hard-state updates are written without fsync; :meth:`sync` (or
+    :meth:`persist` with ``must_sync``) issues one fsync for everything
+    written since (group commit).  :meth:`set_hard_state` fsyncs before
+    returning when the term or vote changed.
+
+    **Recovery.** On open all segments are replayed in order.  In the *last*
+    segment, a record that is cut short, or a bad record that ends exactly at
+    the end of the file (or is followed only by zero bytes), is a torn write
+    of an unacknowledged batch: the file is truncated there.  Any other bad
+    record raises :class:`CorruptLogError` with the file and offset, because
+    acknowledged data would otherwise be silently lost.
+
+    **Failures.** If a write fails (ENOSPC, EIO, ...), the segment is truncated
+    back to its previous length, the in-memory state is left unchanged, and the
+    error propagates; the caller may retry later.  If an fsync fails, the
+    storage enters a failed state (:class:`StorageFailed`).
+
+    **Compaction** writes a new segment whose first record holds the whole
+    retained state, fsyncs it and the directory, then deletes older segments.
+    The WAL therefore stays proportional to the trailing logs kept, provided
+    the driver compacts after each snapshot.
+
+    **Snapshots** are written to a temporary file, fsynced, renamed, and the
+    directory fsynced; the newest ``retain`` are kept.  The latest snapshot's
+    data is held in memory (sized for Consul-scale state).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], retain: int = 2) -> None:
+        if retain < 1:
+            raise ValueError("retain must be >= 1")
+        self.path = Path(path)
+        self.wal_dir = self.path / "wal"
+        self.snap_dir = self.path / "snapshots"
+        self.retain = retain
+        self.fsyncs = 0
+        self._failed: BaseException | None = None
+        self.wal_dir.mkdir(parents=True, exist_ok=True)
+        self.snap_dir.mkdir(parents=True, exist_ok=True)
+        self.mem = MemoryStorage()
+        self._load_snapshot()
+        self._synced_hard = HardState()
+        self._replay()
+        self._synced_hard = self.mem.hard
+        self._fd = os.open(self._seg_path(self._seq), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._pos = os.fstat(self._fd).st_size
+        self._dirty = False
+
+    # -- read side (delegated to the in-memory index) ----------------------------
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        return self.mem.initial_state()
+
+    def first_index(self) -> int:
+        return self.mem.first_index()
+
+    def last_index(self) -> int:
+        return self.mem.last_index()
+
+    def term(self, index: int) -> int:
+        return self.mem.term(index)
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        return self.mem.entries(lo, hi, max_bytes)
+
+    def snapshot(self) -> Snapshot:
+        return self.mem.snapshot()
+
+    # -- opening ---------------------------------------------------------------------
+    def _seg_path(self, seq: int) -> Path:
+        return self.wal_dir / f"wal-{seq:016d}.log"
+
+    def _segments(self) -> list[int]:
+        return sorted(int(m.group(1)) for p in self.wal_dir.iterdir() if (m := _SEG_RE.match(p.name)))
+
+    def _snapshots(self) -> list[Path]:
+        """Snapshot files, newest (highest index) first."""
+        snaps = [(int(m.group(2), 16), p) for p in self.snap_dir.iterdir() if (m := _SNAP_RE.match(p.name))]
+        return [p for _, p in sorted(snaps, reverse=True)]
+
+    @staticmethod
+    def read_snapshot_file(path: Path) -> Snapshot:
+        raw = path.read_bytes()
+        head = len(_SNAP_MAGIC) + _SNAP_HDR.size
+        if len(raw) < head or not raw.startswith(_SNAP_MAGIC):
+            raise CorruptSnapshotError(str(path), "bad header")
+        mlen, dlen, crc = _SNAP_HDR.unpack_from(raw, len(_SNAP_MAGIC))
+        body = raw[head:]
+        if len(body) != mlen + dlen:
+            raise CorruptSnapshotError(str(path), f"size {len(body)} != {mlen + dlen}")
+        if zlib.crc32(body) != crc:
+            raise CorruptSnapshotError(str(path), "checksum mismatch")
+        try:
+            meta = _meta_decoder.decode(body[:mlen])
+        except msgspec.DecodeError as e:
+            raise CorruptSnapshotError(str(path), f"bad metadata: {e}") from None
+        return Snapshot(meta, body[mlen:])
+
+    def _load_snapshot(self) -> None:
+        for p in self.snap_dir.iterdir():
+            if p.name.endswith(".tmp"):
+                p.unlink()  # an interrupted snapshot write
+        snaps = self._snapshots()
+        if snaps:
+            # The newest snapshot must be intact: the log may already be
+            # compacted past any older one.
+            # The log base (compaction point) is restored by replaying the WAL;
+            # trailing entries behind the snapshot survive a restart.
+            self.mem.snap = self.read_snapshot_file(snaps[0])
+
+    def _apply_record(self, rec: _Record) -> None:
+        m = self.mem
+        if isinstance(rec, _Append):
+            m.append(rec.entries)
+        elif isinstance(rec, _Hard):
+            m.hard = rec.hs
+        elif isinstance(rec, _Reset):
+            m.ci, m.ct, m.ents = rec.index, rec.term, []
+        else:
+            m.ci, m.ct, m.hard, m.ents = rec.index, rec.term, rec.hs, list(rec.entries)
+
+    def _replay(self) -> None:
+        segs = self._segments()
+        if not segs:
+            self._seq = 1
+            return
+        self._seq = segs[-1]
+        for seq in segs:
+            path = self._seg_path(seq)
+            data = path.read_bytes()
+            last = seq == segs[-1]
+            off = 0
+            while off < len(data):
+                bad, rec, size = self._read_record(data, off)
+                if rec is None:
+                    if last and self._is_torn_tail(data, off):
+                        with open(path, "r+b") as f:
+                            f.truncate(off)
+                            f.flush()
+                            os.fsync(f.fileno())
+                        break
+                    raise CorruptLogError(str(path), off, bad)
+                self._apply_record(rec)
+                off += size
+        snap = self.mem.snap.meta
+        if self.mem.ci < snap.index:
+            # Crash between writing a snapshot and recording the log reset.
+            if self.mem.last_index() >= snap.index and self.mem.term(snap.index) == snap.term:
+                self.mem.compact(snap.index)
+            else:
+                self.mem.ci, self.mem.ct, self.mem.ents = snap.index, snap.term, []
+
+    @staticmethod
+    def _read_record(data: bytes, off: int) -> tuple[str, _Record | None, int]:
+        """Decode the record at ``off``: ("", record, size) or (reason, None, 0)."""
+        if len(data) - off < _HDR.size:
+            return "truncated record header", None, 0
+        n, crc = _HDR.unpack_from(data, off)
+        if n > _MAX_RECORD or off + _HDR.size + n > len(data):
+            return f"record length {n} runs past end of file", None, 0
+        payload = data[off + _HDR.size : off + _HDR.size + n]
+        if zlib.crc32(payload) != crc:
+            return "checksum mismatch", None, 0
+        try:
+            return "", _rec_decoder.decode(payload), _HDR.size + n
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return f"undecodable record: {e}", None, 0
+
+    @staticmethod
+    def _is_torn_tail(data: bytes, off: int) -> bool:
+        """Whether the bad record at ``off`` can only be an interrupted final write."""
+        if len(data) - off < _HDR.size:
+            return True
+        n, _ = _HDR.unpack_from(data, off)
+        end = off + _HDR.size + n
+        if n > _MAX_RECORD or end >= len(data):
+            return True  # runs to (or past) the end of the file
+        return not any(data[end:])  # followed only by zero fill
+
+    # -- writing ---------------------------------------------------------------------
+    def _check_ok(self) -> None:
+        if self._failed is not None:
+            raise StorageFailed(f"storage in {self.path} failed earlier: {self._failed}")
+
+    def _write_record(self, rec: _Record) -> None:
+        self._check_ok()
+        payload = _rec_encoder.encode(rec)
+        buf = _HDR.pack(len(payload), zlib.crc32(payload)) + payload
+        start = self._pos
+        try:
+            view = memoryview(buf)
+            while view:
+                written = self._os_write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            # Leave no partial record behind (ENOSPC mid-write, ...).
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass  # the torn tail is cut on the next open instead
+            raise
+        self._pos = start + len(buf)
+        self._dirty = True
+
+    # Indirection point for fault injection in tests (ENOSPC, short writes).
+    _os_write = staticmethod(os.write)
+
+    def _fsync(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            self._failed = e
+            raise
+        self.fsyncs += 1
+
+    def sync(self) -> None:
+        """Make everything written so far durable (one fsync)."""
+        self._check_ok()
+        if self._dirty:
+            self._fsync(self._fd)
+            self._dirty = False
+        self._synced_hard = self.mem.hard
+
+    def append(self, ents: list[Entry]) -> None:
+        """Append (truncating a conflicting suffix).  Not durable until :meth:`sync`."""
+        if not ents:
+            return
+        if ents[0].index > self.mem.last_index() + 1:
+            raise AssertionError(f"gap in log: appending {ents[0].index} after {self.mem.last_index()}")
+        self._write_record(_Append(list(ents)))
+        self.mem.append(ents)
+
+    def set_hard_state(self, hs: HardState, sync: bool | None = None) -> None:
+        """Record ``hs``; fsynced before returning if the term or vote changed
+        (or ``sync`` is true).  A commit-only change is left for the next sync."""
+        self._write_record(_Hard(hs))
+        self.mem.hard = hs
+        if sync is None:
+            sync = (hs.term, hs.vote) != (self._synced_hard.term, self._synced_hard.vote)
+        if sync:
+            self.sync()
+
+    def persist(
+        self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None, must_sync: bool
+    ) -> None:
+        """Persist one Ready in contract order with at most one log fsync."""
+        if snapshot is not None:
+            self.apply_snapshot(snapshot)
+        if entries:
+            self.append(entries)
+        if hard_state is not None:
+            self._write_record(_Hard(hard_state))
+            self.mem.hard = hard_state
+        if must_sync or (
+            hard_state is not None
+            and (hard_state.term, hard_state.vote) != (self._synced_hard.term, self._synced_hard.vote)
+        ):
+            self.sync()
+
+    def bootstrap(self, conf: ConfState) -> None:
+        """Record the initial configuration of a brand-new cluster member."""
+        if self.mem.last_index() or self.mem.snap.meta.index or self.mem.hard.term:
+            raise ValueError(f"storage in {self.path} is not empty")
+        self._write_snapshot(Snapshot(SnapshotMeta(0, 0, conf), b""))
+        self.mem.snap = Snapshot(SnapshotMeta(0, 0, conf), b"")
+
+    def _write_snapshot(self, snap: Snapshot) -> Path:
+        self._check_ok()
+        meta = _rec_encoder.encode(snap.meta)
+        body = meta + snap.data
+        name = f"snap-{snap.meta.term:016x}-{snap.meta.index:016x}.snap"
+        final = self.snap_dir / name
+        tmp = self.snap_dir / (name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(
+                _SNAP_MAGIC + _SNAP_HDR.pack(len(meta), len(snap.data), zlib.crc32(body)) + body
+            )
+            while view:
+                view = view[self._os_write(fd, view) :]
+            self._fsync(fd)
+        except OSError:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, final)
+        _fsync_dir(self.snap_dir)
+        for old in self._snapshots()[self.retain :]:
+            old.unlink()
+        return final
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """Install a snapshot from the leader: durable snapshot file, then a log reset."""
+        if snap.meta.index <= self.mem.snap.meta.index:
+            raise ValueError(f"snapshot {snap.meta.index} older than current {self.mem.snap.meta.index}")
+        self._write_snapshot(snap)
+        self._write_record(_Reset(snap.meta.index, snap.meta.term))
+        self.sync()
+        self.mem.apply_snapshot(snap)
+
+    def create_snapshot(self, index: int, conf: ConfState, data: bytes) -> Snapshot:
+        """Durably record a snapshot the FSM took at applied ``index``."""
+        if index <= self.mem.snap.meta.index:
+            raise ValueError(f"snapshot {index} not newer than current {self.mem.snap.meta.index}")
+        if index > self.mem.last_index():
+            raise ValueError(f"snapshot {index} beyond last index {self.mem.last_index()}")
+        snap = Snapshot(SnapshotMeta(index, self.mem.term(index), conf), data)
+        self._write_snapshot(snap)
+        self.mem.snap = snap
+        return snap
+
+    def compact(self, index: int) -> None:
+        """Drop entries up to ``index`` (covered by the snapshot) by rewriting the
+        retained state into a fresh segment and deleting the older ones."""
+        if index <= self.mem.ci:
+            return
+        if index > self.mem.snap.meta.index:
+            raise ValueError(f"cannot compact to {index} beyond snapshot {self.mem.snap.meta.index}")
+        self._check_ok()
+        m = self.mem
+        term = m.term(index)
+        keep = m.ents[index - m.ci :]
+        rec = _Base(index, term, m.hard, keep)
+        payload = _rec_encoder.encode(rec)
+        new_seq = self._seq + 1
+        path = self._seg_path(new_seq)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(_HDR.pack(len(payload), zlib.crc32(payload)) + payload)
+            while view:
+                view = view[self._os_write(fd, view) :]
+            self._fsync(fd)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.wal_dir)
+        old_fd, old_seq = self._fd, self._seq
+        self._fd, self._seq = fd, new_seq
+        self._pos = os.fstat(fd).st_size
+        self._dirty = False
+        os.close(old_fd)
+        for seq in self._segments():
+            if seq <= old_seq:
+                self._seg_path(seq).unlink()
+        _fsync_dir(self.wal_dir)
+        m.compact(index)
+        self._synced_hard = m.hard
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> DiskStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

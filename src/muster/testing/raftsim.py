@@ -31,7 +31,16 @@ from muster.raft.messages import (
 )
 from muster.raft.storage import MemoryStorage
 
-__all__ = ["SimDisk", "SimFSM", "SimNode", "fmt_entries", "fmt_entry", "fmt_hard_state", "fmt_msg", "fmt_ready"]
+__all__ = [
+    "SimDisk",
+    "SimFSM",
+    "SimNode",
+    "fmt_entries",
+    "fmt_entry",
+    "fmt_hard_state",
+    "fmt_msg",
+    "fmt_ready",
+]
 
 
 def clone_storage(s: MemoryStorage) -> MemoryStorage:
@@ -216,7 +225,11 @@ class SimNode:
 # ---------------------------------------------------------------------------
 # Formatting (transcripts and failure traces)
 
-_ENTRY_TYPES = {EntryType.NORMAL: "EntryNormal", EntryType.NOOP: "EntryNoop", EntryType.CONF: "EntryConfChange"}
+_ENTRY_TYPES = {
+    EntryType.NORMAL: "EntryNormal",
+    EntryType.NOOP: "EntryNoop",
+    EntryType.CONF: "EntryConfChange",
+}
 
 
 def _data(b: bytes) -> str:

@@ -120,7 +120,14 @@ class Simulation:
         self.nodes: dict[str, SimNode] = {}
         for i, nid in enumerate(self.ids):
             conf = ConfState(tuple(initial)) if nid in initial else ConfState()
-            n = SimNode(nid, conf, self.config, seed=self.seed * 64 + i, snapshot_every=snapshot_every, trailing_logs=trailing)
+            n = SimNode(
+                nid,
+                conf,
+                self.config,
+                seed=self.seed * 64 + i,
+                snapshot_every=snapshot_every,
+                trailing_logs=trailing,
+            )
             n.on_append = self._on_append
             n.on_apply = self._on_apply
             n.on_restore = self._on_restore
@@ -144,7 +151,14 @@ class Simulation:
         self.leader_commit_seen = 0
         self.lc_verified: dict[tuple[int, str], int] = {}
         self.proposals = 0
-        self.stats = {"delivered": 0, "dropped": 0, "crashes": 0, "elections": 0, "restores": 0, "conf_changes": 0}
+        self.stats = {
+            "delivered": 0,
+            "dropped": 0,
+            "crashes": 0,
+            "elections": 0,
+            "restores": 0,
+            "conf_changes": 0,
+        }
 
     # ------------------------------------------------------------------ logging
     def log(self, s: str) -> None:
@@ -202,7 +216,9 @@ class Simulation:
             if c is None:
                 continue
             if not (c.applied <= c.committed <= c.log.last_index()):
-                self.fail(f"{n.id}: applied {c.applied} <= commit {c.committed} <= last {c.log.last_index()} broken")
+                self.fail(
+                    f"{n.id}: applied {c.applied} <= commit {c.committed} <= last {c.log.last_index()} broken"
+                )
             if c.role is not Role.LEADER:
                 continue
             prev = self.leaders.setdefault(c.term, n.id)
@@ -288,7 +304,11 @@ class Simulation:
         while self.net and self.net[0][0] <= self.now:
             _, _, m = heapq.heappop(self.net)
             dst = self.nodes[m.to]
-            if dst.core is None or not self.connected(m.frm, m.to) or (lossy and self.rng.random() < self.faults.drop):
+            if (
+                dst.core is None
+                or not self.connected(m.frm, m.to)
+                or (lossy and self.rng.random() < self.faults.drop)
+            ):
                 self.stats["dropped"] += 1
                 continue
             if self.verbose:
@@ -381,8 +401,14 @@ class Simulation:
             self.tick(lossy=False)
             if self._converged():
                 return
-        states = {n.id: (n.core.role.value, n.core.term, n.core.committed, n.core.applied) for n in self.nodes.values() if n.core}
-        self.fail(f"liveness: cluster did not converge within {self.opts.settle_ticks} ticks after healing: {states}")
+        states = {
+            n.id: (n.core.role.value, n.core.term, n.core.committed, n.core.applied)
+            for n in self.nodes.values()
+            if n.core
+        }
+        self.fail(
+            f"liveness: cluster did not converge within {self.opts.settle_ticks} ticks after healing: {states}"
+        )
 
     def _converged(self) -> bool:
         """A leader has committed an entry of its own term, every node applied
@@ -417,7 +443,9 @@ def run_seed(seed: int, opts: SimOptions | None = None, verbose: bool = False) -
         sim.run()
     except Violation as e:
         tail = "\n".join(list(sim.trace)[-40:])
-        raise Violation(f"seed {seed}: {e}\n--- last events ---\n{tail}\nreplay: {replay_command(seed, opts)}") from None
+        raise Violation(
+            f"seed {seed}: {e}\n--- last events ---\n{tail}\nreplay: {replay_command(seed, opts)}"
+        ) from None
     return sim
 
 
@@ -440,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if a.seeds == 1 or a.verbose:
             print(f"seed {seed}: ok, committed={sim.max_committed} {sim.stats} faults={sim.faults}")
-    print(f"{a.seeds} seed(s) from {first} passed in {time.monotonic() - t0:.1f}s ({opts.nodes} nodes, {opts.steps} steps)")
+    print(
+        f"{a.seeds} seed(s) from {first} passed in {time.monotonic() - t0:.1f}s ({opts.nodes} nodes, {opts.steps} steps)"
+    )
     return 0
 
 

@@ -1,0 +1,345 @@
+"""The listener on real 127.0.0.1 sockets (in-process server, dnspython as the client): cache
+behaviour, malformed packets, EDNS, TCP, and forwarding to fake upstream resolvers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+
+import dns.asyncquery
+import dns.edns
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+import pytest
+from dnshelpers import make_config, records
+
+from muster.dns.server import DNSServer
+from muster.runtime import Rng
+from muster.server.server import Server, ServerIdentity
+from muster.structs import DeregisterCommand, RegisterCommand
+
+D = "cluster.local."
+TIMEOUT = 2.0
+
+
+async def register(srv: Server, node: str, address: str, service: str, port: int, status: str = "passing") -> None:
+    checks = [{"Node": node, "CheckID": "c-" + service, "Name": "c", "Status": status, "ServiceID": service}]
+    await srv.apply(RegisterCommand(
+        node={"Node": node, "Address": address, "Datacenter": "dc1", "Meta": {}},
+        service={"ID": service, "Service": service, "Tags": [], "Address": "", "Port": port,
+                 "Weights": {"Passing": 1, "Warning": 1}},
+        checks=checks,
+    ))
+
+
+class Env:
+    def __init__(self, server: Server, dns_server: DNSServer) -> None:
+        self.server = server
+        self.dns = dns_server
+        self.addr, self.port = dns_server.addresses[0]
+
+    async def udp(self, name: str, rdtype: str = "A", **kw: object) -> dns.message.Message:
+        q = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
+        return await dns.asyncquery.udp(q, self.addr, timeout=TIMEOUT, port=self.port)
+
+    async def tcp(self, name: str, rdtype: str = "A") -> dns.message.Message:
+        q = dns.message.make_query(name, rdtype)
+        return await dns.asyncquery.tcp(q, self.addr, timeout=TIMEOUT, port=self.port)
+
+    async def raw(self, data: bytes, wait: float = 0.3) -> bytes | None:
+        """Send one datagram, return the reply or None if none came within ``wait``."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+
+        class P(asyncio.DatagramProtocol):
+            def datagram_received(self, d: bytes, a: object) -> None:
+                if not fut.done():
+                    fut.set_result(d)
+
+        transport, _ = await loop.create_datagram_endpoint(P, remote_addr=(self.addr, self.port))
+        try:
+            transport.sendto(data)
+            return await asyncio.wait_for(fut, wait)
+        except TimeoutError:
+            return None
+        finally:
+            transport.close()
+
+
+async def start_env(*flags: str, cache: bool = True) -> tuple[Server, DNSServer]:
+    cfg = make_config(*flags)
+    srv = Server(ServerIdentity("srv1", "11111111-2222-3333-4444-555555555555", "dc1", "127.0.0.1"), rng=Rng(7))
+    await srv.start()
+    d = DNSServer(srv, cfg, rng=Rng(8), cache=cache)
+    await d.start(["127.0.0.1"], 0)
+    return srv, d
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    srv, d = await start_env()
+    try:
+        yield Env(srv, d)
+    finally:
+        await d.stop()
+        await srv.stop()
+
+
+async def test_udp_and_tcp_serve_the_store(env: Env) -> None:
+    for i in range(6):
+        await register(env.server, f"n{i}", f"10.0.0.{i + 1}", "web", 80 + i)
+    r = await env.udp("web.service." + D)
+    assert r.flags & dns.flags.AA and len(records(r)) == 3
+    r = await env.tcp("web.service." + D, "SRV")
+    assert len(records(r)) == 6
+    r = await env.udp("srv1.node." + D)
+    assert records(r) == ["127.0.0.1"]
+    srv = await env.udp("consul.service." + D, "SRV")
+    assert records(srv) == ["1 1 8300 srv1.node.dc1.cluster.local."]
+
+
+async def test_cache_hits_still_shuffle_and_invalidate_on_catalog_change(env: Env) -> None:
+    for i in range(5):
+        await register(env.server, f"n{i}", f"10.0.0.{i + 1}", "web", 80)
+    orders = set()
+    for _ in range(30):
+        orders.add(tuple(records(await env.udp("web.service." + D, use_edns=0, payload=4096))))
+    assert len(orders) > 3, "cached answers must still come back in random order"
+    assert env.dns.hits >= 29 and env.dns.misses >= 1
+    await register(env.server, "n9", "10.0.0.99", "web", 80)
+    r = await env.udp("web.service." + D, use_edns=0, payload=4096)
+    assert "10.0.0.99" in records(r), "a catalog change must invalidate the cache"
+    await register(env.server, "n9", "10.0.0.99", "web", 80, status="critical")
+    r = await env.udp("web.service." + D, use_edns=0, payload=4096)
+    assert "10.0.0.99" not in records(r), "a check going critical must invalidate the cache"
+    await env.server.apply(DeregisterCommand(node="n0"))
+    r = await env.udp("web.service." + D, use_edns=0, payload=4096)
+    assert "10.0.0.1" not in records(r) and len(records(r)) == 4
+
+
+async def test_one_cache_entry_serves_every_transport_and_case(env: Env) -> None:
+    for i in range(10):
+        await register(env.server, f"n{i}", f"10.0.0.{i + 1}", "web", 80)
+    plain = await env.udp("web.service." + D)
+    edns = await env.udp("WEB.service." + D, use_edns=0, payload=1232)
+    tcp = await env.tcp("web.SERVICE." + D)
+    assert (len(records(plain)), len(records(edns)), len(records(tcp))) == (3, 10, 10)
+    assert env.dns.misses == 1
+    assert edns.edns == 0 and plain.edns == -1
+    assert str(edns.question[0].name) == "WEB.service." + D
+
+
+async def test_case_of_question_is_echoed_byte_for_byte(env: Env) -> None:
+    await register(env.server, "n1", "10.0.0.1", "web", 80)
+    await env.udp("web.service." + D)  # fill the cache in lowercase
+    q = dns.message.make_query("wEb.SeRvIcE.ClUsTeR.lOcAl.", "A")
+    reply = await env.raw(q.to_wire())
+    assert reply is not None
+    qname = q.question[0].name.to_wire()
+    assert reply[12 : 12 + len(qname)] == qname
+    msg = dns.message.from_wire(reply)
+    assert str(msg.answer[0].name) == "wEb.SeRvIcE.ClUsTeR.lOcAl."
+
+
+async def test_refused_out_of_zone_without_recursors(env: Env) -> None:
+    r = await env.udp("example.com.")
+    assert r.rcode() == dns.rcode.REFUSED and not r.flags & dns.flags.RA and r.answer == []
+
+
+async def test_malformed_packets_never_stop_the_listener(env: Env) -> None:
+    rnd = random.Random(42)
+    for n in (0, 1, 5, 11):
+        assert await env.raw(bytes(rnd.getrandbits(8) for _ in range(n)), wait=0.05) is None
+    # header says one question but there is none: FORMERR with the same ID
+    reply = await env.raw(struct.pack("!6H", 0xBEEF, 0x0100, 1, 0, 0, 0))
+    assert reply is not None
+    assert struct.unpack_from("!H", reply)[0] == 0xBEEF
+    assert dns.message.from_wire(reply).rcode() == dns.rcode.FORMERR
+    # a response (QR set) is dropped, never answered
+    assert await env.raw(dns.message.make_response(dns.message.make_query("x.", "A")).to_wire(), wait=0.1) is None
+    # a label running past the end of the packet
+    bad = struct.pack("!6H", 7, 0, 1, 0, 0, 0) + b"\x3fabc"
+    reply = await env.raw(bad)
+    assert reply is not None and dns.message.from_wire(reply).rcode() == dns.rcode.FORMERR
+    for _ in range(200):
+        junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(12, 80)))
+        await env.raw(junk, wait=0.0)
+    r = await env.udp("srv1.node." + D)
+    assert records(r) == ["127.0.0.1"], "the listener must keep answering after garbage"
+
+
+async def test_opcodes_edns_versions_and_options(env: Env) -> None:
+    q = dns.message.make_query("srv1.node." + D, "A")
+    q.set_opcode(dns.opcode.NOTIFY)
+    reply = await env.raw(q.to_wire())
+    assert reply is not None and dns.message.from_wire(reply).rcode() == dns.rcode.NOTIMP
+    q = dns.message.make_query("srv1.node." + D, "A", use_edns=1)
+    reply = await env.raw(q.to_wire())
+    assert reply is not None and dns.message.from_wire(reply).rcode() == dns.rcode.BADVERS
+    ecs = dns.edns.ECSOption("192.0.2.0", 24)
+    cookie = dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"12345678")
+    r = await env.udp("srv1.node." + D, use_edns=0, payload=1400, options=[ecs, cookie])
+    assert records(r) == ["127.0.0.1"]
+    opts = {o.otype: o for o in r.options}
+    assert dns.edns.OptionType.COOKIE not in opts
+    echoed = opts[dns.edns.OptionType.ECS]
+    assert isinstance(echoed, dns.edns.ECSOption) and echoed.address == "192.0.2.0" and echoed.scopelen == 0
+    assert r.payload == 1400
+    r = await env.tcp(D, "AXFR")
+    assert r.rcode() == dns.rcode.NOTIMP
+
+
+async def test_tcp_pipelined_queries_on_one_connection(env: Env) -> None:
+    reader, writer = await asyncio.open_connection(env.addr, env.port)
+    try:
+        ids = [101, 102, 103]
+        for i in ids:
+            q = dns.message.make_query("srv1.node." + D, "A", id=i)
+            w = q.to_wire()
+            writer.write(struct.pack("!H", len(w)) + w)
+        await writer.drain()
+        got = []
+        for _ in ids:
+            n = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), TIMEOUT))[0]
+            got.append(dns.message.from_wire(await asyncio.wait_for(reader.readexactly(n), TIMEOUT)).id)
+        assert got == ids
+    finally:
+        writer.close()
+
+
+async def test_cache_off_gives_same_answers() -> None:
+    srv, d = await start_env(cache=False)
+    try:
+        e = Env(srv, d)
+        await register(srv, "n1", "10.0.0.1", "web", 80)
+        assert records(await e.udp("web.service." + D)) == ["10.0.0.1"]
+        assert records(await e.udp("web.service." + D)) == ["10.0.0.1"]
+        assert d.hits == 0 and d.misses == 2
+    finally:
+        await d.stop()
+        await srv.stop()
+
+
+# ---------------------------------------------------------------- recursors
+
+
+class FakeUpstream(asyncio.DatagramProtocol):
+    """A tiny upstream resolver on 127.0.0.1: answers with ``respond(query) -> reply | None``."""
+
+    def __init__(self, respond: Callable[[dns.message.Message], dns.message.Message | None]) -> None:
+        self.respond = respond
+        self.transport: asyncio.DatagramTransport | None = None
+        self.seen = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.seen += 1
+        reply = self.respond(dns.message.from_wire(data))
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply.to_wire(), addr)
+
+
+def answer_a(ip: str) -> Callable[[dns.message.Message], dns.message.Message]:
+    def respond(q: dns.message.Message) -> dns.message.Message:
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.RA
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", ip))
+        return r
+    return respond
+
+
+def rcode_only(rcode: int) -> Callable[[dns.message.Message], dns.message.Message]:
+    def respond(q: dns.message.Message) -> dns.message.Message:
+        r = dns.message.make_response(q)
+        r.set_rcode(rcode)
+        return r
+    return respond
+
+
+async def upstream(respond: Callable[[dns.message.Message], dns.message.Message | None]) -> tuple[asyncio.DatagramTransport, FakeUpstream, int]:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(lambda: FakeUpstream(respond), local_addr=("127.0.0.1", 0))
+    return transport, proto, transport.get_extra_info("sockname")[1]
+
+
+def silent_port() -> tuple[socket.socket, int]:
+    """A bound UDP socket that never answers (a dead recursor)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    return s, s.getsockname()[1]
+
+
+async def test_recursors_in_order_first_good_answer_wins() -> None:
+    t1, bad, p1 = await upstream(rcode_only(dns.rcode.SERVFAIL))
+    dead, p2 = silent_port()
+    t3, good, p3 = await upstream(answer_a("192.0.2.7"))
+    srv, d = await start_env(f"-recursor=127.0.0.1:{p1}", f"-recursor=127.0.0.1:{p2}", f"-recursor=127.0.0.1:{p3}",
+                             "-hcl=dns_config { recursor_timeout = \"300ms\" }")
+    try:
+        e = Env(srv, d)
+        r = await e.udp("www.example.org.")
+        assert r.rcode() == dns.rcode.NOERROR and records(r) == ["192.0.2.7"]
+        assert bad.seen == 1 and good.seen == 1
+        r = await e.tcp("www.example.org.")
+        assert records(r) == ["192.0.2.7"]
+        # in-zone answers advertise recursion when recursors exist
+        assert (await e.udp("srv1.node." + D)).flags & dns.flags.RA
+    finally:
+        await d.stop()
+        await srv.stop()
+        t1.close()
+        t3.close()
+        dead.close()
+
+
+async def test_nxdomain_from_recursor_is_final_and_all_failing_is_servfail() -> None:
+    t1, nx, p1 = await upstream(rcode_only(dns.rcode.NXDOMAIN))
+    t2, good, p2 = await upstream(answer_a("192.0.2.8"))
+    srv, d = await start_env(f"-recursor=127.0.0.1:{p1}", f"-recursor=127.0.0.1:{p2}")
+    try:
+        r = await Env(srv, d).udp("nothing.example.org.")
+        assert r.rcode() == dns.rcode.NXDOMAIN and good.seen == 0
+    finally:
+        await d.stop()
+        await srv.stop()
+        t1.close()
+        t2.close()
+    dead, p3 = silent_port()
+    t4, refusing, p4 = await upstream(rcode_only(dns.rcode.REFUSED))
+    srv, d = await start_env(f"-recursor=127.0.0.1:{p3}", f"-recursor=127.0.0.1:{p4}",
+                             "-hcl=dns_config { recursor_timeout = \"200ms\" }")
+    try:
+        r = await Env(srv, d).udp("www.example.org.")
+        assert r.rcode() == dns.rcode.SERVFAIL and refusing.seen == 1
+    finally:
+        await d.stop()
+        await srv.stop()
+        t4.close()
+        dead.close()
+
+
+async def test_unknown_reverse_names_go_to_the_recursor() -> None:
+    def ptr(q: dns.message.Message) -> dns.message.Message:
+        r = dns.message.make_response(q)
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "PTR", "host.example.org."))
+        return r
+
+    t, up, port = await upstream(ptr)
+    srv, d = await start_env(f"-recursor=127.0.0.1:{port}")
+    try:
+        e = Env(srv, d)
+        assert records(await e.udp("9.2.0.192.in-addr.arpa.", "PTR")) == ["host.example.org."]
+        assert records(await e.udp("1.0.0.127.in-addr.arpa.", "PTR")) == ["srv1.node.dc1.cluster.local."]
+        assert up.seen == 1
+    finally:
+        await d.stop()
+        await srv.stop()
+        t.close()

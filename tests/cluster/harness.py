@@ -150,13 +150,14 @@ class Cluster:
     def url(self, i: int, path: str) -> str:
         return f"http://{self.nodes[i].ip}:{self.http_port}{path}"
 
-    def request(self, i: int, method: str, path: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    def request(self, i: int, method: str, path: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, Any, bytes]:
+        """(status, headers (case-insensitive), body) whatever the status."""
         req = urllib.request.Request(self.url(i, path), data=body, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, dict(r.headers), r.read()
+                return r.status, r.headers, r.read()
         except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read()
+            return e.code, e.headers, e.read()
 
     def get_json(self, i: int, path: str, timeout: float = 10) -> Any:
         code, _h, body = self.request(i, "GET", path, timeout=timeout)
@@ -180,7 +181,7 @@ class Cluster:
             if len(addrs) == 1 and "" not in addrs:
                 addr = addrs.pop()
                 for n in self.nodes:
-                    if addr.startswith(n.ip + ":"):
+                    if addr.startswith(n.ip + ":") and n.index in among:
                         return n.index
             time.sleep(0.1)
         raise AssertionError(f"no agreed leader among {among} within {timeout}s: " + json.dumps({i: self.leader(i) for i in among}))

@@ -419,3 +419,69 @@ async def test_critical_service_reaped(client: httpx.AsyncClient, agent: AgentPr
     await asyncio.sleep(0.15)
     assert a.reap_critical_services() == ["flaky"]
     assert (await client.get("/v1/agent/services")).json() == {}
+
+
+async def test_hash_blocking_service_read(client: httpx.AsyncClient) -> None:
+    await client.put("/v1/agent/service/register", json={"Name": "hb", "Port": 1})
+    h = (await client.get("/v1/agent/service/hb")).headers["X-Consul-ContentHash"]
+
+    async def change() -> None:
+        await asyncio.sleep(0.05)
+        await client.put("/v1/agent/service/register", json={"Name": "hb", "Port": 2})
+
+    task = asyncio.create_task(change())
+    r = await client.get("/v1/agent/service/hb", params={"hash": h, "wait": "5s"})
+    await task
+    assert r.json()["Port"] == 2 and r.headers["X-Consul-ContentHash"] != h
+    r = await client.get("/v1/agent/service/hb", params={"hash": r.headers["X-Consul-ContentHash"], "wait": "50ms"})
+    assert r.status_code == 200 and r.json()["Port"] == 2  # unchanged: answers at the timeout
+
+
+async def test_py_consul_end_to_end() -> None:
+    """The unmodified py-consul client against a real HTTP listener (it runs in a thread)."""
+    import consul
+
+    from muster.http.serve import Listener
+
+    proc = build()
+    await proc.server.start()
+    await proc.agent.start()
+    lst = Listener(proc.app, "127.0.0.1", 0)
+    await lst.start()
+    try:
+        c = consul.Consul(host="127.0.0.1", port=lst.port)
+
+        def scenario() -> dict[str, Any]:
+            import time
+
+            out: dict[str, Any] = {}
+            out["registered"] = c.agent.service.register(
+                "pyweb", service_id="pyweb1", port=8080, tags=["v1"], check=consul.Check.ttl("30s"))
+            out["agent_services"] = c.agent.services()
+            c.agent.check.ttl_pass("service:pyweb1", "fine")
+            deadline = time.monotonic() + 3  # anti-entropy is asynchronous: poll, bounded
+            while True:
+                _, out["passing"] = c.health.service("pyweb", passing=True)
+                if out["passing"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            _, out["catalog_services"] = c.catalog.services()
+            out["self"] = c.agent.self()
+            out["members"] = c.agent.members()
+            _, out["catalog_nodes"] = c.catalog.nodes()
+            out["deregistered"] = c.agent.service.deregister("pyweb1")
+            return out
+
+        res = await asyncio.to_thread(scenario)
+        assert res["registered"] is True and res["deregistered"] is True
+        assert res["agent_services"]["pyweb1"]["Port"] == 8080
+        [entry] = res["passing"]
+        assert entry["Service"]["ID"] == "pyweb1" and entry["Checks"][-1]["Output"] == "fine"
+        assert res["catalog_services"] == {"consul": [], "pyweb": ["v1"]}
+        assert res["self"]["Config"]["NodeName"] == "test-node"
+        assert res["members"][0]["Tags"]["role"] == "consul"
+        assert [n["Node"] for n in res["catalog_nodes"]] == ["test-node"]
+    finally:
+        await lst.stop()
+        await proc.agent.stop()
+        await proc.server.stop()

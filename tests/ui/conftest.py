@@ -67,11 +67,19 @@ def agent() -> Iterator[Agent]:
         "-client=127.0.0.1",
         f"-http-port={port}",
         "-dns-port=-1",
+        # Free ports for everything else too, so that other -dev agents
+        # (other suites, other developers) cannot collide with this one.
+        f"-server-port={free_port()}",
+        f"-serf-lan-port={free_port()}",
+        f"-serf-wan-port={free_port()}",
+        "-grpc-port=-1",
     ]
     log_path = ARTIFACTS / "agent.log"
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
     env.setdefault("PYTHONUNBUFFERED", "1")
     with open(log_path, "wb") as log:
+        log.write(("$ " + " ".join(cmd) + "\n").encode())
+        log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
     try:
         wait_for_leader(url, proc, time.monotonic() + AGENT_START_TIMEOUT)

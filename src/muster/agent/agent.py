@@ -104,6 +104,7 @@ class Agent:
         self.deregister_min = 60.0
         self.member_source: Callable[[bool], list[dict[str, Any]]] | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()  # runner shutdowns in flight (strong refs)
         self._started = False
 
     def _cfg(self, name: str, default: Any) -> Any:
@@ -129,6 +130,8 @@ class Agent:
         await self.syncer.stop()
         for cid in list(self.runners):
             await self._stop_runner(cid)
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
         self.local.stop()
         self._started = False
 
@@ -220,9 +223,10 @@ class Agent:
         """Register (or replace) a service and its embedded checks in local state."""
         for chk in sd.checks:
             self._script_allowed(chk, source)
+        service = with_default_tagged_addresses(sd.service)
         ids = embedded_check_ids(sd.id, sd.name, sd.checks)
         previous = {cid for cid, c in self.local.checks().items() if c.get("ServiceID") == sd.id}
-        self.local.add_service(sd.service, source, token)
+        self.local.add_service(service, source, token)
         for (cid, name), chk in zip(ids, sd.checks, strict=True):
             self._add_check(chk, cid, name, sd.id, source, token)
         if replace_existing_checks:
@@ -253,10 +257,11 @@ class Agent:
         if service_id and svc is None:
             raise NotFound(f'ServiceID "{service_id}" does not exist')
         status, output = chk.status or "critical", ""
-        prev = self.local.check_state(cid)
-        if prev is not None and not chk.status and prev.definition is not None and prev.definition.check_type() == chk.check_type():
-            # Re-registering the same kind of check keeps its current result (no flapping).
-            status, output = prev.check["Status"], prev.check["Output"]
+        prev = self.local.check(cid)
+        if prev is not None:
+            # Re-registering an existing check keeps its current result, as Consul does
+            # (no flapping to critical on every re-registration or reload).
+            status, output = prev["Status"], prev["Output"]
         rec = chk.record(
             self.node, cid, name, service_id,
             svc["Service"] if svc else "", list(svc["Tags"]) if svc else [],
@@ -329,6 +334,8 @@ class Agent:
         self.ttl_checks.pop(cid, None)
         if runner is not None:
             task = asyncio.get_running_loop().create_task(runner.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
             task.add_done_callback(_log_failure)
 
     async def _stop_runner(self, cid: str) -> None:
@@ -455,6 +462,32 @@ class Agent:
             "DelegateMax": 5,
             "DelegateCur": 4,
         }
+
+
+def with_default_tagged_addresses(svc: dict[str, Any]) -> dict[str, Any]:
+    """Consul's agent fills ``lan_ipv4``/``wan_ipv4`` (or ``*_ipv6``) tagged addresses from an IP
+    ``Address`` unless given, and rejects non-IP values under those tags (500, as Consul)."""
+    import ipaddress
+
+    tagged = dict(svc.get("TaggedAddresses") or {})
+    for tag, version in (("lan_ipv4", 4), ("wan_ipv4", 4), ("lan_ipv6", 6), ("wan_ipv6", 6)):
+        if tag in tagged:
+            try:
+                ok = ipaddress.ip_address(tagged[tag]["Address"]).version == version
+            except ValueError:
+                ok = False
+            if not ok:
+                raise MusterError(f'Service tagged address "{tag}" must be a valid ipv{version} address')
+    try:
+        ip = ipaddress.ip_address(svc.get("Address", ""))
+    except ValueError:
+        return svc
+    entry = {"Address": svc["Address"], "Port": svc.get("Port", 0)}
+    for tag in (("lan_ipv4", "wan_ipv4") if ip.version == 4 else ("lan_ipv6", "wan_ipv6")):
+        tagged.setdefault(tag, dict(entry))
+    out = dict(svc)
+    out["TaggedAddresses"] = tagged
+    return out
 
 
 def _maint_record(node: str, cid: str, name: str, notes: str) -> dict[str, Any]:

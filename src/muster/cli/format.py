@@ -195,10 +195,9 @@ def export_entries(entries: Sequence[Mapping[str, Any]]) -> str:
     return go_json_indent(exported, "\t")
 
 
-def format_kv_detailed(entry: Mapping[str, Any], value: bytes, base64_value: bool) -> str:
-    """``consul kv get -detailed``: tab-aligned metadata then the value."""
+def format_kv_detailed(entry: Mapping[str, Any], value: bytes, base64_value: bool, keys_only: bool = False) -> str:
+    """``consul kv get -detailed``: tab-aligned metadata then the value (none with ``keys_only``)."""
     session = entry.get("Session") or "-"
-    shown = base64.b64encode(value).decode("ascii") if base64_value else to_text(value)
     text = (
         f"CreateIndex\t{entry.get('CreateIndex', 0)}\n"
         f"Flags\t{entry.get('Flags', 0)}\n"
@@ -206,8 +205,13 @@ def format_kv_detailed(entry: Mapping[str, Any], value: bytes, base64_value: boo
         f"LockIndex\t{entry.get('LockIndex', 0)}\n"
         f"ModifyIndex\t{entry.get('ModifyIndex', 0)}\n"
         f"Session\t{session}\n"
-        f"Value\t{shown}"
     )
+    for extra in ("Partition", "Namespace"):
+        if entry.get(extra):
+            text += f"{extra}\t{entry[extra]}\n"
+    if not keys_only:
+        shown = base64.b64encode(value).decode("ascii") if base64_value else to_text(value)
+        text += f"Value\t{shown}"
     return tabwrite(text)
 
 

@@ -73,6 +73,16 @@ def kv_get(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     try:
+        if p["keys"] and p["recurse"]:
+            entries, _ = client.kv_list(key)
+            for i, item in enumerate(entries):
+                if p["detailed"]:
+                    ui.out(format_kv_detailed(item, b"", False, keys_only=True))
+                    if i < len(entries) - 1:
+                        ui.out("")
+                else:
+                    ui.out(str(item.get("Key", "")))
+            return 0
         if p["keys"]:
             keys, _ = client.kv_keys(key, p["separator"])
             for k in keys:
@@ -101,6 +111,8 @@ def kv_get(ui: UI, args: list[str]) -> int:
     value = decode_value(entry)
     if p["detailed"]:
         ui.out(format_kv_detailed(entry, value, p["base64"]))
+    elif p["base64"]:
+        ui.out(base64.b64encode(value).decode("ascii"))
     else:
         ui.out(value)
     return 0

@@ -165,14 +165,21 @@ _rec_encoder = msgspec.msgpack.Encoder()
 _rec_decoder = msgspec.msgpack.Decoder(_Record)
 _meta_decoder = msgspec.msgpack.Decoder(SnapshotMeta)
 
-#: Record header: payload length, CRC32 of the payload.
-_HDR = struct.Struct(">II")
+#: Record header: payload length, CRC32 of the payload, CRC32 of those 8 bytes.
+#: The header's own checksum tells a corrupted length field (corruption) from a
+#: record cut short by a crash (torn tail).
+_HDR = struct.Struct(">III")
 _MAX_RECORD = 1 << 30
 _SNAP_MAGIC = b"MUSTERSNAP1\n"
 #: Snapshot header after the magic: meta length, data length, CRC32(meta + data).
 _SNAP_HDR = struct.Struct(">IQI")
 _SEG_RE = re.compile(r"^wal-(\d{16})\.log$")
 _SNAP_RE = re.compile(r"^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$")
+
+
+def _frame(payload: bytes) -> bytes:
+    head = struct.pack(">II", len(payload), zlib.crc32(payload))
+    return head + struct.pack(">I", zlib.crc32(head)) + payload
 
 
 def _fsync_dir(path: Path) -> None:
@@ -191,7 +198,7 @@ class DiskStorage:
         <dir>/wal/wal-<seq>.log          append-only record segments
         <dir>/snapshots/snap-<term>-<index>.snap
 
-    **Records.** Every record is ``length(4) | crc32(4) | msgpack payload``.
+    **Records.** Every record is ``length(4) | crc32(payload)(4) | crc32(header)(4) | msgpack payload``.
     Appends and hard-state updates are written without fsync; :meth:`sync` (or
     :meth:`persist` with ``must_sync``) issues one fsync for everything
     written since (group commit).  :meth:`set_hard_state` fsyncs before
@@ -335,19 +342,21 @@ class DiskStorage:
                 self._apply_record(rec)
                 off += size
         snap = self.mem.snap.meta
-        if self.mem.ci < snap.index:
-            # Crash between writing a snapshot and recording the log reset.
-            if self.mem.last_index() >= snap.index and self.mem.term(snap.index) == snap.term:
-                self.mem.compact(snap.index)
-            else:
-                self.mem.ci, self.mem.ct, self.mem.ents = snap.index, snap.term, []
+        m = self.mem
+        if m.ci < snap.index and not (m.last_index() >= snap.index and m.term(snap.index) == snap.term):
+            # The log does not lead up to the snapshot (a crash between
+            # installing a leader's snapshot and recording the log reset):
+            # the snapshot replaces the whole log, as apply_snapshot would.
+            m.ci, m.ct, m.ents = snap.index, snap.term, []
 
     @staticmethod
     def _read_record(data: bytes, off: int) -> tuple[str, _Record | None, int]:
         """Decode the record at ``off``: ("", record, size) or (reason, None, 0)."""
         if len(data) - off < _HDR.size:
             return "truncated record header", None, 0
-        n, crc = _HDR.unpack_from(data, off)
+        n, crc, hcrc = _HDR.unpack_from(data, off)
+        if zlib.crc32(data[off : off + 8]) != hcrc:
+            return "record header checksum mismatch", None, 0
         if n > _MAX_RECORD or off + _HDR.size + n > len(data):
             return f"record length {n} runs past end of file", None, 0
         payload = data[off + _HDR.size : off + _HDR.size + n]
@@ -360,14 +369,20 @@ class DiskStorage:
 
     @staticmethod
     def _is_torn_tail(data: bytes, off: int) -> bool:
-        """Whether the bad record at ``off`` can only be an interrupted final write."""
-        if len(data) - off < _HDR.size:
+        """Whether the bad record at ``off`` can only be an interrupted final write:
+        a short header, a valid header whose payload is cut short or ends the
+        file, or anything followed only by zero fill."""
+        if len(data) - off < _HDR.size or not any(data[off:]):
             return True
-        n, _ = _HDR.unpack_from(data, off)
+        n, _, hcrc = _HDR.unpack_from(data, off)
+        if zlib.crc32(data[off : off + 8]) != hcrc:
+            # A partially written header followed by zero fill is torn; a
+            # damaged header with data after it is corruption.
+            return not any(data[off + _HDR.size :])
         end = off + _HDR.size + n
-        if n > _MAX_RECORD or end >= len(data):
+        if end >= len(data):
             return True  # runs to (or past) the end of the file
-        return not any(data[end:])  # followed only by zero fill
+        return not any(data[end:])
 
     # -- writing ---------------------------------------------------------------------
     def _check_ok(self) -> None:
@@ -377,7 +392,7 @@ class DiskStorage:
     def _write_record(self, rec: _Record) -> None:
         self._check_ok()
         payload = _rec_encoder.encode(rec)
-        buf = _HDR.pack(len(payload), zlib.crc32(payload)) + payload
+        buf = _frame(payload)
         start = self._pos
         try:
             view = memoryview(buf)
@@ -519,7 +534,7 @@ class DiskStorage:
         path = self._seg_path(new_seq)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(_HDR.pack(len(payload), zlib.crc32(payload)) + payload)
+            view = memoryview(_frame(payload))
             while view:
                 view = view[self._os_write(fd, view) :]
             self._fsync(fd)

@@ -76,13 +76,13 @@ export function render({root, scope, tail}) {
       actions: badgesEl,
     }),
     errors.el,
-    overview,
     h(
       "div",
       {class: "grid-2"},
-      h("section", {class: "panel", "aria-labelledby": "node-checks-title"}, h("h2", {id: "node-checks-title"}, "Health checks"), checksEl),
+      h("section", {class: "panel", "aria-labelledby": "node-overview-title"}, h("h2", {id: "node-overview-title"}, "Overview"), overview),
       h("section", {class: "panel", "aria-labelledby": "node-meta-title"}, h("h2", {id: "node-meta-title"}, "Metadata"), metaEl),
     ),
+    h("section", {class: "panel", "aria-labelledby": "node-checks-title"}, h("h2", {id: "node-checks-title"}, "Health checks"), checksEl),
     h("section", {class: "panel", "aria-labelledby": "node-services-title"}, h("h2", {id: "node-services-title"}, "Services"), servicesEl),
     h("section", {class: "panel", "aria-labelledby": "node-sessions-title"}, h("h2", {id: "node-sessions-title"}, "Lock sessions"), sessionsEl),
   );
@@ -131,7 +131,7 @@ export function render({root, scope, tail}) {
         overview,
         h(
           "dl",
-          {class: "facts facts-inline"},
+          {class: "facts"},
           h("dt", null, "Address"),
           h("dd", null, h("code", {class: "address"}, n.Address)),
           h("dt", null, "Datacenter"),

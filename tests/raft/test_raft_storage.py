@@ -1,0 +1,261 @@
+"""Durable storage (``muster.raft.storage.DiskStorage``): group commit, torn
+tails at every offset, corruption in the middle, ENOSPC, snapshots."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from muster.raft.core import RaftCore
+from muster.raft.errors import CorruptLogError
+from muster.raft.messages import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta
+from muster.raft.storage import CorruptSnapshotError, DiskStorage, MemoryStorage, StorageFailed
+
+
+def ents(lo: int, hi: int, term: int = 1, size: int = 8) -> list[Entry]:
+    return [Entry(term, i, EntryType.NORMAL, f"{i:0{size}d}".encode()) for i in range(lo, hi + 1)]
+
+
+def segment(d: Path) -> Path:
+    segs = sorted((d / "wal").glob("wal-*.log"))
+    assert segs
+    return segs[-1]
+
+
+def state(st: DiskStorage | MemoryStorage) -> tuple[object, ...]:
+    return (
+        st.initial_state(),
+        st.first_index(),
+        st.last_index(),
+        st.entries(st.first_index(), st.last_index() + 1),
+    )
+
+
+def test_roundtrip_and_reopen(tmp_path: Path) -> None:
+    with DiskStorage(tmp_path) as st:
+        st.bootstrap(ConfState(("a", "b", "c")))
+        st.append(ents(1, 5))
+        st.set_hard_state(HardState(2, "b", 3))
+        st.append(ents(4, 6, term=2))  # truncates the conflicting 4..5
+        st.sync()
+        before = state(st)
+    with DiskStorage(tmp_path) as again:
+        assert state(again) == before
+        assert again.term(5) == 2 and again.term(3) == 1
+        assert again.initial_state() == (HardState(2, "b", 3), ConfState(("a", "b", "c")))
+
+
+def test_group_commit_one_fsync_per_ready(tmp_path: Path) -> None:
+    with DiskStorage(tmp_path) as st:
+        base = st.fsyncs
+        st.persist(HardState(1, "a", 0), ents(1, 50), None, must_sync=True)
+        assert st.fsyncs == base + 1
+        # Commit-only change: written, no fsync demanded.
+        st.persist(HardState(1, "a", 40), [], None, must_sync=False)
+        assert st.fsyncs == base + 1
+
+
+def test_term_and_vote_fsynced_before_returning(tmp_path: Path) -> None:
+    with DiskStorage(tmp_path) as st:
+        base = st.fsyncs
+        st.set_hard_state(HardState(3, "x", 0))
+        assert st.fsyncs == base + 1
+        st.set_hard_state(HardState(3, "x", 0))  # unchanged term/vote
+        assert st.fsyncs == base + 1
+
+
+def _two_stage_log(d: Path) -> tuple[int, int, tuple[object, ...]]:
+    """Write some records, note the offset, then one last record; returns
+    (start of last record, end of file, state before the last record)."""
+    with DiskStorage(d) as st:
+        st.append(ents(1, 4))
+        st.set_hard_state(HardState(1, "n1", 2))
+        st.sync()
+        before = state(st)
+        start = segment(d).stat().st_size
+        st.append(ents(5, 9, size=40))
+        st.sync()
+        end = segment(d).stat().st_size
+    return start, end, before
+
+
+def test_torn_tail_at_every_offset_is_truncated(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    start, end, before = _two_stage_log(base)
+    assert end - start > 100
+    for cut in range(start, end):
+        d = tmp_path / f"cut{cut}"
+        shutil.copytree(base, d)
+        with open(segment(d), "r+b") as f:
+            f.truncate(cut)
+        with DiskStorage(d) as st:
+            assert state(st) == before, f"cut at {cut}"
+            assert segment(d).stat().st_size == start
+            st.append(ents(5, 5, term=2))  # the log is usable again
+            st.sync()
+        with DiskStorage(d) as st:
+            assert st.last_index() == 5 and st.term(5) == 2
+        shutil.rmtree(d)
+
+
+def test_zero_filled_tail_is_truncated(tmp_path: Path) -> None:
+    start, end, before = _two_stage_log(tmp_path)
+    with open(segment(tmp_path), "r+b") as f:
+        f.truncate(start + 5)
+        f.seek(0, os.SEEK_END)
+        f.write(b"\0" * 4096)
+    with DiskStorage(tmp_path) as st:
+        assert state(st) == before
+
+
+def test_bit_flip_in_middle_raises_corrupt_log_error(tmp_path: Path) -> None:
+    start, end, _ = _two_stage_log(tmp_path)
+    seg = segment(tmp_path)
+    raw = bytearray(seg.read_bytes())
+    rng = random.Random(1)
+    for _ in range(20):
+        pos = rng.randrange(8, start)  # inside an earlier record, not the last one
+        flipped = bytearray(raw)
+        flipped[pos] ^= 1 << rng.randrange(8)
+        seg.write_bytes(bytes(flipped))
+        with pytest.raises(CorruptLogError) as ei:
+            DiskStorage(tmp_path)
+        assert ei.value.path == str(seg)
+        assert 0 <= ei.value.offset < start
+        assert str(seg) in str(ei.value)
+    seg.write_bytes(bytes(raw))
+    assert DiskStorage(tmp_path).last_index() == 9
+
+
+def test_bit_flip_in_last_record_is_a_torn_write(tmp_path: Path) -> None:
+    """A damaged final record is indistinguishable from an interrupted write of
+    an unacknowledged batch: it is dropped, everything before survives."""
+    start, end, before = _two_stage_log(tmp_path)
+    seg = segment(tmp_path)
+    raw = bytearray(seg.read_bytes())
+    raw[end - 3] ^= 0x40
+    seg.write_bytes(bytes(raw))
+    with DiskStorage(tmp_path) as st:
+        assert state(st) == before
+
+
+def test_enospc_during_append_leaves_previous_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = DiskStorage(tmp_path)
+    st.append(ents(1, 3))
+    st.sync()
+    before = state(st)
+    size = segment(tmp_path).stat().st_size
+
+    def short_then_full(fd: int, data: memoryview) -> int:
+        if len(data) > 10:
+            return os.write(fd, data[:10])  # a partial write ...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ... then the disk is full
+
+    monkeypatch.setattr(DiskStorage, "_os_write", staticmethod(short_then_full))
+    with pytest.raises(OSError) as ei:
+        st.append(ents(4, 6))
+    assert ei.value.errno == errno.ENOSPC
+    assert state(st) == before
+    assert segment(tmp_path).stat().st_size == size
+    monkeypatch.undo()
+    st.append(ents(4, 6))  # space freed: works again without a restart
+    st.sync()
+    st.close()
+    with DiskStorage(tmp_path) as again:
+        assert again.last_index() == 6
+
+
+def test_failed_fsync_makes_storage_refuse_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = DiskStorage(tmp_path)
+    st.append(ents(1, 1))
+
+    def eio(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", eio)
+    with pytest.raises(OSError):
+        st.sync()
+    monkeypatch.undo()
+    with pytest.raises(StorageFailed):
+        st.append(ents(2, 2))
+    st.close()
+
+
+def test_snapshot_retention_and_compaction(tmp_path: Path) -> None:
+    with DiskStorage(tmp_path, retain=2) as st:
+        st.append(ents(1, 50))
+        st.sync()
+        for i in (10, 20, 30, 40):
+            st.create_snapshot(i, ConfState(("a",)), f"fsm@{i}".encode())
+            st.compact(i - 5)
+        files = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+        assert len(files) == 2 and files[-1].endswith(f"{40:016x}.snap")
+        assert len(list((tmp_path / "wal").glob("wal-*.log"))) == 1
+        (tmp_path / "snapshots" / "snap-junk.snap.tmp").write_bytes(b"partial")
+    with DiskStorage(tmp_path) as st:
+        assert st.snapshot() == Snapshot(SnapshotMeta(40, 1, ConfState(("a",))), b"fsm@40")
+        assert st.first_index() == 36  # trailing logs behind the snapshot survive
+        assert st.last_index() == 50
+        assert not list((tmp_path / "snapshots").glob("*.tmp"))
+
+
+def test_corrupt_newest_snapshot_is_refused(tmp_path: Path) -> None:
+    with DiskStorage(tmp_path) as st:
+        st.append(ents(1, 5))
+        st.create_snapshot(5, ConfState(("a",)), b"state")
+    snap = sorted((tmp_path / "snapshots").iterdir())[-1]
+    raw = bytearray(snap.read_bytes())
+    raw[-1] ^= 1
+    snap.write_bytes(bytes(raw))
+    with pytest.raises(CorruptSnapshotError):
+        DiskStorage(tmp_path)
+
+
+def test_apply_snapshot_replaces_log_durably(tmp_path: Path) -> None:
+    with DiskStorage(tmp_path) as st:
+        st.append(ents(1, 5))
+        st.apply_snapshot(Snapshot(SnapshotMeta(20, 3, ConfState(("a", "b"))), b"leader-state"))
+        st.append(ents(21, 22, term=3))
+        st.sync()
+    with DiskStorage(tmp_path) as st:
+        assert (st.first_index(), st.last_index(), st.term(20)) == (21, 22, 3)
+        assert st.initial_state()[1] == ConfState(("a", "b"))
+
+
+def test_core_restarts_from_disk(tmp_path: Path) -> None:
+    """A single-voter core on DiskStorage: proposals commit; a restarted core
+    recovers term, vote, log and commit, and re-applies from the snapshot."""
+    st = DiskStorage(tmp_path)
+    st.bootstrap(ConfState(("n1",)))
+    core = RaftCore("n1", st, random.Random(1))
+    core.campaign()
+    applied: list[bytes] = []
+
+    def drain(c: RaftCore, s: DiskStorage) -> None:
+        while c.has_ready():
+            rd = c.ready()
+            s.persist(rd.hard_state, rd.entries, rd.snapshot, rd.must_sync)
+            applied.extend(e.data for e in rd.committed_entries if e.type is EntryType.NORMAL)
+            c.advance(rd)
+
+    drain(core, st)
+    for i in range(5):
+        core.propose(f"v{i}".encode())
+        drain(core, st)
+    st.create_snapshot(core.applied - 2, core.conf_state(), b"fsm")
+    hs = core.hard_state()
+    st.close()
+
+    st2 = DiskStorage(tmp_path)
+    core2 = RaftCore("n1", st2, random.Random(2))
+    assert (core2.term, core2.vote, core2.committed) == (hs.term, hs.vote, hs.commit)
+    assert core2.applied == st2.snapshot().meta.index
+    applied.clear()
+    drain(core2, st2)
+    assert applied == [b"v3", b"v4"]
+    st2.close()

@@ -30,6 +30,7 @@ import json
 import os
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -822,19 +823,33 @@ class Client:
         fetch: Callable[[int], tuple[T, QueryMeta]],
         *,
         stop: Callable[[], bool] | None = None,
+        on_error: Callable[[ConsulError, int], float] | None = None,
     ) -> Iterator[tuple[int, T]]:
         """Yield ``(index, result)`` each time a blocking read returns a *changed* result.
 
         ``fetch(index)`` performs one (blocking) read.  Semantics follow Consul's watch plan
         (``api/watch/plan.go``): the first result is always yielded; later ones only when the
         index changed *and* the data differs; an index that goes backwards restarts from 0.
-        Errors propagate to the caller.
+
+        Errors propagate unless ``on_error`` is given: it is called with the error and the
+        number of consecutive failures and returns how many seconds to sleep before the
+        next attempt (which restarts from index 0).
         """
         last_index = 0
         first = True
         last_result: Any = None
+        failures = 0
         while stop is None or not stop():
-            result, meta = fetch(last_index)
+            try:
+                result, meta = fetch(last_index)
+            except ConsulError as err:
+                if on_error is None:
+                    raise
+                failures += 1
+                last_index = 0
+                time.sleep(on_error(err, failures))
+                continue
+            failures = 0
             if stop is not None and stop():
                 return
             new_index = meta.index

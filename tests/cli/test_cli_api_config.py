@@ -133,3 +133,52 @@ def test_unix_socket_transport(tmp_path: Path) -> None:
     finally:
         t.join(timeout=5)
         srv.close()
+
+
+def test_watch_plan_semantics() -> None:
+    """Client.watch yields like Consul's watch plan: changed index *and* changed data."""
+    from muster.api import ConsulError, QueryMeta
+
+    script: list[object] = [
+        ("a", 5),  # first result: always yielded
+        ("a", 5),  # same index: skipped
+        ("a", 6),  # new index, same data: skipped
+        ("b", 7),  # changed: yielded
+        ConsulError("boom"),  # error: on_error, restart from index 0
+        ("c", 3),  # index went backwards: yielded (data changed), next fetch from 0
+        ("d", 9),
+    ]
+    seen_indexes: list[int] = []
+    errors: list[int] = []
+
+    def fetch(index: int) -> tuple[str, QueryMeta]:
+        seen_indexes.append(index)
+        step = script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        assert isinstance(step, tuple)
+        return step[0], QueryMeta(index=step[1])
+
+    def on_error(err: ConsulError, failures: int) -> float:
+        errors.append(failures)
+        return 0.0
+
+    c = Client(ClientConfig(address="127.0.0.1:1"))
+    got = []
+    for item in c.watch(fetch, on_error=on_error):
+        got.append(item)
+        if len(got) == 4:
+            break
+    assert got == [(5, "a"), (7, "b"), (3, "c"), (9, "d")]
+    assert errors == [1]
+    assert seen_indexes == [0, 5, 5, 6, 7, 0, 0]
+
+
+def test_watch_errors_propagate_without_handler() -> None:
+    from muster.api import ConsulError, QueryMeta
+
+    def fetch(index: int) -> tuple[str, QueryMeta]:
+        raise ConsulError("down")
+
+    with pytest.raises(ConsulError):
+        next(Client(ClientConfig(address="127.0.0.1:1")).watch(fetch))

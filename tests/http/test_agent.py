@@ -485,3 +485,69 @@ async def test_py_consul_end_to_end() -> None:
         await lst.stop()
         await proc.agent.stop()
         await proc.server.stop()
+
+
+async def test_default_tagged_addresses_and_status_kept_on_reregister(client: httpx.AsyncClient) -> None:
+    body = {"Name": "ip", "Address": "10.1.2.3", "Port": 9000, "Check": {"TTL": "30s"}}
+    await client.put("/v1/agent/service/register", json=body)
+    svc = (await client.get("/v1/agent/services")).json()["ip"]
+    assert svc["TaggedAddresses"] == {"lan_ipv4": {"Address": "10.1.2.3", "Port": 9000},
+                                      "wan_ipv4": {"Address": "10.1.2.3", "Port": 9000}}
+    await client.put("/v1/agent/check/pass/service:ip?note=up")
+    await client.put("/v1/agent/service/register", json=body)
+    chk = (await client.get("/v1/agent/checks")).json()["service:ip"]
+    assert (chk["Status"], chk["Output"]) == ("passing", "up")
+    r = await client.put("/v1/agent/service/register", json={
+        "Name": "bad", "TaggedAddresses": {"lan_ipv4": {"Address": "not-an-ip", "Port": 1}}})
+    assert (r.status_code, r.text) == (500, 'Service tagged address "lan_ipv4" must be a valid ipv4 address')
+
+
+async def test_http_check_through_agent_reaches_catalog(client: httpx.AsyncClient, agent: AgentProcess) -> None:
+    from aiohttp import web
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text="healthy")
+
+    app = web.Application()
+    app.router.add_get("/health", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    agent.agent.min_check_interval = 0.05
+    try:
+        url = f"http://127.0.0.1:{port}/health"
+        await client.put("/v1/agent/service/register", json={
+            "Name": "hc", "Port": port, "Check": {"HTTP": url, "Interval": "100ms"}})
+        # New checks start critical: invisible to ?passing until the first probe succeeds.
+        assert (await client.get("/v1/health/service/hc?passing")).json() == []
+
+        async def healthy() -> bool:
+            entries = (await client.get("/v1/health/service/hc?passing")).json()
+            return len(entries) == 1
+
+        await wait_for(healthy)
+        [entry] = (await client.get("/v1/health/service/hc")).json()
+        assert entry["Checks"][-1]["Output"] == f"HTTP GET {url}: 200 OK Output: healthy"
+        assert entry["Checks"][-1]["Definition"]["HTTP"] == url
+    finally:
+        await client.put("/v1/agent/service/deregister/hc")
+        await runner.cleanup()
+
+
+async def test_alias_check_follows_local_service(client: httpx.AsyncClient) -> None:
+    await client.put("/v1/agent/service/register", json={"Name": "target", "Check": {"TTL": "30s"}})
+    await client.put("/v1/agent/check/register", json={"Name": "al", "AliasService": "target"})
+
+    async def status(want: str) -> bool:
+        return bool((await client.get("/v1/agent/checks")).json()["al"]["Status"] == want)
+
+    await wait_for(lambda: status("critical"))
+    await client.put("/v1/agent/check/pass/service:target")
+    await wait_for(lambda: status("passing"))
+    assert (await client.get("/v1/agent/checks")).json()["al"]["Output"] == "All checks passing."
+    await client.put("/v1/agent/service/deregister/target")
+    await wait_for(lambda: status("critical"))
+    out = (await client.get("/v1/agent/checks")).json()["al"]["Output"]
+    assert out == "Service target could not be found on node test-node"

@@ -150,3 +150,53 @@ async def test_rpc_refuses_peer_from_another_cluster() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+class FlakyStorage(MemoryStorage):
+    """Memory storage whose writes fail with ENOSPC while ``full`` is set."""
+
+    full = False
+
+    def append(self, ents: list) -> None:  # type: ignore[type-arg]
+        if self.full:
+            raise OSError(28, "No space left on device")
+        super().append(ents)
+
+
+async def test_full_disk_fails_writes_and_loses_nothing() -> None:
+    from muster.errors import MusterError
+
+    port = _free_port()
+    ident = ServerIdentity("solo", "solo-id", "dc1", "127.0.0.1", port)
+    server = Server(ident, log_impl=None, clock=RealClock(), rng=Rng(1))
+    cl = ClusterMember("solo-id", "solo", f"127.0.0.1:{port}", None, [], True, 0, port, RealClock())
+    await cl.rpc.listen("127.0.0.1", port)
+    st = FlakyStorage()
+    await cl.form(st, server.fsm, 1.0)
+    lg = ReplicatedLog("solo-id", server.fsm, st, cl.rpc, RealClock(), random.Random(1), RaftTimings(tick=0.02, rpc_hold_timeout=1.0))
+    lg.on_leader_change = server.leader_changed
+    cl.log = lg
+    server.log = lg
+    await lg.start()
+    try:
+        for _ in range(200):
+            if lg.is_leader():
+                break
+            await asyncio.sleep(0.02)
+        assert await server.apply(KVSCommand(op="set", key="before", value=b"1")) is True
+        st.full = True
+        with pytest.raises(MusterError) as info:
+            await asyncio.wait_for(server.apply(KVSCommand(op="set", key="during", value=b"1")), 5)
+        assert "No space left on device" in str(info.value)
+        assert "during" not in server.store.kvs
+        st.full = False
+        for _ in range(200):
+            if not lg.persist_error:
+                break
+            await asyncio.sleep(0.05)
+        assert await asyncio.wait_for(server.apply(KVSCommand(op="set", key="after", value=b"1")), 5) is True
+        assert "before" in server.store.kvs and "after" in server.store.kvs
+    finally:
+        await lg.stop()
+        await server.stop()
+        await cl.rpc.close()

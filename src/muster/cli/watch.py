@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -169,7 +168,7 @@ def watch(ui: UI, args: list[str]) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _run(ui, fetch, p.args, bool(p["shell"]), p["type"])
+        return _run(ui, client, fetch, p.args, bool(p["shell"]), p["type"])
     except KeyboardInterrupt:
         return 0
     finally:
@@ -177,35 +176,19 @@ def watch(ui: UI, args: list[str]) -> int:
             signal.signal(sig, handler)
 
 
-def _run(ui: UI, fetch: Fetcher, handler: list[str], shell: bool, wtype: str) -> int:
-    last_index = 0
-    first = True
-    last_result: Any = None
-    failures = 0
-    while True:
-        try:
-            result, meta = fetch(last_index)
-        except ConsulError as err:
-            failures += 1
-            last_index = 0
-            retry = min(RETRY_INTERVAL * failures * failures, MAX_BACKOFF)
-            ui.err(f"[ERR] consul.watch: Watch (type: {wtype}) errored: {err}, retry in {int(retry)}s")
-            time.sleep(retry)
-            continue
-        failures = 0
-        if not first and meta.index == last_index:
-            continue
-        old_index = last_index
-        last_index = meta.index if meta.index >= old_index else 0
-        if not first and result == last_result:
-            continue
-        first = False
-        last_result = result
+def _run(ui: UI, client: Client, fetch: Fetcher, handler: list[str], shell: bool, wtype: str) -> int:
+    def on_error(err: ConsulError, failures: int) -> float:
+        retry = min(RETRY_INTERVAL * failures * failures, MAX_BACKOFF)
+        ui.err(f"[ERR] consul.watch: Watch (type: {wtype}) errored: {err}, retry in {int(retry)}s")
+        return retry
+
+    for index, result in client.watch(fetch, on_error=on_error):
         if not handler:
             ui.out(go_json_indent(result, "    "))
             return 0
-        if not _invoke(ui, handler, shell, meta.index, result):
+        if not _invoke(ui, handler, shell, index, result):
             return 1
+    return 0
 
 
 def _invoke(ui: UI, handler: list[str], shell: bool, index: int, data: Any) -> bool:

@@ -123,6 +123,8 @@ class ReplicatedLog:
         self._last_leader: str | None = None
         self._last_contact = clock.monotonic()
         self.on_leader_change: Callable[[bool], None] | None = None
+        #: Set while the last persist attempt failed (the disk is full or broken).
+        self.persist_error = ""
         #: Monotonic time each peer was last heard from (leader's view of liveness).
         self.last_heard: dict[str, float] = {}
         self.running = False
@@ -336,7 +338,7 @@ class ReplicatedLog:
                 rd = self.core.ready()
                 await self._process_ready(rd)
 
-    async def _process_ready(self, rd: Ready) -> None:
+    async def _persist(self, rd: Ready) -> None:
         st = self.storage
         if rd.snapshot is not None and rd.snapshot.meta.index > 0:
             st.apply_snapshot(rd.snapshot)
@@ -348,6 +350,24 @@ class ReplicatedLog:
             # One fsync for the whole batch, off the loop: the loop keeps accepting
             # proposals, which form the next batch (group commit).
             await asyncio.to_thread(self._sync)
+
+    async def _process_ready(self, rd: Ready) -> None:
+        # Persist before anything else.  If the disk fails (full, I/O error) nothing of this
+        # Ready leaves the process: no message is sent, nothing is applied, waiting writers get
+        # the error, and we retry the same batch until the disk recovers.  Meanwhile this
+        # server is silent, so the others elect a leader that can still write.
+        delay = 0.1
+        while True:
+            try:
+                await self._persist(rd)
+                break
+            except OSError as err:
+                self.persist_error = f"failed to persist the raft log: {err.strerror or err}"
+                log.error("raft: %s; retrying in %.1fs", self.persist_error, delay)
+                self._fail_all(MusterError(self.persist_error))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self.persist_error = ""
         for m in rd.messages:
             self.rpc.send_raft(m.to, encode_message(m))
         if rd.snapshot is not None and rd.snapshot.meta.index > 0 and rd.snapshot.data:

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""DNS throughput: Muster's DNS listener with and without the answer cache.
+
+Method (as in docs/performance.md "DNS"): 100 services x 3 healthy instances; queries are A and
+SRV for the 100 service names over UDP without EDNS (so the 3-answer cap applies).  Load comes
+from ``dnsperf`` (Debian package ``dnsperf``; 4 clients, 100 outstanding) when it is installed,
+else from a Python asyncio UDP loop in a separate process (100 outstanding) - the Python loader
+saturates before the server does, so its figures are lower bounds.
+
+The server under test is ``DNSServer`` in its own process (``--serve``), on uvloop when present,
+with the catalog written through ``Server.apply`` like the agent does; ``--cache off`` builds
+every answer with dnspython, ``--cache on`` serves compiled answers (shuffled and truncated per
+query).  Everything listens on 127.0.0.1 free ports; each process started here is stopped by PID;
+every wait is bounded.
+
+    .venv/bin/python bench/dns_bench.py                # both modes, A and SRV, 10 s each
+    .venv/bin/python bench/dns_bench.py --seconds 5 --loader python
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = 100
+INSTANCES = 3
+DOMAIN = "consul"
+
+
+# ---------------------------------------------------------------------- server side
+
+
+async def _serve(port: int, cache: bool) -> None:
+    from muster.config import parse_agent_flags
+    from muster.dns.server import DNSServer
+    from muster.runtime import Rng
+    from muster.server.server import Server, ServerIdentity
+    from muster.structs import RegisterCommand
+
+    cfg = parse_agent_flags(["-dev", "-node=bench", f"-domain={DOMAIN}"])
+    srv = Server(ServerIdentity("bench", "00000000-0000-4000-8000-000000000001", "dc1", "127.0.0.1"), rng=Rng())
+    await srv.start()
+    for s in range(SERVICES):
+        for i in range(INSTANCES):
+            node = f"node-{s}-{i}"
+            await srv.apply(RegisterCommand(
+                node={"Node": node, "Address": f"10.{s // 250}.{s % 250}.{i + 1}", "Datacenter": "dc1",
+                      "Meta": {"rack": f"r{i}"}},
+                service={"ID": f"svc{s}", "Service": f"svc{s}", "Tags": [], "Address": "", "Port": 8000 + i,
+                         "Weights": {"Passing": 1, "Warning": 1}},
+                checks=[{"Node": node, "CheckID": "serfHealth", "Name": "serf", "Status": "passing", "ServiceID": ""}],
+            ))
+    dns = DNSServer(srv, cfg, cache=cache)
+    await dns.start(["127.0.0.1"], port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)
+    await asyncio.wait_for(stop.wait(), 3600)
+    print(json.dumps({"hits": dns.hits, "misses": dns.misses}), flush=True)
+    await dns.stop()
+    await srv.stop()
+
+
+def serve_main(port: int, cache: bool) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(_serve(port, cache))
+    except ImportError:
+        asyncio.run(_serve(port, cache))
+
+
+# ---------------------------------------------------------------------- load side
+
+
+def queries(rtype: str) -> list[tuple[str, str]]:
+    return [(f"svc{s}.service.{DOMAIN}", rtype) for s in range(SERVICES)]
+
+
+def run_dnsperf(port: int, rtype: str, seconds: float) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        for name, t in queries(rtype):
+            f.write(f"{name} {t}\n")
+        path = f.name
+    try:
+        out = subprocess.run(
+            ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", path, "-l", str(seconds), "-c", "4", "-q", "100"],
+            capture_output=True, text=True, timeout=seconds + 30, check=True,
+        ).stdout
+    finally:
+        os.unlink(path)
+    m = re.search(r"Queries per second:\s+([\d.]+)", out)
+    lost = re.search(r"Queries lost:\s+(\d+)", out)
+    if m is None:
+        raise RuntimeError("could not read dnsperf output:\n" + out)
+    if lost and int(lost.group(1)) > 0:
+        print(f"  (dnsperf lost {lost.group(1)} queries)", file=sys.stderr)
+    return float(m.group(1))
+
+
+async def _python_load(port: int, rtype: str, seconds: float, window: int) -> float:
+    import dns.message
+
+    packets = [dns.message.make_query(n, t).to_wire() for n, t in queries(rtype)]
+    loop = asyncio.get_running_loop()
+    done = 0
+    inflight = 0
+    wake = asyncio.Event()
+
+    class P(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            nonlocal done, inflight
+            done += 1
+            inflight -= 1
+            wake.set()
+
+    transport, _ = await loop.create_datagram_endpoint(P, remote_addr=("127.0.0.1", port))
+    start = time.monotonic()
+    end = start + seconds
+    i = 0
+    while time.monotonic() < end:
+        while inflight < window:
+            pkt = packets[i % len(packets)]
+            transport.sendto(struct.pack("!H", i & 0xFFFF) + pkt[2:])
+            inflight += 1
+            i += 1
+        wake.clear()
+        try:
+            await asyncio.wait_for(wake.wait(), 0.5)
+        except TimeoutError:
+            inflight = 0  # lost datagrams: refill the window
+    elapsed = time.monotonic() - start
+    transport.close()
+    return done / elapsed
+
+
+def run_python(port: int, rtype: str, seconds: float) -> float:
+    return asyncio.run(_python_load(port, rtype, seconds, 100))
+
+
+# ---------------------------------------------------------------------- orchestration
+
+
+def free_port() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def measure(cache: bool, rtypes: list[str], seconds: float, loader: str) -> dict[str, float]:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), "--cache", "on" if cache else "off"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    results: dict[str, float] = {}
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        line = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            if line.strip() == "ready":
+                break
+        if line.strip() != "ready":
+            raise RuntimeError("DNS bench server did not start")
+        for rtype in rtypes:
+            qps = run_dnsperf(port, rtype, seconds) if loader == "dnsperf" else run_python(port, rtype, seconds)
+            results[rtype] = qps
+            print(f"  cache={'on ' if cache else 'off'} {rtype:<4} {qps:>10,.0f} qps", flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=15)
+            if out.strip():
+                print("  server:", out.strip().splitlines()[-1])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--cache", choices=["on", "off"], default="on", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--loader", choices=["auto", "dnsperf", "python"], default="auto")
+    ap.add_argument("--types", default="A,SRV")
+    args = ap.parse_args()
+    if args.serve is not None:
+        serve_main(args.serve, args.cache == "on")
+        return 0
+    loader = args.loader
+    if loader == "auto":
+        loader = "dnsperf" if shutil.which("dnsperf") else "python"
+    rtypes = [t.strip().upper() for t in args.types.split(",") if t.strip()]
+    print(f"DNS bench: {SERVICES} services x {INSTANCES} instances, UDP, loader={loader}, {args.seconds:g}s per run")
+    off = measure(False, rtypes, args.seconds, loader)
+    on = measure(True, rtypes, args.seconds, loader)
+    print("\n| query | no cache (qps) | cache (qps) | speed-up |\n|---|---|---|---|")
+    for t in rtypes:
+        print(f"| {t} | {off[t]:,.0f} | {on[t]:,.0f} | {on[t] / off[t]:.1f}x |")
+    print(json.dumps({"loader": loader, "seconds": args.seconds, "no_cache": off, "cache": on}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -342,9 +342,7 @@ class Client:
     def _make_ssl_context(self) -> ssl.SSLContext:
         cfg = self.config
         try:
-            ctx = ssl.create_default_context(
-                cafile=cfg.ca_file or None, capath=cfg.ca_path or None
-            )
+            ctx = ssl.create_default_context(cafile=cfg.ca_file or None, capath=cfg.ca_path or None)
             if cfg.client_cert:
                 ctx.load_cert_chain(cfg.client_cert, cfg.client_key or None)
         except (OSError, ssl.SSLError) as err:
@@ -391,9 +389,9 @@ class Client:
         if self.token:
             hdrs["X-Consul-Token"] = self.token
         if self.config.http_auth:
-            hdrs["Authorization"] = "Basic " + base64.b64encode(
-                self.config.http_auth.encode("utf-8")
-            ).decode("ascii")
+            hdrs["Authorization"] = "Basic " + base64.b64encode(self.config.http_auth.encode("utf-8")).decode(
+                "ascii"
+            )
         if headers:
             hdrs.update(headers)
         if body is not None:
@@ -411,7 +409,9 @@ class Client:
         except ConnectionRefusedError as err:
             raise TransportError(method, url, _dial_reason(self.address, "connection refused")) from err
         except FileNotFoundError as err:
-            raise TransportError(method, url, _dial_reason(self.address, "no such file or directory")) from err
+            raise TransportError(
+                method, url, _dial_reason(self.address, "no such file or directory")
+            ) from err
         except ssl.SSLError as err:
             raise TransportError(method, url, f"tls: {err.reason or err}") from err
         except (OSError, http.client.HTTPException) as err:
@@ -552,9 +552,7 @@ class Client:
         params = [("keys", "")]
         if separator:
             params.append(("separator", separator))
-        data, meta = self.query(
-            f"/v1/kv/{prefix}", params, index=index, wait=wait, stale=stale, ok_404=True
-        )
+        data, meta = self.query(f"/v1/kv/{prefix}", params, index=index, wait=wait, stale=stale, ok_404=True)
         return list(data or []), meta
 
     def kv_put(
@@ -618,7 +616,9 @@ class Client:
         data, meta = self.query(f"/v1/session/info/{session_id}", index=index, wait=wait)
         return (data[0] if data else None), meta
 
-    def session_list(self, *, index: int = 0, wait: str | None = None) -> tuple[list[dict[str, Any]], QueryMeta]:
+    def session_list(
+        self, *, index: int = 0, wait: str | None = None
+    ) -> tuple[list[dict[str, Any]], QueryMeta]:
         """All sessions."""
         data, meta = self.query("/v1/session/list", index=index, wait=wait)
         return list(data or []), meta
@@ -724,7 +724,9 @@ class Client:
         """This agent's node name (what the Go CLI checks before watches and locks)."""
         return str(self.agent_self().get("Config", {}).get("NodeName", ""))
 
-    def agent_members(self, *, wan: bool = False, segment: str = "", filter_expr: str = "") -> list[dict[str, Any]]:
+    def agent_members(
+        self, *, wan: bool = False, segment: str = "", filter_expr: str = ""
+    ) -> list[dict[str, Any]]:
         """Gossip members as seen by this agent."""
         params: list[tuple[str, str]] = []
         if wan:
@@ -743,7 +745,9 @@ class Client:
         """Checks registered with this agent."""
         return dict(self._call("GET", "/v1/agent/checks").json() or {})
 
-    def agent_service_register(self, definition: Mapping[str, Any], *, replace_existing_checks: bool = False) -> None:
+    def agent_service_register(
+        self, definition: Mapping[str, Any], *, replace_existing_checks: bool = False
+    ) -> None:
         """Register a service with this agent."""
         params = [("replace-existing-checks", "true")] if replace_existing_checks else []
         self._call("PUT", "/v1/agent/service/register", params, json.dumps(dict(definition)).encode())

@@ -225,6 +225,8 @@ class AgentProcess:
         self.raft_storage = DiskStorage(os.path.join(data_dir, "raft"))
         bind = cfg.bind_addr or "0.0.0.0"
         await self.cluster.rpc.listen(bind, cfg.ports.server)
+        await self.cluster.refresh_join_addrs()
+        self._bg.append(asyncio.create_task(self.cluster.keep_addresses_fresh(), name="join-addresses"))
         self._bg.append(asyncio.create_task(self._form_and_run(), name="cluster-formation"))
 
     async def _form_and_run(self) -> None:

@@ -81,7 +81,9 @@ def test_token_file(tmp_path: Path) -> None:
 
 
 def test_response_meta_and_errors() -> None:
-    r = Response(200, {"x-consul-index": "42", "x-consul-knownleader": "true", "x-consul-lastcontact": "7"}, b"[]")
+    r = Response(
+        200, {"x-consul-index": "42", "x-consul-knownleader": "true", "x-consul-lastcontact": "7"}, b"[]"
+    )
     assert (r.meta.index, r.meta.known_leader, r.meta.last_contact_ms) == (42, True, 7)
     assert Response(200, {"x-consul-index": "junk"}, b"").meta.index == 0
     assert str(APIError(500, "No cluster leader")) == "Unexpected response code: 500 (No cluster leader)"
@@ -91,7 +93,10 @@ def test_response_meta_and_errors() -> None:
 
 def test_client_url_encoding() -> None:
     c = Client(ClientConfig(address="http://127.0.0.1:8500/prefix"))
-    assert c.url("/v1/kv/a b/ç?#", [("recurse", "")]) == "http://127.0.0.1:8500/prefix/v1/kv/a%20b/%C3%A7%3F%23?recurse="
+    assert (
+        c.url("/v1/kv/a b/ç?#", [("recurse", "")])
+        == "http://127.0.0.1:8500/prefix/v1/kv/a%20b/%C3%A7%3F%23?recurse="
+    )
 
 
 def test_connection_refused_is_transport_error() -> None:
@@ -144,8 +149,8 @@ def test_watch_plan_semantics() -> None:
         ("a", 5),  # same index: skipped
         ("a", 6),  # new index, same data: skipped
         ("b", 7),  # changed: yielded
-        ConsulError("boom"),  # error: on_error, restart from index 0
-        ("c", 3),  # index went backwards: yielded (data changed), next fetch from 0
+        ("c", 3),  # index went backwards: yielded, and the next fetch restarts from 0
+        ConsulError("boom"),  # error: on_error, retry from index 0
         ("d", 9),
     ]
     seen_indexes: list[int] = []
@@ -172,6 +177,7 @@ def test_watch_plan_semantics() -> None:
     assert got == [(5, "a"), (7, "b"), (3, "c"), (9, "d")]
     assert errors == [1]
     assert seen_indexes == [0, 5, 5, 6, 7, 0, 0]
+    assert not script
 
 
 def test_watch_errors_propagate_without_handler() -> None:

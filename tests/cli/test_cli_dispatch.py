@@ -46,8 +46,14 @@ def _run(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
         (["lock", "-n=0", "p", "c"], "Lock holder limit must be positive\n"),
         (["lock", "-monitor-retry=-1", "p", "c"], "Number for 'monitor-retry' must be >= 0\n"),
         (["services", "deregister"], "Service deregistration requires at least one argument or -id.\n"),
-        (["services", "register", "-name=x", "f.json"], "Service registration requires arguments or -id, not both.\n"),
-        (["services", "register", "-name=x", "-tagged-address=lan=h:p"], 'Invalid Tagged Address: strconv.Atoi: parsing "p": invalid syntax\n'),
+        (
+            ["services", "register", "-name=x", "f.json"],
+            "Service registration requires arguments or -id, not both.\n",
+        ),
+        (
+            ["services", "register", "-name=x", "-tagged-address=lan=h:p"],
+            'Invalid Tagged Address: strconv.Atoi: parsing "p": invalid syntax\n',
+        ),
         (["catalog", "nodes", "x"], "Too many arguments (expected 0, got 1)\n"),
         (["event", "-name=e", "-node=("], None),
         (["members", "-status=("], None),
@@ -109,7 +115,9 @@ def test_bad_address_reported_without_network() -> None:
 
 
 def test_parse_import() -> None:
-    assert _parse_import(b'[{"Key":"a","Flags":2,"Value":"eA=="}]') == [{"key": "a", "flags": 2, "value": "eA=="}]
+    assert _parse_import(b'[{"Key":"a","Flags":2,"Value":"eA=="}]') == [
+        {"key": "a", "flags": 2, "value": "eA=="}
+    ]
     assert _parse_import(b"null") == []
     for bad in (b"{}", b'[{"key": 1}]', b'[{"key":"a","flags":-1}]', b"nope"):
         with pytest.raises(ValueError):

@@ -96,7 +96,16 @@ def test_help(arg: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("10", 10), ("0x1f", 31), ("0X1F", 31), ("010", 8), ("0o17", 15), ("0b101", 5), ("1_000", 1000), ("-5", -5)],
+    [
+        ("10", 10),
+        ("0x1f", 31),
+        ("0X1F", 31),
+        ("010", 8),
+        ("0o17", 15),
+        ("0b101", 5),
+        ("1_000", 1000),
+        ("-5", -5),
+    ],
 )
 def test_parse_go_int(text: str, value: int) -> None:
     assert parse_go_int(text) == value
@@ -117,8 +126,16 @@ def test_http_flags_override_environment() -> None:
     env = {"CONSUL_HTTP_ADDR": "10.0.0.1:8500", "CONSUL_HTTP_TOKEN": "envtok", "CONSUL_HTTP_SSL": "true"}
     cfg = client_config(fs.parse([]), env)
     assert cfg.address == "10.0.0.1:8500" and cfg.token == "envtok" and cfg.ssl is True
-    cfg = client_config(fs.parse(["-http-addr=127.0.0.1:9", "-token=flagtok", "-datacenter=dc2", "-stale"]), env)
+    cfg = client_config(
+        fs.parse(["-http-addr=127.0.0.1:9", "-token=flagtok", "-datacenter=dc2", "-stale"]), env
+    )
     assert cfg.address == "127.0.0.1:9" and cfg.token == "flagtok" and cfg.datacenter == "dc2" and cfg.stale
     # -token-file beats the CONSUL_HTTP_TOKEN environment variable.
     cfg = client_config(fs.parse(["-token-file=/tmp/t"]), env)
     assert cfg.token == "" and cfg.token_file == "/tmp/t"
+
+
+def test_str_kind_alias() -> None:
+    fs = FlagSet("u")
+    fs.add("id", "str", "")
+    assert fs.parse(["-id=x"])["id"] == "x"

@@ -200,11 +200,15 @@ class Cluster:
 
 def wait_until(pred: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while time.monotonic() < deadline:
-        if pred():
-            return
+        try:
+            if pred():
+                return
+        except (OSError, AssertionError) as err:  # a server still starting, or mid-failover
+            last = err
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})" if last else ""))
 
 
 def env_ok() -> bool:

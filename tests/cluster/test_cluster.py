@@ -173,3 +173,22 @@ def test_status_leader_json(cluster: Cluster) -> None:
     code, _h, body = cluster.request(0, "GET", "/v1/status/leader")
     assert code == 200
     assert json.loads(body) == f"{cluster.nodes[leader].ip}:{cluster.server_port}"
+
+
+def test_lagging_follower_catches_up_through_a_snapshot(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, extra=["-hcl", "raft_snapshot_threshold = 50\nraft_trailing_logs = 10\n"])
+    c.start_all()
+    try:
+        leader = c.wait_leader()
+        lagging = next(i for i in range(3) if i != leader)
+        c.kill(lagging)
+        others = [i for i in range(3) if i != lagging]
+        for k in range(300):
+            assert c.put(others[k % 2], f"snap/{k:04d}", b"v")
+        c.start(lagging)
+        want = {f"snap/{k:04d}" for k in range(300)}
+        wait_until(lambda: want <= set(c.kv_dump(lagging)), 30, "the restarted follower to catch up")
+        snaps = list((c.nodes[lagging].data_dir / "raft").glob("snap-*"))
+        assert snaps, "the follower should hold a snapshot (installed from the leader or its own)"
+    finally:
+        c.close()

@@ -16,8 +16,11 @@ import dns.message
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 from dnshelpers import make_config, records
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from muster.dns.server import DNSServer
 from muster.runtime import Rng
@@ -343,3 +346,85 @@ async def test_unknown_reverse_names_go_to_the_recursor() -> None:
         await d.stop()
         await srv.stop()
         t.close()
+
+
+async def test_truncated_upstream_reply_is_retried_over_tcp_and_resized_for_the_client() -> None:
+    many = [f"192.0.2.{i}" for i in range(1, 61)]
+
+    def full(q: dns.message.Message) -> dns.message.Message:
+        r = dns.message.make_response(q)
+        r.answer.append(dns.rrset.from_text_list(q.question[0].name, 60, "IN", "A", many))
+        return r
+
+    def truncated(q: dns.message.Message) -> dns.message.Message:
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.TC
+        return r
+
+    async def tcp_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = struct.unpack("!H", await reader.readexactly(2))[0]
+        out = full(dns.message.from_wire(await reader.readexactly(n))).to_wire()
+        writer.write(struct.pack("!H", len(out)) + out)
+        await writer.drain()
+        writer.close()
+
+    loop = asyncio.get_running_loop()
+    for _ in range(20):  # the UDP port's TCP twin may be taken: retry (bounded)
+        transport, udp = await loop.create_datagram_endpoint(lambda: FakeUpstream(truncated), local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        try:
+            tcp_server = await asyncio.start_server(tcp_client, "127.0.0.1", port)
+            break
+        except OSError:
+            transport.close()
+    else:
+        pytest.fail("no UDP+TCP port pair")
+    srv, d = await start_env(f"-recursor=127.0.0.1:{port}")
+    try:
+        e = Env(srv, d)
+        r = await e.tcp("big.example.org.")
+        assert len(records(r)) == 60 and udp.seen == 1
+        r = await e.udp("big.example.org.")  # ~1000 bytes do not fit a plain 512-byte UDP reply
+        assert r.flags & dns.flags.TC and r.answer == []
+        r = await e.udp("big.example.org.", use_edns=0, payload=4096)
+        assert len(records(r)) == 60
+    finally:
+        await d.stop()
+        await srv.stop()
+        transport.close()
+        tcp_server.close()
+
+
+def _unstarted_server() -> DNSServer:
+    srv = Server(ServerIdentity("srv1", "11111111-2222-3333-4444-555555555555", "dc1", "127.0.0.1"), rng=Rng(7))
+    return DNSServer(srv, make_config(), rng=Rng(9))
+
+
+_VALID = [
+    dns.message.make_query(n, t, use_edns=e).to_wire()
+    for n, t, e in [("web.service." + D, "A", False), ("x.node." + D, "SRV", 0), ("example.com.", "TXT", 0), (D, "SOA", False)]
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_VALID), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=6),
+       st.integers(0, 60), st.booleans())
+def test_mutated_queries_never_raise(base: bytes, flips: list[tuple[int, int]], cut: int, tcp: bool) -> None:
+    d = _unstarted_server()
+    data = bytearray(base)
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    if cut:
+        data = data[: max(0, len(data) - cut)]
+    out = d.handle(bytes(data), tcp)
+    if isinstance(out, bytes):
+        assert len(out) >= 12 and out[:2] == bytes(data[:2])
+        dns.message.from_wire(out)  # whatever we send must be a well-formed message
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=120))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    out = _unstarted_server().handle(data, False)
+    assert out is None or (isinstance(out, bytes) and len(out) >= 12)

@@ -166,7 +166,9 @@ def start_agent(
     log.flush()
     child_env = {k: v for k, v in (env or os.environ).items() if not k.startswith("CONSUL_")}
     src = str(REPO_ROOT / "src")
-    child_env["PYTHONPATH"] = src + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
+    child_env["PYTHONPATH"] = src + (
+        os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else ""
+    )
     proc = subprocess.Popen(
         argv,
         stdout=log,
@@ -202,7 +204,9 @@ def run_cli(
     """Run ``python -m muster ARGS`` (pointed at ``agent`` via CONSUL_HTTP_ADDR) and capture it."""
     child_env = dict(env) if env is not None else (agent.env() if agent else dict(os.environ))
     src = str(REPO_ROOT / "src")
-    child_env["PYTHONPATH"] = src + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
+    child_env["PYTHONPATH"] = src + (
+        os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else ""
+    )
     return subprocess.run(
         [sys.executable, "-m", "muster", *args],
         input=b"" if input is None else input,

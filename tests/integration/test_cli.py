@@ -45,7 +45,9 @@ def _fails(res: subprocess.CompletedProcess[bytes], code: int = 1) -> str:
 
 def test_kv_put_get_roundtrip(muster_agent: AgentProcess, unique: str) -> None:
     key = f"{unique}/cfg"
-    assert _ok(run_cli(["kv", "put", key, "hello world"], muster_agent)) == f"Success! Data written to: {key}\n"
+    assert (
+        _ok(run_cli(["kv", "put", key, "hello world"], muster_agent)) == f"Success! Data written to: {key}\n"
+    )
     assert _ok(run_cli(["kv", "get", key], muster_agent)) == "hello world\n"
     # A leading slash is stripped.
     assert _ok(run_cli(["kv", "get", f"/{key}"], muster_agent)) == "hello world\n"
@@ -61,7 +63,11 @@ def test_kv_put_from_file_stdin_and_base64(muster_agent: AgentProcess, unique: s
     assert run_cli(["kv", "get", f"{unique}/file"], muster_agent).stdout == b"\x00\x01binary\xff\n"
     _ok(run_cli(["kv", "put", f"{unique}/stdin", "-"], muster_agent, input=b"from stdin"))
     assert _ok(run_cli(["kv", "get", f"{unique}/stdin"], muster_agent)) == "from stdin\n"
-    _ok(run_cli(["kv", "put", "-base64", f"{unique}/b64", base64.b64encode(b"decoded").decode()], muster_agent))
+    _ok(
+        run_cli(
+            ["kv", "put", "-base64", f"{unique}/b64", base64.b64encode(b"decoded").decode()], muster_agent
+        )
+    )
     assert _ok(run_cli(["kv", "get", f"{unique}/b64"], muster_agent)) == "decoded\n"
     assert _ok(run_cli(["kv", "get", "-base64", f"{unique}/b64"], muster_agent)) == "ZGVjb2RlZA==\n"
     err = _fails(run_cli(["kv", "put", f"{unique}/nofile", "@/nonexistent/x"], muster_agent))
@@ -115,7 +121,10 @@ def test_kv_cas_and_delete(muster_agent: AgentProcess, unique: str) -> None:
     idx = entry["ModifyIndex"]
     err = _fails(run_cli(["kv", "put", "-cas", f"-modify-index={idx + 100}", key, "v2"], muster_agent))
     assert err == f"Error! Did not write to {key}: CAS failed\n"
-    assert _fails(run_cli(["kv", "put", "-cas", key, "v2"], muster_agent)) == "Must specify -modify-index with -cas!\n"
+    assert (
+        _fails(run_cli(["kv", "put", "-cas", key, "v2"], muster_agent))
+        == "Must specify -modify-index with -cas!\n"
+    )
     _ok(run_cli(["kv", "put", "-cas", f"-modify-index={idx}", key, "v2"], muster_agent))
     assert _ok(run_cli(["kv", "get", key], muster_agent)) == "v2\n"
 
@@ -127,7 +136,9 @@ def test_kv_cas_and_delete(muster_agent: AgentProcess, unique: str) -> None:
     out = _ok(run_cli(["kv", "delete", "-recurse", f"{unique}/t/"], muster_agent))
     assert out == f"Success! Deleted keys with prefix: {unique}/t/\n"
     assert api.kv_list(f"{unique}/t/")[0] == []
-    err = _fails(run_cli(["kv", "delete", "-recurse", "-cas", "-modify-index=3", f"{unique}/t/"], muster_agent))
+    err = _fails(
+        run_cli(["kv", "delete", "-recurse", "-cas", "-modify-index=3", f"{unique}/t/"], muster_agent)
+    )
     assert err == "Cannot specify both -cas and -recurse!\n"
 
 
@@ -181,7 +192,9 @@ def test_kv_export_import_roundtrip(muster_agent: AgentProcess, unique: str, tmp
     assert base64.b64decode(entry["Value"]) == b"alpha"
     # From stdin.
     data = json.dumps([{"key": f"{unique}/stdin-import", "flags": 0, "value": "eA=="}]).encode()
-    assert _ok(run_cli(["kv", "import", "-"], muster_agent, input=data)) == f"Imported: {unique}/stdin-import\n"
+    assert (
+        _ok(run_cli(["kv", "import", "-"], muster_agent, input=data)) == f"Imported: {unique}/stdin-import\n"
+    )
     assert _ok(run_cli(["kv", "export", f"{unique}/nothing-here/"], muster_agent)) == "[]\n"
     err = _fails(run_cli(["kv", "import", "not json"], muster_agent))
     assert err.startswith("Cannot unmarshal data: ")
@@ -241,7 +254,9 @@ def test_token_settings(muster_agent: AgentProcess, unique: str, tmp_path: Path)
     assert _ok(run_cli(["kv", "get", key], env=env)) == "v\n"
     env = muster_agent.env(CONSUL_HTTP_TOKEN_FILE=str(tmp_path / "missing"))
     err = _fails(run_cli(["kv", "get", key], env=env))
-    assert err.startswith(f"Error connecting to Consul agent: Error loading token file {tmp_path / 'missing'}")
+    assert err.startswith(
+        f"Error connecting to Consul agent: Error loading token file {tmp_path / 'missing'}"
+    )
 
 
 # -- agent / cluster commands ---------------------------------------------------------------
@@ -251,7 +266,17 @@ def test_members(muster_agent: AgentProcess) -> None:
     node = str(_api(muster_agent).agent_self()["Config"]["NodeName"])
     out = _ok(run_cli(["members"], muster_agent))
     lines = out.splitlines()
-    assert lines[0].split() == ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC", "Partition", "Segment"]
+    assert lines[0].split() == [
+        "Node",
+        "Address",
+        "Status",
+        "Type",
+        "Build",
+        "Protocol",
+        "DC",
+        "Partition",
+        "Segment",
+    ]
     row = lines[1].split()
     assert row[0] == node
     assert row[2:4] == ["alive", "server"]
@@ -262,7 +287,9 @@ def test_members(muster_agent: AgentProcess) -> None:
     res = run_cli(["members", "-status=failed"], muster_agent)
     assert res.returncode == 2
     assert res.stdout == b""
-    assert _fails(run_cli(["members", "-status=("], muster_agent)).startswith("Failed to compile status regexp")
+    assert _fails(run_cli(["members", "-status=("], muster_agent)).startswith(
+        "Failed to compile status regexp"
+    )
 
 
 def test_info(muster_agent: AgentProcess) -> None:
@@ -291,7 +318,10 @@ def test_catalog_commands(muster_agent: AgentProcess, unique: str) -> None:
     assert "consul\n" in _ok(run_cli(["catalog", "services"], muster_agent))
     out = _ok(run_cli(["catalog", "services", f"-node={node}"], muster_agent))
     assert "consul" in out.split()
-    assert _fails(run_cli(["catalog", "nodes", "extra"], muster_agent)) == "Too many arguments (expected 0, got 1)\n"
+    assert (
+        _fails(run_cli(["catalog", "nodes", "extra"], muster_agent))
+        == "Too many arguments (expected 0, got 1)\n"
+    )
 
 
 def test_services_register_deregister_flags(muster_agent: AgentProcess, unique: str) -> None:
@@ -309,7 +339,10 @@ def test_services_register_deregister_flags(muster_agent: AgentProcess, unique: 
     assert svc["Meta"] == {"team": "x"}
     out = _ok(run_cli(["catalog", "services", "-tags"], muster_agent))
     assert any(line.split() == [name, "a,b"] for line in out.splitlines())
-    assert _ok(run_cli(["services", "deregister", f"-id={name}"], muster_agent)) == f"Deregistered service: {name}\n"
+    assert (
+        _ok(run_cli(["services", "deregister", f"-id={name}"], muster_agent))
+        == f"Deregistered service: {name}\n"
+    )
     assert name not in _api(muster_agent).agent_services()
     err = _fails(run_cli(["services", "register"], muster_agent))
     assert err == "Service registration requires at least one argument or flags.\n"
@@ -329,7 +362,9 @@ def test_services_register_from_files(muster_agent: AgentProcess, unique: str, t
     assert services[f"{hname}-1"]["Service"] == hname
     out = _ok(run_cli(["services", "deregister", str(jfile), str(hfile)], muster_agent))
     assert out == f"Deregistered service: {jname}\nDeregistered service: {hname}-1\n"
-    assert _fails(run_cli(["services", "register", str(tmp_path / "nope.json")], muster_agent)).startswith("Error: ")
+    assert _fails(run_cli(["services", "register", str(tmp_path / "nope.json")], muster_agent)).startswith(
+        "Error: "
+    )
 
 
 def test_event(muster_agent: AgentProcess, unique: str) -> None:
@@ -396,7 +431,9 @@ def test_watch_key_prints_once(muster_agent: AgentProcess, unique: str) -> None:
         "Session": "",
     }
     assert out.startswith('{\n    "Key": ')
-    assert _ok(run_cli(["watch", "-type=key", f"-key={unique}/missing"], muster_agent, timeout=30)) == "null\n"
+    assert (
+        _ok(run_cli(["watch", "-type=key", f"-key={unique}/missing"], muster_agent, timeout=30)) == "null\n"
+    )
     out = _ok(run_cli(["watch", "-type=keyprefix", f"-prefix={unique}/"], muster_agent, timeout=30))
     assert [e["Key"] for e in json.loads(out)] == [key]
     out = _ok(run_cli(["watch", "-type=services"], muster_agent, timeout=30))
@@ -444,7 +481,7 @@ def test_watch_handler_runs_on_each_change(muster_agent: AgentProcess, unique: s
     api = _api(muster_agent)
     api.kv_put(key, b"one")
     sink = tmp_path / "calls"
-    handler = f"cat >> {sink}; echo >> {sink}; echo \"$CONSUL_INDEX\" >> {tmp_path / 'indexes'}"
+    handler = f'cat >> {sink}; echo >> {sink}; echo "$CONSUL_INDEX" >> {tmp_path / "indexes"}'
     proc = _popen_cli(["watch", "-type=key", f"-key={key}", handler], muster_agent)
     try:
         assert _wait_for(lambda: sink.exists() and sink.read_text().count("\n") >= 2), "first handler call"
@@ -477,8 +514,9 @@ def test_lock_runs_child_and_cleans_up(muster_agent: AgentProcess, unique: str) 
     assert _ok(res) == "held=true\n"
     api = _api(muster_agent)
     assert api.kv_get(f"{prefix}/.lock")[0] is None
-    assert not [s for s in api.session_list()[0] if s["Name"].startswith("Consul lock for")
-                and prefix in s["Name"]]
+    assert not [
+        s for s in api.session_list()[0] if s["Name"].startswith("Consul lock for") and prefix in s["Name"]
+    ]
 
 
 def test_lock_child_exit_code(muster_agent: AgentProcess, unique: str) -> None:
@@ -558,3 +596,25 @@ def test_cli_does_not_need_env_when_flag_given(muster_agent: AgentProcess, uniqu
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
     res = run_cli(["kv", "put", f"-http-addr={muster_agent.http_addr}", f"{unique}/e", "v"], env=env)
     assert _ok(res) == f"Success! Data written to: {unique}/e\n"
+
+
+def test_watch_other_types(muster_agent: AgentProcess) -> None:
+    node = str(_api(muster_agent).agent_self()["Config"]["NodeName"])
+    nodes = json.loads(_ok(run_cli(["watch", "-type=nodes"], muster_agent, timeout=30)))
+    assert node in [n["Node"] for n in nodes]
+    entries = json.loads(
+        _ok(run_cli(["watch", "-type=service", "-service=consul"], muster_agent, timeout=30))
+    )
+    assert entries[0]["Service"]["ID"] == "consul"
+    checks = json.loads(_ok(run_cli(["watch", "-type=checks", "-state=passing"], muster_agent, timeout=30)))
+    assert "serfHealth" in [c["CheckID"] for c in checks]
+    err = _fails(run_cli(["watch", "-type=bogus"], muster_agent))
+    assert err == "Unsupported watch type: bogus\n"
+
+
+def test_stale_and_datacenter_flags(muster_agent: AgentProcess, unique: str) -> None:
+    key = f"{unique}/dc"
+    _api(muster_agent).kv_put(key, b"v")
+    assert _ok(run_cli(["kv", "get", "-stale", "-datacenter=dc1", key], muster_agent)) == "v\n"
+    err = _fails(run_cli(["kv", "get", "-datacenter=nowhere", key], muster_agent))
+    assert err == "Error querying Consul agent: Unexpected response code: 500 (No path to datacenter)\n"

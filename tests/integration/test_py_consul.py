@@ -284,7 +284,13 @@ def test_catalog_register_query_deregister(c: consul.Consul, unique: str) -> Non
     assert c.catalog.register(
         node,
         "10.9.8.7",
-        service={"Service": svc, "ID": f"{svc}-1", "Port": 8080, "Tags": ["blue", "v1"], "Address": "10.9.8.70"},
+        service={
+            "Service": svc,
+            "ID": f"{svc}-1",
+            "Port": 8080,
+            "Tags": ["blue", "v1"],
+            "Address": "10.9.8.70",
+        },
         check={"Name": "ext check", "CheckID": f"chk-{unique}", "Status": "passing", "ServiceID": f"{svc}-1"},
     )
     _, nodes = c.catalog.nodes()
@@ -489,7 +495,9 @@ def test_status_leader_and_peers(c: consul.Consul) -> None:
 def test_patroni_style_leader_lock(c: consul.Consul, unique: str) -> None:
     scope = f"service/{unique}"
     member = "pg-0"
-    sid = c.session.create(name=f"{unique}-{member}", checks=[], behavior="delete", ttl=15.0, lock_delay=0.001)
+    sid = c.session.create(
+        name=f"{unique}-{member}", checks=[], behavior="delete", ttl=15.0, lock_delay=0.001
+    )
     try:
         _, info = c.session.info(sid)
         assert info["TTL"] == "15.0s"

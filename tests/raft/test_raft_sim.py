@@ -63,7 +63,7 @@ def test_violation_message_has_replay_command(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.soak
-@pytest.mark.parametrize("start", range(100_000, 110_000, 500))
+@pytest.mark.parametrize("start", range(100_000, 105_000, 500))
 def test_sim_soak(start: int) -> None:
     for seed in range(start, start + 500):
         run_seed(seed, SimOptions(nodes=_nodes_for(seed), steps=1000, settle_ticks=1000))

@@ -390,7 +390,10 @@ class Agent:
     async def _reap_loop(self) -> None:
         while True:
             await asyncio.sleep(self.reap_interval)
-            self.reap_critical_services()
+            try:
+                self.reap_critical_services()
+            except Exception:  # keep reaping on the next round; a bug here must be visible, not fatal
+                log.exception("critical-service reaper failed")
 
     def reap_critical_services(self) -> list[str]:
         """Deregister services with a check critical for longer than its

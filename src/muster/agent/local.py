@@ -324,6 +324,9 @@ class AntiEntropy:
                 except MusterError as err:
                     log.warning("anti-entropy full sync failed: %s", err)
                     next_full = loop.time() + self._stagger(self.retry_interval)
+                except Exception:  # a bug must not stop syncing forever: log it and retry later
+                    log.exception("anti-entropy full sync crashed")
+                    next_full = loop.time() + self._stagger(self.retry_interval)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), next_full - now)
@@ -333,6 +336,9 @@ class AntiEntropy:
                     await self.sync_changes()
                 except MusterError as err:
                     log.warning("anti-entropy partial sync failed: %s", err)
+                    next_full = min(next_full, loop.time() + self._stagger(self.retry_interval))
+                except Exception:  # see above
+                    log.exception("anti-entropy partial sync crashed")
                     next_full = min(next_full, loop.time() + self._stagger(self.retry_interval))
 
     async def full_sync(self) -> None:

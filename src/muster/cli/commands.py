@@ -182,7 +182,9 @@ def catalog_nodes(ui: UI, args: list[str]) -> int:
 
 def catalog_services(ui: UI, args: list[str]) -> int:
     """``catalog services [-tags] [-node N] [-node-meta k=v]``."""
-    fs = FlagSet("Usage: muster catalog services [options]\n\n  Lists the services registered in a datacenter.")
+    fs = FlagSet(
+        "Usage: muster catalog services [options]\n\n  Lists the services registered in a datacenter."
+    )
     fs.add("node", "string", "", "Node id or name for which to list services.")
     fs.add("node-meta", "map", None, "Filter nodes with the given key=value pairs (repeatable).")
     fs.add("tags", "bool", False, "Display each service's tags as a comma-separated list.")
@@ -417,7 +419,9 @@ def event(ui: UI, args: list[str]) -> int:
 
 def leave(ui: UI, args: list[str]) -> int:
     """``leave``: graceful leave and shutdown of the agent."""
-    fs = FlagSet("Usage: muster leave [options]\n\n  Causes the agent to gracefully leave the cluster and shut down.")
+    fs = FlagSet(
+        "Usage: muster leave [options]\n\n  Causes the agent to gracefully leave the cluster and shut down."
+    )
     add_http_flags(fs, server=False)
     p = parse_or_usage(ui, fs, args)
     if p.args:

@@ -140,7 +140,9 @@ class FlagSet:
         self._order: list[str] = []
 
     def add(self, name: str, kind: str, default: Any = None, help: str = "", metavar: str = "") -> None:
-        """Define a flag.  ``kind`` is one of bool, string, int, uint, duration, list, map."""
+        """Define a flag.  ``kind`` is one of bool, string (alias str), int, uint, duration, list, map."""
+        if kind == "str":
+            kind = "string"
         if kind not in KINDS:
             raise ValueError(f"unknown flag kind {kind!r}")
         if name in self.flags:
@@ -256,7 +258,9 @@ def add_http_flags(fs: FlagSet, *, server: bool = True) -> None:
         "The address and port of the Consul HTTP agent. Can also be specified via CONSUL_HTTP_ADDR.",
         "address",
     )
-    fs.add("token", "string", "", "ACL token to use in the request. Can also be specified via CONSUL_HTTP_TOKEN.")
+    fs.add(
+        "token", "string", "", "ACL token to use in the request. Can also be specified via CONSUL_HTTP_TOKEN."
+    )
     fs.add(
         "token-file",
         "string",
@@ -264,10 +268,24 @@ def add_http_flags(fs: FlagSet, *, server: bool = True) -> None:
         "File containing the ACL token to use in the request. Can also be specified via CONSUL_HTTP_TOKEN_FILE.",
         "path",
     )
-    fs.add("ca-file", "string", "", "Path to a CA file to use for TLS. Can also be specified via CONSUL_CACERT.")
-    fs.add("ca-path", "string", "", "Path to a directory of CA certificates. Can also be specified via CONSUL_CAPATH.")
-    fs.add("client-cert", "string", "", "Path to a client cert file. Can also be specified via CONSUL_CLIENT_CERT.")
-    fs.add("client-key", "string", "", "Path to a client key file. Can also be specified via CONSUL_CLIENT_KEY.")
+    fs.add(
+        "ca-file", "string", "", "Path to a CA file to use for TLS. Can also be specified via CONSUL_CACERT."
+    )
+    fs.add(
+        "ca-path",
+        "string",
+        "",
+        "Path to a directory of CA certificates. Can also be specified via CONSUL_CAPATH.",
+    )
+    fs.add(
+        "client-cert",
+        "string",
+        "",
+        "Path to a client cert file. Can also be specified via CONSUL_CLIENT_CERT.",
+    )
+    fs.add(
+        "client-key", "string", "", "Path to a client key file. Can also be specified via CONSUL_CLIENT_KEY."
+    )
     fs.add(
         "tls-server-name",
         "string",
@@ -275,7 +293,9 @@ def add_http_flags(fs: FlagSet, *, server: bool = True) -> None:
         "The server name to use as the SNI host. Can also be specified via CONSUL_TLS_SERVER_NAME.",
     )
     if server:
-        fs.add("datacenter", "string", "", "Name of the datacenter to query. Defaults to the agent's datacenter.")
+        fs.add(
+            "datacenter", "string", "", "Name of the datacenter to query. Defaults to the agent's datacenter."
+        )
         fs.add("stale", "bool", False, "Permit any Consul server (non-leader) to respond to this request.")
 
 

@@ -57,7 +57,9 @@ def to_bytes(text: str) -> bytes:
     return text.encode("utf-8", errors="surrogateescape")
 
 
-def columnize(lines: Sequence[str], delim: str = "\x1f", glue: str = "  ", prefix: str = "", empty: str = "") -> str:
+def columnize(
+    lines: Sequence[str], delim: str = "\x1f", glue: str = "  ", prefix: str = "", empty: str = ""
+) -> str:
     """``columnize.Format``: split each line on ``delim``, pad every column but the last.
 
     Fields are whitespace-trimmed; a line with fewer fields uses only its own columns.  The
@@ -195,7 +197,9 @@ def export_entries(entries: Sequence[Mapping[str, Any]]) -> str:
     return go_json_indent(exported, "\t")
 
 
-def format_kv_detailed(entry: Mapping[str, Any], value: bytes, base64_value: bool, keys_only: bool = False) -> str:
+def format_kv_detailed(
+    entry: Mapping[str, Any], value: bytes, base64_value: bool, keys_only: bool = False
+) -> str:
     """``consul kv get -detailed``: tab-aligned metadata then the value (none with ``keys_only``)."""
     session = entry.get("Session") or "-"
     text = (
@@ -348,7 +352,9 @@ def format_catalog_nodes(nodes: Sequence[Mapping[str, Any]], *, detailed: bool) 
             idx = node_id.find("-")
             if idx > 0:
                 node_id = node_id[:idx]
-            lines.append(f"{n.get('Node', '')}\x1f{node_id}\x1f{n.get('Address', '')}\x1f{n.get('Datacenter', '')}")
+            lines.append(
+                f"{n.get('Node', '')}\x1f{node_id}\x1f{n.get('Address', '')}\x1f{n.get('Datacenter', '')}"
+            )
     return columnize(lines)
 
 

@@ -56,7 +56,9 @@ def _strip_slash(key: str) -> str:
 
 def kv_get(ui: UI, args: list[str]) -> int:
     """``kv get [-recurse|-keys [-separator=/]] [-detailed] [-base64] KEY``."""
-    fs = FlagSet("Usage: muster kv get [options] [KEY_OR_PREFIX]\n\n  Retrieves the value from the key-value store.")
+    fs = FlagSet(
+        "Usage: muster kv get [options] [KEY_OR_PREFIX]\n\n  Retrieves the value from the key-value store."
+    )
     fs.add("base64", "bool", False, "Base64 encode the value.")
     fs.add("detailed", "bool", False, "Provide additional metadata about the key.")
     fs.add("keys", "bool", False, "List keys which start with the given prefix, but not their values.")
@@ -127,7 +129,9 @@ def _data_from_arg(ui: UI, data: str) -> bytes:
             with open(data[1:], "rb") as fh:
                 return fh.read()
         except OSError as err:
-            raise ValueError(f"Failed to read file: open {data[1:]}: {(err.strerror or str(err)).lower()}") from None
+            raise ValueError(
+                f"Failed to read file: open {data[1:]}: {(err.strerror or str(err)).lower()}"
+            ) from None
     if data[0] == "-" and len(data) == 1:
         try:
             return ui.stdin.read()
@@ -265,7 +269,9 @@ def kv_delete(ui: UI, args: list[str]) -> int:
 
 def kv_export(ui: UI, args: list[str]) -> int:
     """``kv export [PREFIX]``: tab-indented JSON of ``{"key","flags","value"}``."""
-    fs = FlagSet("Usage: muster kv export [KEY_OR_PREFIX]\n\n  Writes the JSON representation of a KV tree to stdout.")
+    fs = FlagSet(
+        "Usage: muster kv export [KEY_OR_PREFIX]\n\n  Writes the JSON representation of a KV tree to stdout."
+    )
     add_http_flags(fs)
     p = parse_or_usage(ui, fs, args)
     if len(p.args) > 1:
@@ -297,7 +303,9 @@ def _parse_import(data: bytes) -> list[dict[str, Any]]:
         if item is None:
             continue
         if not isinstance(item, dict):
-            raise ValueError(f"json: cannot unmarshal {type(item).__name__} into Go value of type impexp.Entry")
+            raise ValueError(
+                f"json: cannot unmarshal {type(item).__name__} into Go value of type impexp.Entry"
+            )
         lowered = {str(k).lower(): v for k, v in item.items()}
         key = lowered.get("key", "")
         flags = lowered.get("flags", 0)
@@ -305,7 +313,9 @@ def _parse_import(data: bytes) -> list[dict[str, Any]]:
         if not isinstance(key, str) or not isinstance(value, str):
             raise ValueError("json: cannot unmarshal non-string key/value into impexp.Entry")
         if isinstance(flags, bool) or not isinstance(flags, int) or not 0 <= flags < 1 << 64:
-            raise ValueError(f"json: cannot unmarshal {flags!r} into Go struct field Entry.flags of type uint64")
+            raise ValueError(
+                f"json: cannot unmarshal {flags!r} into Go struct field Entry.flags of type uint64"
+            )
         entries.append({"key": key, "flags": flags, "value": value})
     return entries
 

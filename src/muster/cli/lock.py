@@ -38,7 +38,16 @@ from muster.cli.format import LOCK_FLAG_VALUE, SEMAPHORE_FLAG_VALUE
 from muster.cli.ui import UI, make_client, parse_or_usage
 from muster.durations import SECOND, parse_duration
 
-__all__ = ["Lock", "LockError", "LockInUse", "RenewedSession", "Semaphore", "child_command", "describe_exit", "lock"]
+__all__ = [
+    "Lock",
+    "LockError",
+    "LockInUse",
+    "RenewedSession",
+    "Semaphore",
+    "child_command",
+    "describe_exit",
+    "lock",
+]
 
 SESSION_TTL = "15s"
 LOCK_WAIT_TIME = 15.0
@@ -246,7 +255,9 @@ class Lock:
 class Semaphore:
     """Go's ``api.Semaphore``: up to ``limit`` holders under ``prefix``."""
 
-    def __init__(self, client: Client, prefix: str, limit: int, session_name: str, monitor_retries: int) -> None:
+    def __init__(
+        self, client: Client, prefix: str, limit: int, session_name: str, monitor_retries: int
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.limit = limit
@@ -289,7 +300,9 @@ class Semaphore:
             if holder not in alive:
                 del lock["Holders"][holder]
 
-    def _list(self, index: int = 0, wait: str | None = None, consistent: bool = False) -> tuple[list[dict[str, Any]], int]:
+    def _list(
+        self, index: int = 0, wait: str | None = None, consistent: bool = False
+    ) -> tuple[list[dict[str, Any]], int]:
         prefix = self.prefix + "/" if self.prefix and not self.prefix.endswith("/") else self.prefix
         pairs, meta = self.client.kv_list(prefix, index=index, wait=wait, consistent=consistent)
         return pairs, meta.index
@@ -473,7 +486,9 @@ def lock(ui: UI, args: list[str]) -> int:
     )
     fs.add("child-exit-code", "bool", False, "Exit 2 if the child process exited with an error.")
     fs.add("n", "int", 1, "Optional limit on the number of concurrent lock holders.")
-    fs.add("monitor-retry", "int", DEFAULT_MONITOR_RETRY, "Number of times to retry on a 500 while monitoring.")
+    fs.add(
+        "monitor-retry", "int", DEFAULT_MONITOR_RETRY, "Number of times to retry on a 500 while monitoring."
+    )
     fs.add("name", "string", "", "Optional name to associate with the lock session.")
     fs.add("pass-stdin", "bool", False, "Pass stdin to the child process.")
     fs.add("shell", "bool", True, "Use a shell to run the command ($SHELL, default /bin/sh).")
@@ -526,7 +541,9 @@ def lock(ui: UI, args: list[str]) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _run_locked(ui, p.values, locker, child_args, timeout_ns / SECOND if timeout_ns else None, state, info)
+        return _run_locked(
+            ui, p.values, locker, child_args, timeout_ns / SECOND if timeout_ns else None, state, info
+        )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

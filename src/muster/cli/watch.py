@@ -146,7 +146,9 @@ def watch(ui: UI, args: list[str]) -> int:
         try:
             params["passingonly"] = parse_go_bool(p["passingonly"])
         except ValueError:
-            ui.err(f'Failed to parse passingonly flag: strconv.ParseBool: parsing "{p["passingonly"]}": invalid syntax')
+            ui.err(
+                f'Failed to parse passingonly flag: strconv.ParseBool: parsing "{p["passingonly"]}": invalid syntax'
+            )
             return 1
     client = make_client(ui, p)
     try:

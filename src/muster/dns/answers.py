@@ -28,7 +28,7 @@ Rules (each from Consul's ``agent/dns.go``; see the contract for the table):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,6 @@ import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
-import dns.rrset
 
 from ..config import Config
 from ..runtime import Rng
@@ -70,12 +69,17 @@ CONSUL_SERVICE = "consul"
 MAX_NS = 3  # Consul returns up to three random servers as NS records
 
 
+# One resource record: owner, TTL, rdata.  Plain tuples rather than dnspython RRsets: an RRset
+# hashes its rdata on insertion, which alone cost more than the rest of building an answer.
+Record = tuple[dns.name.Name, int, dns.rdata.Rdata]
+
+
 @dataclass
 class Unit:
     """Records that stay together: ``records`` in their section, ``extras`` in Additional."""
 
-    records: list[dns.rrset.RRset]
-    extras: list[dns.rrset.RRset] = field(default_factory=list)
+    records: list[Record]
+    extras: list[Record] = field(default_factory=list)
 
 
 @dataclass
@@ -96,16 +100,12 @@ class Answer:
     authority: list[Unit] = field(default_factory=list)
     shuffle_authority: bool = False
     authority_cap: int = 0
-    additional: list[dns.rrset.RRset] = field(default_factory=list)
+    additional: list[Record] = field(default_factory=list)
     forward: bool = False
 
 
-def rr(name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> dns.rrset.RRset:
-    """A one-record RRset (one wire record: units are counted and trimmed per record)."""
-    s = dns.rrset.RRset(name, rdata.rdclass, rdata.rdtype)
-    s.update_ttl(ttl)
-    s.add(rdata)
-    return s
+def rr(name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> Record:
+    return (name, max(0, min(ttl, 0x7FFFFFFF)), rdata)
 
 
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -210,7 +210,7 @@ class Answerer:
             self._view_key = key
         return self._view
 
-    def soa(self, domain: dns.name.Name, now: float) -> dns.rrset.RRset:
+    def soa(self, domain: dns.name.Name, now: float) -> Record:
         s = self.dcfg.soa
         data = dns.rdtypes.ANY.SOA.SOA(
             IN, SOA,
@@ -233,7 +233,7 @@ class Answerer:
 
     def _addr_records(
         self, owner: dns.name.Name, address: str, qtype: int, ttl: int
-    ) -> list[dns.rrset.RRset]:
+    ) -> list[Record]:
         """A/AAAA (for the matching question type) or CNAME (hostname) records for ``address``."""
         ip = parse_ip(address)
         if ip is None:
@@ -247,7 +247,7 @@ class Answerer:
             return [rr(owner, ttl, dns.rdtypes.IN.AAAA.AAAA(IN, AAAA, str(ip)))]
         return []
 
-    def node_txt(self, owner: dns.name.Name, node: dict[str, Any], ttl: int) -> list[dns.rrset.RRset]:
+    def node_txt(self, owner: dns.name.Name, node: dict[str, Any], ttl: int) -> list[Record]:
         meta: Mapping[str, str] = node.get("Meta") or {}
         return [
             rr(owner, ttl, dns.rdtypes.ANY.TXT.TXT(IN, TXT, _txt_strings(rfc1464(k, str(meta[k])))))
@@ -364,7 +364,7 @@ class Answerer:
             seen.add(key)
             weights = svc.get("Weights") or {}
             weight = int(weights.get("Warning" if inst.warning else "Passing", 1))
-            extras: list[dns.rrset.RRset] = []
+            extras: list[Record] = []
             target: dns.name.Name | None = None
             if not svc_addr:
                 target = self.node_name(node["Node"], self.datacenter, domain)
@@ -481,8 +481,3 @@ def respond(
         enable_truncate=answerer.dcfg.enable_truncate, recursion_available=recursors,
     )
     return dns.message.from_wire(out)
-
-
-def iter_records(section: Iterable[dns.rrset.RRset]) -> list[tuple[str, int, str]]:
-    """(owner, type, rdata text) for every record of ``section`` - a test convenience."""
-    return [(str(s.name), s.rdtype, r.to_text()) for s in section for r in s]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import enum
 import zlib
-from typing import Union
 
 import msgspec
 
@@ -169,7 +168,7 @@ class PushPull(msgspec.Struct, tag=10, array_like=True, frozen=True):
     user_state: bytes = b""
 
 
-Message = Union[Ping, IndirectPing, Ack, Nack, Suspect, Alive, Dead, User, Compound, PushPull]
+Message = Ping | IndirectPing | Ack | Nack | Suspect | Alive | Dead | User | Compound | PushPull
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)  # type: ignore[arg-type]

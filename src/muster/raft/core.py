@@ -651,7 +651,11 @@ class RaftCore:
         elif m.type is expected:
             self.votes.setdefault(m.frm, not m.reject)
             res = self._tally()
-            if res is VoteResult.WON:
+            if res is VoteResult.WON and not self.promotable():
+                # Our own removal was applied mid-election: never lead a
+                # configuration we are not part of.
+                self._become_follower(self.term, None)
+            elif res is VoteResult.WON:
                 if self.role is Role.PRE_CANDIDATE:
                     self._campaign(pre=False, transfer=False)
                 else:

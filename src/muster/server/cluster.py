@@ -187,6 +187,13 @@ class ClusterMember:
                 out.append(a)
         return out
 
+    async def keep_addresses_fresh(self, interval: float = 5.0) -> None:
+        """Re-resolve the join names forever: a peer that restarted on a new IP (same name,
+        same node id) is found again through them, with no operator action."""
+        while True:
+            await self.refresh_join_addrs()
+            await asyncio.sleep(interval)
+
     async def refresh_join_addrs(self) -> list[str]:
         """Resolve every join name again (all A records; a name that does not resolve yet is normal)."""
         loop = asyncio.get_running_loop()

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from muster.raft.core import RaftConfig, Role
+from muster.raft.core import RaftConfig, ReadState, Role
 from muster.raft.errors import CompactedError, RaftError
 from muster.raft.messages import ConfChangeType, ConfState, Entry, EntryType, Message, decode_conf_change
 from muster.testing.raftsim import SimFSM, SimNode, fmt_msg
@@ -75,6 +75,7 @@ class _Faults:
     propose: float
     lose_unsynced: bool
     conf_change: float
+    read: float
 
     @classmethod
     def draw(cls, rng: random.Random) -> _Faults:
@@ -90,6 +91,7 @@ class _Faults:
             propose=rng.choice([0.2, 0.5, 1.0]),
             lose_unsynced=rng.random() < 0.5,
             conf_change=rng.choice([0.0, 0.0, 0.02, 0.1]),
+            read=rng.choice([0.0, 0.1, 0.5]),
         )
 
 
@@ -151,8 +153,12 @@ class Simulation:
         self.leader_commit_seen = 0
         self.lc_verified: dict[tuple[int, str], int] = {}
         self.proposals = 0
+        self._read_seq = 0
+        #: Pending reads: context -> (node asked, highest commit index anywhere at request time).
+        self.reads: dict[bytes, tuple[str, int]] = {}
         self.stats = {
             "delivered": 0,
+            "reads": 0,
             "dropped": 0,
             "crashes": 0,
             "elections": 0,
@@ -320,8 +326,43 @@ class Simulation:
 
     def process_readies(self) -> None:
         for n in self.nodes.values():
-            while n.handle_ready(self.send) is not None:
-                pass
+            while (rd := n.handle_ready(self.send)) is not None:
+                if rd.read_states:
+                    self._check_reads(n, rd.read_states)
+
+    # ------------------------------------------------------------------ reads
+    def read(self) -> None:
+        """Issue a linearizable read (ReadIndex) on a random live node."""
+        alive = [n for n in self.nodes.values() if n.core is not None]
+        if not alive:
+            return
+        n = self.rng.choice(alive)
+        assert n.core is not None
+        self._read_seq += 1
+        ctx = f"r{self._read_seq}".encode()
+        # Everything committed anywhere before the request must be visible to it.
+        floor = max(m.core.committed for m in alive if m.core is not None)
+        try:
+            n.core.read_index(ctx)
+        except RaftError:
+            return
+        self.reads[ctx] = (n.id, floor)
+
+    def _check_reads(self, node: SimNode, states: list[ReadState]) -> None:
+        for rs in states:
+            # (A duplicated MsgReadIndex/MsgReadIndexResp can release a read
+            # twice; drivers ignore contexts they no longer wait for.  Both
+            # releases must still be linearizable.)
+            who, floor = self.reads.get(rs.context, ("", -1))
+            if who != node.id:
+                self.fail(f"read {rs.context!r} released on {node.id}, requested on {who or 'nobody'}")
+            if rs.index < floor:
+                self.fail(
+                    f"stale read on {node.id}: read index {rs.index} < commit {floor} at request time (P4)"
+                )
+            if node.fsm.index > 0 and node.core is not None and node.core.applied < rs.index:
+                self.fail(f"read {rs.context!r} on {node.id} released before applying {rs.index}")
+            self.stats["reads"] += 1
 
     # ------------------------------------------------------------------ faults
     def inject_faults(self) -> None:
@@ -387,6 +428,8 @@ class Simulation:
                 self.propose()
             if f.conf_change and self.rng.random() < f.conf_change:
                 self.change_membership()
+            if self.rng.random() < f.read:
+                self.read()
             self.tick(lossy=True)
         self.settle()
 

@@ -1,6 +1,6 @@
 // Live models shared by pages: the catalog (services, instances, nodes,
 // checks) and the cluster's leader/raft view.
-import {ApiError, emit, encodePath, mapLimit, on, poll, request, settings, watch} from "./api.js";
+import {ApiError, emit, encodePath, mapLimit, on, poll, POLL_MS, request, settings, watch} from "./api.js";
 import {aggregate} from "./health.js";
 
 /**
@@ -150,7 +150,7 @@ function saveHistory(dc, history) {
   }
 }
 
-export function startLeaderTracker(scope, intervalMs = 3000) {
+export function startLeaderTracker(scope, intervalMs = POLL_MS) {
   const reset = () => {
     leaderState.dc = settings.dc || "";
     leaderState.history = loadHistory(leaderState.dc);

@@ -1,6 +1,6 @@
 // Cluster overview: Raft servers (role, term, last index, lag), failure
 // tolerance, gossip members, leader changes observed by this browser.
-import {ApiError, on, poll, request} from "../api.js";
+import {ApiError, on, poll, POLL_MS, request} from "../api.js";
 import {formatTime, timeAgo} from "../codec.js";
 import {errorNotice, idCode, loading} from "../common.js";
 import {badge, h, kvList, pageHeader, statusBadge, table, update} from "../dom.js";
@@ -35,9 +35,20 @@ function stat(label, value, id) {
   return h("div", {class: "stat"}, h("span", {class: "stat-label"}, label), h("span", {class: "stat-value", id}, value));
 }
 
-function lagText(leaderIndex, index) {
-  if (leaderIndex === null || index === null || index === undefined) return "—";
-  const diff = BigInt(leaderIndex) - BigInt(index);
+/** Best known last log index of a server (raft configuration or autopilot); 0n = not reported. */
+function lastIndexOf(raftServer, apServer) {
+  let best = 0n;
+  for (const v of [raftServer && raftServer.LastIndex, apServer && apServer.LastIndex]) {
+    if (v === undefined || v === null || v === "") continue;
+    const b = BigInt(v);
+    if (b > best) best = b;
+  }
+  return best;
+}
+
+function lagText(reference, index) {
+  if (!reference || !index) return "—";
+  const diff = reference - index;
   return diff <= 0n ? "0" : diff.toString();
 }
 
@@ -51,7 +62,7 @@ export function render({root, scope}) {
   let data = null;
 
   root.append(
-    pageHeader("Cluster", {subtitle: "Raft servers, replication and gossip membership. Refreshed every 3 seconds."}),
+    pageHeader("Cluster", {subtitle: "Raft servers, replication and gossip membership. Refreshed every 2 seconds."}),
     errorsEl,
     summaryEl,
     h("section", {class: "panel", "aria-labelledby": "servers-title"}, h("h2", {id: "servers-title"}, "Servers"), serversEl),
@@ -98,7 +109,9 @@ export function render({root, scope}) {
 
   const draw = () => {
     if (!data) return;
-    const {raft, ap, self, members} = data;
+    const {raft, ap, self, members, critical} = data;
+    // Nodes whose gossip health check (serfHealth) is failing, from the catalog.
+    const serfDown = new Set(((critical.ok && critical.value) || []).filter((c) => c.CheckID === "serfHealth").map((c) => c.Node));
     const errors = [raft, ap, self, members].filter((r) => !r.ok).map((r) => r.error);
     const uniq = new Map(errors.map((e) => [`${e.status}:${e.path}`, e]));
     update(errorsEl, [...uniq.values()].map((e) => errorNotice(e, `read ${e.path}`)));
@@ -107,7 +120,13 @@ export function render({root, scope}) {
     const apServers = new Map(((ap.ok && ap.value && ap.value.Servers) || []).map((s) => [s.ID, s]));
     const raftServers = raft.ok ? (raft.value.Servers || []) : [];
     const leader = roles && roles.leader;
-    const leaderIndex = leader ? (apServers.get(leader.ID)?.LastIndex ?? leader.LastIndex ?? null) : null;
+    // Lag is measured against the most advanced log we know of (normally the
+    // leader's); servers that report no index show "—" rather than a guess.
+    let reference = 0n;
+    for (const s of raftServers) {
+      const v = lastIndexOf(s, apServers.get(s.ID));
+      if (v > reference) reference = v;
+    }
     const voters = raftServers.filter((s) => s.Voter).length;
     const selfRaft = (self.ok && self.value && self.value.Stats && self.value.Stats.raft) || {};
     const computedTolerance = voters > 0 ? Math.floor((voters - 1) / 2) : null;
@@ -132,7 +151,7 @@ export function render({root, scope}) {
       const a = apServers.get(s.ID) || {};
       const isLeader = roles.byNode.get(s.Node)?.isLeader;
       const role = isLeader ? "leader" : s.Voter ? "follower" : "non-voter";
-      const lastIndex = a.LastIndex ?? s.LastIndex ?? null;
+      const lastIndex = lastIndexOf(s, a);
       return {
         attrs: {"data-server": s.Node, "data-role": role},
         cells: [
@@ -141,10 +160,11 @@ export function render({root, scope}) {
           isLeader ? badge("Leader", "leader") : s.Voter ? badge("Follower", "voter") : badge("Non-voter"),
           s.Voter ? "yes" : "no",
           a.LastTerm !== undefined ? String(a.LastTerm) : isLeader && selfRaft.term ? selfRaft.term : "—",
-          lastIndex === null ? "—" : String(lastIndex),
-          lagText(leaderIndex, lastIndex),
+          lastIndex ? lastIndex.toString() : h("span", {class: "muted", title: "not reported"}, "—"),
+          lagText(reference, lastIndex),
           a.LastContact || "—",
           a.Healthy === undefined ? "—" : statusBadge(a.Healthy ? "passing" : "critical", a.Healthy ? "healthy" : "unhealthy"),
+          critical.ok ? statusBadge(serfDown.has(s.Node) ? "critical" : "passing", serfDown.has(s.Node) ? "failing" : "alive") : "—",
           idCode(s.ID),
         ],
       };
@@ -165,7 +185,8 @@ export function render({root, scope}) {
               {label: "Last index", className: "num"},
               {label: "Lag", className: "num"},
               {label: "Last contact"},
-              {label: "Health"},
+              {label: "Autopilot"},
+              {label: "Gossip"},
               {label: "ID"},
             ],
             rows,
@@ -212,15 +233,16 @@ export function render({root, scope}) {
 
   poll(
     scope,
-    3000,
+    POLL_MS,
     async (signal) => {
-      const [raft, ap, self, members] = await Promise.all([
+      const [raft, ap, self, members, critical] = await Promise.all([
         settle(request("operator/raft/configuration", {signal})),
         settle(request("operator/autopilot/health", {signal, accept: [429]})),
         settle(request("agent/self", {signal, dc: false})),
         settle(request("agent/members", {signal, dc: false})),
+        settle(request("health/state/critical", {signal})),
       ]);
-      data = {raft, ap, self, members};
+      data = {raft, ap, self, members, critical};
       draw();
     },
     (err) => update(errorsEl, errorNotice(err, "read the cluster state")),

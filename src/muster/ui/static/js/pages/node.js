@@ -1,5 +1,5 @@
 // Node detail: checks, services, lock sessions, metadata.
-import {encodePath, on, poll, request, watch} from "../api.js";
+import {encodePath, on, poll, POLL_MS, request, watch} from "../api.js";
 import {formatNs} from "../codec.js";
 import {errorSlot, idCode, loading, serviceAddress} from "../common.js";
 import {h, kvList, pageHeader, statusBadge, table, tagList, update} from "../dom.js";
@@ -169,7 +169,7 @@ export function render({root, scope, tail}) {
     },
     onError: (err) => errors.show(err, `read the sessions of “${name}”`),
   });
-  poll(scope, 5000, async (signal) => {
+  poll(scope, POLL_MS, async (signal) => {
     const res = await request("operator/raft/configuration", {signal});
     raftConfig = res.data;
     drawBadges();

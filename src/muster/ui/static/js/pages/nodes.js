@@ -1,5 +1,5 @@
 // Nodes list: health, address, services, leader/voter badges for servers.
-import {on, poll, request} from "../api.js";
+import {on, poll, POLL_MS, request} from "../api.js";
 import {errorSlot, loading} from "../common.js";
 import {badge, h, pageHeader, statusBadge, table, update} from "../dom.js";
 import {aggregate, sortBy} from "../health.js";
@@ -102,7 +102,7 @@ export function render({root, scope, query}) {
   });
   poll(
     scope,
-    3000,
+    POLL_MS,
     async (signal) => {
       const res = await request("operator/raft/configuration", {signal});
       raftConfig = res.data;

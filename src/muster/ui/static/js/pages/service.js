@@ -21,7 +21,7 @@ export function checksTable(checks, {caption, showService = false} = {}) {
       cells: [
         h("span", {class: "check-name"}, c.Name || c.CheckID, h("code", {class: "check-id"}, c.CheckID)),
         statusBadge(c.Status),
-        c.Type || (c.ServiceID ? "—" : "node"),
+        c.Type || h("span", {class: "muted"}, "—"),
         ...(showService ? [c.ServiceName ? h("a", {href: link.service(c.ServiceName)}, c.ServiceName) : h("span", {class: "muted"}, "node check")] : []),
         c.Output ? h("pre", {class: "check-output"}, c.Output) : h("span", {class: "muted"}, c.Notes || "No output"),
       ],

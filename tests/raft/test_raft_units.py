@@ -1,0 +1,200 @@
+"""Pure unit tests: quorum math, inflights, progress, log view, codecs."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from muster.raft.errors import CompactedError
+from muster.raft.log import RaftLog
+from muster.raft.messages import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    MsgType,
+    SnapshotMeta,
+    decode_conf_change,
+    decode_message,
+    encode_conf_change,
+    encode_message,
+)
+from muster.raft.progress import Inflights, Progress, ProgressState, VoteResult, committed_index, vote_result
+from muster.raft.storage import MemoryStorage
+
+ids = st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=7, unique=True)
+
+
+@given(ids, st.data())
+def test_committed_index_is_largest_index_on_a_majority(voters: list[str], data: st.DataObject) -> None:
+    match = {v: data.draw(st.integers(0, 20)) for v in voters}
+    ci = committed_index(voters, match)
+    q = len(voters) // 2 + 1
+    # Brute force: the largest i such that some majority all have match >= i.
+    best = max(
+        (min(match[v] for v in group) for group in itertools.combinations(voters, q)),
+        default=0,
+    )
+    assert ci == best
+
+
+def test_committed_index_ignores_non_voters() -> None:
+    assert committed_index(["a", "b", "c"], {"a": 5, "b": 5, "c": 1, "learner": 9}) == 5
+    assert committed_index(["a", "b", "c"], {"a": 5, "learner": 9, "x": 9}) == 0
+    assert committed_index([], {}) == 0
+
+
+@given(ids, st.data())
+def test_vote_result_matches_counting(voters: list[str], data: st.DataObject) -> None:
+    votes = {v: data.draw(st.sampled_from([True, False, None])) for v in voters}
+    cast = {v: b for v, b in votes.items() if b is not None}
+    q = len(voters) // 2 + 1
+    granted = sum(1 for b in cast.values() if b)
+    rejected = len(cast) - granted
+    expect = (
+        VoteResult.WON
+        if granted >= q
+        else VoteResult.LOST
+        if len(voters) - rejected < q
+        else VoteResult.PENDING
+    )
+    assert vote_result(voters, cast) is expect
+
+
+def test_inflights_count_and_bytes() -> None:
+    inf = Inflights(3, max_bytes=100)
+    inf.add(1, 10)
+    inf.add(2, 10)
+    assert not inf.full()
+    inf.add(5, 90)
+    assert inf.full()  # by count (3) and by bytes (110 >= 100)
+    with pytest.raises(AssertionError):
+        inf.add(6, 1)
+    inf.free_le(2)
+    assert len(inf) == 1 and inf.bytes == 90 and not inf.full()
+    inf.add(7, 10)
+    assert inf.full()  # by bytes only
+    inf.free_first_one()
+    inf.free_first_one()
+    assert len(inf) == 0 and inf.bytes == 0
+
+
+def test_progress_probe_and_replicate_transitions() -> None:
+    pr = Progress(next_index=11, max_inflight=2, max_inflight_bytes=0, is_learner=False)
+    assert pr.state is ProgressState.PROBE and not pr.is_paused()
+    pr.sent_entries(12, 10)
+    assert pr.is_paused()  # one probe in flight
+    assert not pr.maybe_decr_to(5, 3)  # stale rejection (not for next-1)
+    assert pr.maybe_decr_to(10, 3) and pr.next == 4 and not pr.is_paused()
+    assert pr.maybe_update(7)
+    pr.become_replicate()
+    assert pr.next == 8
+    pr.sent_entries(9, 1)
+    pr.sent_entries(10, 1)
+    assert pr.is_paused() and pr.next == 11  # inflight window full
+    pr.inflights.free_le(9)
+    assert not pr.is_paused()
+    assert not pr.maybe_decr_to(6, 0)  # rejection at or below match is stale
+    assert pr.maybe_decr_to(9, 0) and pr.next == 8
+
+
+def _log(entries: list[tuple[int, int]], unstable: list[tuple[int, int]] = ()) -> RaftLog:  # type: ignore[assignment]
+    ms = MemoryStorage()
+    ms.append([Entry(t, i) for t, i in entries])
+    lg = RaftLog(ms)
+    if unstable:
+        lg.append([Entry(t, i) for t, i in unstable])
+    return lg
+
+
+def test_log_term_lookup_across_storage_and_unstable() -> None:
+    lg = _log([(1, 1), (1, 2), (2, 3)], [(3, 4), (3, 5)])
+    assert [lg.term(i) for i in range(0, 7)] == [0, 1, 1, 2, 3, 3, 0]
+    assert lg.last_index() == 5 and lg.last_term() == 3
+    assert [e.index for e in lg.slice(2, 6)] == [2, 3, 4, 5]
+
+
+def test_log_conflicting_append_replaces_unstable_suffix() -> None:
+    lg = _log([(1, 1), (1, 2)], [(1, 3), (1, 4)])
+    assert lg.maybe_append(2, 1, 0, (Entry(2, 3), Entry(2, 4), Entry(2, 5))) == 5
+    assert [lg.term(i) for i in (3, 4, 5)] == [2, 2, 2]
+    # A stale duplicate of an old MsgApp truncates nothing.
+    assert lg.maybe_append(2, 1, 0, (Entry(2, 3),)) == 3
+    assert lg.last_index() == 5
+    # Mismatched previous entry: rejected.
+    assert lg.maybe_append(5, 1, 0, ()) is None
+
+
+def test_log_never_truncates_committed_entries() -> None:
+    lg = _log([(1, 1), (1, 2), (1, 3)])
+    lg.commit_to(3)
+    with pytest.raises(AssertionError):
+        lg.maybe_append(1, 1, 3, (Entry(2, 2),))
+
+
+def test_find_conflict_by_term_skips_whole_terms() -> None:
+    lg = _log([(1, 1), (1, 2), (4, 3), (4, 4), (4, 5), (6, 6)])
+    assert lg.find_conflict_by_term(6, 5) == 5
+    assert lg.find_conflict_by_term(6, 3) == 2
+    assert lg.find_conflict_by_term(10, 9) == 6
+
+
+def test_compacted_term_lookup_raises() -> None:
+    ms = MemoryStorage()
+    ms.append([Entry(1, i) for i in range(1, 11)])
+    ms.create_snapshot(6, ConfState(("a",)), b"")
+    ms.compact(5)
+    lg = RaftLog(ms)
+    assert lg.first_index() == 6 and lg.term(5) == 1
+    assert lg.applied == 6 and lg.committed == 6  # restart from the snapshot, not the compaction point
+    with pytest.raises(CompactedError):
+        lg.term(4)
+
+
+entries = st.builds(
+    Entry,
+    term=st.integers(0, 2**40),
+    index=st.integers(0, 2**40),
+    type=st.sampled_from(list(EntryType)),
+    data=st.binary(max_size=64),
+)
+messages = st.builds(
+    Message,
+    type=st.sampled_from(list(MsgType)),
+    to=st.uuids().map(str),
+    frm=st.uuids().map(str),
+    term=st.integers(0, 2**40),
+    log_term=st.integers(0, 2**40),
+    index=st.integers(0, 2**40),
+    entries=st.lists(entries, max_size=4).map(tuple),
+    commit=st.integers(0, 2**40),
+    reject=st.booleans(),
+    reject_hint=st.integers(0, 2**40),
+    context=st.binary(max_size=16),
+    snapshot=st.none()
+    | st.builds(SnapshotMeta, st.integers(0, 99), st.integers(0, 99), st.just(ConfState(("a",)))),
+    snap_offset=st.integers(0, 2**32),
+    snap_data=st.binary(max_size=32),
+    snap_done=st.booleans(),
+)
+
+
+@given(messages)
+def test_message_msgpack_roundtrip(m: Message) -> None:
+    assert decode_message(encode_message(m)) == m
+
+
+def test_message_decode_rejects_garbage() -> None:
+    with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
+        decode_message(b"\x81\xa4type\xa3bad")
+
+
+def test_conf_change_roundtrip() -> None:
+    cc = ConfChange(ConfChangeType.ADD_NONVOTER, "n4", ConfState(("n1", "n2"), ("n4",)))
+    assert decode_conf_change(encode_conf_change(cc)) == cc

@@ -405,6 +405,8 @@ def run_wrk(url: str, script: str, args: Sequence[str], conns: int, duration: fl
             result["argv"] = shlex.join(argv)
             if pids:
                 result["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / wall, 1)
+                # CPU time of the target per request: robust to other users taking CPU away.
+                result["server_cpu_us_per_req"] = round(1e6 * (cpu1 - cpu0) / max(1, result["requests"]), 1)
             wrk_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
             result["wrk_cpu_pct"] = round(100 * wrk_cpu / wall, 1)
             # CPU used by everything else on the machine (other users, idle targets): the noise.
@@ -519,9 +521,9 @@ def summarise(rows: list[dict[str, Any]], workloads: list[Workload], concs: list
             by[(r["workload"], r["target"], r["c"])].append(r)
     header = (
         "| workload | c | Muster req/s | Muster p50 ms | Muster p99 ms | etcd req/s | etcd p50 ms | etcd p99 ms "
-        "| ratio Muster/etcd | notes |"
+        "| ratio Muster/etcd | CPU us/req Muster / etcd | notes |"
     )
-    out = [header, "|" + "---|" * 10]
+    out = [header, "|" + "---|" * 11]
     ratios: dict[tuple[str, int], float] = {}
     for w in workloads:
         for c in concs:
@@ -545,7 +547,8 @@ def summarise(rows: list[dict[str, Any]], workloads: list[Workload], concs: list
                 f"| {w.label} | {c} | {fmt(mr, ',.0f')} | {fmt(med([x['p50_ms'] for x in m]), '.2f')} "
                 f"| {fmt(med([x['p99_ms'] for x in m]), '.2f')} | {fmt(er, ',.0f')} "
                 f"| {fmt(med([x['p50_ms'] for x in e]), '.2f')} | {fmt(med([x['p99_ms'] for x in e]), '.2f')} "
-                f"| {fmt(ratio, '.2f')} | {'; '.join(notes)} |"
+                f"| {fmt(ratio, '.2f')} | {fmt(med([x.get('server_cpu_us_per_req', 0.0) for x in m]), '.0f')} / "
+                f"{fmt(med([x.get('server_cpu_us_per_req', 0.0) for x in e]), '.0f')} | {'; '.join(notes)} |"
             )
     return "\n".join(out), ratios
 
@@ -680,7 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 bad = res["non2xx"] + res["misses"] + res["err_timeout"]
                                 log(f"run {run} {w.name:15} c={c:<4} {target:6}: {res['rps']:9,.0f} req/s  "
                                     f"p50 {res['p50_ms']:7.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
-                                    f"cpu {res.get('server_cpu_pct', 0):4.0f}% (wrk {res['wrk_cpu_pct']:3.0f}%, "
+                                    f"cpu {res.get('server_cpu_pct', 0):4.0f}% = {res.get('server_cpu_us_per_req', 0):5.0f} us/req "
+                                    f"(wrk {res['wrk_cpu_pct']:3.0f}%, "
                                     f"other {res['other_cpu_pct']:3.0f}%)"
                                     + (f"  ({bad} non-2xx/miss/timeout)" if bad else "")
                                     + ("  (reused)" if res.get("reused") else ""))

@@ -62,20 +62,23 @@ class Cluster:
     expect: int = 3
     extra: list[str] = field(default_factory=list)
     hold: str = "2s"
+    #: Addresses every server is told to join (default: the servers' own addresses).  Tests that
+    #: move servers to new addresses list the new ones too, as a DNS name would resolve to them.
+    join_ips: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.nodes = [
             Node(i, f"127.0.0.{i + 1}", self.root / f"s{i}" / "data", self.root / f"s{i}" / "agent.log")
             for i in range(self.size)
         ]
-        ips = [n.ip for n in self.nodes]
+        ips = sorted({n.ip for n in self.nodes} | set(self.join_ips))
         self.http_port = free_port_on_all(ips)
         self.server_port = free_port_on_all(ips)
         while self.server_port == self.http_port:
             self.server_port = free_port_on_all(ips)
 
     def args(self, n: Node) -> list[str]:
-        joins = [f"-retry-join={m.ip}" for m in self.nodes]
+        joins = [f"-retry-join={ip}" for ip in (self.join_ips or [m.ip for m in self.nodes])]
         return [
             "agent",
             "-server",
@@ -170,6 +173,11 @@ class Cluster:
             return str(self.get_json(i, "/v1/status/leader", timeout=2))
         except (OSError, AssertionError, ValueError):
             return ""
+
+    def move(self, i: int, ip: str) -> None:
+        """Give server ``i`` a new address (it must be stopped): the pod-with-a-new-IP case."""
+        assert self.nodes[i].proc is None
+        self.nodes[i].ip = ip
 
     def wait_leader(self, among: list[int] | None = None, timeout: float = 20) -> int:
         """Index of the server that all of ``among`` agree is the leader."""

@@ -192,3 +192,28 @@ def test_lagging_follower_catches_up_through_a_snapshot(tmp_path: Path) -> None:
         assert snaps, "the follower should hold a snapshot (installed from the leader or its own)"
     finally:
         c.close()
+
+
+def test_every_server_returns_on_a_new_address(tmp_path: Path) -> None:
+    """All pods re-created at once with new IPs: same node ids and volumes, new addresses."""
+    c = Cluster(tmp_path, join_ips=[f"127.0.0.{i}" for i in range(1, 7)])
+    c.start_all()
+    try:
+        c.wait_leader()
+        for k in range(100):
+            assert c.put(k % 3, f"move/{k:03d}", b"v")
+        for i in range(3):
+            c.kill(i)
+        for i in range(3):
+            c.move(i, f"127.0.0.{i + 4}")
+        c.start_all()
+        t0 = time.monotonic()
+        leader = c.wait_leader(timeout=30)
+        elapsed = time.monotonic() - t0
+        want = {f"move/{k:03d}" for k in range(100)}
+        wait_until(lambda: all(want <= set(c.kv_dump(i)) for i in range(3)), 30, "every write on every server")
+        conf = c.get_json(leader, "/v1/operator/raft/configuration")
+        assert sorted(s["Address"].split(":")[0] for s in conf["Servers"]) == ["127.0.0.4", "127.0.0.5", "127.0.0.6"]
+        print(f"leader {elapsed:.2f}s after all servers came back on new addresses")
+    finally:
+        c.close()

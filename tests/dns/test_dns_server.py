@@ -428,3 +428,33 @@ def test_mutated_queries_never_raise(base: bytes, flips: list[tuple[int, int]], 
 def test_random_bytes_never_raise(data: bytes) -> None:
     out = _unstarted_server().handle(data, False)
     assert out is None or (isinstance(out, bytes) and len(out) >= 12)
+
+
+def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import muster.dns.server as server_mod
+
+    monkeypatch.setattr(server_mod, "MAX_CACHE", 50)
+    d = _unstarted_server()
+    for i in range(300):
+        d.handle(dns.message.make_query(f"n{i}.service.{D}", "A").to_wire(), False)
+    assert 0 < len(d._cache) <= 50
+    assert d._cache_bytes == sum(t.size for t in d._cache.values())
+    monkeypatch.setattr(server_mod, "MAX_CACHE_BYTES", 4000)
+    d = _unstarted_server()
+    for i in range(300):
+        d.handle(dns.message.make_query(f"n{i}.service.{D}", "A").to_wire(), False)
+    assert 0 < d._cache_bytes <= 4000
+
+
+def test_recursor_specs() -> None:
+    from muster.dns.recursor import parse_recursor
+
+    assert parse_recursor("8.8.8.8") == ("8.8.8.8", 53)
+    assert parse_recursor("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_recursor("[::1]:5300") == ("::1", 5300)
+    assert parse_recursor("2001:db8::1") == ("2001:db8::1", 53)
+    for bad in ("dns.google", "1.2.3.4:0", "1.2.3.4:x"):
+        with pytest.raises(ValueError):
+            parse_recursor(bad)
+    with pytest.raises(ValueError, match="invalid recursor"):
+        DNSServer(_unstarted_server().server, make_config("-recursor=dns.google"))

@@ -72,7 +72,12 @@ def _matches(data: bytes, want_id: int, question_lower: bytes) -> bool:
 
 class Forwarder:
     def __init__(self, recursors: Sequence[str], timeout: float, strategy: str, rng: Rng) -> None:
-        self.upstreams = [parse_recursor(r) for r in recursors]
+        self.upstreams: list[tuple[str, int]] = []
+        for r in recursors:
+            try:
+                self.upstreams.append(parse_recursor(r))
+            except ValueError as err:
+                raise ValueError(f"invalid recursor {r!r} (want IP or IP:port): {err}") from None
         self.timeout = timeout if timeout > 0 else 2.0
         self.random = strategy == "random"
         self.rng = rng

@@ -19,8 +19,8 @@ Per query (``DNSServer.handle``):
    ``MAX_FORWARDS`` in flight) or are REFUSED when there are none.
 
 Reads use the local store directly (stale reads, ``allow_stale``): a DNS answer never waits on
-a leader or on the log.  The cache is bounded (``MAX_CACHE``, oldest entry evicted first), so
-random names cannot grow it without limit.
+a leader or on the log.  The cache is bounded in entries and bytes (``MAX_CACHE``,
+``MAX_CACHE_BYTES``, oldest entry evicted first), so random names cannot grow it without limit.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from .wire import Compiled, Query
 
 log = logging.getLogger("muster.dns")
 
-MAX_CACHE = 10_000
+MAX_CACHE = 10_000  # entries
+MAX_CACHE_BYTES = 32 << 20  # wire bytes held by cached answers
 MAX_FORWARDS = 512
 TCP_IDLE_TIMEOUT = 10.0
 TCP_READ_TIMEOUT = 5.0
@@ -90,6 +91,7 @@ class DNSServer:
         )
         self.recursion_available = self.forwarder is not None
         self._cache: dict[tuple[bytes, int, int], Compiled] = {}
+        self._cache_bytes = 0
         self._generation: tuple[int, int] | None = None
         self._transports: list[asyncio.DatagramTransport] = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
@@ -193,6 +195,7 @@ class DNSServer:
         gen = (id(store.nodes), store.catalog_index())
         if gen != self._generation:
             self._cache.clear()
+            self._cache_bytes = 0
             self._generation = gen
         key = q.key
         t = self._cache.get(key)
@@ -201,9 +204,12 @@ class DNSServer:
             return t
         self.misses += 1
         t = self._build(q)
-        if len(self._cache) >= MAX_CACHE:
-            self._cache.pop(next(iter(self._cache)))
+        if t.size > MAX_CACHE_BYTES // 4:
+            return t  # a huge answer is rebuilt each time rather than evicting everything else
+        while self._cache and (len(self._cache) >= MAX_CACHE or self._cache_bytes + t.size > MAX_CACHE_BYTES):
+            self._cache_bytes -= self._cache.pop(next(iter(self._cache))).size  # oldest first
         self._cache[key] = t
+        self._cache_bytes += t.size
         return t
 
     def _build(self, q: Query) -> Compiled:

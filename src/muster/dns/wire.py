@@ -197,6 +197,7 @@ class Compiled:
     shuffle_authority: bool
     authority_cap: int
     additional: tuple[Frag, ...]
+    size: int = 0  # bytes of wire data held (the cache's memory budget counts this)
 
 
 def compile_answer(ans: Answer, qname_lower: bytes, compress: bool) -> Compiled:
@@ -207,17 +208,23 @@ def compile_answer(ans: Answer, qname_lower: bytes, compress: bool) -> Compiled:
         sizes = (sum(f[2][0] for f in frags), sum(f[2][1] for f in frags))
         return (b"".join(f[0] for f in frags), len(frags), sizes, tuple(c.record(e) for e in u.extras))
 
+    answers = tuple(unit(u) for u in ans.answer)
+    authority = tuple(unit(u) for u in ans.authority)
+    additional = tuple(c.record(r) for r in ans.additional)
+    size = sum(len(u[0]) + sum(len(e[0]) for e in u[3]) for u in answers + authority)
+    size += sum(len(f[0]) for f in additional)
     return Compiled(
         rcode=ans.rcode,
         authoritative=ans.authoritative,
         forward=ans.forward,
-        answers=tuple(unit(u) for u in ans.answer),
+        answers=answers,
         shuffle_answer=ans.shuffle_answer,
         answer_cap=ans.answer_cap,
-        authority=tuple(unit(u) for u in ans.authority),
+        authority=authority,
         shuffle_authority=ans.shuffle_authority,
         authority_cap=ans.authority_cap,
-        additional=tuple(c.record(r) for r in ans.additional),
+        additional=additional,
+        size=size + 200,  # + object overhead, roughly
     )
 
 

@@ -244,6 +244,7 @@ class DiskStorage:
         self._synced_hard = self.mem.hard
         self._fd = os.open(self._seg_path(self._seq), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._pos = os.fstat(self._fd).st_size
+        self._synced_pos = self._pos
         self._dirty = False
 
     # -- read side (delegated to the in-memory index) ----------------------------
@@ -426,6 +427,7 @@ class DiskStorage:
         if self._dirty:
             self._fsync(self._fd)
             self._dirty = False
+        self._synced_pos = self._pos
         self._synced_hard = self.mem.hard
 
     def append(self, ents: list[Entry]) -> None:
@@ -545,7 +547,7 @@ class DiskStorage:
         _fsync_dir(self.wal_dir)
         old_fd, old_seq = self._fd, self._seq
         self._fd, self._seq = fd, new_seq
-        self._pos = os.fstat(fd).st_size
+        self._pos = self._synced_pos = os.fstat(fd).st_size
         self._dirty = False
         os.close(old_fd)
         for seq in self._segments():
@@ -554,6 +556,11 @@ class DiskStorage:
         _fsync_dir(self.wal_dir)
         m.compact(index)
         self._synced_hard = m.hard
+
+    def segment(self) -> tuple[Path, int, int]:
+        """(current segment path, bytes known durable, bytes written) - for
+        fault injection: a power loss may keep any prefix of the unsynced part."""
+        return self._seg_path(self._seq), self._synced_pos, self._pos
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,7 +30,7 @@ from muster.raft.messages import (
     Snapshot,
     decode_conf_change,
 )
-from muster.raft.storage import MemoryStorage
+from muster.raft.storage import DiskStorage, MemoryStorage
 
 __all__ = [
     "SimDisk",
@@ -81,6 +82,40 @@ class SimDisk:
         return lost
 
 
+class RealDisk:
+    """The :class:`SimDisk` interface over a real :class:`DiskStorage` directory.
+
+    A crash models power loss: the current WAL segment is cut at a random
+    byte between what was last fsynced and what was written (a torn tail), or
+    exactly at the synced size without ``rng``; the storage is then reopened,
+    exercising its recovery path.
+    """
+
+    def __init__(self, path: Path, conf: ConfState) -> None:
+        self.path = path
+        self.mem = DiskStorage(path)
+        if conf.voters or conf.learners:
+            self.mem.bootstrap(conf)
+        self.syncs = 0
+
+    def write(self, op: str, *args: Any) -> None:
+        getattr(self.mem, op)(*args)
+
+    def sync(self) -> None:
+        self.mem.sync()
+        self.syncs += 1
+
+    def crash(self, rng: random.Random | None = None) -> int:
+        seg, durable, written = self.mem.segment()
+        self.mem.close()
+        cut = rng.randint(durable, written) if rng is not None else durable
+        if cut < written:
+            with open(seg, "r+b") as f:
+                f.truncate(cut)
+        self.mem = DiskStorage(self.path)
+        return written - cut
+
+
 class SimFSM:
     """A state machine whose state is a hash chain over applied commands.
 
@@ -126,12 +161,13 @@ class SimNode:
         seed: int,
         snapshot_every: int = 0,
         trailing_logs: int = 5,
+        disk_dir: Path | None = None,
     ) -> None:
         self.id = id
         self.config = config
         self.seed = seed
         self.incarnation = 0
-        self.disk = SimDisk(conf)
+        self.disk: SimDisk | RealDisk = SimDisk(conf) if disk_dir is None else RealDisk(disk_dir, conf)
         self.fsm = SimFSM()
         self.snapshot_every = snapshot_every
         self.trailing_logs = trailing_logs
@@ -204,11 +240,11 @@ class SimNode:
             return
         mem = self.disk.mem
         applied = core.applied
-        if applied - mem.snap.meta.index < self.snapshot_every or core.conf_index > applied:
+        if applied - mem.snapshot().meta.index < self.snapshot_every or core.conf_index > applied:
             return
         self.disk.write("create_snapshot", applied, core.conf_state(), self.fsm.snapshot())
         compact_to = applied - self.trailing_logs
-        if compact_to > mem.ci:
+        if compact_to >= mem.first_index():
             self.disk.write("compact", compact_to)
 
     def snapshot_now(self) -> Snapshot:
@@ -219,7 +255,7 @@ class SimNode:
         self.disk.write("create_snapshot", core.applied, core.conf_state(), self.fsm.snapshot())
         self.disk.write("compact", core.applied)
         self.disk.sync()
-        return self.disk.mem.snap
+        return self.disk.mem.snapshot()
 
 
 # ---------------------------------------------------------------------------

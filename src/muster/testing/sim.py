@@ -58,6 +58,9 @@ class SimOptions:
     steps: int = 300
     #: Ticks allowed after healing for the cluster to converge.
     settle_ticks: int = 400
+    #: If set, nodes keep their log in real :class:`DiskStorage` directories
+    #: under this path (crashes then tear the WAL tail at a random byte).
+    disk_root: Path | None = None
 
 
 @dataclass
@@ -124,6 +127,7 @@ class Simulation:
             conf = ConfState(tuple(initial)) if nid in initial else ConfState()
             n = SimNode(
                 nid,
+                disk_dir=self.opts.disk_root / f"seed{self.seed}-{nid}" if self.opts.disk_root else None,
                 conf,
                 self.config,
                 seed=self.seed * 64 + i,

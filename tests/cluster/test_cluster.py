@@ -217,3 +217,42 @@ def test_every_server_returns_on_a_new_address(tmp_path: Path) -> None:
         print(f"leader {elapsed:.2f}s after all servers came back on new addresses")
     finally:
         c.close()
+
+
+def test_no_quorum_write_fails_with_no_cluster_leader(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    survivor = (leader + 1) % 3
+    for i in range(3):
+        if i != survivor:
+            cluster.kill(i)
+    t0 = time.monotonic()
+    code, _h, body = cluster.request(survivor, "PUT", "/v1/kv/nope", b"x", timeout=20)
+    waited = time.monotonic() - t0
+    assert code == 500 and body == b"No cluster leader", (code, body)
+    assert waited >= 1.5  # it held the request for rpc_hold_timeout (2 s here) first
+    code, _h, _b = cluster.request(survivor, "GET", "/v1/kv/nope?stale")
+    assert code == 404  # stale reads still work without a leader
+
+
+def test_leader_leave_hands_over_and_shrinks_the_configuration(cluster: Cluster) -> None:
+    import subprocess
+    import sys
+
+    leader = cluster.wait_leader()
+    assert cluster.put(leader, "pre-leave", b"1")
+    out = subprocess.run(
+        [sys.executable, "-m", "muster", "leave", f"-http-addr={cluster.nodes[leader].ip}:{cluster.http_port}"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert b"Graceful leave complete" in out.stdout
+    proc = cluster.nodes[leader].proc
+    assert proc is not None
+    proc.wait(15)
+    cluster.nodes[leader].proc = None
+    others = [i for i in range(3) if i != leader]
+    new_leader = cluster.wait_leader(others, timeout=15)
+    conf = cluster.get_json(new_leader, "/v1/operator/raft/configuration")
+    assert len(conf["Servers"]) == 2
+    assert cluster.put(new_leader, "post-leave", b"1")

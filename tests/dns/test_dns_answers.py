@@ -340,3 +340,16 @@ def test_build_is_deterministic_given_rng(cat: Catalog, seed: int) -> None:
     a = ask(cat, "web.service." + D, "SRV", seed=seed, tcp=True)
     b = ask(cat, "web.service." + D, "SRV", seed=seed, tcp=True)
     assert records(a) == records(b)
+
+
+def test_in_zone_cname_targets_are_resolved_and_loops_end(cat: Catalog) -> None:
+    cat.node("real", "10.0.0.9")
+    cat.node("alias", "real.node.cluster.local")
+    cat.service("alias", "front", 80, address="real.node.cluster.local")
+    cat.node("loop", "loop.node.cluster.local")
+    r = ask(cat, "front.service." + D)
+    assert [dns.rdatatype.to_text(s.rdtype) for s in r.answer] == ["CNAME", "A"]
+    assert records(r, rdtype="A") == ["10.0.0.9"]
+    assert records(ask(cat, "alias.node." + D), rdtype="A") == ["10.0.0.9"]
+    looped = ask(cat, "loop.node." + D, tcp=True)
+    assert records(looped) == ["loop.node.cluster.local."]

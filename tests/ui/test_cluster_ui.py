@@ -48,7 +48,7 @@ def _port_free_on_all(ips: list[str]) -> int:
     raise RuntimeError("no port free on all cluster addresses")
 
 
-@dataclass
+@dataclass(eq=False)
 class Server:
     name: str
     ip: str

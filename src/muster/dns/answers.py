@@ -67,6 +67,7 @@ ZONE_TRANSFER = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 
 CONSUL_SERVICE = "consul"
 MAX_NS = 3  # Consul returns up to three random servers as NS records
+MAX_CHASE = 3  # in-zone CNAME hops followed when a service/node address is a hostname
 
 
 # One resource record: owner, TTL, rdata.  Plain tuples rather than dnspython RRsets: an RRset
@@ -273,8 +274,11 @@ class Answerer:
 
     # ------------------------------------------------------------------ entry point
 
-    def build(self, store: StateStore, qname: dns.name.Name, qtype: int, qclass: int, now: float) -> Answer:
-        """The answer to one question.  ``now`` (wall seconds) is only the SOA serial."""
+    def build(
+        self, store: StateStore, qname: dns.name.Name, qtype: int, qclass: int, now: float, depth: int = MAX_CHASE
+    ) -> Answer:
+        """The answer to one question.  ``now`` (wall seconds) is only the SOA serial; ``depth``
+        bounds how many in-zone CNAMEs are followed (a loop of CNAMEs must terminate)."""
         if qtype in ZONE_TRANSFER:
             return Answer(rcode=dns.rcode.NOTIMP, authoritative=False)
         lookup = names.parse(qname, qtype, self.domains)
@@ -300,15 +304,30 @@ class Answerer:
         if lookup.datacenter and lookup.datacenter != self.datacenter:
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
         if lookup.kind == "service":
-            return self._service(store, qname, qtype, lookup, domain, now)
+            return self._service(store, qname, qtype, lookup, domain, now, depth)
         if lookup.kind == "node":
-            return self._node(store, qname, qtype, lookup.node, domain, now)
+            return self._node(store, qname, qtype, lookup.node, domain, now, depth)
         if lookup.kind == "addr":
             return self._addr(qname, qtype, lookup.address, domain, now)
         # apex, invalid, prepared query (none exist), mesh forms (P2).
         return self._negative(dns.rcode.NXDOMAIN, domain, now)
 
     # ------------------------------------------------------------------ forms
+
+    def _chase(self, store: StateStore, recs: list[Record], qtype: int, depth: int) -> list[Record]:
+        """``recs`` plus, for a CNAME into one of our zones, the records it resolves to (Consul
+        resolves in-zone CNAME targets itself; out-of-zone targets are left to the client)."""
+        if not recs or recs[0][2].rdtype != CNAME or depth <= 0:
+            return recs
+        target: dns.name.Name = recs[0][2].target  # type: ignore[attr-defined]
+        if names.match_domain(target, self.domains) is None:
+            return recs
+        ans = self.build(store, target, qtype, IN, 0.0, depth - 1)
+        out = list(recs)
+        for r in (r for u in ans.answer for r in u.records):
+            if r not in out:  # a CNAME loop repeats itself: each record once
+                out.append(r)
+        return out
 
     def _nameservers(self, store: StateStore, domain: dns.name.Name) -> list[Unit]:
         units: list[Unit] = []
@@ -325,7 +344,7 @@ class Answerer:
 
     def _service(
         self, store: StateStore, qname: dns.name.Name, qtype: int, lookup: names.Lookup,
-        domain: dns.name.Name, now: float,
+        domain: dns.name.Name, now: float, depth: int,
     ) -> Answer:
         instances = self.healthy(store, lookup.service, lookup.tag)
         if not instances:
@@ -341,7 +360,7 @@ class Answerer:
                 if address in seen:
                     continue
                 seen.add(address)
-                recs = self._addr_records(qname, address, qtype, ttl)
+                recs = self._chase(store, self._addr_records(qname, address, qtype, ttl), qtype, depth)
                 if recs:
                     units.append(Unit(recs))
         if not units:
@@ -389,14 +408,15 @@ class Answerer:
 
     def _node(
         self, store: StateStore, qname: dns.name.Name, qtype: int, name: str,
-        domain: dns.name.Name, now: float,
+        domain: dns.name.Name, now: float, depth: int,
     ) -> Answer:
         exact = self.view(store).nodes.get(name.lower())
         node = store.nodes.get(exact) if exact is not None else None
         if node is None:
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
         ttl = self.node_ttl
-        units = [Unit([r]) for r in self._addr_records(qname, node.get("Address", ""), qtype, ttl)]
+        addr = self._chase(store, self._addr_records(qname, node.get("Address", ""), qtype, ttl), qtype, depth)
+        units = [Unit(addr)] if addr else []
         txt = self.node_txt(qname, node, ttl)
         if qtype in (TXT, ANY):
             units += [Unit([r]) for r in txt]

@@ -35,6 +35,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..runtime import Rng
 from .core import GossipConfig, suspicion_timeout
@@ -98,7 +99,7 @@ class Simulation:
         self.cfg = cfg
         self.rnd = random.Random(cfg.seed)
         self.now = 0.0
-        self._heap: list[tuple[float, int, str, object]] = []
+        self._heap: list[tuple[float, int, str, Any]] = []
         self._seq = 0
         self.nodes: dict[str, _Node] = {}
         self.by_addr: dict[Addr, _Node] = {}
@@ -126,7 +127,7 @@ class Simulation:
 
     # --- event loop -----------------------------------------------------------------------
 
-    def _push(self, t: float, kind: str, payload: object) -> None:
+    def _push(self, t: float, kind: str, payload: Any) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, kind, payload))
 
@@ -175,14 +176,14 @@ class Simulation:
                     node.serf.handle_timeout(self.now)
                     self._drain(node)
             elif kind == "pkt":
-                src, dst, data = payload  # type: ignore[misc]
+                src, dst, data = payload
                 a, b = self.by_addr.get(src), self.by_addr.get(dst)
                 if a is None or b is None or not self.reachable(a, b):
                     continue
                 b.serf.receive_packet(data, src, self.now)
                 self._drain(b)
             elif kind == "sreq":
-                src, req = payload  # type: ignore[misc]
+                src, req = payload
                 a, b = self.by_addr.get(src), self.by_addr.get(req.addr)
                 if a is None or b is None or not self.reachable(a, b):
                     self._push(self.now + min(1.0, self.cfg.gossip.stream_timeout), "sresp", (src, req.token, None))
@@ -191,7 +192,7 @@ class Simulation:
                 self._drain(b)
                 self._push(self.now + self._latency() + b.slow, "sresp", (src, req.token, reply))
             elif kind == "sresp":
-                src, token, reply = payload  # type: ignore[misc]
+                src, token, reply = payload
                 a = self.by_addr[src]
                 if a.crashed:
                     continue

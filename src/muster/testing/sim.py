@@ -36,9 +36,11 @@ import argparse
 import heapq
 import random
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from muster.raft.core import RaftConfig, ReadState, Role
 from muster.raft.errors import CompactedError, RaftError
@@ -127,12 +129,12 @@ class Simulation:
             conf = ConfState(tuple(initial)) if nid in initial else ConfState()
             n = SimNode(
                 nid,
-                disk_dir=self.opts.disk_root / f"seed{self.seed}-{nid}" if self.opts.disk_root else None,
                 conf,
                 self.config,
                 seed=self.seed * 64 + i,
                 snapshot_every=snapshot_every,
                 trailing_logs=trailing,
+                disk_dir=self.opts.disk_root / f"seed{self.seed}-{nid}" if self.opts.disk_root else None,
             )
             n.on_append = self._on_append
             n.on_apply = self._on_apply
@@ -478,7 +480,8 @@ class Simulation:
 
 
 def replay_command(seed: int, opts: SimOptions) -> str:
-    return f"python -m muster.testing.sim --seed {seed} --steps {opts.steps} --nodes {opts.nodes} -v"
+    disk = " --disk" if opts.disk_root else ""
+    return f"python -m muster.testing.sim --seed {seed} --steps {opts.steps} --nodes {opts.nodes}{disk} -v"
 
 
 def run_seed(seed: int, opts: SimOptions | None = None, verbose: bool = False) -> Simulation:
@@ -503,16 +506,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=SimOptions.steps)
     p.add_argument("--nodes", type=int, default=SimOptions.nodes)
     p.add_argument("-v", "--verbose", action="store_true", help="print every event")
+    p.add_argument("--disk", action="store_true", help="use real DiskStorage in a temporary directory")
     a = p.parse_args(argv)
     first = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
-    opts = SimOptions(nodes=a.nodes, steps=a.steps)
     t0 = time.monotonic()
     for seed in range(first, first + a.seeds):
-        try:
-            sim = run_seed(seed, opts, verbose=a.verbose)
-        except Violation as e:
-            print(f"FAIL {e}", file=sys.stderr)
-            return 1
+        with tempfile.TemporaryDirectory(prefix="muster-sim-") as tmp:
+            opts = SimOptions(nodes=a.nodes, steps=a.steps, disk_root=Path(tmp) if a.disk else None)
+            try:
+                sim = run_seed(seed, opts, verbose=a.verbose)
+            except Violation as e:
+                print(f"FAIL {e}", file=sys.stderr)
+                return 1
         if a.seeds == 1 or a.verbose:
             print(f"seed {seed}: ok, committed={sim.max_committed} {sim.stats} faults={sim.faults}")
     print(

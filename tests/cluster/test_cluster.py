@@ -67,6 +67,10 @@ def test_formation_bootstraps_one_configuration(cluster: Cluster) -> None:
     assert all(s["Voter"] for s in conf["Servers"])
     ids = {(n.data_dir / "raft" / "cluster-id").read_text() for n in cluster.nodes}
     assert len(ids) == 1
+    time.sleep(0.5)
+    code, _h, body = cluster.request(leader, "GET", "/v1/operator/autopilot/health")
+    health = json.loads(body)
+    assert code == 200 and health["Healthy"] is True and health["FailureTolerance"] == 1, health
     # the leader registers itself in the catalog as the `consul` service
     svc = cluster.get_json(leader, "/v1/catalog/service/consul")
     assert any(e["Node"] == f"s{leader}" and e["ServicePort"] == cluster.server_port for e in svc)
@@ -142,6 +146,8 @@ def test_paused_leader_is_replaced_and_steps_down(cluster: Cluster) -> None:
     new_leader = cluster.wait_leader(others, timeout=15)
     assert new_leader != leader
     assert cluster.put(new_leader, "during", b"1")
+    code, _h, body = cluster.request(new_leader, "GET", "/v1/operator/autopilot/health")
+    assert code == 429 and json.loads(body)["FailureTolerance"] == 0  # the paused server is unhealthy
     cluster.resume(leader)
     final = cluster.wait_leader(timeout=15)
     assert final == new_leader or final in others or final == leader

@@ -124,7 +124,8 @@ def three_servers(tmp_path: Path) -> Iterator[ThreeServers]:
             stop_process(s.proc)
 
 
-def test_cluster_page_three_servers_and_leader_change(ui: UI, three_servers: ThreeServers) -> None:
+def test_cluster_page_three_servers_and_leader_change(three_servers: ThreeServers, ui: UI) -> None:
+    # three_servers comes first so that the page closes before the servers stop.
     page = ui.page
     cluster = three_servers
     leader = cluster.leader(cluster.servers[0])

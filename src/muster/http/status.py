@@ -57,32 +57,47 @@ def routes(ctx: Ctx) -> list[Route]:
         return json_response(req, {"Servers": servers(), "Index": server.log.last_index()})
 
     async def autopilot_health(req: Request) -> Response:
+        """Server health as the leader sees it: a server is healthy when the leader heard from
+        it within ``LastContactThreshold`` (200 ms) x 10 and it trails by at most 250 entries."""
         ctx.check_dc(req)
-        now = server.clock.wall()
         import datetime
 
         since = datetime.datetime.fromtimestamp(server.started_at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log = server.log
+        heard: dict[str, float] = getattr(log, "last_heard", {})
+        now = server.clock.monotonic()
+        leader_last = log.last_index()
         out = []
         for s in servers():
+            if s["Leader"] or s["ID"] == ident.node_id:
+                contact = 0.0 if s["Leader"] else log.last_contact()
+            else:
+                contact = now - heard[s["ID"]] if s["ID"] in heard else float("inf")
+            healthy = contact < 2.0 and (s["Leader"] or leader_last - s["LastIndex"] <= 250 or not log.is_leader())
             out.append(
                 {
                     "ID": s["ID"],
                     "Name": s["Node"],
                     "Address": s["Address"],
-                    "SerfStatus": "alive",
+                    "SerfStatus": "alive" if contact < 10 else "failed",
                     "Version": _version(),
                     "Leader": s["Leader"],
-                    "LastContact": "0s",
-                    "LastTerm": server.log.term(),
+                    "LastContact": "0s" if contact == 0 else (f"{contact * 1000:.3f}ms" if contact != float("inf") else "-1ns"),
+                    "LastTerm": log.term(),
                     "LastIndex": s["LastIndex"],
-                    "Healthy": True,
+                    "Healthy": bool(healthy),
                     "Voter": s["Voter"],
                     "StableSince": since,
                 }
             )
-        voters = sum(1 for s in out if s["Voter"])
-        del now
-        body = {"Healthy": all(s["Healthy"] for s in out), "FailureTolerance": (voters - 1) // 2, "Servers": out}
+        voters = [s for s in out if s["Voter"]]
+        healthy_voters = sum(1 for s in voters if s["Healthy"])
+        quorum = len(voters) // 2 + 1
+        body = {
+            "Healthy": bool(out) and all(s["Healthy"] for s in out),
+            "FailureTolerance": max(0, healthy_voters - quorum),
+            "Servers": out,
+        }
         return json_response(req, body, 200 if body["Healthy"] else 429)
 
     async def autopilot_config(req: Request) -> Response:

@@ -520,9 +520,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         if a.seeds == 1 or a.verbose:
             print(f"seed {seed}: ok, committed={sim.max_committed} {sim.stats} faults={sim.faults}")
-    print(
-        f"{a.seeds} seed(s) from {first} passed in {time.monotonic() - t0:.1f}s ({opts.nodes} nodes, {opts.steps} steps)"
-    )
+    disk = ", DiskStorage" if a.disk else ""
+    took = time.monotonic() - t0
+    print(f"{a.seeds} seed(s) from {first} passed in {took:.1f}s ({a.nodes} nodes, {a.steps} steps{disk})")
     return 0
 
 

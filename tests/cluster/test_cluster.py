@@ -146,11 +146,10 @@ def test_paused_leader_is_replaced_and_steps_down(cluster: Cluster) -> None:
     new_leader = cluster.wait_leader(others, timeout=15)
     assert new_leader != leader
     assert cluster.put(new_leader, "during", b"1")
-    code, _h, body = cluster.request(new_leader, "GET", "/v1/operator/autopilot/health")
-    assert code == 429 and json.loads(body)["FailureTolerance"] == 0  # the paused server is unhealthy
+    # the paused server turns unhealthy in the new leader's autopilot view
+    wait_until(lambda: cluster.request(new_leader, "GET", "/v1/operator/autopilot/health")[0] == 429, 10, "autopilot 429")
     cluster.resume(leader)
-    final = cluster.wait_leader(timeout=15)
-    assert final == new_leader or final in others or final == leader
+    cluster.wait_leader(timeout=15)  # all three, the resumed one included, agree on one leader
     wait_until(lambda: "during" in cluster.kv_dump(leader), 15, "the old leader catching up")
 
 

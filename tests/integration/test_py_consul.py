@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import consul
 import pytest
@@ -342,9 +342,29 @@ def test_catalog_consul_service_present(c: consul.Consul) -> None:
 # -- agent services, TTL checks and health ----------------------------------------------
 
 
+def _eventually(probe: Callable[[], object], expected: object, timeout: float = 5.0) -> object:
+    """Agent-local writes reach the catalog through anti-entropy, asynchronously (as in Consul).
+
+    Poll ``probe()`` until it equals ``expected`` (bounded); return the last value seen.
+    """
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while value != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = probe()
+    return value
+
+
 def test_agent_service_with_ttl_check_and_health(c: consul.Consul, unique: str) -> None:
     svc = f"web-{unique}"
     check_id = f"service:{svc}"
+
+    def passing_ids() -> list[str]:
+        return [e["Service"]["ID"] for e in c.health.service(svc, passing=True)[1]]
+
+    def statuses() -> list[str]:
+        return [chk["Status"] for chk in c.health.checks(svc)[1]]
+
     assert c.agent.service.register(svc, port=9000, tags=["t1"], check=consul.Check.ttl("30s")) is True
     try:
         services = c.agent.services()
@@ -355,26 +375,24 @@ def test_agent_service_with_ttl_check_and_health(c: consul.Consul, unique: str) 
         assert checks[check_id]["Status"] == "critical"
         assert checks[check_id]["ServiceID"] == svc
 
-        # New checks start critical: the instance is invisible to ?passing.
-        _, entries = c.health.service(svc, passing=True)
-        assert entries == []
-        _, entries = c.health.service(svc)
-        assert len(entries) == 1
+        # New checks start critical: the instance is in the catalog but invisible to ?passing.
+        assert _eventually(lambda: len(c.health.service(svc)[1]), 1) == 1
+        assert statuses() == ["critical"]
+        assert passing_ids() == []
 
         assert c.agent.check.ttl_pass(check_id, "all good") is True
         assert c.agent.checks()[check_id]["Status"] == "passing"
         assert c.agent.checks()[check_id]["Output"] == "all good"
+        assert _eventually(passing_ids, [svc]) == [svc]
         _, entries = c.health.service(svc, passing=True)
-        assert [e["Service"]["ID"] for e in entries] == [svc]
         assert {chk["CheckID"] for chk in entries[0]["Checks"]} >= {check_id, "serfHealth"}
 
         assert c.agent.check.ttl_warn(check_id, "hmm") is True
-        _, entries = c.health.service(svc, passing=True)
-        assert entries == []  # warning is dropped by ?passing
-        _, checks_for_service = c.health.checks(svc)
-        assert [chk["Status"] for chk in checks_for_service] == ["warning"]
+        assert _eventually(statuses, ["warning"]) == ["warning"]
+        assert passing_ids() == []  # warning is dropped by ?passing
 
         assert c.agent.check.ttl_fail(check_id, "down") is True
+        assert _eventually(statuses, ["critical"]) == ["critical"]
         _, critical = c.health.state("critical")
         assert check_id in [chk["CheckID"] for chk in critical]
         _, any_state = c.health.state("any")
@@ -383,6 +401,7 @@ def test_agent_service_with_ttl_check_and_health(c: consul.Consul, unique: str) 
         assert c.agent.service.deregister(svc) is True
     assert svc not in c.agent.services()
     assert check_id not in c.agent.checks()
+    assert _eventually(lambda: c.health.service(svc)[1], []) == []
 
 
 def test_ttl_update_errors(c: consul.Consul, unique: str) -> None:
@@ -410,8 +429,13 @@ def test_agent_check_register_standalone(c: consul.Consul, unique: str) -> None:
     try:
         assert c.agent.checks()[name]["Status"] == "critical"
         assert c.agent.check.ttl_pass(name) is True
-        _, node_checks = c.health.node(_agent_node(c))
-        assert name in [chk["CheckID"] for chk in node_checks]
+        node = _agent_node(c)
+
+        def status() -> str | None:
+            found = [chk["Status"] for chk in c.health.node(node)[1] if chk["CheckID"] == name]
+            return found[0] if found else None
+
+        assert _eventually(status, "passing") == "passing"
     finally:
         assert c.agent.check.deregister(name) is True
 

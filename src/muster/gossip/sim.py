@@ -53,7 +53,7 @@ class SimConfig:
     loss: float = 0.0
     latency: tuple[float, float] = (0.001, 0.015)
     slow: bool = False
-    slow_delay: float = 1.5
+    slow_delay: float = 0.6
     partition: bool = False
     partition_time: float = 60.0
     gossip: GossipConfig = field(default_factory=GossipConfig.lan)
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="run this many consecutive seeds")
     ap.add_argument("--nodes", type=int, default=20)
     ap.add_argument("--loss", type=float, default=0.0)
-    ap.add_argument("--slow", action="store_true", help="one member handles packets 1.5 s late")
+    ap.add_argument("--slow", action="store_true", help="one member sends and handles packets 0.6 s late (RTT +1.2 s)")
     ap.add_argument("--partition", action="store_true", help="split the pool in two for 60 s, then heal")
     ap.add_argument("--wan", action="store_true", help="use the WAN timing defaults")
     ap.add_argument("-v", "--verbose", action="store_true")

@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SYSSTAMP:= $(VENV)/.sysdeps
 
-.PHONY: run test test-fast soak bench lint typecheck sysdeps clean venv
+.PHONY: run test test-fast soak k8s-sim bench lint typecheck sysdeps clean venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,10 @@ test-fast: $(STAMP)
 
 soak: $(STAMP) $(SYSSTAMP)
 	PYTHONHASHSEED=0 $(BIN)/pytest -q -p no:cacheprovider -m soak
+
+# The whole StatefulSet simulation (network namespaces; needs root).
+k8s-sim: $(STAMP)
+	PYTHONHASHSEED=0 $(BIN)/pytest -q -p no:cacheprovider -s tests/k8s -m 'k8s_full or not k8s_full'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -434,6 +434,7 @@ def hot_spots(raw: Path, top: int = 20) -> str:
     """Summarise py-spy --format raw (collapsed stacks): self and inclusive share per function."""
     self_t: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    by_pkg: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
@@ -445,15 +446,29 @@ def hot_spots(raw: Path, top: int = 20) -> str:
         frames = [f for f in frames if not f.startswith("process ") and not f.startswith("thread ")]
         if frames:
             self_t[frames[-1]] += count
+            by_pkg[_package(frames[-1])] += count
         for f in set(frames):
             incl[f] += count
     if not total:
         return "no samples"
-    lines = [f"{total} samples", "", "self time (leaf frame):"]
+    lines = [f"{total} samples", "", "self time by package (leaf frame's file):"]
+    lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in by_pkg.most_common(12)]
+    lines += ["", "self time (leaf frame):"]
     lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in self_t.most_common(top)]
     lines += ["", "inclusive time (frame on the stack):"]
     lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in incl.most_common(top)]
     return "\n".join(lines)
+
+
+def _package(frame: str) -> str:
+    """"func (muster/http/app.py)" -> "muster/http"; "run (uvloop/__init__.py)" -> "uvloop"."""
+    file = frame.rpartition(" (")[2].rstrip(")")
+    parts = file.split("/")
+    if parts[0] == "muster" and len(parts) > 2:
+        return "/".join(parts[:2])
+    if len(parts) == 1:
+        return file if file.endswith(".py") else "native: " + file
+    return parts[0]
 
 
 def _frame_name(frame: str) -> str:
@@ -469,18 +484,19 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({file})"
 
 
-def profile_muster(muster: Muster, conns: int, duration: float, threads: int, stamp: str) -> dict[str, Any]:
+def profile_muster(muster: Muster, conns: int, duration: float, threads: int, stamp: str,
+                   native: bool = False) -> dict[str, Any]:
     """py-spy record (blocking sampling: consistent stacks, some slowdown) while wrk PUTs at c=`conns`.
 
     The wrk figures of this pass are kept apart (type "profile"): they are not benchmark results.
     The collapsed stacks (--format raw) open in speedscope or flamegraph.pl; the top list is printed.
     """
     py_spy = ensure_py_spy()
-    raw = RESULTS / f"{stamp}-profile-put-c{conns}.txt"
+    raw = RESULTS / f"{stamp}-profile-put-c{conns}{'-native' if native else ''}.txt"
     log(f"profiling muster (pid {muster.pid}) under PUT c={conns} for {duration:g}s with py-spy")
     spy = subprocess.Popen(
         [py_spy, "record", "-r", "100", "-d", f"{int(duration)}", "-p", str(muster.pid), "--format", "raw",
-         "-o", str(raw)],
+         "-o", str(raw), *(["--native"] if native else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
@@ -498,7 +514,7 @@ def profile_muster(muster: Muster, conns: int, duration: float, threads: int, st
             spy.kill()
             spy.wait(5)
     summary = hot_spots(raw) if raw.exists() else "no profile written"
-    (RESULTS / f"{stamp}-profile-put-c{conns}-top.txt").write_text(summary + "\n")
+    raw.with_name(raw.stem + "-top.txt").write_text(summary + "\n")
     print(summary)
     return {"raw": str(raw), "wrk": wrk, "summary": summary}
 
@@ -585,6 +601,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="before each measurement wait up to S s for the shared machine to be quiet (0: don't)")
     p.add_argument("--quiet-below", type=float, default=40.0,
                    help="'quiet' = busy CPU under this %% of one core over 1 s (default 40)")
+    p.add_argument("--profile-native", action="store_true", help="with --profile: py-spy --native (C frames too)")
     p.add_argument("--no-install", action="store_true", help="fail instead of apt-get installing etcd/wrk")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with etcd data and process logs")
     return p.parse_args(argv)
@@ -601,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = {t.strip() for t in args.targets.split(",") if t.strip()}
     if not targets <= {"muster", "etcd"}:
         raise SystemExit("--targets: muster and/or etcd")
-    need_muster = "muster" in targets or args.watchers or args.profile
+    need_muster = "muster" in targets or args.watchers or args.profile or args.profile_native
     need_etcd = "etcd" in targets and bool(workloads)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -632,6 +649,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 git_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                          text=True, timeout=10).stdout.strip()
+                dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True,
+                                       text=True, timeout=10).stdout.strip()
+                if dirty:
+                    git_rev += f"+dirty({len(dirty.splitlines())} paths in src)"
             except (OSError, subprocess.TimeoutExpired):
                 git_rev = "?"
             record({
@@ -689,8 +710,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     + (f"  ({bad} non-2xx/miss/timeout)" if bad else "")
                                     + ("  (reused)" if res.get("reused") else ""))
 
-            if args.profile and muster:
-                prof = profile_muster(muster, GOAL_C, max(args.duration, 10.0), args.threads, stamp)
+            if (args.profile or args.profile_native) and muster:
+                prof = profile_muster(muster, GOAL_C, max(args.duration, 10.0), args.threads, stamp,
+                                      args.profile_native)
                 record({"type": "profile", **prof})
 
             if args.watchers and muster:

@@ -298,6 +298,23 @@ class AgentProcess:
         if callable(close):
             close()
 
+    async def hand_off_leadership(self, timeout: float = 3.0) -> None:
+        """On shutdown a leader transfers leadership to its most caught-up peer first, so a pod
+        deletion or a rolling restart costs one round trip instead of an election timeout.
+        (The server stays in the configuration: it is expected back, as in Consul.)"""
+        lg = self.server.log
+        if not isinstance(lg, ReplicatedLog) or not lg.is_leader():
+            return
+        others = [v for v in lg.core.voters if v != self.server.ident.node_id]
+        if not others:
+            return
+        target = max(others, key=lambda v: lg.core.prs[v].match if v in lg.core.prs else 0)
+        log.info("handing leadership to %s before shutting down", target)
+        lg.transfer_leadership(target)
+        deadline = self.clock.monotonic() + timeout
+        while lg.is_leader() and self.clock.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
     async def reload(self) -> None:
         from .config import ConfigError, UsageError, parse_agent_flags
 
@@ -331,6 +348,8 @@ async def _amain(config: Config, argv: list[str] | None) -> int:
         return 1
     await stop.wait()
     log.info("shutting down")
+    with contextlib.suppress(Exception):
+        await proc.hand_off_leadership()
     await proc.stop()
     return 0
 

@@ -618,3 +618,89 @@ def test_stale_and_datacenter_flags(muster_agent: AgentProcess, unique: str) -> 
     assert _ok(run_cli(["kv", "get", "-stale", "-datacenter=dc1", key], muster_agent)) == "v\n"
     err = _fails(run_cli(["kv", "get", "-datacenter=nowhere", key], muster_agent))
     assert err == "Error querying Consul agent: Unexpected response code: 500 (No path to datacenter)\n"
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def _make_tls(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 / server.dc1.consul (not localhost)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Muster Test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server.dc1.consul")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("server.dc1.consul"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server-key.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+def test_https_connection_settings(agent_factory, unique: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ca, cert, key = _make_tls(tmp_path)
+    https_port = free_port()
+    agent = agent_factory(
+        f"-https-port={https_port}",
+        f'-hcl=tls {{ defaults {{ cert_file = "{cert}"\n key_file = "{key}" }} }}',
+        name="https",
+    )
+    key_name = f"{unique}/tls"
+    base = agent.env()
+    env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}", CONSUL_CACERT=str(ca))
+    assert _ok(run_cli(["kv", "put", key_name, "secure"], env=env)) == f"Success! Data written to: {key_name}\n"
+    # host:port + CONSUL_HTTP_SSL=true means https.
+    env = dict(base, CONSUL_HTTP_ADDR=f"127.0.0.1:{https_port}", CONSUL_HTTP_SSL="true", CONSUL_CACERT=str(ca))
+    assert _ok(run_cli(["kv", "get", key_name], env=env)) == "secure\n"
+    # The -ca-file flag works as CONSUL_CACERT does.
+    env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}")
+    assert _ok(run_cli(["kv", "get", f"-ca-file={ca}", key_name], env=env)) == "secure\n"
+    # SNI / verification name.
+    env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}", CONSUL_CACERT=str(ca))
+    assert _ok(run_cli(["kv", "get", "-tls-server-name=server.dc1.consul", key_name], env=env)) == "secure\n"
+    err = _fails(run_cli(["kv", "get", "-tls-server-name=other.example", key_name], env=env))
+    assert err.startswith("Error querying Consul agent: Get ")
+    # Without the CA the certificate is refused, cleanly; SSL_VERIFY=false skips the check.
+    env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}")
+    err = _fails(run_cli(["kv", "get", key_name], env=env))
+    assert err.startswith(f'Error querying Consul agent: Get "https://127.0.0.1:{https_port}/v1/kv/{key_name}": tls:')
+    env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}", CONSUL_HTTP_SSL_VERIFY="false")
+    assert _ok(run_cli(["kv", "get", key_name], env=env)) == "secure\n"

@@ -87,9 +87,7 @@ async def serve(bug: str | None) -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = int(runner.addresses[0][1])
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -101,15 +99,15 @@ CFG = WorkloadConfig(clients=8, keys=4, ops_per_key=200, timeout=2.0, seed=42)
 
 async def test_correct_fake_passes() -> None:
     async with serve(None) as url:
-        report = await arun_and_check(url, ops=1500, seconds=20.0, config=CFG)
+        report = await arun_and_check(url, ops=800, seconds=20.0, config=CFG)
     assert report.verdict is Verdict.LINEARIZABLE, report.summary()
-    assert report.ops >= 1500 and report.stale_reads == 0
+    assert report.ops >= 800 and report.stale_reads == 0
 
 
 @pytest.mark.parametrize("bug", ["stale", "lost_write", "blind_cas"])
 async def test_broken_fake_is_caught(bug: str) -> None:
     async with serve(bug) as url:
-        report = await arun_and_check(url, ops=1500, seconds=20.0, config=CFG)
+        report = await arun_and_check(url, ops=800, seconds=20.0, config=CFG)
     assert report.verdict is Verdict.NOT_LINEARIZABLE, report.summary()
     assert report.violations
     text = report.violations[0].describe()

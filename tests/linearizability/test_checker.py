@@ -392,8 +392,8 @@ def brute_force(ops: Sequence[Op]) -> bool:
     """Exhaustive: some subset of indeterminate ops plus all definite ones, in some order that
     respects real time (a before b if a returned strictly before b was invoked), replays legally
     on a register starting absent.  Versions are not modelled here (the generator omits them)."""
-    required = []
-    optional = []
+    required: list[Op] = []
+    optional: list[Op] = []
     for op in ops:
         if op.kind == "read" and op.status != "ok":
             continue
@@ -491,7 +491,7 @@ def small_histories(draw: st.DrawFn) -> list[Op]:
     return out
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_histories())
 def test_checker_agrees_with_brute_force(ops: list[Op]) -> None:
     expected = brute_force(ops)
@@ -584,7 +584,7 @@ def assert_valid_witness(ops: Sequence[Op], order: Sequence[int]) -> None:
     assert definite <= set(pos), "every definite op must be linearized"
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequential_histories())
 def test_sequential_histories_are_accepted_with_a_valid_witness(ops: list[Op]) -> None:
     res = check_history(ops)
@@ -593,7 +593,7 @@ def test_sequential_histories_are_accepted_with_a_valid_witness(ops: list[Op]) -
         assert_valid_witness([op for op in ops if op.key == key], kr.linearization)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequential_histories(), st.data())
 def test_read_of_a_never_written_value_is_rejected(ops: list[Op], data: st.DataObject) -> None:
     reads = [i for i, op in enumerate(ops) if op.kind == "read"]
@@ -606,7 +606,7 @@ def test_read_of_a_never_written_value_is_rejected(ops: list[Op], data: st.DataO
     assert [v.key for v in res.violations] == [op.key]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequential_histories(), st.data())
 def test_read_of_a_value_overwritten_in_real_time_is_rejected(ops: list[Op], data: st.DataObject) -> None:
     """Mutation: a read returns u although u's write finished before another write x started,

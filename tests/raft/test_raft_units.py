@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from muster.raft.core import RaftCore
 from muster.raft.errors import CompactedError
 from muster.raft.log import RaftLog
 from muster.raft.messages import (
@@ -17,6 +19,7 @@ from muster.raft.messages import (
     ConfState,
     Entry,
     EntryType,
+    HardState,
     Message,
     MsgType,
     SnapshotMeta,
@@ -198,3 +201,63 @@ def test_message_decode_rejects_garbage() -> None:
 def test_conf_change_roundtrip() -> None:
     cc = ConfChange(ConfChangeType.ADD_NONVOTER, "n4", ConfState(("n1", "n2"), ("n4",)))
     assert decode_conf_change(encode_conf_change(cc)) == cc
+
+
+def _follower(log: list[tuple[int, int]], commit: int) -> RaftCore:
+    ms = MemoryStorage(ConfState(("l", "f")))
+    ms.append([Entry(t, i, EntryType.NORMAL, f"{i}/{t}".encode()) for t, i in log])
+    ms.set_hard_state(HardState(5, "", commit))
+    return RaftCore("f", ms, random.Random(0))
+
+
+def _install(core: RaftCore, meta: SnapshotMeta, data: bytes = b"S") -> list[Message]:
+    core.step(
+        Message(type=MsgType.SNAP, to="f", frm="l", term=5, snapshot=meta, snap_data=data, snap_done=True)
+    )
+    rd = core.ready()
+    ms = core.log.storage
+    assert isinstance(ms, MemoryStorage)
+    if rd.snapshot is not None:
+        ms.apply_snapshot(rd.snapshot)
+    ms.append(rd.entries)
+    core.advance(rd)
+    return rd.messages
+
+
+def test_snapshot_conflicting_at_last_included_index_discards_log() -> None:
+    """Figure 13 rule 7 (P6): a log that conflicts at the snapshot's last
+    index is discarded entirely."""
+    core = _follower([(1, 1), (1, 2), (2, 3), (2, 4), (2, 5)], commit=2)
+    msgs = _install(core, SnapshotMeta(4, 3, ConfState(("l", "f"))))
+    assert core.log.first_index() == 5 and core.log.last_index() == 4
+    assert core.committed == 4 and core.applied == 4
+    assert [(m.type, m.index) for m in msgs] == [(MsgType.APP_RESP, 4)]
+
+
+def test_snapshot_matching_log_keeps_suffix() -> None:
+    """Figure 13 rule 6: if the log has the snapshot's last entry, keep the
+    entries after it and only fast-forward the commit index."""
+    core = _follower([(1, 1), (1, 2), (2, 3), (2, 4), (2, 5)], commit=2)
+    msgs = _install(core, SnapshotMeta(4, 2, ConfState(("l", "f"))))
+    assert core.log.last_index() == 5 and core.log.term(5) == 2
+    assert core.committed == 4
+    assert [(m.type, m.index) for m in msgs] == [(MsgType.APP_RESP, 4)]
+
+
+def test_stale_snapshot_is_acknowledged_not_installed() -> None:
+    core = _follower([(1, 1), (1, 2), (2, 3)], commit=3)
+    msgs = _install(core, SnapshotMeta(2, 1, ConfState(("l", "f"))))
+    assert core.log.first_index() == 1 and core.committed == 3
+    assert [(m.type, m.index) for m in msgs] == [(MsgType.APP_RESP, 3)]
+
+
+def test_out_of_order_snapshot_chunk_asks_for_resend() -> None:
+    core = _follower([(1, 1)], commit=1)
+    meta = SnapshotMeta(9, 3, ConfState(("l", "f")))
+    core.step(
+        Message(type=MsgType.SNAP, to="f", frm="l", term=5, snapshot=meta, snap_offset=4, snap_data=b"xx")
+    )
+    rd = core.ready()
+    core.advance(rd)
+    (m,) = rd.messages
+    assert (m.type, m.reject, m.snap_offset) == (MsgType.SNAP_RESP, True, 0)

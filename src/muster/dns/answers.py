@@ -27,6 +27,7 @@ Rules (each from Consul's ``agent/dns.go``; see the contract for the table):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,29 @@ class Answer:
 
 def rr(name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> Record:
     return (name, max(0, min(ttl, 0x7FFFFFFF)), rdata)
+
+
+# Rdata constructors memoised: dnspython validates and freezes every rdata it builds, which was
+# most of the cost of a cache miss.  The same node address, meta pair or SRV target recurs in
+# every answer that mentions it, and equal inputs give equal (immutable) rdata.
+@functools.lru_cache(maxsize=16384)
+def a_rdata(address: str, v6: bool) -> dns.rdata.Rdata:
+    return dns.rdtypes.IN.AAAA.AAAA(IN, AAAA, address) if v6 else dns.rdtypes.IN.A.A(IN, A, address)
+
+
+@functools.lru_cache(maxsize=16384)
+def txt_rdata(text: str) -> dns.rdata.Rdata:
+    return dns.rdtypes.ANY.TXT.TXT(IN, TXT, _txt_strings(text))
+
+
+@functools.lru_cache(maxsize=16384)
+def srv_rdata(weight: int, port: int, target: dns.name.Name) -> dns.rdata.Rdata:
+    return dns.rdtypes.IN.SRV.SRV(IN, SRV, 1, weight, port, target)
+
+
+@functools.lru_cache(maxsize=16384)
+def _node_name(labels: tuple[bytes, ...], domain: dns.name.Name) -> dns.name.Name:
+    return dns.name.Name(labels).concatenate(domain)
 
 
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -228,7 +252,7 @@ class Answerer:
         """``<node>.node.<dc>.<domain>``, or None if the node name is not a valid DNS name."""
         try:
             labels = tuple(p.encode("utf-8") for p in node.split(".")) + (b"node", dc.encode())
-            return dns.name.Name(labels).concatenate(domain)
+            return _node_name(labels, domain)
         except (dns.exception.DNSException, UnicodeError):
             return None
 
@@ -243,15 +267,15 @@ class Answerer:
                 return []
             return [rr(owner, ttl, dns.rdtypes.ANY.CNAME.CNAME(IN, CNAME, target))]
         if ip.version == 4 and qtype in (A, ANY):
-            return [rr(owner, ttl, dns.rdtypes.IN.A.A(IN, A, str(ip)))]
+            return [rr(owner, ttl, a_rdata(str(ip), False))]
         if ip.version == 6 and qtype in (AAAA, ANY):
-            return [rr(owner, ttl, dns.rdtypes.IN.AAAA.AAAA(IN, AAAA, str(ip)))]
+            return [rr(owner, ttl, a_rdata(str(ip), True))]
         return []
 
     def node_txt(self, owner: dns.name.Name, node: dict[str, Any], ttl: int) -> list[Record]:
         meta: Mapping[str, str] = node.get("Meta") or {}
         return [
-            rr(owner, ttl, dns.rdtypes.ANY.TXT.TXT(IN, TXT, _txt_strings(rfc1464(k, str(meta[k])))))
+            rr(owner, ttl, txt_rdata(rfc1464(k, str(meta[k]))))
             for k in sorted(meta)
         ]
 
@@ -402,7 +426,7 @@ class Answerer:
                     target = _absolute_target(svc_addr) if svc_addr else None
             if target is None:
                 continue
-            srv = dns.rdtypes.IN.SRV.SRV(IN, SRV, 1, max(0, min(weight, 0xFFFF)), port & 0xFFFF, target)
+            srv = srv_rdata(max(0, min(weight, 0xFFFF)), port & 0xFFFF, target)
             units.append(Unit([rr(qname, ttl, srv)], extras))
         return units
 

@@ -51,10 +51,6 @@ class Lookup:
     node: str = ""
     address: str = ""
 
-    @property
-    def in_zone(self) -> bool:
-        return self.kind not in ("outside", "ptr")
-
 
 def _label_text(label: bytes) -> str:
     """A wire label as lowercase text; bytes that are not UTF-8 simply never match a name."""

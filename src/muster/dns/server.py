@@ -52,6 +52,7 @@ log = logging.getLogger("muster.dns")
 MAX_CACHE = 10_000  # entries
 MAX_CACHE_BYTES = 32 << 20  # wire bytes held by cached answers
 MAX_FORWARDS = 512
+UDP_RCVBUF = 4 << 20
 TCP_IDLE_TIMEOUT = 10.0
 TCP_READ_TIMEOUT = 5.0
 RCODE_BADVERS = 16
@@ -122,6 +123,12 @@ class DNSServer:
                         raise
                     continue
                 break
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # Bursts of queries arrive faster than one loop iteration drains them: a larger
+                # receive buffer turns would-be drops into a little queueing.  Best effort.
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
             self._transports.append(transport)
             self._tcp_servers.append(srv)
             self.addresses.append((h, bound))

@@ -108,6 +108,8 @@ Addr = tuple[str, int]
 META_MAX_SIZE = 512
 #: memberlist ``pushPullScaleThreshold``: above this many nodes push/pull slows down.
 PUSH_PULL_SCALE_THRESHOLD = 32
+#: Minimum seconds between two push/pulls triggered by pings from the same unknown address.
+STRANGER_SYNC_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -314,10 +316,11 @@ class SwimCore:
         self._pending_streams: dict[int, StreamRequest] = {}
         self._stream_token = 0
         self._events: list[MemberEvent] = []
+        self._stranger_syncs: dict[Addr, float] = {}
         self.counters: dict[str, int] = {
             "packets_in": 0, "packets_out": 0, "auth_failures": 0, "malformed": 0, "conflicts": 0,
             "refutes": 0, "suspects_raised": 0, "deaths_declared": 0, "push_pulls": 0,
-            "push_pull_failures": 0, "ping_wrong_node": 0,
+            "push_pull_failures": 0, "ping_wrong_node": 0, "indirect_probes": 0, "relayed_acks": 0, "nacks_sent": 0,
         }
         meta_d = dict(meta or {})
         self._check_meta(meta_d)
@@ -325,6 +328,9 @@ class SwimCore:
         self._nodes[name] = me
         self._probe_order.append(name)
         self._events.append(MemberEvent(EventKind.JOIN, me.view()))
+        # Announce ourselves as soon as we know anyone (memberlist setAlive broadcasts too): the
+        # joiner's own gossip doubles the sources of the epidemic started by the seed.
+        self._broadcast_self_alive()
         cfg = self.config
         self._next_probe: float | None = now + rng.uniform(0, cfg.probe_interval)
         self._next_gossip = now + rng.uniform(0, cfg.gossip_interval)
@@ -409,6 +415,7 @@ class SwimCore:
         for seq in [s for s, r in self._relays.items() if r.deadline <= now]:
             relay = self._relays.pop(seq)
             if relay.nack:
+                self.counters["nacks_sent"] += 1
                 self._send(relay.origin, [Nack(relay.origin_seq)])
         p = self._probe
         if p is not None and not p.indirect_sent and p.indirect_at <= now:
@@ -527,6 +534,8 @@ class SwimCore:
                 self.counters["ping_wrong_node"] += 1
                 return
             self._send(addr, [Ack(m.seq)])
+            if m.source_node and m.source_node not in self._nodes and not self._leaving:
+                self._sync_with_stranger(addr, now)
         elif isinstance(m, IndirectPing):
             seq = self._next_seq()
             self._relays[seq] = _Relay(addr, m.seq, m.nack, now + self.config.probe_timeout)
@@ -551,6 +560,7 @@ class SwimCore:
     def _on_ack(self, seq: int, now: float) -> None:
         relay = self._relays.pop(seq, None)
         if relay is not None:
+            self.counters["relayed_acks"] += 1
             self._send(relay.origin, [Ack(relay.origin_seq)])
             return
         p = self._probe
@@ -750,6 +760,7 @@ class SwimCore:
         peers = self._k_random(self.config.indirect_checks,
                                lambda n: n.state == NodeStateKind.ALIVE and n.name != p.target)
         p.expected_nacks = len(peers)
+        self.counters["indirect_probes"] += len(peers)
         for peer in peers:
             self._send((peer.addr, peer.port),
                        [IndirectPing(p.seq, target.name, target.addr, target.port, True, self.name)])
@@ -791,6 +802,21 @@ class SwimCore:
         peers = self._k_random(1, lambda n: n.state == NodeStateKind.ALIVE)
         if peers:
             self._open_stream((peers[0].addr, peers[0].port), join=False)
+
+    def _sync_with_stranger(self, addr: Addr, now: float) -> None:
+        """A member we have never heard of probes us: its ``alive`` broadcast missed us (an
+        epidemic reaches everyone only with high probability) or we pruned it.  Rather than wait
+        up to a push/pull interval, exchange state with it now; at most once per address per
+        ``STRANGER_SYNC_INTERVAL`` so a flood of pings cannot turn into a flood of streams.
+        (A Muster addition; memberlist waits for the periodic push/pull.)"""
+        last = self._stranger_syncs.get(addr)
+        if last is not None and now - last < STRANGER_SYNC_INTERVAL:
+            return
+        if len(self._stranger_syncs) > 1024:
+            self._stranger_syncs = {a: t for a, t in self._stranger_syncs.items()
+                                    if now - t < STRANGER_SYNC_INTERVAL}
+        self._stranger_syncs[addr] = now
+        self._open_stream(addr, join=False)
 
     def _open_stream(self, addr: Addr, join: bool) -> int:
         self._stream_token += 1

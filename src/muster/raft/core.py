@@ -523,10 +523,11 @@ class RaftCore:
             else:
                 self._become_follower(m.term, None)
         elif m.term < self.term:
-            if (self.cfg.check_quorum or self.cfg.pre_vote) and m.type in (MsgType.HEARTBEAT, MsgType.APP):
-                # A stale leader (e.g. healed from a partition) learns our term
-                # and steps down; without this it could keep a node that
-                # ignores it because of pre-vote stuck forever.
+            if m.type in (MsgType.HEARTBEAT, MsgType.APP):
+                # A stale leader (healed from a partition, or removed from the
+                # configuration so the new leader never contacts it) learns
+                # our term and steps down.  With pre-vote/check-quorum this is
+                # also what unsticks a node whose term ran ahead.
                 self._send(self._msg(MsgType.APP_RESP, m.frm))
             elif m.type is MsgType.PRE_VOTE:
                 self._send(self._msg(MsgType.PRE_VOTE_RESP, m.frm, reject=True))

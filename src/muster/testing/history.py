@@ -435,6 +435,7 @@ class _Client:
             timeout=httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             trust_env=False,
+            verify=False,  # plain HTTP to loopback; skips loading the CA bundle once per client
         )
         q = {"consistent": "?consistent", "stale": "?stale", "default": ""}
         self.read_query = q[cfg.read_mode]

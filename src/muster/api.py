@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from muster.durations import parse_duration
+
 __all__ = [
     "DEFAULT_ADDRESS",
     "APIError",
@@ -467,8 +469,6 @@ class Client:
             return self.config.timeout
         seconds = DEFAULT_WAIT
         if wait:
-            from muster.durations import parse_duration
-
             try:
                 seconds = parse_duration(wait)
             except ValueError:

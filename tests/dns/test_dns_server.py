@@ -458,3 +458,17 @@ def test_recursor_specs() -> None:
             parse_recursor(bad)
     with pytest.raises(ValueError, match="invalid recursor"):
         DNSServer(_unstarted_server().server, make_config("-recursor=dns.google"))
+
+
+def test_allow_stale_false_needs_a_known_leader(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _unstarted_server()
+    strict = DNSServer(d.server, make_config("-hcl=dns_config { allow_stale = false }"))
+    q = dns.message.make_query("srv1.node." + D, "A").to_wire()
+    monkeypatch.setattr(Server, "known_leader", lambda self: False)
+    stale = d.handle(q, False)
+    refused = strict.handle(q, False)
+    assert isinstance(stale, bytes) and dns.message.from_wire(stale).rcode() != dns.rcode.SERVFAIL
+    assert isinstance(refused, bytes) and dns.message.from_wire(refused).rcode() == dns.rcode.SERVFAIL
+    monkeypatch.setattr(Server, "known_leader", lambda self: True)
+    ok = strict.handle(q, False)
+    assert isinstance(ok, bytes) and dns.message.from_wire(ok).rcode() != dns.rcode.SERVFAIL

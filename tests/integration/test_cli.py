@@ -633,7 +633,7 @@ def _make_tls(tmp_path: Path) -> tuple[Path, Path, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Muster Test CA")])
     ca = (
@@ -686,9 +686,13 @@ def test_https_connection_settings(agent_factory, unique: str, tmp_path: Path) -
     key_name = f"{unique}/tls"
     base = agent.env()
     env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}", CONSUL_CACERT=str(ca))
-    assert _ok(run_cli(["kv", "put", key_name, "secure"], env=env)) == f"Success! Data written to: {key_name}\n"
+    assert (
+        _ok(run_cli(["kv", "put", key_name, "secure"], env=env)) == f"Success! Data written to: {key_name}\n"
+    )
     # host:port + CONSUL_HTTP_SSL=true means https.
-    env = dict(base, CONSUL_HTTP_ADDR=f"127.0.0.1:{https_port}", CONSUL_HTTP_SSL="true", CONSUL_CACERT=str(ca))
+    env = dict(
+        base, CONSUL_HTTP_ADDR=f"127.0.0.1:{https_port}", CONSUL_HTTP_SSL="true", CONSUL_CACERT=str(ca)
+    )
     assert _ok(run_cli(["kv", "get", key_name], env=env)) == "secure\n"
     # The -ca-file flag works as CONSUL_CACERT does.
     env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}")
@@ -701,6 +705,27 @@ def test_https_connection_settings(agent_factory, unique: str, tmp_path: Path) -
     # Without the CA the certificate is refused, cleanly; SSL_VERIFY=false skips the check.
     env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}")
     err = _fails(run_cli(["kv", "get", key_name], env=env))
-    assert err.startswith(f'Error querying Consul agent: Get "https://127.0.0.1:{https_port}/v1/kv/{key_name}": tls:')
+    assert err.startswith(
+        f'Error querying Consul agent: Get "https://127.0.0.1:{https_port}/v1/kv/{key_name}": tls:'
+    )
     env = dict(base, CONSUL_HTTP_ADDR=f"https://127.0.0.1:{https_port}", CONSUL_HTTP_SSL_VERIFY="false")
     assert _ok(run_cli(["kv", "get", key_name], env=env)) == "secure\n"
+
+
+def test_closed_stdout_pipe_exits_quietly(muster_agent: AgentProcess, unique: str) -> None:
+    api = _api(muster_agent)
+    for i in range(30):
+        api.kv_put(f"{unique}/big/{i:02d}", b"x" * 10_000)
+    env = muster_agent.env()
+    env["PYTHONPATH"] = str(REPO_ROOT / "src")
+    res = subprocess.run(
+        f"{sys.executable} -m muster kv get -recurse {unique}/big/ | head -c 10",
+        shell=True,
+        capture_output=True,
+        env=env,
+        cwd=str(REPO_ROOT),
+        timeout=60,
+        check=False,
+    )
+    assert res.stdout == f"{unique}/bi".encode()[:10]
+    assert res.stderr == b""

@@ -492,6 +492,60 @@ def test_blocking_recurse_wakes_on_delete(c: consul.Consul, unique: str) -> None
     assert int(new_index) > int(index)
 
 
+def test_blocking_health_service_wakes_on_check_update(c: consul.Consul, unique: str) -> None:
+    svc = f"blk-{unique}"
+    assert c.agent.service.register(svc, check=consul.Check.ttl("60s")) is True
+    try:
+        assert _eventually(lambda: len(c.health.service(svc)[1]), 1) == 1
+        index, entries = c.health.service(svc, passing=True)
+        assert entries == []
+
+        def passer() -> None:
+            time.sleep(0.5)
+            consul.Consul(host=c.http.host, port=c.http.port).agent.check.ttl_pass(f"service:{svc}")
+
+        t = threading.Thread(target=passer)
+        start = time.monotonic()
+        t.start()
+        new_index, entries = c.health.service(svc, passing=True, index=index, wait="20s")
+        elapsed = time.monotonic() - start
+        t.join()
+        # The wake-up may be spurious (any catalog change); a client loops until data changes.
+        while not entries and time.monotonic() - start < 20:
+            new_index, entries = c.health.service(svc, passing=True, index=new_index, wait="20s")
+        assert [e["Service"]["ID"] for e in entries] == [svc]
+        assert int(new_index) > int(index)
+        assert elapsed < 20
+    finally:
+        c.agent.service.deregister(svc)
+
+
+def test_blocking_catalog_services_wakes_on_register(c: consul.Consul, unique: str) -> None:
+    svc = f"new-{unique}"
+    index, services = c.catalog.services()
+    assert svc not in services
+
+    def registrar() -> None:
+        time.sleep(0.5)
+        consul.Consul(host=c.http.host, port=c.http.port).catalog.register(
+            f"n-{unique}", "10.1.1.1", service={"Service": svc}
+        )
+
+    t = threading.Thread(target=registrar)
+    start = time.monotonic()
+    t.start()
+    try:
+        seen: dict[str, list[str]] = {}
+        idx = index
+        while svc not in seen and time.monotonic() - start < 20:
+            idx, seen = c.catalog.services(index=idx, wait="20s")
+        assert svc in seen
+        assert int(idx) > int(index)
+    finally:
+        t.join()
+        c.catalog.deregister(f"n-{unique}")
+
+
 # -- events, status ----------------------------------------------------------------------
 
 

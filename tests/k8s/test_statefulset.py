@@ -126,3 +126,69 @@ def test_g_partitioned_pod_heals(sts: StatefulSet) -> None:
     load.stop()
     assert new_leader == leader, "a healed follower must not depose the leader (pre-vote)"
     converge(sts, set(load.acked))
+
+
+@pytest.mark.k8s_full
+def test_f_pod_with_an_empty_volume_rejoins_as_a_new_server(sts: StatefulSet) -> None:
+    import shutil
+
+    start(sts)
+    load = WriteLoad(sts, "f").start()
+    time.sleep(2)
+    sts.delete_pod(1, grace=1)
+    shutil.rmtree(sts.pvc(1))
+    time.sleep(6)  # the leader must stop hearing from the old id before it is replaced
+    sts.create_pod(1)
+    leader, _ = sts.wait_leader(30)
+    deadline = time.monotonic() + 60
+    voters: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        code, body = sts.request(leader, "GET", "/v1/operator/raft/configuration")
+        import json
+
+        servers = json.loads(body)["Servers"] if code == 200 else []
+        voters = [s for s in servers if s["Voter"]]
+        if len(servers) == 3 and len(voters) == 3 and {s["Node"] for s in servers} == {"consul-0", "consul-1", "consul-2"}:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"the new consul-1 was not promoted to voter: {voters}")
+    load.stop()
+    converge(sts, set(load.acked))
+
+
+@pytest.mark.k8s_full
+def test_h_volume_from_another_cluster_is_refused(sts: StatefulSet) -> None:
+    import uuid
+
+    from muster.fsm import FSM
+    from muster.raft.disk import DiskStorage
+    from muster.raft.messages import ConfState, Snapshot, SnapshotMeta
+
+    start(sts)
+    load = WriteLoad(sts, "h").start()
+    time.sleep(1)
+    sts.delete_pod(2, grace=1)
+    pvc = sts.pvc(2)
+    import shutil
+
+    shutil.rmtree(pvc)
+    (pvc / "raft").mkdir(parents=True)
+    fid = str(uuid.uuid4())
+    (pvc / "node-id").write_text(fid)
+    st = DiskStorage(str(pvc / "raft"))
+    st.apply_snapshot(Snapshot(SnapshotMeta(1, 1, ConfState(voters=(fid, "x-1", "x-2"))), FSM().snapshot()))
+    st.close()
+    (pvc / "raft" / "cluster-id").write_text(str(uuid.uuid4()))
+    sts.create_pod(2)
+    log = sts.root / "logs" / "consul-2.log"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and b"belongs to cluster" not in log.read_bytes():
+        time.sleep(0.5)
+    assert b"belongs to cluster" in log.read_bytes(), "the foreign volume must be refused with a clear error"
+    time.sleep(2)
+    load.stop()
+    # the real cluster kept serving with its two healthy servers
+    acked = set(load.acked)
+    for o in (0, 1):
+        assert acked <= set(sts.kv_dump(o))

@@ -151,7 +151,7 @@ def test_dev_agent_linearizable_under_pauses(tmp_path: Path) -> None:
             [agent.pid], mode="pause", interval=(1.2, 2.0), duration=(0.6, 0.9), max_rounds=40, seed=7
         )
         cfg = WorkloadConfig(clients=8, keys=10, ops_per_key=200, timeout=0.5, connect_timeout=0.3, seed=11)
-        report = run_and_check([agent.url], ops=3000, seconds=45.0, faults=faults, config=cfg)
+        report = run_and_check([agent.url], ops=3000, seconds=90.0, faults=faults, config=cfg)
         print(report.summary())
         _assert_clean(report, 3000)
         kinds = [ev.kind for ev in report.faults]
@@ -182,7 +182,7 @@ def test_dev_agent_linearizable_under_pauses(tmp_path: Path) -> None:
 def test_dev_agent_default_reads_are_not_stale_on_a_single_server(tmp_path: Path) -> None:
     with dev_agent(tmp_path) as agent:
         cfg = WorkloadConfig(clients=8, keys=5, read_mode="default", timeout=2.0, seed=3)
-        report = run_and_check([agent.url], ops=600, seconds=20.0, faults=NoFaults(), config=cfg)
+        report = run_and_check([agent.url], ops=600, seconds=40.0, faults=NoFaults(), config=cfg)
         print(report.summary())
         _assert_clean(report, 600)
         assert report.info == 0, report.summary()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from muster.raft.core import RaftConfig, ReadState, Role
-from muster.raft.errors import ConfChangeRejected, NotLeader
+from muster.raft.errors import ConfChangeRejected, NotLeader, ProposalDropped
 from muster.raft.messages import ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MsgType
 from muster.testing.raftsim import SimFSM, SimNode, clone_storage
 
@@ -297,3 +297,23 @@ def test_learner_replicated_but_never_counted() -> None:
     # A learner never campaigns.
     c.tick_all(5 * c.config.election_ticks)
     assert c.core("4").role is Role.FOLLOWER
+
+
+def test_uncommitted_bytes_cap_on_a_leader_without_quorum() -> None:
+    """A leader cut off from its quorum stops accepting proposals once
+    ``max_uncommitted_bytes`` are pending, rather than growing its log without bound."""
+    c = MiniCluster(3, check_quorum=False, max_uncommitted_bytes=100)
+    c.elect("1")
+    core = c.core("1")
+    c.partition("1", "2,3")
+    accepted = 0
+    with pytest.raises(ProposalDropped, match="not yet committed"):
+        for _ in range(50):
+            core.propose(b"x" * 30)
+            accepted += 1
+            c.pump()
+    assert accepted == 3  # 3 x 30 bytes pending; a 4th would exceed 100
+    c.groups = None
+    c.tick_all(2)
+    assert core.committed == core.log.last_index()
+    core.propose(b"y" * 30)  # room again once the backlog committed

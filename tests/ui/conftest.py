@@ -80,13 +80,17 @@ def agent() -> Iterator[Agent]:
     with open(log_path, "wb") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env
+        )
     try:
         wait_for_leader(url, proc, time.monotonic() + AGENT_START_TIMEOUT)
     except RuntimeError as exc:
         stop_process(proc)
         tail = log_path.read_text(errors="replace")[-4000:]
-        pytest.fail(f"could not start the agent ({' '.join(cmd)}): {exc}\n--- agent log ---\n{tail}", pytrace=False)
+        pytest.fail(
+            f"could not start the agent ({' '.join(cmd)}): {exc}\n--- agent log ---\n{tail}", pytrace=False
+        )
     client = httpx.Client(base_url=url, timeout=10.0)
     try:
         yield Agent(url=url, proc=proc, log_path=log_path, client=client)
@@ -133,6 +137,8 @@ def ui(ui_browser: Browser, agent: Agent) -> Iterator[UI]:
             page.wait_for_timeout(150)
         problems = helper.unexpected_problems()
         if problems:
-            pytest.fail("browser console errors / page errors:\n" + "\n".join(map(str, problems)), pytrace=False)
+            pytest.fail(
+                "browser console errors / page errors:\n" + "\n".join(map(str, problems)), pytrace=False
+            )
     finally:
         context.close()

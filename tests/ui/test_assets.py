@@ -43,7 +43,9 @@ def test_assets_have_content_types(path: str, ctype: str) -> None:
     assert body == resources.files("muster.ui").joinpath("static", *path.split("/")).read_bytes()
 
 
-@pytest.mark.parametrize("path", ["services", "services/web", "nodes/node-1", "kv/a/b/", "dc1/kv/x", "cluster?x=1"])
+@pytest.mark.parametrize(
+    "path", ["services", "services/web", "nodes/node-1", "kv/a/b/", "dc1/kv/x", "cluster?x=1"]
+)
 def test_deep_links_fall_back_to_index(path: str) -> None:
     found = lookup(path)
     assert found is not None
@@ -57,7 +59,15 @@ def test_missing_assets_are_not_replaced_by_html(path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["../__init__.py", "js/../../assets.py", "%2e%2e/assets.py", "..", "a/../../x", "js\\..\\..\\assets.py", "x\x00y"],
+    [
+        "../__init__.py",
+        "js/../../assets.py",
+        "%2e%2e/assets.py",
+        "..",
+        "a/../../x",
+        "js\\..\\..\\assets.py",
+        "x\x00y",
+    ],
 )
 def test_traversal_is_refused(path: str) -> None:
     assert lookup(path) is None
@@ -83,7 +93,9 @@ def test_every_module_import_resolves() -> None:
         assert found is not None, f"{rel} is imported but not shipped"
         text = found[0].decode()
         for spec in import_re.findall(text):
-            assert spec.startswith("."), f"{rel} imports non-relative module {spec!r} (would need a network fetch)"
+            assert spec.startswith("."), (
+                f"{rel} imports non-relative module {spec!r} (would need a network fetch)"
+            )
             base = rel.rsplit("/", 1)[0]
             parts: list[str] = []
             for part in f"{base}/{spec}".split("/"):

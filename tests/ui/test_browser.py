@@ -79,7 +79,13 @@ def test_service_turns_critical_live_and_detail_page(ui: UI, agent: Agent) -> No
             "Address": "10.0.0.9",
             "NodeMeta": {"rack": "r1"},
             "Service": {"Service": ext, "Port": 5432, "Tags": ["sql"]},
-            "Check": {"CheckID": f"{ext}-alive", "Name": "db alive", "Status": "critical", "ServiceID": ext, "Output": "connection refused"},
+            "Check": {
+                "CheckID": f"{ext}-alive",
+                "Name": "db alive",
+                "Status": "critical",
+                "ServiceID": ext,
+                "Output": "connection refused",
+            },
         },
     )
     ext_row = page.locator(f'tr[data-service="{ext}"]')
@@ -159,7 +165,9 @@ def test_nodes_page_badges_and_node_detail_sessions(ui: UI, agent: Agent) -> Non
 
     row.get_by_role("link", name=node).click()
     expect(page.locator("h1")).to_have_text(node)
-    expect(page.locator('#node-checks tr[data-check="serfHealth"]')).to_have_attribute("data-status", "passing")
+    expect(page.locator('#node-checks tr[data-check="serfHealth"]')).to_have_attribute(
+        "data-status", "passing"
+    )
     expect(page.locator('#node-services tr[data-service-id="consul"]')).to_be_visible()
     expect(page.locator(".page-header .badge-leader")).to_be_visible()
 
@@ -180,7 +188,7 @@ def test_nodes_page_badges_and_node_detail_sessions(ui: UI, agent: Agent) -> Non
         # Leave the editor before the key goes away (a watched key that is
         # deleted answers 404, which Chromium logs as a console error).
         ui.goto("/nodes")
-        agent.delete(f"kv/{key}")
+        agent.delete(agent.kv_path(key))
     finally:
         agent.put(f"session/destroy/{sid}")
 
@@ -189,7 +197,9 @@ def test_sessions_page_live_and_invalidate(ui: UI, agent: Agent) -> None:
     page = ui.page
     ui.goto("/sessions")
     name = uniq("worker")
-    sid = agent.put("session/create", json={"Name": name, "Behavior": "delete", "LockDelay": "5s"}).json()["ID"]
+    sid = agent.put("session/create", json={"Name": name, "Behavior": "delete", "LockDelay": "5s"}).json()[
+        "ID"
+    ]
     row = page.locator(f'tr[data-session="{sid}"]')
     expect(row).to_contain_text(name, timeout=LIVE_MS + LIVE_SLACK_MS)
     expect(row).to_contain_text("delete")
@@ -283,7 +293,7 @@ def test_kv_create_edit_delete_through_ui(ui: UI, agent: Agent) -> None:
     expect(page.locator(f'li[data-key="{key}"]')).to_have_count(0)
     assert agent.kv_get(key) is None
     assert agent.kv_value(sibling) == "stays"
-    agent.delete(f"kv/{folder}", recurse="")
+    agent.delete(agent.kv_path(folder), recurse="")
 
 
 def test_kv_yaml_validation_and_formatting(ui: UI, agent: Agent) -> None:
@@ -313,7 +323,32 @@ def test_kv_yaml_validation_and_formatting(ui: UI, agent: Agent) -> None:
     page.locator("#kv-save").click()
     expect(page.locator("#kv-message")).to_contain_text("already exists")
     assert agent.kv_value(key) == "server:\n  port: 8080\n  hosts:\n    - a\n    - b\n"
-    agent.delete(f"kv/{key}")
+    agent.delete(agent.kv_path(key))
+
+
+def test_kv_unicode_key_and_binary_value(ui: UI, agent: Agent) -> None:
+    page = ui.page
+    folder = uniq("ui-unicode")
+    key = f"{folder}/naïve key ç?#%"
+    assert agent.kv_put(key, "olá")
+    binary_key = f"{folder}/blob"
+    assert agent.put(agent.kv_path(binary_key), content=b"\xff\xfe\x00\x01").json() is True
+    ui.goto(f"/kv/{folder}/")
+    page.locator(f'li[data-key="{key}"] a').click()
+    expect(page.locator("h1")).to_have_text(key)
+    expect(page.get_by_label("Value")).to_have_value("olá")
+    page.get_by_label("Value").fill("tchau ✓")
+    page.locator("#kv-save").click()
+    expect(page.locator("#kv-message")).to_contain_text("Saved")
+    assert agent.kv_value(key) == "tchau ✓"
+    # Binary values are shown (base64) but not editable.
+    ui.goto(f"/kv/{binary_key}")
+    expect(page.get_by_label("Value")).to_have_value("//4AAQ==")
+    expect(page.get_by_label("Value")).to_have_attribute("readonly", "")
+    expect(page.locator("#kv-save")).to_be_disabled()
+    expect(page.locator("#kv-validation")).to_contain_text("Binary value (4 bytes)")
+    ui.goto("/kv/")
+    agent.delete(agent.kv_path(folder), recurse="")
 
 
 def test_kv_save_refuses_concurrent_change(ui: UI, agent: Agent) -> None:
@@ -329,7 +364,9 @@ def test_kv_save_refuses_concurrent_change(ui: UI, agent: Agent) -> None:
 
     agent.kv_put(key, "changed through the API")
     # The editor notices the concurrent change live but keeps the user's text.
-    expect(page.locator("#kv-remote-change")).to_contain_text("changed by someone else", timeout=LIVE_MS + LIVE_SLACK_MS)
+    expect(page.locator("#kv-remote-change")).to_contain_text(
+        "changed by someone else", timeout=LIVE_MS + LIVE_SLACK_MS
+    )
     expect(value).to_have_value("edited in the UI")
 
     with page.expect_request(lambda r: r.method == "PUT" and "/v1/kv/" in r.url) as put_info:
@@ -353,12 +390,14 @@ def test_kv_save_refuses_concurrent_change(ui: UI, agent: Agent) -> None:
 
     # Deleting is CAS-protected too.
     agent.kv_put(key, "changed again")
-    expect(page.locator("#kv-remote-change")).to_contain_text("changed by someone else", timeout=LIVE_MS + LIVE_SLACK_MS)
+    expect(page.locator("#kv-remote-change")).to_contain_text(
+        "changed by someone else", timeout=LIVE_MS + LIVE_SLACK_MS
+    )
     page.locator("#kv-delete").click()
     page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
     expect(message).to_contain_text("Not deleted")
     assert agent.kv_value(key) == "changed again"
-    agent.delete(f"kv/{key}")
+    agent.delete(agent.kv_path(key))
 
 
 # ---------------------------------------------------------------------------
@@ -396,7 +435,9 @@ def test_datacenter_switcher_adds_dc_param(ui: UI, agent: Agent) -> None:
         select.select_option(dcs[0])
     assert f"dc={dcs[0]}" in page.url
     # Links keep the datacenter.
-    expect(page.get_by_role("link", name="Nodes", exact=True)).to_have_attribute("href", re.compile(rf"dc={dcs[0]}"))
+    expect(page.get_by_role("link", name="Nodes", exact=True)).to_have_attribute(
+        "href", re.compile(rf"dc={dcs[0]}")
+    )
     with page.expect_request(lambda r: "/v1/catalog/nodes" in r.url and f"dc={dcs[0]}" in r.url):
         page.locator(f'a[href="#/nodes?dc={dcs[0]}"]').first.click()
     expect(page.locator(f'tr[data-node="{agent.node_name}"]')).to_be_visible()
@@ -416,7 +457,9 @@ def test_acl_token_is_sent_and_403_is_explained(ui: UI, agent: Agent) -> None:
     ui.allow_console(r"status of 403 .*/v1/catalog/services")
 
     def deny(route: Any) -> None:
-        route.fulfill(status=403, body="Permission denied: token lacks service:read", content_type="text/plain")
+        route.fulfill(
+            status=403, body="Permission denied: token lacks service:read", content_type="text/plain"
+        )
 
     page.route(re.compile(r".*/v1/catalog/services.*"), deny)
     page.reload()
@@ -586,7 +629,9 @@ def test_codec_helpers(ui: UI) -> None:
     assert (r["u64ok"], r["u64big"], r["u64neg"]) == ("18446744073709551615", None, None)
     assert r["ns"] == ["15s", "0s", "1.5ms", "1m30s"]
     assert r["jsonBad"] == {"ok": False, "message": 'Unexpected "}" (line 1, column 7)'}
-    assert r["jsonBad3"]["message"] == 'Expected a property name in double quotes, found "}" (line 3, column 1)'
+    assert (
+        r["jsonBad3"]["message"] == 'Expected a property name in double quotes, found "}" (line 3, column 1)'
+    )
     assert r["jsonOk"] is True
     assert r["yamlBad"] is False
     assert r["fmtJson"] == '{\n  "big": 18446744073709551615,\n  "s": "x"\n}'

@@ -104,14 +104,18 @@ def three_servers(tmp_path: Path) -> Iterator[ThreeServers]:
             with open(log_path, "wb") as log:
                 log.write(("$ " + " ".join(cmd) + "\n").encode())
                 log.flush()
-                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
+                proc = subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT
+                )
             servers.append(Server(name, ip, proc))
         cluster = ThreeServers(servers, http_port, server_port)
         deadline = time.monotonic() + FORM_TIMEOUT
         while time.monotonic() < deadline:
             dead = [s.name for s in servers if s.proc.poll() is not None]
             if dead:
-                pytest.fail(f"cluster servers exited during startup: {dead} (logs in {ARTIFACTS})", pytrace=False)
+                pytest.fail(
+                    f"cluster servers exited during startup: {dead} (logs in {ARTIFACTS})", pytrace=False
+                )
             leaders = {cluster.leader(s) for s in servers}
             if len(leaders) == 1 and None not in leaders:
                 break
@@ -141,11 +145,15 @@ def test_cluster_page_three_servers_and_leader_change(three_servers: ThreeServer
     page.goto(f"{cluster.url(leader)}/ui/#/cluster")
     rows = page.locator("#servers-table tbody tr")
     expect(rows).to_have_count(3)
-    expect(page.locator(f'#servers-table tr[data-server="{leader.name}"]')).to_have_attribute("data-role", "leader")
+    expect(page.locator(f'#servers-table tr[data-server="{leader.name}"]')).to_have_attribute(
+        "data-role", "leader"
+    )
     expect(page.locator('#servers-table tr[data-role="follower"]')).to_have_count(2)
     expect(page.locator("#stat-voters")).to_have_text("3 of 3 servers")
     expect(page.locator("#stat-leader")).to_have_text(leader.name)
-    expect(page.locator("#stat-tolerance")).to_have_text("1 server", timeout=25_000)  # once autopilot calls it stable
+    expect(page.locator("#stat-tolerance")).to_have_text(
+        "1 server", timeout=25_000
+    )  # once autopilot calls it stable
     expect(page.locator("#stat-autopilot")).to_have_text("healthy")
     for s in cluster.servers:
         expect(page.locator(f'#servers-table tr[data-server="{s.name}"] td').nth(5)).to_have_text("0")  # lag
@@ -170,5 +178,7 @@ def test_cluster_page_three_servers_and_leader_change(three_servers: ThreeServer
     expect(history.first).to_contain_text(f"{new_leader.name}")
     expect(history.first).to_contain_text(re.compile(rf"took over from {leader.name}"))
     expect(page.locator("#stat-leader")).to_have_text(new_leader.name)
-    expect(page.locator(f'#servers-table tr[data-server="{new_leader.name}"]')).to_have_attribute("data-role", "leader")
+    expect(page.locator(f'#servers-table tr[data-server="{new_leader.name}"]')).to_have_attribute(
+        "data-role", "leader"
+    )
     ui.shot("cluster-leader-change")

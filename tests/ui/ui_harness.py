@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 
@@ -53,7 +54,9 @@ class Agent:
     def get(self, path: str, **params: Any) -> httpx.Response:
         return self.client.get(f"/v1/{path}", params=params)
 
-    def put(self, path: str, *, content: bytes | str | None = None, json: Any = None, **params: Any) -> httpx.Response:
+    def put(
+        self, path: str, *, content: bytes | str | None = None, json: Any = None, **params: Any
+    ) -> httpx.Response:
         resp = self.client.put(f"/v1/{path}", content=content, json=json, params=params)
         assert resp.status_code == 200, f"PUT {path} -> {resp.status_code} {resp.text}"
         return resp
@@ -63,9 +66,14 @@ class Agent:
         assert resp.status_code == 200, f"DELETE {path} -> {resp.status_code} {resp.text}"
         return resp
 
+    @staticmethod
+    def kv_path(key: str) -> str:
+        """The API path of a KV key (percent-encoded, "/" kept)."""
+        return "kv/" + quote(key, safe="/")
+
     def kv_get(self, key: str) -> dict[str, Any] | None:
         """The DirEntry of ``key``, or None when missing."""
-        resp = self.get(f"kv/{key}")
+        resp = self.get(self.kv_path(key))
         if resp.status_code == 404:
             return None
         assert resp.status_code == 200, resp.text
@@ -80,7 +88,7 @@ class Agent:
         return "" if raw is None else base64.b64decode(raw).decode()
 
     def kv_put(self, key: str, value: str, **params: Any) -> bool:
-        result: bool = self.put(f"kv/{key}", content=value.encode(), **params).json()
+        result: bool = self.put(self.kv_path(key), content=value.encode(), **params).json()
         return result
 
     @property
@@ -172,5 +180,3 @@ class UI:
         path = ARTIFACTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=full_page)
         return path
-
-

@@ -103,6 +103,7 @@ class Agent:
         self.reap_interval = 30.0
         self.deregister_min = 60.0
         self.member_source: Callable[[bool], list[dict[str, Any]]] | None = None
+        self.serf_stats_source: Callable[[bool], dict[str, str]] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()  # runner shutdowns in flight (strong refs)
         self._started = False
@@ -421,6 +422,26 @@ class Agent:
         if self.member_source is not None:
             return self.member_source(wan)
         return [self.self_member(wan)]
+
+    def serf_stats(self, wan: bool = False) -> dict[str, str]:
+        """``Stats.serf_lan``/``serf_wan`` of ``/v1/agent/self`` (all strings); from gossip when wired."""
+        if self.serf_stats_source is not None:
+            return self.serf_stats_source(wan)
+        members = self.members(wan)
+        return {
+            "coordinate_resets": "0",
+            "encrypted": "false",
+            "event_queue": "0",
+            "event_time": "1",
+            "failed": str(sum(1 for m in members if m.get("Status") == 4)),
+            "health_score": "0",
+            "intent_queue": "0",
+            "left": str(sum(1 for m in members if m.get("Status") == 3)),
+            "member_time": "1",
+            "members": str(len(members)),
+            "query_queue": "0",
+            "query_time": "1",
+        }
 
     def self_member(self, wan: bool = False) -> dict[str, Any]:
         ident = self.server.ident

@@ -159,8 +159,6 @@ def run(argv: Sequence[str], ui: UI) -> int:
         return done.code
     except KeyboardInterrupt:
         return 1
-    except BrokenPipeError:
-        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,6 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui = UI.system()
     try:
         return run(sys.argv[1:] if argv is None else argv, ui)
+    except BrokenPipeError:
+        # The reader went away (``muster kv get -recurse | head``): exit quietly, and keep the
+        # interpreter's final flush from complaining about the closed pipe.
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 1
     except Exception as err:  # noqa: BLE001 - last resort: one line, never a traceback
         try:
             ui.err(f"Error: {type(err).__name__}: {err}")

@@ -18,8 +18,9 @@ Per query (``DNSServer.handle``):
 3. Questions outside our zones go to the recursors (a task per query, bounded by
    ``MAX_FORWARDS`` in flight) or are REFUSED when there are none.
 
-Reads use the local store directly (stale reads, ``allow_stale``): a DNS answer never waits on
-a leader or on the log.  The cache is bounded in entries and bytes (``MAX_CACHE``,
+Reads use the local store directly (stale reads, ``allow_stale``, the default): a DNS answer
+never waits on a leader or on the log.  With ``allow_stale = false`` a server that knows no
+leader answers SERVFAIL instead.  The cache is bounded in entries and bytes (``MAX_CACHE``,
 ``MAX_CACHE_BYTES``, oldest entry evicted first), so random names cannot grow it without limit.
 """
 
@@ -85,6 +86,7 @@ class DNSServer:
         self.compress = not dcfg.disable_compression
         self.udp_answer_limit = dcfg.udp_answer_limit
         self.enable_truncate = dcfg.enable_truncate
+        self.allow_stale = dcfg.allow_stale
         self.forwarder = (
             Forwarder(config.recursors, dcfg.recursor_timeout, dcfg.recursor_strategy, self.rng)
             if config.recursors
@@ -188,6 +190,9 @@ class DNSServer:
         t = self.compiled(q)
         if t.forward and self.forwarder is not None:
             return q
+        if not self.allow_stale and not t.forward and not self.server.known_leader():
+            # dns_config.allow_stale = false: without a leader no read is allowed (Consul: SERVFAIL).
+            return self._plain(q, dns.rcode.SERVFAIL)
         return wire.render(
             t, q, self.shuffle_rng, tcp=tcp, udp_answer_limit=self.udp_answer_limit,
             enable_truncate=self.enable_truncate, recursion_available=self.recursion_available,

@@ -152,9 +152,10 @@ class GossipConfig:
 
 
 def suspicion_timeout(suspicion_mult: int, n: int, interval: float) -> float:
-    """memberlist ``util.go: suspicionTimeout``: ``mult * max(1, log10(max(1, n))) * interval``."""
+    """memberlist ``util.go: suspicionTimeout``: ``mult * max(1, log10(max(1, n))) * interval``,
+    with the node scale truncated to thousandths as memberlist does (``Duration(nodeScale*1000)``)."""
     node_scale = max(1.0, math.log10(max(1.0, float(n))))
-    return math.floor(suspicion_mult * node_scale * interval * 1000.0) / 1000.0
+    return suspicion_mult * int(node_scale * 1000.0) * interval / 1000.0
 
 
 def remaining_suspicion_time(n: int, k: int, elapsed: float, lo: float, hi: float) -> float:

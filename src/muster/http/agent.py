@@ -156,7 +156,6 @@ def routes(ctx: Ctx) -> list[Route]:
         ident = server.ident
         checks = a.local.checks()
         kinds = [c.get("Type") for c in checks.values()]
-        members = a.members(False)
         return {
             "agent": {
                 "check_monitors": str(kinds.count("script")),
@@ -201,24 +200,8 @@ def routes(ctx: Ctx) -> list[Route]:
                 "os": sys.platform,
                 "version": f"python{platform.python_version()}",
             },
-            "serf_lan": serf_stats(members),
-            "serf_wan": serf_stats(a.members(True)),
-        }
-
-    def serf_stats(members: list[dict[str, Any]]) -> dict[str, str]:
-        return {
-            "coordinate_resets": "0",
-            "encrypted": "false",
-            "event_queue": "0",
-            "event_time": "1",
-            "failed": str(sum(1 for m in members if m.get("Status") == 4)),
-            "health_score": "0",
-            "intent_queue": "0",
-            "left": str(sum(1 for m in members if m.get("Status") == 3)),
-            "member_time": "1",
-            "members": str(len(members)),
-            "query_queue": "0",
-            "query_time": "1",
+            "serf_lan": a.serf_stats(False),
+            "serf_wan": a.serf_stats(True),
         }
 
     async def members(req: Request) -> Response:

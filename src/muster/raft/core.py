@@ -133,6 +133,10 @@ class RaftConfig:
     max_inflight_bytes: int = 0
     #: Size of one MsgSnap chunk.
     snapshot_chunk_bytes: int = 64 * 1024
+    #: Cap on the payload bytes a leader holds proposed but not yet committed
+    #: (0 = unlimited).  A leader that cannot reach a quorum then refuses
+    #: proposals (ProposalDropped) instead of growing its log without bound.
+    max_uncommitted_bytes: int = 0
 
 
 @dataclass
@@ -201,7 +205,10 @@ class RaftCore:
         self._reads_waiting_apply: list[ReadState] = []
         self._reads_ready: list[ReadState] = []
         # Receiving a chunked snapshot: (index, term) of the stream and its bytes.
-        self._snap_key: tuple[int, int] | None = None
+        # The stream is identified by sender, its term and the snapshot
+        # position, so chunks of two encodings of the same state (from two
+        # leaders) are never spliced together.
+        self._snap_key: tuple[str, int, int, int] | None = None
         self._snap_buf = bytearray()
 
         self._prev_hard = HardState(hs.term, hs.vote, self.log.committed)
@@ -359,6 +366,7 @@ class RaftCore:
                 fresh.match = last
             self.prs[nid] = fresh
         self.pending_conf_index = 0
+        self._uncommitted_bytes = 0
         self._read_queue = []
         self._pending_read_msgs = []
 
@@ -632,6 +640,9 @@ class RaftCore:
         if self.log.term(mci) != self.term:
             return False
         first_own_term_commit = not self._committed_in_current_term()
+        if self._uncommitted_bytes:
+            done = sum(len(e.data) for e in self.log.slice(self.log.committed + 1, mci + 1))
+            self._uncommitted_bytes = max(0, self._uncommitted_bytes - done)
         self.log.commit_to(mci)
         if first_own_term_commit:
             self._release_pending_read_msgs()
@@ -715,7 +726,7 @@ class RaftCore:
             self._snap_buf = bytearray()
             self._send(self._msg(MsgType.APP_RESP, m.frm, index=self.log.committed))
             return
-        key = (meta.index, meta.term)
+        key = (m.frm, m.term, meta.index, meta.term)
         if m.snap_offset == 0 and self._snap_key != key:
             self._snap_key = key
             self._snap_buf = bytearray()
@@ -835,6 +846,10 @@ class RaftCore:
         """Append a command; returns its ``(index, term)``.  The command is applied
         iff an entry with that index *and* term is later committed."""
         self._check_can_propose()
+        limit = self.cfg.max_uncommitted_bytes
+        if limit and self._uncommitted_bytes and self._uncommitted_bytes + len(data) > limit:
+            raise ProposalDropped(f"{self._uncommitted_bytes} bytes of proposals not yet committed (limit {limit})")
+        self._uncommitted_bytes += len(data)
         res = self._append_entries([Entry(0, 0, EntryType.NORMAL, data)])
         # Replication is deferred to the next Ready: proposals made between two
         # Readys are batched into one MsgApp per follower.
@@ -901,15 +916,22 @@ class RaftCore:
         MsgApps for proposals and acknowledgements received since the last Ready.)"""
         if self._ready_outstanding:
             return False
-        self._flush_appends()
+        if self._flush_pending:
+            self._flush_appends()
+        log, hs, ss = self.log, self._prev_hard, self._prev_soft
+        # Field comparisons instead of building HardState/SoftState: this is
+        # called after every input by the driver loop.
         return bool(
             self.msgs
-            or self.log.unstable.entries
-            or self.log.unstable.snapshot is not None
-            or self.log.has_next_committed_entries()
+            or log.unstable.entries
+            or log.unstable.snapshot is not None
+            or (log.committed > log.applied and log.has_next_committed_entries())
             or self._reads_ready
-            or self.hard_state() != self._prev_hard
-            or self.soft_state() != self._prev_soft
+            or self.term != hs.term
+            or self.vote != hs.vote
+            or log.committed != hs.commit
+            or self.lead != ss.leader
+            or self.role is not ss.role
         )
 
     def ready(self) -> Ready:

@@ -146,6 +146,8 @@ class ClusterMember:
         self.rpc.handlers["join"] = self._rpc_join
         self.rpc.handlers["remove_peer"] = self._rpc_remove_peer
         self.log: ReplicatedLog | None = None
+        #: A server not heard from for this long is considered gone (reconcile, replacement).
+        self.dead_after = 5.0
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ identity
@@ -251,9 +253,24 @@ class ClusterMember:
         if lg is None or not lg.is_leader():
             raise MusterError("node is not the leader")
         nid = str(payload.get("id"))
-        self._on_peer(nid, payload)
+        name = str(payload.get("name", ""))
         if nid in lg.core.voters or nid in lg.core.learners:
+            self._on_peer(nid, payload)
             return True
+        # A server that comes back with the same name but a new id (its volume was lost)
+        # replaces the old one, but only once the old one has stopped talking to us.
+        now = self.clock.monotonic()
+        for old_id, peer in list(self.book.peers.items()):
+            if old_id == nid or peer.name != name or not name:
+                continue
+            if old_id not in lg.core.voters and old_id not in lg.core.learners:
+                continue
+            heard = lg.last_heard.get(old_id)
+            if heard is not None and now - heard < self.dead_after:
+                raise MusterError(f"refusing server {nid}: a live server named {name!r} already exists with id {old_id}")
+            log.info("server %s rejoined with a new id %s: removing its old id", name, nid)
+            await lg.change_membership(ConfChangeType.REMOVE, old_id)
+        self._on_peer(nid, payload)
         await lg.change_membership(ConfChangeType.ADD_NONVOTER, nid)
         return True
 

@@ -139,6 +139,16 @@ class RPCNode:
         self._dialing: dict[str, asyncio.Task[Conn | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.dial_timeout = 1.0
+        self._mismatch_logged: dict[str, float] = {}
+
+    def _warn_mismatch(self, text: str) -> None:
+        """Log a cluster-id mismatch clearly, but at most once per 30 s per message."""
+        import time
+
+        now = time.monotonic()
+        if now - self._mismatch_logged.get(text, -1e9) >= 30:
+            self._mismatch_logged[text] = now
+            log.error("%s", text)
 
     # ------------------------------------------------------------------ listener
 
@@ -155,7 +165,9 @@ class RPCNode:
             theirs, peer = str(hello[2]), str(hello[3])
             ours = self.cluster_id()
             if ours and theirs and ours != theirs:
-                log.warning("refusing RPC from %s: it belongs to cluster %s, we are %s", peer, theirs, ours)
+                self._warn_mismatch(f"refusing RPC from server {peer}: it belongs to cluster {theirs}, this server to cluster {ours}")
+                writer.write(encode_frame([HELLO, 0, ours, self.node_id, {"error": "cluster id mismatch"}]))
+                await writer.drain()
                 return
             if self.on_peer is not None and isinstance(hello[4], dict):
                 self.on_peer(peer, hello[4])
@@ -217,6 +229,13 @@ class RPCNode:
                 writer.close()
                 continue
             if not (isinstance(hello, list) and len(hello) == 5 and hello[0] == HELLO):
+                writer.close()
+                continue
+            if isinstance(hello[4], dict) and hello[4].get("error"):
+                self._warn_mismatch(
+                    f"the server at {addr} belongs to cluster {hello[2]}, but this server's data dir belongs to "
+                    f"cluster {self.cluster_id()}: refusing to talk to it (was this volume copied from another cluster?)"
+                )
                 writer.close()
                 continue
             if self.on_peer is not None and isinstance(hello[4], dict):

@@ -623,6 +623,10 @@ async def arun_workload(
     within about ``max_seconds + timeout + connect_timeout + 1`` plus the schedule's heal time.
     """
     cfg = config or WorkloadConfig()
+    if cfg.clients < 1 or cfg.keys < 1 or cfg.ops_per_key < 1:
+        raise ValueError("clients, keys and ops_per_key must be >= 1")
+    if not (0 <= cfg.read_ratio and 0 <= cfg.write_ratio and cfg.read_ratio + cfg.write_ratio <= 1):
+        raise ValueError("read_ratio and write_ratio must be >= 0 with a sum <= 1")
     url_list = [urls] if isinstance(urls, str) else list(urls)
     if not url_list:
         raise ValueError("no base URLs")

@@ -199,8 +199,10 @@ class Violation:
                 lines.append(f"    {op.describe()}")
             if self.blocked is not None:
                 lines.append(f"  cannot linearize before it returns: {self.blocked.describe()}")
-            for op in self.candidates:
+            for op in self.candidates[:max_prefix]:
                 lines.append(f"    pending then: {op.describe()}")
+            if len(self.candidates) > max_prefix:
+                lines.append(f"    ... {len(self.candidates) - max_prefix} more pending ops")
         return "\n".join(lines)
 
 

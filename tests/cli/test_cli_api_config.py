@@ -188,3 +188,11 @@ def test_watch_errors_propagate_without_handler() -> None:
 
     with pytest.raises(ConsulError):
         next(Client(ClientConfig(address="127.0.0.1:1")).watch(fetch))
+
+
+def test_blocking_read_timeout_outlives_wait() -> None:
+    c = Client(ClientConfig(address="127.0.0.1:1", timeout=10))
+    assert c._timeout_for(0, "5s") == 10
+    assert c._timeout_for(7, "16s") == 16 + 1 + 10
+    assert c._timeout_for(7, None) == 300 + 300 / 16 + 10  # Consul's default wait
+    assert c._timeout_for(7, "1h") == 600 + 600 / 16 + 10  # capped like max_query_time

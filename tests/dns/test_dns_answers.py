@@ -353,3 +353,22 @@ def test_in_zone_cname_targets_are_resolved_and_loops_end(cat: Catalog) -> None:
     assert records(ask(cat, "alias.node." + D), rdtype="A") == ["10.0.0.9"]
     looped = ask(cat, "loop.node." + D, tcp=True)
     assert records(looped) == ["loop.node.cluster.local."]
+
+
+def test_tcp_answers_are_trimmed_to_64k(cat: Catalog) -> None:
+    for i in range(1200):
+        name = f"node-with-a-rather-long-name-{i:04d}"
+        cat.node(name, f"10.{i // 250}.{i % 250}.1", {"zone": "z" * 20})
+        cat.service(name, "huge", 80)
+    q = dns.message.make_query("huge.service." + D, "SRV")
+    cfg = make_config("-hcl=dns_config { enable_truncate = true }")
+    r = respond(Answerer(cfg), cat.store, q, Rng(1), tcp=True)
+    kept = len(r.answer[0])
+    assert 100 < kept < 1200
+    assert len(r.to_wire()) <= 65535
+    assert r.flags & dns.flags.TC
+    targets = {x.to_text().split()[-1] for x in r.answer[0]}
+    assert {str(s.name) for s in r.additional} == targets
+    edns = respond(Answerer(cfg), cat.store, dns.message.make_query("huge.service." + D, "SRV", use_edns=0, payload=4096),
+                   Rng(1))
+    assert edns.flags & dns.flags.TC and len(edns.to_wire()) <= 4096 and edns.edns == 0

@@ -14,6 +14,9 @@ from muster.gossip.serf import (
     SerfConfig,
     SerfEventType,
     UserEvent,
+    _enc,
+    _LeaveIntent,
+    _UserEventMsg,
 )
 from muster.runtime import Rng
 
@@ -89,14 +92,8 @@ def test_user_events_reach_everyone_once_including_the_sender() -> None:
         assert sorted(evs) == [("deploy", b"v1"), ("deploy", b"v2")], f"n{i}: {evs}"
     # A replayed copy of an event already seen is suppressed.
     before = serfs[0].counters["events_dup"]
-    serfs[0]._handle_user_event(type_msg(lt, "deploy", b"v1"))
+    serfs[0].notify_user(_enc.encode(_UserEventMsg(lt, "deploy", b"v1")))
     assert serfs[0].counters["events_dup"] == before + 1
-
-
-def type_msg(lt: int, name: str, payload: bytes):  # type: ignore[no-untyped-def]
-    from muster.gossip.serf import _UserEventMsg
-
-    return _UserEventMsg(lt, name, payload)
 
 
 def test_user_event_size_limit() -> None:
@@ -160,8 +157,6 @@ def test_force_leave_turns_failed_into_left() -> None:
 
 def test_old_leave_intent_about_a_live_member_is_refuted() -> None:
     net, serfs = make(3)
-    from muster.gossip.serf import _enc, _LeaveIntent
-
     serfs[0].notify_user(_enc.encode(_LeaveIntent(serfs[0].clock.time() + 1, "n2")))
     net.flush(addr(0))
     net.run(3.0)

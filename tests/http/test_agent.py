@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from muster.config import config_from_dict
+from muster.errors import MusterError
 from muster.process import AgentProcess
 from muster.runtime import Rng
 
@@ -551,3 +552,21 @@ async def test_alias_check_follows_local_service(client: httpx.AsyncClient) -> N
     await wait_for(lambda: status("critical"))
     out = (await client.get("/v1/agent/checks")).json()["al"]["Output"]
     assert out == "Service target could not be found on node test-node"
+
+
+async def test_reload_keeps_attached_checks(custom: Any) -> None:
+    svc = {"name": "k", "check": {"ttl": "30s"}}
+    proc, c = await custom({"services": [svc], "checks": [{"name": "side", "service_id": "k", "ttl": "30s"}]})
+    await c.put("/v1/agent/check/register", json={"Name": "api", "ServiceID": "k", "TTL": "30s"})
+    for cid in ("service:k", "side", "api"):
+        await c.put(f"/v1/agent/check/pass/{cid}")
+    same = config_from_dict({"node_name": "test-node", "services": [svc],
+                             "checks": [{"name": "side", "service_id": "k", "ttl": "30s"}]}, dev=True)
+    await proc.agent.reload(same)
+    checks = (await c.get("/v1/agent/checks")).json()
+    assert {cid: ch["Status"] for cid, ch in checks.items()} == {"service:k": "passing", "side": "passing", "api": "passing"}
+    await proc.agent.reload(config_from_dict({"node_name": "test-node", "services": [svc]}, dev=True))
+    assert sorted((await c.get("/v1/agent/checks")).json()) == ["api", "service:k"]
+    bad = config_from_dict({"node_name": "test-node", "services": [{"name": "x", "check": {"http": "http://h"}}]}, dev=True)
+    with pytest.raises(MusterError, match='Failed reloading services: Failed to register service "x": Invalid check'):
+        await proc.agent.reload(bad)

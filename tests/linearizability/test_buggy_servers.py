@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
@@ -24,6 +25,8 @@ class FakeKV:
     """A single-key-space KV store with optional, deliberate consistency bugs.
 
     ``stale``: GETs are served from a snapshot refreshed at most every 50 ms (a stale cache).
+    ``follower``: like ``stale`` but only for GETs without ``?consistent`` (a lagging follower
+    that forwards consistent reads correctly).
     ``lost_write``: 5% of plain PUTs answer ``true`` without being applied.
     ``blind_cas``: ``?cas=N`` succeeds whenever the key exists, ignoring ModifyIndex.
     """
@@ -39,7 +42,7 @@ class FakeKV:
     async def get(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         view = self.data
-        if self.bug == "stale":
+        if self.bug == "stale" or (self.bug == "follower" and "consistent" not in request.query):
             if time.monotonic() - self.snapshot_at > 0.05:
                 self.snapshot, self.snapshot_at = dict(self.data), time.monotonic()
             view = self.snapshot
@@ -78,20 +81,26 @@ class FakeKV:
 
 
 @asynccontextmanager
-async def serve(bug: str | None) -> AsyncIterator[str]:
+async def serve_many(bug: str | None, n: int) -> AsyncIterator[list[str]]:
+    """``n`` HTTP front-ends (ports) over one shared store, like servers of one cluster."""
     kv = FakeKV(bug)
     app = web.Application()
     app.router.add_get("/v1/kv/{key:.+}", kv.get)
     app.router.add_put("/v1/kv/{key:.+}", kv.put)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = int(runner.addresses[0][1])
+    for _ in range(n):
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield [f"http://127.0.0.1:{int(addr[1])}" for addr in runner.addresses]
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve(bug: str | None) -> AsyncIterator[str]:
+    async with serve_many(bug, 1) as urls:
+        yield urls[0]
 
 
 CFG = WorkloadConfig(clients=8, keys=4, ops_per_key=200, timeout=2.0, seed=42)
@@ -112,3 +121,14 @@ async def test_broken_fake_is_caught(bug: str) -> None:
     assert report.violations
     text = report.violations[0].describe()
     assert report.violations[0].key in text
+
+
+async def test_stale_follower_reads_are_counted_and_consistent_reads_are_clean() -> None:
+    async with serve_many("follower", 2) as urls:
+        stale = await arun_and_check(urls, ops=800, seconds=20.0, config=replace(CFG, read_mode="stale"))
+        consistent = await arun_and_check(urls, ops=800, seconds=20.0, config=CFG)
+    assert stale.verdict is Verdict.NOT_LINEARIZABLE and stale.stale_reads > 0, stale.summary()
+    assert stale.stale_reads <= stale.reads_ok
+    assert consistent.verdict is Verdict.LINEARIZABLE and consistent.stale_reads == 0, consistent.summary()
+    # Both front-ends were used.
+    assert {op.server for op in consistent.history.ops} == set(urls)

@@ -28,6 +28,8 @@ from muster.testing.history import (
 )
 from muster.testing.linearizability import Op, Verdict
 
+from .test_buggy_servers import serve
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -70,6 +72,17 @@ async def test_unanswered_requests_are_indeterminate_and_stay_open() -> None:
     for c in (0, 1):
         procs = [op.client for op in h.ops if op.client % 2 == c]
         assert len(set(procs)) == len(procs)
+
+
+async def test_clients_move_away_from_a_dead_server() -> None:
+    dead = f"http://127.0.0.1:{_free_port()}"
+    async with serve(None) as live:
+        cfg = WorkloadConfig(clients=4, keys=2, max_ops=200, max_seconds=20, seed=4)
+        h = await arun_workload([dead, live], cfg)
+    on_dead = [op for op in h.ops if op.server == dead]
+    assert on_dead and all(op.status == "fail" for op in on_dead)
+    assert len(on_dead) <= cfg.clients  # each client fails over after its first refusal
+    assert check_recorded(h).verdict is Verdict.LINEARIZABLE
 
 
 async def test_non_loopback_urls_are_refused() -> None:

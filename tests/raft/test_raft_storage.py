@@ -259,3 +259,23 @@ def test_core_restarts_from_disk(tmp_path: Path) -> None:
     drain(core2, st2)
     assert applied == [b"v3", b"v4"]
     st2.close()
+
+
+def test_restart_when_snapshot_is_ahead_of_persisted_commit(tmp_path: Path) -> None:
+    """Snapshots are fsynced at once while a commit-only hard state update is
+    not: after a power loss the snapshot may be ahead of the stored commit
+    index.  The core must start (the snapshot's index is committed)."""
+    with DiskStorage(tmp_path) as st:
+        st.bootstrap(ConfState(("n1",)))
+        st.append(ents(1, 10))
+        st.set_hard_state(HardState(1, "n1", 4))
+        st.sync()
+        st.set_hard_state(HardState(1, "n1", 10))  # commit-only: not fsynced
+        seg, durable, _ = st.segment()
+        st.create_snapshot(8, ConfState(("n1",)), b"fsm@8")
+    with open(seg, "r+b") as f:
+        f.truncate(durable)  # power loss: the unsynced commit update is gone
+    with DiskStorage(tmp_path) as st:
+        assert st.initial_state()[0].commit == 4
+        core = RaftCore("n1", st, random.Random(0))
+        assert core.committed == 8 and core.applied == 8

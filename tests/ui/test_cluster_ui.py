@@ -32,14 +32,14 @@ FORM_TIMEOUT = 40.0
 
 def _port_free_on_all(ips: list[str]) -> int:
     for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((ips[0], 0))
-            port: int = s.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((ips[0], 0))
+            port: int = sock.getsockname()[1]
         ok = True
         for ip in ips:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 try:
-                    s.bind((ip, port))
+                    sock.bind((ip, port))
                 except OSError:
                     ok = False
                     break
@@ -79,8 +79,8 @@ class ThreeServers:
 def three_servers(tmp_path: Path) -> Iterator[ThreeServers]:
     try:
         for ip in IPS:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((ip, 0))
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((ip, 0))
     except OSError:
         pytest.skip("loopback addresses 127.0.0.31-33 are not usable here")
     http_port = _port_free_on_all(IPS)
@@ -111,12 +111,12 @@ def three_servers(tmp_path: Path) -> Iterator[ThreeServers]:
         cluster = ThreeServers(servers, http_port, server_port)
         deadline = time.monotonic() + FORM_TIMEOUT
         while time.monotonic() < deadline:
-            dead = [s.name for s in servers if s.proc.poll() is not None]
+            dead = [srv.name for srv in servers if srv.proc.poll() is not None]
             if dead:
                 pytest.fail(
                     f"cluster servers exited during startup: {dead} (logs in {ARTIFACTS})", pytrace=False
                 )
-            leaders = {cluster.leader(s) for s in servers}
+            leaders = {cluster.leader(srv) for srv in servers}
             if len(leaders) == 1 and None not in leaders:
                 break
             time.sleep(0.2)
@@ -124,8 +124,8 @@ def three_servers(tmp_path: Path) -> Iterator[ThreeServers]:
             pytest.fail(f"3-server cluster did not agree on a leader within {FORM_TIMEOUT}s", pytrace=False)
         yield cluster
     finally:
-        for s in servers:
-            stop_process(s.proc)
+        for server in servers:
+            stop_process(server.proc)
 
 
 def test_cluster_page_three_servers_and_leader_change(three_servers: ThreeServers, ui: UI) -> None:

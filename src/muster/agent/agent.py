@@ -106,7 +106,6 @@ class Agent:
         self.serf_stats_source: Callable[[bool], dict[str, str]] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()  # runner shutdowns in flight (strong refs)
-        self._started = False
 
     def _cfg(self, name: str, default: Any) -> Any:
         v = getattr(self.config, name, None) if self.config is not None else None
@@ -116,7 +115,6 @@ class Agent:
 
     async def start(self) -> None:
         """Load config-file services and checks, then start anti-entropy and the reaper."""
-        self._started = True
         for problem in self._load_config(self.config):
             log.error("%s", problem)
         self.syncer.start()
@@ -134,7 +132,6 @@ class Agent:
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
         self.local.stop()
-        self._started = False
 
     async def reload(self, new_config: Any) -> None:
         """Apply a re-read configuration: replace the config-file services and checks.
@@ -160,7 +157,7 @@ class Agent:
             try:
                 services.append(parse_service(dict(raw)))
             except MusterError as err:
-                problems.append(f"Failed to register service {raw.get('name', raw.get('Name', ''))!r}: {err.message}")
+                problems.append(f'Failed to register service "{raw.get("name", raw.get("Name", ""))}": {err.message}')
         checks: list[CheckDefinition] = []
         for raw in self._cfg("checks", ()) if config is not None else ():
             try:
@@ -172,25 +169,29 @@ class Agent:
                     raise BadRequest(f"Invalid check: {problem}")
                 checks.append(chk)
             except MusterError as err:
-                problems.append(f"Failed to register check {raw.get('name', raw.get('Name', ''))!r}: {err.message}")
+                problems.append(f'Failed to register check "{raw.get("name", raw.get("Name", ""))}": {err.message}')
+        # Everything the files now define; config entries not in here are removed.  Entries that
+        # stay are re-added in place, so they keep their status (never removed and re-created).
         keep_svcs = {s.id for s in services}
         keep_checks = {c.check_id or c.name for c in checks}
+        for sd in services:
+            keep_checks.update(cid for cid, _ in embedded_check_ids(sd.id, sd.name, sd.checks))
         for sid, st in list(self.local.services_.items()):
             if st.source == "local" and not st.deleted and sid not in keep_svcs:
                 self.remove_service(sid)
         for cid, cs in list(self.local.checks_.items()):
-            if cs.source == "local" and not cs.deleted and cid not in keep_checks and not cs.check.get("ServiceID"):
+            if cs.source == "local" and not cs.deleted and cid not in keep_checks:
                 self.remove_check(cid)
         for sd in services:
             try:
-                self.add_service(sd, replace_existing_checks=True, source="local")
+                self.add_service(sd, source="local")
             except MusterError as err:
-                problems.append(f"Failed to register service {sd.name!r}: {err.message}")
+                problems.append(f'Failed to register service "{sd.name}": {err.message}')
         for chk in checks:
             try:
                 self.add_check(chk, source="local")
             except MusterError as err:
-                problems.append(f"Failed to register check {chk.name!r}: {err.message}")
+                problems.append(f'Failed to register check "{chk.name}": {err.message}')
         return problems
 
     # ------------------------------------------------------------------ catalog seam

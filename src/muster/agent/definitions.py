@@ -253,8 +253,8 @@ class CheckDefinition:
         return bool(self.script_args or self.http or self.tcp or self.udp or self.grpc or self.h2ping or self.os_service)
 
     def empty(self) -> bool:
-        """True for a service's absent ``Check`` block (every check-kind field unset)."""
-        return not (self.needs_interval() or self.ttl or self.is_alias() or self.docker_container_id or self.interval)
+        """True for a service's empty ``Check`` block (every field unset, Consul's ``Empty``)."""
+        return self == CheckDefinition()
 
     def check_type(self) -> str:
         """Consul's ``CheckType.Type()``: the runner kind, ``""`` for none."""

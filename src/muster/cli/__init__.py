@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from muster.cli import commands
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.lock import lock
+from muster.cli.tls import tls_ca_create, tls_cert_create
 from muster.cli.operator import (
     raft_list_peers,
     raft_remove_peer,
@@ -57,6 +58,8 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "reload": ("Triggers the agent to reload configuration files", commands.reload),
     "services deregister": ("Deregister services with the local agent", commands.services_deregister),
     "services register": ("Register services with the local agent", commands.services_register),
+    "tls ca create": ("Create a new Consul CA", tls_ca_create),
+    "tls cert create": ("Create a new certificate", tls_cert_create),
     "version": ("Prints the Muster version", commands.version),
     "watch": ("Watch for changes in Consul", watch),
 }
@@ -76,6 +79,15 @@ _GROUPS: dict[str, tuple[str, str]] = {
         "    remove-peer        Remove a Consul server from the Raft configuration\n"
         "    transfer-leader    Transfer raft leadership to another server",
     ),
+    "tls": (
+        "Builtin helpers for creating CAs and certificates",
+        "Usage: muster tls <subcommand> <subcommand> [options]\n\n"
+        "Subcommands:\n"
+        "    ca      Helpers for CAs\n"
+        "    cert    Helpers for certificates",
+    ),
+    "tls ca": ("Helpers for CAs", "Usage: muster tls ca <subcommand>\n\nSubcommands:\n    create    Create a new Consul CA"),
+    "tls cert": ("Helpers for certificates", "Usage: muster tls cert <subcommand>\n\nSubcommands:\n    create    Create a new certificate"),
     "snapshot": (
         "Saves, restores and inspects snapshots of Consul server state",
         "Usage: muster snapshot <subcommand> [options] [args]\n\n"

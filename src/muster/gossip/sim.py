@@ -13,9 +13,10 @@ Scenario (all phases on one timeline):
    member sees every other alive) -- the time it took is reported.
 2. One node (never node 0) crashes; every other member must report it ``failed`` within
    ``detection bound = suspicion max timeout + 10 probe intervals + 5 s``.
-3. Optionally (``--partition``) the members are split in two halves for longer than the
+3. ``observe`` seconds of steady state (loss and the slow member continue).
+4. Optionally (``--partition``) the members are split in two halves for longer than the
    suspicion timeout, then healed; afterwards all members must again agree.
-4. Final agreement: every live member sees exactly the live members as alive and the crashed one
+5. Final agreement: every live member sees exactly the live members as alive and the crashed one
    as failed.
 
 Throughout, a ``member-failed`` event about a member that is neither crashed nor cut off from the
@@ -56,6 +57,8 @@ class SimConfig:
     slow_delay: float = 0.6
     partition: bool = False
     partition_time: float = 60.0
+    #: Steady-state seconds after the crash was detected (false positives are counted throughout).
+    observe: float = 60.0
     gossip: GossipConfig = field(default_factory=GossipConfig.lan)
 
 
@@ -264,6 +267,7 @@ def run(cfg: SimConfig) -> SimResult:
         violations.append(f"{victim.name} crashed at {t_crash:.1f}s but {len(missing)} members had not "
                           f"marked it failed within {bound:.1f}s: {missing[:5]}")
     detection = sorted(t - t_crash for t in seen.values())
+    sim.run_until(sim.now + cfg.observe)
 
     if cfg.partition:
         live = sim.live()
@@ -295,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slow", action="store_true", help="one member sends and handles packets 0.6 s late (RTT +1.2 s)")
     ap.add_argument("--partition", action="store_true", help="split the pool in two for 60 s, then heal")
     ap.add_argument("--wan", action="store_true", help="use the WAN timing defaults")
+    ap.add_argument("--observe", type=float, default=60.0, help="steady-state seconds after detection")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if not 2 <= args.nodes <= 1000:
@@ -302,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
         cfg = SimConfig(seed=seed, nodes=args.nodes, loss=args.loss, slow=args.slow, partition=args.partition,
-                        gossip=GossipConfig.wan() if args.wan else GossipConfig.lan())
+                        observe=args.observe, gossip=GossipConfig.wan() if args.wan else GossipConfig.lan())
         t0 = time.monotonic()
         res = run(cfg)
         print(f"{res.summary()} wall={time.monotonic() - t0:.1f}s")
@@ -313,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             flags = " ".join(f for f, on in (("--slow", args.slow), ("--partition", args.partition),
                                                ("--wan", args.wan)) if on)
             print(f"  replay: python -m muster.gossip.sim --seed {seed} --nodes {args.nodes} "
-                  f"--loss {args.loss} {flags}".rstrip())
+                  f"--loss {args.loss} --observe {args.observe} {flags}".rstrip())
     return 1 if failed else 0
 
 

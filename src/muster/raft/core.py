@@ -102,6 +102,11 @@ class Ready:
     4. Call :meth:`RaftCore.advance` with this Ready.  ``read_states`` may be
        answered at any point of this sequence: their index is already applied.
 
+    ``must_sync`` is false when nothing but the commit index changed: a lost
+    commit index is re-learned from the leader after a restart, so that write
+    may ride along with the next fsync.  (Term, vote, entries and snapshots
+    always require the fsync before step 2.)
+
     ``tick``/``step``/``propose`` may be called between :meth:`RaftCore.ready`
     and :meth:`RaftCore.advance` (e.g. while an fsync is in flight), but
     ``ready()`` may not be called again before ``advance()``.
@@ -184,9 +189,12 @@ class RaftCore:
         #: Index of the last CONF entry whose configuration is in effect.
         self.conf_index = self.log.applied
         self._set_conf(cs)
-        if hs.commit:
-            if not (self.log.committed <= hs.commit <= self.log.last_index()):
-                raise AssertionError(f"hard state commit {hs.commit} out of range")
+        # The persisted commit index may lag the snapshot (it is written
+        # without fsync, while snapshots are fsynced at once): a snapshot only
+        # ever holds committed state, so the larger of the two is committed.
+        if hs.commit > self.log.committed:
+            if hs.commit > self.log.last_index():
+                raise AssertionError(f"hard state commit {hs.commit} beyond last index {self.log.last_index()}")
             self.log.committed = hs.commit
         # Configuration changes take effect when applied; entries up to
         # ``committed`` are known committed, so adopt their configuration now
@@ -204,7 +212,7 @@ class RaftCore:
         self._pending_read_msgs: list[tuple[str, bytes]] = []
         self._reads_waiting_apply: list[ReadState] = []
         self._reads_ready: list[ReadState] = []
-        # Receiving a chunked snapshot: (index, term) of the stream and its bytes.
+        # Receiving a chunked snapshot: the stream being assembled and its bytes.
         # The stream is identified by sender, its term and the snapshot
         # position, so chunks of two encodings of the same state (from two
         # leaders) are never spliced together.

@@ -16,7 +16,14 @@ Safety checks (a :class:`Violation` stops the run):
   persisting, so checking at that moment is equivalent to checking every
   pair of logs after every step.
 * **Leader completeness** - after every step, every leader's log holds every
-  entry known committed (applied anywhere) from its first index on.
+  entry committed in an earlier term (known from any node applying it), from
+  the leader's first index on.
+* **Linearizable reads (P4)** - a ReadIndex result released on a node is at
+  least the highest commit index any node knew when the read was requested,
+  and the node has applied up to it.
+* **Membership (P10)** - every configuration a node applies differs from the
+  one it replaces by at most one voter.  Membership changes (add/remove
+  voters and learners among up to five nodes) are proposed on some seeds.
 * **State machine safety** - no index is applied with two different entries,
   and replicas that applied the same index have equal FSM digests (a hash
   chain, so also the same order and no double application).
@@ -25,7 +32,10 @@ Safety checks (a :class:`Violation` stops the run):
 
 CLI::
 
-    python -m muster.testing.sim --seed 7 [--steps 400] [--nodes 5] [--seeds 100] [-v]
+    python -m muster.testing.sim --seed 7 [--steps 400] [--nodes 5] [--seeds 100] [--disk] [-v]
+
+``--disk`` keeps every node's log in a real DiskStorage directory (crashes
+then tear the WAL's unsynced tail at a random byte).
 
 A failing seed prints the exact command that replays it.
 """

@@ -310,3 +310,16 @@ async def test_interval_runner_staggers_then_repeats() -> None:
     assert all(b - a >= 0.09 for a, b in zip(t, t[1:], strict=False))
     assert runner.interval == 0.1
     assert IntervalCheck("m", CheckDefinition(tcp="x:1", interval=1 * MS), StatusHandler("m", rec), Rng(1), 10).interval == 1.0
+
+
+def test_probe_timeouts() -> None:
+    rec = Recorder()
+
+    def timeout(cls: type[IntervalCheck], **kw: Any) -> float:
+        return cls("t", parse_check(kw), StatusHandler("t", rec), Rng(1), 10).timeout
+
+    assert timeout(HTTPCheck, http="h", interval="30s") == 10.0
+    assert timeout(HTTPCheck, http="h", interval="2s") == 2.0  # capped by a short interval
+    assert timeout(HTTPCheck, http="h", interval="30s", timeout="3s") == 3.0
+    assert timeout(TCPCheck, tcp="h:1", interval="30s", timeout="45s") == 45.0
+    assert timeout(ScriptCheck, args=["x"], interval="2s") == 30.0

@@ -223,6 +223,7 @@ class IntervalCheck(CheckRunner):
     """Probe every ``interval`` after a random initial stagger; subclasses implement ``probe``."""
 
     default_timeout = DEFAULT_TIMEOUT
+    cap_by_interval = True  # network probes time out by the next interval at the latest
 
     def __init__(self, check_id: str, defn: CheckDefinition, handler: StatusHandler, rng: Rng,
                  output_max: int, min_interval: float = MIN_INTERVAL) -> None:
@@ -232,7 +233,11 @@ class IntervalCheck(CheckRunner):
         self.rng = rng
         self.output_max = output_max
         self.interval = max(defn.interval / NS, min_interval)
-        self.timeout = defn.timeout / NS if defn.timeout > 0 else self.default_timeout
+        given = defn.timeout / NS
+        self.timeout = given if given > 0 else self.default_timeout
+        if self.cap_by_interval and not 0 < given < self.interval and self.interval < self.default_timeout:
+            # As Consul: a short-interval probe should end before the next one is due.
+            self.timeout = self.interval
 
     async def _main(self) -> None:
         await asyncio.sleep(self.rng.uniform(0, self.interval))
@@ -383,6 +388,7 @@ class ScriptCheck(IntervalCheck):
     """Run ``ScriptArgs``: exit 0 passing, 1 warning, anything else critical.  Output keeps the tail."""
 
     default_timeout = SCRIPT_TIMEOUT
+    cap_by_interval = False
 
     async def probe(self) -> tuple[str, str]:
         args = self.defn.script_args

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -41,6 +42,12 @@ def agent(ui: UI, args: list[str]) -> int:
     """``agent``: parse the agent flags (``muster.config``) and run it (``muster.process``)."""
     from muster.config import USAGE, ConfigError, HelpRequested, UsageError, parse_agent_flags
 
+    # The container image sets MUSTER_CONFIG_DIR=/consul/config: like the official Consul
+    # image's entrypoint adding -config-dir, it lets a ConfigMap configure the agent while the
+    # StatefulSet's args stay exactly the seed's.  Flags given on the command line still win.
+    extra_dir = ui.environ.get("MUSTER_CONFIG_DIR", "")
+    if extra_dir and os.path.isdir(extra_dir):
+        args = [f"-config-dir={extra_dir}", *args]
     try:
         config = parse_agent_flags(args)
     except HelpRequested:

@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SYSSTAMP:= $(VENV)/.sysdeps
 
-.PHONY: run test test-fast soak k8s-sim bench lint typecheck sysdeps clean venv
+.PHONY: run run-cluster test test-fast soak k8s-sim bench lint typecheck sysdeps clean venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ sysdeps: $(SYSSTAMP)
 
 run: $(STAMP)
 	$(BIN)/muster agent -dev -ui -client=127.0.0.1
+
+# The StatefulSet's three servers on 127.0.0.1/2/3 (UI on http://127.0.0.1:8500/ui/).
+run-cluster: $(STAMP)
+	BIN=$(BIN) bash scripts/local-cluster.sh
 
 test: $(STAMP) $(SYSSTAMP)
 	$(BIN)/ruff check src tests bench

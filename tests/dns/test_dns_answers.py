@@ -139,7 +139,8 @@ def test_nxdomain_vs_nodata(cat: Catalog) -> None:
     cat.node("a", "10.0.0.1")
     cat.service("a", "down", 80, status="critical")
     cat.service("a", "web", 80)
-    for name in ("down.service.", "nope.service.", "nope.node.", "x.query.", "web.connect.", "junk.", ""):
+    for name in ("down.service.", "nope.service.", "nope.node.", "x.query.", "web.connect.", "junk.", "",
+                 "consul-0.consul.default.svc."):
         r = ask(cat, name + D)
         assert r.rcode() == dns.rcode.NXDOMAIN, name
         assert r.flags & dns.flags.AA

@@ -70,6 +70,9 @@ def test_node_and_addr_forms() -> None:
         ("web.service.a.b.c.cluster.local.", "invalid"),
         ("web.service.dc1.notdc.cluster.local.", "invalid"),
         ("q1.query.cluster.local.", "query"),
+        # contract §6.4: Kubernetes pod/service names under -domain=cluster.local are not ours
+        ("consul-0.consul.ns.svc.cluster.local.", "invalid"),
+        ("web.service.ns.svc.cluster.local.", "invalid"),
         ("web.connect.cluster.local.", "mesh"),
         ("web.virtual.cluster.local.", "mesh"),
         ("web.ingress.cluster.local.", "mesh"),

@@ -472,3 +472,44 @@ def test_allow_stale_false_needs_a_known_leader(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(Server, "known_leader", lambda self: True)
     ok = strict.handle(q, False)
     assert isinstance(ok, bytes) and dns.message.from_wire(ok).rcode() != dns.rcode.SERVFAIL
+
+
+async def test_agent_process_starts_dns_only_when_enabled() -> None:
+    from realagent import free_port
+
+    from muster.config import parse_agent_flags
+    from muster.process import AgentProcess
+
+    base = ["-dev", "-node=proc", "-client=127.0.0.1", "-http-port=-1", "-grpc-port=-1", "-domain=cluster.local"]
+    off = AgentProcess(parse_agent_flags([*base, "-dns-port=-1"]), rng=Rng(3))
+    await off.start()
+    try:
+        assert off.dns is None
+    finally:
+        await off.stop()
+    port = free_port()
+    on = AgentProcess(parse_agent_flags([*base, f"-dns-port={port}", "-alt-domain=consul"]), rng=Rng(3))
+    await on.start()
+    try:
+        assert on.dns is not None and on.dns.addresses == [("127.0.0.1", port)]
+        q = dns.message.make_query("consul.service.consul.", "SRV")
+        r = await dns.asyncquery.udp(q, "127.0.0.1", timeout=TIMEOUT, port=port)
+        assert records(r) == [f"1 1 {on.config.ports.server} proc.node.dc1.consul."]
+    finally:
+        await on.stop()
+
+
+async def test_random_recursor_strategy_spreads_queries() -> None:
+    t1, up1, p1 = await upstream(answer_a("192.0.2.1"))
+    t2, up2, p2 = await upstream(answer_a("192.0.2.2"))
+    srv, d = await start_env(f"-recursor=127.0.0.1:{p1}", f"-recursor=127.0.0.1:{p2}",
+                             '-hcl=dns_config { recursor_strategy = "random" }')
+    try:
+        e = Env(srv, d)
+        got = {records(await e.udp(f"h{i}.example.org."))[0] for i in range(30)}
+        assert got == {"192.0.2.1", "192.0.2.2"} and up1.seen + up2.seen == 30
+    finally:
+        await d.stop()
+        await srv.stop()
+        t1.close()
+        t2.close()

@@ -570,3 +570,11 @@ async def test_reload_keeps_attached_checks(custom: Any) -> None:
     bad = config_from_dict({"node_name": "test-node", "services": [{"name": "x", "check": {"http": "http://h"}}]}, dev=True)
     with pytest.raises(MusterError, match='Failed reloading services: Failed to register service "x": Invalid check'):
         await proc.agent.reload(bad)
+
+
+async def test_host_and_token(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/v1/agent/host")).json()
+    assert set(body) == {"Memory", "CPU", "Host", "Disk", "CollectionTime", "Errors"}
+    assert body["Host"]["hostname"] and body["Memory"]["total"] > 0
+    r = await client.put("/v1/agent/token/default", json={"Token": "x"})
+    assert (r.status_code, r.text) == (401, "ACL support disabled")

@@ -9,8 +9,10 @@ random order to every client.  :func:`respond` runs both steps and returns a ``d
 (what the pure tests use).
 
 Why dnspython: it gives the full message/rdata model (SRV, SOA, TXT escaping, names with odd
-bytes), EDNS and the wire format, all of which a hand-written encoder would get subtly wrong;
-we own only the small asyncio listener (``server.py``) and the hot wire path (``wire.py``).
+bytes), EDNS and the wire format, all of which a hand-written encoder would get subtly wrong.
+Every name and rdata here is a dnspython object and is serialised by dnspython; ``wire.py``
+only concatenates those bytes (compressing names against the question), and we own the small
+asyncio listener (``server.py``).
 
 Rules (each from Consul's ``agent/dns.go``; see the contract for the table):
 
@@ -20,6 +22,8 @@ Rules (each from Consul's ``agent/dns.go``; see the contract for the table):
   with ``only_passing`` a warning also hides it; warning instances get ``Weights.Warning``;
 * zero servable instances is NXDOMAIN; a name with records of other types only is NODATA
   (NOERROR, empty answer); both carry the zone's SOA in Authority; every in-zone answer is AA;
+* an address that is a hostname is a CNAME; a CNAME into our own zones is followed (at most
+  ``MAX_CHASE`` hops, so a loop ends) and its records are added;
 * SOA and NS questions are answered for any in-zone name (as Consul does before dispatching);
 * an unknown datacenter, prepared query or mesh form (``connect``/``virtual``/``ingress``) is
   NXDOMAIN; AXFR/IXFR is NOTIMP; anything outside our zones is forwarded or REFUSED.

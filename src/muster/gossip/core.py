@@ -646,9 +646,16 @@ class SwimCore:
             return
         susp = self._suspicions.get(s.node)
         if susp is not None and node.state == NodeStateKind.SUSPECT:
-            if s.incarnation == susp.incarnation and susp.confirm(s.source):
-                self._queue.queue(codec.encode(s), key=s.node)
-            return
+            if s.incarnation == susp.incarnation:
+                if susp.confirm(s.source):
+                    self._queue.queue(codec.encode(s), key=s.node)
+                return
+            # A higher incarnation proves the member refuted the suspicion we hold (we missed
+            # its alive): this is a *new* suspicion and gets a fresh timer.  memberlist would
+            # count it as a confirmation of the old one and could declare a member dead at an
+            # incarnation it had already refuted.
+            del self._suspicions[s.node]
+            node.state = NodeStateKind.ALIVE
         if node.state != NodeStateKind.ALIVE:
             return
         if s.node == self.name:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
 from ..durations import parse_duration
-from ..errors import BadRequest, MusterError
+from ..errors import ACLDisabled, BadRequest, MusterError
 from ..state.watch import WatchSet
 from ..version import REVISION, VERSION
 from . import render
@@ -433,6 +433,12 @@ def routes(ctx: Ctx) -> list[Route]:
     async def host(req: Request) -> Response:
         return json_response(req, host_info())
 
+    async def token(req: Request) -> Response:
+        """``/agent/token/<kind>``: ACLs are disabled in this build, so Consul's 401 applies."""
+        if ctx.config is not None and getattr(getattr(ctx.config, "acl", None), "enabled", False):
+            raise MusterError("ACL token updates are not supported by this agent")
+        raise ACLDisabled()
+
     return [
         Route("/v1/agent/self", ("GET",), self_),
         Route("/v1/agent/members", ("GET",), members),
@@ -454,6 +460,7 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/agent/metrics", ("GET",), metrics),
         Route("/v1/agent/reload", ("PUT",), reload),
         Route("/v1/agent/host", ("GET",), host),
+        Route("/v1/agent/token/", ("PUT",), token, prefix=True),
     ]
 
 

@@ -39,6 +39,8 @@ export function errorSlot() {
   return {
     el,
     show(err, what) {
+      // Lost connections are reported once, by the banner at the top.
+      if (err instanceof ApiError && err.status === 0) return;
       el.replaceChildren(errorNotice(err, what));
     },
     clear() {

@@ -1,4 +1,4 @@
-"""The process root: wires the server, the agent, the HTTP API (and later DNS) on one loop.
+"""The process root: wires the server, the agent, the HTTP API and DNS on one loop.
 
 ``run_agent(config)`` is what ``muster agent`` calls.  It refuses, with a clear message and exit
 status 1, any flag this build cannot honour yet, rather than ignoring it: a user who passes
@@ -341,7 +341,7 @@ async def _amain(config: Config, argv: list[str] | None) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(proc.reload()))
     try:
         await proc.start()
-    except (OSError, StartupError) as err:
+    except (OSError, StartupError, ValueError) as err:
         log.error("%s", err)
         with contextlib.suppress(Exception):
             await proc.stop()

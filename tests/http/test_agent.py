@@ -578,3 +578,59 @@ async def test_host_and_token(client: httpx.AsyncClient) -> None:
     assert body["Host"]["hostname"] and body["Memory"]["total"] > 0
     r = await client.put("/v1/agent/token/default", json={"Token": "x"})
     assert (r.status_code, r.text) == (401, "ACL support disabled")
+
+
+async def test_api_registrations_survive_restart(tmp_path: Any) -> None:
+    """Non-dev agents persist API registrations (and TTL results) in the data dir, as Consul."""
+    import dataclasses
+
+    from muster.agent.agent import Agent
+    from muster.agent.definitions import parse_check, parse_service
+    from muster.runtime import ManualClock
+    from muster.server.server import Server, ServerIdentity
+
+    cfg = dataclasses.replace(config_from_dict({"node_name": "p-node"}, dev=True), dev_mode=False, data_dir=str(tmp_path))
+    clock = ManualClock()
+    server = Server(ServerIdentity("p-node", "0b5f7f2e-8a1c-4d3e-9f00-112233445566", "dc1", "127.0.0.1"))
+    await server.start()
+
+    async def boot() -> Agent:
+        a = Agent(server, cfg, Rng(5), clock)
+        await a.start()
+        return a
+
+    a1 = await boot()
+    a1.add_service(parse_service({"Name": "db", "Port": 5432, "Check": {"TTL": "30s"}}))
+    a1.add_check(parse_check({"Name": "disk", "TTL": "30s"}))
+    a1.add_check(parse_check({"Name": "gone-soon", "TTL": "30s"}))
+    a1.update_ttl("service:db", "passing", "replica ok")
+    a1.update_ttl("disk", "warning", "80%")
+    a1.enable_service_maintenance("db", "upgrade")
+    a1.remove_check("gone-soon")
+    await a1.stop()
+
+    clock.advance(10)  # within the TTL: results come back
+    a2 = await boot()
+    try:
+        assert a2.local.service("db") is not None and a2.local.service("db")["Port"] == 5432  # type: ignore[index]
+        checks = a2.local.checks()
+        assert sorted(checks) == ["_service_maintenance:db", "disk", "service:db"]
+        assert (checks["service:db"]["Status"], checks["service:db"]["Output"]) == ("passing", "replica ok")
+        assert checks["disk"]["Status"] == "warning" and checks["_service_maintenance:db"]["Notes"] == "upgrade"
+        assert "service:db" in a2.ttl_checks  # the runner is back too
+    finally:
+        await a2.stop()
+
+    clock.advance(60)  # past the TTL: the stale result is not trusted
+    a3 = await boot()
+    try:
+        assert a3.local.checks()["service:db"]["Status"] == "critical"
+        a3.remove_service("db")  # its checks, the maintenance one included, go with it
+    finally:
+        await a3.stop()
+    a4 = await boot()
+    try:
+        assert a4.local.services() == {} and sorted(a4.local.checks()) == ["disk"]
+    finally:
+        await a4.stop()
+        await server.stop()

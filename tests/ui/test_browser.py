@@ -161,7 +161,26 @@ def test_nodes_page_badges_and_node_detail_sessions(ui: UI, agent: Agent) -> Non
     expect(row.locator(".badge-leader")).to_have_text("Leader")
     expect(row.locator(".badge-voter")).to_have_text("Voter")
     expect(row).to_contain_text("consul")
+
+    # A node registered through the catalog shows up live, with its health and service.
+    ext = uniq("ext-node")
+    agent.put(
+        "catalog/register",
+        json={
+            "Node": ext,
+            "Address": "10.1.2.3",
+            "Service": {"Service": f"{ext}-svc", "Port": 9000},
+            "Check": {"CheckID": f"{ext}-chk", "Name": "reachable", "Status": "warning"},
+        },
+    )
+    ext_row = page.locator(f'tr[data-node="{ext}"]')
+    expect(ext_row).to_have_attribute("data-status", "warning", timeout=LIVE_MS + LIVE_SLACK_MS)
+    expect(ext_row).to_contain_text("10.1.2.3")
+    expect(ext_row).to_contain_text(f"{ext}-svc")
+    expect(ext_row).to_contain_text("client")
     ui.shot("nodes")
+    agent.put("catalog/deregister", json={"Node": ext})
+    expect(ext_row).to_have_count(0, timeout=LIVE_MS + LIVE_SLACK_MS)
 
     row.get_by_role("link", name=node).click()
     expect(page.locator("h1")).to_have_text(node)
@@ -279,6 +298,9 @@ def test_kv_create_edit_delete_through_ui(ui: UI, agent: Agent) -> None:
     page.locator(f'li[data-key="{folder}/app/"] a').click()
     expect(page.locator(f'li[data-key="{key}"]')).to_be_visible()
     expect(page.locator(f'li[data-key="{sibling}"]')).to_be_visible()
+    live_key = f"{folder}/app/live/flag"
+    agent.kv_put(live_key, "on")
+    expect(page.locator(f'li[data-key="{folder}/app/live/"]')).to_be_visible(timeout=LIVE_MS + LIVE_SLACK_MS)
     ui.shot("kv-list")
     page.locator(f'li[data-key="{key}"] a').click()
     expect(page.get_by_label("Value")).to_have_value('{"name": "muster", "replicas": 5}')

@@ -16,10 +16,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from ui_harness import ARTIFACTS, ROOT, UI, stop_process
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Playwright
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -76,7 +80,8 @@ class ThreeServers:
 
 
 @pytest.fixture
-def three_servers(tmp_path: Path) -> Iterator[ThreeServers]:
+def three_servers(tmp_path: Path, playwright_instance: Playwright) -> Iterator[ThreeServers]:
+    """Three servers; depends on the browser machinery so a missing Chromium skips before any start."""
     try:
         for ip in IPS:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

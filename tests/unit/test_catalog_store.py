@@ -7,6 +7,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from muster.agent.definitions import catalog_check, catalog_service, parse_check, service_record
 from muster.agent.local import AntiEntropy, LocalState, same_record
@@ -231,3 +233,71 @@ def test_local_check_rules() -> None:
     assert local.critical_for("c") is None
     assert local.remove_service("web") and local.check("c") is None and local.service("web") is None
     assert not local.remove_service("web")
+
+
+# --------------------------------------------------------------------------- property: full sync converges
+
+SIDS = ("s1", "s2", "s3")
+CIDS = ("c1", "c2", "c3", "c4")
+op_strategy = st.one_of(
+    st.tuples(st.just("add_service"), st.sampled_from(SIDS), st.integers(0, 3)),
+    st.tuples(st.just("remove_service"), st.sampled_from(SIDS), st.just(0)),
+    st.tuples(st.just("add_check"), st.sampled_from(CIDS), st.integers(0, 3)),
+    st.tuples(st.just("remove_check"), st.sampled_from(CIDS), st.just(0)),
+    st.tuples(st.just("update_check"), st.sampled_from(CIDS), st.integers(0, 2)),
+    st.tuples(st.just("sync"), st.just(""), st.just(0)),
+    st.tuples(st.just("tamper_add"), st.sampled_from(SIDS + ("foreign",)), st.integers(0, 3)),
+    st.tuples(st.just("tamper_del_service"), st.sampled_from(SIDS), st.just(0)),
+    st.tuples(st.just("tamper_check"), st.sampled_from(CIDS), st.integers(0, 2)),
+)
+STATUSES = ("passing", "warning", "critical")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(op_strategy, max_size=25))
+def test_full_sync_makes_catalog_equal_local_state(ops: list[tuple[str, str, int]]) -> None:
+    """Whatever happened locally or behind the agent's back, one full sync makes the catalog's
+    view of our node equal the local state (the server's own serfHealth excepted), and a second
+    full sync writes nothing."""
+
+    async def run() -> None:
+        srv, local, ae = make_ae()
+        srv.h.apply(RegisterCommand(node=node("me", "127.0.0.1"), checks=[chk("me", "serfHealth")]))
+        for op, key, n in ops:
+            if op == "add_service":
+                local.add_service(service_record(service_id=key, name=f"n{n}", tags=[], port=n))
+            elif op == "remove_service":
+                local.remove_service(key)
+            elif op == "add_check":
+                sid = SIDS[n] if n < len(SIDS) and local.service(SIDS[n]) is not None else ""
+                local.add_check(parse_check({"ttl": "10s"}).record("me", key, key, sid))
+            elif op == "remove_check":
+                local.remove_check(key)
+            elif op == "update_check":
+                local.update_check(key, STATUSES[n], f"out{n}")
+            elif op == "sync":
+                await ae.sync_changes()
+            elif op == "tamper_add":
+                srv.h.apply(RegisterCommand(node=node("me", "127.0.0.1"), service=svc(key, f"t{n}"), skip_node_update=True))
+            elif op == "tamper_del_service":
+                srv.h.apply(DeregisterCommand(node="me", service_id=key))
+            elif op == "tamper_check" and "me" in srv.h.store.nodes:
+                cur = srv.h.store.checks.get("me", {}).get(key)
+                if cur is not None:
+                    srv.h.apply(RegisterCommand(node=node("me", "127.0.0.1"), checks=[dict(cur, Status=STATUSES[n])],
+                                                skip_node_update=True))
+        await ae.full_sync()
+        store = srv.h.store
+        remote_svcs = store.services.get("me", {})
+        remote_checks = {k: v for k, v in store.checks.get("me", {}).items() if k != "serfHealth"}
+        assert set(remote_svcs) == set(local.services())
+        for sid, rec in local.services().items():
+            assert same_record(rec, remote_svcs[sid])
+        assert set(remote_checks) == set(local.checks())
+        for cid, rec in local.checks().items():
+            assert same_record(rec, remote_checks[cid])
+        n_cmds = len(srv.commands)
+        await ae.full_sync()
+        assert len(srv.commands) == n_cmds
+
+    asyncio.run(run())

@@ -60,6 +60,7 @@ from .definitions import (
     parse_service,
 )
 from .local import AntiEntropy, LocalState
+from .persist import Persistence, definition_from_json
 
 log = logging.getLogger("muster.agent")
 
@@ -106,6 +107,10 @@ class Agent:
         self.serf_stats_source: Callable[[bool], dict[str, str]] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()  # runner shutdowns in flight (strong refs)
+        data_dir = self._cfg("data_dir", None)
+        self.persist: Persistence | None = (
+            Persistence(str(data_dir)) if data_dir and not self._cfg("dev_mode", False) else None
+        )
 
     def _cfg(self, name: str, default: Any) -> Any:
         v = getattr(self.config, name, None) if self.config is not None else None
@@ -114,9 +119,11 @@ class Agent:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Load config-file services and checks, then start anti-entropy and the reaper."""
+        """Load config-file services and checks, restore the persisted API registrations, then
+        start anti-entropy and the reaper."""
         for problem in self._load_config(self.config):
             log.error("%s", problem)
+        self._restore_persisted()
         self.syncer.start()
         self._reaper = asyncio.create_task(self._reap_loop(), name="critical-service-reaper")
 
@@ -194,6 +201,47 @@ class Agent:
                 problems.append(f'Failed to register check "{chk.name}": {err.message}')
         return problems
 
+    def _restore_persisted(self) -> None:
+        """Re-register what the API registered before a restart (config-file entries win).
+
+        A TTL check gets back its last result unless that would already have expired; other
+        checks start from their registration status and are probed again.  An entry that can
+        no longer be registered (its service is gone, scripts were disabled) is dropped.
+        """
+        p = self.persist
+        if p is None:
+            return
+        for entry in p.load_services():
+            svc = entry["Service"]
+            sid = svc.get("ID")
+            if not isinstance(sid, str) or not sid or self.local.service(sid) is not None:
+                continue
+            self.local.add_service(svc, "remote", str(entry.get("Token") or ""))
+        now = self.clock.wall()
+        for entry in p.load_checks():
+            rec = entry["Check"]
+            cid = rec.get("CheckID")
+            if not isinstance(cid, str) or not cid or self.local.check(cid) is not None:
+                continue
+            token = str(entry.get("Token") or "")
+            sid = rec.get("ServiceID") or ""
+            defn = definition_from_json(entry.get("Definition"))
+            try:
+                if sid and self.local.service(sid) is None:
+                    raise NotFound(f'ServiceID "{sid}" does not exist')
+                if defn is None:  # a maintenance check: no runner, stored as is
+                    self.local.add_check(rec, None, "remote", token)
+                    continue
+                self._script_allowed(defn, "remote")
+                status, output = rec.get("Status", "critical"), rec.get("Output", "")
+                state = p.load_check_state(cid) if defn.check_type() == "ttl" else None
+                if state is not None and float(state.get("Expires", 0)) > now:
+                    status, output = str(state.get("Status", status)), str(state.get("Output", output))
+                self._add_check(defn, cid, str(rec.get("Name", cid)), sid, "remote", token, (status, output))
+            except MusterError as err:
+                log.warning("dropping persisted check %s: %s", cid, err.message)
+                p.delete_check(cid)
+
     # ------------------------------------------------------------------ catalog seam
 
     def node_record(self) -> dict[str, Any]:
@@ -229,6 +277,8 @@ class Agent:
         ids = embedded_check_ids(sd.id, sd.name, sd.checks)
         previous = {cid for cid, c in self.local.checks().items() if c.get("ServiceID") == sd.id}
         self.local.add_service(service, source, token)
+        if self.persist is not None and source == "remote":
+            self.persist.save_service(service, token)
         for (cid, name), chk in zip(ids, sd.checks, strict=True):
             self._add_check(chk, cid, name, sd.id, source, token)
         if replace_existing_checks:
@@ -244,7 +294,11 @@ class Agent:
         for cid, c in list(self.local.checks().items()):
             if c.get("ServiceID") == sid:
                 self._forget_runner(cid)
+                if self.persist is not None:
+                    self.persist.delete_check(cid)
         self.local.remove_service(sid)
+        if self.persist is not None:
+            self.persist.delete_service(sid)
 
     # ------------------------------------------------------------------ checks
 
@@ -254,13 +308,16 @@ class Agent:
         cid = chk.check_id or chk.name
         self._add_check(chk, cid, chk.name, chk.service_id, source, token)
 
-    def _add_check(self, chk: CheckDefinition, cid: str, name: str, service_id: str, source: str, token: str) -> None:
+    def _add_check(self, chk: CheckDefinition, cid: str, name: str, service_id: str, source: str, token: str,
+                   restored: tuple[str, str] | None = None) -> None:
         svc = self.local.service(service_id) if service_id else None
         if service_id and svc is None:
             raise NotFound(f'ServiceID "{service_id}" does not exist')
         status, output = chk.status or "critical", ""
         prev = self.local.check(cid)
-        if prev is not None:
+        if restored is not None:
+            status, output = restored
+        elif prev is not None:
             # Re-registering an existing check keeps its current result, as Consul does
             # (no flapping to critical on every re-registration or reload).
             status, output = prev["Status"], prev["Output"]
@@ -271,6 +328,8 @@ class Agent:
         )
         self._forget_runner(cid)
         self.local.add_check(rec, chk, source, token)
+        if self.persist is not None and source == "remote" and restored is None:
+            self.persist.save_check(rec, chk, token)
         runner = self._make_runner(cid, chk, service_id)
         if runner is not None:
             self.runners[cid] = runner
@@ -330,6 +389,8 @@ class Agent:
             raise unknown_check(cid)
         self._forget_runner(cid)
         self.local.remove_check(cid)
+        if self.persist is not None:
+            self.persist.delete_check(cid)
 
     def _forget_runner(self, cid: str) -> None:
         runner = self.runners.pop(cid, None)
@@ -355,7 +416,9 @@ class Agent:
         runner = self.ttl_checks.get(cid)
         if runner is None:
             raise MusterError(f'CheckID "{cid}" does not have associated TTL')
-        runner.set_status(status, output)
+        stored = runner.set_status(status, output)
+        if self.persist is not None:
+            self.persist.save_check_state(cid, status, stored, self.clock.wall() + runner.ttl)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -364,10 +427,12 @@ class Agent:
             return
         rec = _maint_record(self.node, NODE_MAINT_CHECK_ID, NODE_MAINT_NAME, reason or NODE_MAINT_DEFAULT_NOTES)
         self.local.add_check(rec, None, "remote", token)
+        if self.persist is not None:
+            self.persist.save_check(rec, None, token)
 
     def disable_node_maintenance(self) -> None:
         if self.local.check(NODE_MAINT_CHECK_ID) is not None:
-            self.local.remove_check(NODE_MAINT_CHECK_ID)
+            self.remove_check(NODE_MAINT_CHECK_ID)
 
     def enable_service_maintenance(self, sid: str, reason: str, token: str = "") -> None:
         svc = self.local.service(sid)
@@ -379,13 +444,15 @@ class Agent:
         rec = _maint_record(self.node, cid, SERVICE_MAINT_NAME, reason or SERVICE_MAINT_DEFAULT_NOTES)
         rec["ServiceID"] = sid
         self.local.add_check(rec, None, "remote", token)
+        if self.persist is not None:
+            self.persist.save_check(dict(rec, ServiceName=svc["Service"], ServiceTags=list(svc["Tags"])), None, token)
 
     def disable_service_maintenance(self, sid: str) -> None:
         if self.local.service(sid) is None:
             raise unknown_service(sid)
         cid = SERVICE_MAINT_PREFIX + sid
         if self.local.check(cid) is not None:
-            self.local.remove_check(cid)
+            self.remove_check(cid)
 
     # ------------------------------------------------------------------ reaper
 

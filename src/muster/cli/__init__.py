@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from muster.cli import commands
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.lock import lock
-from muster.cli.tls import tls_ca_create, tls_cert_create
 from muster.cli.operator import (
     raft_list_peers,
     raft_remove_peer,
@@ -25,6 +24,7 @@ from muster.cli.operator import (
     snapshot_restore,
     snapshot_save,
 )
+from muster.cli.tls import tls_ca_create, tls_cert_create
 from muster.cli.ui import UI, UsageExit
 from muster.cli.watch import watch
 

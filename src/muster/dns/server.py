@@ -13,10 +13,11 @@ Per query (``DNSServer.handle``):
    entry is always the answer the store would give now.  An entry is the *compiled* record set
    (see ``wire.py``): shuffling, truncation for the transport and the OPT record are applied on
    the way out, so cached answers still come back in a fresh random order each time.  (One
-   visible effect of caching: the SOA serial - "now" in Consul - is the time the entry was
-   built, i.e. at most as old as the last catalog change.)  Measured
-   with ``bench/dns_bench.py`` (see the lead's benchmark notes): a cache hit costs a few
-   microseconds of Python, a miss ~150-250 us of dnspython.
+   visible effect: the SOA serial - "now" in Consul - is the time the entry was built, some
+   time after the last catalog change.)  Measured (CPU time, 100 services x 3 instances): a
+   hit costs ~7-8 us of Python in ``handle``, a miss ~85 us (A) / ~120 us (SRV); over real
+   sockets ``bench/dns_bench.py`` gives ~61k (A) / ~46k (SRV) answers per server CPU-second
+   with the cache against ~9.4k / ~5.9k without.
 3. Questions outside our zones go to the recursors (a task per query, bounded by
    ``MAX_FORWARDS`` in flight) or are REFUSED when there are none.
 

@@ -5,10 +5,11 @@ Why not cache final bytes: stored response bytes would freeze the random order (
 while the contract wants a fresh shuffle per query.  So the cache holds a :class:`Compiled`
 answer - the record set with every record already in wire format - and :func:`render`
 shuffles, truncates and concatenates those fragments per query ("cache the record set, shuffle
-on the way out").  Measured in-process (100 services x 3 instances, ``handle()`` per query, a
-loaded 2-core VM): a miss - parse, store lookup, dnspython rdata, compile - costs ~150-250 us
-for A and ~300-550 us for SRV; a hit costs ~15-30 us, of which render is about half.  Over
-real sockets ``bench/dns_bench.py`` measures the difference end to end.
+on the way out").  Measured in-process (100 services x 3 instances, ``handle()`` per query, CPU
+time): a miss - parse, store lookup, dnspython rdata, compile - costs ~85 us for A and ~120 us
+for SRV; a hit ~7-8 us, about half of it in :func:`render` (shuffle, trim, join): the price of
+a fresh order per query over copying one stored buffer.  ``bench/dns_bench.py`` measures the
+difference end to end over real sockets.
 
 How the fragments stay valid in any order: every name inside a fragment is compressed *only*
 against the question name, which always sits at offset 12 of a response (we echo the asker's

@@ -322,6 +322,7 @@ class SwimCore:
             "packets_in": 0, "packets_out": 0, "auth_failures": 0, "malformed": 0, "conflicts": 0,
             "refutes": 0, "suspects_raised": 0, "deaths_declared": 0, "push_pulls": 0,
             "push_pull_failures": 0, "ping_wrong_node": 0, "indirect_probes": 0, "relayed_acks": 0, "nacks_sent": 0,
+            "stale_refutes": 0,
         }
         meta_d = dict(meta or {})
         self._check_meta(meta_d)
@@ -548,10 +549,17 @@ class SwimCore:
                 self._probe.nacks += 1
         elif isinstance(m, Alive):
             self._on_alive(m, now)
-        elif isinstance(m, Suspect):
-            self._on_suspect(m, now)
-        elif isinstance(m, Dead):
-            self._on_dead(m, now)
+        elif isinstance(m, (Suspect, Dead)):
+            if m.node == self.name and m.incarnation < self.incarnation and not self._leaving:
+                # Stale news about us: its sender missed our refutation (an epidemic reaches
+                # everyone only with high probability).  Answer it directly with our current
+                # alive instead of letting its old suspicion time out.  (Muster addition.)
+                self.counters["stale_refutes"] += 1
+                self._send(addr, [self._self_alive()])
+            elif isinstance(m, Suspect):
+                self._on_suspect(m, now)
+            else:
+                self._on_dead(m, now)
         elif isinstance(m, User):
             if self.delegate is not None:
                 self.delegate.notify_user(m.payload)
@@ -704,10 +712,12 @@ class SwimCore:
         self._apply_awareness(1)
         self._broadcast_self_alive()
 
-    def _broadcast_self_alive(self) -> None:
+    def _self_alive(self) -> Alive:
         me = self._nodes[self.name]
-        self._queue.queue(codec.encode(Alive(me.incarnation, me.name, me.node_id, me.addr, me.port,
-                                             dict(me.meta))), key=me.name)
+        return Alive(me.incarnation, me.name, me.node_id, me.addr, me.port, dict(me.meta))
+
+    def _broadcast_self_alive(self) -> None:
+        self._queue.queue(codec.encode(self._self_alive()), key=self.name)
 
     # ------------------------------------------------------------------ probing
 

@@ -238,8 +238,13 @@ class StatefulSet:
         self.pods[ordinal] = pod
         self._attach(pod.netns, pod.ip)
         self.dns_sync()
-        pvc = self.pvc(ordinal)
+        self._start_container(pod)
+        return pod
+
+    def _start_container(self, pod: Pod) -> None:
+        pvc = self.pvc(pod.ordinal)
         pvc.mkdir(parents=True, exist_ok=True)
+        name = pod.name
         python = self.python or os.environ.get("MUSTER_PYTHON", "") or shutil.which("python3") or "python3"
         cmd = " ".join(shlex.quote(x) for x in [python, "-m", "muster", *self.container_args(pod)])
         script = (
@@ -256,7 +261,6 @@ class StatefulSet:
         )
         log.close()
         pod.created_at = time.monotonic()
-        return pod
 
     def delete_pod(self, ordinal: int, grace: float | None = None) -> None:
         pod = self.pods.get(ordinal)
@@ -298,20 +302,51 @@ class StatefulSet:
 
     # ------------------------------------------------------------------ HTTP from the client namespace
 
+    def request_here(self, ordinal: int, method: str, path: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
+        """HTTP to a pod from the calling thread, which must already be in the client namespace
+        (fault callbacks running inside ``client.call``)."""
+        url = f"http://{self.pods[ordinal].ip}:8500{path}"
+        req = urllib.request.Request(url, data=body, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return int(r.status), r.read()
+        except urllib.error.HTTPError as e:
+            return int(e.code), e.read()
+
     def request(self, ordinal: int, method: str, path: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
-        pod = self.pods[ordinal]
-        url = f"http://{pod.ip}:8500{path}"
-
-        def go() -> tuple[int, bytes]:
-            req = urllib.request.Request(url, data=body, method=method)
-            try:
-                with urllib.request.urlopen(req, timeout=timeout) as r:
-                    return int(r.status), r.read()
-            except urllib.error.HTTPError as e:
-                return int(e.code), e.read()
-
         assert self.client is not None
-        return self.client.call(go, timeout=timeout + 5)
+        return self.client.call(lambda: self.request_here(ordinal, method, path, body, timeout), timeout=timeout + 5)
+
+    def leader_here(self) -> int | None:
+        """The leader's ordinal as the first answering pod sees it (from the client namespace)."""
+        for o, p in sorted(self.pods.items()):
+            if not p.ip:
+                continue
+            try:
+                code, body = self.request_here(o, "GET", "/v1/status/leader?stale", timeout=1)
+            except OSError:
+                continue
+            addr = json.loads(body) if code == 200 else ""
+            for o2, p2 in self.pods.items():
+                if addr and addr == f"{p2.ip}:8300":
+                    return o2
+        return None
+
+    def restart_container(self, ordinal: int) -> None:
+        """kill -9 the pod's process and start it again in the same pod (same IP): what the
+        kubelet does when a container crashes."""
+        pod = self.pods[ordinal]
+        if pod.proc is not None and pod.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pod.proc.pid, signal.SIGKILL)
+            pod.proc.wait(10)
+        self._start_container(pod)
+
+    def pause(self, ordinal: int, stop: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the pod's server process."""
+        pod = self.pods[ordinal]
+        if pod.proc is not None and pod.proc.poll() is None:
+            os.kill(pod.proc.pid, signal.SIGSTOP if stop else signal.SIGCONT)
 
     def leader_of(self, ordinal: int) -> str:
         try:

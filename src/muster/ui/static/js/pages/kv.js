@@ -174,7 +174,7 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
       validation.className = "validation invalid";
       validation.textContent = `✗ Value is ${size} bytes; the limit is ${MAX_VALUE_BYTES} bytes.`;
       valueInput.setAttribute("aria-invalid", "true");
-      return {ok: false, message: validation.textContent};
+      return {ok: false, tooLarge: true, message: `the value is ${size} bytes; the limit is ${MAX_VALUE_BYTES} bytes.`};
     }
     if (fmt === "plain") {
       validation.className = "validation";
@@ -243,9 +243,16 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
     drawInfo();
   };
 
+  // Details show the server's current state (lock holder etc.), even while the
+  // editor keeps the value that was loaded.
   const drawInfo = () => {
-    const e = state.base;
-    if (!e) return;
+    const loaded = state.base;
+    if (!loaded) return;
+    const e = state.remote && state.remote !== "deleted" ? state.remote : loaded;
+    const modify =
+      e === loaded
+        ? String(loaded.ModifyIndex)
+        : h("span", null, String(loaded.ModifyIndex), h("span", {class: "muted"}, ` (loaded) → ${e.ModifyIndex} now`));
     replace(
       infoEl,
       h(
@@ -262,7 +269,7 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
           h("dt", null, "Create index"),
           h("dd", null, String(e.CreateIndex)),
           h("dt", null, "Modify index"),
-          h("dd", {id: "kv-modify-index"}, String(e.ModifyIndex)),
+          h("dd", {id: "kv-modify-index"}, modify),
         ),
       ),
     );
@@ -348,6 +355,7 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
           state.remote = null;
         }
         showRemote();
+        drawInfo();
       },
       onError: (err) => errors.show(err, `read “${key}”`),
     });
@@ -375,6 +383,7 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
       const v = check();
       if (!v.ok) {
         valueInput.focus();
+        if (v.tooLarge) return say("error", `Not saved: ${v.message}`);
         return say("error", `Not saved: the value is not valid ${formatSel.value.toUpperCase()}. Fix it or choose “Plain text”.`);
       }
     }

@@ -247,6 +247,7 @@ class AgentProcess:
         cl.log = rlog
         self.server.log = rlog
         await rlog.start()
+        self.agent.member_source = self._raft_members
         self._bg.append(asyncio.create_task(cl.autopilot(), name="autopilot"))
         self._bg.append(asyncio.create_task(cl.reconcile(self.server), name="reconcile"))
 
@@ -297,6 +298,38 @@ class AgentProcess:
         close = getattr(self.raft_storage, "close", None)
         if callable(close):
             close()
+
+    def _raft_members(self, wan: bool = False) -> list[dict[str, Any]]:
+        """Until gossip supplies members: the servers of the Raft configuration, alive while
+        this server heard from them lately (the leader hears from everyone; a follower only
+        from the leader, so followers report what they know from the peer book)."""
+        me = self.agent.self_member(wan)
+        out = [me]
+        lg = self.server.log
+        cl = self.cluster
+        if not isinstance(lg, ReplicatedLog) or cl is None:
+            return out
+        now = self.clock.monotonic()
+        for nid in list(lg.core.voters) + list(lg.core.learners):
+            if nid == self.server.ident.node_id:
+                continue
+            peer = cl.book.peers.get(nid)
+            if peer is None or not peer.addr:
+                continue
+            host, _, port = peer.addr.rpartition(":")
+            if lg.is_leader():
+                heard = lg.last_heard.get(nid)
+                alive = heard is not None and now - heard < cl.dead_after
+            elif nid == lg.leader_id():
+                alive = lg.last_contact() < cl.dead_after
+            else:  # what the leader's reconcile wrote into the catalog
+                chk = self.server.store.checks.get(peer.name, {}).get("serfHealth")
+                alive = chk is not None and chk["Status"] == "passing"
+            m = dict(me, Name=f"{peer.name}.{self.config.datacenter}" if wan else peer.name, Addr=host.strip("[]"))
+            m["Tags"] = dict(me["Tags"], id=nid, port=port)
+            m["Status"] = 1 if alive else 4
+            out.append(m)
+        return out
 
     async def hand_off_leadership(self, timeout: float = 3.0) -> None:
         """On shutdown a leader transfers leadership to its most caught-up peer first, so a pod

@@ -657,3 +657,51 @@ def test_read_of_a_value_overwritten_in_real_time_is_rejected(ops: list[Op], dat
         Op(op.id, op.key, "read", "ok", op.call, op.ret, value=u.value) if op.id == r.id else op for op in ops
     ]
     assert check_history(mutated).verdict is NOT
+
+
+@st.composite
+def version_sensitive_histories(draw: st.DrawFn) -> list[Op]:
+    """A small sequential register run with widened intervals (legal as far as values go) whose
+    versions are assigned in a random order instead of write order: the value order admits many
+    linearizations and the versions decide which, if any, is legal."""
+    n = draw(st.integers(2, 7))
+    state: str | None = None
+    written: list[str] = []
+    raw: list[tuple[str, Status, str | None, str | None, float, float]] = []
+    for j in range(n):
+        kind = draw(st.sampled_from(["read", "write", "cas"]))
+        point = 10.0 * j + 5
+        call, ret = point - draw(st.integers(0, 25)), point + draw(st.integers(0, 25))
+        value = f"v{j}"
+        if kind == "read":
+            raw.append(("read", "ok", state, None, call, ret))
+        else:
+            status: Status = draw(st.sampled_from(["ok", "ok", "info"]))
+            raw.append((kind, status, value, state, call, ret))
+            written.append(value)
+            state = value
+    order = draw(st.permutations(written))
+    version_of = {v: i + 1 for i, v in enumerate(order)}
+    ops: list[Op] = []
+    for j, (kind, status, val, expected, call, ret) in enumerate(raw):
+        r = INF if status == "info" else ret
+        if kind == "read":
+            ver = None if val is None else version_of[val]
+            ops.append(Op(j, "k", "read", "ok", call, r, value=val, version=ver))
+        elif kind == "write":
+            ops.append(Op(j, "k", "write", status, call, r, value=val))
+        else:
+            ev = 0 if expected is None else version_of[expected]
+            res = True if status == "ok" else None
+            ops.append(
+                Op(j, "k", "cas", status, call, r, value=val, expected=expected, version=ev, result=res)
+            )
+    return ops
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(version_sensitive_histories())
+def test_checker_agrees_with_brute_force_on_versions(ops: list[Op]) -> None:
+    expected = LIN if brute_force(ops) else NOT
+    assert check_key("k", ops).verdict is expected, [op.describe() for op in ops]
+    assert check_key("k", ops, prechecks=False).verdict is expected, [op.describe() for op in ops]

@@ -373,6 +373,30 @@ def test_kv_unicode_key_and_binary_value(ui: UI, agent: Agent) -> None:
     agent.delete(agent.kv_path(folder), recurse="")
 
 
+def test_kv_editor_guards_unsaved_changes(ui: UI, agent: Agent) -> None:
+    page = ui.page
+    key = f"{uniq('ui-guard')}/draft"
+    agent.kv_put(key, "v1")
+    ui.goto(f"/kv/{key}")
+    value = page.get_by_label("Value")
+    expect(value).to_have_value("v1")
+    value.fill("unsaved edit")
+    nav = page.get_by_role("navigation", name="Main").get_by_role("link", name="Key/Value")
+    nav.click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("have not been saved")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.locator("h1")).to_have_text(key)
+    expect(value).to_have_value("unsaved edit")
+    assert page.url.endswith(f"#/kv/{key}")
+    nav.click()
+    dialog.get_by_role("button", name="Discard changes").click()
+    expect(page.locator("h1")).to_have_text("Key/Value")
+    assert agent.kv_value(key) == "v1"
+    agent.delete(agent.kv_path(key))
+
+
 def test_kv_save_refuses_concurrent_change(ui: UI, agent: Agent) -> None:
     page = ui.page
     key = f"{uniq('ui-cas')}/settings"

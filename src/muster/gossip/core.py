@@ -322,7 +322,7 @@ class SwimCore:
             "packets_in": 0, "packets_out": 0, "auth_failures": 0, "malformed": 0, "conflicts": 0,
             "refutes": 0, "suspects_raised": 0, "deaths_declared": 0, "push_pulls": 0,
             "push_pull_failures": 0, "ping_wrong_node": 0, "indirect_probes": 0, "relayed_acks": 0, "nacks_sent": 0,
-            "stale_refutes": 0,
+            "stale_corrections": 0,
         }
         meta_d = dict(meta or {})
         self._check_meta(meta_d)
@@ -550,12 +550,16 @@ class SwimCore:
         elif isinstance(m, Alive):
             self._on_alive(m, now)
         elif isinstance(m, (Suspect, Dead)):
-            if m.node == self.name and m.incarnation < self.incarnation and not self._leaving:
-                # Stale news about us: its sender missed our refutation (an epidemic reaches
-                # everyone only with high probability).  Answer it directly with our current
-                # alive instead of letting its old suspicion time out.  (Muster addition.)
-                self.counters["stale_refutes"] += 1
-                self._send(addr, [self._self_alive()])
+            known = self._nodes.get(m.node)
+            if (known is not None and known.state == NodeStateKind.ALIVE and m.incarnation < known.incarnation
+                    and not self._leaving):
+                # Stale news: its sender missed the member's refutation (an epidemic reaches
+                # everyone only with high probability) and would let an already refuted
+                # suspicion time out.  Answer it directly with the newer alive we hold.
+                # (Muster addition; memberlist silently ignores old incarnations.)
+                self.counters["stale_corrections"] += 1
+                self._send(addr, [Alive(known.incarnation, known.name, known.node_id, known.addr,
+                                        known.port, dict(known.meta))])
             elif isinstance(m, Suspect):
                 self._on_suspect(m, now)
             else:
@@ -712,12 +716,10 @@ class SwimCore:
         self._apply_awareness(1)
         self._broadcast_self_alive()
 
-    def _self_alive(self) -> Alive:
-        me = self._nodes[self.name]
-        return Alive(me.incarnation, me.name, me.node_id, me.addr, me.port, dict(me.meta))
-
     def _broadcast_self_alive(self) -> None:
-        self._queue.queue(codec.encode(self._self_alive()), key=self.name)
+        me = self._nodes[self.name]
+        self._queue.queue(codec.encode(Alive(me.incarnation, me.name, me.node_id, me.addr, me.port,
+                                             dict(me.meta))), key=me.name)
 
     # ------------------------------------------------------------------ probing
 

@@ -1,6 +1,6 @@
 // Application shell: routing, datacenter switcher, token link, connection banner.
 import {connection, emit, on, poll, request, retryNow, Scope, settings} from "./api.js";
-import {h} from "./dom.js";
+import {confirmAction, h} from "./dom.js";
 import {decodeTail, href, parseHash} from "./router.js";
 import {startLeaderTracker} from "./store.js";
 
@@ -14,6 +14,8 @@ import * as sessionsPage from "./pages/sessions.js";
 import * as settingsPage from "./pages/settings.js";
 
 const app = {
+  leaveGuard: null, // set by a page with unsaved edits: () => message | null
+  bypassGuard: false,
   agentDc: "",
   datacenters: [],
   pageScope: null,
@@ -95,6 +97,7 @@ function render({focus}) {
   // never reach here; anything else re-mounts the page.
   if (app.pageScope) app.pageScope.dispose();
   app.pageScope = app.rootScope.child();
+  app.leaveGuard = null;
   const root = document.getElementById("main");
   root.replaceChildren();
   const match = resolve(route);
@@ -105,7 +108,10 @@ function render({focus}) {
   } else {
     const detail = route.tail ? decodeTail(route.tail) : "";
     document.title = detail ? `${detail} · ${match.title} · Muster` : `${match.title} · Muster`;
-    match.page.render({root, scope: app.pageScope, tail: route.tail, query: route.query, route});
+    const setLeaveGuard = (fn) => {
+      app.leaveGuard = fn;
+    };
+    match.page.render({root, scope: app.pageScope, tail: route.tail, query: route.query, route, setLeaveGuard});
   }
   if (focus) {
     const heading = root.querySelector("h1");
@@ -164,6 +170,26 @@ function startDatacenters() {
   });
 }
 
+/** Route change; a page with unsaved edits gets to ask before it is left. */
+async function onHashChange(ev) {
+  const message = !app.bypassGuard && app.leaveGuard ? app.leaveGuard() : null;
+  app.bypassGuard = false;
+  if (message) {
+    const target = location.hash;
+    const back = new URL(ev.oldURL).hash;
+    history.replaceState(history.state, "", back || "#/");
+    const ok = await confirmAction({title: "Leave this page?", body: message, confirmLabel: "Discard changes"});
+    if (!ok) {
+      syncDcSelect();
+      return;
+    }
+    app.bypassGuard = true;
+    location.hash = target;
+    return;
+  }
+  render({focus: true});
+}
+
 function boot() {
   document.getElementById("dc-select").addEventListener("change", (ev) => {
     const dc = ev.target.value;
@@ -187,7 +213,7 @@ function boot() {
     syncTokenLink();
   });
   syncTokenLink();
-  window.addEventListener("hashchange", () => render({focus: true}));
+  window.addEventListener("hashchange", onHashChange);
   window.addEventListener("storage", (ev) => {
     if (ev.key && ev.key.startsWith("muster.ui.token")) syncTokenLink();
   });

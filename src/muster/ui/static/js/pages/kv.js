@@ -117,8 +117,9 @@ function renderFolder({root, scope}, prefix) {
 // ---------------------------------------------------------------------------
 // Editor (create or edit)
 
-function renderEditor({root, scope}, {create, key = "", folder = ""}) {
+function renderEditor({root, scope, setLeaveGuard}, {create, key = "", folder = ""}) {
   const state = {
+    done: false, // saved/deleted and navigating away
     base: null, // DirEntry as loaded (edit mode)
     baseText: "",
     binary: false,
@@ -395,6 +396,7 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
       const res = await request(`kv/${encodePath(targetKey)}`, {method: "PUT", query: {cas, flags}, body});
       if (res.data === true) {
         if (create) {
+          state.done = true;
           setFlash("success", isFolder ? `Created folder “${targetKey}”.` : `Created “${targetKey}”.`);
           navigate(`/kv/${encodePath(targetKey)}`);
           return;
@@ -459,6 +461,7 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
       try {
         const res = await request(`kv/${encodePath(key)}`, {method: "DELETE", query: {cas: String(state.base.ModifyIndex)}});
         if (res.data === true) {
+          state.done = true;
           setFlash("success", `Deleted “${key}”.`);
           navigate(`/kv/${encodePath(parentFolder(key))}`);
           return;
@@ -468,6 +471,14 @@ function renderEditor({root, scope}, {create, key = "", folder = ""}) {
         message.replaceChildren(errorNotice(err, "delete the key"));
       }
       startWatch();
+    });
+  }
+
+  if (setLeaveGuard) {
+    setLeaveGuard(() => {
+      if (state.done) return null;
+      const edited = create ? valueInput.value !== "" || keyInput.value !== folder : dirty();
+      return edited ? `Your changes to “${create ? keyInput.value || "the new key" : key}” have not been saved.` : null;
     });
   }
 

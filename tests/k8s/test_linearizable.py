@@ -99,3 +99,21 @@ def test_consistent_kv_is_linearizable_under_faults(sts: StatefulSet) -> None:
     assert len(injected) >= 6, [e.kind for e in report.faults]
     assert report.ops >= 3000, report.summary()
     assert report.linearizable is True, report.summary()
+
+
+@pytest.mark.soak
+def test_consistent_kv_soak_100k_ops_under_repeated_faults(sts: StatefulSet) -> None:
+    """``make soak``: >= 100,000 operations with the fault schedule repeated every 30 s."""
+    for o in range(3):
+        sts.create_pod(o)
+    sts.wait_leader(30)
+    urls = [f"http://{sts.pods[o].ip}:8500" for o in range(3)]
+    base = faults(sts)
+    rounds = [(t + 30.0 * k, name, cb) for k in range(60) for (t, name, cb) in base.schedule]
+    schedule = TimedFaults(rounds, on_heal=base.on_heal)
+    cfg = WorkloadConfig(clients=16, keys=50, ops_per_key=2500, read_mode="consistent", timeout=3.0, connect_timeout=1.0, allow_non_loopback=True, seed=11)
+    assert sts.client is not None
+    report = sts.client.call(lambda: run_and_check(urls, ops=100_000, seconds=1800, faults=schedule, config=cfg), timeout=2400)
+    print(f"\n{report.summary()}")
+    assert report.ops >= 100_000, report.summary()
+    assert report.linearizable is True, report.summary()

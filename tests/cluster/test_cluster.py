@@ -71,9 +71,15 @@ def test_formation_bootstraps_one_configuration(cluster: Cluster) -> None:
     code, _h, body = cluster.request(leader, "GET", "/v1/operator/autopilot/health")
     health = json.loads(body)
     assert code == 200 and health["Healthy"] is True and health["FailureTolerance"] == 1, health
-    # the leader registers itself in the catalog as the `consul` service
-    svc = cluster.get_json(leader, "/v1/catalog/service/consul")
-    assert any(e["Node"] == f"s{leader}" and e["ServicePort"] == cluster.server_port for e in svc)
+    # the leader registers every server in the catalog as the `consul` service
+    def all_registered() -> bool:
+        svc = cluster.get_json(leader, "/v1/catalog/service/consul")
+        return sorted(e["Node"] for e in svc) == ["s0", "s1", "s2"] and all(e["ServicePort"] == cluster.server_port for e in svc)
+
+    wait_until(all_registered, 15, "three servers in the catalog")
+    members = cluster.get_json(leader, "/v1/agent/members")
+    assert sorted(m["Name"] for m in members) == ["s0", "s1", "s2"]
+    assert all(m["Status"] == 1 and m["Tags"]["role"] == "consul" for m in members)
 
 
 def test_writes_anywhere_consistent_reads_everywhere(cluster: Cluster) -> None:

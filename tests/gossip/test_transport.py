@@ -10,7 +10,7 @@ import pytest
 
 from muster.gossip.core import GossipConfig
 from muster.gossip.keyring import Keyring, generate_key
-from muster.gossip.serf import MemberStatus, SerfConfig, SerfEvent, UserEvent
+from muster.gossip.serf import MemberEvent, MemberStatus, SerfConfig, SerfEvent, SerfEventType, UserEvent
 from muster.gossip.transport import GossipPool, parse_join_address, resolve_join_addresses
 
 FAST = GossipConfig(probe_interval=0.2, probe_timeout=0.1, gossip_interval=0.05, push_pull_interval=2.0,
@@ -26,11 +26,14 @@ class Cluster:
         self.pools: list[GossipPool] = []
         self.changed = asyncio.Event()
         self.user_events: dict[str, list[UserEvent]] = {}
+        self.member_events: list[tuple[str, MemberEvent]] = []
 
     async def start(self, name: str, node_id: str | None = None, key: str = KEY) -> GossipPool:
         def on_event(ev: SerfEvent, name: str = name) -> None:
             if isinstance(ev, UserEvent):
                 self.user_events.setdefault(name, []).append(ev)
+            else:
+                self.member_events.append((name, ev))
             self.changed.set()
 
         pool = GossipPool(name=name, node_id=node_id or f"id-{name}", bind_addr="127.0.0.1", bind_port=0,
@@ -127,11 +130,15 @@ async def test_restart_same_name_and_id_on_a_new_port_updates_the_address(cluste
         return True
 
     await cluster.wait(updated, 5.0, "node2's new port to be known")
-    # Same member: same id, never reported failed in between, and it stays alive.
+    # Same member: same id, an address update (not a failure and a re-join), and it stays alive.
     m = pools[0].member("node2")
     assert m is not None and m.node_id == "id-node2"
-    await asyncio.sleep(2.0)  # several probe rounds: the new address must answer probes
+    about = [ev.type for obs, ev in cluster.member_events if obs in ("node0", "node1") and ev.member.name == "node2"]
+    assert SerfEventType.MEMBER_UPDATE in about and SerfEventType.MEMBER_FAILED not in about
+    await asyncio.sleep(1.0)  # a hold of five probe rounds: the new address must answer probes
     assert all(p.member("node2").status == MemberStatus.ALIVE for p in pools[:2])  # type: ignore[union-attr]
+    assert not any(ev.type == SerfEventType.MEMBER_FAILED and ev.member.name == "node2"
+                   for _, ev in cluster.member_events)
 
 
 async def test_join_resolves_names_and_skips_unresolvable_ones() -> None:

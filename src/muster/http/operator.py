@@ -10,7 +10,6 @@ its state at the same index.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import hashlib
 import io
@@ -209,13 +208,24 @@ def routes(ctx: Ctx) -> list[Route]:
         c = ctx.extra.get("cluster")
         if c is not None and getattr(c, "log", None) is not None:
             lg = c.log
-            with contextlib.suppress(MusterError):
-                if lg.is_leader() and len(lg.core.voters) > 1:
-                    await transfer(c, "")
-            with contextlib.suppress(MusterError, asyncio.TimeoutError):
-                lead = lg.leader_id()
-                if lead and lead != server.ident.node_id:
-                    await c.rpc.call(lead, "remove_peer", server.ident.node_id, timeout=10)
+            me = server.ident.node_id
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while loop.time() < deadline and me in (set(lg.core.voters) | set(lg.core.learners)):
+                try:
+                    if lg.is_leader():
+                        if len(lg.core.voters) <= 1:
+                            break  # the last server: nobody to hand over to
+                        await transfer(c, "")
+                        continue
+                    lead = lg.leader_id()
+                    if lead:
+                        await c.rpc.call(lead, "remove_peer", me, timeout=5)
+                        await asyncio.sleep(0.2)  # let the removal reach us
+                        break
+                except (MusterError, TimeoutError) as err:
+                    log.info("leave: retrying after %s", err)
+                await asyncio.sleep(0.2)
         shutdown = ctx.extra.get("shutdown")
         if callable(shutdown):
             asyncio.get_running_loop().call_later(0.2, shutdown)

@@ -541,7 +541,7 @@ def _wgl(
                 continue
             if applies:
                 new_state: str | None = values[i]
-                new_top = 0 if nv is None else nv
+                new_top = top if nv is None else nv
             else:
                 new_state, new_top = state, top
             lin2 = lin | (1 << i)

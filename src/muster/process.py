@@ -22,6 +22,7 @@ from typing import Any
 
 from .config import Config
 from .dns.server import DNSServer
+from .errors import MusterError
 from .http import agent as http_agent
 from .http import catalog as http_catalog
 from .http import event as http_event
@@ -178,6 +179,7 @@ class AgentProcess:
             for route in module.routes(self.ctx):
                 self.router.add(route)
         self.app = App(self.router, self._fallback, list(config.http_config.response_headers.items()))
+        self.ctx.extra["reload"] = self.reload
         self.listeners: list[Listener] = []
         self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
@@ -349,19 +351,28 @@ class AgentProcess:
             await asyncio.sleep(0.02)
 
     async def reload(self) -> None:
+        """Re-read the configuration files and apply what may change at run time
+        (``PUT /v1/agent/reload``); any failure is a MusterError with Consul's text."""
         from .config import ConfigError, UsageError, parse_agent_flags
 
         if self.argv is None:
-            log.error("reload: the original command line is unknown; nothing reloaded")
-            return
+            raise MusterError("Failed to reload configs: the agent's command line is unknown")
         try:
             new = parse_agent_flags(self.argv)
         except (ConfigError, UsageError) as err:
-            log.error("reload failed: %s", err)
-            return
+            raise MusterError(f"Failed to reload configs: {err}") from None
         await self.agent.reload(new)
         setup_logging(new.log_level, new.log_json)
         self.config = new
+        self.ctx.config = new
+
+    async def reload_from_signal(self) -> None:
+        """SIGHUP: like ``reload`` but errors are logged (there is no caller to answer)."""
+        try:
+            await self.reload()
+            log.info("configuration reloaded")
+        except MusterError as err:
+            log.error("%s", err)
 
 
 async def _amain(config: Config, argv: list[str] | None) -> int:
@@ -371,7 +382,7 @@ async def _amain(config: Config, argv: list[str] | None) -> int:
     proc.ctx.extra["shutdown"] = stop.set
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(proc.reload()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(proc.reload_from_signal()))
     try:
         await proc.start()
     except (OSError, StartupError, ValueError) as err:

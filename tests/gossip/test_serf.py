@@ -209,3 +209,68 @@ def test_wan_defaults_are_memberlists() -> None:
         5.0, 3.0, 6, 4, 60.0)
     lan = GossipConfig.lan()
     assert (lan.probe_interval, lan.probe_timeout, lan.gossip_interval, lan.packet_size) == (1.0, 0.5, 0.2, 1400)
+
+
+def make_encrypted(n: int) -> tuple[FakeNet, list[Serf]]:
+    from muster.gossip.keyring import Keyring
+
+    net = FakeNet()
+    out = []
+    for i in range(n):
+        a = addr(i)
+        s = Serf(name=f"n{i}", node_id=f"id-{i}", addr=a[0], port=a[1], rng=Rng(50 + i), now=net.now,
+                 keyring=Keyring(bytes(range(32))))
+        out.append(s)
+        net.add(a, s)
+        if i:
+            s.join([addr(0)], net.now)
+            net.flush(a)
+    net.run(5.0)
+    return net, out
+
+
+def test_cluster_wide_keyring_rotation_by_queries() -> None:
+    import base64
+
+    net, serfs = make_encrypted(4)
+    old = base64.b64encode(bytes(range(32))).decode()
+    new = base64.b64encode(bytes(range(100, 116))).decode()
+
+    def op(name: str, key: str | None):  # type: ignore[no-untyped-def]
+        qid = serfs[1].keyring_query(name, key, net.now, timeout=2.0)
+        net.flush(addr(1))
+        net.run(2.0)
+        return serfs[1].keyring_result(qid)
+
+    r = op("list", None)
+    assert (r.num_nodes, r.num_resp, r.num_err) == (4, 4, 0) and r.keys == {old: 4} and r.primary_keys == {old: 4}
+    assert op("install", new).keys == {old: 4, new: 4}
+    assert op("use", new).primary_keys == {new: 4}
+    r = op("remove", old)
+    assert r.keys == {new: 4} and r.num_err == 0
+    # Removing the primary is refused everywhere, and said so.
+    r = op("remove", new)
+    assert r.num_err == 4 and all("primary" in m for m in r.messages.values())
+    # Gossip still works with the new key only.
+    serfs[0].user_event("after", b"", net.now)
+    net.flush(addr(0))
+    net.run(3.0)
+    assert all(any(isinstance(e, UserEvent) and e.name == "after" for e in net.events[addr(i)]) for i in range(4))
+
+
+def test_user_query_collects_answers_until_the_deadline() -> None:
+    from muster.gossip.serf import QueryEvent
+
+    net, serfs = make(4)
+    qid = serfs[0].query("ping", b"?", net.now, timeout=1.0)
+    net.flush(addr(0))
+    for _ in range(20):  # answer whatever queries arrive, as an application would
+        net.run(0.05)
+        for i, s in enumerate(serfs):
+            for e in net.events[addr(i)]:
+                if isinstance(e, QueryEvent) and not getattr(e, "_answered", False):
+                    object.__setattr__(e, "_answered", True)
+                    s.respond(e, s.name.encode())
+                    net.flush(addr(i))
+    assert serfs[0].query_result(qid) == {f"n{i}": f"n{i}".encode() for i in range(4)}
+    assert serfs[0].query_result(qid) == {}

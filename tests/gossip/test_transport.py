@@ -155,3 +155,20 @@ async def test_join_resolves_names_and_skips_unresolvable_ones() -> None:
     again = await resolve_join_addresses(["not-yet.example"], 8301, resolver)
     assert again == [] and calls.count("not-yet.example") == 2, "negative answers are never cached"
     assert parse_join_address("h:1", 5) == ("h", 1) and parse_join_address("h", 5) == ("h", 5)
+
+
+async def test_key_rotation_on_a_running_pool(cluster: Cluster) -> None:
+    pools = await form(cluster, 2)
+    new_key = generate_key(16)
+    for p in pools:
+        p.install_key(new_key)
+    for p in pools:
+        p.use_key(new_key)
+    for p in pools:
+        p.remove_key(KEY)
+        assert p.list_keys() == [new_key]
+    pools[0].fire_user_event("after-rotation", b"")
+    await cluster.wait(lambda: any(e.name == "after-rotation" for e in cluster.user_events.get("node1", [])),
+                       5.0, "an event encrypted with the new key")
+    with pytest.raises(ValueError, match="primary"):
+        pools[0].remove_key(new_key)

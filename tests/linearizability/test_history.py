@@ -191,3 +191,20 @@ def test_history_dump_load_roundtrip(tmp_path: Path) -> None:
     assert back.ops == h.ops and back.meta == h.meta and back.anomalies == h.anomalies
     report = check_recorded(back)
     assert report.verdict is Verdict.LINEARIZABLE and report.info == 1 and report.read_mode == "consistent"
+
+
+def test_cli_rechecks_a_dumped_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from muster.testing.history import main
+
+    good = History(
+        ops=[Op(0, "k", "write", "ok", 0, 1, value="a"), Op(1, "k", "read", "ok", 2, 3, value="a")]
+    )
+    bad = History(
+        ops=[Op(0, "k", "write", "ok", 0, 1, value="a"), Op(1, "k", "read", "ok", 2, 3, value=None)]
+    )
+    good.dump(tmp_path / "good.jsonl")
+    bad.dump(tmp_path / "bad.jsonl")
+    assert main(["--check", str(tmp_path / "good.jsonl")]) == 0
+    assert main(["--check", str(tmp_path / "bad.jsonl")]) == 1
+    out = capsys.readouterr().out
+    assert "not linearizable" in out and "read -> None" in out

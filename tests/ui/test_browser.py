@@ -267,6 +267,7 @@ def test_kv_create_edit_delete_through_ui(ui: UI, agent: Agent) -> None:
     page.locator("#kv-save").click()
     expect(page.locator("#kv-message")).to_contain_text("not valid JSON")
     assert agent.kv_get(key) is None
+    ui.shot("kv-create-invalid")
 
     # Valid JSON, formatted by the UI, with flags.
     page.get_by_label("Value").fill('{"name":"muster","replicas":3,"tags":["a","b"]}')
@@ -493,6 +494,7 @@ def test_acl_token_is_sent_and_403_is_explained(ui: UI, agent: Agent) -> None:
     page = ui.page
     ui.goto("/settings")
     page.get_by_role("textbox", name="ACL token").fill("s3cr3t-token")
+    ui.shot("settings")
     with page.expect_request(lambda r: r.headers.get("x-consul-token") == "s3cr3t-token"):
         page.get_by_role("button", name="Save token").click()
         ui.goto("/services")

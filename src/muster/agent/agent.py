@@ -12,6 +12,10 @@ The distinction matters for script checks (``enable_script_checks`` allows both,
 ``enable_local_script_checks`` only config files) and for ``reload``, which replaces exactly
 the ``local`` entries.
 
+Persistence.  A non-dev agent writes what the API registered (and TTL results, maintenance) to
+its data dir (``persist.py``) and restores it on start, so clients need not re-register after
+an agent restart.
+
 Membership.  Without gossip the agent knows one member: itself.  ``member_source`` is the seam
 through which the gossip layer will supply the real member lists (``members(wan)``).
 """

@@ -43,6 +43,18 @@ Protocol (memberlist / SWIM, Das et al. 2002; Lifeguard, Dadgar et al. 2018, arX
 * **Leave**: a ``dead`` message about ourselves sent by ourselves means *left* (graceful) rather
   than *dead* (crashed).
 
+Departures from memberlist, each found by the simulator (``python -m muster.gossip.sim``) to
+remove false ``failed`` declarations or slow convergence under 10% loss:
+
+* *stale-news correction*: a member that receives ``suspect``/``dead`` about a member it knows
+  alive at a higher incarnation answers the sender directly with that ``alive`` (the sender
+  missed a refutation; memberlist ignores such messages and lets the stale suspicion expire);
+* a ``suspect`` at a higher incarnation than the suspicion we hold starts a *new* suspicion
+  (memberlist counts it as a confirmation of the old, already refuted one);
+* a ping from a member we have never heard of triggers a push/pull with it (its ``alive``
+  broadcast missed us), at most once per address per ``STRANGER_SYNC_INTERVAL``.
+* There is no TCP fallback ping (memberlist's ``DisableTcpPings=false`` path).
+
 Identity rule (Muster's, for pods that return with new IPs; kubernetes.md B.1, B.2, B.7): a member
 is identified by ``node_id``.  An ``alive`` for a known name with the same id but a new address is
 an address update (accepted with a higher incarnation, or at any incarnation if the old member is

@@ -29,6 +29,12 @@ What Serf adds to the failure detector:
   with a ``member-reap`` event.  Until then a failed member is retried every
   ``reconnect_interval`` by a join push/pull to its last address (serf ``reconnect``), which is
   what heals a partition that outlived the suspicion timeout.
+* **Queries** (serf ``query.go``, minus relays and filters): a query is gossiped like an event
+  (deduplicated by (ltime, id) on its own Lamport clock) and answered directly by UDP to its
+  origin until its deadline (default ``16 * GossipInterval * ceil(log10(n+1))``).  The internal
+  keyring queries (``_serf_install-key``, ``_serf_use-key``, ``_serf_remove-key``,
+  ``_serf_list-keys``) give ``muster keyring`` / ``/v1/operator/keyring`` their cluster-wide view;
+  they travel inside the encrypted gossip, and are refused when encryption is off.
 * **Identity**: a member with a known name and another node id is accepted only as a replacement
   of a failed/left member (the core refuses a live duplicate and logs it; see :mod:`.core`).
 """
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -48,11 +55,13 @@ from ..runtime import Rng
 from .codec import NodeStateKind
 from .core import EventKind, GossipConfig, StreamRequest, SwimCore
 from .core import MemberEvent as CoreEvent
-from .keyring import Keyring
+from .keyring import Keyring, KeyringError, decode_key, encode_key
 
 __all__ = [
+    "KeyringResponse",
     "LamportClock",
     "MemberEvent",
+    "QueryEvent",
     "MemberStatus",
     "Serf",
     "SerfConfig",
@@ -137,6 +146,7 @@ class SerfEventType(enum.Enum):
     MEMBER_UPDATE = "member-update"
     MEMBER_REAP = "member-reap"
     USER = "user"
+    QUERY = "query"
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,38 @@ class UserEvent:
     type: SerfEventType = SerfEventType.USER
 
 
-SerfEvent = MemberEvent | UserEvent
+@dataclass(frozen=True)
+class QueryEvent:
+    """A query from another member (or ourselves); answer with :meth:`Serf.respond`."""
+
+    ltime: int
+    id: int
+    name: str
+    payload: bytes
+    addr: tuple[str, int]
+    deadline: float
+    type: SerfEventType = SerfEventType.QUERY
+
+
+@dataclass(frozen=True)
+class KeyringResponse:
+    """The cluster-wide result of a keyring operation (what ``/v1/operator/keyring`` reports)."""
+
+    num_nodes: int
+    num_resp: int
+    num_err: int
+    keys: dict[str, int]
+    primary_keys: dict[str, int]
+    messages: dict[str, str]
+
+
+SerfEvent = MemberEvent | UserEvent | QueryEvent
+
+#: Names of the internal keyring queries (serf ``internal_query.go``).
+KEYRING_QUERIES = {"install": "_serf_install-key", "use": "_serf_use-key", "remove": "_serf_remove-key",
+                   "list": "_serf_list-keys"}
+#: serf ``QueryTimeoutMult``: default query timeout = mult * GossipInterval * ceil(log10(n+1)).
+QUERY_TIMEOUT_MULT = 16
 
 
 # --- Serf's own messages, carried inside the core's User message -------------------------------
@@ -190,7 +231,35 @@ class _PushPull(msgspec.Struct, tag=4, array_like=True, frozen=True):
     events: list[_BufferedEvents]
 
 
-_SerfMsg = _JoinIntent | _LeaveIntent | _UserEventMsg | _PushPull
+class _Query(msgspec.Struct, tag=5, array_like=True, frozen=True):
+    """serf ``messageQuery``: answered directly (UDP) to ``addr:port`` until ``timeout`` passes."""
+
+    ltime: int
+    id: int
+    name: str
+    payload: bytes
+    addr: str
+    port: int
+    timeout: float
+
+
+class _QueryResponse(msgspec.Struct, tag=6, array_like=True, frozen=True):
+    ltime: int
+    id: int
+    source: str
+    payload: bytes
+
+
+class _KeyResponse(msgspec.Struct, frozen=True):
+    """The answer to an internal keyring query (serf ``nodeKeyResponse``)."""
+
+    ok: bool
+    error: str = ""
+    keys: list[str] = []
+    primary: str = ""
+
+
+_SerfMsg = _JoinIntent | _LeaveIntent | _UserEventMsg | _PushPull | _Query | _QueryResponse
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(_SerfMsg)  # type: ignore[arg-type]
 
@@ -209,6 +278,12 @@ class _Member:
     def view(self) -> SerfMember:
         return SerfMember(self.name, self.node_id, self.addr, self.port,
                           MappingProxyType(dict(self.tags)), self.status)
+
+
+@dataclass
+class _PendingQuery:
+    deadline: float
+    responses: dict[str, bytes]
 
 
 @dataclass
@@ -231,6 +306,9 @@ class Serf:
         self._now = now
         self.clock = LamportClock()
         self.event_clock = LamportClock()
+        self.query_clock = LamportClock()
+        self._query_seen: dict[int, tuple[int, set[int]]] = {}
+        self._pending_queries: dict[tuple[int, int], _PendingQuery] = {}
         self._event_min_time = 0
         self._event_buffer: list[_BufferedEvents | None] = [None] * self.config.event_buffer_size
         self._members: dict[str, _Member] = {}
@@ -241,7 +319,8 @@ class Serf:
         self._leaving = False
         self._next_reap = now + self.config.reap_interval
         self._next_reconnect = now + self.config.reconnect_interval
-        self.counters: dict[str, int] = {"events_in": 0, "events_dup": 0, "events_old": 0, "reaped": 0}
+        self.counters: dict[str, int] = {"events_in": 0, "events_dup": 0, "events_old": 0, "reaped": 0,
+                                         "queries_in": 0, "query_responses": 0}
         self.core = SwimCore(name=name, node_id=node_id, addr=addr, port=port, rng=rng, now=now,
                              meta=tags, config=gossip, keyring=keyring, incarnation=incarnation,
                              delegate=self)
@@ -355,6 +434,78 @@ class Serf:
             self._broadcast(msg, key=None)
         return ltime
 
+    def default_query_timeout(self) -> float:
+        """serf ``DefaultQueryTimeout``: ``16 * GossipInterval * ceil(log10(n + 1))``."""
+        n = sum(1 for m in self._members.values() if m.status == MemberStatus.ALIVE)
+        return QUERY_TIMEOUT_MULT * self.core.config.gossip_interval * max(1, math.ceil(math.log10(n + 1)))
+
+    def query(self, name: str, payload: bytes, now: float, timeout: float | None = None) -> tuple[int, int]:
+        """Ask every member (ourselves included); answers arrive until the timeout and are read
+        with :meth:`query_result`.  Returns the query's ``(ltime, id)``."""
+        self._now = now
+        timeout = timeout if timeout is not None else self.default_query_timeout()
+        ltime = self.query_clock.time()
+        self.query_clock.increment()
+        me = self.core.local_member()
+        q = _Query(ltime, self._rng.randrange(2**32), name, payload, me.addr, me.port, timeout)
+        self._pending_queries[(q.ltime, q.id)] = _PendingQuery(now + timeout, {})
+        if self._handle_query(q, now):
+            self._broadcast(q, key=None)
+        return (q.ltime, q.id)
+
+    def query_result(self, qid: tuple[int, int]) -> dict[str, bytes]:
+        """The answers received so far (member name -> payload); forgets the query."""
+        pq = self._pending_queries.pop(qid, None)
+        return pq.responses if pq is not None else {}
+
+    def respond(self, q: QueryEvent, payload: bytes) -> None:
+        """Answer a query directly to its origin (dropped after its deadline)."""
+        if self._now > q.deadline:
+            return
+        resp = _QueryResponse(q.ltime, q.id, self.name, payload)
+        me = self.core.local_member()
+        if q.addr == (me.addr, me.port):
+            self._record_response(resp, self._now)
+        else:
+            self.core.send_user(q.addr, _enc.encode(resp))
+
+    def keyring_query(self, op: str, key_b64: str | None, now: float, timeout: float | None = None
+                      ) -> tuple[int, int]:
+        """Start a cluster-wide keyring operation (``install``/``use``/``remove``/``list``);
+        collect it with :meth:`keyring_result`."""
+        if op not in KEYRING_QUERIES:
+            raise ValueError(f"unknown keyring operation {op!r}")
+        if self.core.keyring is None:
+            raise KeyringError("gossip encryption is not enabled")
+        if op != "list" and not key_b64:
+            raise ValueError(f"keyring {op} needs a key")
+        if key_b64:
+            decode_key(key_b64)  # refuse a bad key before it travels
+        return self.query(KEYRING_QUERIES[op], (key_b64 or "").encode(), now, timeout)
+
+    def keyring_result(self, qid: tuple[int, int]) -> KeyringResponse:
+        responses = self.query_result(qid)
+        keys: dict[str, int] = {}
+        primary: dict[str, int] = {}
+        messages: dict[str, str] = {}
+        errs = 0
+        for node, raw in responses.items():
+            try:
+                r = msgspec.msgpack.decode(raw, type=_KeyResponse)
+            except msgspec.DecodeError:
+                errs += 1
+                messages[node] = "malformed keyring response"
+                continue
+            if not r.ok:
+                errs += 1
+                messages[node] = r.error
+            for k in r.keys:
+                keys[k] = keys.get(k, 0) + 1
+            if r.primary:
+                primary[r.primary] = primary.get(r.primary, 0) + 1
+        alive = sum(1 for m in self._members.values() if m.status == MemberStatus.ALIVE)
+        return KeyringResponse(alive, len(responses), errs, keys, primary, messages)
+
     def set_tags(self, tags: Mapping[str, str], now: float) -> None:
         self._now = now
         self.core.set_meta(tags, now)
@@ -431,6 +582,11 @@ class Serf:
         elif isinstance(msg, _UserEventMsg):
             if self._handle_user_event(msg):
                 self._broadcast(msg, key=None)
+        elif isinstance(msg, _Query):
+            if self._handle_query(msg, now):
+                self._broadcast(msg, key=None)
+        elif isinstance(msg, _QueryResponse):
+            self._record_response(msg, now)
 
     # ------------------------------------------------------------------ handlers
 
@@ -552,6 +708,57 @@ class Serf:
         self._events.append(UserEvent(msg.ltime, msg.name, msg.payload, msg.cc))
         return True
 
+    def _handle_query(self, q: _Query, now: float) -> bool:
+        """serf ``handleQuery``: dedupe by (ltime, id), then deliver; returns whether new."""
+        self.query_clock.witness(q.ltime)
+        size = self.config.event_buffer_size
+        cur = self.query_clock.time()
+        if cur > size and q.ltime < cur - size:
+            return False
+        slot = self._query_seen.get(q.ltime % size)
+        if slot is None or slot[0] != q.ltime:
+            slot = (q.ltime, set())
+            self._query_seen[q.ltime % size] = slot
+        if q.id in slot[1]:
+            return False
+        slot[1].add(q.id)
+        self.counters["queries_in"] += 1
+        ev = QueryEvent(q.ltime, q.id, q.name, q.payload, (q.addr, q.port), now + q.timeout)
+        if q.name.startswith("_serf_"):
+            self._internal_query(ev)
+        else:
+            self._events.append(ev)
+        return True
+
+    def _internal_query(self, q: QueryEvent) -> None:
+        """Keyring queries act on our keyring and report the result (serf ``internal_query.go``)."""
+        kr = self.core.keyring
+        if kr is None:
+            self.respond(q, _enc.encode(_KeyResponse(False, "gossip encryption is not enabled")))
+            return
+        try:
+            key = decode_key(q.payload.decode()) if q.payload else None
+            if q.name == KEYRING_QUERIES["install"] and key is not None:
+                kr.install(key)
+            elif q.name == KEYRING_QUERIES["use"] and key is not None:
+                kr.use(key)
+            elif q.name == KEYRING_QUERIES["remove"] and key is not None:
+                kr.remove(key)
+            elif q.name != KEYRING_QUERIES["list"]:
+                raise KeyringError(f"unknown internal query {q.name}")
+        except (KeyringError, UnicodeDecodeError) as e:
+            self.respond(q, _enc.encode(_KeyResponse(False, str(e))))
+            return
+        keys = [encode_key(k) for k in kr.keys()]
+        self.respond(q, _enc.encode(_KeyResponse(True, "", keys, keys[0])))
+
+    def _record_response(self, r: _QueryResponse, now: float) -> None:
+        pq = self._pending_queries.get((r.ltime, r.id))
+        if pq is None or now > pq.deadline:
+            return
+        self.counters["query_responses"] += 1
+        pq.responses.setdefault(r.source, r.payload)
+
     def _reap(self, now: float) -> None:
         """serf ``reap``: forget failed members after reconnect_timeout, left ones after
         tombstone_timeout; expire unclaimed intents."""
@@ -569,6 +776,8 @@ class Serf:
                 self._erase(m)
         for node in [n for n, i in self._intents.items() if now - i.at > self.config.recent_intent_timeout]:
             del self._intents[node]
+        for qid in [q for q, p in self._pending_queries.items() if now > p.deadline + 60.0]:
+            del self._pending_queries[qid]
 
     def _erase(self, m: _Member) -> None:
         self._members.pop(m.name, None)

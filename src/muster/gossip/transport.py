@@ -31,8 +31,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from ..runtime import Clock, RealClock, Rng
 from .core import GossipConfig, StreamRequest
-from .keyring import Keyring
-from .serf import Serf, SerfConfig, SerfEvent, SerfMember
+from .keyring import Keyring, KeyringError, decode_key, encode_key
+from .serf import KeyringResponse, QueryEvent, Serf, SerfConfig, SerfEvent, SerfMember
 
 __all__ = ["GossipPool", "Resolver", "parse_join_address", "resolve_join_addresses"]
 
@@ -285,6 +285,48 @@ class GossipPool:
         ok = self.serf.force_leave(name, self.clock.monotonic(), prune)
         self._flush()
         return ok
+
+    async def query(self, name: str, payload: bytes, timeout: float | None = None) -> dict[str, bytes]:
+        """Ask every member; returns the answers (member name -> payload) received in time."""
+        timeout = timeout if timeout is not None else self.serf.default_query_timeout()
+        qid = self.serf.query(name, payload, self.clock.monotonic(), timeout)
+        self._flush()
+        await asyncio.sleep(timeout)
+        return self.serf.query_result(qid)
+
+    def respond(self, q: QueryEvent, payload: bytes) -> None:
+        """Answer a :class:`~.serf.QueryEvent` delivered to ``on_event``."""
+        self.serf.respond(q, payload)
+        self._flush()
+
+    async def keyring_operation(self, op: str, key_b64: str | None = None,
+                                timeout: float | None = None) -> KeyringResponse:
+        """Cluster-wide ``install``/``use``/``remove``/``list`` (``muster keyring``)."""
+        timeout = timeout if timeout is not None else self.serf.default_query_timeout()
+        qid = self.serf.keyring_query(op, key_b64, self.clock.monotonic(), timeout)
+        self._flush()
+        await asyncio.sleep(timeout)
+        return self.serf.keyring_result(qid)
+
+    # --- keyring (this node only; see the module docstring of .keyring for the rules) ---
+
+    def list_keys(self) -> list[str]:
+        """Installed keys, base64, primary first (empty when encryption is off)."""
+        return [encode_key(k) for k in self.keyring.keys()] if self.keyring is not None else []
+
+    def install_key(self, key_b64: str) -> None:
+        self._require_keyring().install(decode_key(key_b64))
+
+    def use_key(self, key_b64: str) -> None:
+        self._require_keyring().use(decode_key(key_b64))
+
+    def remove_key(self, key_b64: str) -> None:
+        self._require_keyring().remove(decode_key(key_b64))
+
+    def _require_keyring(self) -> Keyring:
+        if self.keyring is None:
+            raise KeyringError("gossip encryption is not enabled on this pool")
+        return self.keyring
 
     def stats(self) -> dict[str, str]:
         return self.serf.stats()

@@ -194,7 +194,9 @@ class RaftCore:
         # ever holds committed state, so the larger of the two is committed.
         if hs.commit > self.log.committed:
             if hs.commit > self.log.last_index():
-                raise AssertionError(f"hard state commit {hs.commit} beyond last index {self.log.last_index()}")
+                raise AssertionError(
+                    f"hard state commit {hs.commit} beyond last index {self.log.last_index()}"
+                )
             self.log.committed = hs.commit
         # Configuration changes take effect when applied; entries up to
         # ``committed`` are known committed, so adopt their configuration now
@@ -856,7 +858,9 @@ class RaftCore:
         self._check_can_propose()
         limit = self.cfg.max_uncommitted_bytes
         if limit and self._uncommitted_bytes and self._uncommitted_bytes + len(data) > limit:
-            raise ProposalDropped(f"{self._uncommitted_bytes} bytes of proposals not yet committed (limit {limit})")
+            raise ProposalDropped(
+                f"{self._uncommitted_bytes} bytes of proposals not yet committed (limit {limit})"
+            )
         self._uncommitted_bytes += len(data)
         res = self._append_entries([Entry(0, 0, EntryType.NORMAL, data)])
         # Replication is deferred to the next Ready: proposals made between two

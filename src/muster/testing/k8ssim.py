@@ -178,7 +178,21 @@ class StatefulSet:
         host = f"v{self.tag[-6:]}{self._veth_n}"[:15]
         _run("ip", "netns", "add", ns)
         _run("ip", "-n", ns, "link", "set", "lo", "up")
-        _run("ip", "link", "add", host, "netns", self.net_ns, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _run(
+            "ip",
+            "link",
+            "add",
+            host,
+            "netns",
+            self.net_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns,
+        )
         _run("ip", "-n", self.net_ns, "link", "set", host, "master", "br0", "up")
         _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
@@ -199,7 +213,9 @@ class StatefulSet:
         lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
         for p in sorted(self.pods.values(), key=lambda p: p.ordinal):
             if p.ip:
-                lines.append(f"{p.ip} {self.fqdn(p.name)} {p.name}.{self.svc}.{self.namespace}.svc {p.name}.{self.svc}")
+                lines.append(
+                    f"{p.ip} {self.fqdn(p.name)} {p.name}.{self.svc}.{self.namespace}.svc {p.name}.{self.svc}"
+                )
         text = "\n".join(lines) + "\n"
         for p in self.pods.values():
             d = Path("/etc/netns") / p.netns
@@ -253,7 +269,20 @@ class StatefulSet:
         )
         log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         pod.proc = subprocess.Popen(
-            ["ip", "netns", "exec", pod.netns, "unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", script],
+            [
+                "ip",
+                "netns",
+                "exec",
+                pod.netns,
+                "unshare",
+                "--uts",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -302,7 +331,9 @@ class StatefulSet:
 
     # ------------------------------------------------------------------ HTTP from the client namespace
 
-    def request_here(self, ordinal: int, method: str, path: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    def request_here(
+        self, ordinal: int, method: str, path: str, body: bytes | None = None, timeout: float = 5
+    ) -> tuple[int, bytes]:
         """HTTP to a pod from the calling thread, which must already be in the client namespace
         (fault callbacks running inside ``client.call``)."""
         url = f"http://{self.pods[ordinal].ip}:8500{path}"
@@ -313,9 +344,13 @@ class StatefulSet:
         except urllib.error.HTTPError as e:
             return int(e.code), e.read()
 
-    def request(self, ordinal: int, method: str, path: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    def request(
+        self, ordinal: int, method: str, path: str, body: bytes | None = None, timeout: float = 5
+    ) -> tuple[int, bytes]:
         assert self.client is not None
-        return self.client.call(lambda: self.request_here(ordinal, method, path, body, timeout), timeout=timeout + 5)
+        return self.client.call(
+            lambda: self.request_here(ordinal, method, path, body, timeout), timeout=timeout + 5
+        )
 
     def leader_here(self) -> int | None:
         """The leader's ordinal as the first answering pod sees it (from the client namespace)."""
@@ -367,7 +402,9 @@ class StatefulSet:
                     if addr == f"{self.pods[o].ip}:8300":
                         return o, time.monotonic() - t0
             time.sleep(0.2)
-        raise AssertionError(f"no leader within {timeout}s: " + json.dumps({o: self.leader_of(o) for o in self.pods}))
+        raise AssertionError(
+            f"no leader within {timeout}s: " + json.dumps({o: self.leader_of(o) for o in self.pods})
+        )
 
     def kv_dump(self, ordinal: int) -> dict[str, str]:
         code, body = self.request(ordinal, "GET", "/v1/kv/?recurse&stale")

@@ -12,8 +12,8 @@ own with :func:`check_key`.
 The model: a versioned register
 -------------------------------
 
-Each key is a register whose state is its **value** (``None`` = absent; the register starts
-absent and the workload never deletes).  Operations:
+Each key is a register holding a **value** (``None`` = absent; the register starts absent and
+the workload never deletes).  Operations:
 
 * ``read`` -> returns the value (or ``None`` for a 404) and, optionally, the entry's
   ``ModifyIndex`` (``version``).
@@ -84,6 +84,13 @@ Cheap exact pre-checks run first and give precise explanations: reads of never-w
 version conflicts, and version regressions in real time (an op that completed before another op
 began observed a larger version than the later op: impossible, versions only grow).  Every
 pre-check is implied by the versioned model, so it never rejects a linearizable history.
+
+Limits (by design): no deletes, sessions or multi-key transactions in the model (a DELETE
+would make ``None`` recur and break "404 means version 0"); the explanation is the longest
+linearizable prefix plus the blocked op and the ops pending at that point, not a minimal core;
+the worst case stays exponential in the number of mutually concurrent ops whose effect nobody
+observed (dozens of them within one key exhaust the budget and give ``UNKNOWN``), which is why
+the workload retires keys after ~200 ops and keeps ~8 clients.
 
 Invariants the caller must keep: values written to one key are unique and never ``None``;
 ``call <= ret``; one monotonic clock for all ops.  :func:`check_key` raises ``ValueError`` when a

@@ -91,6 +91,10 @@ class _Faults:
     lose_unsynced: bool
     conf_change: float
     read: float
+    #: Probability per step of pausing a node (SIGSTOP: no ticks, no I/O).
+    pause: float
+    #: Whether some nodes' clocks run slow (they skip ticks).
+    skew: bool
 
     @classmethod
     def draw(cls, rng: random.Random) -> _Faults:
@@ -107,6 +111,8 @@ class _Faults:
             lose_unsynced=rng.random() < 0.5,
             conf_change=rng.choice([0.0, 0.0, 0.02, 0.1]),
             read=rng.choice([0.0, 0.1, 0.5]),
+            pause=rng.choice([0.0, 0.0, 0.01, 0.03]),
+            skew=rng.random() < 0.3,
         )
 
 
@@ -151,6 +157,10 @@ class Simulation:
             n.on_restore = self._on_restore
             self.nodes[nid] = n
         self.now = 0
+        #: Paused node -> tick at which it resumes.
+        self.paused: dict[str, int] = {}
+        #: Probability that a node's clock advances on a simulator tick.
+        self.tick_rate = {nid: rng.choice([1.0, 1.0, 0.6]) if self.faults.skew else 1.0 for nid in self.ids}
         self._seq = 0
         self.net: list[tuple[int, int, Message]] = []
         self.groups: dict[str, int] | None = None
@@ -286,6 +296,8 @@ class Simulation:
             return
         c = rng.choice(leaders).core
         assert c is not None
+        if c.id in self.paused:
+            return
         target = rng.choice(self.ids)
         if target in c.voters:
             if len(c.voters) <= 2:
@@ -326,6 +338,10 @@ class Simulation:
         while self.net and self.net[0][0] <= self.now:
             _, _, m = heapq.heappop(self.net)
             dst = self.nodes[m.to]
+            if m.to in self.paused:
+                # A stopped process reads nothing; the message waits in its socket buffer.
+                heapq.heappush(self.net, (self.now + 1, self.rng.randrange(1 << 30), m))
+                continue
             if (
                 dst.core is None
                 or not self.connected(m.frm, m.to)
@@ -342,6 +358,8 @@ class Simulation:
 
     def process_readies(self) -> None:
         for n in self.nodes.values():
+            if n.id in self.paused:
+                continue
             while (rd := n.handle_ready(self.send)) is not None:
                 if rd.read_states:
                     self._check_reads(n, rd.read_states)
@@ -354,6 +372,8 @@ class Simulation:
             return
         n = self.rng.choice(alive)
         assert n.core is not None
+        if n.id in self.paused:
+            return
         self._read_seq += 1
         ctx = f"r{self._read_seq}".encode()
         # Everything committed anywhere before the request must be visible to it.
@@ -396,6 +416,15 @@ class Simulation:
             n = rng.choice(dead)
             n.restart()
             self.log(f"restart {n.id}")
+        for nid, until in list(self.paused.items()):
+            if self.now >= until or not self.nodes[nid].alive:
+                del self.paused[nid]
+                self.log(f"resume {nid}")
+        if f.pause and alive and rng.random() < f.pause:
+            n = rng.choice(alive)
+            if n.id not in self.paused:
+                self.paused[n.id] = self.now + rng.randint(5, 4 * self.config.election_ticks)
+                self.log(f"pause {n.id} until t={self.paused[n.id]}")
         if rng.random() < f.partition:
             k = rng.randint(1, len(self.ids) - 1)
             side = set(rng.sample(self.ids, k))
@@ -409,7 +438,7 @@ class Simulation:
         rng = self.rng
         leaders = [n for n in self.nodes.values() if n.core is not None and n.core.role is Role.LEADER]
         target = rng.choice(leaders) if leaders else rng.choice(list(self.nodes.values()))
-        if target.core is None:
+        if target.core is None or target.id in self.paused:
             return
         self.proposals += 1
         data = f"{self.seed}:{self.proposals}".encode()
@@ -423,7 +452,9 @@ class Simulation:
     def tick(self, lossy: bool) -> None:
         self.now += 1
         for n in self.nodes.values():
-            if n.core is not None:
+            if n.core is not None and n.id not in self.paused:
+                if self.tick_rate[n.id] < 1.0 and self.rng.random() >= self.tick_rate[n.id]:
+                    continue  # this node's clock runs slow
                 before = n.core.role
                 n.core.tick()
                 if n.core.role is not before and n.core.role is not Role.FOLLOWER:
@@ -452,6 +483,8 @@ class Simulation:
     def settle(self) -> None:
         """Heal everything and require convergence (committed entries survive)."""
         self.groups = None
+        self.paused.clear()
+        self.tick_rate = dict.fromkeys(self.ids, 1.0)
         for n in self.nodes.values():
             if not n.alive:
                 n.restart()

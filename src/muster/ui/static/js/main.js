@@ -64,8 +64,9 @@ function setActiveNav(section) {
 
 function syncDcSelect() {
   const select = document.getElementById("dc-select");
-  const current = settings.dc || app.agentDc;
-  const names = app.datacenters.length ? app.datacenters : current ? [current] : [];
+  const names = app.datacenters.length ? [...app.datacenters] : [];
+  // Without ?dc= the agent's own datacenter is in use (the first listed when unknown).
+  const current = settings.dc || app.agentDc || names[0] || "";
   if (current && !names.includes(current)) names.push(current);
   const same =
     select.options.length === names.length && names.every((n, i) => select.options[i].value === n) && select.value === current;

@@ -83,10 +83,6 @@ def unknown_service(sid: str) -> NotFound:
     return NotFound(f'Unknown service ID "{sid}". Ensure that the service ID is passed, not the service name.')
 
 
-def unknown_check(cid: str) -> NotFound:
-    return NotFound(f'Unknown check ID "{cid}". Ensure that the check ID is passed, not the check name.')
-
-
 class Agent:
     """See module doc.  ``local`` is the ``LocalState`` the HTTP layer reads."""
 
@@ -292,9 +288,9 @@ class Agent:
                     self.remove_check(cid)
 
     def remove_service(self, sid: str) -> None:
-        """Deregister a service and its checks; ``NotFound`` with Consul's text if unknown."""
+        """Deregister a service and its checks; an unknown id is a no-op (contract §2.6)."""
         if self.local.service(sid) is None:
-            raise unknown_service(sid)
+            return
         for cid, c in list(self.local.checks().items()):
             if c.get("ServiceID") == sid:
                 self._forget_runner(cid)
@@ -389,8 +385,9 @@ class Agent:
         return AliasCheck(cid, target_node, target_svc, catalog_source, self.local)
 
     def remove_check(self, cid: str) -> None:
+        """Deregister a check; an unknown id is a no-op (contract §2.6: 200, empty)."""
         if self.local.check(cid) is None:
-            raise unknown_check(cid)
+            return
         self._forget_runner(cid)
         self.local.remove_check(cid)
         if self.persist is not None:
@@ -412,9 +409,10 @@ class Agent:
             await runner.stop()
 
     def update_ttl(self, cid: str, status: str, output: str) -> None:
-        """``check/pass|warn|fail|update``: set a TTL check's result and restart its timer."""
+        """``check/pass|warn|fail|update``: set a TTL check's result and restart its timer.
+        An unknown check answers like a non-TTL one (contract §2.6: 500, Consul's TTL text)."""
         if self.local.check(cid) is None:
-            raise unknown_check(cid)
+            raise MusterError(f'CheckID "{cid}" does not have associated TTL')
         if status not in HEALTH_STATUSES:
             raise BadRequest(f"Invalid check status: '{status}'")
         runner = self.ttl_checks.get(cid)

@@ -8,6 +8,7 @@ The soak variant runs more and longer seeds (``make soak``).
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,15 @@ def test_sim_seeds(start: int) -> None:
         committed += sim.max_committed
     # Guard against a simulator that silently stops exercising the cluster.
     assert committed > CHUNK * 20
+
+
+def test_sim_fresh_seeds() -> None:
+    """A few never-seen seeds per run (architecture.md §4.5: a fixed seed list
+    plus fresh seeds).  A failure message carries the replay command."""
+    fresh = random.SystemRandom()
+    for _ in range(10):
+        seed = fresh.randrange(1 << 31)
+        run_seed(seed, SimOptions(nodes=_nodes_for(seed), steps=200))
 
 
 def test_sim_is_deterministic() -> None:

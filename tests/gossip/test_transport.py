@@ -172,3 +172,13 @@ async def test_key_rotation_on_a_running_pool(cluster: Cluster) -> None:
                        5.0, "an event encrypted with the new key")
     with pytest.raises(ValueError, match="primary"):
         pools[0].remove_key(new_key)
+
+
+async def test_cluster_wide_keyring_list_and_install(cluster: Cluster) -> None:
+    pools = await form(cluster, 3)
+    r = await pools[0].keyring_operation("list", timeout=0.5)
+    assert (r.num_nodes, r.num_resp, r.num_err) == (3, 3, 0) and r.keys == {KEY: 3}
+    extra = generate_key()
+    r = await pools[2].keyring_operation("install", extra, timeout=0.5)
+    assert r.keys == {KEY: 3, extra: 3} and r.primary_keys == {KEY: 3}
+    assert all(extra in p.list_keys() for p in pools)

@@ -606,6 +606,8 @@ def test_keyboard_navigation_and_labels(ui: UI, agent: Agent) -> None:
     expect(page.locator("h1")).to_have_text("Nodes")
     expect(page.locator(":focus")).to_have_attribute("id", "page-title")
     expect(page.get_by_role("link", name="Nodes", exact=True)).to_have_attribute("aria-current", "page")
+    page.keyboard.press("/")  # shortcut to the page's search box
+    expect(page.get_by_label("Search")).to_be_focused()
 
     for route in PAGES:
         ui.goto(route)

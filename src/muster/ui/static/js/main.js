@@ -206,6 +206,17 @@ function boot() {
     const heading = main.querySelector("h1");
     (heading || main).focus();
   });
+  // "/" focuses the page's search box (when not typing somewhere already).
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "/" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const t = ev.target;
+    if (t instanceof HTMLElement && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+    const search = document.querySelector("main input[type=search]");
+    if (search) {
+      ev.preventDefault();
+      search.focus();
+    }
+  });
   on("connection", renderBanner);
   setInterval(() => {
     if (!connection.up) renderBanner();

@@ -786,6 +786,13 @@ class Client:
             params.append(("reason", reason))
         self._call("PUT", "/v1/agent/maintenance", params)
 
+    def agent_service_maintenance(self, service_id: str, enable: bool, reason: str = "") -> None:
+        """Toggle maintenance mode of one local service."""
+        params = [("enable", "true" if enable else "false")]
+        if reason:
+            params.append(("reason", reason))
+        self._call("PUT", f"/v1/agent/service/maintenance/{service_id}", params)
+
     # -- events, status, operator ----------------------------------------------------
 
     def event_fire(

@@ -37,6 +37,7 @@ from .http.common import Ctx
 from .http.request import Request, Response, text_response
 from .http.serve import Listener, TLSFiles
 from .logging_setup import setup_logging
+from .membership import Membership
 from .runtime import RealClock, Rng
 from .server.cluster import ClusterMember
 from .server.raftlog import FormingLog, RaftTimings, ReplicatedLog
@@ -52,7 +53,6 @@ UI_DISABLED = (
 # Flags that need subsystems this build does not have yet, and the subsystem each one needs.
 _NOT_YET: dict[str, str] = {
     "retry-join-wan": "WAN gossip federation",
-    "encrypt": "gossip encryption",
 }
 
 
@@ -76,6 +76,14 @@ def unsupported(config: Config) -> list[str]:
     if not config.dev_mode and config.server and not config.data_dir:
         problems.append("a server needs -data-dir")
     return problems
+
+
+def gossip_wanted(config: Config) -> bool:
+    """Servers and clients always gossip; a -dev agent only when asked (a port or a join), so
+    that many dev agents can run side by side without fighting over 8301."""
+    if not config.dev_mode:
+        return True
+    return bool(config.retry_join) or "serf-lan-port" in config.set_flags
 
 
 def load_or_create_node_id(config: Config, rng: Rng) -> str:
@@ -180,6 +188,21 @@ class AgentProcess:
                 self.router.add(route)
         self.app = App(self.router, self._fallback, list(config.http_config.response_headers.items()))
         self.ctx.extra["reload"] = self.reload
+        self.membership: Membership | None = None
+        if gossip_wanted(config):
+            self.membership = Membership(
+                self.server,
+                self.agent,
+                config,
+                self.clock,
+                self.rng,
+                self.ctx.extra["events"],
+                is_server=config.server or config.dev_mode,
+            )
+            self.ctx.extra["deliver_event"] = self.membership.fire
+            if self.cluster is not None:
+                self.cluster.gossip_address = self.membership.rpc_address
+                self.cluster.gossip_servers = self.membership.servers
         self.listeners: list[Listener] = []
         self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
@@ -249,11 +272,15 @@ class AgentProcess:
         cl.log = rlog
         self.server.log = rlog
         await rlog.start()
-        self.agent.member_source = self._raft_members
         self._bg.append(asyncio.create_task(cl.autopilot(), name="autopilot"))
-        self._bg.append(asyncio.create_task(cl.reconcile(self.server), name="reconcile"))
+        if self.membership is None:
+            # No gossip: the Raft configuration stands in for membership and liveness.
+            self.agent.member_source = self._raft_members
+            self._bg.append(asyncio.create_task(cl.reconcile(self.server), name="reconcile"))
 
     async def start(self) -> None:
+        if self.membership is not None:
+            await self.membership.start()
         if self.cluster is not None:
             await self._start_cluster()
         await self.server.start()
@@ -291,6 +318,8 @@ class AgentProcess:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._bg.clear()
+        if self.membership is not None:
+            await self.membership.stop(leave=bool(self.ctx.extra.get("graceful_leave")))
         log_impl = self.server.log
         if isinstance(log_impl, ReplicatedLog):
             await log_impl.stop()

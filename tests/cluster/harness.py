@@ -76,9 +76,12 @@ class Cluster:
         self.server_port = free_port_on_all(ips)
         while self.server_port == self.http_port:
             self.server_port = free_port_on_all(ips)
+        self.serf_port = free_port_on_all(ips)
+        while self.serf_port in (self.http_port, self.server_port):
+            self.serf_port = free_port_on_all(ips)
 
     def args(self, n: Node) -> list[str]:
-        joins = [f"-retry-join={ip}" for ip in (self.join_ips or [m.ip for m in self.nodes])]
+        joins = [f"-retry-join={ip}:{self.serf_port}" for ip in (self.join_ips or [m.ip for m in self.nodes])]
         return [
             "agent",
             "-server",
@@ -90,6 +93,7 @@ class Cluster:
             f"-node=s{n.index}",
             f"-http-port={self.http_port}",
             f"-server-port={self.server_port}",
+            f"-serf-lan-port={self.serf_port}",
             "-dns-port=-1",
             "-retry-interval=1s",
             "-hcl",

@@ -267,3 +267,45 @@ def test_leader_leave_hands_over_and_shrinks_the_configuration(cluster: Cluster)
     conf = cluster.get_json(new_leader, "/v1/operator/raft/configuration")
     assert len(conf["Servers"]) == 2
     assert cluster.put(new_leader, "post-leave", b"1")
+
+
+def test_gossip_members_and_user_events(cluster: Cluster) -> None:
+    cluster.wait_leader()
+
+    def three_alive() -> bool:
+        ms = cluster.get_json(1, "/v1/agent/members")
+        return sorted(m["Name"] for m in ms if m["Status"] == 1) == ["s0", "s1", "s2"]
+
+    wait_until(three_alive, 20, "three alive gossip members")
+    ms = cluster.get_json(2, "/v1/agent/members")
+    assert {m["Port"] for m in ms} == {cluster.serf_port}
+    code, _h, body = cluster.request(0, "PUT", "/v1/event/fire/deploy", b"v42")
+    assert code == 200
+    ev_id = json.loads(body)["ID"]
+
+    def seen_everywhere() -> bool:
+        return all(any(e["ID"] == ev_id for e in cluster.get_json(i, "/v1/event/list?name=deploy")) for i in range(3))
+
+    wait_until(seen_everywhere, 15, "the user event on every server")
+
+
+def test_killed_server_turns_critical_within_10s(cluster: Cluster) -> None:
+    leader = cluster.wait_leader()
+    victim = (leader + 1) % 3
+    wait_until(lambda: len(cluster.get_json(leader, "/v1/agent/members")) == 3, 20, "three members")
+    cluster.kill(victim)
+    t0 = time.monotonic()
+
+    def critical() -> bool:
+        checks = cluster.get_json(leader, f"/v1/health/node/s{victim}")
+        return any(c["CheckID"] == "serfHealth" and c["Status"] == "critical" for c in checks)
+
+    wait_until(critical, 10, "serfHealth critical for the killed server")
+    print(f"serfHealth critical {time.monotonic() - t0:.1f}s after kill -9")
+    cluster.start(victim)
+
+    def passing() -> bool:
+        checks = cluster.get_json(leader, f"/v1/health/node/s{victim}")
+        return any(c["CheckID"] == "serfHealth" and c["Status"] == "passing" for c in checks)
+
+    wait_until(passing, 20, "serfHealth passing again after the restart")

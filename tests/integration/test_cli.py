@@ -729,3 +729,67 @@ def test_closed_stdout_pipe_exits_quietly(muster_agent: AgentProcess, unique: st
     )
     assert res.stdout == f"{unique}/bi".encode()[:10]
     assert res.stderr == b""
+
+
+def test_maint_service(muster_agent: AgentProcess, unique: str) -> None:
+    svc = f"maint-{unique}"
+    api = _api(muster_agent)
+    api.agent_service_register({"Name": svc})
+    try:
+        out = _ok(run_cli(["maint", "-enable", f"-service={svc}", "-reason=upgrading"], muster_agent))
+        assert out == f'Service maintenance is now enabled for "{svc}"\n'
+        check = api.agent_checks()[f"_service_maintenance:{svc}"]
+        assert check["Status"] == "critical" and check["Notes"] == "upgrading"
+        listing = _ok(run_cli(["maint"], muster_agent))
+        assert f"Service:\n  ID:     {svc}\n  Reason: upgrading\n\n" in listing
+        out = _ok(run_cli(["maint", "-disable", f"-service={svc}"], muster_agent))
+        assert out == f'Service maintenance is now disabled for "{svc}"\n'
+        assert f"_service_maintenance:{svc}" not in api.agent_checks()
+        err = _fails(run_cli(["maint", "-enable", "-service=no-such-service-x"], muster_agent))
+        assert err.startswith("Error enabling service maintenance: Unexpected response code: 404")
+    finally:
+        api.agent_service_deregister(svc)
+    assert _fails(run_cli(["maint", "-enable", "-disable"], muster_agent)) == (
+        "Only one of -enable or -disable may be provided\n"
+    )
+    assert (
+        _fails(run_cli(["maint", "-reason=x"], muster_agent)) == "Reason may only be provided with -enable\n"
+    )
+
+
+def test_maint_node_on_private_agent(agent_factory) -> None:  # type: ignore[no-untyped-def]
+    # Node maintenance makes every service of the node critical: use a private agent.
+    agent = agent_factory(name="maint")
+    node = str(_api(agent).agent_self()["Config"]["NodeName"])
+    assert _ok(run_cli(["maint", "-enable"], agent)) == "Node maintenance is now enabled\n"
+    listing = _ok(run_cli(["maint"], agent))
+    assert listing.startswith(f"Node:\n  Name:   {node}\n  Reason: Maintenance mode is enabled for this node")
+    assert _ok(run_cli(["maint", "-disable"], agent)) == "Node maintenance is now disabled\n"
+    assert _ok(run_cli(["maint"], agent)) == ""
+
+
+def test_lock_interrupted_while_waiting(muster_agent: AgentProcess, unique: str, tmp_path: Path) -> None:
+    prefix = f"{unique}/intr"
+    marker = tmp_path / "held"
+    api = _api(muster_agent)
+    holder = _popen_cli(["lock", prefix, f"touch {marker}; sleep 30"], muster_agent)
+    waiter = None
+    try:
+        assert _wait_for(marker.exists), "holder did not start"
+        waiter = _popen_cli(["lock", "-name=waiter-" + unique, prefix, "echo never"], muster_agent)
+
+        def waiter_session() -> bool:
+            return any(s["Name"] == "waiter-" + unique for s in api.session_list()[0])
+
+        assert _wait_for(waiter_session), "waiter never created its session"
+        time.sleep(0.5)  # now blocked on the held key
+        code, out, err = _stop(waiter, signal.SIGINT)
+        assert code == 1
+        assert out == b""
+        assert err == b"Shutdown triggered or timeout during lock acquisition\n"
+        assert _wait_for(lambda: not waiter_session(), 10), "waiter's session was not destroyed"
+    finally:
+        if waiter is not None and waiter.poll() is None:
+            _stop(waiter)
+        code, _, err = _stop(holder, signal.SIGTERM)
+    assert code == 0, err

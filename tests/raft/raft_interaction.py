@@ -18,7 +18,7 @@ Vocabulary (etcd's, plus our ``partition``/``crash``):
 from __future__ import annotations
 
 from datadriven import Cmd
-from muster.raft.core import RaftConfig
+from muster.raft.core import RaftConfig, RaftCore
 from muster.raft.errors import RaftError
 from muster.raft.messages import ConfChangeType, ConfState, Message
 from muster.testing.raftsim import SimNode, fmt_entry, fmt_msg, fmt_ready
@@ -138,7 +138,7 @@ class InteractionEnv:
     def cmd_campaign(self, cmd: Cmd) -> None:
         self._core(cmd.pos[0]).campaign()
 
-    def _core(self, nid: str):  # type: ignore[no-untyped-def]
+    def _core(self, nid: str) -> RaftCore:
         core = self.node(nid).core
         if core is None:
             raise ValueError(f"node {nid} is down")

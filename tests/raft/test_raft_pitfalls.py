@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
-from muster.raft.core import RaftConfig, ReadState, Role
+from muster.raft.core import RaftConfig, RaftCore, ReadState, Role
 from muster.raft.errors import ConfChangeRejected, NotLeader, ProposalDropped
 from muster.raft.messages import ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MsgType
-from muster.testing.raftsim import SimFSM, SimNode, clone_storage
+from muster.testing.raftsim import SimDisk, SimFSM, SimNode, clone_storage
 
 
 class MiniCluster:
@@ -32,15 +32,15 @@ class MiniCluster:
         self.applied: dict[int, tuple[int, bytes]] = {}
         self.read_states: dict[str, list[ReadState]] = {nid: [] for nid in ids}
         self.leaders: dict[int, str] = {}
-        for n in self.nodes.values():
-            n.on_apply = self._on_apply
+        for node in self.nodes.values():
+            node.on_apply = self._on_apply
 
     def _on_apply(self, node: SimNode, e: Entry, fsm: SimFSM) -> None:
         if e.type is EntryType.NORMAL:
             old = self.applied.setdefault(e.index, (e.term, e.data))
             assert old == (e.term, e.data), f"index {e.index} applied as {(e.term, e.data)} and {old}"
 
-    def core(self, nid: str):  # type: ignore[no-untyped-def]
+    def core(self, nid: str) -> RaftCore:
         c = self.nodes[nid].core
         assert c is not None, f"{nid} is down"
         return c
@@ -97,6 +97,7 @@ class MiniCluster:
         """Replace ``nid``'s durable state with ``log`` [(term, index)] and restart it."""
         node = self.nodes[nid]
         node.crash()
+        assert isinstance(node.disk, SimDisk)
         d = node.disk.durable
         d.ents, d.ci, d.ct = [], 0, 0
         d.append([Entry(t, i, EntryType.NORMAL, f"i{i}t{t}".encode()) for t, i in log])
@@ -212,7 +213,7 @@ def test_p3_isolated_leader_steps_down_and_serves_no_reads() -> None:
     c.core("1").read_index(b"after-isolation")
     ticks = 0
     while c.core("1").role is Role.LEADER:
-        c.nodes["1"].core.tick()  # type: ignore[union-attr]
+        c.core("1").tick()
         c.pump()
         ticks += 1
         assert ticks <= 2 * c.config.election_ticks

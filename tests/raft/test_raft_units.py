@@ -107,7 +107,7 @@ def test_progress_probe_and_replicate_transitions() -> None:
     assert pr.maybe_decr_to(9, 0) and pr.next == 8
 
 
-def _log(entries: list[tuple[int, int]], unstable: list[tuple[int, int]] = ()) -> RaftLog:  # type: ignore[assignment]
+def _log(entries: list[tuple[int, int]], unstable: list[tuple[int, int]] | None = None) -> RaftLog:
     ms = MemoryStorage()
     ms.append([Entry(t, i) for t, i in entries])
     lg = RaftLog(ms)

@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "kv put": ("Sets or updates data in the KV store", kv_put),
     "leave": ("Gracefully leaves the Consul cluster and shuts down", commands.leave),
     "lock": ("Execute a command holding a lock", lock),
+    "maint": ("Controls node or service maintenance mode", commands.maint),
     "members": ("Lists the members of a Consul cluster", commands.members),
     "operator raft list-peers": ("Display the current Raft peer configuration", raft_list_peers),
     "operator raft remove-peer": ("Remove a Consul server from the Raft configuration", raft_remove_peer),

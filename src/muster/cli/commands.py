@@ -30,6 +30,7 @@ __all__ = [
     "info",
     "keygen",
     "leave",
+    "maint",
     "members",
     "reload",
     "services_deregister",
@@ -457,6 +458,71 @@ def reload(ui: UI, args: list[str]) -> int:
         ui.err(f"Error reloading: {err}")
         return 1
     ui.out("Configuration reload triggered")
+    return 0
+
+
+def maint(ui: UI, args: list[str]) -> int:
+    """``maint [-enable|-disable] [-reason R] [-service ID]``; without flags, list what is in maintenance."""
+    fs = FlagSet(
+        "Usage: muster maint [options]\n\n"
+        "  Places a node or service into maintenance mode (an extra critical check). With no\n"
+        "  arguments the agent's maintenance status is shown."
+    )
+    fs.add("enable", "bool", False, "Enable maintenance mode.")
+    fs.add("disable", "bool", False, "Disable maintenance mode.")
+    fs.add("reason", "string", "", "Text describing the maintenance reason.")
+    fs.add("service", "string", "", "Control maintenance mode for a specific service ID.")
+    add_http_flags(fs, server=False)
+    p = parse_or_usage(ui, fs, args)
+    if p["enable"] and p["disable"]:
+        ui.err("Only one of -enable or -disable may be provided")
+        return 1
+    if not p["enable"] and p["reason"]:
+        ui.err("Reason may only be provided with -enable")
+        return 1
+    if not p["enable"] and not p["disable"] and p["service"]:
+        ui.err("Service requires either -enable or -disable")
+        return 1
+    client = make_client(ui, p)
+    try:
+        node_name = client.agent_node_name()
+    except ConsulError as err:
+        ui.err(f"Error querying Consul agent: {err}")
+        return 1
+    service = p["service"]
+    if not p["enable"] and not p["disable"]:
+        try:
+            checks = client.agent_checks()
+        except ConsulError as err:
+            ui.err(f"Error getting checks: {err}")
+            return 1
+        for check_id in sorted(checks):
+            check = checks[check_id]
+            if check_id == "_node_maintenance":
+                ui.out("Node:")
+                ui.out("  Name:   " + node_name)
+                ui.out("  Reason: " + str(check.get("Notes", "")))
+                ui.out("")
+            elif check_id.startswith("_service_maintenance:"):
+                ui.out("Service:")
+                ui.out("  ID:     " + str(check.get("ServiceID", "")))
+                ui.out("  Reason: " + str(check.get("Notes", "")))
+                ui.out("")
+        return 0
+    verb = "enabling" if p["enable"] else "disabling"
+    state = "enabled" if p["enable"] else "disabled"
+    try:
+        if service:
+            client.agent_service_maintenance(service, bool(p["enable"]), p["reason"])
+        else:
+            client.agent_maintenance(bool(p["enable"]), p["reason"])
+    except ConsulError as err:
+        ui.err(f"Error {verb} {'service' if service else 'node'} maintenance: {err}")
+        return 1
+    if service:
+        ui.out(f'Service maintenance is now {state} for "{service}"')
+    else:
+        ui.out(f"Node maintenance is now {state}")
     return 0
 
 

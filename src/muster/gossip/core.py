@@ -120,6 +120,8 @@ Addr = tuple[str, int]
 META_MAX_SIZE = 512
 #: memberlist ``pushPullScaleThreshold``: above this many nodes push/pull slows down.
 PUSH_PULL_SCALE_THRESHOLD = 32
+#: Fraction of the probe timeout a relay waits before nacking (Lifeguard paper: 80%).
+NACK_TIMEOUT_FRACTION = 0.8
 #: Minimum seconds between two push/pulls triggered by pings from the same unknown address.
 STRANGER_SYNC_INTERVAL = 5.0
 
@@ -264,11 +266,13 @@ class _Probe:
 
 @dataclass
 class _Relay:
-    """An indirect ping we perform for ``origin``: forward its ack, or nack at ``deadline``."""
+    """An indirect ping we perform for ``origin``: forward the target's ack until ``deadline``;
+    if none came by ``nack_at``, send a Nack (once)."""
 
     origin: Addr
     origin_seq: int
     nack: bool
+    nack_at: float
     deadline: float
 
 
@@ -419,18 +423,20 @@ class SwimCore:
             if not self._probe.indirect_sent:
                 ds.append(self._probe.indirect_at)
         ds.extend(s.deadline for s in self._suspicions.values())
-        ds.extend(r.deadline for r in self._relays.values())
+        ds.extend(r.nack_at if r.nack else r.deadline for r in self._relays.values())
         return min(ds)
 
     # ------------------------------------------------------------------ inputs
 
     def handle_timeout(self, now: float) -> None:
         """Run every timer that is due at ``now`` (calling it early is harmless)."""
-        for seq in [s for s, r in self._relays.items() if r.deadline <= now]:
-            relay = self._relays.pop(seq)
-            if relay.nack:
+        for seq, relay in list(self._relays.items()):
+            if relay.nack and relay.nack_at <= now:
+                relay.nack = False
                 self.counters["nacks_sent"] += 1
                 self._send(relay.origin, [Nack(relay.origin_seq)])
+            if relay.deadline <= now:
+                del self._relays[seq]
         p = self._probe
         if p is not None and not p.indirect_sent and p.indirect_at <= now:
             self._send_indirect_probes(p)
@@ -552,7 +558,11 @@ class SwimCore:
                 self._sync_with_stranger(addr, now)
         elif isinstance(m, IndirectPing):
             seq = self._next_seq()
-            self._relays[seq] = _Relay(addr, m.seq, m.nack, now + self.config.probe_timeout)
+            # The nack must reach the prober before its round ends: the prober sends indirect
+            # pings one probe timeout into a round of twice that, so a relay waiting a full
+            # probe timeout would always nack too late.  Lifeguard (§V) uses 80%.
+            timeout = self.config.probe_timeout
+            self._relays[seq] = _Relay(addr, m.seq, m.nack, now + NACK_TIMEOUT_FRACTION * timeout, now + timeout)
             self._send((m.addr, m.port), [Ping(seq, m.target, self.name)])
         elif isinstance(m, Ack):
             self._on_ack(m.seq, now)
@@ -825,6 +835,8 @@ class SwimCore:
                 return True
             return n.state == NodeStateKind.DEAD and now - n.state_change <= dead_window
 
+        if not len(self._queue):
+            return
         for n in self._k_random(self.config.gossip_nodes, eligible):
             if not len(self._queue):
                 return
@@ -900,13 +912,34 @@ class SwimCore:
         return self._seq
 
     def _k_random(self, k: int, pred: Callable[[_Node], bool]) -> list[_Node]:
-        """Up to ``k`` distinct random members other than us that satisfy ``pred``."""
-        cands = [n for n in self._nodes.values() if n.name != self.name and pred(n)]
+        """Up to ``k`` distinct random members other than us that satisfy ``pred``.
+
+        Like memberlist ``kRandomNodes``, first up to ``3 * n`` random draws, so the cost does not
+        grow with the cluster when ``k`` is small.  Unlike it, if that found fewer than ``k``, the
+        remaining qualifying members are scanned: in a three-node cluster a random miss would
+        otherwise leave a probe without its one possible relay (a needless suspicion)."""
+        names = self._probe_order
+        n = len(names)
         out: list[_Node] = []
-        while cands and len(out) < k:
-            i = self._rng.randrange(len(cands))
-            cands[i], cands[-1] = cands[-1], cands[i]
-            out.append(cands.pop())
+        picked: set[str] = set()
+        for _ in range(3 * n):
+            if len(out) >= k:
+                break
+            name = names[self._rng.randrange(n)]
+            if name == self.name or name in picked:
+                continue
+            node = self._nodes.get(name)
+            if node is None or not pred(node):
+                continue
+            picked.add(name)
+            out.append(node)
+        if len(out) < k:
+            rest = [self._nodes[x] for x in names
+                    if x != self.name and x not in picked and x in self._nodes and pred(self._nodes[x])]
+            while rest and len(out) < k:
+                i = self._rng.randrange(len(rest))
+                rest[i], rest[-1] = rest[-1], rest[i]
+                out.append(rest.pop())
         return out
 
     def _seal(self, msg: Message) -> bytes:

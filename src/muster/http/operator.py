@@ -226,6 +226,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 except (MusterError, TimeoutError) as err:
                     log.info("leave: retrying after %s", err)
                 await asyncio.sleep(0.2)
+        ctx.extra["graceful_leave"] = True  # the gossip pool announces `left`, not a failure
         shutdown = ctx.extra.get("shutdown")
         if callable(shutdown):
             asyncio.get_running_loop().call_later(0.2, shutdown)

@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,10 @@ class ClusterMember:
         self.log: ReplicatedLog | None = None
         #: A server not heard from for this long is considered gone (reconcile, replacement).
         self.dead_after = 5.0
+        #: Gossip hooks (set when the agent gossips): node id -> RPC address, and the alive
+        #: servers of the pool (objects with ``addr`` and ``tags``).
+        self.gossip_address: Callable[[str], str | None] | None = None
+        self.gossip_servers: Callable[[], list[Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ identity
@@ -180,9 +185,15 @@ class ClusterMember:
             self.book.update(node_id, info, self.clock.monotonic())
 
     def resolve(self, node_id: str) -> list[str]:
+        """Candidate addresses of ``node_id``, newest knowledge first: gossip, the address the
+        peer last announced, then every join name resolved now."""
         out: list[str] = []
+        if self.gossip_address is not None:
+            g = self.gossip_address(node_id)
+            if g:
+                out.append(g)
         p = self.book.peers.get(node_id)
-        if p is not None and p.addr:
+        if p is not None and p.addr and p.addr not in out:
             out.append(p.addr)
         for a in self._join_addrs:
             if a not in out and a != self.rpc_addr:
@@ -303,6 +314,11 @@ class ClusterMember:
 
     async def _formation_round(self, storage: DurableStorage, fsm: FSM) -> bool:
         addrs = await self.refresh_join_addrs()
+        if self.gossip_servers is not None:
+            for m in self.gossip_servers():
+                a = f"{m.addr}:{m.tags.get('port', self.server_port)}"
+                if a not in addrs:
+                    addrs.append(a)
         seen: dict[str, dict[str, Any]] = {}
         for a in addrs:
             if a == self.rpc_addr:

@@ -282,9 +282,13 @@ def _action(op: Op) -> int | None:
     return _CAS_FALSE if op.result is False else None
 
 
-def _validate(key: str, ops: Sequence[Op]) -> None:
+def _validate(key: str, ops: Sequence[Op], unique_values: bool) -> None:
     seen: dict[str, int] = {}
+    ids: set[int] = set()
     for op in ops:
+        if op.id in ids:
+            raise ValueError(f"op id #{op.id} is used twice")
+        ids.add(op.id)
         if op.key != key:
             raise ValueError(f"op #{op.id} is for key {op.key!r}, not {key!r}")
         if op.kind not in ("read", "write", "cas") or op.status not in ("ok", "fail", "info"):
@@ -296,7 +300,7 @@ def _validate(key: str, ops: Sequence[Op]) -> None:
         if op.kind in ("write", "cas"):
             if op.value is None:
                 raise ValueError(f"op #{op.id}: writes of None are not part of the model")
-            if op.value in seen:
+            if unique_values and op.value in seen:
                 raise ValueError(
                     f"ops #{seen[op.value]} and #{op.id} both write {op.value!r}: values must be unique"
                 )
@@ -409,7 +413,7 @@ def version_regressions(key: str, ops: Sequence[Op], limit: int = 1) -> list[tup
     return out
 
 
-def _patch(ops: Sequence[Op]) -> tuple[list[Op], list[int], list[float]]:
+def _patch(ops: Sequence[Op], unique_values: bool = True) -> tuple[list[Op], list[int], list[float]]:
     """Select the ops the search must order, with their actions and effective return times.
 
     Indeterminate ops are where WGL's cost explodes (each stays pending to +inf), so they are
@@ -430,6 +434,8 @@ def _patch(ops: Sequence[Op]) -> tuple[list[Op], list[int], list[float]]:
     base = [(op, a) for op in ops if (a := _action(op)) is not None]
     actions = {op.id: a for op, a in base}
     rets = {op.id: (math.inf if op.status == "info" else op.ret) for op, _ in base}
+    if not unique_values:
+        return [op for op, _ in base], [a for _, a in base], [rets[op.id] for op, _ in base]
     first_seen: dict[str, float] = {}
     for op, a in base:
         if a == _READ and op.value is not None:
@@ -622,6 +628,7 @@ def check_key(
     max_steps: int = 2_000_000,
     time_limit: float | None = 30.0,
     prechecks: bool = True,
+    unique_values: bool = True,
 ) -> KeyResult:
     """Check one key's sub-history (all ``ops`` must be for ``key``).
 
@@ -632,9 +639,16 @@ def check_key(
     ``prechecks=False`` gives the same verdict; the tests use it to test the search against an
     oracle.  Version conflicts are always checked: without a consistent value -> version map the
     versioned model is undefined.
+
+    ``unique_values=False`` accepts histories that write the same value more than once (e.g.
+    Jepsen's etcd logs): versions must then be absent, and the history patching, which relies on
+    "an observed value names its one write", is skipped; the search itself does not need
+    uniqueness (the pruning argument holds for any register).
     """
     t0 = time.monotonic()
-    _validate(key, ops)
+    _validate(key, ops, unique_values)
+    if not unique_values and any(op.version is not None for op in ops):
+        raise ValueError("versions need unique values: a version names the one write of a value")
     violation = _never_written(key, ops) if prechecks else None
     vmap: dict[str, int] = {}
     if violation is None:
@@ -649,7 +663,7 @@ def check_key(
                 f"{b.describe()} began after {a.describe()} completed but saw an older version",
                 ops=[a, b],
             )
-    checked, actions, rets = _patch(ops)
+    checked, actions, rets = _patch(ops, unique_values)
     if violation is not None:
         return KeyResult(key, Verdict.NOT_LINEARIZABLE, len(checked), 0, time.monotonic() - t0, violation)
 
@@ -709,6 +723,7 @@ def check_history(
     *,
     max_steps_per_key: int = 2_000_000,
     time_limit_per_key: float | None = 30.0,
+    unique_values: bool = True,
 ) -> CheckResult:
     """Check a multi-key history key by key (linearizability is local)."""
     t0 = time.monotonic()
@@ -716,7 +731,9 @@ def check_history(
     for op in ops:
         by_key.setdefault(op.key, []).append(op)
     results = {
-        k: check_key(k, kops, max_steps=max_steps_per_key, time_limit=time_limit_per_key)
+        k: check_key(
+            k, kops, max_steps=max_steps_per_key, time_limit=time_limit_per_key, unique_values=unique_values
+        )
         for k, kops in sorted(by_key.items())
     }
     verdicts = {r.verdict for r in results.values()}

@@ -18,7 +18,7 @@ export function serverBadges(roles, nodeName) {
 
 export function render({root, scope, query}) {
   const state = {q: query.get("q") || ""};
-  const search = h("input", {type: "search", id: "node-search", name: "q", value: state.q, placeholder: "Name or address  ( / )", "aria-keyshortcuts": "/", autocomplete: "off"});
+  const search = h("input", {type: "search", id: "node-search", name: "q", value: state.q, placeholder: "Name or address", title: "Shortcut: /", "aria-keyshortcuts": "/", autocomplete: "off"});
   const count = h("span", {class: "count", "aria-live": "polite"});
   const listEl = h("div", {class: "list-region", id: "nodes-list"}, loading());
   const errors = errorSlot();

@@ -54,7 +54,8 @@ export function render({root, scope, query}) {
     id: "service-search",
     name: "q",
     value: state.q,
-    placeholder: "Name or tag  ( / )",
+    placeholder: "Name or tag",
+    title: "Shortcut: /",
     "aria-keyshortcuts": "/",
     autocomplete: "off",
   });

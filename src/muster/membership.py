@@ -1,0 +1,215 @@
+"""Gossip membership wired into the agent: members, joins, user events, and the leader's
+reconcile of members into the catalog.
+
+``Membership`` owns the LAN ``GossipPool`` of this agent:
+
+* its tags are the agent's Consul member tags (role, dc, id, port, build, vsn...), so
+  ``/v1/agent/members`` and ``muster members`` show what Consul clients expect;
+* ``-join``/``-retry-join`` names are resolved on every attempt (in the pool);
+* servers learned from gossip feed Raft: their node id (tag ``id``) and RPC address
+  (member address + tag ``port``) are offered to the cluster's address book first, before the
+  stable DNS names and the stored configuration;
+* user events (``/v1/event/fire``) travel as Serf user events whose payload is Consul's
+  ``UserEvent`` object; every agent keeps the last 256 it saw;
+* on the leader, ``reconcile`` writes membership into the catalog: every member is a node with
+  a ``serfHealth`` check, passing while alive and critical ("Agent not live or unreachable")
+  once failed; members that left are deregistered.  Sessions bound to a failed node's
+  ``serfHealth`` are invalidated by the store in the same command.  A full pass runs
+  periodically, so nothing is lost across leader changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from typing import Any
+
+import msgspec
+
+from .errors import MusterError
+from .gossip.keyring import Keyring
+from .gossip.serf import MemberEvent, MemberStatus, SerfEvent, SerfMember, UserEvent
+from .gossip.transport import GossipPool
+from .runtime import Clock, Rng
+from .server.server import SERF_CHECK_ID, Server, node_record, serf_check
+from .structs import DeregisterCommand, RegisterCommand
+
+log = logging.getLogger("muster.membership")
+
+_event_enc = msgspec.json.Encoder()
+_event_dec = msgspec.json.Decoder()
+
+
+class Membership:
+    def __init__(
+        self,
+        server: Server,
+        agent: Any,
+        config: Any,
+        clock: Clock,
+        rng: Rng,
+        events: Any,
+        is_server: bool,
+    ) -> None:
+        self.server = server
+        self.agent = agent
+        self.config = config
+        self.clock = clock
+        self.events = events
+        self.is_server = is_server
+        ident = server.ident
+        keyring = Keyring.from_base64(config.encrypt) if config.encrypt else None
+        bind = config.serf_lan or config.bind_addr or "0.0.0.0"
+        self.pool = GossipPool(
+            name=ident.node_name,
+            node_id=ident.node_id,
+            bind_addr=bind,
+            bind_port=config.ports.serf_lan,
+            advertise_addr=ident.advertise_addr,
+            tags=agent.self_member(False)["Tags"],
+            keyring=keyring,
+            on_event=self._on_event,
+            clock=clock,
+            rng=rng,
+            default_join_port=8301,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self.agent.member_source = self.members
+        self.agent.serf_stats_source = lambda wan: self.pool.stats()
+        joins = list(self.config.retry_join)
+        if joins:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._retry_join(joins, self.config.retry_interval, self.config.retry_max), name="retry-join"
+                )
+            )
+        if self.is_server:
+            self._tasks.append(asyncio.create_task(self.reconcile_loop(), name="serf-reconcile"))
+
+    async def _retry_join(self, joins: list[str], interval: float, max_attempts: int) -> None:
+        try:
+            n = await self.pool.retry_join(joins, interval=interval, max_attempts=max_attempts)
+            log.info("joined the LAN pool through %d member(s)", n)
+        except (OSError, MusterError) as err:
+            log.error("retry-join failed: %s", err)
+
+    async def stop(self, leave: bool = False) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if leave:
+            with contextlib.suppress(Exception):
+                await self.pool.leave(timeout=3)
+        await self.pool.stop()
+
+    # ------------------------------------------------------------------ views
+
+    def members(self, wan: bool = False) -> list[dict[str, Any]]:
+        out = [m.to_api() for m in self.pool.members()]
+        if wan:
+            for m in out:
+                m["Name"] = f"{m['Name']}.{self.config.datacenter}"
+        return out
+
+    def servers(self) -> list[SerfMember]:
+        """Alive members that are servers of this datacenter."""
+        dc = self.config.datacenter
+        return [
+            m for m in self.pool.members()
+            if m.tags.get("role") == "consul" and m.tags.get("dc") == dc and m.status == MemberStatus.ALIVE
+        ]
+
+    def rpc_address(self, node_id: str) -> str | None:
+        """The RPC address gossip knows for server ``node_id`` (newest first), or None."""
+        for m in self.pool.members():
+            if m.tags.get("id") == node_id and m.tags.get("role") == "consul" and m.status != MemberStatus.LEFT:
+                port = m.tags.get("port", "8300")
+                return f"[{m.addr}]:{port}" if ":" in m.addr else f"{m.addr}:{port}"
+        return None
+
+    # ------------------------------------------------------------------ events
+
+    def fire(self, ev: dict[str, Any]) -> None:
+        """Send a Consul user event to the whole pool (and to ourselves)."""
+        body = {k: v for k, v in ev.items() if k != "LTime"}
+        self.pool.fire_user_event(ev["Name"], _event_enc.encode(body), coalesce=False)
+
+    def _on_event(self, ev: SerfEvent) -> None:
+        if isinstance(ev, UserEvent):
+            try:
+                body = _event_dec.decode(ev.payload)
+            except msgspec.DecodeError:
+                log.warning("dropping a user event with an undecodable payload (%s)", ev.name)
+                return
+            if isinstance(body, dict) and body.get("ID"):
+                if any(e.get("ID") == body["ID"] for e in self.events.events):
+                    return
+                body["LTime"] = ev.ltime
+                self.events.add(body)
+        elif isinstance(ev, MemberEvent):
+            log.info("member %s: %s (%s)", ev.type.value, ev.member.name, ev.member.addr)
+            self._wake.set()
+
+    # ------------------------------------------------------------------ leader reconcile
+
+    async def reconcile_loop(self, full_every: float = 60.0) -> None:
+        """Leader only: on each member event, and on a full pass every ``full_every`` seconds."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=min(full_every, 5.0))
+            self._wake.clear()
+            if not self.server.is_leader():
+                continue
+            try:
+                await self.reconcile()
+            except MusterError as err:
+                log.warning("reconcile failed: %s", err)
+
+    async def reconcile(self) -> None:
+        store = self.server.store
+        me = self.server.ident.node_name
+        for m in self.pool.members():
+            if m.name == me:
+                continue
+            node = store.nodes.get(m.name)
+            if m.status == MemberStatus.LEFT:
+                if node is not None:
+                    await self.server.apply(DeregisterCommand(node=m.name))
+                continue
+            alive = m.status in (MemberStatus.ALIVE, MemberStatus.LEAVING)
+            status = "passing" if alive else "critical"
+            chk = store.checks.get(m.name, {}).get(SERF_CHECK_ID)
+            up_to_date = (
+                node is not None
+                and node.get("Address") == m.addr
+                and node.get("ID") == m.tags.get("id", node.get("ID"))
+                and chk is not None
+                and chk["Status"] == status
+            )
+            if m.tags.get("role") == "consul":
+                ident = replace(
+                    self.server.ident,
+                    node_name=m.name,
+                    node_id=m.tags.get("id", ""),
+                    advertise_addr=m.addr,
+                    server_port=int(m.tags.get("port", "8300")),
+                    node_meta={},
+                    advertise_addr_wan="",
+                )
+                if not self.server.catalog_matches(ident, status):
+                    await self.server.apply(self.server.server_registration(ident, status))
+            elif not up_to_date:
+                ident = replace(self.server.ident, node_name=m.name, node_id=m.tags.get("id", ""), advertise_addr=m.addr, node_meta={}, advertise_addr_wan="")
+                await self.server.apply(
+                    RegisterCommand(node=node_record(ident), checks=[serf_check(m.name, status)], skip_node_update=node is not None and node.get("Address") == m.addr)
+                )

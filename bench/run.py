@@ -635,115 +635,116 @@ def main(argv: Sequence[str] | None = None) -> int:
     procs = Processes()
     rows: list[dict[str, Any]] = []
     rc = 0
-    with open(jsonl, "w") as out:
-        def record(obj: dict[str, Any]) -> None:
+    def record(obj: dict[str, Any]) -> None:
+        # Append and close per line: the file survives being replaced under us (e.g. a git
+        # checkout of bench/results by someone else in this shared tree during a long run).
+        with open(jsonl, "a") as out:
             out.write(json.dumps(obj) + "\n")
-            out.flush()
 
+    try:
+        etcd = start_etcd(procs, workdir) if need_etcd else None
+        muster: Muster | None = None
+        if need_muster:
+            start = start_muster_cluster if args.muster_cluster else start_muster
+            muster = start(procs, workdir, args.muster_cmd)
         try:
-            etcd = start_etcd(procs, workdir) if need_etcd else None
-            muster: Muster | None = None
-            if need_muster:
-                start = start_muster_cluster if args.muster_cluster else start_muster
-                muster = start(procs, workdir, args.muster_cmd)
-            try:
-                git_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                         text=True, timeout=10).stdout.strip()
-                dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True,
-                                       text=True, timeout=10).stdout.strip()
-                if dirty:
-                    git_rev += f"+dirty({len(dirty.splitlines())} paths in src)"
-            except (OSError, subprocess.TimeoutExpired):
-                git_rev = "?"
-            record({
-                "type": "meta", "stamp": stamp, "git": git_rev, "cpus": os.cpu_count(),
-                "etcd": etcd.version if etcd else None, "wrk": tool_version(["wrk", "-v"]) if workloads else None,
-                "muster_cmd": muster.cmd if muster else None, "duration_s": args.duration, "runs": args.runs,
-                "concurrency": concs, "threads": args.threads, "workloads": names, "targets": sorted(targets),
-                "keys": KEYS, "value_bytes": len(VALUE), "argv": sys.argv,
-                "loadavg": Path("/proc/loadavg").read_text().split()[:3],
-            })
+            git_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                     text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True,
+                                   text=True, timeout=10).stdout.strip()
+            if dirty:
+                git_rev += f"+dirty({len(dirty.splitlines())} paths in src)"
+        except (OSError, subprocess.TimeoutExpired):
+            git_rev = "?"
+        record({
+            "type": "meta", "stamp": stamp, "git": git_rev, "cpus": os.cpu_count(),
+            "etcd": etcd.version if etcd else None, "wrk": tool_version(["wrk", "-v"]) if workloads else None,
+            "muster_cmd": muster.cmd if muster else None, "duration_s": args.duration, "runs": args.runs,
+            "concurrency": concs, "threads": args.threads, "workloads": names, "targets": sorted(targets),
+            "keys": KEYS, "value_bytes": len(VALUE), "argv": sys.argv,
+            "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        })
 
-            if workloads and any(w.read for w in workloads):
-                if etcd:
-                    leader = etcd.leader_url
-                    populate("etcd", lambda k: ("POST", leader + "/v3/kv/put", json.dumps(
-                        {"key": b64(f"bench/{k}".encode()), "value": b64(VALUE)}).encode()))
-                if muster and "muster" in targets:
-                    url = muster.url
-                    populate("muster", lambda k: ("PUT", f"{url}/v1/kv/bench/{k}", VALUE))
+        if workloads and any(w.read for w in workloads):
+            if etcd:
+                leader = etcd.leader_url
+                populate("etcd", lambda k: ("POST", leader + "/v3/kv/put", json.dumps(
+                    {"key": b64(f"bench/{k}".encode()), "value": b64(VALUE)}).encode()))
+            if muster and "muster" in targets:
+                url = muster.url
+                populate("muster", lambda k: ("PUT", f"{url}/v1/kv/bench/{k}", VALUE))
 
-            total = args.runs * len(workloads) * len(concs) * len(targets)
-            log(f"{total} measurements of {args.duration:g}s (~{total * (args.duration + 1) / 60:.1f} min)")
-            for run in range(1, args.runs + 1):
-                etcd_cache: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
-                for w in workloads:
-                    for c in concs:
-                        pairs: list[tuple[str, str, str, tuple[str, ...], list[int]]] = []
-                        if etcd:
-                            pairs.append(("etcd", etcd.leader_url, "etcd.lua", w.etcd_args, etcd.pids))
-                        if muster and "muster" in targets:
-                            pairs.append(("muster", muster.url, "muster.lua", w.muster_args, [muster.pid]))
-                        for target, url, script, wargs, pids in pairs:
-                            key = (wargs, c)
-                            if target == "etcd" and key in etcd_cache:
-                                res = dict(etcd_cache[key], reused=True)
-                            else:
-                                busy = wait_quiet(args.quiet_below, args.quiet_wait) if args.quiet_wait > 0 else None
-                                res = run_wrk(url, script, wargs, c, args.duration, args.threads, pids)
-                                res["busy_before_pct"] = busy
-                                if target == "etcd":
-                                    etcd_cache[key] = res
-                            row = {"type": "wrk", "run": run, "workload": w.name, "target": target, "c": c,
-                                   "args": list(wargs), **res}
-                            rows.append(row)
-                            record(row)
-                            if "error" in res:
-                                log(f"run {run} {w.name:15} c={c:<4} {target:6}: ERROR {res['error']}")
-                            else:
-                                bad = res["non2xx"] + res["misses"] + res["err_timeout"]
-                                log(f"run {run} {w.name:15} c={c:<4} {target:6}: {res['rps']:9,.0f} req/s  "
-                                    f"p50 {res['p50_ms']:7.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
-                                    f"cpu {res.get('server_cpu_pct', 0):4.0f}% = {res.get('server_cpu_us_per_req', 0):5.0f} us/req "
-                                    f"(wrk {res['wrk_cpu_pct']:3.0f}%, "
-                                    f"other {res['other_cpu_pct']:3.0f}%)"
-                                    + (f"  ({bad} non-2xx/miss/timeout)" if bad else "")
-                                    + ("  (reused)" if res.get("reused") else ""))
+        total = args.runs * len(workloads) * len(concs) * len(targets)
+        log(f"{total} measurements of {args.duration:g}s (~{total * (args.duration + 1) / 60:.1f} min)")
+        for run in range(1, args.runs + 1):
+            etcd_cache: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
+            for w in workloads:
+                for c in concs:
+                    pairs: list[tuple[str, str, str, tuple[str, ...], list[int]]] = []
+                    if etcd:
+                        pairs.append(("etcd", etcd.leader_url, "etcd.lua", w.etcd_args, etcd.pids))
+                    if muster and "muster" in targets:
+                        pairs.append(("muster", muster.url, "muster.lua", w.muster_args, [muster.pid]))
+                    for target, url, script, wargs, pids in pairs:
+                        key = (wargs, c)
+                        if target == "etcd" and key in etcd_cache:
+                            res = dict(etcd_cache[key], reused=True)
+                        else:
+                            busy = wait_quiet(args.quiet_below, args.quiet_wait) if args.quiet_wait > 0 else None
+                            res = run_wrk(url, script, wargs, c, args.duration, args.threads, pids)
+                            res["busy_before_pct"] = busy
+                            if target == "etcd":
+                                etcd_cache[key] = res
+                        row = {"type": "wrk", "run": run, "workload": w.name, "target": target, "c": c,
+                               "args": list(wargs), **res}
+                        rows.append(row)
+                        record(row)
+                        if "error" in res:
+                            log(f"run {run} {w.name:15} c={c:<4} {target:6}: ERROR {res['error']}")
+                        else:
+                            bad = res["non2xx"] + res["misses"] + res["err_timeout"]
+                            log(f"run {run} {w.name:15} c={c:<4} {target:6}: {res['rps']:9,.0f} req/s  "
+                                f"p50 {res['p50_ms']:7.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
+                                f"cpu {res.get('server_cpu_pct', 0):4.0f}% = {res.get('server_cpu_us_per_req', 0):5.0f} us/req "
+                                f"(wrk {res['wrk_cpu_pct']:3.0f}%, "
+                                f"other {res['other_cpu_pct']:3.0f}%)"
+                                + (f"  ({bad} non-2xx/miss/timeout)" if bad else "")
+                                + ("  (reused)" if res.get("reused") else ""))
 
-            if (args.profile or args.profile_native) and muster:
-                prof = profile_muster(muster, GOAL_C, max(args.duration, 10.0), args.threads, stamp,
-                                      args.profile_native)
-                record({"type": "profile", **prof})
+        if (args.profile or args.profile_native) and muster:
+            prof = profile_muster(muster, GOAL_C, max(args.duration, 10.0), args.threads, stamp,
+                                  args.profile_native)
+            record({"type": "profile", **prof})
 
-            if args.watchers and muster:
-                wres = watchers.run(muster.url, muster.pid, args.watchers)
-                record({"type": "watchers", **wres})
+        if args.watchers and muster:
+            wres = watchers.run(muster.url, muster.pid, args.watchers)
+            record({"type": "watchers", **wres})
 
-            if rows:
-                table, ratios = summarise(rows, workloads, concs)
-                goals = goal_lines(ratios)
-                print()
-                print(table)
-                print()
-                for g in goals:
-                    print(g)
-                (RESULTS / f"{stamp}.md").write_text(
-                    f"# bench {stamp} (git {git_rev})\n\n`{shlex.join(sys.argv)}`\n\n{table}\n\n"
-                    + "\n".join(f"- {g}" for g in goals) + "\n"
-                )
-            log(f"raw results: {jsonl}")
-        except KeyboardInterrupt as e:
-            log(f"interrupted ({e}); stopping everything")
-            rc = 130
-        except BaseException:
-            args.keep_logs = True  # keep the process logs for the post-mortem
-            raise
-        finally:
-            procs.stop_all()
-            if args.keep_logs:
-                log(f"logs and data kept in {workdir}")
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+        if rows:
+            table, ratios = summarise(rows, workloads, concs)
+            goals = goal_lines(ratios)
+            print()
+            print(table)
+            print()
+            for g in goals:
+                print(g)
+            (RESULTS / f"{stamp}.md").write_text(
+                f"# bench {stamp} (git {git_rev})\n\n`{shlex.join(sys.argv)}`\n\n{table}\n\n"
+                + "\n".join(f"- {g}" for g in goals) + "\n"
+            )
+        log(f"raw results: {jsonl}")
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); stopping everything")
+        rc = 130
+    except BaseException:
+        args.keep_logs = True  # keep the process logs for the post-mortem
+        raise
+    finally:
+        procs.stop_all()
+        if args.keep_logs:
+            log(f"logs and data kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return rc
 
 

@@ -1,8 +1,8 @@
-"""Make ``gossipnet`` (the fake network of the gossip tests) importable."""
+"""Make ``gossipnet``/``gossip_interaction`` (this folder) and ``datadriven`` (tests/) importable."""
 
 import sys
 from pathlib import Path
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+for _p in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))

@@ -276,3 +276,9 @@ def test_user_query_collects_answers_until_the_deadline() -> None:
     assert len(answered) == 4, "each member sees the query exactly once"
     assert serfs[0].query_result(qid) == {f"n{i}": f"n{i}".encode() for i in range(4)}
     assert serfs[0].query_result(qid) == {}
+
+
+def test_user_event_limit_must_fit_a_packet() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        Serf(name="a", node_id="a", addr="10.0.0.1", port=1, rng=Rng(1), now=0.0,
+             config=SerfConfig(user_event_size_limit=5000))

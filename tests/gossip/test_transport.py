@@ -133,6 +133,8 @@ async def test_restart_same_name_and_id_on_a_new_port_updates_the_address(cluste
     # Same member: same id, an address update (not a failure and a re-join), and it stays alive.
     m = pools[0].member("node2")
     assert m is not None and m.node_id == "id-node2"
+    by_id = pools[1].member_by_id("id-node2")
+    assert by_id is not None and (by_id.addr, by_id.port) == ("127.0.0.1", reborn.port)
     about = [ev.type for obs, ev in cluster.member_events if obs in ("node0", "node1") and ev.member.name == "node2"]
     assert SerfEventType.MEMBER_UPDATE in about and SerfEventType.MEMBER_FAILED not in about
     await asyncio.sleep(1.0)  # a hold of five probe rounds: the new address must answer probes

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from muster.testing.history import (
+    History,
     NoFaults,
     ProcessFaults,
     Report,
@@ -148,7 +149,7 @@ def _assert_clean(report: Report, min_ops: int) -> None:
 def test_dev_agent_linearizable_under_pauses(tmp_path: Path) -> None:
     with dev_agent(tmp_path) as agent:
         faults = ProcessFaults(
-            [agent.pid], mode="pause", interval=(1.2, 2.0), duration=(0.6, 0.9), max_rounds=40, seed=7
+            [agent.pid], mode="pause", interval=(0.5, 1.0), duration=(0.6, 0.9), max_rounds=60, seed=7
         )
         cfg = WorkloadConfig(clients=8, keys=10, ops_per_key=200, timeout=0.5, connect_timeout=0.3, seed=11)
         report = run_and_check([agent.url], ops=3000, seconds=90.0, faults=faults, config=cfg)
@@ -173,8 +174,6 @@ def test_dev_agent_linearizable_under_pauses(tmp_path: Path) -> None:
         # And the dumped history re-checks to the same verdict.
         path = tmp_path / "history.jsonl"
         report.history.dump(path)
-        from muster.testing.history import History
-
         again = check_recorded(History.load(path))
         assert again.verdict is Verdict.LINEARIZABLE and again.ops == report.ops
 

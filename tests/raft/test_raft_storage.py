@@ -279,3 +279,56 @@ def test_restart_when_snapshot_is_ahead_of_persisted_commit(tmp_path: Path) -> N
         assert st.initial_state()[0].commit == 4
         core = RaftCore("n1", st, random.Random(0))
         assert core.committed == 8 and core.applied == 8
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_operations_match_memory_model(tmp_path: Path, seed: int) -> None:
+    """DiskStorage behaves exactly like MemoryStorage under a random mix of
+    appends (with conflicting suffixes), hard states, snapshots, installs and
+    compactions, both live and after every clean reopen."""
+    rng = random.Random(seed)
+    disk = DiskStorage(tmp_path, retain=2)
+    model = MemoryStorage()
+    term = 1
+
+    def check() -> None:
+        assert state(disk) == state(model)
+        assert disk.snapshot() == model.snapshot()
+
+    for step in range(120):
+        op = rng.random()
+        if op < 0.45:
+            # Raft never truncates at or below a snapshot (it covers committed entries).
+            floor = max(model.first_index(), model.snapshot().meta.index + 1, model.last_index() - 3)
+            lo = rng.randint(min(floor, model.last_index() + 1), model.last_index() + 1)
+            term += rng.random() < 0.3
+            batch = [
+                Entry(term, i, EntryType.NORMAL, rng.randbytes(rng.randint(0, 40)))
+                for i in range(lo, lo + rng.randint(1, 6))
+            ]
+            disk.append(batch)
+            model.append(batch)
+        elif op < 0.6:
+            hs = HardState(term, rng.choice(["", "a", "b"]), rng.randint(0, model.last_index()))
+            disk.set_hard_state(hs)
+            model.set_hard_state(hs)
+        elif op < 0.7 and model.last_index() > model.snapshot().meta.index:
+            idx = rng.randint(model.snapshot().meta.index + 1, model.last_index())
+            conf = ConfState((f"n{step}",))
+            disk.create_snapshot(idx, conf, f"s{idx}".encode())
+            model.create_snapshot(idx, conf, f"s{idx}".encode())
+            to = rng.randint(model.first_index() - 1, idx)
+            disk.compact(to)
+            model.compact(to)
+        elif op < 0.75:
+            idx = max(model.last_index(), model.snapshot().meta.index) + rng.randint(1, 5)
+            term += 1
+            snap = Snapshot(SnapshotMeta(idx, term, ConfState(("x", "y"))), rng.randbytes(20))
+            disk.apply_snapshot(snap)
+            model.apply_snapshot(snap)
+        elif op < 0.85:
+            disk.sync()
+            disk.close()
+            disk = DiskStorage(tmp_path, retain=2)
+        check()
+    disk.close()

@@ -370,8 +370,14 @@ def test_kv_unicode_key_and_binary_value(ui: UI, agent: Agent) -> None:
     expect(page.get_by_label("Value")).to_have_attribute("readonly", "")
     expect(page.locator("#kv-save")).to_be_disabled()
     expect(page.locator("#kv-validation")).to_contain_text("Binary value (4 bytes)")
-    ui.goto("/kv/")
-    agent.delete(agent.kv_path(folder), recurse="")
+    # Delete the whole folder from the UI.
+    ui.goto(f"/kv/{folder}/")
+    page.locator("#kv-delete-folder").click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Delete folder").click()
+    expect(page.locator("h1")).to_have_text("Key/Value")
+    expect(page.locator(".flash")).to_contain_text(f"Deleted folder “{folder}/”")
+    expect(page.locator(f'li[data-key="{folder}/"]')).to_have_count(0)
+    assert agent.get(agent.kv_path(folder + "/"), recurse="").status_code == 404
 
 
 def test_kv_editor_guards_unsaved_changes(ui: UI, agent: Agent) -> None:

@@ -1,6 +1,14 @@
 """Gossip membership: a sans-IO SWIM/Lifeguard core, Serf semantics on top, an asyncio driver.
 
-Modules: :mod:`.codec` (wire format), :mod:`.keyring` (AES-GCM keys), :mod:`.core` (SWIM),
-:mod:`.serf` (member status, intents, user events), :mod:`.transport` (UDP+TCP for one pool)
-and :mod:`.sim` (seeded simulator).
+Layers, bottom up:
+
+* :mod:`.codec` and :mod:`.keyring`: the wire format (msgpack messages in a CRC or AES-GCM
+  envelope) and memberlist-style keyrings;
+* :mod:`.queue`: the transmit-limited broadcast queue;
+* :mod:`.core`: ``SwimCore``, the failure detector (sans-IO: bytes and ``now`` in, bytes, stream
+  requests and member events out; one deadline);
+* :mod:`.serf`: ``Serf``, member status (1 alive, 2 leaving, 3 left, 4 failed), Lamport-clocked
+  intents, tags, user events, queries (cluster-wide keyring), reaping -- still sans-IO;
+* :mod:`.transport`: ``GossipPool``, the asyncio UDP+TCP driver for one pool (LAN or WAN);
+* :mod:`.sim`: ``python -m muster.gossip.sim --seed N``, the seeded fault simulator.
 """

@@ -14,8 +14,9 @@ Protocol (memberlist / SWIM, Das et al. 2002; Lifeguard, Dadgar et al. 2018, arX
 * **Probing**: every probe interval the next member of a shuffled list is pinged (round-robin
   bounds detection time; the list is reshuffled after each pass, and new members are inserted at
   a random offset, as ``aliveNode`` does).  Without an ack within the probe timeout,
-  ``indirect_checks`` (k=3) random peers are asked to ping it for us (IndirectPing with nack=True);
-  a relay that hears nothing from the target answers with a Nack.  No ack by the end of the round
+  ``indirect_checks`` (k=3) random peers are asked to ping it for us (IndirectPing with nack=True),
+  and a TCP ping is tried in parallel (memberlist's fallback); a relay that hears nothing from the
+  target answers with a Nack.  No ack by the end of the round
   -> the member becomes *suspect*.
 * **Local health awareness** (Lifeguard §IV-A, memberlist ``awareness.go``): a score in
   ``[0, AwarenessMaxMultiplier-1]``; a successful probe lowers it by one, a failed probe raises it
@@ -53,7 +54,6 @@ remove false ``failed`` declarations or slow convergence under 10% loss:
   (memberlist counts it as a confirmation of the old, already refuted one);
 * a ping from a member we have never heard of triggers a push/pull with it (its ``alive``
   broadcast missed us), at most once per address per ``STRANGER_SYNC_INTERVAL``.
-* There is no TCP fallback ping (memberlist's ``DisableTcpPings=false`` path).
 
 Identity rule (Muster's, for pods that return with new IPs; kubernetes.md B.1, B.2, B.7): a member
 is identified by ``node_id``.  An ``alive`` for a known name with the same id but a new address is
@@ -217,13 +217,17 @@ class MemberEvent:
 
 @dataclass(frozen=True)
 class StreamRequest:
-    """A push/pull the driver must carry: connect to ``addr``, send ``data`` as one frame, read
-    one reply frame and hand it to :meth:`SwimCore.stream_response` with ``token``."""
+    """A stream exchange the driver must carry: connect to ``addr``, send ``data`` as one frame,
+    read one reply frame and hand it to :meth:`SwimCore.stream_response` with ``token``.
+
+    ``kind`` is ``"push-pull"`` (state sync; ``join`` tells whether it is a join) or ``"ping"``
+    (memberlist's TCP fallback probe, answered with an ack frame)."""
 
     token: int
     addr: Addr
     data: bytes
     join: bool
+    kind: str = "push-pull"
 
 
 class Delegate(Protocol):
@@ -338,7 +342,7 @@ class SwimCore:
             "packets_in": 0, "packets_out": 0, "auth_failures": 0, "malformed": 0, "conflicts": 0,
             "refutes": 0, "suspects_raised": 0, "deaths_declared": 0, "push_pulls": 0,
             "push_pull_failures": 0, "ping_wrong_node": 0, "indirect_probes": 0, "relayed_acks": 0, "nacks_sent": 0,
-            "stale_corrections": 0,
+            "stale_corrections": 0, "tcp_ping_rescues": 0,
         }
         meta_d = dict(meta or {})
         self._check_meta(meta_d)
@@ -479,11 +483,20 @@ class SwimCore:
     def receive_stream(self, data: bytes, addr: Addr, now: float) -> bytes | None:
         """A push/pull request frame from a stream; returns the reply frame (``None``: drop the
         connection).  The reply is our state *before* merging, as memberlist's ``handleConn``."""
-        pp = self._open_push_pull(data, addr)
-        if pp is None:
+        msg = self._open_stream_frame(data, addr)
+        if isinstance(msg, Ping):
+            # TCP fallback probe: answer only for our own name (a reused address must not
+            # vouch for the member that used to live there).
+            if msg.node and msg.node != self.name:
+                self.counters["ping_wrong_node"] += 1
+                return None
+            return self._seal(Ack(msg.seq))
+        if not isinstance(msg, PushPull):
+            if msg is not None:
+                self.counters["malformed"] += 1
             return None
-        reply = self._seal(PushPull(pp.join, self._local_nodes(), self._local_user_state(pp.join)))
-        self._merge(pp, now)
+        reply = self._seal(PushPull(msg.join, self._local_nodes(), self._local_user_state(msg.join)))
+        self._merge(msg, now)
         return reply
 
     def stream_response(self, token: int, data: bytes | None, now: float) -> bool:
@@ -492,12 +505,22 @@ class SwimCore:
         req = self._pending_streams.pop(token, None)
         if req is None:
             return False
-        pp = self._open_push_pull(data, req.addr) if data is not None else None
-        if pp is None:
+        msg = self._open_stream_frame(data, req.addr) if data is not None else None
+        if req.kind == "ping":
+            if not isinstance(msg, Ack):
+                return False
+            p = self._probe
+            if p is not None and p.seq == msg.seq:
+                log.warning("gossip: was able to connect to %s over TCP but UDP probes failed, network "
+                            "may be misconfigured", p.target)
+                self.counters["tcp_ping_rescues"] += 1
+                self._on_ack(msg.seq, now)
+            return True
+        if not isinstance(msg, PushPull):
             self.counters["push_pull_failures"] += 1
             return False
         self.counters["push_pulls"] += 1
-        self._merge(pp, now)
+        self._merge(msg, now)
         return True
 
     def join(self, addrs: list[Addr], now: float) -> list[int]:
@@ -806,6 +829,13 @@ class SwimCore:
         for peer in peers:
             self._send((peer.addr, peer.port),
                        [IndirectPing(p.seq, target.name, target.addr, target.port, True, self.name)])
+        # memberlist's TCP fallback ping, pipelined with the indirect probes: it rescues a member
+        # whose UDP is filtered while TCP works (and says so in the log).
+        self._stream_token += 1
+        req = StreamRequest(self._stream_token, (target.addr, target.port),
+                            self._seal(Ping(p.seq, target.name, self.name)), False, "ping")
+        self._streams.append(req)
+        self._pending_streams[req.token] = req
 
     def _probe_failed(self, p: _Probe, now: float) -> None:
         self._probe = None
@@ -877,21 +907,16 @@ class SwimCore:
     def _local_user_state(self, join: bool) -> bytes:
         return self.delegate.local_state(join) if self.delegate is not None else b""
 
-    def _open_push_pull(self, data: bytes, addr: Addr) -> PushPull | None:
+    def _open_stream_frame(self, data: bytes, addr: Addr) -> Message | None:
         try:
-            msg = codec.decode(codec.open_frame(data, self.keyring, self._label))
+            return codec.decode(codec.open_frame(data, self.keyring, self._label))
         except AuthError as e:
             self.counters["auth_failures"] += 1
             log.debug("gossip: dropped stream from %s:%d: %s", addr[0], addr[1], e)
-            return None
         except MalformedMessage as e:
             self.counters["malformed"] += 1
             log.debug("gossip: dropped malformed stream from %s:%d: %s", addr[0], addr[1], e)
-            return None
-        if not isinstance(msg, PushPull):
-            self.counters["malformed"] += 1
-            return None
-        return msg
+        return None
 
     def _merge(self, pp: PushPull, now: float) -> None:
         """memberlist ``mergeState``: alive as alive, left as left, dead/suspect as suspect."""
@@ -950,7 +975,8 @@ class SwimCore:
         parts = [codec.encode(m) for m in msgs]
         budget = (self.config.packet_size - codec.envelope_overhead(self.keyring)
                   - codec.compound_overhead(len(parts)) - sum(len(p) + 3 for p in parts))
-        parts.extend(self._queue.get(3, budget))
+        explicit = set(parts)
+        parts.extend(b for b in self._queue.get(3, budget) if b not in explicit)
         if not parts or (require_payload and len(parts) == len(msgs)):
             return
         body = parts[0] if len(parts) == 1 else codec.encode(Compound(parts))

@@ -52,6 +52,7 @@ from typing import Any
 import msgspec
 
 from ..runtime import Rng
+from . import codec
 from .codec import NodeStateKind
 from .core import EventKind, GossipConfig, StreamRequest, SwimCore
 from .core import MemberEvent as CoreEvent
@@ -301,6 +302,13 @@ class Serf:
                  gossip: GossipConfig | None = None, keyring: Keyring | None = None,
                  incarnation: int = 1) -> None:
         self.config = config or SerfConfig()
+        g = gossip or GossipConfig()
+        # A broadcast larger than a packet can never be piggybacked: it would sit in the queue
+        # forever.  Leave room for the envelope, the compound header and the message fields.
+        room = g.packet_size - codec.envelope_overhead(keyring) - codec.compound_overhead(1) - 64
+        if self.config.user_event_size_limit > room:
+            raise ValueError(f"user_event_size_limit {self.config.user_event_size_limit} does not fit a "
+                             f"{g.packet_size}-byte gossip packet (at most {room})")
         self.name = name
         self._rng = rng
         self._now = now
@@ -517,6 +525,13 @@ class Serf:
     def member(self, name: str) -> SerfMember | None:
         m = self._members.get(name)
         return m.view() if m is not None else None
+
+    def member_by_id(self, node_id: str) -> SerfMember | None:
+        """The member with this node id (its newest address): what Raft's address lookup asks."""
+        for m in self._members.values():
+            if m.node_id == node_id:
+                return m.view()
+        return None
 
     def local_member(self) -> SerfMember:
         return self._members[self.name].view()

@@ -15,6 +15,20 @@ Joining (``-join``/``-retry-join``): each ``host[:port]`` (``[v6]:port`` too) is
 on every attempt and every A record is tried; a name that does not resolve is normal while pods
 are starting (kubernetes.md B.4) and is logged at debug level, never cached.
 
+Wiring (what the agent does)::
+
+    pool = GossipPool(name=node_name, node_id=node_id, bind_addr=bind, bind_port=8301,
+                      advertise_addr=advertise, tags={"role": "consul", "dc": dc, "id": node_id, ...},
+                      gossip=GossipConfig.lan(), serf=SerfConfig(reconnect_timeout=72 * 3600),
+                      keyring=Keyring.from_base64(encrypt_key) if encrypt_key else None,
+                      on_event=reconcile_queue.put_nowait)
+    await pool.start()
+    asyncio.create_task(pool.retry_join(["consul-0.consul.ns.svc", ...], interval=30.0))
+    ...
+    pool.members()            # [SerfMember]; SerfMember.to_api() is Consul's Member JSON
+    pool.fire_user_event("deploy", b"...")   # /v1/event/fire
+    await pool.leave()        # graceful (-> "left" elsewhere); pool.stop() is a crash to peers
+
 Identity across restarts: the initial incarnation defaults to the wall clock in milliseconds, so
 a member that restarts (same name and node id, maybe a new address) outranks everything its
 previous life gossiped (that life would have needed more refutations than milliseconds lived) and
@@ -271,6 +285,9 @@ class GossipPool:
     def member(self, name: str) -> SerfMember | None:
         return self.serf.member(name)
 
+    def member_by_id(self, node_id: str) -> SerfMember | None:
+        return self.serf.member_by_id(node_id)
+
     def fire_user_event(self, name: str, payload: bytes, coalesce: bool = True) -> int:
         """Gossip a user event; returns its Lamport time (raises ValueError if too large)."""
         lt = self.serf.user_event(name, payload, self.clock.monotonic(), coalesce)
@@ -386,7 +403,9 @@ class GossipPool:
     async def _push_pull(self, req: StreamRequest) -> None:
         reply: bytes | None = None
         writer: asyncio.StreamWriter | None = None
-        timeout = self.gossip_config.stream_timeout
+        # A fallback ping is only useful within its probe round.
+        timeout = (self.gossip_config.probe_interval if req.kind == "ping"
+                   else self.gossip_config.stream_timeout)
         try:
             reader, w = await asyncio.wait_for(asyncio.open_connection(*req.addr), timeout)
             writer = w
@@ -394,7 +413,7 @@ class GossipPool:
             await asyncio.wait_for(w.drain(), timeout)
             reply = await asyncio.wait_for(_read_frame(reader), timeout)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
-            log.debug("gossip: push/pull with %s:%d failed: %s", req.addr[0], req.addr[1], e)
+            log.debug("gossip: %s with %s:%d failed: %s", req.kind, req.addr[0], req.addr[1], e)
         finally:
             if writer is not None:
                 writer.close()

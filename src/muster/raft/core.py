@@ -128,7 +128,14 @@ class RaftConfig:
 
     election_ticks: int = 10
     heartbeat_ticks: int = 1
+    #: Run a pre-vote round before incrementing the term (thesis §9.6): a
+    #: node that cannot win (partitioned, or with a stale log) never bumps
+    #: the term and so never deposes a healthy leader (pitfall P5).
     pre_vote: bool = True
+    #: The leader steps down after an election timeout without hearing from
+    #: a quorum (P3).  Also gives followers a leader lease: they ignore vote
+    #: requests while they hear from a leader, which is what stops a server
+    #: removed from the configuration from disrupting the cluster (§4.2.3).
     check_quorum: bool = True
     #: Soft cap on entry bytes in one MsgApp (at least one entry is always sent).
     max_msg_bytes: int = 1 << 20

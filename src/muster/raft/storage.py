@@ -292,7 +292,7 @@ class DiskStorage:
             raise CorruptSnapshotError(str(path), "checksum mismatch")
         try:
             meta = _meta_decoder.decode(body[:mlen])
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise CorruptSnapshotError(str(path), f"bad metadata: {e}") from None
         return Snapshot(meta, body[mlen:])
 
@@ -321,10 +321,7 @@ class DiskStorage:
 
     def _replay(self) -> None:
         segs = self._segments()
-        if not segs:
-            self._seq = 1
-            return
-        self._seq = segs[-1]
+        self._seq = segs[-1] if segs else 1
         for seq in segs:
             path = self._seg_path(seq)
             data = path.read_bytes()

@@ -103,7 +103,7 @@ import enum
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 OpKind = Literal["read", "write", "cas"]
@@ -181,6 +181,10 @@ class Violation:
     the longest linearizable prefix found (in linearization order) and ``state`` the register
     value after it; ``blocked`` is the op whose completion could not be justified after that
     prefix and ``candidates`` the other ops that were still pending at that moment.
+    ``window_end`` / ``core`` (``no-linearization`` only, when narrowing finished in time): the
+    earliest completion time T such that the ops invoked by T are already not linearizable, and
+    a 1-minimal set of observations (reads, answered-false CASes) that, with the writes invoked
+    by T, still admits no linearization.
     """
 
     key: str
@@ -191,6 +195,8 @@ class Violation:
     state: str | None = None
     blocked: Op | None = None
     candidates: list[Op] = field(default_factory=list)
+    window_end: float | None = None
+    core: list[Op] = field(default_factory=list)
 
     def describe(self, max_prefix: int = 8) -> str:
         """A multi-line explanation; only the last ``max_prefix`` prefix ops are listed."""
@@ -212,6 +218,18 @@ class Violation:
                 lines.append(f"    pending then: {op.describe()}")
             if len(self.candidates) > max_prefix:
                 lines.append(f"    ... {len(self.candidates) - max_prefix} more pending ops")
+        if self.window_end is not None and not self.core:
+            lines.append(
+                f"  already illegal among the ops invoked by t={self.window_end:.6f}; the acknowledged "
+                "writes/CASes invoked by then conflict on their own (no read needed)"
+            )
+        elif self.window_end is not None:
+            lines.append(
+                f"  already illegal among the ops invoked by t={self.window_end:.6f}; "
+                f"observations it needs ({len(self.core)}):"
+            )
+            for op in self.core[: 2 * max_prefix]:
+                lines.append(f"    {op.describe()}")
         return "\n".join(lines)
 
 
@@ -621,6 +639,73 @@ def _wgl(
     return _Search(Verdict.LINEARIZABLE, steps, [opi[c] for c, _, _ in stack], [], None, None, [])
 
 
+def _cut(ops: Sequence[Op], t: float) -> list[Op]:
+    """The history as it stood at time ``t``: ops invoked after ``t`` removed; of the ops still
+    running at ``t``, observers (reads, answered-false CASes) dropped and mutators made
+    indeterminate.  Linearizable histories stay linearizable under this cut (a linearization
+    restricted to the kept ops still works: every kept observer completed by ``t``, so everything
+    it depends on was invoked by ``t``; kept mutators are indeterminate and may be no-ops), so a
+    non-linearizable cut proves the whole history non-linearizable, and illegality is monotone
+    in ``t``."""
+    out: list[Op] = []
+    for op in ops:
+        a = _action(op)
+        if a is None or op.call > t:
+            continue
+        ret = math.inf if op.status == "info" else op.ret
+        if ret <= t:
+            out.append(op)
+        elif a not in (_READ, _CAS_FALSE):
+            out.append(replace(op, status="info", ret=math.inf, result=None))
+    return out
+
+
+def _narrow(
+    key: str, ops: Sequence[Op], max_steps: int, deadline: float, unique_values: bool
+) -> tuple[float, list[Op]] | None:
+    """Binary-search the earliest cut that is provably illegal, then greedily drop observations
+    while it stays provably illegal (removing a read or an answered-false CAS never makes a
+    linearizable history illegal, so what remains is a genuine, 1-minimal witness set).
+    Probes that exhaust their budget count as "not proven".  ``None`` if out of time."""
+
+    def illegal(sub: Sequence[Op]) -> bool | None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        r = check_key(
+            key, sub, max_steps=max_steps, time_limit=left, explain=False, unique_values=unique_values
+        )
+        return r.verdict is Verdict.NOT_LINEARIZABLE
+
+    times = sorted({op.ret for op in ops if op.status != "info" and _action(op) is not None})
+    lo, hi = 0, len(times) - 1
+    if hi < 0:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        verdict = illegal(_cut(ops, times[mid]))
+        if verdict is None:
+            return None
+        if verdict:
+            hi = mid
+        else:
+            lo = mid + 1
+    t = times[lo]
+    cut = _cut(ops, t)
+    if illegal(cut) is not True:
+        return None
+    observers = [op for op in cut if _action(op) in (_READ, _CAS_FALSE)]
+    keep = {op.id for op in cut}
+    for op in sorted(observers, key=lambda o: o.call):
+        keep.discard(op.id)
+        verdict = illegal([o for o in cut if o.id in keep])
+        if verdict is None:
+            return None
+        if not verdict:
+            keep.add(op.id)
+    return t, [op for op in observers if op.id in keep]
+
+
 def check_key(
     key: str,
     ops: Sequence[Op],
@@ -629,6 +714,8 @@ def check_key(
     time_limit: float | None = 30.0,
     prechecks: bool = True,
     unique_values: bool = True,
+    explain: bool = True,
+    explain_time: float = 2.0,
 ) -> KeyResult:
     """Check one key's sub-history (all ``ops`` must be for ``key``).
 
@@ -644,6 +731,9 @@ def check_key(
     Jepsen's etcd logs): versions must then be absent, and the history patching, which relies on
     "an observed value names its one write", is skipped; the search itself does not need
     uniqueness (the pruning argument holds for any register).
+
+    ``explain``: for a ``no-linearization`` violation, spend up to ``explain_time`` more seconds
+    narrowing it (:attr:`Violation.window_end`, :attr:`Violation.core`).
     """
     t0 = time.monotonic()
     _validate(key, ops, unique_values)
@@ -699,23 +789,21 @@ def check_key(
     msg = "no order of the operations respects both real time and register semantics"
     if blocked is not None:
         msg = f"{blocked.describe()} cannot be explained by any order of the ops before its return"
-    return KeyResult(
+    violation = Violation(
         key,
-        res.verdict,
-        len(checked),
-        res.steps,
-        secs,
-        Violation(
-            key,
-            "no-linearization",
-            msg,
-            ops=[blocked] if blocked is not None else [],
-            prefix=prefix,
-            state=res.best_state,
-            blocked=blocked,
-            candidates=cands,
-        ),
+        "no-linearization",
+        msg,
+        ops=[blocked] if blocked is not None else [],
+        prefix=prefix,
+        state=res.best_state,
+        blocked=blocked,
+        candidates=cands,
     )
+    if explain:
+        narrowed = _narrow(key, ops, max(10_000, res.steps), time.monotonic() + explain_time, unique_values)
+        if narrowed is not None:
+            violation.window_end, violation.core = narrowed
+    return KeyResult(key, res.verdict, len(checked), res.steps, time.monotonic() - t0, violation)
 
 
 def check_history(
@@ -724,18 +812,30 @@ def check_history(
     max_steps_per_key: int = 2_000_000,
     time_limit_per_key: float | None = 30.0,
     unique_values: bool = True,
+    explain_budget: float = 5.0,
 ) -> CheckResult:
-    """Check a multi-key history key by key (linearizability is local)."""
+    """Check a multi-key history key by key (linearizability is local).
+
+    ``explain_budget`` bounds the total extra seconds spent narrowing violations (at most 2 s per
+    key), so a badly broken server with many illegal keys still gets a prompt answer.
+    """
     t0 = time.monotonic()
     by_key: dict[str, list[Op]] = {}
     for op in ops:
         by_key.setdefault(op.key, []).append(op)
-    results = {
-        k: check_key(
-            k, kops, max_steps=max_steps_per_key, time_limit=time_limit_per_key, unique_values=unique_values
+    results: dict[str, KeyResult] = {}
+    explain_deadline = time.monotonic() + explain_budget
+    for k, kops in sorted(by_key.items()):
+        left = explain_deadline - time.monotonic()
+        results[k] = check_key(
+            k,
+            kops,
+            max_steps=max_steps_per_key,
+            time_limit=time_limit_per_key,
+            unique_values=unique_values,
+            explain=left > 0,
+            explain_time=min(2.0, left),
         )
-        for k, kops in sorted(by_key.items())
-    }
     verdicts = {r.verdict for r in results.values()}
     if Verdict.NOT_LINEARIZABLE in verdicts:
         verdict = Verdict.NOT_LINEARIZABLE

@@ -95,6 +95,8 @@ class _Faults:
     pause: float
     #: Whether some nodes' clocks run slow (they skip ticks).
     skew: bool
+    #: Probability per step of cutting one direction of a link (asymmetric partition).
+    one_way: float
 
     @classmethod
     def draw(cls, rng: random.Random) -> _Faults:
@@ -113,6 +115,7 @@ class _Faults:
             read=rng.choice([0.0, 0.1, 0.5]),
             pause=rng.choice([0.0, 0.0, 0.01, 0.03]),
             skew=rng.random() < 0.3,
+            one_way=rng.choice([0.0, 0.0, 0.01]),
         )
 
 
@@ -130,7 +133,10 @@ class Simulation:
             election_ticks=rng.choice([5, 10]),
             heartbeat_ticks=1,
             pre_vote=rng.random() < 0.8,
-            check_quorum=rng.random() < 0.8,
+            # Without check-quorum's leader lease a server removed from the
+            # configuration can disrupt the cluster forever (thesis §4.2.3), so
+            # membership changes are only simulated with it on.
+            check_quorum=rng.random() < 0.8 or self.faults.conf_change > 0,
             max_msg_bytes=rng.choice([64, 1 << 20]),
             max_inflight_msgs=rng.choice([2, 256]),
             snapshot_chunk_bytes=rng.choice([16, 1 << 16]),
@@ -162,8 +168,11 @@ class Simulation:
         #: Probability that a node's clock advances on a simulator tick.
         self.tick_rate = {nid: rng.choice([1.0, 1.0, 0.6]) if self.faults.skew else 1.0 for nid in self.ids}
         self._seq = 0
-        self.net: list[tuple[int, int, Message]] = []
+        #: In flight: (delivery tick, random tiebreak = reordering, sequence, message).
+        self.net: list[tuple[int, int, int, Message]] = []
         self.groups: dict[str, int] | None = None
+        #: Directed links cut by one-way faults: (from, to).
+        self.blocked: set[tuple[str, str]] = set()
         self.trace: deque[str] = deque(maxlen=400)
         self.verbose = False
         # Checker state
@@ -328,19 +337,22 @@ class Simulation:
     def _enqueue(self, m: Message, delay: int) -> None:
         self._seq += 1
         # A random tiebreak reorders messages due at the same tick.
-        heapq.heappush(self.net, (self.now + delay, self.rng.randrange(1 << 30), m))
+        heapq.heappush(self.net, (self.now + delay, self.rng.randrange(1 << 30), self._seq, m))
 
     def connected(self, a: str, b: str) -> bool:
+        if (a, b) in self.blocked:
+            return False
         return self.groups is None or self.groups[a] == self.groups[b]
 
     def deliver_due(self, lossy: bool) -> bool:
         did = False
         while self.net and self.net[0][0] <= self.now:
-            _, _, m = heapq.heappop(self.net)
+            m = heapq.heappop(self.net)[-1]
             dst = self.nodes[m.to]
             if m.to in self.paused:
                 # A stopped process reads nothing; the message waits in its socket buffer.
-                heapq.heappush(self.net, (self.now + 1, self.rng.randrange(1 << 30), m))
+                self._seq += 1
+                heapq.heappush(self.net, (self.now + 1, self.rng.randrange(1 << 30), self._seq, m))
                 continue
             if (
                 dst.core is None
@@ -430,9 +442,14 @@ class Simulation:
             side = set(rng.sample(self.ids, k))
             self.groups = {nid: int(nid in side) for nid in self.ids}
             self.log(f"partition {sorted(side)} / {sorted(set(self.ids) - side)}")
-        elif self.groups is not None and rng.random() < f.heal:
+        elif (self.groups is not None or self.blocked) and rng.random() < f.heal:
             self.groups = None
+            self.blocked.clear()
             self.log("heal")
+        if f.one_way and rng.random() < f.one_way:
+            a, b = rng.sample(self.ids, 2)
+            self.blocked.add((a, b))
+            self.log(f"block {a}->{b} (one-way)")
 
     def propose(self) -> None:
         rng = self.rng
@@ -483,6 +500,9 @@ class Simulation:
     def settle(self) -> None:
         """Heal everything and require convergence (committed entries survive)."""
         self.groups = None
+        self.blocked.clear()
+        self.faults.max_delay = min(self.faults.max_delay, 2)
+        self.faults.dup = 0.0
         self.paused.clear()
         self.tick_rate = dict.fromkeys(self.ids, 1.0)
         for n in self.nodes.values():

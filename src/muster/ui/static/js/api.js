@@ -281,9 +281,13 @@ export function watch(scope, path, {query = {}, accept = [], onData, onError, po
         if (err instanceof ApiError && err.isNetwork) {
           delay = backoffDelay(failures - 1);
           markDown(err, delay);
+        } else if (err instanceof ApiError && err.status >= 500) {
+          // Reachable but failing (e.g. "No cluster leader" during an election): back off.
+          markUp();
+          delay = backoffDelay(failures - 1);
         } else {
-          if (err instanceof ApiError && err.status !== 0) markUp();
-          // Server answered with an error: not a connectivity problem. Retry slowly.
+          // Refused (403, 404, 400...): retrying soon will not help; retry slowly.
+          if (err instanceof ApiError) markUp();
           delay = Math.max(backoffDelay(failures + 2), 5_000);
         }
         index = null;

@@ -1,6 +1,6 @@
 // Cluster overview: Raft servers (role, term, last index, lag), failure
 // tolerance, gossip members, leader changes observed by this browser.
-import {ApiError, on, poll, POLL_MS, request} from "../api.js";
+import {ApiError, on, poll, POLL_MS, request, settings} from "../api.js";
 import {formatTime, timeAgo} from "../codec.js";
 import {errorNotice, idCode, loading} from "../common.js";
 import {badge, h, kvList, pageHeader, statusBadge, table, update} from "../dom.js";
@@ -72,7 +72,15 @@ export function render({root, scope}) {
       h("section", {class: "panel", "aria-labelledby": "raft-title"}, h("h2", {id: "raft-title"}, "This agent’s Raft state"), raftEl),
       h("section", {class: "panel", "aria-labelledby": "leaders-title"}, h("h2", {id: "leaders-title"}, "Leader changes observed"), leadersEl),
     ),
-    h("section", {class: "panel", "aria-labelledby": "members-title"}, h("h2", {id: "members-title"}, "Gossip members"), membersEl),
+    h(
+      "section",
+      {class: "panel", "aria-labelledby": "members-title"},
+      h("h2", {id: "members-title"}, "Gossip members"),
+      settings.dc
+        ? h("p", {class: "muted small"}, `LAN members and Raft state are those of the agent this UI is connected to; servers and autopilot are for datacenter ${settings.dc}.`)
+        : null,
+      membersEl,
+    ),
   );
 
   const drawLeaders = () => {

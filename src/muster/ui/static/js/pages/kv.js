@@ -52,12 +52,15 @@ function renderFolder({root, scope}, prefix) {
       confirmLabel: "Delete folder",
     });
     if (!ok) return;
+    // Stop watching first: the folder is about to disappear (a 404 otherwise).
+    listWatch.dispose();
     try {
       await request(`kv/${encodePath(prefix)}`, {method: "DELETE", query: {recurse: true}});
       setFlash("success", `Deleted folder “${prefix}”.`);
       navigate(`/kv/${encodePath(parentFolder(prefix))}`);
     } catch (err) {
       flash.replaceChildren(errorNotice(err, "delete the folder"));
+      startListWatch();
     }
   }
 
@@ -76,7 +79,12 @@ function renderFolder({root, scope}, prefix) {
     listEl,
   );
 
-  watch(scope, `kv/${encodePath(prefix)}`, {
+  let listWatch = scope.child();
+  const startListWatch = () => {
+    listWatch = scope.child();
+    watchList(listWatch);
+  };
+  const watchList = (watchScope) => watch(watchScope, `kv/${encodePath(prefix)}`, {
     query: {keys: true, separator: "/"},
     accept: [404],
     onData: (data) => {
@@ -112,6 +120,7 @@ function renderFolder({root, scope}, prefix) {
     },
     onError: (err) => errors.show(err, "list keys"),
   });
+  watchList(listWatch);
 }
 
 // ---------------------------------------------------------------------------

@@ -15,6 +15,8 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,fast]'
+	# python-consul2 ships the same top-level package as py-consul: keep it apart.
+	$(BIN)/pip install -q --target $(VENV)/python-consul2 python-consul2
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -144,6 +144,7 @@ class GossipConfig:
     gossip_to_the_dead_time: float = 30.0  # "Same as push/pull"
     awareness_max_multiplier: int = 8  # "Probe interval backs off to 8 seconds"
     stream_timeout: float = 10.0  # TCPTimeout
+    disable_tcp_pings: bool = False  # DisableTcpPings: "TCP pings are safe, even with mixed versions"
     packet_size: int = 1400  # UDPBufferSize
     label: str = ""  # memberlist Config.Label (GCM additional data / CRC salt)
 
@@ -266,6 +267,7 @@ class _Probe:
     indirect_sent: bool = False
     expected_nacks: int = 0
     nacks: int = 0
+    tcp_ok: bool = False
 
 
 @dataclass
@@ -511,10 +513,7 @@ class SwimCore:
                 return False
             p = self._probe
             if p is not None and p.seq == msg.seq:
-                log.warning("gossip: was able to connect to %s over TCP but UDP probes failed, network "
-                            "may be misconfigured", p.target)
-                self.counters["tcp_ping_rescues"] += 1
-                self._on_ack(msg.seq, now)
+                p.tcp_ok = True  # consulted only if no UDP ack arrives in the round (memberlist)
             return True
         if not isinstance(msg, PushPull):
             self.counters["push_pull_failures"] += 1
@@ -831,6 +830,8 @@ class SwimCore:
                        [IndirectPing(p.seq, target.name, target.addr, target.port, True, self.name)])
         # memberlist's TCP fallback ping, pipelined with the indirect probes: it rescues a member
         # whose UDP is filtered while TCP works (and says so in the log).
+        if self.config.disable_tcp_pings:
+            return
         self._stream_token += 1
         req = StreamRequest(self._stream_token, (target.addr, target.port),
                             self._seal(Ping(p.seq, target.name, self.name)), False, "ping")
@@ -840,6 +841,12 @@ class SwimCore:
     def _probe_failed(self, p: _Probe, now: float) -> None:
         self._probe = None
         self._next_probe = now
+        if p.tcp_ok:
+            log.warning("gossip: was able to connect to %s over TCP but UDP probes failed, network may "
+                        "be misconfigured", p.target)
+            self.counters["tcp_ping_rescues"] += 1
+            self._apply_awareness(-1)
+            return
         # Lifeguard: missing nacks mean *we* may be the problem (memberlist probeNode).
         if p.expected_nacks > 0:
             self._apply_awareness(max(0, p.expected_nacks - p.nacks))

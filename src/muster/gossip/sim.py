@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import logging
 import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..runtime import Rng
@@ -300,14 +301,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partition", action="store_true", help="split the pool in two for 60 s, then heal")
     ap.add_argument("--wan", action="store_true", help="use the WAN timing defaults")
     ap.add_argument("--observe", type=float, default=60.0, help="steady-state seconds after detection")
-    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--no-tcp-ping", action="store_true", help="disable the TCP fallback ping (UDP only)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show the members' warnings")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR, format="%(message)s")
     if not 2 <= args.nodes <= 1000:
         ap.error("--nodes must be between 2 and 1000")
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
         cfg = SimConfig(seed=seed, nodes=args.nodes, loss=args.loss, slow=args.slow, partition=args.partition,
-                        observe=args.observe, gossip=GossipConfig.wan() if args.wan else GossipConfig.lan())
+                        observe=args.observe,
+                        gossip=replace(GossipConfig.wan() if args.wan else GossipConfig.lan(),
+                                       disable_tcp_pings=args.no_tcp_ping))
         t0 = time.monotonic()
         res = run(cfg)
         print(f"{res.summary()} wall={time.monotonic() - t0:.1f}s")
@@ -316,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         if not res.ok:
             failed += 1
             flags = " ".join(f for f, on in (("--slow", args.slow), ("--partition", args.partition),
-                                               ("--wan", args.wan)) if on)
+                                               ("--wan", args.wan), ("--no-tcp-ping", args.no_tcp_ping)) if on)
             print(f"  replay: python -m muster.gossip.sim --seed {seed} --nodes {args.nodes} "
                   f"--loss {args.loss} --observe {args.observe} {flags}".rstrip())
     return 1 if failed else 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from muster.gossip.core import GossipConfig, suspicion_timeout
@@ -21,8 +23,10 @@ def test_crash_is_detected_by_everyone_without_false_positives(seed: int) -> Non
     assert lo <= min(res.detection_times) and max(res.detection_times) <= 6 * lo + 15
 
 
-def test_ten_percent_loss_and_a_slow_member_cause_no_false_failures() -> None:
-    res = run(SimConfig(seed=3, nodes=20, loss=0.1, slow=True, observe=60.0))
+@pytest.mark.parametrize("tcp_pings", [True, False], ids=["tcp-fallback", "udp-only"])
+def test_ten_percent_loss_and_a_slow_member_cause_no_false_failures(tcp_pings: bool) -> None:
+    gossip = replace(GossipConfig.lan(), disable_tcp_pings=not tcp_pings)
+    res = run(SimConfig(seed=3, nodes=20, loss=0.1, slow=True, observe=60.0, gossip=gossip))
     assert res.ok, res.violations
     assert res.false_positives == 0, res.summary()
 

@@ -8,6 +8,7 @@ one pod re-created with a new IP, and every pod re-created at once; ``make k8s-s
 
 from __future__ import annotations
 
+import queue
 import sys
 import time
 from collections.abc import Iterator
@@ -40,8 +41,8 @@ def converge(s: StatefulSet, acked: set[str], timeout: float = 40) -> None:
             if all(acked <= set(d) for d in dumps) and all(d == dumps[0] for d in dumps):
                 return
             last = f"sizes {[len(d) for d in dumps]}, acked {len(acked)}"
-        except (OSError, RuntimeError) as err:
-            last = str(err)
+        except (OSError, RuntimeError, queue.Empty) as err:
+            last = repr(err)
         time.sleep(0.5)
     raise AssertionError(f"servers did not converge on every acknowledged write: {last}")
 

@@ -77,6 +77,9 @@ class Membership:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        #: The Raft side (``ClusterMember``) when this agent is part of a cluster: the leader
+        #: removes client agents that left the pool from the configuration.
+        self.cluster: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,7 +145,10 @@ class Membership:
     def fire(self, ev: dict[str, Any]) -> None:
         """Send a Consul user event to the whole pool (and to ourselves)."""
         body = {k: v for k, v in ev.items() if k != "LTime"}
-        self.pool.fire_user_event(ev["Name"], _event_enc.encode(body), coalesce=False)
+        try:
+            self.pool.fire_user_event(ev["Name"], _event_enc.encode(body), coalesce=False)
+        except ValueError as err:  # Serf's user event size limit (512 bytes by default)
+            raise MusterError(f"failed to fire event: {err}") from None
 
     def _on_event(self, ev: SerfEvent) -> None:
         if isinstance(ev, UserEvent):
@@ -175,6 +181,19 @@ class Membership:
             except MusterError as err:
                 log.warning("reconcile failed: %s", err)
 
+    async def _drop_client_replica(self, m: SerfMember) -> None:
+        """A client agent that left for good stops following the log."""
+        cl = self.cluster
+        lg = getattr(cl, "log", None) if cl is not None else None
+        nid = m.tags.get("id", "")
+        if lg is None or m.tags.get("role") != "node" or nid not in lg.core.learners:
+            return
+        from .raft.messages import ConfChangeType
+
+        with contextlib.suppress(MusterError):
+            await lg.change_membership(ConfChangeType.REMOVE, nid)
+            log.info("removed client %s (%s) from the replication set: it left", m.name, nid)
+
     async def reconcile(self) -> None:
         store = self.server.store
         me = self.server.ident.node_name
@@ -185,6 +204,7 @@ class Membership:
             if m.status == MemberStatus.LEFT:
                 if node is not None:
                     await self.server.apply(DeregisterCommand(node=m.name))
+                await self._drop_client_replica(m)
                 continue
             alive = m.status in (MemberStatus.ALIVE, MemberStatus.LEAVING)
             status = "passing" if alive else "critical"

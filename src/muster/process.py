@@ -68,13 +68,10 @@ def unsupported(config: Config) -> list[str]:
         need = _NOT_YET.get(flag)
         if need is not None and not (flag == "bootstrap" and config.dev_mode):
             problems.append(f"-{flag} needs {need}, which this build of Muster does not have yet")
-    if not config.dev_mode and not config.server:
-        problems.append(
-            "client mode (an agent without -server) needs gossip membership to find servers, "
-            "which this build of Muster does not have yet"
-        )
-    if not config.dev_mode and config.server and not config.data_dir:
-        problems.append("a server needs -data-dir")
+    if not config.dev_mode and not config.data_dir:
+        problems.append("data_dir is required: use -data-dir (servers keep the Raft log there, clients their replica)")
+    if not config.dev_mode and not config.server and (config.bootstrap or config.bootstrap_expect):
+        problems.append("-bootstrap and -bootstrap-expect are for servers (-server)")
     return problems
 
 
@@ -157,6 +154,7 @@ class AgentProcess:
                 bootstrap_expect=config.bootstrap_expect,
                 server_port=config.ports.server,
                 clock=self.clock,
+                role="server" if config.server else "client",
             )
         self.agent = Agent(self.server, config, self.rng, self.clock)
         self.ctx = Ctx(
@@ -201,6 +199,7 @@ class AgentProcess:
             )
             self.ctx.extra["deliver_event"] = self.membership.fire
             if self.cluster is not None:
+                self.membership.cluster = self.cluster
                 self.cluster.gossip_address = self.membership.rpc_address
                 self.cluster.gossip_servers = self.membership.servers
         self.listeners: list[Listener] = []

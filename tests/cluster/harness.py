@@ -81,16 +81,19 @@ class Cluster:
             self.serf_port = free_port_on_all(ips)
 
     def args(self, n: Node) -> list[str]:
-        joins = [f"-retry-join={ip}:{self.serf_port}" for ip in (self.join_ips or [m.ip for m in self.nodes])]
+        servers = [m.ip for m in self.nodes if m.index not in getattr(self, "clients", set())]
+        joins = [f"-retry-join={ip}:{self.serf_port}" for ip in (self.join_ips or servers)]
+        if n.index in getattr(self, "clients", set()):
+            role = [f"-node={self.client_names[n.index]}"]
+        else:
+            role = ["-server", f"-bootstrap-expect={self.expect}", f"-node=s{n.index}"]
         return [
             "agent",
-            "-server",
-            f"-bootstrap-expect={self.expect}",
+            *role,
             f"-data-dir={n.data_dir}",
             f"-bind={n.ip}",
             f"-advertise={n.ip}",
             f"-client={n.ip}",
-            f"-node=s{n.index}",
             f"-http-port={self.http_port}",
             f"-server-port={self.server_port}",
             f"-serf-lan-port={self.serf_port}",
@@ -100,7 +103,24 @@ class Cluster:
             f'performance {{\n  raft_multiplier = 1\n  rpc_hold_timeout = "{self.hold}"\n}}\n',
             *joins,
             *self.extra,
+            *getattr(self, "node_extra", {}).get(n.index, []),
         ]
+
+    def add_client(self, ip: str, name: str, extra: list[str] | None = None) -> int:
+        """A client agent (no -server) on ``ip`` joining the servers; returns its index."""
+        for port in (self.http_port, self.server_port, self.serf_port):
+            with socket.socket() as probe:
+                probe.bind((ip, port))  # raises if taken: the test picks another address
+        i = len(self.nodes)
+        self.node_extra = getattr(self, "node_extra", {})
+        self.node_extra[i] = list(extra or [])
+        self.nodes.append(Node(i, ip, self.root / name / "data", self.root / name / "agent.log"))
+        self.clients = getattr(self, "clients", set())
+        self.clients.add(i)
+        self.client_names = getattr(self, "client_names", {})
+        self.client_names[i] = name
+        self.size = len(self.nodes)
+        return i
 
     def start(self, i: int) -> None:
         n = self.nodes[i]

@@ -309,3 +309,60 @@ def test_killed_server_turns_critical_within_10s(cluster: Cluster) -> None:
         return any(c["CheckID"] == "serfHealth" and c["Status"] == "passing" for c in checks)
 
     wait_until(passing, 20, "serfHealth passing again after the restart")
+
+
+def test_client_agent_joins_registers_and_resolves(cluster: Cluster) -> None:
+    """A client agent (no -server): joins the LAN pool, registers its own services through the
+    servers, answers reads and DNS from its replica, and is not a Raft server."""
+    import socket as _socket
+
+    import dns.message
+    import dns.query
+
+    from .harness import free_port_on_all
+
+    leader = cluster.wait_leader()
+    dns_port = free_port_on_all(["127.0.0.4"])
+    ci = cluster.add_client("127.0.0.4", "client-1", extra=[f"-dns-port={dns_port}", "-domain=cluster.local"])
+    cluster.start(ci)
+    wait_until(lambda: cluster.leader(ci) != "", 30, "the client to know the leader")
+    svc = {"Name": "web", "Port": 8080, "Check": {"TTL": "30s", "Status": "passing"}}
+    code, _h, body = cluster.request(ci, "PUT", "/v1/agent/service/register", json.dumps(svc).encode())
+    assert code == 200, body
+
+    def in_catalog() -> bool:
+        return any(e["Node"] == "client-1" for e in cluster.get_json(leader, "/v1/catalog/service/web"))
+
+    wait_until(in_catalog, 20, "the client's service in the catalog")
+    # writes through the client are forwarded; reads on the client see them
+    assert cluster.put(ci, "from-client", b"1")
+    code, _h, _b = cluster.request(ci, "GET", "/v1/kv/from-client?consistent")
+    assert code == 200
+    # the leader's reconcile registers the client node with a passing serfHealth
+    def client_healthy() -> bool:
+        checks = cluster.get_json(leader, "/v1/health/node/client-1")
+        return any(c["CheckID"] == "serfHealth" and c["Status"] == "passing" for c in checks)
+
+    wait_until(client_healthy, 20, "serfHealth of the client")
+    members = cluster.get_json(ci, "/v1/agent/members")
+    roles = {m["Name"]: m["Tags"]["role"] for m in members}
+    assert roles.get("client-1") == "node" and roles.get("s0") == "consul"
+    # not a server: absent from the Raft views
+    assert len(cluster.get_json(leader, "/v1/status/peers")) == 3
+    conf = cluster.get_json(leader, "/v1/operator/raft/configuration")
+    assert "client-1" not in {s["Node"] for s in conf["Servers"]}
+    # DNS on the client agent answers from its replica
+    q = dns.message.make_query("web.service.cluster.local", "SRV")
+    deadline = time.monotonic() + 20
+    answer: list[object] = []
+    while time.monotonic() < deadline:
+        try:
+            r = dns.query.udp(q, "127.0.0.4", port=dns_port, timeout=2)
+            answer = list(r.answer)
+            if answer:
+                break
+        except (OSError, dns.exception.Timeout):
+            pass
+        time.sleep(0.5)
+    assert answer, "the client's DNS interface should resolve web.service"
+    del _socket

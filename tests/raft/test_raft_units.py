@@ -261,3 +261,14 @@ def test_out_of_order_snapshot_chunk_asks_for_resend() -> None:
     core.advance(rd)
     (m,) = rd.messages
     assert (m.type, m.reject, m.snap_offset) == (MsgType.SNAP_RESP, True, 0)
+
+
+def test_follower_commit_is_clamped_to_the_verified_prefix() -> None:
+    """A MsgApp only proves our log matches the leader's up to its last entry;
+    entries beyond it may be stale, so the leader's commit index must not
+    commit them (etcd's ``min(committed, lastnewi)``)."""
+    core = _follower([(1, 1), (1, 2), (1, 3)], commit=0)
+    core.step(Message(type=MsgType.APP, to="f", frm="l", term=5, index=1, log_term=1, commit=3))
+    assert core.committed == 1
+    core.step(Message(type=MsgType.HEARTBEAT, to="f", frm="l", term=5, commit=2))
+    assert core.committed == 2  # heartbeats carry min(match, commit): safe to take

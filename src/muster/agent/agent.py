@@ -535,6 +535,11 @@ class Agent:
             "vsn_min": "2",
             "wan_join_port": str(wan_port),
         }
+        if not (self._cfg("server", False) or self._cfg("dev_mode", False)):
+            # A client agent: Consul tags it role=node, with no server port or expect.
+            tags["role"] = "node"
+            for k in ("port", "raft_vsn", "wan_join_port", "ft_fs", "ft_si"):
+                tags.pop(k, None)
         if self._cfg("bootstrap", False):
             tags["bootstrap"] = "1"
         expect = int(self._cfg("bootstrap_expect", 0))

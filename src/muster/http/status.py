@@ -149,7 +149,8 @@ def servers_view(ctx: Ctx) -> list[dict[str, Any]]:
             return []
         lead = log.leader_id()
         out = []
-        for nid, voter in [(v, True) for v in core.voters] + [(v, False) for v in core.learners]:
+        learners = [v for v in core.learners if not cluster.is_client(v)]  # client agents are not servers
+        for nid, voter in [(v, True) for v in core.voters] + [(v, False) for v in learners]:
             if nid == ident.node_id:
                 name, addr, last = ident.node_name, rpc_addr(), log.last_index()
             else:

@@ -53,6 +53,9 @@ class Peer:
     name: str = ""
     addr: str = ""  # "ip:port" of its server RPC
     last_seen: float = 0.0
+    #: "server", or "client": a client agent follows the log as a non-voter that is never
+    #: promoted (its local replica serves its DNS and stale reads).
+    role: str = "server"
 
 
 @dataclass
@@ -68,7 +71,7 @@ class PeerBook:
                 with open(path, encoding="utf-8") as f:
                     raw = json.load(f)
                 for nid, p in raw.items():
-                    book.peers[nid] = Peer(nid, str(p.get("name", "")), str(p.get("addr", "")))
+                    book.peers[nid] = Peer(nid, str(p.get("name", "")), str(p.get("addr", "")), role=str(p.get("role", "server")))
             except (OSError, ValueError, AttributeError) as err:
                 log.warning("ignoring unreadable peer book %s: %s", path, err)
         return book
@@ -77,6 +80,10 @@ class PeerBook:
         p = self.peers.get(node_id) or Peer(node_id)
         changed = False
         name, addr = str(info.get("name") or p.name), str(info.get("addr") or p.addr)
+        role = str(info.get("role") or p.role)
+        if role != p.role:
+            p.role = role
+            changed = True
         if (name, addr) != (p.name, p.addr):
             changed = True
             if p.addr and addr != p.addr:
@@ -91,7 +98,7 @@ class PeerBook:
             return
         tmp = self.path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({nid: {"name": p.name, "addr": p.addr} for nid, p in self.peers.items()}, f)
+            json.dump({nid: {"name": p.name, "addr": p.addr, "role": p.role} for nid, p in self.peers.items()}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -124,7 +131,9 @@ class ClusterMember:
         bootstrap_expect: int,
         server_port: int,
         clock: Clock,
+        role: str = "server",
     ) -> None:
+        self.role = role
         self.node_id = node_id
         self.node_name = node_name
         self.rpc_addr = rpc_addr
@@ -178,7 +187,11 @@ class ClusterMember:
             os.replace(tmp, self._cid_path)
 
     def info(self) -> dict[str, Any]:
-        return {"addr": self.rpc_addr, "name": self.node_name}
+        return {"addr": self.rpc_addr, "name": self.node_name, "role": self.role}
+
+    def is_client(self, node_id: str) -> bool:
+        p = self.book.peers.get(node_id)
+        return p is not None and p.role == "client"
 
     def _on_peer(self, node_id: str, info: dict[str, Any]) -> None:
         if node_id != self.node_id:
@@ -333,7 +346,7 @@ class ClusterMember:
         formed = [st for st in seen.values() if st.get("has_state")]
         if formed:
             for st in formed:
-                if self.node_id in st.get("voters", []):
+                if self.role == "server" and self.node_id in st.get("voters", []):
                     self.bootstrap_storage(storage, fsm, list(st["voters"]))
                     return True
             leader = next((st.get("leader") for st in formed if st.get("leader")), "")
@@ -342,7 +355,7 @@ class ClusterMember:
                 self._set_cluster_id(str(formed[0].get("cluster_id", "")))
                 try:
                     await self.rpc.call(leader, "join", {"id": self.node_id, **self.info()}, timeout=10)
-                    log.info("asked leader %s to add this server", leader)
+                    log.info("asked leader %s to add this %s", leader, "server" if self.role == "server" else "client agent")
                     return True
                 except MusterError as err:
                     log.info("join through %s failed: %s", leader, err)
@@ -395,7 +408,7 @@ class ClusterMember:
                 caught_up_since.clear()
                 continue
             last = lg.core.log.last_index()
-            for nid in list(lg.core.learners):
+            for nid in [n for n in lg.core.learners if not self.is_client(n)]:
                 pr = lg.core.prs.get(nid)
                 if pr is None or pr.match + 10 < last:
                     caught_up_since.pop(nid, None)

@@ -13,6 +13,8 @@ traceback ever reaches a client.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -117,8 +119,46 @@ class App:
             client=client[0] if client else "",
             scheme=scope.get("scheme", "http"),
         )
-        resp = await self.handle(req)
+        if req.method in ("GET", "HEAD") and b"index=" in req.raw_query:
+            # A blocking query may wait for minutes: stop waiting (and free its watches) as soon
+            # as the client hangs up, instead of computing an answer nobody will read.
+            resp_or_none = await self._handle_until_disconnect(req, receive)
+            if resp_or_none is None:
+                return
+            resp = resp_or_none
+        else:
+            try:
+                resp = await self.handle(req)
+            except asyncio.CancelledError:
+                return  # the server is shutting down: nothing to answer
         await self._send(send, resp, req.method == "HEAD")
+
+    async def _handle_until_disconnect(
+        self, req: Request, receive: Callable[[], Awaitable[MutableMapping[str, Any]]]
+    ) -> Response | None:
+        req._body = b""  # a GET has no body; `receive` now only reports the disconnect
+
+        async def disconnected() -> None:
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+
+        work = asyncio.ensure_future(self.handle(req))
+        watch = asyncio.ensure_future(disconnected())
+        try:
+            await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            watch.cancel()
+            return None
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            return None
+        watch.cancel()
+        return work.result()
 
     async def handle(self, req: Request) -> Response:
         try:

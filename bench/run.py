@@ -323,14 +323,63 @@ def start_muster(procs: Processes, workdir: Path, cmd_template: str) -> Muster:
 
 
 def start_muster_cluster(procs: Processes, workdir: Path, cmd_template: str) -> Muster:
-    """HOOK for `--muster-cluster`: 3 Muster servers on 127.0.0.1, like the etcd side.
+    """`--muster-cluster`: 3 Muster servers on 127.0.0.1/.2/.3, like the etcd side: each with
+    its own data dir on disk (fsync on), the same ports on its own loopback address, joined to
+    the others; returns the leader's URL and PID (writes go to the leader, as for etcd).
+    ``cmd_template`` is ignored in this mode."""
+    import socket as _socket
 
-    To do once Muster can form a cluster: start three `muster agent -server -bootstrap-expect=3`
-    processes with distinct HTTP/server/serf ports and temp data dirs, `-retry-join` each other,
-    wait for a leader (`GET /v1/status/leader`), and return the leader's URL and PID (writes go to
-    the leader, as for etcd). Not implemented: no fake numbers are produced for this mode.
-    """
-    raise SystemExit("--muster-cluster is not implemented yet (see start_muster_cluster in bench/run.py)")
+    ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+
+    def free_on_all() -> int:
+        for _ in range(200):
+            with _socket.socket() as s0:
+                s0.bind((ips[0], 0))
+                port = int(s0.getsockname()[1])
+            try:
+                for ip in ips[1:]:
+                    with _socket.socket() as s1:
+                        s1.bind((ip, port))
+                return port
+            except OSError:
+                continue
+        raise SystemExit("no port free on 127.0.0.1-3")
+
+    http_port, server_port, serf_port = free_on_all(), free_on_all(), free_on_all()
+    python = ROOT / ".venv" / "bin" / "python"
+    exe = str(python if python.exists() else sys.executable)
+    for i, ip in enumerate(ips):
+        argv = [
+            exe, "-m", "muster", "agent", "-server", "-bootstrap-expect=3",
+            f"-data-dir={workdir / f'muster-s{i}'}", f"-bind={ip}", f"-advertise={ip}", f"-client={ip}",
+            f"-node=bench-s{i}", f"-http-port={http_port}", f"-server-port={server_port}",
+            f"-serf-lan-port={serf_port}", "-dns-port=-1",
+            *[f"-retry-join={j}:{serf_port}" for j in ips],
+        ]
+        procs.start(f"muster s{i}", argv, workdir / f"muster-s{i}.log", cwd=ROOT)
+    leader_url = ""
+    for _ in deadline_loop(90, 0.5):
+        for ip in ips:
+            try:
+                status, body = http("GET", f"http://{ip}:{http_port}/v1/status/leader", timeout=2)
+                addr = json.loads(body) if status == 200 else ""
+            except (OSError, ValueError):
+                addr = ""
+            if addr:
+                leader_url = f"http://{addr.split(':')[0]}:{http_port}"
+        if leader_url:
+            try:
+                status, _ = http("PUT", leader_url + "/v1/kv/bench-ready", b"1", timeout=5)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+    else:
+        raise SystemExit(f"the Muster cluster had no leader within 90s; logs in {workdir}")
+    idx = ips.index(leader_url.split("//")[1].split(":")[0])
+    pid = next(proc.pid for name, proc in procs.procs if name == f"muster s{idx}")
+    log(f"muster cluster ready: leader {leader_url} (pid {pid})")
+    return Muster(leader_url, pid, f"3 servers, leader s{idx}")
 
 
 # --------------------------------------------------------------------------- wrk
@@ -594,7 +643,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="command starting the Muster agent; {port} = HTTP port, {python} = venv python; "
                         "{serf_lan_port} {serf_wan_port} {server_port} {grpc_port} = other free ports "
                         f"(default: {DEFAULT_MUSTER_CMD!r})")
-    p.add_argument("--muster-cluster", action="store_true", help="3 Muster servers (hook, not implemented yet)")
+    p.add_argument("--muster-cluster", action="store_true", help="measure a 3-server Muster cluster on 127.0.0.1-3 (writes and reads on the leader)")
     p.add_argument("--watchers", type=int, default=0, help="also hold N idle blocking queries (bench/watchers.py)")
     p.add_argument("--profile", action="store_true", help="profile Muster with py-spy under PUT load at c=64")
     p.add_argument("--quiet-wait", type=float, default=20.0,

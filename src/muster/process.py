@@ -241,7 +241,7 @@ class AgentProcess:
 
     async def _start_cluster(self) -> None:
         """Listen for server RPC, then form or rejoin the cluster in the background."""
-        from .raft.disk import DiskStorage
+        from .raft.storage import DiskStorage
 
         cfg = self.config
         data_dir = cfg.data_dir

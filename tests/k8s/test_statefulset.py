@@ -163,8 +163,8 @@ def test_h_volume_from_another_cluster_is_refused(sts: StatefulSet) -> None:
     import uuid
 
     from muster.fsm import FSM
-    from muster.raft.disk import DiskStorage
     from muster.raft.messages import ConfState, Snapshot, SnapshotMeta
+    from muster.raft.storage import DiskStorage
 
     start(sts)
     load = WriteLoad(sts, "h").start()

@@ -46,6 +46,7 @@ from ..raft.messages import (
     decode_message,
     encode_message,
 )
+from ..raft.storage import StorageFailed
 from ..runtime import Clock
 from ..structs import decode_command, encode_command
 from .rpc import RPCNode
@@ -158,6 +159,8 @@ class ReplicatedLog:
         return ConfState(voters=tuple(self.core.voters), learners=tuple(self.core.learners))
 
     async def propose(self, cmd: Any) -> Any:
+        if not self.running and self.persist_error:
+            raise MusterError(self.persist_error)
         deadline = self.clock.monotonic() + self.t.rpc_hold_timeout
         while True:
             lead = self.leader_id()
@@ -361,6 +364,18 @@ class ReplicatedLog:
             try:
                 await self._persist(rd)
                 break
+            except StorageFailed as err:
+                # An fsync failed: what reached the disk is unknown, so this server must not
+                # acknowledge anything again until it restarts from disk.  It goes silent; the
+                # others elect a leader without it.
+                self.persist_error = f"raft storage failed: {err}"
+                log.critical("raft: %s; this server stops taking part until it is restarted", self.persist_error)
+                self._fail_all(MusterError(self.persist_error))
+                self.running = False
+                for t in self._tasks:
+                    if t is not asyncio.current_task():
+                        t.cancel()
+                raise asyncio.CancelledError() from None
             except OSError as err:
                 self.persist_error = f"failed to persist the raft log: {err.strerror or err}"
                 log.error("raft: %s; retrying in %.1fs", self.persist_error, delay)

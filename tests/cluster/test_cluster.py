@@ -199,7 +199,7 @@ def test_lagging_follower_catches_up_through_a_snapshot(tmp_path: Path) -> None:
         c.start(lagging)
         want = {f"snap/{k:04d}" for k in range(300)}
         wait_until(lambda: want <= set(c.kv_dump(lagging)), 30, "the restarted follower to catch up")
-        snaps = list((c.nodes[lagging].data_dir / "raft").glob("snap-*"))
+        snaps = list((c.nodes[lagging].data_dir / "raft").rglob("snap-*"))
         assert snaps, "the follower should hold a snapshot (installed from the leader or its own)"
     finally:
         c.close()

@@ -28,6 +28,7 @@ from .http import catalog as http_catalog
 from .http import event as http_event
 from .http import health as http_health
 from .http import kv as http_kv
+from .http import membership as http_membership
 from .http import operator as http_operator
 from .http import session as http_session
 from .http import status as http_status
@@ -177,6 +178,7 @@ class AgentProcess:
             http_session,
             http_status,
             http_operator,
+            http_membership,
             http_event,
             http_catalog,
             http_health,
@@ -198,6 +200,7 @@ class AgentProcess:
                 is_server=config.server or config.dev_mode,
             )
             self.ctx.extra["deliver_event"] = self.membership.fire
+            self.ctx.extra["membership"] = self.membership
             if self.cluster is not None:
                 self.membership.cluster = self.cluster
                 self.cluster.gossip_address = self.membership.rpc_address

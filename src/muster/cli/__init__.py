@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from muster.cli import commands
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.lock import lock
+from muster.cli.membership import force_leave, join, keyring
 from muster.cli.operator import (
     raft_list_peers,
     raft_remove_peer,
@@ -40,6 +41,9 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "catalog services": ("Lists all registered services in a datacenter", commands.catalog_services),
     "event": ("Fire a new event", commands.event),
     "info": ("Provides debugging information for operators.", commands.info),
+    "join": ("Tell Consul agent to join cluster", join),
+    "force-leave": ("Forces a member of the cluster to enter the \"left\" state", force_leave),
+    "keyring": ("Manages gossip layer encryption keys", keyring),
     "keygen": ("Generates a new encryption key", commands.keygen),
     "kv delete": ("Removes data from the KV store", kv_delete),
     "kv export": ("Exports a tree from the KV store as JSON", kv_export),
@@ -128,7 +132,8 @@ def usage() -> str:
         if " " not in path:
             names[path] = synopsis
     for group, (synopsis, _) in _GROUPS.items():
-        names[group] = synopsis
+        if " " not in group:  # nested groups are listed by their parent's help
+            names[group] = synopsis
     width = max(len(n) for n in names) + 4
     lines = ["Usage: muster [--version] [--help] <command> [<args>]", "", "Available commands are:"]
     for name in sorted(names):

@@ -1,0 +1,86 @@
+"""Gossip operations over HTTP: ``/v1/agent/join``, ``/v1/agent/force-leave``, and
+``/v1/operator/keyring`` (contract §2.6, §2.7).
+
+They act on the agent's LAN pool (``ctx.extra["membership"]``).  A ``-dev`` agent started
+without gossip answers 500 with a message saying how to turn it on, rather than pretending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import BadRequest, MusterError
+from .app import Route
+from .body import canon, want_str
+from .common import Ctx
+from .request import Request, Response, json_response
+
+NO_GOSSIP = "gossip is not running on this agent (a -dev agent gossips only with -serf-lan-port or -retry-join)"
+
+
+def routes(ctx: Ctx) -> list[Route]:
+    def pool() -> Any:
+        m = ctx.extra.get("membership")
+        if m is None:
+            raise MusterError(NO_GOSSIP)
+        return m.pool
+
+    async def join(req: Request) -> Response:
+        addr = req.route_param
+        if not addr:
+            raise BadRequest("Missing address to join")
+        if req.get("wan") not in ("", "0", "false"):
+            raise MusterError("WAN federation is not available in this build")
+        try:
+            n = await pool().join([addr])
+        except OSError as err:
+            raise MusterError(f"failed to join {addr}: {err}") from None
+        if n == 0:
+            raise MusterError(f"1 error occurred:\n\t* Failed to join {addr}: no member answered\n\n")
+        return Response(200, b"")
+
+    async def force_leave(req: Request) -> Response:
+        node = req.route_param
+        if not node:
+            raise BadRequest("Missing node name")
+        if not pool().force_leave(node, prune="prune" in req.query):
+            raise MusterError(f"agent: No node found with name '{node}'")
+        return Response(200, b"")
+
+    async def keyring(req: Request) -> Response:
+        p = pool()
+        if p.keyring is None:
+            raise MusterError("keyring operations need gossip encryption: start the agent with -encrypt")
+        op = {"GET": "list", "POST": "install", "PUT": "use", "DELETE": "remove"}[req.method]
+        key = None
+        if op != "list":
+            body = canon(await req.json(), ("Key",))
+            key = want_str(body, "Key")
+            if not key:
+                raise BadRequest("Request decode failed: missing Key")
+        res = await p.keyring_operation(op, key)
+        if res.num_err:
+            errs = "; ".join(f"{node}: {msg}" for node, msg in sorted(res.messages.items()))
+            raise MusterError(f"{res.num_err}/{res.num_nodes} nodes reported failure: {errs}")
+        if op != "list":
+            return Response(200, b"")
+        return json_response(
+            req,
+            [
+                {
+                    "WAN": False,
+                    "Datacenter": ctx.datacenter,
+                    "Segment": "",
+                    "Messages": dict(res.messages),
+                    "Keys": dict(res.keys),
+                    "PrimaryKeys": dict(res.primary_keys),
+                    "NumNodes": res.num_nodes,
+                }
+            ],
+        )
+
+    return [
+        Route("/v1/agent/join/", ("PUT",), join, prefix=True),
+        Route("/v1/agent/force-leave/", ("PUT",), force_leave, prefix=True),
+        Route("/v1/operator/keyring", ("GET", "POST", "PUT", "DELETE"), keyring),
+    ]

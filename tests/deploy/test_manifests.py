@@ -123,6 +123,10 @@ def test_production_choices() -> None:
     assert "startupProbe" in c
     cfg = json.loads(objs["ConfigMap/consul-config"]["data"]["server.json"])
     assert cfg["ports"]["https"] == 8443
+    vols = {v["name"]: v for v in pod["volumes"]}
+    sources = vols["config"]["projected"]["sources"]
+    assert {"configMap", "secret"} == {k for src in sources for k in src}  # config + gossip key
+    assert vols["tls"]["secret"]["secretName"] == "consul-tls"
 
 
 def test_dockerfile() -> None:

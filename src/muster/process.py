@@ -250,6 +250,20 @@ class AgentProcess:
         data_dir = cfg.data_dir
         assert self.cluster is not None and data_dir is not None
         self.raft_storage = DiskStorage(os.path.join(data_dir, "raft"))
+        rpc_tls = cfg.tls.effective("internal_rpc")
+        if rpc_tls.cert_file and rpc_tls.key_file and (
+            rpc_tls.verify_incoming or rpc_tls.verify_outgoing or rpc_tls.verify_server_hostname
+        ):
+            domain = cfg.domain.rstrip(".")
+            self.cluster.rpc.configure_tls(
+                rpc_tls.cert_file,
+                rpc_tls.key_file,
+                rpc_tls.ca_file,
+                bool(rpc_tls.verify_incoming),
+                bool(rpc_tls.verify_outgoing),
+                f"server.{cfg.datacenter}.{domain}" if rpc_tls.verify_server_hostname else None,
+            )
+            log.info("server RPC uses TLS (verify_incoming=%s, verify_server_hostname=%s)", rpc_tls.verify_incoming, rpc_tls.verify_server_hostname)
         bind = cfg.bind_addr or "0.0.0.0"
         await self.cluster.rpc.listen(bind, cfg.ports.server)
         await self.cluster.refresh_join_addrs()

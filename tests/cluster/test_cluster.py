@@ -366,3 +366,30 @@ def test_client_agent_joins_registers_and_resolves(cluster: Cluster) -> None:
         time.sleep(0.5)
     assert answer, "the client's DNS interface should resolve web.service"
     del _socket
+
+
+def test_cluster_over_tls_rpc(tmp_path: Path) -> None:
+    """Server RPC with verify_incoming/outgoing and verify_server_hostname (server.dc1.consul)."""
+    from muster.tls import CertRequest, create_ca, create_cert
+
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    ca, key = create_ca(str(tls_dir))
+    cert, ckey = create_cert(str(tls_dir), ca, key, CertRequest("server"))
+    cfg = {
+        "tls": {
+            "defaults": {"ca_file": ca, "cert_file": cert, "key_file": ckey, "verify_incoming": True, "verify_outgoing": True},
+            "internal_rpc": {"verify_server_hostname": True},
+        }
+    }
+    (tmp_path / "tls.json").write_text(json.dumps(cfg))
+    c = Cluster(tmp_path / "c", extra=[f"-config-file={tmp_path / 'tls.json'}"])
+    c.start_all()
+    try:
+        leader = c.wait_leader(timeout=30)
+        for i in range(3):
+            assert c.put(i, f"tls/{i}", b"x")
+        wait_until(lambda: all(len(c.kv_dump(i)) >= 3 for i in range(3)), 15, "replication over TLS")
+        assert b"server RPC uses TLS" in c.nodes[leader].log_path.read_bytes()
+    finally:
+        c.close()

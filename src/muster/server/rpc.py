@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -140,6 +141,33 @@ class RPCNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.dial_timeout = 1.0
         self._mismatch_logged: dict[str, float] = {}
+        #: TLS for server RPC (``configure_tls``): contexts for accepting and for dialing, and
+        #: the name a server certificate must carry when ``verify_server_hostname`` is on.
+        self.server_ssl: ssl.SSLContext | None = None
+        self.client_ssl: ssl.SSLContext | None = None
+        self.server_name: str | None = None
+
+    def configure_tls(
+        self,
+        cert_file: str,
+        key_file: str,
+        ca_file: str | None,
+        verify_incoming: bool,
+        verify_outgoing: bool,
+        verify_server_hostname: str | None,
+    ) -> None:
+        """Speak RPC over TLS.  ``verify_incoming``: peers must present a certificate from our CA;
+        ``verify_outgoing``: the server we dial must; ``verify_server_hostname``: and it must be
+        issued for that name (``server.<dc>.<domain>``), so a client certificate cannot pose as
+        a server."""
+        srv = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_file)
+        srv.load_cert_chain(cert_file, key_file)
+        srv.verify_mode = ssl.CERT_REQUIRED if verify_incoming else ssl.CERT_OPTIONAL if ca_file else ssl.CERT_NONE
+        cli = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+        cli.load_cert_chain(cert_file, key_file)
+        cli.check_hostname = bool(verify_server_hostname)
+        cli.verify_mode = ssl.CERT_REQUIRED if (verify_outgoing or verify_server_hostname) else ssl.CERT_NONE
+        self.server_ssl, self.client_ssl, self.server_name = srv, cli, verify_server_hostname
 
     def _warn_mismatch(self, text: str) -> None:
         """Log a cluster-id mismatch clearly, but at most once per 30 s per message."""
@@ -153,7 +181,7 @@ class RPCNode:
     # ------------------------------------------------------------------ listener
 
     async def listen(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True, ssl=self.server_ssl)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -219,7 +247,15 @@ class RPCNode:
         for addr in addrs if addrs is not None else self.resolve(peer_id):
             host, _, port = addr.rpartition(":")
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), self.dial_timeout)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        host.strip("[]"),
+                        int(port),
+                        ssl=self.client_ssl,
+                        server_hostname=(self.server_name or host.strip("[]")) if self.client_ssl else None,
+                    ),
+                    self.dial_timeout,
+                )
             except (TimeoutError, OSError, ValueError):
                 continue
             try:

@@ -273,10 +273,13 @@ def test_gossip_members_and_user_events(cluster: Cluster) -> None:
     cluster.wait_leader()
 
     def three_alive() -> bool:
-        ms = cluster.get_json(1, "/v1/agent/members")
-        return sorted(m["Name"] for m in ms if m["Status"] == 1) == ["s0", "s1", "s2"]
+        for i in range(3):
+            ms = cluster.get_json(i, "/v1/agent/members")
+            if sorted(m["Name"] for m in ms if m["Status"] == 1) != ["s0", "s1", "s2"]:
+                return False
+        return True
 
-    wait_until(three_alive, 20, "three alive gossip members")
+    wait_until(three_alive, 20, "three alive gossip members on every server")
     ms = cluster.get_json(2, "/v1/agent/members")
     assert {m["Port"] for m in ms} == {cluster.serf_port}
     code, _h, body = cluster.request(0, "PUT", "/v1/event/fire/deploy", b"v42")
@@ -286,7 +289,8 @@ def test_gossip_members_and_user_events(cluster: Cluster) -> None:
     def seen_everywhere() -> bool:
         return all(any(e["ID"] == ev_id for e in cluster.get_json(i, "/v1/event/list?name=deploy")) for i in range(3))
 
-    wait_until(seen_everywhere, 15, "the user event on every server")
+    # gossip delivers within a few rounds; the 30 s push/pull also replays recent events
+    wait_until(seen_everywhere, 40, "the user event on every server")
 
 
 def test_killed_server_turns_critical_within_10s(cluster: Cluster) -> None:

@@ -171,6 +171,8 @@ class AgentProcess:
         )
         if self.cluster is not None:
             self.ctx.extra["cluster"] = self.cluster
+            self.cluster.autopilot_config = lambda: dict(self.server.store.autopilot)
+            self.cluster.dead_server_after = max(10.0, 3 * config.autopilot.server_stabilization_time + 30.0)
         self.router = Router()
         for module in (
             http_kv,

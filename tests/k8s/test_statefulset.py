@@ -193,3 +193,41 @@ def test_h_volume_from_another_cluster_is_refused(sts: StatefulSet) -> None:
     acked = set(load.acked)
     for o in (0, 1):
         assert acked <= set(sts.kv_dump(o))
+
+
+@pytest.mark.k8s_full
+def test_e_scale_3_to_5_to_3(sts: StatefulSet) -> None:
+    import json
+
+    leader = start(sts)
+    load = WriteLoad(sts, "e").start()
+
+    def voters() -> list[str]:
+        try:
+            code, body = sts.request(leader_now(), "GET", "/v1/operator/raft/configuration")
+        except (OSError, RuntimeError, queue.Empty):
+            return []
+        if code != 200:
+            return []
+        return sorted(s["Node"] for s in json.loads(body)["Servers"] if s["Voter"])
+
+    def leader_now() -> int:
+        return sts.wait_leader(30)[0]
+
+    for o in (3, 4):  # scale up: the new pods join as non-voters, then autopilot promotes them
+        sts.create_pod(o)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and voters() != [f"consul-{i}" for i in range(5)]:
+        time.sleep(1)
+    assert voters() == [f"consul-{i}" for i in range(5)]
+    for o in (4, 3):  # scale down: the StatefulSet deletes the highest ordinals (no leave)
+        sts.delete_pod(o, grace=2)
+        del sts.pods[o]
+        sts.dns_sync()
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and voters() != [f"consul-{i}" for i in range(3)]:
+        time.sleep(2)
+    assert voters() == [f"consul-{i}" for i in range(3)], "autopilot should remove the scaled-down servers"
+    load.stop()
+    del leader
+    converge(sts, set(load.acked))

@@ -158,6 +158,11 @@ class ClusterMember:
         self.log: ReplicatedLog | None = None
         #: A server not heard from for this long is considered gone (reconcile, replacement).
         self.dead_after = 5.0
+        #: Autopilot removes a voter not heard from for this long (a restarting pod comes back
+        #: well within it; a scaled-down one never does).
+        self.dead_server_after = 60.0
+        #: Returns the autopilot configuration (the replicated one, with Consul's defaults).
+        self.autopilot_config: Callable[[], dict[str, Any]] | None = None
         #: Gossip hooks (set when the agent gossips): node id -> RPC address, and the alive
         #: servers of the pool (objects with ``addr`` and ``tags``).
         self.gossip_address: Callable[[str], str | None] | None = None
@@ -399,23 +404,56 @@ class ClusterMember:
                     await server.apply(server.server_registration(ident, status))
 
     async def autopilot(self, interval: float = 1.0, stabilization: float = 2.0) -> None:
-        """Leader only: promote non-voters that have caught up and stayed caught up."""
+        """Leader only: promote non-voters that have caught up and stayed caught up, and remove
+        servers that have been dead for ``dead_server_after`` (Consul's CleanupDeadServers),
+        never going below ``min_quorum`` voters or below a healthy majority."""
         caught_up_since: dict[str, float] = {}
+        leader_since: float | None = None
         while True:
             await asyncio.sleep(interval)
             lg = self.log
             if lg is None or not lg.is_leader():
                 caught_up_since.clear()
+                leader_since = None
                 continue
+            now = self.clock.monotonic()
+            if leader_since is None:
+                leader_since = now
             last = lg.core.log.last_index()
             for nid in [n for n in lg.core.learners if not self.is_client(n)]:
                 pr = lg.core.prs.get(nid)
                 if pr is None or pr.match + 10 < last:
                     caught_up_since.pop(nid, None)
                     continue
-                since = caught_up_since.setdefault(nid, self.clock.monotonic())
-                if self.clock.monotonic() - since >= stabilization:
+                since = caught_up_since.setdefault(nid, now)
+                if now - since >= stabilization:
                     with contextlib.suppress(MusterError):
                         await lg.change_membership(ConfChangeType.ADD_VOTER, nid)
                         log.info("autopilot: promoted %s to voter", nid)
                     caught_up_since.pop(nid, None)
+            await self._cleanup_dead_servers(lg, now, leader_since)
+
+    async def _cleanup_dead_servers(self, lg: ReplicatedLog, now: float, leader_since: float) -> None:
+        cfg = self.autopilot_config() if self.autopilot_config is not None else {}
+        if not cfg.get("CleanupDeadServers", True):
+            return
+        min_quorum = int(cfg.get("MinQuorum", 0) or 0)
+        voters = list(lg.core.voters)
+        dead = [
+            v for v in voters
+            if v != self.node_id and now - lg.last_heard.get(v, leader_since) > self.dead_server_after
+        ]
+        for nid in dead:
+            remaining = len(voters) - 1
+            alive = len(voters) - len(dead)
+            if remaining < max(min_quorum, 1) or alive < remaining // 2 + 1:
+                return
+            try:
+                await lg.change_membership(ConfChangeType.REMOVE, nid)
+            except MusterError:
+                return
+            name = self.book.peers[nid].name if nid in self.book.peers else nid
+            log.info("autopilot: removed dead server %s (%s): not heard from for %.0fs", name, nid, self.dead_server_after)
+            voters.remove(nid)
+            dead.remove(nid)
+            return  # one change at a time; the next pass handles the next one

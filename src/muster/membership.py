@@ -80,11 +80,16 @@ class Membership:
         #: The Raft side (``ClusterMember``) when this agent is part of a cluster: the leader
         #: removes client agents that left the pool from the configuration.
         self.cluster: Any = None
+        #: A freshly started pool does not know every member yet: nodes it has not heard of are
+        #: only removed from the catalog after this long (several push/pull rounds).
+        self.settle_time = 120.0
+        self.started_at = clock.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         await self.pool.start()
+        self.started_at = self.clock.monotonic()
         self.agent.member_source = self.members
         self.agent.serf_stats_source = lambda wan: self.pool.stats()
         joins = list(self.config.retry_join)
@@ -197,6 +202,14 @@ class Membership:
     async def reconcile(self) -> None:
         store = self.server.store
         me = self.server.ident.node_name
+        known = {m.name for m in self.pool.members()}
+        settled = self.clock.monotonic() - self.started_at > self.settle_time
+        # Agent nodes (they carry serfHealth) that the pool no longer knows were reaped after
+        # reconnect_timeout, or left while we were not the leader: they leave the catalog.
+        # Nodes registered through /v1/catalog/register have no serfHealth and are never touched.
+        for name in [n for n in store.nodes if settled and n not in known and n != me]:
+            if SERF_CHECK_ID in store.checks.get(name, {}):
+                await self.server.apply(DeregisterCommand(node=name))
         for m in self.pool.members():
             if m.name == me:
                 continue

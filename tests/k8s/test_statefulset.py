@@ -111,6 +111,9 @@ def test_c_rolling_restart_gated_on_readiness(sts: StatefulSet) -> None:
     time.sleep(2)
     load.stop()
     print(f"rolling restart: longest write gap {load.longest_gap:.1f}s")
+    # each pod hands leadership over on SIGTERM: never a leaderless gap of an election timeout
+    # (2.5-5 s at the default raft_multiplier of 5)
+    assert load.longest_gap < 5.0, load.longest_gap
     converge(sts, set(load.acked))
 
 

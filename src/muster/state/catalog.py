@@ -14,6 +14,7 @@ A check turning critical, or disappearing, invalidates the sessions bound to it 
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 from ..errors import StateError
@@ -37,15 +38,16 @@ def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
 _MISSING = object()
 
 
-class CatalogStore(KVStore):
+class CatalogStore(KVStore, abc.ABC):
     # ------------------------------------------------------------------ hooks
 
+    @abc.abstractmethod
     def _invalidate_check_sessions(self, idx: int, node: str, check_id: str, ts: float) -> None:
-        """Implemented by ``SessionStore``."""
-        raise NotImplementedError  # pragma: no cover - always overridden
+        """Destroy the sessions bound to a check that went critical or away (``SessionStore``)."""
 
+    @abc.abstractmethod
     def _invalidate_node_sessions(self, idx: int, node: str, ts: float) -> None:
-        raise NotImplementedError  # pragma: no cover - always overridden
+        """Destroy the sessions of a deregistered node (``SessionStore``)."""
 
     # ------------------------------------------------------------------ helpers
 

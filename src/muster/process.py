@@ -171,6 +171,8 @@ class AgentProcess:
         )
         if self.cluster is not None:
             self.ctx.extra["cluster"] = self.cluster
+            self.ctx.extra["forward_http"] = self._forward_http
+            self.cluster.rpc.handlers["http"] = self._rpc_http
             self.cluster.autopilot_config = lambda: dict(self.server.store.autopilot)
             self.cluster.dead_server_after = max(10.0, 3 * config.autopilot.server_stabilization_time + 30.0)
         self.router = Router()
@@ -347,6 +349,20 @@ class AgentProcess:
         close = getattr(self.raft_storage, "close", None)
         if callable(close):
             close()
+
+    async def _forward_http(self, node_id: str, req: Request) -> tuple[int, str, list[list[str]], bytes]:
+        """Ask server ``node_id`` to answer ``req`` (a GET view) as if it had been sent to it."""
+        assert self.cluster is not None
+        payload = {"m": req.method, "p": req.path, "q": req.raw_query.decode("latin-1")}
+        res = await self.cluster.rpc.call(node_id, "http", payload, timeout=15)
+        return int(res[0]), str(res[1]), list(res[2]), bytes(res[3])
+
+    async def _rpc_http(self, payload: Any) -> list[Any]:
+        from .http.common import FORWARDED
+
+        req = Request(str(payload["m"]), str(payload["p"]), str(payload["q"]).encode("latin-1"), {FORWARDED: "1"}, None, body=b"")
+        resp = await self.app.handle(req)
+        return [resp.status, resp.content_type or "", [list(h) for h in resp.headers], resp.body]
 
     def _raft_members(self, wan: bool = False) -> list[dict[str, Any]]:
         """Until gossip supplies members: the servers of the Raft configuration, alive while

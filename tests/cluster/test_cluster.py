@@ -68,9 +68,13 @@ def test_formation_bootstraps_one_configuration(cluster: Cluster) -> None:
     ids = {(n.data_dir / "raft" / "cluster-id").read_text() for n in cluster.nodes}
     assert len(ids) == 1
     time.sleep(0.5)
-    code, _h, body = cluster.request(leader, "GET", "/v1/operator/autopilot/health")
-    health = json.loads(body)
-    assert code == 200 and health["Healthy"] is True and health["FailureTolerance"] == 1, health
+    follower = (leader + 1) % 3
+    for i in (leader, follower):  # a follower answers with the leader's view
+        code, _h, body = cluster.request(i, "GET", "/v1/operator/autopilot/health")
+        health = json.loads(body)
+        assert code == 200 and health["Healthy"] is True and health["FailureTolerance"] == 1, (i, health)
+    conf_f = cluster.get_json(follower, "/v1/operator/raft/configuration")
+    assert all(s["LastIndex"] > 0 for s in conf_f["Servers"]), conf_f
     # the leader registers every server in the catalog as the `consul` service
     def all_registered() -> bool:
         svc = cluster.get_json(leader, "/v1/catalog/service/consul")

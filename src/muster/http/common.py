@@ -54,6 +54,27 @@ class Ctx:
         return h
 
 
+FORWARDED = "x-muster-forwarded"
+
+
+async def from_leader(ctx: Ctx, req: Request) -> Response | None:
+    """The leader's answer to a view only the leader has (autopilot health, Raft progress),
+    fetched over server RPC when this server is a follower; None means "answer locally"
+    (on the leader, in ``-dev``, for ``?stale``, or for a request already forwarded once)."""
+    forward = ctx.extra.get("forward_http")
+    log = ctx.server.log
+    if forward is None or "stale" in req.query or req.headers.get(FORWARDED) or log.is_leader():
+        return None
+    lead = log.leader_id()
+    if not lead:
+        return None
+    try:
+        status, ctype, headers, body = await forward(lead, req)
+    except MusterError:
+        return None  # the leader moved or is unreachable: our own view is better than nothing
+    return Response(int(status), bytes(body), ctype or None, [(str(k), str(v)) for k, v in headers])
+
+
 def apply_filter_expr(expr: str, obj: Any) -> Any:
     """Apply ``?filter`` to a list or a dict of objects; a bad expression is Consul's 500."""
     if not expr:

@@ -22,7 +22,7 @@ from ..errors import BadRequest, MusterError
 from ..state.store import StateStore
 from ..structs import RestoreCommand
 from .app import Route
-from .common import Ctx
+from .common import Ctx, from_leader
 from .request import Request, Response, json_response, parse_query_options
 
 log = logging.getLogger("muster.operator")
@@ -172,27 +172,31 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def autopilot_state(req: Request) -> Response:
         ctx.check_dc(req)
-        from .status import servers_view
+        fwd = await from_leader(ctx, req)
+        if fwd is not None:
+            return fwd
+        from .status import autopilot_health_view
 
-        servers = servers_view(ctx)
+        health = autopilot_health_view(ctx)
+        servers = health["Servers"]
         voters = [s["ID"] for s in servers if s["Voter"]]
         lead = next((s["ID"] for s in servers if s["Leader"]), "")
         out = {
-            "Healthy": bool(lead),
-            "FailureTolerance": max(0, (len(voters) - 1) // 2),
-            "OptimisticFailureTolerance": max(0, (len(voters) - 1) // 2),
+            "Healthy": health["Healthy"],
+            "FailureTolerance": health["FailureTolerance"],
+            "OptimisticFailureTolerance": max(0, len(voters) - (len(voters) // 2 + 1)),
             "Servers": {
                 s["ID"]: {
                     "ID": s["ID"],
-                    "Name": s["Node"],
+                    "Name": s["Name"],
                     "Address": s["Address"],
-                    "NodeStatus": "alive",
-                    "Version": server.ident.version,
-                    "LastContact": "0s",
-                    "LastTerm": server.log.term(),
+                    "NodeStatus": s["SerfStatus"],
+                    "Version": s["Version"],
+                    "LastContact": s["LastContact"],
+                    "LastTerm": s["LastTerm"],
                     "LastIndex": s["LastIndex"],
-                    "Healthy": True,
-                    "StableSince": "",
+                    "Healthy": s["Healthy"],
+                    "StableSince": s["StableSince"],
                     "Status": "leader" if s["Leader"] else "voter" if s["Voter"] else "non-voter",
                     "NodeType": "voter",
                 }

@@ -13,7 +13,7 @@ from ..errors import ACLDisabled, BadRequest
 from ..structs import AutopilotCommand
 from .app import Route
 from .body import canon
-from .common import Ctx
+from .common import Ctx, from_leader
 from .request import Request, Response, json_response, parse_query_options
 
 AUTOPILOT_DEFAULTS: dict[str, Any] = {
@@ -52,52 +52,20 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def raft_configuration(req: Request) -> Response:
         ctx.check_dc(req)
+        fwd = await from_leader(ctx, req)
+        if fwd is not None:
+            return fwd
         opts = parse_query_options(req)
         await server.check_read(opts.consistency)
         return json_response(req, {"Servers": servers(), "Index": server.log.last_index()})
 
     async def autopilot_health(req: Request) -> Response:
-        """Server health as the leader sees it: a server is healthy when the leader heard from
-        it within ``LastContactThreshold`` (200 ms) x 10 and it trails by at most 250 entries."""
+        """Server health as the leader sees it (see ``autopilot_health_view``)."""
         ctx.check_dc(req)
-        import datetime
-
-        since = datetime.datetime.fromtimestamp(server.started_at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        log = server.log
-        heard: dict[str, float] = getattr(log, "last_heard", {})
-        now = server.clock.monotonic()
-        leader_last = log.last_index()
-        out = []
-        for s in servers():
-            if s["Leader"] or s["ID"] == ident.node_id:
-                contact = 0.0 if s["Leader"] else log.last_contact()
-            else:
-                contact = now - heard[s["ID"]] if s["ID"] in heard else float("inf")
-            healthy = contact < 2.0 and (s["Leader"] or leader_last - s["LastIndex"] <= 250 or not log.is_leader())
-            out.append(
-                {
-                    "ID": s["ID"],
-                    "Name": s["Node"],
-                    "Address": s["Address"],
-                    "SerfStatus": "alive" if contact < 10 else "failed",
-                    "Version": _version(),
-                    "Leader": s["Leader"],
-                    "LastContact": "0s" if contact == 0 else (f"{contact * 1000:.3f}ms" if contact != float("inf") else "-1ns"),
-                    "LastTerm": log.term(),
-                    "LastIndex": s["LastIndex"],
-                    "Healthy": bool(healthy),
-                    "Voter": s["Voter"],
-                    "StableSince": since,
-                }
-            )
-        voters = [s for s in out if s["Voter"]]
-        healthy_voters = sum(1 for s in voters if s["Healthy"])
-        quorum = len(voters) // 2 + 1
-        body = {
-            "Healthy": bool(out) and all(s["Healthy"] for s in out),
-            "FailureTolerance": max(0, healthy_voters - quorum),
-            "Servers": out,
-        }
+        fwd = await from_leader(ctx, req)
+        if fwd is not None:
+            return fwd
+        body = autopilot_health_view(ctx)
         return json_response(req, body, 200 if body["Healthy"] else 429)
 
     async def autopilot_config(req: Request) -> Response:
@@ -181,6 +149,56 @@ def servers_view(ctx: Ctx) -> list[dict[str, Any]]:
             "LastIndex": log.last_index(),
         }
     ]
+
+
+def autopilot_health_view(ctx: Ctx) -> dict[str, Any]:
+    """A server is healthy when the leader heard from it within 2 s and it trails by at most
+    250 entries (Consul's LastContactThreshold and MaxTrailingLogs)."""
+    server = ctx.server
+    ident = server.ident
+
+    def servers() -> list[dict[str, Any]]:
+        return servers_view(ctx)
+
+    import datetime
+
+    since = datetime.datetime.fromtimestamp(server.started_at, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    log = server.log
+    heard: dict[str, float] = getattr(log, "last_heard", {})
+    now = server.clock.monotonic()
+    leader_last = log.last_index()
+    out = []
+    for s in servers():
+        if s["Leader"] or s["ID"] == ident.node_id:
+            contact = 0.0 if s["Leader"] else log.last_contact()
+        else:
+            contact = now - heard[s["ID"]] if s["ID"] in heard else float("inf")
+        healthy = contact < 2.0 and (s["Leader"] or leader_last - s["LastIndex"] <= 250 or not log.is_leader())
+        out.append(
+            {
+                "ID": s["ID"],
+                "Name": s["Node"],
+                "Address": s["Address"],
+                "SerfStatus": "alive" if contact < 10 else "failed",
+                "Version": _version(),
+                "Leader": s["Leader"],
+                "LastContact": "0s" if contact == 0 else (f"{contact * 1000:.3f}ms" if contact != float("inf") else "-1ns"),
+                "LastTerm": log.term(),
+                "LastIndex": s["LastIndex"],
+                "Healthy": bool(healthy),
+                "Voter": s["Voter"],
+                "StableSince": since,
+            }
+        )
+    voters = [s for s in out if s["Voter"]]
+    healthy_voters = sum(1 for s in voters if s["Healthy"])
+    quorum = len(voters) // 2 + 1
+    body = {
+        "Healthy": bool(out) and all(s["Healthy"] for s in out),
+        "FailureTolerance": max(0, healthy_voters - quorum),
+        "Servers": out,
+    }
+    return body
 
 
 def _version() -> str:

@@ -651,7 +651,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--muster-cluster", action="store_true", help="measure a 3-server Muster cluster on 127.0.0.1-3 (writes and reads on the leader)")
     p.add_argument("--watchers", type=int, default=0, help="also hold N idle blocking queries (bench/watchers.py)")
     p.add_argument("--profile", action="store_true", help="profile Muster with py-spy under PUT load at c=64")
-    p.add_argument("--quiet-wait", type=float, default=20.0,
+    p.add_argument("--quiet-wait", type=float, default=5.0,
                    help="before each measurement wait up to S s for the shared machine to be quiet (0: don't)")
     p.add_argument("--quiet-below", type=float, default=40.0,
                    help="'quiet' = busy CPU under this %% of one core over 1 s (default 40)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -83,6 +84,8 @@ class Membership:
         #: A freshly started pool does not know every member yet: nodes it has not heard of are
         #: only removed from the catalog after this long (several push/pull rounds).
         self.settle_time = 120.0
+        #: Called when the agent must stop (retry_max exhausted): Consul exits with status 1.
+        self.fatal: Callable[[str], None] | None = None
         self.started_at = clock.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
@@ -103,11 +106,28 @@ class Membership:
             self._tasks.append(asyncio.create_task(self.reconcile_loop(), name="serf-reconcile"))
 
     async def _retry_join(self, joins: list[str], interval: float, max_attempts: int) -> None:
-        try:
-            n = await self.pool.retry_join(joins, interval=interval, max_attempts=max_attempts)
-            log.info("joined the LAN pool through %d member(s)", n)
-        except (OSError, MusterError) as err:
-            log.error("retry-join failed: %s", err)
+        """``-retry-join``: until one address answers.  Like Consul, a node that is new to the
+        pool ignores user events older than its join; but if others already joined *us* while
+        we were retrying, we are in the pool and a late join must not drop events in flight."""
+        attempt = 0
+        while True:
+            attempt += 1
+            already_in = any(m.name != self.pool.name and m.status == MemberStatus.ALIVE for m in self.pool.members())
+            try:
+                n = await self.pool.join(joins, ignore_old=not already_in)
+            except (OSError, MusterError) as err:
+                log.warning("retry-join attempt %d failed: %s", attempt, err)
+                n = 0
+            if n > 0:
+                log.info("joined the LAN pool through %d member(s)", n)
+                return
+            if max_attempts and attempt >= max_attempts:
+                msg = f"retry-join: giving up after {attempt} attempts (retry_max)"
+                log.error("%s", msg)
+                if self.fatal is not None:
+                    self.fatal(msg)  # Consul exits with status 1
+                return
+            await asyncio.sleep(interval)
 
     async def stop(self, leave: bool = False) -> None:
         for t in self._tasks:

@@ -443,6 +443,14 @@ async def _amain(config: Config, argv: list[str] | None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     proc.ctx.extra["shutdown"] = stop.set
+    fatal: list[str] = []
+
+    def on_fatal(msg: str) -> None:
+        fatal.append(msg)
+        stop.set()
+
+    if proc.membership is not None:
+        proc.membership.fatal = on_fatal
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(proc.reload_from_signal()))
@@ -458,7 +466,7 @@ async def _amain(config: Config, argv: list[str] | None) -> int:
     with contextlib.suppress(Exception):
         await proc.hand_off_leadership()
     await proc.stop()
-    return 0
+    return 1 if fatal else 0
 
 
 def run_agent(config: Config, argv: list[str] | None = None) -> int:

@@ -92,6 +92,9 @@ def three_servers(tmp_path: Path, playwright_instance: Playwright) -> Iterator[T
     server_port = _port_free_on_all(IPS)
     while server_port == http_port:
         server_port = _port_free_on_all(IPS)
+    serf_port = _port_free_on_all(IPS)
+    while serf_port in (http_port, server_port):
+        serf_port = _port_free_on_all(IPS)
     servers: list[Server] = []
     try:
         for i, ip in enumerate(IPS):
@@ -102,9 +105,9 @@ def three_servers(tmp_path: Path, playwright_instance: Playwright) -> Iterator[T
                 sys.executable, "-m", "muster", "agent", "-server", "-ui", "-bootstrap-expect=3",
                 f"-data-dir={tmp_path / name}", f"-bind={ip}", f"-advertise={ip}", f"-client={ip}",
                 f"-node={name}", f"-http-port={http_port}", f"-server-port={server_port}",
-                "-dns-port=-1", "-grpc-port=-1", "-retry-interval=1s",
+                f"-serf-lan-port={serf_port}", "-dns-port=-1", "-grpc-port=-1", "-retry-interval=1s",
                 "-hcl", "performance {\n  raft_multiplier = 1\n}\n",
-                *[f"-retry-join={j}" for j in IPS],
+                *[f"-retry-join={j}:{serf_port}" for j in IPS],
             ]  # fmt: skip
             with open(log_path, "wb") as log:
                 log.write(("$ " + " ".join(cmd) + "\n").encode())

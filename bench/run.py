@@ -689,6 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     procs = Processes()
     rows: list[dict[str, Any]] = []
     rc = 0
+
     def record(obj: dict[str, Any]) -> None:
         # Append and close per line: the file survives being replaced under us (e.g. a git
         # checkout of bench/results by someone else in this shared tree during a long run).

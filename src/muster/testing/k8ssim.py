@@ -218,6 +218,8 @@ class StatefulSet:
                 )
         text = "\n".join(lines) + "\n"
         for p in self.pods.values():
+            if not p.ip:  # a deleted pod has no namespace, so no hosts file either
+                continue
             d = Path("/etc/netns") / p.netns
             d.mkdir(parents=True, exist_ok=True)
             hosts = d / "hosts"

@@ -357,7 +357,7 @@ def start_muster_cluster(procs: Processes, workdir: Path, cmd_template: str) -> 
             exe, "-m", "muster", "agent", "-server", "-bootstrap-expect=3",
             f"-data-dir={workdir / f'muster-s{i}'}", f"-bind={ip}", f"-advertise={ip}", f"-client={ip}",
             f"-node=bench-s{i}", f"-http-port={http_port}", f"-server-port={server_port}",
-            f"-serf-lan-port={serf_port}", "-dns-port=-1",
+            f"-serf-lan-port={serf_port}", "-serf-wan-port=-1", "-dns-port=-1",
             *[f"-retry-join={j}:{serf_port}" for j in ips],
         ]
         procs.start(f"muster s{i}", argv, workdir / f"muster-s{i}.log", cwd=ROOT)

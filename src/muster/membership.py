@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from .errors import MusterError
+from .gossip.core import GossipConfig
 from .gossip.keyring import Keyring
 from .gossip.serf import MemberEvent, MemberStatus, SerfEvent, SerfMember, UserEvent
 from .gossip.transport import GossipPool
@@ -76,6 +77,24 @@ class Membership:
             rng=rng,
             default_join_port=8301,
         )
+        #: Servers also join the WAN pool (port 8302), as ``<node>.<dc>``, with WAN timings
+        #: (memberlist's DefaultWANConfig): the datacenters' servers find each other there.
+        self.wan: GossipPool | None = None
+        if is_server and config.ports.serf_wan >= 0:
+            wan_tags = dict(agent.self_member(True)["Tags"])
+            self.wan = GossipPool(
+                name=f"{ident.node_name}.{config.datacenter}",
+                node_id=ident.node_id,
+                bind_addr=config.serf_wan or config.bind_addr or "0.0.0.0",
+                bind_port=config.ports.serf_wan,
+                advertise_addr=ident.advertise_addr_wan or ident.advertise_addr,
+                tags=wan_tags,
+                gossip=GossipConfig.wan(),
+                keyring=Keyring.from_base64(config.encrypt) if config.encrypt else None,
+                clock=clock,
+                rng=rng,
+                default_join_port=8302,
+            )
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         #: The Raft side (``ClusterMember``) when this agent is part of a cluster: the leader
@@ -93,8 +112,13 @@ class Membership:
     async def start(self) -> None:
         await self.pool.start()
         self.started_at = self.clock.monotonic()
+        if self.wan is not None:
+            await self.wan.start()
+            wan_joins = list(self.config.retry_join_wan)
+            if wan_joins:
+                self._tasks.append(asyncio.create_task(self._wan_join(wan_joins), name="retry-join-wan"))
         self.agent.member_source = self.members
-        self.agent.serf_stats_source = lambda wan: self.pool.stats()
+        self.agent.serf_stats_source = lambda wan: (self.wan.stats() if wan and self.wan is not None else self.pool.stats())
         joins = list(self.config.retry_join)
         if joins:
             self._tasks.append(
@@ -138,16 +162,38 @@ class Membership:
         if leave:
             with contextlib.suppress(Exception):
                 await self.pool.leave(timeout=3)
+            if self.wan is not None:
+                with contextlib.suppress(Exception):
+                    await self.wan.leave(timeout=3)
         await self.pool.stop()
+        if self.wan is not None:
+            await self.wan.stop()
 
     # ------------------------------------------------------------------ views
 
     def members(self, wan: bool = False) -> list[dict[str, Any]]:
-        out = [m.to_api() for m in self.pool.members()]
         if wan:
-            for m in out:
-                m["Name"] = f"{m['Name']}.{self.config.datacenter}"
-        return out
+            return [m.to_api() for m in self.wan.members()] if self.wan is not None else []
+        return [m.to_api() for m in self.pool.members()]
+
+    async def _flood_join(self, addr: str) -> None:
+        assert self.wan is not None
+        if any(m.addr == addr.rsplit(":", 1)[0] for m in self.wan.members() if m.name != self.wan.name):
+            return
+        try:
+            await self.wan.join([addr], ignore_old=False)
+        except (OSError, MusterError) as err:
+            log.debug("WAN flood join of %s failed: %s", addr, err)
+
+    async def _wan_join(self, joins: list[str]) -> None:
+        assert self.wan is not None
+        interval = getattr(self.config, "retry_interval_wan", 30.0)
+        max_attempts = int(getattr(self.config, "retry_max_wan", 0))
+        try:
+            n = await self.wan.retry_join(joins, interval=interval, max_attempts=max_attempts)
+            log.info("joined the WAN pool through %d member(s)", n)
+        except (OSError, MusterError) as err:
+            log.error("retry-join-wan failed: %s", err)
 
     def servers(self) -> list[SerfMember]:
         """Alive members that are servers of this datacenter."""
@@ -190,6 +236,18 @@ class Membership:
         elif isinstance(ev, MemberEvent):
             log.info("member %s: %s (%s)", ev.type.value, ev.member.name, ev.member.addr)
             self._wake.set()
+            m = ev.member
+            if (
+                self.wan is not None
+                and ev.type.value == "member-join"
+                and m.tags.get("role") == "consul"
+                and m.name != self.pool.name
+                and m.tags.get("wan_join_port")
+            ):
+                # Consul's flood join: servers of one datacenter find each other on the WAN too.
+                addr = f"{m.addr}:{m.tags['wan_join_port']}"
+                task = asyncio.ensure_future(self._flood_join(addr))
+                self._tasks.append(task)
 
     # ------------------------------------------------------------------ leader reconcile
 

@@ -52,9 +52,7 @@ UI_DISABLED = (
 )
 
 # Flags that need subsystems this build does not have yet, and the subsystem each one needs.
-_NOT_YET: dict[str, str] = {
-    "retry-join-wan": "WAN gossip federation",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 class StartupError(Exception):

@@ -79,6 +79,9 @@ class Cluster:
         self.serf_port = free_port_on_all(ips)
         while self.serf_port in (self.http_port, self.server_port):
             self.serf_port = free_port_on_all(ips)
+        self.serf_wan_port = free_port_on_all(ips)
+        while self.serf_wan_port in (self.http_port, self.server_port, self.serf_port):
+            self.serf_wan_port = free_port_on_all(ips)
 
     def args(self, n: Node) -> list[str]:
         servers = [m.ip for m in self.nodes if m.index not in getattr(self, "clients", set())]
@@ -97,6 +100,7 @@ class Cluster:
             f"-http-port={self.http_port}",
             f"-server-port={self.server_port}",
             f"-serf-lan-port={self.serf_port}",
+            f"-serf-wan-port={self.serf_wan_port}",
             "-dns-port=-1",
             "-retry-interval=1s",
             "-hcl",

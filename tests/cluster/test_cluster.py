@@ -401,3 +401,14 @@ def test_cluster_over_tls_rpc(tmp_path: Path) -> None:
         assert b"server RPC uses TLS" in c.nodes[leader].log_path.read_bytes()
     finally:
         c.close()
+
+
+def test_servers_meet_on_the_wan_pool(cluster: Cluster) -> None:
+    cluster.wait_leader()
+
+    def wan_members() -> list[str]:
+        return sorted(m["Name"] for m in cluster.get_json(0, "/v1/agent/members?wan=1") if m["Status"] == 1)
+
+    wait_until(lambda: wan_members() == ["s0.dc1", "s1.dc1", "s2.dc1"], 30, "the servers in the WAN pool")
+    ports = {m["Port"] for m in cluster.get_json(1, "/v1/agent/members?wan=1")}
+    assert ports == {cluster.serf_wan_port}

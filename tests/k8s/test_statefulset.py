@@ -3,7 +3,8 @@
 Every pod runs ``muster`` with the seed's exact args (``$(PODIP)``/``$(NAMESPACE)`` expanded as
 Kubernetes does).  Each scenario runs with a write load and ends with the same checks: no
 acknowledged write lost, every server's state identical.  ``make test`` runs first start,
-one pod re-created with a new IP, and every pod re-created at once; ``make k8s-sim`` runs all.
+one pod re-created with a new IP, every pod re-created at once, and a rolling restart;
+``make k8s-sim`` runs all.
 """
 
 from __future__ import annotations
@@ -101,7 +102,6 @@ def test_d_every_pod_recreated_at_once_with_new_ips(sts: StatefulSet) -> None:
     converge(sts, before | set(load2.acked))
 
 
-@pytest.mark.k8s_full
 def test_c_rolling_restart_gated_on_readiness(sts: StatefulSet) -> None:
     start(sts)
     load = WriteLoad(sts, "c").start()

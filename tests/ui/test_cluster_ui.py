@@ -105,7 +105,7 @@ def three_servers(tmp_path: Path, playwright_instance: Playwright) -> Iterator[T
                 sys.executable, "-m", "muster", "agent", "-server", "-ui", "-bootstrap-expect=3",
                 f"-data-dir={tmp_path / name}", f"-bind={ip}", f"-advertise={ip}", f"-client={ip}",
                 f"-node={name}", f"-http-port={http_port}", f"-server-port={server_port}",
-                f"-serf-lan-port={serf_port}", "-dns-port=-1", "-grpc-port=-1", "-retry-interval=1s",
+                f"-serf-lan-port={serf_port}", "-serf-wan-port=-1", "-dns-port=-1", "-grpc-port=-1", "-retry-interval=1s",
                 "-hcl", "performance {\n  raft_multiplier = 1\n}\n",
                 *[f"-retry-join={j}:{serf_port}" for j in IPS],
             ]  # fmt: skip

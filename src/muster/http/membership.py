@@ -29,10 +29,15 @@ def routes(ctx: Ctx) -> list[Route]:
         addr = req.route_param
         if not addr:
             raise BadRequest("Missing address to join")
-        if req.get("wan") not in ("", "0", "false"):
-            raise MusterError("WAN federation is not available in this build")
+        wan = "wan" in req.query and req.get("wan") not in ("0", "false")
+        m = ctx.extra.get("membership")
+        target = pool()
+        if wan:
+            if m is None or m.wan is None:
+                raise MusterError("WAN pool is not running on this agent (servers only)")
+            target = m.wan
         try:
-            n = await pool().join([addr])
+            n = await target.join([addr])
         except OSError as err:
             raise MusterError(f"failed to join {addr}: {err}") from None
         if n == 0:

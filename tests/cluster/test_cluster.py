@@ -73,6 +73,9 @@ def test_formation_bootstraps_one_configuration(cluster: Cluster) -> None:
         code, _h, body = cluster.request(i, "GET", "/v1/operator/autopilot/health")
         health = json.loads(body)
         assert code == 200 and health["Healthy"] is True and health["FailureTolerance"] == 1, (i, health)
+    me = cluster.get_json(follower, "/v1/agent/self")
+    assert me["Stats"]["raft"]["num_peers"] == "2" and me["Stats"]["raft"]["state"] == "Follower"
+    assert me["Stats"]["consul"]["leader_addr"] == f"{cluster.nodes[leader].ip}:{cluster.server_port}"
     conf_f = cluster.get_json(follower, "/v1/operator/raft/configuration")
     assert all(s["LastIndex"] > 0 for s in conf_f["Servers"]), conf_f
     # the leader registers every server in the catalog as the `consul` service
@@ -352,6 +355,7 @@ def test_client_agent_joins_registers_and_resolves(cluster: Cluster) -> None:
         return any(c["CheckID"] == "serfHealth" and c["Status"] == "passing" for c in checks)
 
     wait_until(client_healthy, 20, "serfHealth of the client")
+    assert cluster.get_json(ci, "/v1/agent/self")["Config"]["Server"] is False
     members = cluster.get_json(ci, "/v1/agent/members")
     roles = {m["Name"]: m["Tags"]["role"] for m in members}
     assert roles.get("client-1") == "node" and roles.get("s0") == "consul"

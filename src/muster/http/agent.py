@@ -114,7 +114,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 "NodeName": ident.node_name,
                 "NodeID": ident.node_id,
                 "Revision": REVISION,
-                "Server": True,
+                "Server": bool(cfg("server", False) or cfg("dev_mode", False)),
                 "Version": VERSION,
                 "BuildDate": BUILD_DATE,
             },
@@ -143,7 +143,7 @@ def routes(ctx: Ctx) -> list[Route]:
             "HTTPPort": getattr(ports, "http", 8500) if ports is not None else 8500,
             "NodeID": ident.node_id,
             "NodeName": ident.node_name,
-            "ServerMode": True,
+            "ServerMode": bool(cfg("server", False) or cfg("dev_mode", False)),
             "ServerPort": ident.server_port,
             "SerfPortLAN": ident.serf_lan_port,
             "Version": VERSION,
@@ -153,9 +153,16 @@ def routes(ctx: Ctx) -> list[Route]:
         a = agent()
         lg = server.log
         leader = server.is_leader()
-        ident = server.ident
         checks = a.local.checks()
         kinds = [c.get("Type") for c in checks.values()]
+        from .status import servers_view
+
+        servers_now = servers_view(ctx)
+        leader_addr = next((sv["Address"] for sv in servers_now if sv["Leader"]), "")
+        is_server = bool(cfg("server", False) or cfg("dev_mode", False))
+        storage_snap = getattr(getattr(lg, "storage", None), "snapshot", None)
+        snap_meta = storage_snap().meta if callable(storage_snap) else None
+        snap_index, snap_term = (snap_meta.index, snap_meta.term) if snap_meta is not None else (0, 0)
         return {
             "agent": {
                 "check_monitors": str(kinds.count("script")),
@@ -169,21 +176,23 @@ def routes(ctx: Ctx) -> list[Route]:
                 "bootstrap": "true" if cfg("bootstrap", False) else "false",
                 "known_datacenters": "1",
                 "leader": "true" if leader else "false",
-                "leader_addr": f"{ident.advertise_addr}:{ident.server_port}" if server.known_leader() else "",
-                "server": "true",
+                "leader_addr": leader_addr,
+                "server": "true" if is_server else "false",
             },
             "raft": {
                 "applied_index": str(server.fsm.last_applied),
-                "commit_index": str(lg.last_index()),
+                "commit_index": str(getattr(getattr(lg, "core", None), "committed", lg.last_index())),
                 "fsm_pending": "0",
                 "last_contact": "0" if leader else f"{server.last_contact_ms()}ms",
                 "last_log_index": str(lg.last_index()),
                 "last_log_term": str(lg.term()),
-                "last_snapshot_index": "0",
-                "last_snapshot_term": "0",
-                "latest_configuration": f"[{{Suffrage:Voter ID:{ident.node_id} Address:{ident.advertise_addr}:{ident.server_port}}}]",
+                "last_snapshot_index": str(snap_index),
+                "last_snapshot_term": str(snap_term),
+                "latest_configuration": "[" + ", ".join(
+                    f"{{Suffrage:{'Voter' if sv['Voter'] else 'Nonvoter'} ID:{sv['ID']} Address:{sv['Address']}}}" for sv in servers_now
+                ) + "]",
                 "latest_configuration_index": "0",
-                "num_peers": "0",
+                "num_peers": str(max(0, sum(1 for sv in servers_now if sv["Voter"]) - 1)),
                 "protocol_version": "3",
                 "protocol_version_max": "3",
                 "protocol_version_min": "0",

@@ -49,7 +49,7 @@ from ..raft.messages import (
 from ..raft.storage import StorageFailed
 from ..runtime import Clock
 from ..structs import decode_command, encode_command
-from .rpc import RPCNode
+from .rpc import ConnectionLost, RPCNode
 
 log = logging.getLogger("muster.raft")
 
@@ -265,9 +265,15 @@ class ReplicatedLog:
     async def _forward_apply(self, lead: str, cmd: Any) -> Any:
         try:
             res = await self.rpc.call(lead, "apply", encode_command(cmd), timeout=self.t.rpc_hold_timeout + 5)
+        except ConnectionLost as err:
+            if not err.sent:
+                raise _Retry() from None  # it never left: safe to look for the leader again
+            # It may have been applied: retrying could apply it twice.  The caller gets an
+            # error and must treat the write as unknown, as with Consul.
+            raise MusterError(err.message) from None
         except MusterError as err:
-            if err.message.startswith("rpc error:") or err.message == "node is not the leader":
-                raise _Retry() from None
+            if err.message == "node is not the leader":
+                raise _Retry() from None  # refused before proposing: nothing was applied
             raise
         if isinstance(res, dict) and "err" in res:
             raise MusterError(str(res["err"]), int(res.get("status", 500)))
@@ -277,7 +283,10 @@ class ReplicatedLog:
         if not self.is_leader():
             raise MusterError("node is not the leader")
         cmd = decode_command(bytes(payload))
-        res = await self._propose_local(cmd)
+        try:
+            res = await self._propose_local(cmd)
+        except _Retry:
+            raise MusterError("node is not the leader") from None  # refused before appending
         if isinstance(res, MusterError):
             return {"err": res.message, "status": res.status}
         return res

@@ -50,8 +50,12 @@ class RPCError(MusterError):
 
 
 class ConnectionLost(MusterError):
-    def __init__(self, what: str) -> None:
+    """The connection failed.  ``sent`` tells whether the request may have reached the peer:
+    only a request that was never sent may be retried blindly (a write is not idempotent)."""
+
+    def __init__(self, what: str, sent: bool = False) -> None:
         super().__init__(f"rpc error: {what}")
+        self.sent = sent
 
 
 def encode_frame(obj: Any) -> bytes:
@@ -90,7 +94,10 @@ class Conn:
         self._pending[seq] = fut
         try:
             self.send([REQ, seq, method, payload])
-            return await asyncio.wait_for(fut, timeout)
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise ConnectionLost(f"no answer to {method} within {timeout:.0f}s", sent=True) from None
         finally:
             self._pending.pop(seq, None)
 
@@ -110,7 +117,7 @@ class Conn:
         self.closed = True
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(ConnectionLost("connection closed"))
+                fut.set_exception(ConnectionLost("connection lost while waiting for the answer", sent=True))
         self._pending.clear()
         with contextlib.suppress(Exception):
             self.writer.close()

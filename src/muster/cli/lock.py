@@ -66,6 +66,26 @@ class LockInUse(LockError):
     """Cleanup skipped: somebody else holds or contends for the lock."""
 
 
+class _WaitBudget:
+    """The acquire loop's time budget (Consul's ``api.Lock``): the first blocking read waits
+    ``timeout`` (or LOCK_WAIT_TIME without one), later ones what is left; None once spent."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout or 0.0
+        self.start = time.monotonic()
+        self.attempts = 0
+
+    def next_wait(self) -> float | None:
+        wait = self.timeout if self.timeout else LOCK_WAIT_TIME
+        if self.timeout and self.attempts > 0:
+            elapsed = time.monotonic() - self.start
+            if elapsed > self.timeout:
+                return None
+            wait = self.timeout - elapsed
+        self.attempts += 1
+        return wait
+
+
 def _wait_param(seconds: float) -> str:
     return f"{max(1, int(seconds * 1000))}ms"
 
@@ -143,19 +163,14 @@ class Lock:
             except ConsulError as err:
                 raise LockError(f"failed to create session: {err}") from None
         sid = self.session.id
-        start = time.monotonic()
-        query_wait = timeout if timeout else LOCK_WAIT_TIME
+        budget = _WaitBudget(timeout)
         wait_index = 0
-        attempts = 0
         while True:
             if should_stop():
                 return False
-            if timeout and attempts > 0:
-                elapsed = time.monotonic() - start
-                if elapsed > timeout:
-                    return False
-                query_wait = timeout - elapsed
-            attempts += 1
+            query_wait = budget.next_wait()
+            if query_wait is None:
+                return False
             try:
                 pair, meta = self.client.kv_get(self.key, index=wait_index, wait=_wait_param(query_wait))
             except ConsulError as err:
@@ -321,19 +336,14 @@ class Semaphore:
             raise LockError(f"failed to make contender entry: {err}") from None
         if not made:
             raise LockError("failed to make contender entry")
-        start = time.monotonic()
-        query_wait = timeout if timeout else LOCK_WAIT_TIME
+        budget = _WaitBudget(timeout)
         wait_index = 0
-        attempts = 0
         while True:
             if should_stop():
                 return False
-            if timeout and attempts > 0:
-                elapsed = time.monotonic() - start
-                if elapsed > timeout:
-                    return False
-                query_wait = timeout - elapsed
-            attempts += 1
+            query_wait = budget.next_wait()
+            if query_wait is None:
+                return False
             try:
                 pairs, index = self._list(wait_index, _wait_param(query_wait))
             except ConsulError as err:

@@ -105,6 +105,7 @@ __all__ = [
     "GossipConfig",
     "Member",
     "MemberEvent",
+    "PingDelegate",
     "StreamRequest",
     "SwimCore",
     "push_pull_scale",
@@ -241,6 +242,15 @@ class Delegate(Protocol):
     def notify_user(self, payload: bytes) -> None: ...
 
 
+class PingDelegate(Protocol):
+    """Piggybacks data on probe acks and learns each direct probe's round trip (memberlist
+    ``PingDelegate``): the layer above uses it for network coordinates."""
+
+    def ack_payload(self) -> bytes: ...
+
+    def notify_ping_complete(self, node: str, rtt: float, payload: bytes) -> None: ...
+
+
 @dataclass
 class _Node:
     name: str
@@ -314,12 +324,13 @@ class SwimCore:
     def __init__(self, *, name: str, node_id: str, addr: str, port: int, rng: Rng, now: float,
                  meta: Mapping[str, str] | None = None, config: GossipConfig | None = None,
                  keyring: Keyring | None = None, incarnation: int = 1,
-                 delegate: Delegate | None = None) -> None:
+                 delegate: Delegate | None = None, ping_delegate: PingDelegate | None = None) -> None:
         self.config = config or GossipConfig()
         self.name = name
         self.node_id = node_id
         self.keyring = keyring
         self.delegate = delegate
+        self.ping_delegate = ping_delegate
         self._rng = rng
         self._label = self.config.label.encode()
         self._nodes: dict[str, _Node] = {}
@@ -575,7 +586,8 @@ class SwimCore:
                 # A different process on a reused address must not answer for the old member.
                 self.counters["ping_wrong_node"] += 1
                 return
-            self._send(addr, [Ack(m.seq)])
+            payload = self.ping_delegate.ack_payload() if self.ping_delegate is not None else b""
+            self._send(addr, [Ack(m.seq, payload)])
             if m.source_node and m.source_node not in self._nodes and not self._leaving:
                 self._sync_with_stranger(addr, now)
         elif isinstance(m, IndirectPing):
@@ -587,7 +599,7 @@ class SwimCore:
             self._relays[seq] = _Relay(addr, m.seq, m.nack, now + NACK_TIMEOUT_FRACTION * timeout, now + timeout)
             self._send((m.addr, m.port), [Ping(seq, m.target, self.name)])
         elif isinstance(m, Ack):
-            self._on_ack(m.seq, now)
+            self._on_ack(m, now)
         elif isinstance(m, Nack):
             if self._probe is not None and self._probe.seq == m.seq:
                 self._probe.nacks += 1
@@ -614,7 +626,8 @@ class SwimCore:
         else:  # PushPull over UDP is not part of the protocol
             self.counters["malformed"] += 1
 
-    def _on_ack(self, seq: int, now: float) -> None:
+    def _on_ack(self, ack: Ack, now: float) -> None:
+        seq = ack.seq
         relay = self._relays.pop(seq, None)
         if relay is not None:
             self.counters["relayed_acks"] += 1
@@ -626,6 +639,10 @@ class SwimCore:
         self._probe = None
         self._apply_awareness(-1)
         self._next_probe = max(now, p.start + self.config.probe_interval)
+        # Only a direct ack measures the path to the target (an indirect one went through a
+        # relay), as memberlist notifies only for acks within the direct probe's timeout.
+        if self.ping_delegate is not None and not p.indirect_sent and ack.payload:
+            self.ping_delegate.notify_ping_complete(p.target, now - p.start, ack.payload)
 
     def _on_alive(self, a: Alive, now: float) -> None:
         node = self._nodes.get(a.node)

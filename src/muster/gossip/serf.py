@@ -51,6 +51,7 @@ from typing import Any
 
 import msgspec
 
+from ..coordinate import Coordinate, CoordinateClient
 from ..runtime import Rng
 from . import codec
 from .codec import NodeStateKind
@@ -118,6 +119,7 @@ class SerfConfig:
     event_buffer_size: int = 512  # serf EventBuffer
     user_event_size_limit: int = 512  # serf UserEventSizeLimit
     broadcast_timeout: float = 5.0  # serf BroadcastTimeout (how long leave waits for propagation)
+    disable_coordinates: bool = False  # serf DisableCoordinates (Consul disable_coordinates)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,8 @@ class _KeyResponse(msgspec.Struct, frozen=True):
 
 _SerfMsg = _JoinIntent | _LeaveIntent | _UserEventMsg | _PushPull | _Query | _QueryResponse
 _enc = msgspec.msgpack.Encoder()
+#: First byte of an ack payload carrying a coordinate (serf ``PingVersion``).
+_PING_VERSION = 1
 _dec = msgspec.msgpack.Decoder(_SerfMsg)  # type: ignore[arg-type]
 
 
@@ -329,9 +333,14 @@ class Serf:
         self._next_reconnect = now + self.config.reconnect_interval
         self.counters: dict[str, int] = {"events_in": 0, "events_dup": 0, "events_old": 0, "reaped": 0,
                                          "queries_in": 0, "query_responses": 0}
+        #: Our Vivaldi coordinate, moved by every direct probe round trip (serf ``coordClient``),
+        #: and the last coordinate each peer sent in its acks (serf ``coordCache``).
+        self.coord_client: CoordinateClient | None = (
+            None if self.config.disable_coordinates else CoordinateClient(rng=rng))
+        self._coord_cache: dict[str, Coordinate] = {}
         self.core = SwimCore(name=name, node_id=node_id, addr=addr, port=port, rng=rng, now=now,
                              meta=tags, config=gossip, keyring=keyring, incarnation=incarnation,
-                             delegate=self)
+                             delegate=self, ping_delegate=None if self.coord_client is None else self)
         self._process_core_events(now)
         # Announce ourselves with a fresh status time so that a leave intent from a previous life
         # does not win over this join (serf Create -> broadcastJoin).
@@ -548,6 +557,39 @@ class Serf:
             "intent_queue": "0", "event_queue": "0", "query_queue": "0", "query_time": "1",
             "encrypted": "true" if self.core.keyring is not None else "false",
         }
+
+    # ------------------------------------------------------------------ coordinates
+
+    def get_coordinate(self) -> Coordinate | None:
+        """Our current network coordinate (``None`` when coordinates are disabled)."""
+        return None if self.coord_client is None else self.coord_client.coord
+
+    def get_cached_coordinate(self, name: str) -> Coordinate | None:
+        """The last coordinate ``name`` reported in a probe ack (ours for our own name)."""
+        if name == self.name:
+            return self.get_coordinate()
+        return self._coord_cache.get(name)
+
+    def ack_payload(self) -> bytes:
+        """memberlist PingDelegate: our coordinate rides on every ack we send (serf
+        ``pingDelegate.AckPayload``: a version byte, then the encoded coordinate)."""
+        assert self.coord_client is not None
+        c = self.coord_client.coord
+        return bytes([_PING_VERSION]) + _enc.encode((list(c.vec), c.error, c.adjustment, c.height))
+
+    def notify_ping_complete(self, node: str, rtt: float, payload: bytes) -> None:
+        """memberlist PingDelegate: a direct probe of ``node`` took ``rtt`` seconds and its ack
+        carried ``payload``.  Bad payloads and unusable samples are dropped (serf logs them)."""
+        if self.coord_client is None or not payload or payload[0] != _PING_VERSION:
+            return
+        try:
+            vec, err, adj, height = msgspec.msgpack.decode(payload[1:], type=tuple[list[float], float, float, float])
+            other = Coordinate(tuple(vec), err, adj, height)
+            self.coord_client.update(node, other, rtt)
+        except (msgspec.DecodeError, ValueError) as e:
+            log.debug("serf: rejected coordinate from %s: %s", node, e)
+            return
+        self._coord_cache[node] = other
 
     # ------------------------------------------------------------------ core delegate
 
@@ -796,6 +838,9 @@ class Serf:
 
     def _erase(self, m: _Member) -> None:
         self._members.pop(m.name, None)
+        self._coord_cache.pop(m.name, None)
+        if self.coord_client is not None:
+            self.coord_client.forget(m.name)
         self.counters["reaped"] += 1
         self._events.append(MemberEvent(SerfEventType.MEMBER_REAP, m.view()))
 

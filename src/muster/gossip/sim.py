@@ -43,7 +43,8 @@ from ..runtime import Rng
 from .core import GossipConfig, suspicion_timeout
 from .serf import MemberEvent, MemberStatus, Serf, SerfEventType
 
-__all__ = ["SimConfig", "SimResult", "Simulation", "main", "run"]
+__all__ = ["CoordinateResult", "SimConfig", "SimResult", "Simulation", "coordinate_errors", "main", "run",
+           "run_coordinates"]
 
 Addr = tuple[str, int]
 
@@ -61,6 +62,29 @@ class SimConfig:
     #: Steady-state seconds after the crash was detected (false positives are counted throughout).
     observe: float = 60.0
     gossip: GossipConfig = field(default_factory=GossipConfig.lan)
+    #: Place every node at a point of a plane (side ``geo_side`` seconds of RTT) with an access
+    #: link of up to ``geo_height`` s: a pair's RTT is their distance plus both heights, +-5%
+    #: jitter per packet, instead of the uniform ``latency`` range.  The network-coordinate test
+    #: (:func:`run_coordinates`) compares Vivaldi's estimates against these true RTTs.
+    geo: bool = False
+    geo_side: float = 0.050
+    geo_height: float = 0.002
+
+
+@dataclass
+class CoordinateResult:
+    seed: int
+    nodes: int
+    sim_time: float
+    pairs: int
+    median_relative_error: float
+    p90_relative_error: float
+    updates: int
+
+    def summary(self) -> str:
+        return (f"seed={self.seed} nodes={self.nodes} sim-time={self.sim_time:.0f}s pairs={self.pairs} "
+                f"median-relative-error={self.median_relative_error:.3f} "
+                f"p90={self.p90_relative_error:.3f} updates={self.updates}")
 
 
 @dataclass
@@ -94,6 +118,8 @@ class _Node:
     group: int = 0
     slow: float = 0.0
     scheduled: float = math.inf
+    pos: tuple[float, float] = (0.0, 0.0)
+    height: float = 0.0
 
 
 class Simulation:
@@ -121,6 +147,9 @@ class Simulation:
                     rng=Rng(self.rnd.getrandbits(64)), now=self.now, tags={"role": "node"},
                     gossip=self.cfg.gossip)
         node = _Node(name, addr, serf)
+        if self.cfg.geo:
+            node.pos = (self.rnd.uniform(0, self.cfg.geo_side), self.rnd.uniform(0, self.cfg.geo_side))
+            node.height = self.rnd.uniform(0.0, self.cfg.geo_height)
         self.nodes[name] = node
         self.by_addr[addr] = node
         self._drain(node)
@@ -135,7 +164,13 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, kind, payload))
 
-    def _latency(self) -> float:
+    def true_rtt(self, a: _Node, b: _Node) -> float:
+        """The RTT the geo model gives a pair (the ground truth for coordinates)."""
+        return math.dist(a.pos, b.pos) + a.height + b.height
+
+    def _latency(self, a: _Node | None = None, b: _Node | None = None) -> float:
+        if self.cfg.geo and a is not None and b is not None:
+            return self.true_rtt(a, b) / 2.0 * self.rnd.uniform(0.95, 1.05)
         lo, hi = self.cfg.latency
         return self.rnd.uniform(lo, hi)
 
@@ -147,10 +182,11 @@ class Simulation:
             if self.rnd.random() < self.cfg.loss:
                 continue
             peer = self.by_addr.get(dst)
-            delay = self._latency() + node.slow + (peer.slow if peer is not None else 0.0)
+            delay = self._latency(node, peer) + node.slow + (peer.slow if peer is not None else 0.0)
             self._push(self.now + delay, "pkt", (node.addr, dst, data))
         for req in s.streams_to_open():
-            self._push(self.now + self._latency() + node.slow, "sreq", (node.addr, req))
+            self._push(self.now + self._latency(node, self.by_addr.get(req.addr)) + node.slow, "sreq",
+                       (node.addr, req))
         for ev in s.events():
             if isinstance(ev, MemberEvent) and ev.type == SerfEventType.MEMBER_FAILED:
                 self._on_failed(node, ev.member.name)
@@ -194,7 +230,7 @@ class Simulation:
                     continue
                 reply = b.serf.receive_stream(req.data, src, self.now)
                 self._drain(b)
-                self._push(self.now + self._latency() + b.slow, "sresp", (src, req.token, reply))
+                self._push(self.now + self._latency(b, a) + b.slow, "sresp", (src, req.token, reply))
             elif kind == "sresp":
                 src, token, reply = payload
                 a = self.by_addr[src]
@@ -291,6 +327,41 @@ def run(cfg: SimConfig) -> SimResult:
     return SimResult(cfg.seed, violations, t_join, detection, fps, sim.packets, sim.now)
 
 
+def coordinate_errors(sim: Simulation) -> list[float]:
+    """Relative error ``|estimate - true| / true`` of every pair of live nodes' coordinates."""
+    from ..coordinate import distance
+
+    live = sim.live()
+    errs = []
+    for i, a in enumerate(live):
+        ca = a.serf.get_coordinate()
+        for b in live[i + 1:]:
+            cb = b.serf.get_coordinate()
+            if ca is None or cb is None:
+                continue
+            true = sim.true_rtt(a, b)
+            errs.append(abs(distance(ca, cb) - true) / true)
+    return sorted(errs)
+
+
+def run_coordinates(cfg: SimConfig, duration: float = 300.0) -> CoordinateResult:
+    """Join ``cfg.nodes`` members on the geo network, let them probe for ``duration`` seconds,
+    and measure how well their Vivaldi coordinates estimate the true RTTs."""
+    cfg = replace(cfg, geo=True)
+    sim = Simulation(cfg)
+    seed_node = sim.add_node(0)
+    for i in range(1, cfg.nodes):
+        sim.run_until(sim.now + sim.rnd.uniform(0.0, 2.0 / cfg.nodes))
+        node = sim.add_node(i)
+        node.serf.join([seed_node.addr], sim.now)
+        sim._drain(node)
+    sim.run_until(sim.now + duration)
+    errs = coordinate_errors(sim)
+    updates = sum(n.serf.coord_client.updates for n in sim.live() if n.serf.coord_client is not None)
+    return CoordinateResult(cfg.seed, cfg.nodes, sim.now, len(errs), errs[len(errs) // 2] if errs else math.inf,
+                            errs[int(len(errs) * 0.9)] if errs else math.inf, updates)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m muster.gossip.sim", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=1)
@@ -302,11 +373,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wan", action="store_true", help="use the WAN timing defaults")
     ap.add_argument("--observe", type=float, default=60.0, help="steady-state seconds after detection")
     ap.add_argument("--no-tcp-ping", action="store_true", help="disable the TCP fallback ping (UDP only)")
+    ap.add_argument("--coordinates", type=float, metavar="SECONDS", default=0.0,
+                    help="instead of the failure scenario: run the geo network this long and report "
+                         "how well network coordinates estimate the RTTs")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the members' warnings")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR, format="%(message)s")
     if not 2 <= args.nodes <= 1000:
         ap.error("--nodes must be between 2 and 1000")
+    if args.coordinates > 0:
+        for seed in range(args.seed, args.seed + args.seeds):
+            g = GossipConfig.wan() if args.wan else GossipConfig.lan()
+            cres = run_coordinates(SimConfig(seed=seed, nodes=args.nodes, loss=args.loss, gossip=g),
+                                   args.coordinates)
+            print(cres.summary())
+        return 0
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
         cfg = SimConfig(seed=seed, nodes=args.nodes, loss=args.loss, slow=args.slow, partition=args.partition,

@@ -26,11 +26,13 @@ from .errors import MusterError
 from .eventloop import EventLoopChoiceError, choose_runner
 from .http import agent as http_agent
 from .http import catalog as http_catalog
+from .http import coordinate as http_coordinate
 from .http import event as http_event
 from .http import health as http_health
 from .http import kv as http_kv
 from .http import membership as http_membership
 from .http import operator as http_operator
+from .http import query as http_query
 from .http import session as http_session
 from .http import status as http_status
 from .http import txn as http_txn
@@ -186,6 +188,8 @@ class AgentProcess:
             http_catalog,
             http_health,
             http_agent,
+            http_coordinate,
+            http_query,
         ):
             for route in module.routes(self.ctx):
                 self.router.add(route)
@@ -208,6 +212,13 @@ class AgentProcess:
                 self.membership.cluster = self.cluster
                 self.cluster.gossip_address = self.membership.rpc_address
                 self.cluster.gossip_servers = self.membership.servers
+        from .federation import build_forwarder
+
+        #: ``?dc=`` forwarding over the WAN pool (servers) or through a local server (clients).
+        self.forwarder, self.wan_rpc = build_forwarder(config.datacenter, ident.node_id, self.membership, self.cluster)
+        self.app.dc_forward = self.forwarder.maybe_forward
+        self.ctx.extra["dc_forwarder"] = self.forwarder
+        self._wire_coordinates(config)
         self.listeners: list[Listener] = []
         self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
@@ -304,6 +315,8 @@ class AgentProcess:
             await self._start_cluster()
         await self.server.start()
         await self.agent.start()
+        if self.coordinates is not None:
+            self.coordinates.start()
         cfg = self.config
         if cfg.ports.http >= 0:
             for host in self._http_addrs(cfg.addresses.http):
@@ -322,6 +335,7 @@ class AgentProcess:
             await lst.start()
         if cfg.ports.dns >= 0:
             self.dns = DNSServer(self.server, cfg, rng=self.rng, clock=self.clock)
+            self.dns.enable_remote(self._http_get, bool(cfg.translate_wan_addrs))
             await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
 
@@ -331,6 +345,8 @@ class AgentProcess:
         for lst in self.listeners:
             await lst.stop()
         await self.agent.stop()
+        if self.coordinates is not None:
+            await self.coordinates.stop()
         for t in self._bg:
             t.cancel()
         for t in self._bg:
@@ -345,9 +361,53 @@ class AgentProcess:
         await self.server.stop()
         if self.cluster is not None:
             await self.cluster.rpc.close()
+        if self.wan_rpc is not None:
+            await self.wan_rpc.close()
         close = getattr(self.raft_storage, "close", None)
         if callable(close):
             close()
+
+    def _wire_coordinates(self, config: Config) -> None:
+        """Network coordinates: this agent's LAN coordinate (from its gossip probes; the origin
+        without gossip), the WAN view of a server, and the batcher that carries reported
+        coordinates into the catalog through the log (``server/coordinates.py``)."""
+        from .coordinate import Coordinate
+        from .server.coordinates import CoordinateBatcher
+        from .server.wan import server_of
+
+        self.coordinates: CoordinateBatcher | None = None
+        if config.disable_coordinates:
+            return
+        membership = self.membership
+
+        def own() -> Coordinate | None:
+            if membership is not None and membership.pool.running:
+                return membership.pool.serf.get_coordinate()
+            return Coordinate.origin()
+
+        self.coordinates = CoordinateBatcher(self.server.apply, self.rng)
+        self.coordinates.own = (self.server.ident.node_name, own)
+        self.ctx.extra["coordinate_batcher"] = self.coordinates
+        self.ctx.extra["own_coordinate"] = own
+        wan = membership.wan if membership is not None else None
+        if wan is not None:
+            def wan_coordinates() -> list[tuple[str, str, Coordinate | None]]:
+                if not wan.running:
+                    return []
+                out = []
+                for m in wan.members():
+                    s = server_of(m)
+                    if s is not None:
+                        out.append((m.name, s.datacenter, wan.serf.get_cached_coordinate(m.name)))
+                return out
+
+            self.ctx.extra["wan_coordinates"] = wan_coordinates
+
+    async def _http_get(self, path: str, raw_query: bytes) -> tuple[int, bytes]:
+        """A GET through our own HTTP API (DNS answers for other datacenters and prepared
+        queries use it, so they follow exactly the API's forwarding and failover)."""
+        resp = await self.app.handle(Request("GET", path, raw_query, {}, None, body=b""))
+        return resp.status, resp.body
 
     async def _forward_http(self, node_id: str, req: Request) -> tuple[int, str, list[list[str]], bytes]:
         """Ask server ``node_id`` to answer ``req`` (a GET view) as if it had been sent to it."""
@@ -358,8 +418,14 @@ class AgentProcess:
 
     async def _rpc_http(self, payload: Any) -> list[Any]:
         from .http.common import FORWARDED
+        from .http.forward import request_of
 
-        req = Request(str(payload["m"]), str(payload["p"]), str(payload["q"]).encode("latin-1"), {FORWARDED: "1"}, None, body=b"")
+        if isinstance(payload, dict) and payload.get("x"):
+            # A request forwarded for ?dc= (from another datacenter, or from a client agent of
+            # ours): served as if it had been sent here.
+            req = request_of(payload, {})
+        else:
+            req = Request(str(payload["m"]), str(payload["p"]), str(payload["q"]).encode("latin-1"), {FORWARDED: "1"}, None, body=b"")
         resp = await self.app.handle(req)
         return [resp.status, resp.content_type or "", [list(h) for h in resp.headers], resp.body]
 

@@ -22,7 +22,9 @@ class MessageType(enum.IntEnum):
     DEREGISTER = 1
     KVS = 2
     SESSION = 3
+    COORDINATE_BATCH_UPDATE = 5
     TXN = 6
+    PREPARED_QUERY = 7
     TOMBSTONE = 8
     AUTOPILOT = 14
     RESTORE = 62
@@ -106,6 +108,21 @@ class NoopCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     pass
 
 
+class CoordinateBatchUpdateCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Network coordinates ``[{"Node", "Segment", "Coord"}]`` (Consul's batched update);
+    updates for nodes not in the catalog are skipped when applied."""
+
+    updates: list[dict[str, Any]]
+
+
+class PreparedQueryCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """``op`` is ``create``/``update`` (with the whole validated query, ID set by the proposer)
+    or ``delete`` (``query['ID']``)."""
+
+    op: str
+    query: dict[str, Any]
+
+
 Command = (
     KVSCommand
     | RegisterCommand
@@ -116,6 +133,8 @@ Command = (
     | AutopilotCommand
     | RestoreCommand
     | NoopCommand
+    | CoordinateBatchUpdateCommand
+    | PreparedQueryCommand
 )
 
 COMMAND_TYPES: dict[MessageType, type[Any]] = {
@@ -128,6 +147,8 @@ COMMAND_TYPES: dict[MessageType, type[Any]] = {
     MessageType.AUTOPILOT: AutopilotCommand,
     MessageType.RESTORE: RestoreCommand,
     MessageType.NOOP: NoopCommand,
+    MessageType.COORDINATE_BATCH_UPDATE: CoordinateBatchUpdateCommand,
+    MessageType.PREPARED_QUERY: PreparedQueryCommand,
 }
 TYPE_OF: dict[type[Any], MessageType] = {v: k for k, v in COMMAND_TYPES.items()}
 

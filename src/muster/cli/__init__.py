@@ -25,6 +25,7 @@ from muster.cli.operator import (
     snapshot_restore,
     snapshot_save,
 )
+from muster.cli.rtt import rtt
 from muster.cli.tls import tls_ca_create, tls_cert_create
 from muster.cli.ui import UI, UsageExit
 from muster.cli.watch import watch
@@ -61,6 +62,7 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "snapshot restore": ("Restores snapshot of Consul server state", snapshot_restore),
     "snapshot save": ("Saves snapshot of Consul server state", snapshot_save),
     "reload": ("Triggers the agent to reload configuration files", commands.reload),
+    "rtt": ("Estimates network round trip time between nodes", rtt),
     "services deregister": ("Deregister services with the local agent", commands.services_deregister),
     "services register": ("Register services with the local agent", commands.services_register),
     "tls ca create": ("Create a new Consul CA", tls_ca_create),

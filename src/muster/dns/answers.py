@@ -108,6 +108,8 @@ class Answer:
     authority_cap: int = 0
     additional: list[Record] = field(default_factory=list)
     forward: bool = False
+    #: Answered asynchronously by ``remote.RemoteLookup`` (another datacenter, a prepared query).
+    remote: bool = False
 
 
 def rr(name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> Record:
@@ -219,6 +221,8 @@ class Answerer:
         self._ttl_prefix.sort(key=lambda kv: -len(kv[0]))
         self._view_key: tuple[int, int, int] | None = None
         self._view: _View | None = None
+        #: Set by the DNS server when it can answer other datacenters and prepared queries.
+        self.remote_enabled = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -329,6 +333,9 @@ class Answerer:
             if not servers:
                 return self._negative(dns.rcode.NOERROR, domain, now)
             return Answer(answer=servers, shuffle_answer=True, answer_cap=MAX_NS)
+        if self.remote_enabled and (lookup.kind == "query" or (
+                lookup.datacenter and lookup.datacenter != self.datacenter and lookup.kind in ("service", "node"))):
+            return Answer(remote=True)
         if lookup.datacenter and lookup.datacenter != self.datacenter:
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
         if lookup.kind == "service":

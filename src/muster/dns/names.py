@@ -127,7 +127,11 @@ def _keyword(kw: str, head: list[str], suffix: list[str], domain: dns.name.Name)
             return Lookup("invalid", domain)
         return Lookup("addr", domain, dc, address=address)
     if kw == "query":
-        return Lookup("query", domain, dc, service=head[-1])
+        # ``_<name>._tcp.query`` (RFC 2782) names the query by its first label; otherwise the
+        # whole head is the query's name or ID (Consul joins it with dots).
+        if len(head) == 2 and head[0].startswith("_") and head[1].startswith("_"):
+            return Lookup("query", domain, dc, service=head[0][1:]) if head[0][1:] else Lookup("invalid", domain)
+        return Lookup("query", domain, dc, service=".".join(head))
     return Lookup("mesh", domain, dc, service=head[-1])
 
 

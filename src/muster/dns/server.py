@@ -96,6 +96,7 @@ class DNSServer:
             else None
         )
         self.recursion_available = self.forwarder is not None
+        self.remote: Any = None
         self._cache: dict[tuple[bytes, int, int], Compiled] = {}
         self._cache_bytes = 0
         self._generation: tuple[int, int] | None = None
@@ -191,7 +192,7 @@ class DNSServer:
         if q.edns and q.edns_version != 0:
             return wire.header_reply(q.id, q.flags, RCODE_BADVERS, q.question, opt=True)
         t = self.compiled(q)
-        if t.forward and self.forwarder is not None:
+        if t.remote or (t.forward and self.forwarder is not None):
             return q
         if not self.allow_stale and not t.forward and not self.server.known_leader():
             # dns_config.allow_stale = false: without a leader no read is allowed (Consul: SERVFAIL).
@@ -232,8 +233,34 @@ class DNSServer:
         ans: Answer = self.answerer.build(self.server.store, qname, q.qtype, q.qclass, self.clock.wall())
         return wire.compile_answer(ans, q.qname_lower, self.compress)
 
+    def enable_remote(self, http_get: Any, translate_wan_addrs: bool = False) -> None:
+        """Answer other datacenters' names and prepared queries through the HTTP API
+        (``http_get(path, raw_query) -> (status, body)``; see ``remote.py``)."""
+        from .remote import RemoteLookup
+
+        self.remote = RemoteLookup(self.answerer, http_get, translate_wan_addrs)
+        self.answerer.remote_enabled = True
+        self._cache.clear()
+
+    async def _remote_answer(self, q: Query, tcp: bool) -> bytes:
+        assert self.remote is not None
+        qname = dns.name.from_wire(q.qname_lower, 0)[0]
+        ans = await self.remote.build(qname, q.qtype, self.clock.wall())
+        t = wire.compile_answer(ans, q.qname_lower, self.compress)
+        return wire.render(
+            t, q, self.shuffle_rng, tcp=tcp, udp_answer_limit=self.udp_answer_limit,
+            enable_truncate=self.enable_truncate, recursion_available=self.recursion_available,
+        )
+
     async def forward(self, data: bytes, q: Query, tcp: bool) -> bytes:
-        """Relay ``q`` to the recursors; SERVFAIL if none answered usefully."""
+        """Relay ``q`` to the recursors; SERVFAIL if none answered usefully.  Questions for
+        other datacenters and prepared queries are answered by ``remote.py`` instead."""
+        if self.remote is not None and self.compiled(q).remote:
+            try:
+                return await self._remote_answer(q, tcp)
+            except Exception:  # noqa: BLE001 - one failed lookup is one SERVFAIL, never the listener
+                log.exception("DNS remote lookup failed")
+                return self._plain(q, dns.rcode.SERVFAIL)
         assert self.forwarder is not None
         reply = await self.forwarder.forward(data, q)
         if reply is None:

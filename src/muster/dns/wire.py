@@ -235,6 +235,7 @@ class Compiled:
     authority_cap: int
     additional: tuple[Frag, ...]
     size: int = 0  # bytes of wire data held (the cache's memory budget counts this)
+    remote: bool = False  # answered asynchronously (dns/remote.py); nothing else is set
 
 
 def compile_answer(ans: Answer, qname_lower: bytes, compress: bool) -> Compiled:
@@ -262,6 +263,7 @@ def compile_answer(ans: Answer, qname_lower: bytes, compress: bool) -> Compiled:
         authority_cap=ans.authority_cap,
         additional=additional,
         size=size + 200,  # + object overhead, roughly
+        remote=ans.remote,
     )
 
 

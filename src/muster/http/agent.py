@@ -119,13 +119,21 @@ def routes(ctx: Ctx) -> list[Route]:
                 "BuildDate": BUILD_DATE,
             },
             "DebugConfig": debug_config(),
-            "Coord": DEFAULT_COORD,
+            "Coord": own_coord(),
             "Member": a.self_member(False),
             "Stats": stats(),
             "Meta": meta,
             "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
         }
         return json_response(req, body)
+
+    def own_coord() -> Any:
+        """This agent's LAN coordinate (``null`` when coordinates are disabled)."""
+        source = ctx.extra.get("own_coordinate")
+        if source is None:
+            return DEFAULT_COORD
+        c = source()
+        return c.as_json() if c is not None else None
 
     def debug_config() -> dict[str, Any]:
         ident = server.ident

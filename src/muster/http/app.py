@@ -28,6 +28,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 NOT_V1 = "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
 NOT_ROUTE = "Invalid URL path: not a recognized HTTP API endpoint\n"
+#: Writes whose body may name the datacenter (``Datacenter``) instead of ``?dc``.
+BODY_DC_PATHS = frozenset({"/v1/catalog/register", "/v1/catalog/deregister"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,9 @@ class App:
     ) -> None:
         self.router = router
         self.fallback = fallback
+        #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
+        #: answer, or None to serve the request here.
+        self.dc_forward: Callable[[Request], Awaitable[Response | None]] | None = None
         base = [(b"x-consul-default-acl-policy", b"allow")]
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
@@ -196,6 +201,10 @@ class App:
                 [("Allow", ",".join(("OPTIONS",) + route.methods))],
             )
         req.route_param = param
+        if self.dc_forward is not None and ("dc" in req.query or path in BODY_DC_PATHS):
+            forwarded = await self.dc_forward(req)
+            if forwarded is not None:
+                return forwarded
         return await route.handler(req)
 
     async def _send(self, send: Callable[[MutableMapping[str, Any]], Awaitable[None]], resp: Response, head: bool) -> None:

@@ -24,6 +24,7 @@ from ..structs import DeregisterCommand, RegisterCommand
 from . import render
 from .app import Route
 from .common import Ctx, apply_filter_expr, blocking_read
+from .near import near_sorter
 from .request import Request, Response, json_response
 
 REGISTER_NAMES = (
@@ -109,14 +110,17 @@ def routes(ctx: Ctx) -> list[Route]:
         return json_response(req, True)
 
     async def datacenters(req: Request) -> Response:
-        return json_response(req, [ctx.datacenter])
+        """Every datacenter of the WAN pool, nearest first (``server/wan.py``); never forwarded."""
+        fwd = ctx.extra.get("dc_forwarder")
+        return json_response(req, fwd.known_datacenters() if fwd is not None else [ctx.datacenter])
 
     async def nodes(req: Request) -> Response:
         meta = render.node_meta_filters(req)
+        near = near_sorter(ctx, req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, recs = store.list_nodes(ws)
-            return idx, [n for n in recs if render.node_meta_match(n, meta)]
+            return idx, near([n for n in recs if render.node_meta_match(n, meta)], lambda n: n["Node"])
 
         return await blocking_read(ctx, req, run, lambda recs: [render.node(n) for n in recs])
 
@@ -156,12 +160,13 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing service name")
         meta = render.node_meta_filters(req)
         tags = req.get_all("tag")
+        near = near_sorter(ctx, req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
             idx, pairs = store.service_instances_of(ws, name)
-            return idx, [
+            return idx, near([
                 (n, s) for n, s in pairs if render.node_meta_match(n, meta) and render.tags_match(s, tags)
-            ]
+            ], lambda p: p[0]["Node"])
 
         return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs])
 

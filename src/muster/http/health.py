@@ -19,6 +19,7 @@ from ..state.watch import WatchSet
 from . import render
 from .app import Route
 from .common import Ctx, blocking_read
+from .near import near_sorter
 from .request import Request, Response
 
 Entry = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
@@ -42,13 +43,14 @@ def routes(ctx: Ctx) -> list[Route]:
         if not name:
             raise BadRequest("Missing service name")
         meta = render.node_meta_filters(req)
+        near = near_sorter(ctx, req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.service_checks(ws, name)
             if meta:
                 store.watch_table(ws, "nodes")
                 cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
-            return idx, cs
+            return idx, near(cs, lambda c: c["Node"])
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
 
@@ -59,6 +61,7 @@ def routes(ctx: Ctx) -> list[Route]:
         passing = req.bool_param("passing", "Invalid value for ?passing") or False
         meta = render.node_meta_filters(req)
         tags = req.get_all("tag")
+        near = near_sorter(ctx, req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[Entry]]:
             idx, pairs = store.service_instances_of(ws, name)
@@ -70,7 +73,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 if passing and any(c.get("Status") != "passing" for c in cs):
                     continue
                 out.append((n, svc, cs))
-            return idx, out
+            return idx, near(out, lambda e: e[0]["Node"])
 
         def rend(entries: list[Entry]) -> list[dict[str, Any]]:
             return [
@@ -89,6 +92,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not want:
             raise BadRequest("Missing check state")
         meta = render.node_meta_filters(req)
+        near = near_sorter(ctx, req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.all_checks(ws)
@@ -98,7 +102,7 @@ def routes(ctx: Ctx) -> list[Route]:
             if meta:
                 store.watch_table(ws, "nodes")
                 cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
-            return idx, cs
+            return idx, near(cs, lambda c: c["Node"])
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
 

@@ -204,7 +204,9 @@ class RPCNode:
                 writer.write(encode_frame([HELLO, 0, ours, self.node_id, {"error": "cluster id mismatch"}]))
                 await writer.drain()
                 return
-            if self.on_peer is not None and isinstance(hello[4], dict):
+            if self.on_peer is not None and isinstance(hello[4], dict) and not hello[4].get("wan"):
+                # A server of another datacenter (``wan`` in its HELLO) forwarding a request is
+                # not a peer of ours: it stays out of the Raft address book.
                 self.on_peer(peer, hello[4])
             writer.write(encode_frame([HELLO, 0, ours, self.node_id, self.info()]))
             conn = Conn(reader, writer, peer)

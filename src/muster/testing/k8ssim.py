@@ -149,6 +149,9 @@ class StatefulSet:
     args: list[str] = field(default_factory=lambda: list(SEED_ARGS))
     python: str = ""
     tag: str = field(default_factory=lambda: f"ms{os.getpid() % 100000}")
+    #: Other subnets (``a.b.c.0/24``) reachable on-link through the bridge: a second
+    #: "cluster" whose bridge is linked to ours (``link_clusters``).
+    extra_routes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.net_ns = f"{self.tag}-net"
@@ -196,6 +199,8 @@ class StatefulSet:
         _run("ip", "-n", self.net_ns, "link", "set", host, "master", "br0", "up")
         _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
+        for net in self.extra_routes:
+            _run("ip", "-n", ns, "route", "add", net, "dev", "eth0")
         return host
 
     def _pick_ip(self, avoid: str = "") -> str:
@@ -415,6 +420,23 @@ class StatefulSet:
         if code != 200:
             raise OSError(f"kv dump from pod {ordinal}: {code}")
         return {e["Key"]: e["Value"] for e in json.loads(body)}
+
+
+def link_clusters(a: StatefulSet, b: StatefulSet) -> tuple[str, str]:
+    """Join the node networks of two StatefulSets (two Kubernetes clusters, or regions) with one
+    link between their bridges: the "WAN".  Pods reach the other subnet on-link (routes from
+    ``extra_routes``, which must be set before pods are created).  Returns the two ends, for
+    :func:`cut_link`."""
+    end_a, end_b = f"w{a.tag[-6:]}a"[:15], f"w{b.tag[-6:]}b"[:15]
+    _run("ip", "link", "add", end_a, "netns", a.net_ns, "type", "veth", "peer", "name", end_b, "netns", b.net_ns)
+    _run("ip", "-n", a.net_ns, "link", "set", end_a, "master", "br0", "up")
+    _run("ip", "-n", b.net_ns, "link", "set", end_b, "master", "br0", "up")
+    return end_a, end_b
+
+
+def cut_link(a: StatefulSet, end_a: str, cut: bool = True) -> None:
+    """Partition the WAN between two linked StatefulSets (or heal it)."""
+    _run("ip", "-n", a.net_ns, "link", "set", end_a, "down" if cut else "up")
 
 
 class WriteLoad:

@@ -1,0 +1,96 @@
+"""Two datacenters of three real server processes each on loopback addresses (dc1 on
+127.0.0.1-3, dc2 on 127.0.0.4-6), joined with ``-retry-join-wan``: ``?dc=`` forwarding over
+the WAN pool and server RPC, the datacenter list, and reads of a write from the other side."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import Cluster, env_ok, free_port_on_all, wait_until
+
+pytestmark = pytest.mark.skipif(not env_ok(), reason="needs 127.0.0.2-6 on loopback")
+
+
+class DC(Cluster):
+    """A :class:`Cluster` on 127.0.0.<base+1>.. with its own datacenter name."""
+
+    def __init__(self, root: Path, base: int, dc: str, extra: list[str]) -> None:
+        super().__init__(root, extra=["-datacenter=" + dc, *extra])
+        self.dc = dc
+        for n in self.nodes:
+            n.ip = f"127.0.0.{base + n.index + 1}"
+        ips = [n.ip for n in self.nodes]
+        taken: set[int] = set()
+        ports = []
+        for _ in range(4):
+            p = free_port_on_all(ips)
+            while p in taken:
+                p = free_port_on_all(ips)
+            taken.add(p)
+            ports.append(p)
+        self.http_port, self.server_port, self.serf_port, self.serf_wan_port = ports
+
+
+@pytest.fixture
+def two_dcs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[DC, DC]]:
+    dc1 = DC(tmp_path / "dc1", 0, "dc1", [])
+    dc2 = DC(tmp_path / "dc2", 3, "dc2", [])
+    dc2.extra.append(f"-retry-join-wan=127.0.0.1:{dc1.serf_wan_port}")
+    dc2.extra.append("-retry-interval-wan=1s")
+    dc1.start_all()
+    dc2.start_all()
+    try:
+        dc1.wait_leader(timeout=60)
+        dc2.wait_leader(timeout=60)
+
+        def wan_complete() -> bool:
+            return all(len([m for m in dc.get_json(i, "/v1/agent/members?wan=1") if m["Status"] == 1]) == 6
+                       for dc in (dc1, dc2) for i in range(3))
+
+        wait_until(wan_complete, 60, "all six servers in every server's WAN pool")
+        yield dc1, dc2
+    finally:
+        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
+        dc1.close(keep_logs=failed)
+        dc2.close(keep_logs=failed)
+
+
+def test_dc_forwarding_between_two_datacenters(two_dcs: tuple[DC, DC]) -> None:
+    dc1, dc2 = two_dcs
+    assert dc1.get_json(0, "/v1/catalog/datacenters") == ["dc1", "dc2"]
+    assert dc2.get_json(1, "/v1/catalog/datacenters") == ["dc2", "dc1"]
+    # A write for dc2 sent to every dc1 server is read back from dc2 itself.
+    for i in range(3):
+        code, _h, body = dc1.request(i, "PUT", f"/v1/kv/mdc/from-dc1-s{i}?dc=dc2", b"v%d" % i)
+        assert (code, body) == (200, b"true"), (code, body)
+    got = dc2.kv_dump(2)
+    assert {k: v for k, v in got.items() if k.startswith("mdc/")} == {
+        f"mdc/from-dc1-s{i}": __import__("base64").b64encode(b"v%d" % i).decode() for i in range(3)}
+    assert dc1.kv_dump(0) == {}  # data is per datacenter
+    # Headers come from dc2: its index, its leader.
+    code, h, body = dc1.request(0, "GET", "/v1/kv/mdc/from-dc1-s0?dc=dc2")
+    code2, h2, _ = dc2.request(0, "GET", "/v1/kv/mdc/from-dc1-s0")
+    assert code == code2 == 200 and h["X-Consul-Index"] == h2["X-Consul-Index"]
+    assert h["X-Consul-KnownLeader"] == "true"
+    # A blocking query on dc2 through dc1 wakes on a write in dc2.
+    idx = int(h["X-Consul-Index"])
+    t0 = time.monotonic()
+    assert dc2.put(1, "mdc/from-dc1-s0", b"changed")
+    code, h, body = dc1.request(1, "GET", f"/v1/kv/mdc/from-dc1-s0?dc=dc2&index={idx}&wait=20s", timeout=30)
+    assert code == 200 and int(h["X-Consul-Index"]) > idx and time.monotonic() - t0 < 20
+    # Catalog: dc2's servers are visible from dc1 with ?dc=dc2.
+    wait_until(lambda: {n["Node"] for n in dc1.get_json(2, "/v1/catalog/nodes?dc=dc2")} == {"s0", "s1", "s2"},
+               30, "dc2's servers in its catalog, read through dc1")
+    assert {n["Node"] for n in dc1.get_json(2, "/v1/catalog/nodes?dc=dc2&stale")} == {"s0", "s1", "s2"}
+    # Unknown datacenter.
+    code, _h, body = dc1.request(0, "GET", "/v1/catalog/nodes?dc=dc9")
+    assert (code, body) == (500, b"No path to datacenter")
+    # WAN coordinates exist for both datacenters.
+    wan = dc1.get_json(0, "/v1/agent/members?wan=1")
+    assert {m["Tags"]["dc"] for m in wan} == {"dc1", "dc2"}
+    print(json.dumps({"datacenters": dc1.get_json(0, "/v1/catalog/datacenters")}))

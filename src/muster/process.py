@@ -32,6 +32,7 @@ from .http import health as http_health
 from .http import kv as http_kv
 from .http import membership as http_membership
 from .http import operator as http_operator
+from .http import peering as http_peering
 from .http import query as http_query
 from .http import session as http_session
 from .http import status as http_status
@@ -190,6 +191,7 @@ class AgentProcess:
             http_agent,
             http_coordinate,
             http_query,
+            http_peering,
         ):
             for route in module.routes(self.ctx):
                 self.router.add(route)

@@ -223,11 +223,15 @@ class Answerer:
         self._view: _View | None = None
         #: Set by the DNS server when it can answer other datacenters and prepared queries.
         self.remote_enabled = False
+        #: A prepared query's ``DNS.TTL`` overrides ``service_ttl`` (set on a per-answer copy).
+        self.fixed_ttl: int | None = None
 
     # ------------------------------------------------------------------ helpers
 
     def service_ttl(self, service: str) -> int:
         """Exact name wins, then the longest ``prefix*`` (``*`` alone matches all), else 0."""
+        if self.fixed_ttl is not None:
+            return self.fixed_ttl
         s = service.lower()
         if s in self._ttl_exact:
             return self._ttl_exact[s]

@@ -161,8 +161,7 @@ class RemoteLookup:
         if ttl_text:
             from ..durations import parse_duration
 
-            ttl = int(parse_duration(ttl_text))
-            a.service_ttl = lambda service, ttl=ttl: ttl  # type: ignore[method-assign]
+            a.fixed_ttl = int(parse_duration(ttl_text))
         # The executed query already filtered health: answer every returned instance under the
         # queried name, as a service lookup of it.
         service_name = str(body.get("Service") or "")

@@ -172,7 +172,8 @@ def resolve(queries: Iterable[Mapping[str, Any]], id_or_name: str) -> dict[str, 
     low = id_or_name.lower()
     for q in qs:
         if q["Name"] and q["Name"].lower() == low:
-            return compile_template(q).render(id_or_name, dict(q)) if q["Template"]["Type"] else dict(q)
+            found = dict(q)
+            return compile_template(found).render(id_or_name, found) if found["Template"]["Type"] else found
     best: Mapping[str, Any] | None = None
     for q in qs:
         if q["Template"]["Type"] and low.startswith(q["Name"].lower()):
@@ -180,4 +181,5 @@ def resolve(queries: Iterable[Mapping[str, Any]], id_or_name: str) -> dict[str, 
                 best = q
     if best is None:
         raise QueryNotFound()
-    return compile_template(dict(best)).render(id_or_name, dict(best))
+    chosen = dict(best)
+    return compile_template(chosen).render(id_or_name, chosen)

@@ -57,6 +57,18 @@ class _Vars:
         return ""  # agent.segment: CE has no segments
 
 
+def _var_piece(name: str) -> Callable[[_Vars], str]:
+    def piece(v: _Vars) -> str:
+        return v.var(name)
+    return piece
+
+
+def _match_piece(n: int) -> Callable[[_Vars], str]:
+    def piece(v: _Vars) -> str:
+        return v.matches[n] if 0 <= n < len(v.matches) else ""
+    return piece
+
+
 def _parse(s: str) -> list[Piece]:
     out: list[Piece] = []
     i, lit = 0, []
@@ -76,11 +88,9 @@ def _parse(s: str) -> list[Piece]:
                 out.append("".join(lit))
                 lit = []
             if m.group(1):
-                name = m.group(1)
-                out.append(lambda v, name=name: v.var(name))
+                out.append(_var_piece(m.group(1)))
             else:
-                n = int(m.group(2))
-                out.append(lambda v, n=n: v.matches[n] if 0 <= n < len(v.matches) else "")
+                out.append(_match_piece(int(m.group(2))))
             i = end + 1
             continue
         lit.append(s[i])

@@ -57,7 +57,7 @@ def routes(ctx: Ctx) -> list[Route]:
         order += [dc for dc in sorted(by) if dc not in order]
         out = [{"Datacenter": dc, "AreaID": "wan",
                 "Coordinates": sorted(by.get(dc, []), key=lambda e: e["Node"])} for dc in order if dc in by]
-        return json_response(req, out)
+        return json_response(req, out, 200, ctx.meta_headers(store.index("coordinates"), None))
 
     async def nodes(req: Request) -> Response:
         check_enabled()

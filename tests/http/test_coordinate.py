@@ -29,12 +29,13 @@ async def update(agent: AgentProcess, client: httpx.AsyncClient, node: str, c: d
 
 async def test_datacenters_lists_this_server(client: httpx.AsyncClient) -> None:
     r = await client.get("/v1/coordinate/datacenters")
-    assert r.status_code == 200
-    (dc,) = r.json()
-    assert set(dc) == {"Datacenter", "AreaID", "Coordinates"}
-    assert dc["Datacenter"] == "dc1" and dc["AreaID"] == "wan"
-    assert dc["Coordinates"][0]["Node"] == "test-node.dc1"
-    assert len(dc["Coordinates"][0]["Coord"]["Vec"]) == 8
+    assert r.status_code == 200 and "X-Consul-Index" in r.headers
+    lan, wan = r.json()
+    assert set(lan) == set(wan) == {"Datacenter", "AreaID", "Coordinates"}
+    assert (lan["Datacenter"], lan["AreaID"]) == ("dc1", "lan") and (wan["Datacenter"], wan["AreaID"]) == ("dc1", "wan")
+    assert lan["Coordinates"][0]["Node"] == "test-node"
+    assert wan["Coordinates"][0]["Node"] == "test-node.dc1"
+    assert len(wan["Coordinates"][0]["Coord"]["Vec"]) == 8
 
 
 async def test_update_is_batched_through_the_log(agent: AgentProcess, client: httpx.AsyncClient) -> None:

@@ -1,8 +1,9 @@
 """``/v1/coordinate/*`` (contract §2.8; Consul ``agent/coordinate_endpoint.go``).
 
-* ``GET /coordinate/datacenters``: the WAN coordinates of every server, grouped by datacenter
-  (``AreaID`` ``"wan"``), names ``<node>.<dc>``; never forwarded.  Without a WAN pool (a
-  ``-dev`` agent) the local server alone, with its own coordinate.
+* ``GET /coordinate/datacenters``: first our datacenter's LAN area (``AreaID`` ``"lan"``,
+  catalog node names, as newer Consul lists network areas), then the WAN coordinates of every
+  server grouped by datacenter (``AreaID`` ``"wan"``, names ``<node>.<dc>``); never forwarded.
+  Without a WAN pool (a ``-dev`` agent) the WAN area holds the local server alone.
 * ``GET /coordinate/nodes`` and ``/coordinate/node/:node``: the LAN coordinates stored in the
   catalog (blocking reads on the coordinates table; 404 with an empty body for a node without
   one).
@@ -55,9 +56,22 @@ def routes(ctx: Ctx) -> list[Route]:
         fwd = ctx.extra.get("dc_forwarder")
         order = fwd.known_datacenters() if fwd is not None else sorted(by)
         order += [dc for dc in sorted(by) if dc not in order]
-        out = [{"Datacenter": dc, "AreaID": "wan",
-                "Coordinates": sorted(by.get(dc, []), key=lambda e: e["Node"])} for dc in order if dc in by]
+        out = [{"Datacenter": ctx.datacenter, "AreaID": "lan", "Coordinates": lan_area()}]
+        out += [{"Datacenter": dc, "AreaID": "wan",
+                 "Coordinates": sorted(by.get(dc, []), key=lambda e: e["Node"])} for dc in order if dc in by]
         return json_response(req, out, 200, ctx.meta_headers(store.index("coordinates"), None))
+
+    def lan_area() -> list[dict[str, Any]]:
+        """Our datacenter's LAN coordinates by catalog node name (this agent's own live one, and
+        the others as stored): listed first, so a client that takes the first entry's name
+        gets a catalog node it can update and read back (py-consul's coordinate test)."""
+        rows = {r["Node"]: dict(r) for r in store.coordinates(None)[1] if not r["Segment"]}
+        lan = ctx.extra.get("own_coordinate")
+        own = lan() if lan is not None else None
+        if own is not None:
+            me = ctx.server.ident.node_name
+            rows[me] = {"Node": me, "Segment": "", "Coord": own.as_json()}
+        return [rows[n] for n in sorted(rows)]
 
     async def nodes(req: Request) -> Response:
         check_enabled()

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,13 +28,16 @@ class DC(Cluster):
         ips = [n.ip for n in self.nodes]
         taken: set[int] = set()
         ports = []
-        for _ in range(4):
+        for _ in range(5):
             p = free_port_on_all(ips)
             while p in taken:
                 p = free_port_on_all(ips)
             taken.add(p)
             ports.append(p)
-        self.http_port, self.server_port, self.serf_port, self.serf_wan_port = ports
+        self.http_port, self.server_port, self.serf_port, self.serf_wan_port, self.dns_port = ports
+
+    def args(self, n: Any) -> list[str]:
+        return [a if a != "-dns-port=-1" else f"-dns-port={self.dns_port}" for a in super().args(n)]
 
 
 @pytest.fixture
@@ -94,3 +98,74 @@ def test_dc_forwarding_between_two_datacenters(two_dcs: tuple[DC, DC]) -> None:
     wan = dc1.get_json(0, "/v1/agent/members?wan=1")
     assert {m["Tags"]["dc"] for m in wan} == {"dc1", "dc2"}
     print(json.dumps({"datacenters": dc1.get_json(0, "/v1/catalog/datacenters")}))
+
+
+def _register(dc: DC, i: int, node: str, addr: str, status: str) -> None:
+    body = json.dumps({"Node": node, "Address": addr, "Service": {"Service": "api", "ID": "api", "Port": 9090},
+                       "Check": {"CheckID": "api-health", "Name": "api", "Status": status, "ServiceID": "api"}})
+    code, _h, out = dc.request(i, "PUT", "/v1/catalog/register", body.encode())
+    assert code == 200, out
+
+
+def _dig(server: str, port: int, name: str) -> tuple[str, list[str]]:
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    r = dns.query.udp(dns.message.make_query(name, "A"), server, port=port, timeout=5)
+    return dns.rcode.to_text(r.rcode()), sorted(rr.address for rrset in r.answer for rr in rrset)
+
+
+def test_prepared_query_fails_over_to_dc2_then_leader_kill_under_forwarded_writes(
+        two_dcs: tuple[DC, DC]) -> None:
+    import threading
+
+    dc1, dc2 = two_dcs
+    # "api" is critical in dc1 and healthy in dc2.
+    _register(dc1, 0, "api-dc1", "10.1.0.1", "critical")
+    _register(dc2, 0, "api-dc2", "10.2.0.1", "passing")
+    q = {"Name": "api", "Service": {"Service": "api", "Failover": {"Datacenters": ["dc2"]}}, "DNS": {"TTL": "5s"}}
+    code, _h, body = dc1.request(1, "POST", "/v1/query", json.dumps(q).encode())
+    assert code == 200, body
+    res = dc1.get_json(2, "/v1/query/api/execute")
+    assert res["Datacenter"] == "dc2" and res["Failovers"] == 1
+    assert [e["Node"]["Node"] for e in res["Nodes"]] == ["api-dc2"]
+    # The same through DNS on a dc1 server: <query>.query.<domain>, and the dc2 service by name.
+    dns_port = dc1.dns_port
+    assert _dig(dc1.nodes[0].ip, dns_port, "api.query.consul.") == ("NOERROR", ["10.2.0.1"])
+    assert _dig(dc1.nodes[0].ip, dns_port, "api.service.dc2.consul.") == ("NOERROR", ["10.2.0.1"])
+    assert _dig(dc1.nodes[0].ip, dns_port, "api.service.consul.")[0] == "NXDOMAIN"  # critical in dc1
+    assert _dig(dc1.nodes[0].ip, dns_port, "api.service.dc9.consul.")[0] == "NXDOMAIN"
+
+    # kill -9 of dc2's leader while dc1 forwards writes to dc2: no acknowledged write is lost.
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        deadline = time.monotonic() + 40
+        while not stop.is_set() and time.monotonic() < deadline and n < 5000:
+            key = f"load/{n:05d}"
+            n += 1
+            try:
+                code, _h, out = dc1.request(n % 3, "PUT", f"/v1/kv/{key}?dc=dc2", b"x", timeout=15)
+            except OSError:
+                continue
+            if code == 200 and out == b"true":
+                acked.append(key)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    time.sleep(3)
+    victim = dc2.wait_leader()
+    before = len(acked)
+    dc2.kill(victim)
+    alive = [i for i in range(3) if i != victim]
+    dc2.wait_leader(among=alive, timeout=30)
+    wait_until(lambda: len(acked) > before + 20, 30, "forwarded writes to resume after the leader's death")
+    stop.set()
+    t.join(30)
+    want = set(acked)
+    for i in alive:
+        wait_until(lambda i=i: want <= set(dc2.kv_dump(i)), 30, f"every acknowledged write on dc2 s{i}")
+    print(json.dumps({"acked": len(acked), "before_kill": before}))

@@ -13,6 +13,7 @@ Writes: ``cas``/``acquire``/``release`` are mutually exclusive; values over
 from __future__ import annotations
 
 from ..errors import BadRequest, MusterError, TooLarge
+from ..goparse import parse_uint
 from ..server.blocking import blocking_query
 from ..state.base import DirEntry
 from ..state.watch import WatchSet
@@ -166,8 +167,7 @@ def _u64(req: Request, name: str) -> int:
     """Consul parses ``flags``/``cas`` with ``strconv.ParseUint`` and answers a failure with 500."""
     if name not in req.query:
         return 0
-    v = req.get(name)
-    if not v.isdigit() or int(v) > 2**64 - 1:
-        reason = "value out of range" if v.isdigit() else "invalid syntax"
-        raise MusterError(f'strconv.ParseUint: parsing "{v}": {reason}')
-    return int(v)
+    try:
+        return parse_uint(req.get(name), 10)
+    except ValueError as err:
+        raise MusterError(str(err)) from None

@@ -17,6 +17,17 @@ from typing import Any
 from .errors import FatalApplyError, MusterError
 from .state.store import StateStore
 from .structs import (
+    ACLAuthMethodDeleteCommand,
+    ACLAuthMethodSetCommand,
+    ACLBindingRuleDeleteCommand,
+    ACLBindingRuleSetCommand,
+    ACLBootstrapCommand,
+    ACLPolicyDeleteCommand,
+    ACLPolicySetCommand,
+    ACLRoleDeleteCommand,
+    ACLRoleSetCommand,
+    ACLTokenDeleteCommand,
+    ACLTokenSetCommand,
     AutopilotCommand,
     DeregisterCommand,
     KVSCommand,
@@ -51,6 +62,18 @@ class FSM:
         self._register(AutopilotCommand, self._apply_autopilot)
         self._register(RestoreCommand, self._apply_restore)
         self._register(NoopCommand, lambda idx, cmd: None)
+        acl = self.store.acl
+        self._register(ACLBootstrapCommand, lambda idx, c: acl.bootstrap(idx, c.reset_index, c.token))
+        self._register(ACLTokenSetCommand, lambda idx, c: acl.token_set(idx, c.tokens))
+        self._register(ACLTokenDeleteCommand, lambda idx, c: acl.token_delete(idx, c.accessors))
+        self._register(ACLPolicySetCommand, lambda idx, c: acl.policy_set(idx, c.policies))
+        self._register(ACLPolicyDeleteCommand, lambda idx, c: acl.policy_delete(idx, c.ids))
+        self._register(ACLRoleSetCommand, lambda idx, c: acl.role_set(idx, c.roles))
+        self._register(ACLRoleDeleteCommand, lambda idx, c: acl.role_delete(idx, c.ids))
+        self._register(ACLBindingRuleSetCommand, lambda idx, c: acl.binding_rule_set(idx, c.rules))
+        self._register(ACLBindingRuleDeleteCommand, lambda idx, c: acl.binding_rule_delete(idx, c.ids))
+        self._register(ACLAuthMethodSetCommand, lambda idx, c: acl.auth_method_set(idx, c.methods))
+        self._register(ACLAuthMethodDeleteCommand, lambda idx, c: acl.auth_method_delete(idx, c.names))
         assert len(self._handlers) == len(MessageType), "every message type needs a handler"
 
     def _register(self, cls: type[Any], fn: Handler) -> None:

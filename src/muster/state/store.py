@@ -14,6 +14,7 @@ import msgspec
 
 from ..errors import MusterError, StateError
 from ..structs import KVSCommand, TxnOp
+from .acl import ACLTables
 from .base import DirEntry
 from .session import SessionStore, session_check_ids
 
@@ -28,6 +29,13 @@ class TxnFailed(Exception):
 
 
 class StateStore(SessionStore):
+    def __init__(self) -> None:
+        super().__init__()
+        #: The ACL tables: one object for the store's lifetime (a restore refills it in place,
+        #: so the token resolver may hold it).
+        self.acl = ACLTables()
+        self.acl.on_change = lambda idx: self._bump("acl", idx)
+
     # ------------------------------------------------------------------ transactions
 
     def txn_apply(self, idx: int, ops: list[TxnOp], ts: float) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
@@ -211,6 +219,7 @@ class StateStore(SessionStore):
             "checks": self.checks,
             "sessions": self.sessions,
             "autopilot": self.autopilot,
+            "acl": self.acl.snapshot(),
             "indexes": self.indexes,
         }
         # Sorted keys: two replicas with the same state produce the same bytes, whatever order
@@ -247,6 +256,7 @@ class StateStore(SessionStore):
             for cid in session_check_ids(sess):
                 self.sessions_by_check.setdefault((sess["Node"], cid), set()).add(sid)
         self.autopilot = data.get("autopilot", {})
+        self.acl.restore(data.get("acl"))
         self.indexes = dict(data["indexes"])
         self.fire_all()
 
@@ -259,4 +269,5 @@ class StateStore(SessionStore):
             "Service": sum(len(p) for p in self.services.values()),
             "Check": sum(len(p) for p in self.checks.values()),
             "Session": len(self.sessions),
+            **self.acl.summary(),
         }

@@ -88,7 +88,7 @@ def gossip_wanted(config: Config) -> bool:
 def acl_initial_management_description(config: Config) -> str:
     """"Initial Management Token" (Consul >= 1.11), or "Master Token" when the secret came from
     a pre-1.11 key (``acl.tokens.master`` / ``acl_master_token``), as those servers named it."""
-    return "Master Token" if getattr(config.acl.tokens, "legacy_master", False) else "Initial Management Token"
+    return "Master Token" if config.acl.tokens.initial_management_legacy else "Initial Management Token"
 
 
 def load_or_create_node_id(config: Config, rng: Rng) -> str:
@@ -346,6 +346,14 @@ class AgentProcess:
         if cfg.ports.dns >= 0:
             self.dns = DNSServer(self.server, cfg, rng=self.rng, clock=self.clock)
             await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
+        if cfg.enable_script_checks and not cfg.acl.enabled:
+            log.warning(
+                "using enable-script-checks without ACLs and without allow_write_http_from is DANGEROUS, use "
+                "enable-local-script-checks instead, see "
+                "https://www.hashicorp.com/blog/protecting-consul-from-rce-risk-in-specific-configurations/"
+            )
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
 
     async def stop(self) -> None:

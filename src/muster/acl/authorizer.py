@@ -187,6 +187,11 @@ class Authorizer:
                 return False
         return self._fallback(resource)
 
+    def unrestricted(self, resource: str) -> bool:
+        """True when every check on ``resource`` is allowed (no rules, permissive default):
+        list endpoints then skip per-item filtering."""
+        return self.rules is None and self._fallback(resource)
+
     def key_write_prefix_allowed(self, prefix: str) -> bool:
         if self.rules is not None:
             d = self.rules.key_write_prefix(prefix)

@@ -146,7 +146,8 @@ class Resolver:
             if expires is not None and self.now() >= expires:
                 raise ACLNotFound()
         rules = PolicyRules(self.token_rules(tok))
-        return Authorizer(rules, self.default_policy, tok.AccessorID), expires
+        empty = not rules.trees and not rules.unnamed
+        return Authorizer(None if empty else rules, self.default_policy, tok.AccessorID), expires
 
     def token_rules(self, tok: ACLToken) -> list[Rule]:
         """Every rule a token carries: policies, roles, identities, templated policies."""

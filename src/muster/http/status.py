@@ -52,6 +52,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def raft_configuration(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read")
         fwd = await from_leader(ctx, req)
         if fwd is not None:
             return fwd
@@ -62,6 +63,7 @@ def routes(ctx: Ctx) -> list[Route]:
     async def autopilot_health(req: Request) -> Response:
         """Server health as the leader sees it (see ``autopilot_health_view``)."""
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read")
         fwd = await from_leader(ctx, req)
         if fwd is not None:
             return fwd
@@ -70,6 +72,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def autopilot_config(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read" if req.method == "GET" else "write")
         if req.method == "GET":
             cur = dict(AUTOPILOT_DEFAULTS)
             cur.update({k: v for k, v in server.store.autopilot.items()})

@@ -94,8 +94,7 @@ def routes(ctx: Ctx) -> list[Route]:
         await ctx.server.check_read(opts.consistency)
 
         def run(ws: WatchSet | None) -> tuple[int, Any]:
-            if ws is not None:
-                ws.add(s.tables.watch)
+            s.tables.watch(ws)
             return s.tables.index, produce()
 
         idx, obj = await blocking_query(ctx.server.store, opts, run, ctx.rng, ctx.default_query_time, ctx.max_query_time)

@@ -48,6 +48,7 @@ from ..acl.resolver import ACLNotFound, Resolver
 from ..acl.rules import RulesError, parse_rules, translate_legacy
 from ..durations import parse_duration
 from ..errors import BadRequest, MusterError, NotFound, PermissionDenied
+from ..state.acl import ACLTable
 from ..structs import (
     ACLAuthMethodDeleteCommand,
     ACLAuthMethodSetCommand,
@@ -112,7 +113,7 @@ class ACLService:
         initial_management_description: str = "Initial Management Token",
     ) -> None:
         self.server = server
-        self.tables = server.store.acl
+        self.store = server.store
         self.enabled = bool(acl_config.enabled)
         self.config = acl_config
         self.datacenter = datacenter
@@ -130,7 +131,7 @@ class ACLService:
         if self.enabled and acl_config.enable_token_persistence:
             self._load_persisted_tokens()
         self.resolver = Resolver(
-            self.tables,
+            _LiveTables(self.store),
             enabled=self.enabled,
             default_policy=acl_config.default_policy,
             datacenter=datacenter,
@@ -140,6 +141,11 @@ class ACLService:
         )
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def tables(self) -> ACLTable:
+        """The current ACL table (a snapshot restore swaps in a new one)."""
+        return self.store.tables.acl
 
     def now(self) -> float:
         return float(self.server.clock.wall())
@@ -983,6 +989,27 @@ class ACLService:
             return translate_legacy(text)
         except RulesError as err:
             raise BadRequest(f"Failed to parse legacy rules: {err.message}") from None
+
+
+class _LiveTables:
+    """The resolver's view of whatever ACL table the store holds now."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def acl_table_index(self) -> int:
+        return int(self._store.tables.acl.version)
+
+    def acl_token_by_secret(self, secret: str) -> ACLToken | None:
+        return self._store.tables.acl.acl_token_by_secret(secret)  # type: ignore[no-any-return]
+
+    def acl_policy_get(self, policy_id: str) -> ACLPolicy | None:
+        return self._store.tables.acl.policies.get(policy_id)  # type: ignore[no-any-return]
+
+    def acl_role_get(self, role_id: str) -> ACLRole | None:
+        return self._store.tables.acl.roles.get(role_id)  # type: ignore[no-any-return]
 
 
 def _ci(d: dict[str, Any], name: str) -> Any:

@@ -1,37 +1,46 @@
-"""The replicated ACL tables: tokens, policies, roles, auth methods, binding rules, bootstrap.
+"""ACL table: tokens, policies, roles, auth methods, binding rules and the bootstrap index.
 
-One ``ACLTables`` instance lives in the state store; only the FSM writes it, at a log index, so
-every server holds the same tables and resolves tokens locally (``muster.acl.resolver``).
+Only the FSM writes it, at a log index, inside the command's write transaction, so every server
+holds the same rows and resolves tokens locally (``muster.acl.resolver``).
 
-Invariants (checked on every write, before anything changes, so a refused write changes nothing):
+Invariants (checked before any change; a refused write raises and the transaction rolls back):
 
 * a token's ``AccessorID`` and ``SecretID`` are each unique; ``by_secret`` maps every live
   secret to its accessor;
 * policy and role names are unique (``policy_names``/``role_names``);
-* ``CreateIndex`` is the index of the first write of a row and never changes; ``ModifyIndex``
-  is the index of its latest write;
+* ``CreateIndex`` is the index of a row's first write and never changes; ``ModifyIndex`` the
+  index of its latest;
 * ``bootstrap_index`` is 0 until the one bootstrap, then the index it happened at; a later
   bootstrap needs that exact value as its reset index (Consul's ``acl-bootstrap-reset`` file).
 
-``index`` is the tables' modification index (``X-Consul-Index`` of ACL reads).  ``version`` is a
-local counter bumped by every change and every restore (which may move ``index`` backwards):
-the resolver's authorizer cache is valid for exactly one value of it.  Writes fire ``watch`` so blocking reads of ``/v1/acl/*`` wake.
+Index: ``acl`` (every ACL write bumps it; blocking reads of ``/v1/acl/*`` watch it).
+
+``version`` is process-local and never repeats, across table instances too (a restore builds a
+new ``Tables``): the resolver's authorizer cache is valid for exactly one value of it.  It moves
+on every write attempt, so a rolled-back write only costs a cache refill.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import itertools
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ..acl.model import ACLPolicy, ACLRole, ACLToken
 from ..errors import StateError
-from .watch import Watch
+from .watch import WatchSet
+
+if TYPE_CHECKING:
+    from .tables import Tables
+    from .write import WriteTxn
+
+_versions = itertools.count(1)
 
 
-class ACLTables:
-    def __init__(self) -> None:
+class ACLTable:
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
         self.tokens: dict[str, ACLToken] = {}
         self.by_secret: dict[str, str] = {}
         self.policies: dict[str, ACLPolicy] = {}
@@ -41,13 +50,16 @@ class ACLTables:
         self.auth_methods: dict[str, dict[str, Any]] = {}
         self.binding_rules: dict[str, dict[str, Any]] = {}
         self.bootstrap_index = 0
-        self.index = 0
-        self.version = 0
-        self.watch = Watch()
-        #: Called with the index after every change (the store bumps its own table index).
-        self.on_change: Callable[[int], None] | None = None
+        self.version = next(_versions)
 
-    # ------------------------------------------------------------------ reads (ACLTables protocol)
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def index(self) -> int:
+        return self._t.index("acl")
+
+    def watch(self, ws: WatchSet | None) -> None:
+        self._t.watches.table(ws, "acl")
 
     def acl_table_index(self) -> int:
         return self.version
@@ -70,17 +82,13 @@ class ACLTables:
         rid = self.role_names.get(name)
         return self.roles.get(rid) if rid is not None else None
 
-    # ------------------------------------------------------------------ writes (FSM only)
+    # ------------------------------------------------------------------ writes
 
-    def _changed(self, idx: int) -> None:
-        self.index = max(self.index, idx)
-        self.version += 1
-        self.watch.fire()
-        self.watch = Watch()
-        if self.on_change is not None:
-            self.on_change(idx)
+    def _changed(self, tx: WriteTxn) -> None:
+        self.version = next(_versions)
+        tx.bump("acl")
 
-    def bootstrap(self, idx: int, reset_index: int, token: ACLToken) -> ACLToken:
+    def bootstrap(self, tx: WriteTxn, reset_index: int, token: ACLToken) -> ACLToken:
         if self.bootstrap_index:
             if reset_index == 0:
                 raise StateError(f"Permission denied: ACL bootstrap no longer allowed (reset index: {self.bootstrap_index})", 403)
@@ -89,9 +97,15 @@ class ACLTables:
                     f"Invalid bootstrap reset index (specified {reset_index}, reset index: {self.bootstrap_index})"
                 )
         self._check_tokens([token])
-        self.bootstrap_index = idx
-        self._put_token(idx, token)
-        self._changed(idx)
+        old = self.bootstrap_index
+
+        def back() -> None:
+            self.bootstrap_index = old
+
+        tx.record(back)
+        self.bootstrap_index = tx.index
+        self._put_token(tx, token)
+        self._changed(tx)
         return self.tokens[token.AccessorID]
 
     def _check_tokens(self, tokens: list[ACLToken]) -> None:
@@ -107,28 +121,32 @@ class ACLTables:
             if cur is not None and cur.SecretID != t.SecretID:
                 raise StateError("Changing a token's SecretID is not permitted")
 
-    def _put_token(self, idx: int, t: ACLToken) -> None:
+    def _put_token(self, tx: WriteTxn, t: ACLToken) -> None:
         cur = self.tokens.get(t.AccessorID)
-        t = msgspec.structs.replace(t, CreateIndex=cur.CreateIndex if cur is not None else idx, ModifyIndex=idx)
-        self.tokens[t.AccessorID] = t
-        self.by_secret[t.SecretID] = t.AccessorID
+        t = msgspec.structs.replace(t, CreateIndex=cur.CreateIndex if cur is not None else tx.index, ModifyIndex=tx.index)
+        tx.put(self.tokens, t.AccessorID, t)
+        tx.put(self.by_secret, t.SecretID, t.AccessorID)
 
-    def token_set(self, idx: int, tokens: list[ACLToken]) -> bool:
+    def token_set(self, tx: WriteTxn, tokens: list[ACLToken]) -> bool:
         self._check_tokens(tokens)
         for t in tokens:
-            self._put_token(idx, t)
-        self._changed(idx)
+            self._put_token(tx, t)
+        self._changed(tx)
         return True
 
-    def token_delete(self, idx: int, accessors: list[str]) -> bool:
+    def _drop_token(self, tx: WriteTxn, acc: str) -> None:
+        t = self.tokens.get(acc)
+        if t is not None:
+            tx.pop(self.tokens, acc)
+            tx.pop(self.by_secret, t.SecretID)
+
+    def token_delete(self, tx: WriteTxn, accessors: list[str]) -> bool:
         for acc in accessors:
-            t = self.tokens.pop(acc, None)
-            if t is not None:
-                self.by_secret.pop(t.SecretID, None)
-        self._changed(idx)
+            self._drop_token(tx, acc)
+        self._changed(tx)
         return True
 
-    def policy_set(self, idx: int, policies: list[ACLPolicy]) -> bool:
+    def policy_set(self, tx: WriteTxn, policies: list[ACLPolicy]) -> bool:
         for p in policies:
             owner = self.policy_names.get(p.Name)
             if owner is not None and owner != p.ID:
@@ -136,22 +154,23 @@ class ACLTables:
         for p in policies:
             cur = self.policies.get(p.ID)
             if cur is not None:
-                self.policy_names.pop(cur.Name, None)
-            p = msgspec.structs.replace(p, CreateIndex=cur.CreateIndex if cur is not None else idx, ModifyIndex=idx)
-            self.policies[p.ID] = p
-            self.policy_names[p.Name] = p.ID
-        self._changed(idx)
+                tx.pop(self.policy_names, cur.Name)
+            p = msgspec.structs.replace(p, CreateIndex=cur.CreateIndex if cur is not None else tx.index, ModifyIndex=tx.index)
+            tx.put(self.policies, p.ID, p)
+            tx.put(self.policy_names, p.Name, p.ID)
+        self._changed(tx)
         return True
 
-    def policy_delete(self, idx: int, ids: list[str]) -> bool:
+    def policy_delete(self, tx: WriteTxn, ids: list[str]) -> bool:
         for pid in ids:
-            p = self.policies.pop(pid, None)
+            p = self.policies.get(pid)
             if p is not None:
-                self.policy_names.pop(p.Name, None)
-        self._changed(idx)
+                tx.pop(self.policies, pid)
+                tx.pop(self.policy_names, p.Name)
+        self._changed(tx)
         return True
 
-    def role_set(self, idx: int, roles: list[ACLRole]) -> bool:
+    def role_set(self, tx: WriteTxn, roles: list[ACLRole]) -> bool:
         for r in roles:
             owner = self.role_names.get(r.Name)
             if owner is not None and owner != r.ID:
@@ -159,58 +178,62 @@ class ACLTables:
         for r in roles:
             cur = self.roles.get(r.ID)
             if cur is not None:
-                self.role_names.pop(cur.Name, None)
-            r = msgspec.structs.replace(r, CreateIndex=cur.CreateIndex if cur is not None else idx, ModifyIndex=idx)
-            self.roles[r.ID] = r
-            self.role_names[r.Name] = r.ID
-        self._changed(idx)
+                tx.pop(self.role_names, cur.Name)
+            r = msgspec.structs.replace(r, CreateIndex=cur.CreateIndex if cur is not None else tx.index, ModifyIndex=tx.index)
+            tx.put(self.roles, r.ID, r)
+            tx.put(self.role_names, r.Name, r.ID)
+        self._changed(tx)
         return True
 
-    def role_delete(self, idx: int, ids: list[str]) -> bool:
+    def role_delete(self, tx: WriteTxn, ids: list[str]) -> bool:
         for rid in ids:
-            r = self.roles.pop(rid, None)
+            r = self.roles.get(rid)
             if r is not None:
-                self.role_names.pop(r.Name, None)
-        self._changed(idx)
+                tx.pop(self.roles, rid)
+                tx.pop(self.role_names, r.Name)
+        self._changed(tx)
         return True
 
-    def auth_method_set(self, idx: int, methods: list[dict[str, Any]]) -> bool:
+    def auth_method_set(self, tx: WriteTxn, methods: list[dict[str, Any]]) -> bool:
         for m in methods:
             cur = self.auth_methods.get(m["Name"])
-            row = dict(m, CreateIndex=cur["CreateIndex"] if cur is not None else idx, ModifyIndex=idx)
-            self.auth_methods[m["Name"]] = row
-        self._changed(idx)
+            row = dict(m, CreateIndex=cur["CreateIndex"] if cur is not None else tx.index, ModifyIndex=tx.index)
+            tx.put(self.auth_methods, m["Name"], row)
+        self._changed(tx)
         return True
 
-    def auth_method_delete(self, idx: int, names: list[str]) -> bool:
+    def auth_method_delete(self, tx: WriteTxn, names: list[str]) -> bool:
+        """Deleting a method deletes its binding rules and the tokens it issued (as Consul)."""
         for n in names:
-            if self.auth_methods.pop(n, None) is not None:
-                for rid in [k for k, v in self.binding_rules.items() if v.get("AuthMethod") == n]:
-                    del self.binding_rules[rid]
-                for acc in [a for a, t in self.tokens.items() if t.AuthMethod == n]:
-                    self.by_secret.pop(self.tokens.pop(acc).SecretID, None)
-        self._changed(idx)
+            if n not in self.auth_methods:
+                continue
+            tx.pop(self.auth_methods, n)
+            for rid in [k for k, v in self.binding_rules.items() if v.get("AuthMethod") == n]:
+                tx.pop(self.binding_rules, rid)
+            for acc in [a for a, t in self.tokens.items() if t.AuthMethod == n]:
+                self._drop_token(tx, acc)
+        self._changed(tx)
         return True
 
-    def binding_rule_set(self, idx: int, rules: list[dict[str, Any]]) -> bool:
+    def binding_rule_set(self, tx: WriteTxn, rules: list[dict[str, Any]]) -> bool:
         for r in rules:
             if r.get("AuthMethod") not in self.auth_methods:
                 raise StateError(f"failed inserting acl binding rule: auth method not found: {r.get('AuthMethod')!r}")
         for r in rules:
             cur = self.binding_rules.get(r["ID"])
-            self.binding_rules[r["ID"]] = dict(r, CreateIndex=cur["CreateIndex"] if cur is not None else idx, ModifyIndex=idx)
-        self._changed(idx)
+            tx.put(self.binding_rules, r["ID"], dict(r, CreateIndex=cur["CreateIndex"] if cur is not None else tx.index, ModifyIndex=tx.index))
+        self._changed(tx)
         return True
 
-    def binding_rule_delete(self, idx: int, ids: list[str]) -> bool:
+    def binding_rule_delete(self, tx: WriteTxn, ids: list[str]) -> bool:
         for i in ids:
-            self.binding_rules.pop(i, None)
-        self._changed(idx)
+            tx.pop(self.binding_rules, i)
+        self._changed(tx)
         return True
 
     # ------------------------------------------------------------------ snapshot
 
-    def snapshot(self) -> dict[str, Any]:
+    def dump(self) -> dict[str, Any]:
         return {
             "tokens": [msgspec.to_builtins(t) for t in self.tokens.values()],
             "policies": [msgspec.to_builtins(p) for p in self.policies.values()],
@@ -218,18 +241,11 @@ class ACLTables:
             "auth_methods": list(self.auth_methods.values()),
             "binding_rules": list(self.binding_rules.values()),
             "bootstrap_index": self.bootstrap_index,
-            "index": self.index,
         }
 
-    def restore(self, data: dict[str, Any] | None) -> None:
-        """Replace every table with ``data`` (a ``snapshot()``; None for a pre-ACL snapshot)."""
+    def load(self, data: dict[str, Any] | None) -> None:
+        """Fill this (fresh) table from a ``dump()``; None for a snapshot older than ACLs."""
         data = data or {}
-        watch = self.watch
-        on_change = self.on_change
-        version = self.version
-        self.__init__()  # type: ignore[misc]
-        self.on_change = on_change
-        self.version = version + 1
         for t in data.get("tokens", []):
             tok = msgspec.convert(t, ACLToken)
             self.tokens[tok.AccessorID] = tok
@@ -247,10 +263,6 @@ class ACLTables:
         for b in data.get("binding_rules", []):
             self.binding_rules[b["ID"]] = b
         self.bootstrap_index = int(data.get("bootstrap_index", 0))
-        # A restore may move the index backwards: make sure every cached authorizer is dropped.
-        self.index = int(data.get("index", 0))
-        self.watch = Watch()
-        watch.fire()
 
     def summary(self) -> dict[str, int]:
         return {"ACLToken": len(self.tokens), "ACLPolicy": len(self.policies), "ACLRole": len(self.roles)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..acl.authorizer import Authorizer
 from ..errors import BadRequest, MusterError, TooLarge
+from ..goparse import parse_uint
 from ..server.blocking import blocking_query
 from ..state.kv import DirEntry
 from ..state.watch import WatchSet
@@ -221,8 +222,7 @@ def _u64(req: Request, name: str) -> int:
     """Consul parses ``flags``/``cas`` with ``strconv.ParseUint`` and answers a failure with 500."""
     if name not in req.query:
         return 0
-    v = req.get(name)
-    if not v.isdigit() or int(v) > 2**64 - 1:
-        reason = "value out of range" if v.isdigit() else "invalid syntax"
-        raise MusterError(f'strconv.ParseUint: parsing "{v}": {reason}')
-    return int(v)
+    try:
+        return parse_uint(req.get(name), 10)
+    except ValueError as err:
+        raise MusterError(str(err)) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ACLDisabled, BadRequest
+from ..goparse import parse_uint
 from ..structs import AutopilotCommand
 from .app import Route
 from .body import canon
@@ -85,9 +86,10 @@ def routes(ctx: Ctx) -> list[Route]:
         cas = -1
         if "cas" in req.query:
             v = req.get("cas")
-            if not v.isdigit():
-                raise BadRequest(f"Error parsing cas value: {v}")
-            cas = int(v)
+            try:
+                cas = parse_uint(v, 10)
+            except ValueError:
+                raise BadRequest(f"Error parsing cas value: {v}") from None
         ok = await server.apply(AutopilotCommand(config=cfg, cas=cas))
         return json_response(req, bool(ok))
 

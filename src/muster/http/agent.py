@@ -31,6 +31,7 @@ from ..state.watch import WatchSet
 from ..version import REVISION, VERSION
 from . import render
 from .app import Route
+from .body import canon, want_str
 from .common import Ctx, apply_filter_expr
 from .request import Request, Response, json_response, text_response
 
@@ -450,10 +451,15 @@ def routes(ctx: Ctx) -> list[Route]:
         return json_response(req, host_info())
 
     async def token(req: Request) -> Response:
-        """``/agent/token/<kind>``: ACLs are disabled in this build, so Consul's 401 applies."""
-        if ctx.config is not None and getattr(getattr(ctx.config, "acl", None), "enabled", False):
-            raise MusterError("ACL token updates are not supported by this agent")
-        raise ACLDisabled()
+        """``PUT /agent/token/<kind>``: replace one of the agent's tokens (``acl:write``)."""
+        svc = ctx.acl
+        if svc is None or not svc.enabled:
+            raise ACLDisabled()
+        ctx.authorizer(req).require("acl", "write")
+        raw = await req.json()
+        body = canon(raw, ("Token",), "structs.AgentToken") if raw is not None else {}
+        svc.set_agent_token(req.route_param, want_str(body, "Token"))
+        return empty()
 
     return [
         Route("/v1/agent/self", ("GET",), self_),

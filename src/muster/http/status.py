@@ -53,6 +53,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def raft_configuration(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read")
         fwd = await from_leader(ctx, req)
         if fwd is not None:
             return fwd
@@ -63,6 +64,7 @@ def routes(ctx: Ctx) -> list[Route]:
     async def autopilot_health(req: Request) -> Response:
         """Server health as the leader sees it (see ``autopilot_health_view``)."""
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read")
         fwd = await from_leader(ctx, req)
         if fwd is not None:
             return fwd
@@ -71,6 +73,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def autopilot_config(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read" if req.method == "GET" else "write")
         if req.method == "GET":
             cur = dict(AUTOPILOT_DEFAULTS)
             cur.update({k: v for k, v in server.store.autopilot.items()})

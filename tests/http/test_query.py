@@ -135,3 +135,48 @@ async def test_query_dns(agent: AgentProcess, client: httpx.AsyncClient) -> None
         assert r.rcode() == dns.rcode.NXDOMAIN
     finally:
         await d.stop()
+
+
+async def test_query_acls(tmp_path: Any) -> None:
+    """query:write on the name to create, read to list/get/explain, the stored Token hidden
+    from callers without acl:write, execution filtered by the query's own token."""
+    from muster.config import parse_agent_flags
+    from muster.runtime import Rng
+
+    hcl = 'acl {\n enabled = true\n default_policy = "deny"\n tokens {\n initial_management = "root"\n }\n}\n'
+    cfg = parse_agent_flags(["-dev", "-node=acl-node", "-client=127.0.0.1", "-hcl", hcl])
+    proc = AgentProcess(cfg, rng=Rng(5))
+    await proc.server.start()
+    await proc.agent.start()
+    try:
+        transport = httpx.ASGITransport(app=proc.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://acl.test") as c:
+            root = {"X-Consul-Token": "root"}
+            for _ in range(50):
+                if (await c.get("/v1/acl/token/self", headers=root)).status_code == 200:
+                    break
+                import asyncio
+
+                await asyncio.sleep(0.1)
+            rules = 'query_prefix "team-" { policy = "write" }\nservice_prefix "" { policy = "read" }\n' \
+                    'node_prefix "" { policy = "read" }'
+            r = await c.put("/v1/acl/policy", json={"Name": "team", "Rules": rules}, headers=root)
+            assert r.status_code == 200, r.text
+            r = await c.put("/v1/acl/token", json={"Policies": [{"Name": "team"}]}, headers=root)
+            team = {"X-Consul-Token": r.json()["SecretID"]}
+            q = {"Name": "team-db", "Token": "root", "Service": {"Service": "db"}}
+            r = await c.post("/v1/query", json=q, headers=team)
+            assert r.status_code == 200, r.text
+            qid = r.json()["ID"]
+            r = await c.post("/v1/query", json={"Name": "other", "Service": {"Service": "db"}}, headers=team)
+            assert r.status_code == 403 and "query:write" in r.text
+            listed = (await c.get("/v1/query", headers=team)).json()
+            assert [x["Name"] for x in listed] == ["team-db"] and listed[0]["Token"] == "<hidden>"
+            assert (await c.get(f"/v1/query/{qid}", headers=root)).json()[0]["Token"] == "root"
+            assert (await c.get("/v1/query", headers={"X-Consul-Token": "nope"})).status_code == 403
+            r = await c.get("/v1/query/team-db/explain")  # anonymous: denied by default
+            assert r.status_code == 403
+            assert (await c.get("/v1/query/team-db/execute", headers=team)).status_code == 200
+    finally:
+        await proc.agent.stop()
+        await proc.server.stop()

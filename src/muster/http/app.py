@@ -82,13 +82,14 @@ class App:
         router: Router,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
         extra_headers: list[tuple[str, str]] | None = None,
+        default_acl_policy: str = "allow",
     ) -> None:
         self.router = router
         self.fallback = fallback
         #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
         #: answer, or None to serve the request here.
         self.dc_forward: Callable[[Request], Awaitable[Response | None]] | None = None
-        base = [(b"x-consul-default-acl-policy", b"allow")]
+        base = [(b"x-consul-default-acl-policy", default_acl_policy.encode())]
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
         self._base_headers = base

@@ -56,9 +56,11 @@ def routes(ctx: Ctx) -> list[Route]:
         fwd = ctx.extra.get("dc_forwarder")
         order = fwd.known_datacenters() if fwd is not None else sorted(by)
         order += [dc for dc in sorted(by) if dc not in order]
-        out = [{"Datacenter": ctx.datacenter, "AreaID": "lan", "Coordinates": lan_area()}]
-        out += [{"Datacenter": dc, "AreaID": "wan",
-                 "Coordinates": sorted(by.get(dc, []), key=lambda e: e["Node"])} for dc in order if dc in by]
+        out: list[dict[str, Any]] = [{"Datacenter": ctx.datacenter, "AreaID": "lan", "Coordinates": lan_area()}]
+        for dc in order:
+            if dc in by:
+                out.append({"Datacenter": dc, "AreaID": "wan",
+                            "Coordinates": sorted(by[dc], key=lambda e: str(e["Node"]))})
         return json_response(req, out, 200, ctx.meta_headers(store.index("coordinates"), None))
 
     def lan_area() -> list[dict[str, Any]]:
@@ -76,11 +78,14 @@ def routes(ctx: Ctx) -> list[Route]:
     async def nodes(req: Request) -> Response:
         check_enabled()
         segment = req.get("segment")
+        a = ctx.authorizer(req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.coordinates(ws)
             if segment:
                 cs = [c for c in cs if c["Segment"] == segment]
+            if not a.unrestricted("node"):
+                cs = [c for c in cs if a.allowed("node", c["Node"], "read")]
             return idx, cs
 
         return await blocking_read(ctx, req, run, lambda cs: cs)
@@ -91,12 +96,13 @@ def routes(ctx: Ctx) -> list[Route]:
         if not name:
             raise BadRequest("Missing node name")
         segment = req.get("segment")
+        a = ctx.authorizer(req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.coordinate_get(ws, _catalog_name(name))
             if segment:
                 cs = [c for c in cs if c["Segment"] == segment]
-            return idx, cs
+            return idx, [c for c in cs if a.allowed("node", c["Node"], "read")]
 
         resp = await blocking_read(ctx, req, run, lambda cs: cs, status=lambda cs: 200 if cs else 404,
                                    filterable=False)
@@ -129,6 +135,7 @@ def routes(ctx: Ctx) -> list[Route]:
             raise MusterError("invalid coordinate") from None
         if not coord.compatible(Coordinate.origin()):
             raise MusterError("rpc error making call: coordinate dimensionality does not match")
+        ctx.authorizer(req).require("node", "write", _catalog_name(name))
         batcher = ctx.extra.get("coordinate_batcher")
         if batcher is None:
             raise MusterError("Coordinate support disabled", 401)

@@ -66,6 +66,33 @@ def routes(ctx: Ctx) -> list[Route]:
             return ""
         return near
 
+    # ------------------------------------------------------------------ ACLs (query_endpoint.go)
+
+    def redact(a: Any, q: dict[str, Any]) -> dict[str, Any]:
+        """The stored ``Token`` is only shown to a caller with acl:write."""
+        if q.get("Token") and not a.allowed("acl", "", "write"):
+            return dict(q, Token="<hidden>")
+        return q
+
+    def visible(a: Any, q: dict[str, Any]) -> bool:
+        if a.management:
+            return True
+        if not q["Name"] and not q["Template"]["Type"]:
+            return False  # an unnamed query is only listed for management tokens
+        return bool(a.allowed("query", q["Name"], "read"))
+
+    def executing_authorizer(req: Request, q: dict[str, Any]) -> Any:
+        """Execution filters instances with the query's own token when it has one."""
+        if q.get("Token") and ctx.acl_enabled():
+            return ctx.acl.authorize(q["Token"])
+        return ctx.authorizer(req)
+
+    def acl_filter(a: Any, es: list[Entry]) -> list[Entry]:
+        if a.unrestricted("node") and a.unrestricted("service"):
+            return es
+        return [e for e in es if a.allowed("node", e[0]["Node"], "read")
+                and a.allowed("service", e[1]["Service"], "read")]
+
     def meta(idx: int) -> dict[str, Any]:
         return {"Index": max(idx, 1), "LastContact": ctx.server.last_contact_ms() * 1_000_000,
                 "KnownLeader": ctx.server.known_leader(), "ConsistencyLevel": "leader"}
@@ -81,13 +108,17 @@ def routes(ctx: Ctx) -> list[Route]:
             q = decode_query(await req.json())
             if q["ID"]:
                 raise MusterError("ID must be empty when creating a new prepared query")
+            ctx.authorizer(req).require("query", "write", q["Name"])
             q["ID"] = ctx.rng.uuid()
             validate_against(q, queries(), not q["Session"] or q["Session"] in store.sessions)
             await propose("create", q)
             return json_response(req, {"ID": q["ID"]})
 
+        a = ctx.authorizer(req)
+
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
-            return store.prepared_query_list(ws)
+            idx, qs = store.prepared_query_list(ws)
+            return idx, [redact(a, q) for q in qs if visible(a, q)]
 
         return await blocking_read(ctx, req, run, lambda qs: qs, filterable=False)
 
@@ -112,8 +143,13 @@ def routes(ctx: Ctx) -> list[Route]:
             if not looks_like_uuid(qid):
                 raise MusterError("failed prepared query lookup: index error: UUID must be 36 characters")
 
+            a = ctx.authorizer(req)
+
             def run(ws: WatchSet | None) -> tuple[int, dict[str, Any] | None]:
-                return store.prepared_query_get(ws, qid.lower())
+                idx, q = store.prepared_query_get(ws, qid.lower())
+                if q is not None and q["Name"] and not a.allowed("query", q["Name"], "read"):
+                    raise a.denied("query", "read", q["Name"])
+                return idx, redact(a, q) if q is not None else None
 
             resp = await blocking_read(ctx, req, run, lambda q: [q] if q is not None else None,
                                        status=lambda obj: 200 if obj is not None else 404, filterable=False)
@@ -123,12 +159,15 @@ def routes(ctx: Ctx) -> list[Route]:
         existing = store.prepared_queries.get(qid.lower())
         if existing is None:
             raise MusterError(f"Cannot modify non-existent prepared query: '{qid}'")
+        a = ctx.authorizer(req)
+        a.require("query", "write", existing["Name"])
         if req.method == "DELETE":
             await propose("delete", {"ID": existing["ID"]})
             return Response(200, b"", "application/json")
         # PUT: a full replacement; the ID comes from the URL.
         q = decode_query(await req.json())
         q["ID"] = existing["ID"]
+        a.require("query", "write", q["Name"])
         validate_against(q, queries(), not q["Session"] or q["Session"] in store.sessions)
         await propose("update", q)
         return Response(200, b"", "application/json")
@@ -140,8 +179,11 @@ def routes(ctx: Ctx) -> list[Route]:
         opts = parse_query_options(req)
         await ctx.server.check_read(opts.consistency)
         q = resolve(queries(), name)
+        a = ctx.authorizer(req)
+        if not a.allowed("query", q["Name"], "read"):
+            raise a.denied("query", "read", q["Name"])
         idx = store.index("prepared_queries")
-        return json_response(req, {"Query": q, **meta(idx)}, 200, ctx.meta_headers(idx, opts))
+        return json_response(req, {"Query": redact(a, q), **meta(idx)}, 200, ctx.meta_headers(idx, opts))
 
     async def execute(req: Request, name: str) -> Response:
         ctx.check_dc(req)
@@ -151,7 +193,7 @@ def routes(ctx: Ctx) -> list[Route]:
         q = resolve(queries(), name)
         svc = q["Service"]
         idx = max(store.index("prepared_queries"), store.catalog_index())
-        es = filter_entries(entries_of(svc["Service"]), svc)
+        es = acl_filter(executing_authorizer(req, q), filter_entries(entries_of(svc["Service"]), svc))
         near = near_node(req, req.get("near") or svc.get("Near") or "")
         es = sort_near(es, ctx.rng, near, coordinate_of)
         if limit:
@@ -201,7 +243,8 @@ def routes(ctx: Ctx) -> list[Route]:
         await ctx.server.check_read(opts.consistency)
         q = body["Query"]
         svc = q.get("Service") or {}
-        es = sort_near(filter_entries(entries_of(str(svc.get("Service", ""))), svc), ctx.rng, "", coordinate_of)
+        es = acl_filter(executing_authorizer(req, q), filter_entries(entries_of(str(svc.get("Service", ""))), svc))
+        es = sort_near(es, ctx.rng, "", coordinate_of)
         limit = body.get("Limit") or 0
         if isinstance(limit, int) and limit > 0:
             es = es[:limit]

@@ -221,6 +221,7 @@ class StateStore:
             "autopilot": t.autopilot.config,
             "coordinates": list(t.coordinates.rows.values()),
             "prepared_queries": t.prepared_queries.rows,
+            "acl": t.acl.dump(),
             "indexes": t.indexes,
         }
         return msgspec.msgpack.encode(data, order="sorted")
@@ -265,6 +266,7 @@ class StateStore:
         for qid, q in pq.rows.items():
             if q.get("Session"):
                 pq.by_session.setdefault(q["Session"], set()).add(qid)
+        t.acl.load(data.get("acl"))
         t.indexes = dict(data["indexes"])
         return t
 
@@ -289,4 +291,5 @@ class StateStore:
             "Session": len(t.sessions.rows),
             "PreparedQuery": len(t.prepared_queries.rows),
             "Coordinate": len(t.coordinates.rows),
+            **t.acl.summary(),
         }

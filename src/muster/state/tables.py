@@ -8,6 +8,7 @@ memdb transaction: a session destroy releases KV locks, a critical check destroy
 
 from __future__ import annotations
 
+from .acl import ACLTable
 from .autopilot import AutopilotTable
 from .catalog import CatalogTable
 from .coordinates import CoordinateTable
@@ -29,6 +30,7 @@ class Tables:
         self.autopilot = AutopilotTable(self)
         self.coordinates = CoordinateTable(self)
         self.prepared_queries = PreparedQueryTable(self)
+        self.acl = ACLTable(self)
 
     def index(self, *names: str) -> int:
         """The highest index among ``names`` (0 if none was ever written)."""

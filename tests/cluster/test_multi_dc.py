@@ -46,15 +46,18 @@ def two_dcs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[DC
     dc2 = DC(tmp_path / "dc2", 3, "dc2", [])
     dc2.extra.append(f"-retry-join-wan=127.0.0.1:{dc1.serf_wan_port}")
     dc2.extra.append("-retry-interval-wan=1s")
+    dc1.add_client("127.0.0.7", "dc1-client")  # a client agent: not in the WAN pool
     dc1.start_all()
     dc2.start_all()
     try:
-        dc1.wait_leader(timeout=60)
+        dc1.wait_leader(among=[0, 1, 2], timeout=60)
         dc2.wait_leader(timeout=60)
 
         def wan_complete() -> bool:
             return all(len([m for m in dc.get_json(i, "/v1/agent/members?wan=1") if m["Status"] == 1]) == 6
                        for dc in (dc1, dc2) for i in range(3))
+
+        wait_until(lambda: dc1.leader(3) != "", 60, "dc1's client agent to follow the log")
 
         wait_until(wan_complete, 60, "all six servers in every server's WAN pool")
         yield dc1, dc2
@@ -91,6 +94,12 @@ def test_dc_forwarding_between_two_datacenters(two_dcs: tuple[DC, DC]) -> None:
     wait_until(lambda: {n["Node"] for n in dc1.get_json(2, "/v1/catalog/nodes?dc=dc2")} == {"s0", "s1", "s2"},
                30, "dc2's servers in its catalog, read through dc1")
     assert {n["Node"] for n in dc1.get_json(2, "/v1/catalog/nodes?dc=dc2&stale")} == {"s0", "s1", "s2"}
+    # A client agent hands ?dc= requests to a server of its own datacenter, which forwards them.
+    wait_until(lambda: dc1.request(3, "PUT", "/v1/kv/mdc/from-client?dc=dc2", b"c")[2] == b"true", 30,
+               "a forwarded write through dc1's client agent")
+    assert "mdc/from-client" in dc2.kv_dump(0) and "mdc/from-client" not in dc1.kv_dump(0)
+    code, _h, body = dc1.request(3, "GET", "/v1/kv/mdc/from-client?dc=dc2&consistent")
+    assert code == 200 and json.loads(body)[0]["Key"] == "mdc/from-client"
     # Unknown datacenter.
     code, _h, body = dc1.request(0, "GET", "/v1/catalog/nodes?dc=dc9")
     assert (code, body) == (500, b"No path to datacenter")

@@ -1,4 +1,4 @@
-"""``/v1/event/fire/:name`` and ``/v1/event/list`` (contract §2.8).
+"""``/v1/event/fire/:name`` and ``/v1/event/list`` (docs/compat/agent.md#user-events).
 
 Events live in the agent (the last 256 it has seen, oldest first), not in the store: in Consul
 they travel by gossip and are never replicated through Raft.  Until the gossip layer exists an

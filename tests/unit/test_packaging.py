@@ -6,7 +6,8 @@
 * No module of ``muster`` imports the test kit or a test-only library.
 * The import graph of ``muster`` has no cycle, counting imports inside functions too (a cycle
   hidden in a function body, like the one ``dns/answers.py`` once had with ``dns/wire.py`` for a
-  test helper, is still a cycle for a reader).
+  test helper, is still a cycle for a reader).  Imports under ``if TYPE_CHECKING:`` are left
+  out: they only name types for annotations and never run.
 """
 
 from __future__ import annotations
@@ -37,12 +38,27 @@ def _modules() -> dict[str, tuple[Path, bool]]:
     return out
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (annotation-only
+    imports never run, so a type hint naming an upper module is not an upward import)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _imports(name: str, path: Path, is_pkg: bool) -> set[str]:
-    """Every module name ``path`` imports (module level and inside functions), resolved to
-    absolute names; ``from x import y`` yields both ``x`` and ``x.y``."""
+    """Every module name ``path`` imports at run time (module level and inside functions),
+    resolved to absolute names; ``from x import y`` yields both ``x`` and ``x.y``."""
     pkg = name if is_pkg else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -105,6 +121,15 @@ def test_cycle_finder_finds_a_function_level_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_type_checking_imports_are_not_runtime_imports(tmp_path: Path) -> None:
+    mod = tmp_path / "m.py"
+    mod.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .up import T\nelse:\n    import side\n"
+        "def f():\n    from . import wire\n"
+    )
+    assert _imports("pkg.m", mod, False) == {"typing", "typing.TYPE_CHECKING", "side", "pkg", "pkg.wire"}
 
 
 def test_muster_import_graph_has_no_cycle() -> None:

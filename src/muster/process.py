@@ -31,6 +31,7 @@ from .http import health as http_health
 from .http import kv as http_kv
 from .http import membership as http_membership
 from .http import operator as http_operator
+from .http import peering as http_peering
 from .http import session as http_session
 from .http import status as http_status
 from .http import txn as http_txn
@@ -186,6 +187,7 @@ class AgentProcess:
             http_catalog,
             http_health,
             http_agent,
+            http_peering,
         ):
             for route in module.routes(self.ctx):
                 self.router.add(route)

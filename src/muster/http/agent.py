@@ -22,6 +22,7 @@ import sys
 import time
 from typing import Any
 
+from ..agent import mesh
 from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
 from ..durations import parse_duration
 from ..errors import ACLDisabled, BadRequest, MusterError
@@ -56,9 +57,13 @@ def agent_service(svc: dict[str, Any], dc: str) -> dict[str, Any]:
         out["TaggedAddresses"] = svc["TaggedAddresses"]
     out["Weights"] = dict(svc.get("Weights") or render.DEFAULT_WEIGHTS)
     out["EnableTagOverride"] = bool(svc.get("EnableTagOverride", False))
-    if svc.get("Connect"):
-        out["Connect"] = svc["Connect"]
+    if svc.get("Kind") in (mesh.CONNECT_PROXY, *mesh.GATEWAY_KINDS):
+        out["Proxy"] = mesh.agent_proxy(svc.get("Proxy") or mesh.DEFAULT_PROXY)
+    if (svc.get("Connect") or {}).get("Native"):
+        out["Connect"] = {"Native": True}
     out["Datacenter"] = dc
+    if svc.get("Locality") is not None:
+        out["Locality"] = dict(svc["Locality"])
     return out
 
 
@@ -400,7 +405,10 @@ def routes(ctx: Ctx) -> list[Route]:
             telemetry = getattr(ctx.config, "telemetry", None)
             retention = getattr(telemetry, "prometheus_retention_time", 0.0) if telemetry is not None else 0.0
             if not retention or retention <= 0:
-                return text_response(415, PROM_DISABLED)
+                # Consul raises a CodeWithPayloadError(415, Reason=...) with no payload, and its
+                # handler returns before writing the status: the client sees 200, an empty body
+                # and the reason in X-Consul-Reason (py-consul's own suite relies on this).
+                return Response(200, b"", None, [("X-Consul-Reason", PROM_DISABLED)])
             return prometheus_response(gauges(), openmetrics)
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(now - now % 10))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import platform
 import socket
@@ -22,6 +23,7 @@ import sys
 import time
 from typing import Any
 
+from ..agent.agent import Agent
 from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
 from ..durations import parse_duration
 from ..errors import ACLDisabled, BadRequest, MusterError
@@ -31,6 +33,8 @@ from . import render
 from .app import Route
 from .common import Ctx, apply_filter_expr
 from .request import GO_FALSE, GO_TRUE, Request, Response, json_response, text_response
+
+log = logging.getLogger("muster.agent")
 
 BUILD_DATE = "2025-11-25T00:00:00Z"
 PROM_DISABLED = "Prometheus is not enabled since its retention time is not positive"
@@ -88,9 +92,7 @@ def routes(ctx: Ctx) -> list[Route]:
     server = ctx.server
     dc = ctx.datacenter
 
-    def agent() -> Any:
-        if ctx.agent is None:
-            raise MusterError("agent is not running")
+    def agent() -> Agent:
         return ctx.agent
 
     def empty() -> Response:
@@ -155,14 +157,10 @@ def routes(ctx: Ctx) -> list[Route]:
         leader = server.is_leader()
         checks = a.local.checks()
         kinds = [c.get("Type") for c in checks.values()]
-        from .status import servers_view
-
-        servers_now = servers_view(ctx)
+        servers_now = ctx.services.operator.servers()
         leader_addr = next((sv["Address"] for sv in servers_now if sv["Leader"]), "")
         is_server = bool(cfg("server", False) or cfg("dev_mode", False))
-        storage_snap = getattr(getattr(lg, "storage", None), "snapshot", None)
-        snap_meta = storage_snap().meta if callable(storage_snap) else None
-        snap_index, snap_term = (snap_meta.index, snap_meta.term) if snap_meta is not None else (0, 0)
+        snap_index, snap_term = lg.last_snapshot()
         return {
             "agent": {
                 "check_monitors": str(kinds.count("script")),
@@ -181,7 +179,7 @@ def routes(ctx: Ctx) -> list[Route]:
             },
             "raft": {
                 "applied_index": str(server.fsm.last_applied),
-                "commit_index": str(getattr(getattr(lg, "core", None), "committed", lg.last_index())),
+                "commit_index": str(lg.commit_index()),
                 "fsm_pending": "0",
                 "last_contact": "0" if leader else f"{server.last_contact_ms()}ms",
                 "last_log_index": str(lg.last_index()),
@@ -432,12 +430,17 @@ def routes(ctx: Ctx) -> list[Route]:
         ]
 
     async def reload(req: Request) -> Response:
-        hook = ctx.extra.get("reload")
-        if hook is not None:
-            await hook()
-        else:
-            await agent().reload(ctx.config)
+        await ctx.services.lifecycle.reload()
         return empty()
+
+    async def leave(req: Request) -> Response:
+        """Graceful leave: hand leadership over, leave the Raft configuration, then shut down."""
+        lifecycle = ctx.services.lifecycle
+        await ctx.services.operator.leave()
+        lifecycle.left = True  # the gossip pool announces `left`, not a failure
+        lifecycle.shutdown_soon(0.2)
+        log.info("graceful leave complete")
+        return Response(200, b"")
 
     async def host(req: Request) -> Response:
         return json_response(req, host_info())
@@ -468,6 +471,7 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/agent/health/service/name/", ("GET",), health_by_name, prefix=True),
         Route("/v1/agent/metrics", ("GET",), metrics),
         Route("/v1/agent/reload", ("PUT",), reload),
+        Route("/v1/agent/leave", ("PUT",), leave),
         Route("/v1/agent/host", ("GET",), host),
         Route("/v1/agent/token/", ("PUT",), token, prefix=True),
     ]

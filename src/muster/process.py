@@ -18,9 +18,8 @@ import random
 import signal
 import sys
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .agent.agent import Agent
 from .config import Config
 from .dns.server import DNSServer
 from .errors import MusterError
@@ -41,7 +40,6 @@ from .http.request import Request, Response, text_response
 from .http.serve import Listener, TLSFiles
 from .logging_setup import setup_logging
 from .membership import Membership
-from .raft.storage import DiskStorage
 from .runtime import RealClock, Rng
 from .server.cluster import ClusterMember
 from .server.operator import ClusterOperator
@@ -49,6 +47,9 @@ from .server.raftlog import ClusterLog, RaftTimings, ReplicatedLog
 from .server.server import Server, ServerIdentity
 from .services import Lifecycle, Services
 from .version import VERSION
+
+if TYPE_CHECKING:
+    from .raft.storage import DiskStorage
 
 log = logging.getLogger("muster.agent")
 
@@ -122,6 +123,8 @@ def _advertise(config: Config) -> str:
 
 class AgentProcess:
     def __init__(self, config: Config, rng: Rng | None = None, argv: list[str] | None = None) -> None:
+        from .agent.agent import Agent  # pulls in aiohttp: only when an agent is built
+
         self.config = config
         self.argv = argv
         self.rng = rng or Rng()
@@ -255,6 +258,8 @@ class AgentProcess:
 
     async def _start_cluster(self) -> None:
         """Listen for server RPC, then form or rejoin the cluster in the background."""
+        from .raft.storage import DiskStorage
+
         cfg = self.config
         data_dir = cfg.data_dir
         assert self.cluster is not None and data_dir is not None

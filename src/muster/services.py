@@ -27,12 +27,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .agent.agent import Agent
 from .events import EventBuffer
 from .membership import Membership
 from .server.operator import ClusterOperator
 from .server.server import Server
+
+if TYPE_CHECKING:  # the agent pulls in aiohttp (HTTP checks): imported where it is built
+    from .agent.agent import Agent
 
 
 class Lifecycle:

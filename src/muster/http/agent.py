@@ -21,9 +21,8 @@ import platform
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..agent.agent import Agent
 from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
 from ..durations import parse_duration
 from ..errors import ACLDisabled, BadRequest, MusterError
@@ -33,6 +32,9 @@ from . import render
 from .app import Route
 from .common import Ctx, apply_filter_expr
 from .request import GO_FALSE, GO_TRUE, Request, Response, json_response, text_response
+
+if TYPE_CHECKING:  # the agent pulls in aiohttp (HTTP checks): imported where it is built
+    from ..agent.agent import Agent
 
 log = logging.getLogger("muster.agent")
 

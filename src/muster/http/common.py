@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..agent.agent import Agent
 from ..errors import MusterError, NoPathToDatacenter
 from ..runtime import Rng
 from ..server.blocking import QueryOptions, blocking_query
@@ -22,6 +21,9 @@ from ..server.server import Server
 from ..services import Services
 from ..state.watch import WatchSet
 from .request import Request, Response, json_response, parse_query_options
+
+if TYPE_CHECKING:  # the agent pulls in aiohttp (HTTP checks): imported where it is built
+    from ..agent.agent import Agent
 
 T = TypeVar("T")
 

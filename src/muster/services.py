@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from .events import EventBuffer
 from .membership import Membership
+from .server.acl import ACLService
 from .server.operator import ClusterOperator
 from .server.server import Server
 
@@ -78,5 +79,7 @@ class Services:
     events: EventBuffer
     operator: ClusterOperator
     lifecycle: Lifecycle
+    #: Tokens, policies and roles; answers every request when ACLs are disabled (allow all).
+    acl: ACLService
     #: The LAN (and, on servers, WAN) gossip pools; None when a ``-dev`` agent does not gossip.
     membership: Membership | None = None

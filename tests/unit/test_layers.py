@@ -18,38 +18,41 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "muster"
 
 #: Lower number = lower layer.  A unit may import from strictly lower layers only.
 LAYERS: dict[str, int] = {
-    # leaves: no muster imports except each other's constants
+    # leaves: no muster imports
     "muster.__version__": 0,
     "muster.version": 0,
     "muster.errors": 0,
     "muster.runtime": 0,
-    "muster.durations": 0,
     "muster.logging_setup": 0,
     "muster.tls": 0,
-    "muster.filter": 1,
-    "muster.structs": 1,
-    "muster.api": 1,
-    # cores: sans-IO state, Raft, gossip, configuration
-    "muster.state": 2,
-    "muster.raft": 2,
-    "muster.gossip": 2,
+    "muster.goparse": 0,
+    "muster.eventloop": 0,
+    "muster.durations": 1,
+    "muster.acl": 1,
+    "muster.filter": 2,
+    "muster.structs": 2,
+    "muster.api": 2,
     "muster.config": 2,
-    "muster.fsm": 3,
-    "muster.events": 3,
-    # the server (log, cluster, operator) and what runs on top of it
-    "muster.server": 4,
-    "muster.agent": 5,
-    "muster.membership": 5,
-    "muster.services": 6,
+    # cores: sans-IO state, Raft, gossip
+    "muster.state": 3,
+    "muster.raft": 3,
+    "muster.gossip": 3,
+    "muster.fsm": 4,
+    "muster.events": 4,
+    # the server (log, cluster, operator, ACL service) and what runs on top of it
+    "muster.server": 5,
+    "muster.agent": 6,
+    "muster.membership": 6,
+    "muster.services": 7,
     # edges: HTTP, DNS, UI
-    "muster.http": 7,
-    "muster.dns": 7,
-    "muster.ui": 7,
+    "muster.http": 8,
+    "muster.dns": 8,
+    "muster.ui": 8,
     # the process root and the command line
-    "muster.process": 8,
-    "muster.cli": 9,
-    "muster.__main__": 10,
-    "muster.testing": 10,
+    "muster.process": 9,
+    "muster.cli": 10,
+    "muster.__main__": 11,
+    "muster.testing": 11,
 }
 
 

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..acl.authorizer import MANAGE_ALL, Authorizer
 from ..errors import MusterError, NoPathToDatacenter
 from ..runtime import Rng
+from ..server.acl import ACLService
 from ..server.blocking import QueryOptions, blocking_query
 from ..server.server import Server
 from ..services import Services
@@ -46,6 +48,20 @@ class Ctx:
     @property
     def agent(self) -> Agent:
         return self.services.agent
+
+    @property
+    def acl(self) -> ACLService:
+        return self.services.acl
+
+    def authorizer(self, req: Request) -> Authorizer:
+        """The caller's authorizer (403 ``ACL not found`` for an unknown token)."""
+        svc = self.acl
+        if not svc.enabled:
+            return MANAGE_ALL
+        return svc.authorize(req.token())
+
+    def acl_enabled(self) -> bool:
+        return self.acl.enabled
 
     def check_dc(self, req: Request) -> None:
         dc = req.get("dc")

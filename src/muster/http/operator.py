@@ -81,6 +81,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def snapshot(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("snapshot", "write")  # management only, save and restore
         if req.method == "GET":
             opts = parse_query_options(req)
             await server.check_read(opts.consistency)
@@ -98,16 +99,19 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def remove_peer(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "write")
         await operator.remove_peer(operator.find_peer(req.get("id"), req.get("address")))
         return Response(200, b"")
 
     async def transfer_leader(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "write")
         await operator.transfer_leader(req.get("id"))
         return json_response(req, {"Success": True})
 
     async def autopilot_state(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read")
         fwd = await from_leader(ctx, req)
         if fwd is not None:
             return fwd

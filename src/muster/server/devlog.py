@@ -42,6 +42,11 @@ class DevLog:
     def term(self) -> int:
         return 1
 
+    def configuration_index(self) -> int:
+        """0: the single voter of ``-dev`` is implicit, never a log entry (Consul's dev agent
+        reports ``Index: 0`` in ``/v1/operator/raft/configuration`` too)."""
+        return 0
+
     def commit_index(self) -> int:
         return self._index
 

@@ -60,3 +60,7 @@ class Log(Protocol):
     def last_snapshot(self) -> tuple[int, int]:
         """(index, term) of the newest snapshot, (0, 0) when there is none."""
         ...
+
+    def configuration_index(self) -> int:
+        """Index of the log entry holding the Raft configuration in effect (0: none)."""
+        ...

@@ -151,6 +151,9 @@ class ReplicatedLog:
     def term(self) -> int:
         return self.core.term
 
+    def configuration_index(self) -> int:
+        return int(self.core.conf_index)
+
     def commit_index(self) -> int:
         return self.core.committed
 
@@ -523,6 +526,9 @@ class FormingLog:
     def term(self) -> int:
         return 0
 
+    def configuration_index(self) -> int:
+        return 0
+
     def last_snapshot(self) -> tuple[int, int]:
         return (0, 0)
 
@@ -581,6 +587,9 @@ class ClusterLog:
 
     def last_snapshot(self) -> tuple[int, int]:
         return self._cur.last_snapshot()
+
+    def configuration_index(self) -> int:
+        return self._cur.configuration_index()
 
     def propose_now(self, cmd: Any) -> Any:
         return PENDING

@@ -168,7 +168,12 @@ class ACLService:
         return self.resolver.resolve(self.agent_tokens["dns"] or self.agent_tokens["default"])
 
     async def _apply(self, cmd: Any) -> Any:
-        return await self.server.apply(cmd)
+        """Propose ``cmd``; on a follower also wait until the local tables hold the write, so
+        the answer (rendered from them) and this server's next check see it."""
+        res = await self.server.apply(cmd)
+        if not self.server.is_leader():
+            await self.server.check_read("consistent")
+        return res
 
     # ------------------------------------------------------------------ leader duties
 
@@ -360,7 +365,7 @@ class ACLService:
                 os.remove(os.path.join(self.data_dir, BOOTSTRAP_RESET_FILE))
             except OSError:
                 pass
-        return out if isinstance(out, ACLToken) else t.tokens[tok.AccessorID]
+        return out if isinstance(out, ACLToken) else self.tables.tokens.get(tok.AccessorID, tok)
 
     # ------------------------------------------------------------------ tokens
 

@@ -12,7 +12,7 @@ coordinate carried in the ack) moves the node's own coordinate with :meth:`Coord
 * *spring model*: the node moves along the line to the peer by ``CC * w * (rtt - estimate)``,
   where ``w = own_error / (own_error + peer_error)`` trusts confident peers more;
 * *error estimate*: an exponentially weighted mean of the relative error of estimates;
-* *height* (Dabek §5.5): grows and shrinks with the same force, never below ``height_min``;
+* *height* (Dabek et al., section 5.5): grows and shrinks with the same force, never below ``height_min``;
 * *latency filter* (Ledlie et al., NSDI 2007): the RTT used is the median of the last
   ``latency_filter_size`` samples for that peer, which removes single spikes;
 * *adjustment* (Lee et al., 2010): ``sum(window of rtt - raw_estimate) / (2 * window size)``

@@ -16,8 +16,8 @@ from muster.coordinate import (
     median_distance,
 )
 from muster.gossip.serf import Serf, SerfConfig
-from muster.gossip.sim import SimConfig, run_coordinates
 from muster.runtime import Rng
+from muster_testkit.gossip.sim import SimConfig, run_coordinates
 
 
 def _c(vec: list[float], height: float = 0.0, adj: float = 0.0) -> Coordinate:

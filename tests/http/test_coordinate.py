@@ -24,7 +24,8 @@ async def register(client: httpx.AsyncClient, node: str, address: str = "10.0.0.
 async def update(agent: AgentProcess, client: httpx.AsyncClient, node: str, c: dict[str, Any]) -> None:
     r = await client.put("/v1/coordinate/update", json={"Node": node, "Segment": "", "Coord": c})
     assert r.status_code == 200 and r.content == b""
-    await agent.ctx.extra["coordinate_batcher"].flush()
+    assert agent.coordinates is not None
+    await agent.coordinates.flush()
 
 
 async def test_datacenters_lists_this_server(client: httpx.AsyncClient) -> None:

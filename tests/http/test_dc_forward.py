@@ -15,9 +15,10 @@ import pytest
 
 from muster.config import parse_agent_flags
 from muster.gossip.serf import MemberStatus, SerfMember
-from muster.http.forward import Answer, DCForwarder, request_of
+from muster.http.forward import request_of
 from muster.process import AgentProcess
 from muster.runtime import Rng
+from muster.server.federation import Answer, Federation
 from muster.server.rpc import ConnectionLost
 from muster.server.wan import WanRouter, WanServer
 
@@ -50,15 +51,17 @@ class Remote:
 
 
 @pytest.fixture
-async def pair() -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, Remote, DCForwarder]]:
+async def pair() -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, Remote, Federation]]:
     dc1, dc2 = await _proc("dc1", "n1"), await _proc("dc2", "n2")
     members = [SerfMember(f"{n}.{dc}", f"id-{n}-{dc}", "127.0.0.1", 8302,
                           {"role": "consul", "dc": dc, "port": "8300", "id": f"id-{n}-{dc}"}, MemberStatus.ALIVE)
                for n, dc in (("n1", "dc1"), ("a", "dc2"), ("b", "dc2"))]
     remote = Remote(dc2)
-    fwd = DCForwarder("dc1", WanRouter("dc1", lambda: members), remote)
-    dc1.app.dc_forward = fwd.maybe_forward
-    dc1.ctx.extra["dc_forwarder"] = fwd
+    # dc1's federation gets a WAN view of both datacenters, and the remote call is the direct
+    # one above instead of the WAN RPC (test seams: the service object's two parts).
+    fwd = dc1.federation
+    fwd.router = WanRouter("dc1", lambda: members)
+    fwd.remote = remote
     _PROCS[id(dc1.app)] = dc1
     t1, t2 = httpx.ASGITransport(app=dc1.app), httpx.ASGITransport(app=dc2.app)
     async with httpx.AsyncClient(transport=t1, base_url="http://dc1") as c1, \

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from muster.testing.k8ssim import SEED_ARGS, StatefulSet, available, cut_link, link_clusters
+from muster_testkit.k8ssim import SEED_ARGS, StatefulSet, available, cut_link, link_clusters
 
 WHY = available()
 pytestmark = pytest.mark.skipif(bool(WHY), reason=f"network namespaces unavailable: {WHY}")

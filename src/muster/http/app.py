@@ -1,6 +1,6 @@
 """The ASGI application: routing, Consul's error model and the headers every response carries.
 
-Why ASGI on uvicorn: measured on this machine (shared/docs/performance.md) a bare ASGI app on
+Why ASGI on uvicorn: measured on this machine (docs/performance.md) a bare ASGI app on
 uvicorn with httptools serves ~27k req/s against ~14-18k for aiohttp, and uvicorn's server runs
 inside an event loop we own (``serve.py``), next to the log, the timers and DNS.  The app itself
 is a small router with no framework: every request is one dict lookup (exact routes) or a few
@@ -83,12 +83,13 @@ class App:
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
         extra_headers: list[tuple[str, str]] | None = None,
         default_acl_policy: str = "allow",
+        dc_forward: Callable[[Request], Awaitable[Response | None]] | None = None,
     ) -> None:
         self.router = router
         self.fallback = fallback
         #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
         #: answer, or None to serve the request here.
-        self.dc_forward: Callable[[Request], Awaitable[Response | None]] | None = None
+        self.dc_forward = dc_forward
         base = [(b"x-consul-default-acl-policy", default_acl_policy.encode())]
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))

@@ -1,4 +1,4 @@
-"""``/v1/coordinate/*`` (contract §2.8; Consul ``agent/coordinate_endpoint.go``).
+"""``/v1/coordinate/*`` (Consul ``agent/coordinate_endpoint.go``; docs/multi-datacenter.md).
 
 * ``GET /coordinate/datacenters``: first our datacenter's LAN area (``AreaID`` ``"lan"``,
   catalog node names, as newer Consul lists network areas), then the WAN coordinates of every
@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..coordinate import Coordinate
@@ -25,9 +24,6 @@ from ..state.watch import WatchSet
 from .app import Route
 from .common import Ctx, blocking_read
 from .request import Request, Response, json_response
-
-#: Our WAN view: [(member name, datacenter, coordinate or None)], set by the process.
-WanCoordinates = Callable[[], list[tuple[str, str, Coordinate | None]]]
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -39,13 +35,11 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def datacenters(req: Request) -> Response:
         check_enabled()
-        wan: WanCoordinates | None = ctx.extra.get("wan_coordinates")
-        entries: list[tuple[str, str, Coordinate | None]]
-        if wan is not None:
-            entries = wan()
-        else:
-            lan = ctx.extra.get("own_coordinate")
-            own = lan() if lan is not None else None
+        fed = ctx.services.federation
+        entries = fed.wan_coordinates() if fed is not None else []
+        if not entries:
+            coords = ctx.services.coordinates
+            own = coords.own_coordinate() if coords is not None else None
             entries = [(f"{ctx.server.ident.node_name}.{ctx.datacenter}", ctx.datacenter,
                         own or Coordinate.origin())]
         by: dict[str, list[dict[str, Any]]] = {}
@@ -53,8 +47,7 @@ def routes(ctx: Ctx) -> list[Route]:
             lst = by.setdefault(dc, [])
             if coord is not None:
                 lst.append({"Node": name, "Segment": "", "Coord": coord.as_json()})
-        fwd = ctx.extra.get("dc_forwarder")
-        order = fwd.known_datacenters() if fwd is not None else sorted(by)
+        order = fed.known_datacenters() if fed is not None else sorted(by)
         order += [dc for dc in sorted(by) if dc not in order]
         out: list[dict[str, Any]] = [{"Datacenter": ctx.datacenter, "AreaID": "lan", "Coordinates": lan_area()}]
         for dc in order:
@@ -68,8 +61,8 @@ def routes(ctx: Ctx) -> list[Route]:
         the others as stored): listed first, so a client that takes the first entry's name
         gets a catalog node it can update and read back (py-consul's coordinate test)."""
         rows = {r["Node"]: dict(r) for r in store.coordinates(None)[1] if not r["Segment"]}
-        lan = ctx.extra.get("own_coordinate")
-        own = lan() if lan is not None else None
+        coords = ctx.services.coordinates
+        own = coords.own_coordinate() if coords is not None else None
         if own is not None:
             me = ctx.server.ident.node_name
             rows[me] = {"Node": me, "Segment": "", "Coord": own.as_json()}
@@ -136,7 +129,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not coord.compatible(Coordinate.origin()):
             raise MusterError("rpc error making call: coordinate dimensionality does not match")
         ctx.authorizer(req).require("node", "write", _catalog_name(name))
-        batcher = ctx.extra.get("coordinate_batcher")
+        batcher = ctx.services.coordinates
         if batcher is None:
             raise MusterError("Coordinate support disabled", 401)
         batcher.submit(_catalog_name(name), segment, coord)

@@ -1,5 +1,5 @@
 """``?near=<node>`` on catalog and health lists: sort by estimated round trip time from that
-node (contract §1.3; Consul ``sortByDistanceFrom``).
+node (Consul ``sortByDistanceFrom``; docs/multi-datacenter.md).
 
 ``_agent`` is the node serving the request.  The distance is computed from the LAN coordinates
 stored in the catalog (``/v1/coordinate/nodes``); entries whose node has no coordinate go last,

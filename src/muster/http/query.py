@@ -1,4 +1,4 @@
-"""``/v1/query`` prepared queries (contract §2.9; Consul ``agent/prepared_query_endpoint.go``).
+"""``/v1/query`` prepared queries (Consul ``agent/prepared_query_endpoint.go``; docs/multi-datacenter.md).
 
 * ``POST /v1/query`` creates (``{"ID": ...}``), ``GET /v1/query`` lists, ``GET|PUT|DELETE
   /v1/query/:id`` reads (a list of one), replaces or deletes one query.  Definitions are
@@ -206,8 +206,8 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def failover(req: Request, q: dict[str, Any], limit: int, opts: QueryOptions,
                        out: dict[str, Any]) -> None:
-        fwd = ctx.extra.get("dc_forwarder")
-        if fwd is None or fwd.router is None:
+        fwd = ctx.services.federation
+        if fwd is None or not fwd.in_wan:
             return
         import json as _json
 

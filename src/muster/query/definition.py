@@ -23,13 +23,13 @@ nothing:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..agent.definitions import canonical_keys, get_bool, get_int, get_str, get_str_list, get_str_map
 from ..durations import parse_duration
 from ..errors import MusterError, NotFound
+from ..state.prepared_queries import looks_like_uuid, validate_against
 from .template import TEMPLATE_TYPE, TemplateError, compile_template
 
 __all__ = ["QueryNotFound", "decode_query", "resolve", "validate_against", "looks_like_uuid"]
@@ -46,16 +46,6 @@ _DNS = ("TTL",)
 class QueryNotFound(NotFound):
     def __init__(self) -> None:
         super().__init__("Query not found")
-
-
-def looks_like_uuid(s: str) -> bool:
-    if len(s) != 36:
-        return False
-    try:
-        uuid.UUID(s)
-    except ValueError:
-        return False
-    return True
 
 
 def _nil(xs: list[Any] | dict[str, Any]) -> Any:
@@ -134,26 +124,6 @@ def _parse(q: dict[str, Any]) -> None:
             raise MusterError(f"Invalid prepared query template: {err}") from None
     if not q["Session"] and not q["Template"]["Type"] and not q["Name"]:
         raise MusterError("Invalid prepared query: Must be bound to a session")
-
-
-def validate_against(q: dict[str, Any], existing: Iterable[Mapping[str, Any]], session_exists: bool) -> None:
-    """The state store's checks of ``q`` (with its ID set) against the stored queries."""
-    name = q["Name"]
-    for other in existing:
-        if other["ID"] == q["ID"]:
-            continue
-        if name and other["ID"] == name:
-            raise MusterError(f"name '{name}' aliases an existing query ID")
-        if name and other["Name"].lower() == name.lower():
-            raise MusterError(f"name '{name}' aliases an existing query name")
-        if (not name and q["Template"]["Type"] and not other["Name"] and other["Template"]["Type"]):
-            raise MusterError("a query template with an empty name already exists")
-    if name and looks_like_uuid(name):
-        for other in existing:
-            if other["ID"] == name.lower():
-                raise MusterError(f"name '{name}' aliases an existing query ID")
-    if q["Session"] and not session_exists:
-        raise MusterError(f'invalid session "{q["Session"]}"')
 
 
 def resolve(queries: Iterable[Mapping[str, Any]], id_or_name: str) -> dict[str, Any]:

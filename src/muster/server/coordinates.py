@@ -32,7 +32,8 @@ __all__ = ["CoordinateBatcher"]
 
 
 class CoordinateBatcher:
-    def __init__(self, apply: Callable[[Any], Awaitable[Any]], rng: Rng, period: float = 5.0,
+    def __init__(self, apply: Callable[[Any], Awaitable[Any]], rng: Rng, node_name: str = "",
+                 own: Callable[[], Coordinate | None] | None = None, period: float = 5.0,
                  batch_size: int = 128, max_batches: int = 5, sync_interval: float = 15.0) -> None:
         self._apply = apply
         self._rng = rng
@@ -42,12 +43,17 @@ class CoordinateBatcher:
         self.sync_interval = sync_interval
         self._pending: dict[tuple[str, str], dict[str, Any]] = {}
         self.counters = {"applied": 0, "discarded": 0, "batches": 0, "failed_batches": 0}
-        #: This agent's (node name, coordinate source) for the periodic self-report.
-        self.own: tuple[str, Callable[[], Coordinate | None]] | None = None
+        #: This agent's node name and where its own LAN coordinate comes from.
+        self.node_name = node_name
+        self._own = own or (lambda: None)
         self._tasks: list[asyncio.Task[None]] = []
 
     def submit(self, node: str, segment: str, coord: Coordinate) -> None:
         self._pending[(node, segment)] = {"Node": node, "Segment": segment, "Coord": coord.as_json()}
+
+    def own_coordinate(self) -> Coordinate | None:
+        """This agent's current LAN coordinate."""
+        return self._own()
 
     def pending(self) -> int:
         return len(self._pending)
@@ -83,11 +89,9 @@ class CoordinateBatcher:
     async def _sync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.sync_interval * (1 + self._rng.random() / 16))
-            if self.own is not None:
-                name, source = self.own
-                c = source()
-                if c is not None:
-                    self.submit(name, "", c)
+            c = self._own()
+            if c is not None and self.node_name:
+                self.submit(self.node_name, "", c)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._flush_loop(), name="coordinate-batches"),

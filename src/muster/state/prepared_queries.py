@@ -10,15 +10,45 @@ Index: ``prepared_queries``.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StateError
-from ..query.definition import validate_against
+from ..errors import MusterError, StateError
 from .watch import WatchSet
 
 if TYPE_CHECKING:
     from .tables import Tables
     from .write import WriteTxn
+
+
+def looks_like_uuid(s: str) -> bool:
+    if len(s) != 36:
+        return False
+    try:
+        uuid.UUID(s)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_against(q: dict[str, Any], existing: Iterable[Mapping[str, Any]], session_exists: bool) -> None:
+    """The checks of ``q`` (with its ID set) against the stored queries (Consul
+    ``state/prepared_query.go``): unique names (case-insensitive), no name that is another
+    query's ID, one catch-all template at most, an existing session."""
+    name = q["Name"]
+    rows = list(existing)
+    for other in rows:
+        if other["ID"] == q["ID"]:
+            continue
+        if name and other["ID"] == name.lower():
+            raise MusterError(f"name '{name}' aliases an existing query ID")
+        if name and other["Name"].lower() == name.lower():
+            raise MusterError(f"name '{name}' aliases an existing query name")
+        if not name and q["Template"]["Type"] and not other["Name"] and other["Template"]["Type"]:
+            raise MusterError("a query template with an empty name already exists")
+    if q["Session"] and not session_exists:
+        raise MusterError(f'invalid session "{q["Session"]}"')
 
 
 class PreparedQueryTable:

@@ -49,9 +49,10 @@ def two_dcs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[DC
     dc1.add_client("127.0.0.7", "dc1-client")  # a client agent: not in the WAN pool
     dc1.start_all()
     dc2.start_all()
+    ready = False
     try:
-        dc1.wait_leader(among=[0, 1, 2], timeout=60)
-        dc2.wait_leader(timeout=60)
+        dc1.wait_leader(among=[0, 1, 2], timeout=120)
+        dc2.wait_leader(timeout=120)
 
         def wan_complete() -> bool:
             return all(len([m for m in dc.get_json(i, "/v1/agent/members?wan=1") if m["Status"] == 1]) == 6
@@ -60,9 +61,11 @@ def two_dcs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[DC
         wait_until(lambda: dc1.leader(3) != "", 60, "dc1's client agent to follow the log")
 
         wait_until(wan_complete, 60, "all six servers in every server's WAN pool")
+        ready = True
         yield dc1, dc2
     finally:
-        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
+        # Keep the servers' logs when the test failed, or when the datacenters never came up.
+        failed = not ready or bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
         dc1.close(keep_logs=failed)
         dc2.close(keep_logs=failed)
 

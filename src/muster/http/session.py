@@ -13,6 +13,7 @@ from typing import Any
 
 from ..durations import format_duration, parse_body_duration_ns, parse_duration_ns
 from ..errors import BadRequest, MusterError, NotFound
+from ..state.rows import Session
 from ..state.watch import WatchSet
 from ..structs import SessionCommand
 from .app import Route
@@ -25,20 +26,20 @@ DEFAULT_LOCK_DELAY_NS = 15 * 10**9
 TTL_MAX_NS = 24 * 3600 * 10**9
 
 
-def render_session(s: dict[str, Any]) -> dict[str, Any]:
-    out = {
-        "ID": s["ID"],
-        "Name": s.get("Name", ""),
-        "Node": s["Node"],
-        "LockDelay": s.get("LockDelay", 0),
-        "Behavior": s.get("Behavior", "release"),
-        "TTL": s.get("TTL", ""),
-        "NodeChecks": list(s.get("NodeChecks") or []) or None,
-        "ServiceChecks": list(s.get("ServiceChecks") or []) or None,
-        "CreateIndex": s.get("CreateIndex", 0),
-        "ModifyIndex": s.get("ModifyIndex", 0),
+def render_session(s: Session) -> dict[str, Any]:
+    """Consul's Session object: empty check lists are null."""
+    return {
+        "ID": s.id,
+        "Name": s.name,
+        "Node": s.node,
+        "LockDelay": s.lock_delay,
+        "Behavior": s.behavior,
+        "TTL": s.ttl,
+        "NodeChecks": list(s.node_checks) or None,
+        "ServiceChecks": [{"ID": c.id, "Namespace": c.namespace} for c in s.service_checks] or None,
+        "CreateIndex": s.create_index,
+        "ModifyIndex": s.modify_index,
     }
-    return out
 
 
 def build_session(ctx: Ctx, body: Any, ttl_min_ns: int) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not sid:
             raise BadRequest("Missing session")
 
-        def run(ws: WatchSet | None) -> tuple[int, dict[str, Any] | None]:
+        def run(ws: WatchSet | None) -> tuple[int, Session | None]:
             return store.session_get(ws, sid)
 
         return await blocking_read(ctx, req, run, lambda s: [render_session(s)] if s else [])
@@ -156,7 +157,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not node:
             raise BadRequest("Missing node name")
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Session]]:
             return store.session_node(ws, node)
 
         return await blocking_read(ctx, req, run, lambda ss: [render_session(s) for s in ss])

@@ -22,6 +22,7 @@ from ..durations import parse_duration
 from ..errors import MusterError
 from ..fsm import FSM
 from ..runtime import Clock, RealClock, Rng
+from ..state.rows import Session
 from ..state.store import StateStore
 from ..structs import (
     DeregisterCommand,
@@ -117,7 +118,7 @@ class Server:
         """Run when this server becomes leader: reconcile itself, restart session timers."""
         await self.register_self()
         for sid, sess in list(self.store.sessions.items()):
-            self._arm_session_timer(sid, sess.get("TTL", ""))
+            self._arm_session_timer(sid, sess.ttl)
 
     # ------------------------------------------------------------------ writes
 
@@ -212,12 +213,12 @@ class Server:
         except MusterError as err:
             log.warning("could not destroy expired session %s: %s", sid, err)
 
-    def renew_session(self, sid: str) -> dict[str, Any] | None:
+    def renew_session(self, sid: str) -> Session | None:
         """Reset the TTL timer (a leader-local action, not a log entry, as in Consul)."""
         sess = self.store.sessions.get(sid)
         if sess is None:
             return None
-        self._arm_session_timer(sid, sess.get("TTL", ""))
+        self._arm_session_timer(sid, sess.ttl)
         return sess
 
     # ------------------------------------------------------------------ leader loops

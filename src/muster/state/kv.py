@@ -16,7 +16,6 @@ Indexes: ``kvs`` (any entry written or deleted) and ``tombstones`` (any deletion
 
 from __future__ import annotations
 
-import base64
 import bisect
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +30,14 @@ MAX_LOCK_DELAY = 60.0
 
 
 class DirEntry:
-    """One KV entry.  ``value`` None means empty (Consul shows ``null``).  Immutable once stored:
-    a write stores a new entry, so a reader holding one sees a consistent object."""
+    """One KV entry.  ``value`` None means empty.  Immutable once stored: a write stores a new
+    entry, so a reader holding one sees a consistent object.
 
-    __slots__ = ("key", "value", "flags", "session", "lock_index", "create_index", "modify_index", "_rendered")
+    ``memo`` is a cache slot owned by the HTTP layer (its rendered JSON, so a hot key is encoded
+    once per write, not once per read); the store never reads it and snapshots leave it out.
+    """
+
+    __slots__ = ("key", "value", "flags", "session", "lock_index", "create_index", "modify_index", "memo")
 
     def __init__(
         self,
@@ -53,26 +56,12 @@ class DirEntry:
         self.lock_index = lock_index
         self.create_index = create_index
         self.modify_index = modify_index
-        self._rendered: bytes | None = None
+        self.memo: bytes | None = None
 
     def copy(self) -> DirEntry:
         return DirEntry(
             self.key, self.value, self.flags, self.session, self.lock_index, self.create_index, self.modify_index
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        """Consul's JSON shape: ``Value`` standard base64 or null, ``Session`` only when held."""
-        d: dict[str, Any] = {
-            "LockIndex": self.lock_index,
-            "Key": self.key,
-            "Flags": self.flags,
-            "Value": base64.b64encode(self.value).decode() if self.value else None,
-        }
-        if self.session:
-            d["Session"] = self.session
-        d["CreateIndex"] = self.create_index
-        d["ModifyIndex"] = self.modify_index
-        return d
 
     def to_tuple(self) -> tuple[Any, ...]:
         return (

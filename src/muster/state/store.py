@@ -20,7 +20,7 @@ import msgspec
 from ..errors import StateError
 from ..structs import TxnOp
 from .kv import DirEntry
-from .sessions import session_check_ids
+from .rows import Session
 from .tables import Tables
 from .txn import TxnResult, apply_ops
 from .watch import Watch, Watches, WatchSet
@@ -111,7 +111,7 @@ class StateStore:
         return self.tables.catalog.service_instances
 
     @property
-    def sessions(self) -> dict[str, dict[str, Any]]:
+    def sessions(self) -> dict[str, Session]:
         return self.tables.sessions.rows
 
     @property
@@ -172,13 +172,13 @@ class StateStore:
 
     # ------------------------------------------------------------------ session reads
 
-    def session_get(self, ws: WatchSet | None, sid: str) -> tuple[int, dict[str, Any] | None]:
+    def session_get(self, ws: WatchSet | None, sid: str) -> tuple[int, Session | None]:
         return self.tables.sessions.get(ws, sid)
 
-    def session_list(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def session_list(self, ws: WatchSet | None) -> tuple[int, list[Session]]:
         return self.tables.sessions.list_all(ws)
 
-    def session_node(self, ws: WatchSet | None, node: str) -> tuple[int, list[dict[str, Any]]]:
+    def session_node(self, ws: WatchSet | None, node: str) -> tuple[int, list[Session]]:
         return self.tables.sessions.for_node(ws, node)
 
     # ------------------------------------------------------------------ snapshot
@@ -210,6 +210,14 @@ class StateStore:
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
             raise StateError("snapshot has an unknown format version")
         t = Tables(self.watches)
+        try:
+            self._fill(t, data)
+        except (msgspec.ValidationError, KeyError, IndexError, TypeError, ValueError) as err:
+            raise StateError(f"snapshot is corrupt: {err}") from err
+        return t
+
+    @staticmethod
+    def _fill(t: Tables, data: dict[str, Any]) -> None:
         kv = t.kv
         for row in data["kvs"]:
             e = DirEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
@@ -226,15 +234,9 @@ class StateStore:
         for node, per in cat.services.items():
             for sid, svc in per.items():
                 cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))
-        sessions = t.sessions
-        sessions.rows = data["sessions"]
-        for sid, sess in sessions.rows.items():
-            sessions.by_node.setdefault(sess["Node"], set()).add(sid)
-            for cid in session_check_ids(sess):
-                sessions.by_check.setdefault((sess["Node"], cid), set()).add(sid)
+        t.sessions.load(data["sessions"])
         t.autopilot.config = data.get("autopilot", {})
         t.indexes = dict(data["indexes"])
-        return t
 
     def restore(self, blob: bytes) -> None:
         """Replace every table with the snapshot's, then wake every waiter.  Outside any write

@@ -1,6 +1,7 @@
 """``/v1/txn`` operations: several KV and catalog operations applied all or none, at one index.
 
-The operations run in order inside the command's write transaction; the first one that fails
+Results are plain data (they cross RPC when a follower forwards the command): a KV entry as its
+tuple, catalog rows as they are stored; the HTTP layer renders them.  The operations run in order inside the command's write transaction; the first one that fails
 (``StateError``) makes ``apply_ops`` roll the transaction back to where the operations started
 and report ``(None, [{"OpIndex", "What"}])``: a refused transaction is a *result*, not an error,
 and nothing of it is visible.  A read-only transaction runs the same code in a transaction that
@@ -62,12 +63,14 @@ def _op(tx: WriteTxn, t: Tables, op: TxnOp, ts: float) -> dict[str, Any] | None:
 
 
 def _kv_result(e: DirEntry | None, with_value: bool) -> dict[str, Any] | None:
+    """``{"KV": <entry as a tuple>}``: the result crosses RPC from the leader as plain data, and
+    the HTTP layer renders it (``http/txn.py``).  Write verbs answer without the value."""
     if e is None:
         return None
-    d = e.as_dict()
+    row = e.to_tuple()
     if not with_value:
-        d["Value"] = None
-    return {"KV": d}
+        row = (row[0], None, *row[2:])
+    return {"KV": row}
 
 
 def _kv(tx: WriteTxn, t: Tables, verb: str, c: KVSCommand, ts: float) -> dict[str, Any] | None:

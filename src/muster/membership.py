@@ -302,8 +302,8 @@ class Membership:
             chk = store.checks.get(m.name, {}).get(SERF_CHECK_ID)
             up_to_date = (
                 node is not None
-                and node.get("Address") == m.addr
-                and node.get("ID") == m.tags.get("id", node.get("ID"))
+                and node.address == m.addr
+                and node.id == m.tags.get("id", node.id)
                 and chk is not None
                 and chk["Status"] == status
             )
@@ -322,5 +322,5 @@ class Membership:
             elif not up_to_date:
                 ident = replace(self.server.ident, node_name=m.name, node_id=m.tags.get("id", ""), advertise_addr=m.addr, node_meta={}, advertise_addr_wan="")
                 await self.server.apply(
-                    RegisterCommand(node=node_record(ident), checks=[serf_check(m.name, status)], skip_node_update=node is not None and node.get("Address") == m.addr)
+                    RegisterCommand(node=node_record(ident), checks=[serf_check(m.name, status)], skip_node_update=node is not None and node.address == m.addr)
                 )

@@ -74,7 +74,7 @@ def test_per_service_index_isolation_and_ordering() -> None:
     h.apply(RegisterCommand(node=node("c"), service=svc("d1", "db")))
     assert h.store.service_index("web") == web_idx  # another service does not move web's index
     _, pairs = h.store.service_instances_of(None, "web")
-    assert [(n["Node"], s["ID"]) for n, s in pairs] == [("a", "w1"), ("a", "w9"), ("b", "w2")]
+    assert [(n.node, s["ID"]) for n, s in pairs] == [("a", "w1"), ("a", "w9"), ("b", "w2")]
     # A node-level check on a host of web moves web's index (its health entries changed).
     h.apply(RegisterCommand(node=node("a"), checks=[chk("a", "node-c", "critical")]))
     assert h.store.service_index("web") == h.idx

@@ -31,6 +31,7 @@ from typing import Any
 from ..errors import BadRequest, MusterError, NotFound
 from ..runtime import Clock, Rng
 from ..server.server import Server, node_record
+from ..state.rows import Node
 from ..state.watch import WatchSet
 from ..version import BUILD
 from .checks import (
@@ -252,7 +253,7 @@ class Agent:
         """The node record anti-entropy keeps in the catalog (the server's own identity)."""
         return node_record(self.server.ident)
 
-    def _catalog_view(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    def _catalog_view(self) -> tuple[Node | None, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         store = self.server.store
         return (
             store.nodes.get(self.node),

@@ -33,8 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ..errors import MusterError
 from ..runtime import Clock, Rng
+from ..state.rows import Node
 from ..state.watch import Watch, WatchSet
 from ..structs import DeregisterCommand, RegisterCommand
 from .definitions import CheckDefinition
@@ -275,7 +278,7 @@ class AntiEntropy:
         self,
         local: LocalState,
         apply: Callable[[Any], Any],
-        catalog: Callable[[], tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]],
+        catalog: Callable[[], tuple[Node | None, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]],
         node_record: Callable[[], dict[str, Any]],
         rng: Rng,
         interval: float = 60.0,
@@ -351,7 +354,7 @@ class AntiEntropy:
         local = self.local
         node, remote_svcs, remote_checks = self.catalog()
         want = self.node_record()
-        local.node_in_sync = node is not None and same_record(want, node)
+        local.node_in_sync = node is not None and same_record(want, msgspec.to_builtins(node))
         for sid, rs in remote_svcs.items():
             if sid == CONSUL_SERVICE_ID:
                 continue

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..agent.definitions import canonical_keys, catalog_check, catalog_service, get_bool, get_str, get_str_map
 from ..errors import BadRequest, MusterError, NoPathToDatacenter
+from ..state.rows import Node
 from ..state.watch import WatchSet
 from ..structs import DeregisterCommand, RegisterCommand
 from . import render
@@ -114,7 +115,7 @@ def routes(ctx: Ctx) -> list[Route]:
     async def nodes(req: Request) -> Response:
         meta = render.node_meta_filters(req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Node]]:
             idx, recs = store.list_nodes(ws)
             return idx, [n for n in recs if render.node_meta_match(n, meta)]
 
@@ -124,7 +125,7 @@ def routes(ctx: Ctx) -> list[Route]:
         meta = render.node_meta_filters(req)
         expr = req.get("filter")
 
-        def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
             idx, by_name = store.list_services(ws)
             if meta:
                 store.watch_table(ws, "nodes")
@@ -136,7 +137,7 @@ def routes(ctx: Ctx) -> list[Route]:
                         pairs.append((n, svc))
             return idx, pairs
 
-        def rend(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, list[str]]:
+        def rend(pairs: list[tuple[Node, dict[str, Any]]]) -> dict[str, list[str]]:
             items = [render.service_node(n, s) for n, s in pairs]
             if expr:
                 items = apply_filter_expr(expr, items)
@@ -157,7 +158,7 @@ def routes(ctx: Ctx) -> list[Route]:
         meta = render.node_meta_filters(req)
         tags = req.get_all("tag")
 
-        def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
             idx, pairs = store.service_instances_of(ws, name)
             return idx, [
                 (n, s) for n, s in pairs if render.node_meta_match(n, meta) and render.tags_match(s, tags)
@@ -171,11 +172,11 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing node name")
         expr = req.get("filter")
 
-        def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, tuple[Node | None, list[dict[str, Any]]]]:
             idx, n, svcs = store.node_services(ws, name)
             return idx, (n, svcs)
 
-        def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any] | None:
+        def rend(res: tuple[Node | None, list[dict[str, Any]]]) -> dict[str, Any] | None:
             n, svcs = res
             if n is None:
                 return None
@@ -192,11 +193,11 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing node name")
         expr = req.get("filter")
 
-        def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, tuple[Node | None, list[dict[str, Any]]]]:
             idx, n, svcs = store.node_services(ws, name)
             return idx, (n, svcs)
 
-        def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any]:
+        def rend(res: tuple[Node | None, list[dict[str, Any]]]) -> dict[str, Any]:
             n, svcs = res
             if n is None:
                 return {"Node": None, "Services": []}

@@ -15,13 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadRequest
+from ..state.rows import Node
 from ..state.watch import WatchSet
 from . import render
 from .app import Route
 from .common import Ctx, blocking_read
 from .request import Request, Response
 
-Entry = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
+Entry = tuple[Node, dict[str, Any], list[dict[str, Any]]]
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -47,7 +48,7 @@ def routes(ctx: Ctx) -> list[Route]:
             idx, cs = store.service_checks(ws, name)
             if meta:
                 store.watch_table(ws, "nodes")
-                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]), meta)]
             return idx, cs
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
@@ -66,7 +67,7 @@ def routes(ctx: Ctx) -> list[Route]:
             for n, svc in pairs:
                 if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags)):
                     continue
-                cs = store.checks_for_instance(n["Node"], svc["ID"])
+                cs = store.checks_for_instance(n.node, svc["ID"])
                 if passing and any(c.get("Status") != "passing" for c in cs):
                     continue
                 out.append((n, svc, cs))
@@ -97,7 +98,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 cs = [c for c in cs if c.get("Status") == want]
             if meta:
                 store.watch_table(ws, "nodes")
-                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]), meta)]
             return idx, cs
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])

@@ -1,9 +1,9 @@
 """Rendering catalog records into Consul's response objects (contract §2.13).
 
-Store records are Consul-shaped dicts, but not always complete: the server's own registration
-and catalog-registered external nodes may lack optional keys.  These functions produce the
-exact response shape from whatever is stored, filling Consul's defaults (``Weights`` 1/1,
-``[]``/``{}`` instead of null) and omitting what Consul omits.  They never mutate the record.
+Store rows are typed (``state/rows.py``: nodes, sessions) or Consul-shaped dicts that may lack
+optional keys (services, checks).  These functions are the only place rows become JSON: they
+produce the exact response shape, filling Consul's defaults (``Weights`` 1/1, ``[]``/``{}``
+instead of null) and omitting what Consul omits.  They never mutate the row.
 
 Also here: the read-side filters several endpoints share (``node-meta``, ``tag``), and the
 aggregate-status rule clients and agent health endpoints use.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..state.rows import Node
 from .request import Request
 
 DEFAULT_WEIGHTS = {"Passing": 1, "Warning": 1}
@@ -20,17 +21,17 @@ MAINT_NODE = "_node_maintenance"
 MAINT_SERVICE_PREFIX = "_service_maintenance:"
 
 
-def node(rec: dict[str, Any]) -> dict[str, Any]:
+def node(rec: Node) -> dict[str, Any]:
     """Node object: ``TaggedAddresses``/``Meta`` are objects, never null."""
     return {
-        "ID": rec.get("ID", ""),
-        "Node": rec["Node"],
-        "Address": rec.get("Address", ""),
-        "Datacenter": rec.get("Datacenter", ""),
-        "TaggedAddresses": dict(rec.get("TaggedAddresses") or {}),
-        "Meta": dict(rec.get("Meta") or {}),
-        "CreateIndex": rec.get("CreateIndex", 0),
-        "ModifyIndex": rec.get("ModifyIndex", 0),
+        "ID": rec.id,
+        "Node": rec.node,
+        "Address": rec.address,
+        "Datacenter": rec.datacenter,
+        "TaggedAddresses": dict(rec.tagged_addresses),
+        "Meta": dict(rec.meta),
+        "CreateIndex": rec.create_index,
+        "ModifyIndex": rec.modify_index,
     }
 
 
@@ -65,15 +66,15 @@ def node_service(svc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def service_node(n: dict[str, Any], svc: dict[str, Any]) -> dict[str, Any]:
+def service_node(n: Node, svc: dict[str, Any]) -> dict[str, Any]:
     """ServiceNode (``/catalog/service/:name`` element): node fields then ``Service*`` fields."""
     out: dict[str, Any] = {
-        "ID": n.get("ID", ""),
-        "Node": n["Node"],
-        "Address": n.get("Address", ""),
-        "Datacenter": n.get("Datacenter", ""),
-        "TaggedAddresses": dict(n.get("TaggedAddresses") or {}),
-        "NodeMeta": dict(n.get("Meta") or {}),
+        "ID": n.id,
+        "Node": n.node,
+        "Address": n.address,
+        "Datacenter": n.datacenter,
+        "TaggedAddresses": dict(n.tagged_addresses),
+        "NodeMeta": dict(n.meta),
         "ServiceKind": svc.get("Kind", ""),
         "ServiceID": svc["ID"],
         "ServiceName": svc["Service"],
@@ -129,11 +130,11 @@ def node_meta_filters(req: Request) -> list[tuple[str, str]]:
     return out
 
 
-def node_meta_match(n: dict[str, Any], filters: list[tuple[str, str]]) -> bool:
+def node_meta_match(n: Node | None, filters: list[tuple[str, str]]) -> bool:
     """All filters must match the node's Meta (AND), as Consul's ``structs.SatisfiesMetaFilters``."""
     if not filters:
         return True
-    meta = n.get("Meta") or {}
+    meta = n.meta if n is not None else {}
     return all(k in meta and meta[k] == v for k, v in filters)
 
 

@@ -269,7 +269,7 @@ class Server:
     def catalog_matches(self, ident: ServerIdentity, status: str) -> bool:
         """True when the catalog already shows this server at this address with this health."""
         node = self.store.nodes.get(ident.node_name)
-        if node is None or node.get("Address") != ident.advertise_addr or node.get("ID") != ident.node_id:
+        if node is None or node.address != ident.advertise_addr or node.id != ident.node_id:
             return False
         chk = self.store.checks.get(ident.node_name, {}).get(SERF_CHECK_ID)
         svc = self.store.services.get(ident.node_name, {}).get("consul")

@@ -14,9 +14,12 @@ A check turning critical, or disappearing, invalidates the sessions bound to it 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from ..errors import StateError
+from .rows import Node
 from .watch import WatchSet
 
 if TYPE_CHECKING:
@@ -39,11 +42,26 @@ def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
 
 _MISSING = object()
 
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+def to_row(fields: dict[str, Any], cls: type[R], what: str) -> R:
+    """A typed row from a command's dict (Consul field names); a malformed one is refused."""
+    try:
+        return msgspec.convert(fields, cls)
+    except msgspec.ValidationError as err:
+        raise StateError(f"invalid {what}: {err}") from None
+
+
+def same_row(new: msgspec.Struct, old: msgspec.Struct) -> bool:
+    """Equal ignoring Create/ModifyIndex: an identical re-registration changes nothing."""
+    return msgspec.structs.replace(new, create_index=old.create_index, modify_index=old.modify_index) == old  # type: ignore[attr-defined]
+
 
 class CatalogTable:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
-        self.nodes: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, Node] = {}
         self.services: dict[str, dict[str, dict[str, Any]]] = {}  # node -> service id -> NodeService
         self.checks: dict[str, dict[str, dict[str, Any]]] = {}  # node -> check id -> HealthCheck
         self.service_instances: dict[str, set[tuple[str, str]]] = {}  # name -> {(node, id)}
@@ -60,15 +78,14 @@ class CatalogTable:
 
     # ------------------------------------------------------------------ writes
 
-    def ensure_node(self, tx: WriteTxn, node: dict[str, Any]) -> None:
-        name = node["Node"]
+    def ensure_node(self, tx: WriteTxn, fields: dict[str, Any]) -> None:
+        node = to_row(fields, Node, "node")
+        name = node.node
         old = self.nodes.get(name)
-        if old is not None and _same(node, old):
+        if old is not None and same_row(node, old):
             return
         idx = tx.index
-        rec = dict(node)
-        rec["CreateIndex"] = old["CreateIndex"] if old else idx
-        rec["ModifyIndex"] = idx
+        rec = msgspec.structs.replace(node, create_index=old.create_index if old else idx, modify_index=idx)
         tx.put(self.nodes, name, rec)
         tx.bump("nodes")
         self._bump_services(tx, self._node_service_names(name))
@@ -205,17 +222,17 @@ class CatalogTable:
     def catalog_index(self) -> int:
         return self._t.index("nodes", "services", "checks")
 
-    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[Node]]:
         self._t.watches.table(ws, "nodes")
         return self._t.index("nodes"), [self.nodes[n] for n in sorted(self.nodes)]
 
-    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None]:
+    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None]:
         w = self._t.watches
         w.table(ws, "nodes")
         w.table(ws, "services")
         return self._t.index("nodes", "services"), self.nodes.get(name)
 
-    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None, list[dict[str, Any]]]:
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[dict[str, Any]]]:
         w = self._t.watches
         w.table(ws, "nodes")
         w.table(ws, "services")
@@ -235,7 +252,7 @@ class CatalogTable:
     def service_index(self, name: str) -> int:
         return self._t.indexes.get("svc:" + name) or self._t.index("services")
 
-    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
         """[(node record, NodeService)] sorted by node name then service id."""
         self._t.watches.table(ws, "svc:" + name)
         pairs = sorted(self.service_instances.get(name, ()))

@@ -47,3 +47,16 @@ class Session(msgspec.Struct, frozen=True, kw_only=True, rename=consul_name):
     def check_ids(self) -> list[str]:
         """Every check the session is bound to (node checks, then service checks)."""
         return [*self.node_checks, *(c.id for c in self.service_checks)]
+
+
+class Node(msgspec.Struct, frozen=True, kw_only=True, rename=consul_name):
+    """A catalog node (Consul's ``structs.Node``)."""
+
+    id: str = ""
+    node: str
+    address: str = ""
+    datacenter: str = ""
+    tagged_addresses: dict[str, str] = {}
+    meta: dict[str, str] = {}
+    create_index: int = 0
+    modify_index: int = 0

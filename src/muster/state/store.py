@@ -20,7 +20,7 @@ import msgspec
 from ..errors import StateError
 from ..structs import TxnOp
 from .kv import DirEntry
-from .rows import Session
+from .rows import Node, Session
 from .tables import Tables
 from .txn import TxnResult, apply_ops
 from .watch import Watch, Watches, WatchSet
@@ -95,7 +95,7 @@ class StateStore:
         return self.tables.kv.tombstones
 
     @property
-    def nodes(self) -> dict[str, dict[str, Any]]:
+    def nodes(self) -> dict[str, Node]:
         return self.tables.catalog.nodes
 
     @property
@@ -140,13 +140,13 @@ class StateStore:
     def catalog_index(self) -> int:
         return self.tables.catalog.catalog_index()
 
-    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[Node]]:
         return self.tables.catalog.list_nodes(ws)
 
-    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None]:
+    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None]:
         return self.tables.catalog.get_node(ws, name)
 
-    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None, list[dict[str, Any]]]:
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[dict[str, Any]]]:
         return self.tables.catalog.node_services(ws, name)
 
     def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, dict[str, Any]]]]]:
@@ -155,7 +155,7 @@ class StateStore:
     def service_index(self, name: str) -> int:
         return self.tables.catalog.service_index(name)
 
-    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
         return self.tables.catalog.service_instances_of(ws, name)
 
     def checks_for_instance(self, node: str, service_id: str) -> list[dict[str, Any]]:
@@ -228,7 +228,7 @@ class StateStore:
         kv.tombstones = dict(data["tombstones"])
         kv.lock_delays = dict(data["lock_delays"])
         cat = t.catalog
-        cat.nodes = data["nodes"]
+        cat.nodes = {name: msgspec.convert(d, Node) for name, d in data["nodes"].items()}
         cat.services = data["services"]
         cat.checks = data["checks"]
         for node, per in cat.services.items():

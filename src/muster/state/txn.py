@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ..errors import MusterError, StateError
 from ..structs import KVSCommand, TxnOp
 from .kv import DirEntry
@@ -140,16 +142,16 @@ def _node(tx: WriteTxn, t: Tables, verb: str, node: dict[str, Any], ts: float) -
     if verb == "get":
         if cur is None:
             raise StateError(f'node "{name}" doesn\'t exist')
-        return {"Node": cur}
+        return {"Node": msgspec.to_builtins(cur)}
     if verb in ("set", "cas"):
         if verb == "cas":
             want = int(node.get("ModifyIndex", 0))
-            if (cur is None and want != 0) or (cur is not None and cur["ModifyIndex"] != want):
+            if (cur is None and want != 0) or (cur is not None and cur.modify_index != want):
                 raise StateError(f'failed to set node "{name}", index is stale')
         cat.ensure_node(tx, {k: v for k, v in node.items() if k not in ("CreateIndex", "ModifyIndex")})
-        return {"Node": cat.nodes[name]}
+        return {"Node": msgspec.to_builtins(cat.nodes[name])}
     if verb in ("delete", "delete-cas"):
-        if verb == "delete-cas" and cur is not None and cur["ModifyIndex"] != int(node.get("ModifyIndex", 0)):
+        if verb == "delete-cas" and cur is not None and cur.modify_index != int(node.get("ModifyIndex", 0)):
             raise StateError(f'failed to delete node "{name}", index is stale')
         cat.delete_node(tx, name, ts)
         return None

@@ -305,7 +305,7 @@ class Membership:
                 and node.address == m.addr
                 and node.id == m.tags.get("id", node.id)
                 and chk is not None
-                and chk["Status"] == status
+                and chk.status == status
             )
             if m.tags.get("role") == "consul":
                 ident = replace(

@@ -388,7 +388,7 @@ class AgentProcess:
                 alive = lg.last_contact() < cl.dead_after
             else:  # what the leader's reconcile wrote into the catalog
                 chk = self.server.store.checks.get(peer.name, {}).get("serfHealth")
-                alive = chk is not None and chk["Status"] == "passing"
+                alive = chk is not None and chk.status == "passing"
             m = dict(me, Name=f"{peer.name}.{self.config.datacenter}" if wan else peer.name, Addr=host.strip("[]"))
             m["Tags"] = dict(me["Tags"], id=nid, port=port)
             m["Status"] = 1 if alive else 4

@@ -28,10 +28,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from ..errors import BadRequest, MusterError, NotFound
 from ..runtime import Clock, Rng
 from ..server.server import Server, node_record
-from ..state.rows import Node
+from ..state.rows import Check, Node
 from ..state.watch import WatchSet
 from ..version import BUILD
 from .checks import (
@@ -253,7 +255,7 @@ class Agent:
         """The node record anti-entropy keeps in the catalog (the server's own identity)."""
         return node_record(self.server.ident)
 
-    def _catalog_view(self) -> tuple[Node | None, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    def _catalog_view(self) -> tuple[Node | None, dict[str, dict[str, Any]], dict[str, Check]]:
         store = self.server.store
         return (
             store.nodes.get(self.node),
@@ -385,7 +387,8 @@ class Agent:
         def catalog_source(ws: WatchSet) -> tuple[list[dict[str, Any]], bool]:
             store.watch_table(ws, "services")
             _, cs = store.node_checks(ws, target_node)
-            return cs, target_svc in store.services.get(target_node, {})
+            # AliasCheck reads Consul-named records (the local source's shape).
+            return [msgspec.to_builtins(c) for c in cs], target_svc in store.services.get(target_node, {})
 
         return AliasCheck(cid, target_node, target_svc, catalog_source, self.local)
 

@@ -293,7 +293,7 @@ class Answerer:
             for node, svc in pairs:
                 if tag is not None and not any(str(t).lower() == tag for t in svc.get("Tags") or ()):
                     continue
-                statuses = {c.get("Status") for c in store.checks_for_instance(node.node, svc["ID"])}
+                statuses = {c.status for c in store.checks_for_instance(node.node, svc["ID"])}
                 if "critical" in statuses:
                     continue
                 if self.dcfg.only_passing and statuses - {"passing"}:

@@ -15,14 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadRequest
-from ..state.rows import Node
+from ..state.rows import Check, Node
 from ..state.watch import WatchSet
 from . import render
 from .app import Route
 from .common import Ctx, blocking_read
 from .request import Request, Response
 
-Entry = tuple[Node, dict[str, Any], list[dict[str, Any]]]
+Entry = tuple[Node, dict[str, Any], list[Check]]
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -33,7 +33,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not name:
             raise BadRequest("Missing node name")
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             return store.node_checks(ws, name)
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
@@ -44,11 +44,11 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing service name")
         meta = render.node_meta_filters(req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             idx, cs = store.service_checks(ws, name)
             if meta:
                 store.watch_table(ws, "nodes")
-                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]), meta)]
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c.node), meta)]
             return idx, cs
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
@@ -68,7 +68,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags)):
                     continue
                 cs = store.checks_for_instance(n.node, svc["ID"])
-                if passing and any(c.get("Status") != "passing" for c in cs):
+                if passing and any(c.status != "passing" for c in cs):
                     continue
                 out.append((n, svc, cs))
             return idx, out
@@ -91,14 +91,14 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing check state")
         meta = render.node_meta_filters(req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             idx, cs = store.all_checks(ws)
             if want != "any":
                 # Consul does not validate the state: an unknown one simply matches nothing.
-                cs = [c for c in cs if c.get("Status") == want]
+                cs = [c for c in cs if c.status == want]
             if meta:
                 store.watch_table(ws, "nodes")
-                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]), meta)]
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c.node), meta)]
             return idx, cs
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..state.rows import Node
+import msgspec
+
+from ..state.rows import Check, Node
 from .request import Request
 
 DEFAULT_WEIGHTS = {"Passing": 1, "Warning": 1}
@@ -96,25 +98,27 @@ def service_node(n: Node, svc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def health_check(chk: dict[str, Any]) -> dict[str, Any]:
-    """HealthCheck: ``ServiceTags`` always a list, ``Definition`` always an object."""
+def health_check(chk: Check | dict[str, Any]) -> dict[str, Any]:
+    """HealthCheck: ``ServiceTags`` always a list, ``Definition`` always an object.  A dict (the
+    agent's local checks) is read as a catalog row: a missing key means the row's default."""
+    c = chk if isinstance(chk, Check) else msgspec.convert(chk, Check)
     return {
-        "Node": chk["Node"],
-        "CheckID": chk["CheckID"],
-        "Name": chk.get("Name", ""),
-        "Status": chk.get("Status", "critical"),
-        "Notes": chk.get("Notes", ""),
-        "Output": chk.get("Output", ""),
-        "ServiceID": chk.get("ServiceID", ""),
-        "ServiceName": chk.get("ServiceName", ""),
-        "ServiceTags": list(chk.get("ServiceTags") or []),
-        "Type": chk.get("Type", ""),
-        "Interval": chk.get("Interval", ""),
-        "Timeout": chk.get("Timeout", ""),
-        "ExposedPort": chk.get("ExposedPort", 0),
-        "Definition": dict(chk.get("Definition") or {}),
-        "CreateIndex": chk.get("CreateIndex", 0),
-        "ModifyIndex": chk.get("ModifyIndex", 0),
+        "Node": c.node,
+        "CheckID": c.check_id,
+        "Name": c.name,
+        "Status": c.status,
+        "Notes": c.notes,
+        "Output": c.output,
+        "ServiceID": c.service_id,
+        "ServiceName": c.service_name,
+        "ServiceTags": list(c.service_tags),
+        "Type": c.type,
+        "Interval": c.interval,
+        "Timeout": c.timeout,
+        "ExposedPort": c.exposed_port,
+        "Definition": dict(c.definition),
+        "CreateIndex": c.create_index,
+        "ModifyIndex": c.modify_index,
     }
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ..errors import StateError
 from .watch import WatchSet
 
@@ -29,34 +31,23 @@ if TYPE_CHECKING:
 MAX_LOCK_DELAY = 60.0
 
 
-class DirEntry:
+class DirEntry(msgspec.Struct, gc=False):
     """One KV entry.  ``value`` None means empty.  Immutable once stored: a write stores a new
-    entry, so a reader holding one sees a consistent object.
+    entry, so a reader holding one sees a consistent object.  (A msgspec struct: built in C, so
+    the write path's allocation is cheap; ``gc=False`` as it holds no containers.)
 
     ``memo`` is a cache slot owned by the HTTP layer (its rendered JSON, so a hot key is encoded
     once per write, not once per read); the store never reads it and snapshots leave it out.
     """
 
-    __slots__ = ("key", "value", "flags", "session", "lock_index", "create_index", "modify_index", "memo")
-
-    def __init__(
-        self,
-        key: str,
-        value: bytes | None,
-        flags: int = 0,
-        session: str = "",
-        lock_index: int = 0,
-        create_index: int = 0,
-        modify_index: int = 0,
-    ) -> None:
-        self.key = key
-        self.value = value
-        self.flags = flags
-        self.session = session
-        self.lock_index = lock_index
-        self.create_index = create_index
-        self.modify_index = modify_index
-        self.memo: bytes | None = None
+    key: str
+    value: bytes | None
+    flags: int = 0
+    session: str = ""
+    lock_index: int = 0
+    create_index: int = 0
+    modify_index: int = 0
+    memo: bytes | None = None
 
     def copy(self) -> DirEntry:
         return DirEntry(

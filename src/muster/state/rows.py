@@ -15,6 +15,8 @@ layer.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 _UPPER = {"id": "ID", "ttl": "TTL"}
@@ -58,5 +60,27 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, rename=consul_name):
     datacenter: str = ""
     tagged_addresses: dict[str, str] = {}
     meta: dict[str, str] = {}
+    create_index: int = 0
+    modify_index: int = 0
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True, rename=consul_name):
+    """A health check in the catalog (Consul's ``structs.HealthCheck``).  ``service_name`` and
+    ``service_tags`` are copied by the store from the linked service."""
+
+    node: str
+    check_id: str
+    name: str = ""
+    status: str = "critical"
+    notes: str = ""
+    output: str = ""
+    service_id: str = ""
+    service_name: str = ""
+    service_tags: list[str] = []
+    type: str = ""
+    interval: str = ""
+    timeout: str = ""
+    exposed_port: int = 0
+    definition: dict[str, Any] = {}
     create_index: int = 0
     modify_index: int = 0

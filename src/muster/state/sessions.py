@@ -51,7 +51,7 @@ class SessionTable:
             chk = per.get(cid)
             if chk is None:
                 raise StateError(f"Missing check '{cid}' registration")
-            if chk["Status"] == "critical":
+            if chk.status == "critical":
                 raise StateError(f"Check '{cid}' is in critical state")
         sid = sess.id
         if sid in self.rows:

@@ -20,7 +20,7 @@ import msgspec
 from ..errors import StateError
 from ..structs import TxnOp
 from .kv import DirEntry
-from .rows import Node, Session
+from .rows import Check, Node, Session
 from .tables import Tables
 from .txn import TxnResult, apply_ops
 from .watch import Watch, Watches, WatchSet
@@ -43,10 +43,6 @@ class StateStore:
             raise RuntimeError("write transactions do not nest")
         tx = self._tx = WriteTxn(self, index)
         return tx
-
-    def _end_write(self, tx: WriteTxn) -> None:
-        assert self._tx is tx
-        self._tx = None
 
     def txn_read(self, ops: list[TxnOp]) -> TxnResult:
         """A read-only ``/v1/txn``: no index, no log entry, and a transaction that is always
@@ -103,7 +99,7 @@ class StateStore:
         return self.tables.catalog.services
 
     @property
-    def checks(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def checks(self) -> dict[str, dict[str, Check]]:
         return self.tables.catalog.checks
 
     @property
@@ -158,16 +154,16 @@ class StateStore:
     def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
         return self.tables.catalog.service_instances_of(ws, name)
 
-    def checks_for_instance(self, node: str, service_id: str) -> list[dict[str, Any]]:
+    def checks_for_instance(self, node: str, service_id: str) -> list[Check]:
         return self.tables.catalog.checks_for_instance(node, service_id)
 
-    def node_checks(self, ws: WatchSet | None, node: str) -> tuple[int, list[dict[str, Any]]]:
+    def node_checks(self, ws: WatchSet | None, node: str) -> tuple[int, list[Check]]:
         return self.tables.catalog.node_checks(ws, node)
 
-    def all_checks(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def all_checks(self, ws: WatchSet | None) -> tuple[int, list[Check]]:
         return self.tables.catalog.all_checks(ws)
 
-    def service_checks(self, ws: WatchSet | None, name: str) -> tuple[int, list[dict[str, Any]]]:
+    def service_checks(self, ws: WatchSet | None, name: str) -> tuple[int, list[Check]]:
         return self.tables.catalog.service_checks(ws, name)
 
     # ------------------------------------------------------------------ session reads
@@ -230,7 +226,9 @@ class StateStore:
         cat = t.catalog
         cat.nodes = {name: msgspec.convert(d, Node) for name, d in data["nodes"].items()}
         cat.services = data["services"]
-        cat.checks = data["checks"]
+        cat.checks = {
+            node: {cid: msgspec.convert(d, Check) for cid, d in per.items()} for node, per in data["checks"].items()
+        }
         for node, per in cat.services.items():
             for sid, svc in per.items():
                 cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))

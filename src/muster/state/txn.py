@@ -190,16 +190,16 @@ def _check(tx: WriteTxn, t: Tables, verb: str, chk: dict[str, Any], ts: float) -
     if verb == "get":
         if cur is None:
             raise StateError(f'check "{cid}" on node "{node}" doesn\'t exist')
-        return {"Check": cur}
+        return {"Check": msgspec.to_builtins(cur)}
     if verb in ("set", "cas"):
         if verb == "cas":
             want = int(chk.get("ModifyIndex", 0))
-            if (cur is None and want != 0) or (cur is not None and cur["ModifyIndex"] != want):
+            if (cur is None and want != 0) or (cur is not None and cur.modify_index != want):
                 raise StateError(f'failed to set check "{cid}" on node "{node}", index is stale')
         cat.ensure_check(tx, {k: v for k, v in chk.items() if k not in ("CreateIndex", "ModifyIndex")}, ts)
-        return {"Check": cat.checks[node][cid]}
+        return {"Check": msgspec.to_builtins(cat.checks[node][cid])}
     if verb in ("delete", "delete-cas"):
-        if verb == "delete-cas" and cur is not None and cur["ModifyIndex"] != int(chk.get("ModifyIndex", 0)):
+        if verb == "delete-cas" and cur is not None and cur.modify_index != int(chk.get("ModifyIndex", 0)):
             raise StateError(f'failed to delete check "{cid}" on node "{node}", index is stale')
         cat.delete_check(tx, node, cid, ts)
         return None

@@ -60,6 +60,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, rename=consul_name):
     datacenter: str = ""
     tagged_addresses: dict[str, str] = {}
     meta: dict[str, str] = {}
+    peer_name: str = ""  # always local: Muster has no cluster peering
     create_index: int = 0
     modify_index: int = 0
 
@@ -82,5 +83,6 @@ class Check(msgspec.Struct, frozen=True, kw_only=True, rename=consul_name):
     timeout: str = ""
     exposed_port: int = 0
     definition: dict[str, Any] = {}
+    peer_name: str = ""  # always local: Muster has no cluster peering
     create_index: int = 0
     modify_index: int = 0

@@ -193,6 +193,7 @@ class StateStore:
             "checks": cat.checks,
             "sessions": t.sessions.rows,
             "autopilot": t.autopilot.config,
+            "acl": t.acl.dump(),
             "indexes": t.indexes,
         }
         return msgspec.msgpack.encode(data, order="sorted")
@@ -234,6 +235,7 @@ class StateStore:
                 cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))
         t.sessions.load(data["sessions"])
         t.autopilot.config = data.get("autopilot", {})
+        t.acl.load(data.get("acl"))
         t.indexes = dict(data["indexes"])
 
     def restore(self, blob: bytes) -> None:
@@ -255,4 +257,5 @@ class StateStore:
             "Service": sum(len(p) for p in t.catalog.services.values()),
             "Check": sum(len(p) for p in t.catalog.checks.values()),
             "Session": len(t.sessions.rows),
+            **t.acl.summary(),
         }

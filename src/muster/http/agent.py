@@ -1,4 +1,4 @@
-"""``/v1/agent/*`` (contract §2.6): this agent's own view, services, checks and metrics.
+"""``/v1/agent/*`` (docs/compat/agent.md): this agent's own view, services, checks and metrics.
 
 Agent endpoints answer from the agent's local state, not the catalog: a service registered
 here shows in ``/v1/agent/services`` at once and reaches the catalog through anti-entropy.
@@ -15,17 +15,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import platform
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..agent import mesh
 from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
 from ..durations import parse_duration
-from ..errors import ACLDisabled, BadRequest, MusterError
+from ..errors import ACLDisabled, BadRequest
 from ..goparse import FALSE_STRINGS, parse_bool
 from ..state.watch import WatchSet
 from ..version import REVISION, VERSION
@@ -34,6 +35,11 @@ from .app import Route
 from .body import canon, want_str
 from .common import Ctx, apply_filter_expr
 from .request import Request, Response, json_response, text_response
+
+if TYPE_CHECKING:  # the agent pulls in aiohttp (HTTP checks): imported where it is built
+    from ..agent.agent import Agent
+
+log = logging.getLogger("muster.agent")
 
 BUILD_DATE = "2025-11-25T00:00:00Z"
 PROM_DISABLED = "Prometheus is not enabled since its retention time is not positive"
@@ -93,9 +99,7 @@ def routes(ctx: Ctx) -> list[Route]:
     server = ctx.server
     dc = ctx.datacenter
 
-    def agent() -> Any:
-        if ctx.agent is None:
-            raise MusterError("agent is not running")
+    def agent() -> Agent:
         return ctx.agent
 
     def empty() -> Response:
@@ -160,14 +164,10 @@ def routes(ctx: Ctx) -> list[Route]:
         leader = server.is_leader()
         checks = a.local.checks()
         kinds = [c.get("Type") for c in checks.values()]
-        from .status import servers_view
-
-        servers_now = servers_view(ctx)
+        servers_now = ctx.services.operator.servers()
         leader_addr = next((sv["Address"] for sv in servers_now if sv["Leader"]), "")
         is_server = bool(cfg("server", False) or cfg("dev_mode", False))
-        storage_snap = getattr(getattr(lg, "storage", None), "snapshot", None)
-        snap_meta = storage_snap().meta if callable(storage_snap) else None
-        snap_index, snap_term = (snap_meta.index, snap_meta.term) if snap_meta is not None else (0, 0)
+        snap_index, snap_term = lg.last_snapshot()
         return {
             "agent": {
                 "check_monitors": str(kinds.count("script")),
@@ -186,7 +186,7 @@ def routes(ctx: Ctx) -> list[Route]:
             },
             "raft": {
                 "applied_index": str(server.fsm.last_applied),
-                "commit_index": str(getattr(getattr(lg, "core", None), "committed", lg.last_index())),
+                "commit_index": str(lg.commit_index()),
                 "fsm_pending": "0",
                 "last_contact": "0" if leader else f"{server.last_contact_ms()}ms",
                 "last_log_index": str(lg.last_index()),
@@ -440,12 +440,18 @@ def routes(ctx: Ctx) -> list[Route]:
         ]
 
     async def reload(req: Request) -> Response:
-        hook = ctx.extra.get("reload")
-        if hook is not None:
-            await hook()
-        else:
-            await agent().reload(ctx.config)
+        await ctx.services.lifecycle.reload()
         return empty()
+
+    async def leave(req: Request) -> Response:
+        """Graceful leave: hand leadership over, leave the Raft configuration, then shut down."""
+        ctx.authorizer(req).require("agent", "write", server.ident.node_name)
+        lifecycle = ctx.services.lifecycle
+        await ctx.services.operator.leave()
+        lifecycle.left = True  # the gossip pool announces `left`, not a failure
+        lifecycle.shutdown_soon(0.2)
+        log.info("graceful leave complete")
+        return Response(200, b"")
 
     async def host(req: Request) -> Response:
         return json_response(req, host_info())
@@ -481,6 +487,7 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/agent/health/service/name/", ("GET",), health_by_name, prefix=True),
         Route("/v1/agent/metrics", ("GET",), metrics),
         Route("/v1/agent/reload", ("PUT",), reload),
+        Route("/v1/agent/leave", ("PUT",), leave),
         Route("/v1/agent/host", ("GET",), host),
         Route("/v1/agent/token/", ("PUT",), token, prefix=True),
     ]

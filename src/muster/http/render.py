@@ -1,4 +1,4 @@
-"""Rendering catalog records into Consul's response objects (contract §2.13).
+"""Rendering catalog records into Consul's response objects (docs/compat/catalog-health.md#response-objects).
 
 Store rows are typed (``state/rows.py``: nodes, sessions) or Consul-shaped dicts that may lack
 optional keys (services, checks).  These functions are the only place rows become JSON: they

@@ -3,7 +3,7 @@
 Every write is validated here, against the local copy of the replicated tables, *before*
 anything is proposed (a refused write changes nothing anywhere); the tables re-check what could
 race (name and secret uniqueness) when the command is applied.  Texts follow Consul's
-``agent/consul/acl_endpoint.go`` and ``auth/token_writer.go``; see docs/acl.md.
+``agent/consul/acl_endpoint.go`` and ``auth/token_writer.go``; see docs/compat/acl.md.
 
 Leader duties (``initialize``): make sure the ``global-management`` policy and the anonymous
 token exist, and create the configured initial management token, through the bootstrap

@@ -24,7 +24,7 @@ expected: "!=", ".", "==", "[", [ \\t\\r\\n] or [a-zA-Z0-9_]``).
 
 Evaluation follows bexpr's rules: a key missing from a map gives the operator's
 "not present" answer (``==`` false, ``!=`` true, ``is empty`` true, ...); ``in``/``contains``
-test list membership, map key presence or substring.  Muster extension (as the contract asks):
+test list membership, map key presence or substring.  Muster extension (docs/compat/http.md#filtering):
 a selector that passes *through* a list (``Checks.Status`` on a list of checks) is evaluated
 for every element and matches if any element does.
 

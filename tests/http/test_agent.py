@@ -1,4 +1,4 @@
-"""Agent endpoint contract tests (§2.6, §3), anti-entropy and config-file services."""
+"""Agent endpoint contract tests (docs/compat/agent.md), anti-entropy and config-file services."""
 
 from __future__ import annotations
 

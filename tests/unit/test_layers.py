@@ -52,7 +52,6 @@ LAYERS: dict[str, int] = {
     "muster.process": 9,
     "muster.cli": 10,
     "muster.__main__": 11,
-    "muster.testing": 11,
 }
 
 

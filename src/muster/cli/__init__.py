@@ -3,7 +3,7 @@
 ``muster agent ...`` runs the agent; every other command talks to an agent's HTTP API
 through :mod:`muster.api` (``CONSUL_HTTP_ADDR``/``-http-addr``, ``CONSUL_HTTP_TOKEN``/
 ``-token``...).  Flags are Go-style (``-flag=value``, single dash), outputs and exit codes
-follow Consul (contract §7): 0 success, 1 error (message on stderr), 2 for ``members``
+follow Consul (docs/compat/cli.md#exit-codes): 0 success, 1 error (message on stderr), 2 for ``members``
 with no match.  No command prints a traceback: unexpected failures are reported as one
 line on stderr with exit 1.
 """

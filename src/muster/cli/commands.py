@@ -2,7 +2,7 @@
 
 Each function takes the :class:`~muster.cli.ui.UI` and the arguments after the command
 name and returns the exit code.  Texts and exit codes follow Consul's ``command/*``
-packages (contract §7.2).
+packages (docs/compat/cli.md#commands-and-what-they-print).
 """
 
 from __future__ import annotations

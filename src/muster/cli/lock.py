@@ -1,7 +1,7 @@
 """``muster lock``: run a child process while holding a distributed lock (or semaphore slot).
 
 A faithful port of Consul's ``command/lock`` and of the Go client's ``api.Lock`` and
-``api.Semaphore`` recipes (contract §4), so a Muster lock interoperates with ``consul lock``
+``api.Semaphore`` recipes (docs/compat/sessions.md#how-clients-use-it), so a Muster lock interoperates with ``consul lock``
 and with other Go clients using the same prefix:
 
 * a session ``{"Name": ..., "TTL": "15s"}`` renewed every TTL/2 and destroyed at the end;

@@ -1,4 +1,4 @@
-"""``muster operator raft ...`` and ``muster snapshot ...`` (contract §7.2).
+"""``muster operator raft ...`` and ``muster snapshot ...`` (docs/compat/cli.md#commands-and-what-they-print).
 
 ``list-peers`` prints Consul's table (Node, ID, Address, State, Voter, RaftProtocol, Commit
 Index, Trails Leader By); ``snapshot save`` verifies the archive it received before reporting

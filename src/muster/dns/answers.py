@@ -1,12 +1,12 @@
-"""Building DNS answers from the catalog (contract §5.2-5.3).  Pure: store + config in, records out.
+"""Building DNS answers from the catalog (docs/compat/dns.md#names, #answers).  Pure: store + config in, records out.
 
 :meth:`Answerer.build` turns one question into an :class:`Answer`: the rcode and the records,
 grouped into *units* that move together through shuffling and truncation (an SRV record with
 the A/AAAA/TXT records that describe its target; a CNAME; an NS record with its glue).  It does
 not shuffle, truncate or serialise: ``wire.py`` does that per query, so the same ``Answer`` (and
 its pre-serialised form) can be cached until the catalog changes and still be served in a fresh
-random order to every client.  :func:`respond` runs both steps and returns a ``dns.message``
-(what the pure tests use).
+random order to every client.  (The DNS tests' ``respond`` helper, in ``tests/dns/dnshelpers.py``,
+runs both steps and returns a ``dns.message``.)
 
 Why dnspython: it gives the full message/rdata model (SRV, SOA, TXT escaping, names with odd
 bytes), EDNS and the wire format, all of which a hand-written encoder would get subtly wrong.
@@ -14,7 +14,7 @@ Every name and rdata here is a dnspython object and is serialised by dnspython; 
 only concatenates those bytes (compressing names against the question), and we own the small
 asyncio listener (``server.py``).
 
-Rules (each from Consul's ``agent/dns.go``; see the contract for the table):
+Rules (each from Consul's ``agent/dns.go``; docs/compat/dns.md#answers has the table):
 
 * reads come straight from the local store (stale reads, never a leader round-trip);
 * service and node names match case-insensitively (Consul's memdb indexes are case-insensitive);
@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dns.flags
-import dns.message
 import dns.name
 import dns.rcode
 import dns.rdata
@@ -54,7 +53,6 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
 from ..config import Config
-from ..runtime import Rng
 from ..state.store import StateStore
 from . import names
 
@@ -501,31 +499,3 @@ class Answerer:
 
 def _reverse(address: str) -> str:
     return ipaddress.ip_address(address).reverse_pointer + "."
-
-
-def respond(
-    answerer: Answerer,
-    store: StateStore,
-    query: dns.message.Message,
-    rng: Rng,
-    *,
-    tcp: bool = False,
-    now: float = 0.0,
-    recursors: bool = False,
-) -> dns.message.Message:
-    """Build, shuffle, truncate and serialise the answer to ``query`` exactly as the server
-    does, and parse it back (for tests and tools; the server keeps the wire bytes)."""
-    from . import wire
-
-    data = query.to_wire()
-    pq = wire.parse_query(data)
-    if pq is None:
-        raise ValueError("query is not a simple one-question query")
-    q = query.question[0]
-    ans = answerer.build(store, q.name, q.rdtype, q.rdclass, now)
-    tmpl = wire.compile_answer(ans, pq.qname_lower, not answerer.dcfg.disable_compression)
-    out = wire.render(
-        tmpl, pq, rng, tcp=tcp, udp_answer_limit=answerer.dcfg.udp_answer_limit,
-        enable_truncate=answerer.dcfg.enable_truncate, recursion_available=recursors,
-    )
-    return dns.message.from_wire(out)

@@ -1,4 +1,4 @@
-"""``/v1/agent/*`` (contract §2.6): this agent's own view, services, checks and metrics.
+"""``/v1/agent/*`` (docs/compat/agent.md): this agent's own view, services, checks and metrics.
 
 Agent endpoints answer from the agent's local state, not the catalog: a service registered
 here shows in ``/v1/agent/services`` at once and reaches the catalog through anti-entropy.

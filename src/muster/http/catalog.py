@@ -1,4 +1,4 @@
-"""``/v1/catalog/*`` (contract §2.4): raw catalog writes and reads, regardless of health.
+"""``/v1/catalog/*`` (docs/compat/catalog-health.md#catalog-endpoints): raw catalog writes and reads, regardless of health.
 
 Writes go straight to the log as one ``RegisterCommand``/``DeregisterCommand``; the request is
 normalised into canonical records first (``agent.definitions``) so that an identical

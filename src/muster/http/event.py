@@ -1,4 +1,4 @@
-"""``/v1/event/fire/:name`` and ``/v1/event/list`` (contract §2.8).
+"""``/v1/event/fire/:name`` and ``/v1/event/list`` (docs/compat/agent.md#user-events).
 
 Events live in the agent's ``EventBuffer`` (``muster.events``), not in the store.  A fired
 event goes out through gossip when the agent gossips (``Membership.fire``; the pool delivers it

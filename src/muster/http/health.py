@@ -1,4 +1,4 @@
-"""``/v1/health/*`` (contract §2.5): checks and service entries with their health.
+"""``/v1/health/*`` (docs/compat/catalog-health.md#health-endpoints): checks and service entries with their health.
 
 ``/health/service/:name`` without ``?passing`` returns exactly the instances of
 ``/catalog/service/:name``, in the same order (node name, then service ID), critical ones

@@ -1,4 +1,4 @@
-"""``/v1/kv/<key>``: the hot path (contract §2.1, §9).
+"""``/v1/kv/<key>``: the hot path (docs/compat/kv.md, docs/compat/blocking.md).
 
 Reads: a single key reports *that key's* ModifyIndex in ``X-Consul-Index`` (Patroni's leader
 watch depends on it); a missing key is a 404 with an empty body but full index headers.  The

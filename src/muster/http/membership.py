@@ -1,5 +1,5 @@
 """Gossip operations over HTTP: ``/v1/agent/join``, ``/v1/agent/force-leave``, and
-``/v1/operator/keyring`` (contract §2.6, §2.7).
+``/v1/operator/keyring`` (docs/compat/agent.md, docs/compat/operator.md#keyring).
 
 They act on the agent's LAN pool (``ctx.services.membership``).  A ``-dev`` agent started
 without gossip answers 500 with a message saying how to turn it on, rather than pretending.

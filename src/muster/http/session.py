@@ -1,4 +1,4 @@
-"""``/v1/session/*`` (contract §2.3, §4).
+"""``/v1/session/*`` (docs/compat/sessions.md).
 
 Create validates everything before proposing: ``Behavior``, the TTL (Go duration, 0 or within
 [session_ttl_min, 24h], texts Patroni matches), ``LockDelay`` (a number below 1000 means seconds),
@@ -66,7 +66,7 @@ def build_session(ctx: Ctx, body: Any, ttl_min_ns: int) -> dict[str, Any]:
             raise BadRequest(f"Request decode failed: {err}") from None
     else:
         lock_delay = DEFAULT_LOCK_DELAY_NS
-    # The check-list merge rule of Consul >= 1.7 (contract §2.3).
+    # The check-list merge rule of Consul >= 1.7 (docs/compat/sessions.md#creating-a-session).
     node_checks_given = "NodeChecks" in d and d["NodeChecks"] is not None
     node_checks = _str_list(d, "NodeChecks") if node_checks_given else ["serfHealth"]
     if "Checks" in d and d["Checks"] is not None:

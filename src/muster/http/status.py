@@ -1,4 +1,4 @@
-"""``/v1/status/*`` and ``/v1/operator/raft/*``, ``/v1/operator/autopilot/*`` (contract §2.7).
+"""``/v1/status/*`` and ``/v1/operator/raft/*``, ``/v1/operator/autopilot/*`` (docs/compat/operator.md).
 
 ``/v1/status/leader`` is the JSON string ``"ip:port"`` of the leader's server RPC address (or
 ``""``): readiness probes grep it for ``".+"``.  The Raft views come from the log (``-dev``: a

@@ -1,4 +1,4 @@
-"""``PUT /v1/txn``: several KV/catalog operations applied all-or-nothing at one index (§2.2).
+"""``PUT /v1/txn``: several KV/catalog operations applied all-or-nothing at one index (docs/compat/kv.md#transactions).
 
 Parsing refuses bad input before anything is proposed: too many operations or too large a body
 (413), malformed JSON (400 ``Failed to parse body``), a value over the KV limit (413).  A

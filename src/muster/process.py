@@ -366,6 +366,10 @@ class AgentProcess:
             await lst.start()
         if cfg.ports.dns >= 0:
             self.dns = DNSServer(self.server, cfg, rng=self.rng, clock=self.clock)
+            if self.acl.enabled:
+                acl = self.acl
+                self.dns.answerer.authorizer = acl.dns_authorizer
+                self.dns.acl_version = acl.generation
             await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
         for warning in cfg.warnings:
             log.warning("%s", warning)

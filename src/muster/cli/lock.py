@@ -35,7 +35,7 @@ from typing import Any
 from muster.api import APIError, Client, ConsulError, TransportError
 from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.format import LOCK_FLAG_VALUE, SEMAPHORE_FLAG_VALUE
-from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 from muster.durations import SECOND, parse_duration
 
 __all__ = [
@@ -529,11 +529,8 @@ def lock(ui: UI, args: list[str]) -> int:
         ui.err("Number for 'monitor-retry' must be >= 0")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error querying Consul agent"):
         client.agent_node_name()
-    except ConsulError as err:
-        ui.err(f"Error querying Consul agent: {err}")
-        return 1
     locker: Lock | Semaphore
     if p["n"] == 1:
         locker = Lock(client, prefix, name, p["monitor-retry"])

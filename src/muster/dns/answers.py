@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,9 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
+from ..acl.authorizer import Authorizer
 from ..config import Config
+from ..errors import MusterError
 from ..state.store import StateStore
 from . import names
 
@@ -217,6 +219,21 @@ class Answerer:
         self._ttl_prefix.sort(key=lambda kv: -len(kv[0]))
         self._view_key: tuple[int, int, int] | None = None
         self._view: _View | None = None
+        #: The DNS token's authorizer (``acl.tokens.dns``, else ``default``, else anonymous);
+        #: None when ACLs are off.  An unknown token sees nothing.
+        self.authorizer: Callable[[], Authorizer] | None = None
+
+    def _visible(self, node: str, service: str | None) -> bool:
+        """node:read (and service:read for a service answer) for the DNS token."""
+        if self.authorizer is None:
+            return True
+        try:
+            a = self.authorizer()
+        except MusterError:
+            return False
+        if not a.allowed("node", node, "read"):
+            return False
+        return service is None or a.allowed("service", service, "read")
 
     # ------------------------------------------------------------------ helpers
 
@@ -288,6 +305,8 @@ class Answerer:
         for exact in self.view(store).services.get(service.lower(), ()):
             _, pairs = store.service_instances_of(None, exact)
             for node, svc in pairs:
+                if not self._visible(node["Node"], svc["Service"]):
+                    continue
                 if tag is not None and not any(str(t).lower() == tag for t in svc.get("Tags") or ()):
                     continue
                 statuses = {c.get("Status") for c in store.checks_for_instance(node["Node"], svc["ID"])}
@@ -438,7 +457,7 @@ class Answerer:
     ) -> Answer:
         exact = self.view(store).nodes.get(name.lower())
         node = store.nodes.get(exact) if exact is not None else None
-        if node is None:
+        if node is None or not self._visible(node["Node"], None):
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
         ttl = self.node_ttl
         addr = self._chase(store, self._addr_records(qname, node.get("Address", ""), qtype, ttl), qtype, depth)

@@ -123,6 +123,7 @@ async def blocking_read(
     render: Callable[[T], Any],
     status: Callable[[Any], int] | None = None,
     filterable: bool = True,
+    acl: ACLFilter | None = None,
 ) -> Response:
     ctx.check_dc(req)
     opts = parse_query_options(req)
@@ -132,4 +133,65 @@ async def blocking_read(
     if filterable and opts.filter:
         obj = apply_filter_expr(opts.filter, obj)
     code = status(obj) if status is not None else 200
-    return json_response(req, obj, code, ctx.meta_headers(idx, opts))
+    headers = ctx.meta_headers(idx, opts)
+    if acl is not None:
+        headers.extend(acl.headers())
+    return json_response(req, obj, code, headers)
+
+
+class ACLFilter:
+    """ACL filtering of one list read (Consul's ``aclfilter``): drop what the caller may not
+    read, and remember whether anything was dropped.
+
+    The authorizer is resolved again on every call, i.e. on every run of a blocking query, so
+    a token revoked while a query waits stops seeing data at the next wake.  The
+    ``X-Consul-Results-Filtered-By-ACLs: true`` header is only set when the request carried a
+    token (Consul never sets it for the anonymous, token-less caller)."""
+
+    __slots__ = ("_ctx", "_req", "dropped")
+
+    def __init__(self, ctx: Ctx, req: Request) -> None:
+        self._ctx = ctx
+        self._req = req
+        self.dropped = False
+
+    def authz(self) -> Authorizer:
+        return self._ctx.authorizer(self._req)
+
+    def headers(self) -> list[tuple[str, str]]:
+        if self.dropped and self._req.token():
+            return [("X-Consul-Results-Filtered-By-ACLs", "true")]
+        return []
+
+    def keep(self, items: list[T], allowed: Callable[[Authorizer, T], bool], *resources: str) -> list[T]:
+        """``items`` the caller may see; ``resources`` skip the loop when all are unrestricted."""
+        a = self.authz()
+        if resources and all(a.unrestricted(r) for r in resources):
+            self.dropped = False
+            return items
+        out = [x for x in items if allowed(a, x)]
+        self.dropped = len(out) != len(items)
+        return out
+
+    def nodes(self, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.keep(recs, lambda a, n: a.allowed("node", n["Node"], "read"), "node")
+
+    def checks(self, cs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Checks need node:read, and service:read too when they belong to a service."""
+        return self.keep(cs, _check_visible, "node", "service")
+
+    def pairs(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(node, service) instances: node:read and service:read."""
+        return self.keep(
+            pairs,
+            lambda a, p: a.allowed("node", p[0]["Node"], "read") and a.allowed("service", p[1]["Service"], "read"),
+            "node",
+            "service",
+        )
+
+
+def _check_visible(a: Authorizer, c: dict[str, Any]) -> bool:
+    if not a.allowed("node", c.get("Node", ""), "read"):
+        return False
+    svc = c.get("ServiceName") or ""
+    return not svc or a.allowed("service", svc, "read")

@@ -32,6 +32,7 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing name")
         if name.startswith("_"):
             raise MusterError("User events cannot start with '_'")
+        ctx.authorizer(req).require("event", "write", name)
         for f in ("node", "service", "tag"):
             if f in req.query:
                 try:
@@ -74,7 +75,12 @@ def routes(ctx: Ctx) -> list[Route]:
                 idx, evs = buf.query(None)
                 break
         out = [e for e in evs if not name or e["Name"] == name]
-        return json_response(req, out, 200, ctx.meta_headers(idx, opts))
+        a = ctx.authorizer(req)
+        visible = out if a.unrestricted("event") else [e for e in out if a.allowed("event", e["Name"], "read")]
+        headers = ctx.meta_headers(idx, opts)
+        if len(visible) != len(out) and req.token():
+            headers.append(("X-Consul-Results-Filtered-By-ACLs", "true"))
+        return json_response(req, visible, 200, headers)
 
     return [
         Route("/v1/event/fire/", ("PUT",), fire, prefix=True),

@@ -55,10 +55,10 @@ class Ctx:
 
     def authorizer(self, req: Request) -> Authorizer:
         """The caller's authorizer (403 ``ACL not found`` for an unknown token)."""
-        svc = self.acl
+        svc = self.services.acl
         if not svc.enabled:
             return MANAGE_ALL
-        return svc.authorize(req.token())
+        return svc.resolver.resolve(req.token())
 
     def acl_enabled(self) -> bool:
         return self.acl.enabled

@@ -71,7 +71,6 @@ def routes(ctx: Ctx) -> list[Route]:
             await server.check_read(opts.consistency)
         # Permissions are checked inside each run: a blocking query re-checks on every wake.
         filtered = False
-        carried_token = bool(req.token())
 
         def list_authz() -> Authorizer:
             a = ctx.authorizer(req)
@@ -94,7 +93,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
             idx, names = await blocking_query(store, opts, run_keys, ctx.rng, ctx.default_query_time, ctx.max_query_time)
             headers = ctx.meta_headers(idx, opts)
-            if filtered and carried_token:
+            if filtered and req.token():
                 headers.append(FILTERED)
             if not names and key:
                 return Response(404, b"", None, headers)
@@ -113,7 +112,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
             idx, entries = await blocking_query(store, opts, run_list, ctx.rng, ctx.default_query_time, ctx.max_query_time)
             headers = ctx.meta_headers(idx, opts)
-            if filtered and carried_token:
+            if filtered and req.token():
                 headers.append(FILTERED)
             if not entries:
                 return Response(404, b"", None, headers)

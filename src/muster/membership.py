@@ -116,8 +116,6 @@ class Membership:
             wan_joins = list(self.config.retry_join_wan)
             if wan_joins:
                 self._tasks.append(asyncio.create_task(self._wan_join(wan_joins), name="retry-join-wan"))
-        self.agent.member_source = self.members
-        self.agent.serf_stats_source = lambda wan: (self.wan.stats() if wan and self.wan is not None else self.pool.stats())
         joins = list(self.config.retry_join)
         if joins:
             self._tasks.append(
@@ -169,6 +167,10 @@ class Membership:
             await self.wan.stop()
 
     # ------------------------------------------------------------------ views
+
+    def serf_stats(self, wan: bool = False) -> dict[str, str]:
+        """``Stats.serf_lan``/``serf_wan`` of ``/v1/agent/self``."""
+        return self.wan.stats() if wan and self.wan is not None else self.pool.stats()
 
     def members(self, wan: bool = False) -> list[dict[str, Any]]:
         if wan:

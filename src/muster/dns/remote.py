@@ -26,7 +26,9 @@ from urllib.parse import quote, urlencode
 
 import dns.name
 import dns.rcode
+import msgspec
 
+from ..state.rows import Check, Node
 from . import names
 from .answers import Answer, Answerer
 
@@ -49,23 +51,25 @@ class RemoteView:
     """The part of the store interface :class:`Answerer` reads, over fetched entries."""
 
     def __init__(self, entries: list[Entry], nodes: list[dict[str, Any]] | None = None) -> None:
-        self.nodes: dict[str, dict[str, Any]] = {}
+        # The store holds typed rows; the fetched JSON is converted to the same types.
+        self.nodes: dict[str, Node] = {}
         self.service_instances: dict[str, dict[tuple[str, str], bool]] = {}
-        self._pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-        self._checks: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for node in nodes or []:
-            self.nodes[node["Node"]] = node
-        for node, svc, checks in entries:
-            self.nodes.setdefault(node["Node"], node)
+        self._pairs: dict[str, list[tuple[Node, dict[str, Any]]]] = {}
+        self._checks: dict[tuple[str, str], list[Check]] = {}
+        for raw in nodes or []:
+            n = msgspec.convert(raw, Node)
+            self.nodes[n.node] = n
+        for raw, svc, checks in entries:
+            n = self.nodes.setdefault(raw["Node"], msgspec.convert(raw, Node))
             name = svc["Service"]
-            self.service_instances.setdefault(name, {})[(node["Node"], svc["ID"])] = True
-            self._pairs.setdefault(name, []).append((node, svc))
-            self._checks[(node["Node"], svc["ID"])] = checks
+            self.service_instances.setdefault(name, {})[(n.node, svc["ID"])] = True
+            self._pairs.setdefault(name, []).append((n, svc))
+            self._checks[(n.node, svc["ID"])] = [msgspec.convert(c, Check) for c in checks]
 
-    def service_instances_of(self, ws: Any, name: str) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    def service_instances_of(self, ws: Any, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
         return 1, self._pairs.get(name, [])
 
-    def checks_for_instance(self, node: str, service_id: str) -> list[dict[str, Any]]:
+    def checks_for_instance(self, node: str, service_id: str) -> list[Check]:
         return self._checks.get((node, service_id), [])
 
     def catalog_index(self) -> int:

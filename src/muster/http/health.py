@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadRequest
+from ..state.rows import Check, Node
 from ..state.watch import WatchSet
 from . import render
 from .app import Route
@@ -24,7 +25,7 @@ from .connect_catalog import Pair, connect_instances
 from .near import near_sorter
 from .request import Request, Response
 
-Entry = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
+Entry = tuple[Node, dict[str, Any], list[Check]]
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -38,7 +39,7 @@ def routes(ctx: Ctx) -> list[Route]:
         peer = render.peer_name(req)
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             idx, cs = store.node_checks(ws, name)
             return idx, acl.checks([c for c in cs if render.peer_match(c, peer)])
 
@@ -54,13 +55,13 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             idx, cs = store.service_checks(ws, name)
             cs = [c for c in cs if render.peer_match(c, peer)]
             if meta:
                 store.watch_table(ws, "nodes")
-                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
-            return idx, near(acl.checks(cs), lambda c: c["Node"])
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c.node), meta)]
+            return idx, near(acl.checks(cs), lambda c: c.node)
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs], acl=acl)
 
@@ -84,11 +85,11 @@ def routes(ctx: Ctx) -> list[Route]:
             for n, svc in pairs:
                 if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags) and render.peer_match(svc, peer)):
                     continue
-                cs = store.checks_for_instance(n["Node"], svc["ID"])
-                if passing and any(c.get("Status") != "passing" for c in cs):
+                cs = store.checks_for_instance(n.node, svc["ID"])
+                if passing and any(c.status != "passing" for c in cs):
                     continue
                 out.append((n, svc, cs))
-            return idx, near(out, lambda e: e[0]["Node"])
+            return idx, near(out, lambda e: e[0].node)
 
         def rend(entries: list[Entry]) -> list[dict[str, Any]]:
             return [
@@ -118,16 +119,16 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             idx, cs = store.all_checks(ws)
             cs = [c for c in cs if render.peer_match(c, peer)]
             if want != "any":
                 # Consul does not validate the state: an unknown one simply matches nothing.
-                cs = [c for c in cs if c.get("Status") == want]
+                cs = [c for c in cs if c.status == want]
             if meta:
                 store.watch_table(ws, "nodes")
-                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
-            return idx, near(acl.checks(cs), lambda c: c["Node"])
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c.node), meta)]
+            return idx, near(acl.checks(cs), lambda c: c.node)
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs], acl=acl)
 

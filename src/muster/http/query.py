@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import BadRequest, MusterError, NotFound
 from ..query.definition import QueryNotFound, decode_query, looks_like_uuid, resolve, validate_against
-from ..query.execute import Entry, failover_targets, filter_entries, sort_near
+from ..query.execute import Entry, failover_targets, filter_entries, node_name, sort_near
 from ..server.blocking import QueryOptions
 from ..state.watch import WatchSet
 from ..structs import PreparedQueryCommand
@@ -46,7 +46,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     def entries_of(service: str) -> list[Entry]:
         _, pairs = store.service_instances_of(None, service)
-        return [(n, svc, store.checks_for_instance(n["Node"], svc["ID"])) for n, svc in pairs]
+        return [(n, svc, store.checks_for_instance(n.node, svc["ID"])) for n, svc in pairs]
 
     def coordinate_of(node: str) -> Any:
         return store.coordinate_of(node)
@@ -61,7 +61,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if near == "_ip":
             ip = (req.headers.get("x-forwarded-for", "").split(",")[0].strip() or req.client)
             for name, n in store.nodes.items():
-                if n.get("Address") == ip:
+                if n.address == ip:
                     return str(name)
             return ""
         return near
@@ -90,7 +90,7 @@ def routes(ctx: Ctx) -> list[Route]:
     def acl_filter(a: Any, es: list[Entry]) -> list[Entry]:
         if a.unrestricted("node") and a.unrestricted("service"):
             return es
-        return [e for e in es if a.allowed("node", e[0]["Node"], "read")
+        return [e for e in es if a.allowed("node", node_name(e[0]), "read")
                 and a.allowed("service", e[1]["Service"], "read")]
 
     def meta(idx: int) -> dict[str, Any]:

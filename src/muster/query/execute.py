@@ -27,14 +27,24 @@ from ..runtime import Rng
 
 __all__ = ["Entry", "failover_targets", "filter_entries", "sort_near"]
 
-Entry = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
+#: (node row, service record, check rows): the store's typed rows, or their JSON form.
+Entry = tuple[Any, dict[str, Any], list[Any]]
+
+
+def _field(obj: Any, attr: str, key: str) -> Any:
+    """A field of a typed store row, or of its Consul JSON form (remote answers, tests)."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, attr, None)
+
+
+def node_name(node: Any) -> str:
+    return str(_field(node, "node", "Node") or "")
 
 
 def _healthy(checks: list[dict[str, Any]], only_passing: bool, ignore: set[str]) -> bool:
     for c in checks:
-        if c.get("CheckID") in ignore:
+        if _field(c, "check_id", "CheckID") in ignore:
             continue
-        st = c.get("Status")
+        st = _field(c, "status", "Status")
         if st == "critical" or (only_passing and st != "passing"):
             return False
     return True
@@ -68,7 +78,7 @@ def filter_entries(entries: Sequence[Entry], service: dict[str, Any]) -> list[En
     for node, svc, checks in entries:
         if not _healthy(checks, only_passing, ignore):
             continue
-        if node_meta and not _meta_ok(node.get("Meta"), node_meta):
+        if node_meta and not _meta_ok(_field(node, "meta", "Meta"), node_meta):
             continue
         if svc_meta and not _meta_ok(svc.get("Meta"), svc_meta):
             continue
@@ -89,11 +99,11 @@ def sort_near(entries: list[Entry], rng: Rng | None, near: str,
     src = coordinate(near)
     if src is not None:
         def key(e: Entry) -> float:
-            c = coordinate(e[0]["Node"])
+            c = coordinate(node_name(e[0]))
             return distance(src, c) if c is not None else math.inf
         out.sort(key=key)
     for i, e in enumerate(out[:10]):
-        if e[0]["Node"] == near:
+        if node_name(e[0]) == near:
             out.insert(0, out.pop(i))
             break
     return out

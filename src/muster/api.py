@@ -32,7 +32,7 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -792,6 +792,46 @@ class Client:
         if reason:
             params.append(("reason", reason))
         self._call("PUT", f"/v1/agent/service/maintenance/{service_id}", params)
+
+    def agent_monitor(self, log_level: str = "", *, log_json: bool = False) -> Generator[str, None, None]:
+        """Stream the agent's log lines (``/v1/agent/monitor``) until the agent ends the stream.
+
+        The status is checked before the first line: a bad level raises :class:`APIError` at
+        once.  Closing the generator closes the connection, which ends the subscription."""
+        params: list[tuple[str, str]] = []
+        if log_level:
+            params.append(("loglevel", log_level))
+        if log_json:
+            params.append(("logjson", ""))
+        target = self.address.path_prefix + "/v1/agent/monitor"
+        if params:
+            target += "?" + urllib.parse.urlencode(params)
+        url = self.url("/v1/agent/monitor", params)
+        hdrs = {"User-Agent": "muster-cli"}
+        if self.token:
+            hdrs["X-Consul-Token"] = self.token
+        conn = self._connection(None)
+        try:
+            try:
+                conn.request("GET", target, headers=hdrs)
+                resp = conn.getresponse()
+            except ConnectionRefusedError as err:
+                raise TransportError("GET", url, _dial_reason(self.address, "connection refused")) from err
+            except (OSError, http.client.HTTPException) as err:
+                raise TransportError("GET", url, str(err) or type(err).__name__) from err
+            if not 200 <= resp.status < 300:
+                body = resp.read().decode("utf-8", errors="replace").rstrip("\n")
+                raise APIError(resp.status, body, "GET", url)
+            while True:
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException):
+                    return
+                if not line:
+                    return
+                yield line.decode("utf-8", errors="replace").rstrip("\n")
+        finally:
+            conn.close()
 
     # -- events, status, operator ----------------------------------------------------
 

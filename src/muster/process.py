@@ -29,6 +29,8 @@ from .http import event as http_event
 from .http import health as http_health
 from .http import kv as http_kv
 from .http import membership as http_membership
+from .http import metrics as http_metrics
+from .http import monitor as http_monitor
 from .http import operator as http_operator
 from .http import session as http_session
 from .http import status as http_status
@@ -41,8 +43,12 @@ from .logging_setup import setup_logging
 from .membership import Membership
 from .runtime import RealClock, Rng
 from .server.cluster import ClusterMember
+from .server.gauges import server_gauges
 from .server.raftlog import FormingLog, RaftTimings, ReplicatedLog
 from .server.server import Server, ServerIdentity
+from .telemetry.logstream import Monitors
+from .telemetry.metrics import Labels, default_metrics
+from .telemetry.runtime import Collector
 from .version import VERSION
 
 log = logging.getLogger("muster.agent")
@@ -188,7 +194,18 @@ class AgentProcess:
         ):
             for route in module.routes(self.ctx):
                 self.router.add(route)
+        self.monitors = Monitors()
+        for route in http_monitor.routes(self.monitors):
+            self.router.add(route)
+        tel = config.telemetry
+        self.metrics = default_metrics()
+        self.metrics.configure(tel.metrics_prefix, tel.disable_hostname, tel.prometheus_retention_time)
+        self.collector = Collector(self.metrics, [server_gauges(self.server), self._autopilot_gauges])
+        for route in http_metrics.routes(self.metrics, self.collector, lambda: self.config.telemetry.prometheus_retention_time):
+            self.router.add(route)
         self.app = App(self.router, self._fallback, list(config.http_config.response_headers.items()))
+        self.app.metrics = self.metrics
+        self.app.legacy_http_metrics = not tel.disable_compat_1_9
         self.ctx.extra["reload"] = self.reload
         self.membership: Membership | None = None
         if gossip_wanted(config):
@@ -202,6 +219,7 @@ class AgentProcess:
                 is_server=config.server or config.dev_mode,
             )
             self.ctx.extra["deliver_event"] = self.membership.fire
+            self.collector.add_counters(self._memberlist_counters)
             self.ctx.extra["membership"] = self.membership
             if self.cluster is not None:
                 self.membership.cluster = self.cluster
@@ -211,6 +229,29 @@ class AgentProcess:
         self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
+
+    def _autopilot_gauges(self) -> list[tuple[str, float, Labels]]:
+        """``consul.autopilot.healthy``/``failure_tolerance``: reported by the leader only."""
+        if self.cluster is None or not self.server.is_leader():
+            return []
+        from .http.status import autopilot_health_view
+
+        health = autopilot_health_view(self.ctx)
+        return [
+            ("autopilot.healthy", 1.0 if health["Healthy"] else 0.0, ()),
+            ("autopilot.failure_tolerance", float(health["FailureTolerance"]), ()),
+        ]
+
+    def _memberlist_counters(self) -> dict[str, float]:
+        """The LAN pool's failure-detector totals under memberlist's names."""
+        pool = getattr(self.membership, "pool", None)
+        if pool is None or getattr(pool, "_serf", None) is None:
+            return {}
+        c = pool.counters()
+        return {
+            "memberlist.msg.suspect": float(c.get("suspects_raised", 0)),
+            "memberlist.msg.dead": float(c.get("deaths_declared", 0)),
+        }
 
     async def _fallback(self, req: Request) -> Response:
         ui = self.config.ui_config.enabled
@@ -303,6 +344,7 @@ class AgentProcess:
             await self._start_cluster()
         await self.server.start()
         await self.agent.start()
+        self.collector.start()
         cfg = self.config
         if cfg.ports.http >= 0:
             for host in self._http_addrs(cfg.addresses.http):
@@ -325,11 +367,13 @@ class AgentProcess:
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
 
     async def stop(self) -> None:
+        self.monitors.close_all()  # open log streams end now, so the HTTP server can stop
         if self.dns is not None:
             await self.dns.stop()
         for lst in self.listeners:
             await lst.stop()
         await self.agent.stop()
+        await self.collector.stop()
         for t in self._bg:
             t.cancel()
         for t in self._bg:

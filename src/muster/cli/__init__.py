@@ -17,6 +17,7 @@ from muster.cli import commands
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.lock import lock
 from muster.cli.membership import force_leave, join, keyring
+from muster.cli.monitor import monitor
 from muster.cli.operator import (
     raft_list_peers,
     raft_remove_peer,
@@ -54,6 +55,7 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "lock": ("Execute a command holding a lock", lock),
     "maint": ("Controls node or service maintenance mode", commands.maint),
     "members": ("Lists the members of a Consul cluster", commands.members),
+    "monitor": ("Stream logs from a Muster agent", monitor),
     "operator raft list-peers": ("Display the current Raft peer configuration", raft_list_peers),
     "operator raft remove-peer": ("Remove a Consul server from the Raft configuration", raft_remove_peer),
     "operator raft transfer-leader": ("Transfer raft leadership to another server", raft_transfer_leader),

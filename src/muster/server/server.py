@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 from ..durations import parse_duration
@@ -25,11 +26,13 @@ from ..runtime import Clock, RealClock, Rng
 from ..state.store import StateStore
 from ..structs import (
     DeregisterCommand,
+    KVSCommand,
     RegisterCommand,
     SessionCommand,
     TombstoneCommand,
     TxnCommand,
 )
+from ..telemetry.metrics import METRICS
 from .devlog import DevLog, Log
 
 log = logging.getLogger("muster.server")
@@ -40,6 +43,15 @@ SERF_CHECK_ID = "serfHealth"
 SERF_CHECK_NAME = "Serf Health Status"
 SERF_ALIVE = "Agent alive and reachable"
 SERF_DEAD = "Agent not live or unreachable"
+
+#: The endpoint timing Consul reports for each kind of write (milliseconds, a sample).
+APPLY_METRIC: dict[type[Any], str] = {
+    KVSCommand: "kvs.apply",
+    TxnCommand: "txn.apply",
+    RegisterCommand: "catalog.register",
+    DeregisterCommand: "catalog.deregister",
+    SessionCommand: "session.apply",
+}
 
 
 @dataclass
@@ -125,8 +137,17 @@ class Server:
         return self.log.is_leader()
 
     async def apply(self, cmd: Any) -> Any:
-        """Propose ``cmd`` and return its result; raise the store's refusal as a MusterError."""
-        res = await self.log.propose(cmd)
+        """Propose ``cmd`` and return its result; raise the store's refusal as a MusterError.
+
+        Timed as Consul times the endpoint behind it (``consul.kvs.apply``, ``consul.txn.apply``,
+        ``consul.catalog.register``...), from the request to the applied result."""
+        started = perf_counter()
+        try:
+            res = await self.log.propose(cmd)
+        finally:
+            key = APPLY_METRIC.get(type(cmd))
+            if key is not None:
+                METRICS.measure_since(key, started)
         if isinstance(res, MusterError):
             raise res
         return res
@@ -134,7 +155,11 @@ class Server:
     def apply_nowait(self, cmd: Any) -> Any:
         """Synchronous apply for the single-server log (hot KV path: no task switch)."""
         if isinstance(self.log, DevLog):
+            started = perf_counter()
             res = self.log.propose_sync(cmd)
+            key = APPLY_METRIC.get(type(cmd))
+            if key is not None:
+                METRICS.measure_since(key, started)
             if isinstance(res, MusterError):
                 raise res
             return res

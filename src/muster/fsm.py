@@ -5,8 +5,10 @@ only the command and the store (never the clock, never randomness), so every rep
 applies the same log reaches the same state.  A command type we do not know is fatal
 (``FatalApplyError``): skipping it would let this replica diverge from the others.
 
-A command the store refuses (``StateError``, e.g. an invalid session on acquire) is not fatal:
-it is the *result* of that index, returned to whoever proposed it, and the store is unchanged.
+Every command runs in one write transaction of the store (``store.write(index)``): it applies
+entirely or not at all.  A command the store refuses (``StateError``, e.g. an invalid session on
+acquire) is not fatal: it is the *result* of that index, returned to whoever proposed it, and
+the transaction's rollback leaves the store, its indexes and its watches untouched.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 from .errors import FatalApplyError, MusterError
 from .state.store import StateStore
+from .state.txn import apply_ops
+from .state.write import WriteTxn
 from .structs import (
     AutopilotCommand,
     DeregisterCommand,
@@ -31,7 +35,7 @@ from .structs import (
     decode_command,
 )
 
-Handler = Callable[[int, Any], Any]
+Handler = Callable[[WriteTxn, Any], Any]
 
 
 class FSM:
@@ -50,7 +54,7 @@ class FSM:
         self._register(TombstoneCommand, self._apply_tombstone)
         self._register(AutopilotCommand, self._apply_autopilot)
         self._register(RestoreCommand, self._apply_restore)
-        self._register(NoopCommand, lambda idx, cmd: None)
+        self._register(NoopCommand, lambda tx, cmd: None)
         assert len(self._handlers) == len(MessageType), "every message type needs a handler"
 
     def _register(self, cls: type[Any], fn: Handler) -> None:
@@ -70,10 +74,16 @@ class FSM:
         return self.apply_decoded(index, cmd)
 
     def apply_decoded(self, index: int, cmd: Any) -> Any:
-        """Apply an already-decoded command (the single-server log skips the decode)."""
+        """Apply an already-decoded command (the single-server log skips the decode).
+
+        The handler runs inside one write transaction: if it raises, every change it made is
+        rolled back (tables, indexes, watches) before the error becomes the result
+        (``MusterError``) or propagates (anything else, a bug: fatal for this replica)."""
         self.last_applied = index
+        handler = self._handlers[type(cmd)]
         try:
-            res = self._handlers[type(cmd)](index, cmd)
+            with self.store.write(index) as tx:
+                res = handler(tx, cmd)
         except MusterError as err:
             res = err
         if self.on_apply is not None:
@@ -82,72 +92,54 @@ class FSM:
 
     # ------------------------------------------------------------------ handlers
 
-    def _apply_kvs(self, idx: int, c: KVSCommand) -> Any:
-        s = self.store
+    def _apply_kvs(self, tx: WriteTxn, c: KVSCommand) -> Any:
+        kv = tx.tables.kv
         op = c.op
         if op == "set":
-            return s.kv_set(idx, c.key, c.value, c.flags)
+            return kv.set(tx, c.key, c.value, c.flags)
         if op == "cas":
-            return s.kv_cas(idx, c.key, c.value, c.flags, c.index)
+            return kv.cas(tx, c.key, c.value, c.flags, c.index)
         if op == "delete":
-            return s.kv_delete(idx, c.key)
+            return kv.delete(tx, c.key)
         if op == "delete-cas":
-            return s.kv_delete_cas(idx, c.key, c.index)
+            return kv.delete_cas(tx, c.key, c.index)
         if op == "delete-tree":
-            return s.kv_delete_tree(idx, c.key)
+            return kv.delete_tree(tx, c.key)
         if op == "lock":
-            return s.kv_lock(idx, c.key, c.value, c.flags, c.session, c.ts)
+            return kv.lock(tx, c.key, c.value, c.flags, c.session, c.ts)
         if op == "unlock":
-            return s.kv_unlock(idx, c.key, c.value, c.flags, c.session)
-        raise FatalApplyError(f"unknown KV op {op!r} at index {idx}")
+            return kv.unlock(tx, c.key, c.value, c.flags, c.session)
+        raise FatalApplyError(f"unknown KV op {op!r} at index {tx.index}")
 
-    def _apply_register(self, idx: int, c: RegisterCommand) -> Any:
-        # Validate service/check links before touching anything: a refused registration must
-        # leave no partial node behind.  ensure_registration runs under the undo log.
-        s = self.store
-        s._undo = []
-        try:
-            s.ensure_registration(idx, c.node, c.service, c.checks, c.skip_node_update, c.ts)
-        except MusterError:
-            undo, s._undo = s._undo, None
-            for fn in reversed(undo):
-                fn()
-            raise
-        s._undo = None
+    def _apply_register(self, tx: WriteTxn, c: RegisterCommand) -> Any:
+        # A refused registration (a check naming a missing service...) raises after the node
+        # may have been written: the transaction rolls it back.
+        tx.tables.catalog.ensure_registration(tx, c.node, c.service, c.checks, c.skip_node_update, c.ts)
         return True
 
-    def _apply_deregister(self, idx: int, c: DeregisterCommand) -> Any:
-        self.store.deregister(idx, c.node, c.service_id, c.check_id, c.ts)
+    def _apply_deregister(self, tx: WriteTxn, c: DeregisterCommand) -> Any:
+        tx.tables.catalog.deregister(tx, c.node, c.service_id, c.check_id, c.ts)
         return True
 
-    def _apply_session(self, idx: int, c: SessionCommand) -> Any:
+    def _apply_session(self, tx: WriteTxn, c: SessionCommand) -> Any:
         if c.op == "create":
-            return self.store.session_create(idx, c.session)
+            return tx.tables.sessions.create(tx, c.session)
         if c.op == "destroy":
-            return self.store.session_destroy(idx, c.session["ID"], c.ts)
-        raise FatalApplyError(f"unknown session op {c.op!r} at index {idx}")
+            return tx.tables.sessions.destroy(tx, c.session["ID"], c.ts)
+        raise FatalApplyError(f"unknown session op {c.op!r} at index {tx.index}")
 
-    def _apply_txn(self, idx: int, c: TxnCommand) -> Any:
-        return self.store.txn_apply(idx, c.ops, c.ts)
+    def _apply_txn(self, tx: WriteTxn, c: TxnCommand) -> Any:
+        return apply_ops(tx, c.ops, c.ts)
 
-    def _apply_tombstone(self, idx: int, c: TombstoneCommand) -> Any:
-        return self.store.kv_reap_tombstones(idx, c.index)
+    def _apply_tombstone(self, tx: WriteTxn, c: TombstoneCommand) -> Any:
+        return tx.tables.kv.reap_tombstones(tx, c.index)
 
-    def _apply_autopilot(self, idx: int, c: AutopilotCommand) -> Any:
-        s = self.store
-        cur = s.autopilot
-        if c.cas >= 0 and int(cur.get("ModifyIndex", 0)) != c.cas:
-            return False
-        new = dict(c.config)
-        new["CreateIndex"] = cur.get("CreateIndex", idx)
-        new["ModifyIndex"] = idx
-        s.autopilot = new
-        s._bump("autopilot", idx)
-        return True
+    def _apply_autopilot(self, tx: WriteTxn, c: AutopilotCommand) -> Any:
+        return tx.tables.autopilot.set(tx, c.config, c.cas)
 
-    def _apply_restore(self, idx: int, c: RestoreCommand) -> Any:
-        """A user snapshot replaces every table; the store wakes every blocking query."""
-        self.store.restore(c.state)
+    def _apply_restore(self, tx: WriteTxn, c: RestoreCommand) -> Any:
+        """A user snapshot replaces every table; the commit wakes every blocking query."""
+        tx.replace_tables(self.store.load(c.state))
         return True
 
     # ------------------------------------------------------------------ snapshots

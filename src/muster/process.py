@@ -23,6 +23,7 @@ from typing import Any
 from .config import Config
 from .dns.server import DNSServer
 from .errors import MusterError
+from .eventloop import EventLoopChoiceError, choose_runner
 from .http import agent as http_agent
 from .http import catalog as http_catalog
 from .http import event as http_event
@@ -522,11 +523,10 @@ def run_agent(config: Config, argv: list[str] | None = None) -> int:
             print(f"==> {p}", file=sys.stderr)
         return 1
     try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+        _, runner = choose_runner()
+    except EventLoopChoiceError as err:
+        print(f"==> {err}", file=sys.stderr)
+        return 1
     try:
         return int(runner(_amain(config, argv)))
     except KeyboardInterrupt:

@@ -33,9 +33,13 @@ class Catalog:
         self.store = StateStore()
         self._idx = itertools.count(10)
 
+    def _register(self, node: dict[str, Any], svc: dict[str, Any] | None, checks: list[dict[str, Any]], skip_node: bool, ts: float) -> None:
+        with self.store.write(next(self._idx)) as tx:
+            self.store.tables.catalog.ensure_registration(tx, node, svc, checks, skip_node, ts)
+
     def node(self, name: str, address: str, meta: dict[str, str] | None = None, **extra: Any) -> None:
         rec = {"Node": name, "Address": address, "Datacenter": "dc1", "Meta": meta or {}, **extra}
-        self.store.ensure_registration(next(self._idx), rec, None, [], False, 0.0)
+        self._register(rec, None, [], False, 0.0)
 
     def service(
         self,
@@ -59,11 +63,11 @@ class Catalog:
         checks = []
         if status is not None:
             checks.append({"Node": node, "CheckID": f"service:{sid}", "Name": "c", "Status": status, "ServiceID": sid})
-        self.store.ensure_registration(next(self._idx), self.store.nodes[node], svc, checks, True, 0.0)
+        self._register(self.store.nodes[node], svc, checks, True, 0.0)
 
     def node_check(self, node: str, status: str, check_id: str = "serfHealth") -> None:
         chk = {"Node": node, "CheckID": check_id, "Name": check_id, "Status": status, "ServiceID": ""}
-        self.store.ensure_registration(next(self._idx), self.store.nodes[node], None, [chk], True, 0.0)
+        self._register(self.store.nodes[node], None, [chk], True, 0.0)
 
 
 def make_config(*flags: str) -> Config:

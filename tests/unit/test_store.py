@@ -13,6 +13,7 @@ from muster.fsm import FSM
 from muster.runtime import Rng
 from muster.server.blocking import QueryOptions, blocking_query, effective_wait
 from muster.state.store import StateStore
+from muster.state.txn import apply_ops
 from muster.state.watch import WatchSet
 from muster.structs import KVSCommand, TxnCommand, TxnOp, encode_command
 
@@ -26,6 +27,11 @@ kv_ops = st.one_of(
     st.tuples(st.just("delete-tree"), st.sampled_from(["a", "b/", ""]), st.none(), st.just(0)),
     st.tuples(st.just("delete-cas"), KEYS, st.none(), st.integers(0, 40)),
 )
+
+
+def kv_set(s: StateStore, idx: int, key: str, value: bytes | None, flags: int) -> None:
+    with s.write(idx) as tx:
+        s.tables.kv.set(tx, key, value, flags)
 
 
 def apply_op(fsm: FSM, idx: int, op: tuple[str, str, bytes | None, int]) -> object:
@@ -76,7 +82,8 @@ def test_failed_txn_leaves_store_identical(setup: list[tuple[str, str, bytes | N
     before = fsm.store.snapshot()
     ops = [TxnOp(kind="KV", verb=v, kv=KVSCommand(op=v, key=k, value=val, index=n, flags=0)) for v, k, val, n in txn]
     ops.append(TxnOp(kind="KV", verb="get", kv=KVSCommand(op="get", key="never-exists")))
-    results, errors = fsm.store.txn_apply(len(setup) + 1, ops, 0.0)
+    with fsm.store.write(len(setup) + 1) as tx:
+        results, errors = apply_ops(tx, ops, 0.0)
     assert results is None and errors is not None
     assert 0 <= errors[0]["OpIndex"] <= len(ops) - 1  # a cas may already fail earlier
     assert fsm.store.snapshot() == before
@@ -147,7 +154,7 @@ def test_watch_fires_only_for_affected_keys() -> None:
         t_other = asyncio.create_task(ws_other.wait(0.2))
         t_prefix = asyncio.create_task(ws_prefix.wait(1))
         await asyncio.sleep(0)
-        s.kv_set(1, "a/b", b"v", 0)
+        kv_set(s, 1, "a/b", b"v", 0)
         assert await t_key is True
         assert await t_prefix is True
         assert await t_other is False
@@ -159,7 +166,7 @@ def test_watch_fires_only_for_affected_keys() -> None:
 def test_blocking_query_semantics() -> None:
     async def main() -> None:
         s = StateStore()
-        s.kv_set(5, "k", b"1", 0)
+        kv_set(s, 5, "k", b"1", 0)
         rng = Rng(7)
 
         def run(ws: WatchSet | None) -> tuple[int, object]:
@@ -173,10 +180,10 @@ def test_blocking_query_semantics() -> None:
         task = asyncio.create_task(blocking_query(s, QueryOptions(min_index=5, wait=5), run, rng))
         await asyncio.sleep(0.01)
         assert not task.done()
-        s.kv_set(6, "other", b"x", 0)  # unrelated key: no wake-up result
+        kv_set(s, 6, "other", b"x", 0)  # unrelated key: no wake-up result
         await asyncio.sleep(0.01)
         assert not task.done()
-        s.kv_set(7, "k", b"2", 0)
+        kv_set(s, 7, "k", b"2", 0)
         idx, _ = await asyncio.wait_for(task, 1)
         assert idx == 7
         # index ahead of the store (a restore moved it back): keeps blocking until timeout

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..errors import BadRequest, MusterError, TooLarge
 from ..server.blocking import blocking_query
-from ..state.base import DirEntry
+from ..state.kv import DirEntry
 from ..state.watch import WatchSet
 from ..structs import KVSCommand
 from .app import Route

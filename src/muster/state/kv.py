@@ -1,6 +1,6 @@
-"""KV tables: entries, tombstones, locks and lock-delays (Consul's ``state/kvs.go`` semantics).
+"""KV table: entries, tombstones, locks and lock-delays (Consul's ``state/kvs.go`` semantics).
 
-Rules a client can observe (contract §2.1, §9):
+Rules a client can observe:
 - a plain set keeps an existing lock (``Session``/``LockIndex``); an identical re-set changes
   nothing, not even ``ModifyIndex``;
 - a delete leaves a tombstone carrying the deletion index, so that the index of a prefix never
@@ -8,37 +8,109 @@ Rules a client can observe (contract §2.1, §9):
 - ``LockIndex`` counts acquisitions by a *new* holder; a release clears ``Session`` and writes the
   request's value; lock-delay (a wall time stamped by the leader into the command) makes
   ``acquire`` answer false until it passes.
-Every method validates before it mutates: a refused operation leaves the store untouched.
+A refused operation returns False or raises ``StateError``; the write transaction it ran in
+reverts whatever was already done (see ``write.py``).
+
+Indexes: ``kvs`` (any entry written or deleted) and ``tombstones`` (any deletion).
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StateError
-from .base import DirEntry, StoreBase
 from .watch import WatchSet
+
+if TYPE_CHECKING:
+    from .tables import Tables
+    from .write import WriteTxn
 
 MAX_LOCK_DELAY = 60.0
 
 
-class KVStore(StoreBase):
+class DirEntry:
+    """One KV entry.  ``value`` None means empty (Consul shows ``null``).  Immutable once stored:
+    a write stores a new entry, so a reader holding one sees a consistent object."""
+
+    __slots__ = ("key", "value", "flags", "session", "lock_index", "create_index", "modify_index", "_rendered")
+
+    def __init__(
+        self,
+        key: str,
+        value: bytes | None,
+        flags: int = 0,
+        session: str = "",
+        lock_index: int = 0,
+        create_index: int = 0,
+        modify_index: int = 0,
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.flags = flags
+        self.session = session
+        self.lock_index = lock_index
+        self.create_index = create_index
+        self.modify_index = modify_index
+        self._rendered: bytes | None = None
+
+    def copy(self) -> DirEntry:
+        return DirEntry(
+            self.key, self.value, self.flags, self.session, self.lock_index, self.create_index, self.modify_index
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Consul's JSON shape: ``Value`` standard base64 or null, ``Session`` only when held."""
+        d: dict[str, Any] = {
+            "LockIndex": self.lock_index,
+            "Key": self.key,
+            "Flags": self.flags,
+            "Value": base64.b64encode(self.value).decode() if self.value else None,
+        }
+        if self.session:
+            d["Session"] = self.session
+        d["CreateIndex"] = self.create_index
+        d["ModifyIndex"] = self.modify_index
+        return d
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.key,
+            self.value,
+            self.flags,
+            self.session,
+            self.lock_index,
+            self.create_index,
+            self.modify_index,
+        )
+
+
+class KVTable:
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+        self.entries: dict[str, DirEntry] = {}
+        self.keys: list[str] = []  # sorted, for prefix scans
+        self.tombstones: dict[str, int] = {}  # key -> index of its deletion
+        self.lock_delays: dict[str, float] = {}  # key -> wall time until which acquire fails
+        self.locks_by_session: dict[str, set[str]] = {}
+
     # ------------------------------------------------------------------ reads
 
-    def kv_table_index(self) -> int:
-        return self.index("kvs", "tombstones")
+    def table_index(self) -> int:
+        return self._t.index("kvs", "tombstones")
 
-    def kv_get(self, ws: WatchSet | None, key: str) -> tuple[int, DirEntry | None]:
+    def get(self, ws: WatchSet | None, key: str) -> tuple[int, DirEntry | None]:
         """The entry and the index a blocking read of it reports (its ModifyIndex if present)."""
-        self.watch_key(ws, key)
-        e = self.kvs.get(key)
+        if ws is not None:
+            self._t.watches.key(ws, key)
+        e = self.entries.get(key)
         if e is not None:
             return e.modify_index, e
-        return self.kv_table_index(), None
+        return self.table_index(), None
 
     def _prefix_range(self, prefix: str) -> tuple[int, int]:
-        keys = self.kv_keys
+        keys = self.keys
         lo = bisect.bisect_left(keys, prefix)
         if not prefix:
             return lo, len(keys)
@@ -47,22 +119,23 @@ class KVStore(StoreBase):
 
     def _prefix_index(self, prefix: str, entries: list[DirEntry]) -> int:
         if not prefix:
-            return self.kv_table_index()
+            return self.table_index()
         idx = max((e.modify_index for e in entries), default=0)
         for k, t in self.tombstones.items():
             if t > idx and k.startswith(prefix):
                 idx = t
-        return idx or self.kv_table_index()
+        return idx or self.table_index()
 
-    def kv_list(self, ws: WatchSet | None, prefix: str) -> tuple[int, list[DirEntry]]:
-        self.watch_prefix(ws, prefix)
+    def scan(self, ws: WatchSet | None, prefix: str) -> tuple[int, list[DirEntry]]:
+        """Every entry under ``prefix``, in key order, and the prefix's index."""
+        self._t.watches.prefix(ws, prefix)
         lo, hi = self._prefix_range(prefix)
-        kvs = self.kvs
-        entries = [kvs[k] for k in self.kv_keys[lo:hi]]
-        return self._prefix_index(prefix, entries), entries
+        entries = self.entries
+        found = [entries[k] for k in self.keys[lo:hi]]
+        return self._prefix_index(prefix, found), found
 
-    def kv_list_keys(self, ws: WatchSet | None, prefix: str, separator: str) -> tuple[int, list[str]]:
-        idx, entries = self.kv_list(ws, prefix)
+    def scan_keys(self, ws: WatchSet | None, prefix: str, separator: str) -> tuple[int, list[str]]:
+        idx, entries = self.scan(ws, prefix)
         if not separator:
             return idx, [e.key for e in entries]
         out: list[str] = []
@@ -81,85 +154,80 @@ class KVStore(StoreBase):
 
     # ------------------------------------------------------------------ primitives
 
-    def _kv_put(self, e: DirEntry, old: DirEntry | None) -> None:
+    def _put(self, tx: WriteTxn, e: DirEntry, old: DirEntry | None) -> None:
         key = e.key
         if old is None:
-            bisect.insort(self.kv_keys, key)
-            self._record(lambda: self._kv_keys_remove(key))
-        self._dict_set(self.kvs, key, e)
+            tx.insort(self.keys, key)
+        tx.put(self.entries, key, e)
         if old is not None and old.session and old.session != e.session:
-            self._set_discard(self.locks_by_session, old.session, key)
+            tx.discard_member(self.locks_by_session, old.session, key)
         if e.session:
-            self._set_add(self.locks_by_session, e.session, key)
-        self._bump("kvs", e.modify_index)
-        self._fire_key(key)
+            tx.add_member(self.locks_by_session, e.session, key)
+        tx.bump("kvs")
+        tx.touch_key(key)
 
-    def _kv_keys_remove(self, key: str) -> None:
-        i = bisect.bisect_left(self.kv_keys, key)
-        if i < len(self.kv_keys) and self.kv_keys[i] == key:
-            del self.kv_keys[i]
-
-    def _kv_remove(self, idx: int, key: str) -> bool:
-        old = self.kvs.get(key)
+    def _remove(self, tx: WriteTxn, key: str) -> bool:
+        old = self.entries.get(key)
         if old is None:
             return False
-        self._dict_del(self.kvs, key)
-        self._kv_keys_remove(key)
-        self._record(lambda: bisect.insort(self.kv_keys, key))
+        tx.pop(self.entries, key)
+        tx.sorted_remove(self.keys, key)
         if old.session:
-            self._set_discard(self.locks_by_session, old.session, key)
-        self._dict_set(self.tombstones, key, idx)
-        self._bump("kvs", idx)
-        self._bump("tombstones", idx)
-        self._fire_key(key)
+            tx.discard_member(self.locks_by_session, old.session, key)
+        tx.put(self.tombstones, key, tx.index)
+        tx.bump("kvs")
+        tx.bump("tombstones")
+        tx.touch_key(key)
         return True
 
     # ------------------------------------------------------------------ writes
 
-    def kv_set(self, idx: int, key: str, value: bytes | None, flags: int) -> bool:
-        old = self.kvs.get(key)
+    def set(self, tx: WriteTxn, key: str, value: bytes | None, flags: int) -> bool:
+        old = self.entries.get(key)
+        idx = tx.index
         if old is not None:
             if old.value == value and old.flags == flags:
                 return True
             e = DirEntry(key, value, flags, old.session, old.lock_index, old.create_index, idx)
         else:
             e = DirEntry(key, value, flags, "", 0, idx, idx)
-        self._kv_put(e, old)
+        self._put(tx, e, old)
         return True
 
-    def kv_cas(self, idx: int, key: str, value: bytes | None, flags: int, cas: int) -> bool:
-        old = self.kvs.get(key)
+    def cas(self, tx: WriteTxn, key: str, value: bytes | None, flags: int, cas: int) -> bool:
+        old = self.entries.get(key)
         if cas == 0 and old is not None:
             return False
         if cas > 0 and (old is None or old.modify_index != cas):
             return False
-        return self.kv_set(idx, key, value, flags)
+        return self.set(tx, key, value, flags)
 
-    def kv_delete(self, idx: int, key: str) -> bool:
-        self._kv_remove(idx, key)
+    def delete(self, tx: WriteTxn, key: str) -> bool:
+        self._remove(tx, key)
         return True
 
-    def kv_delete_cas(self, idx: int, key: str, cas: int) -> bool:
-        old = self.kvs.get(key)
+    def delete_cas(self, tx: WriteTxn, key: str, cas: int) -> bool:
+        old = self.entries.get(key)
         if old is None:
             return True
         if old.modify_index != cas:
             return False
-        self._kv_remove(idx, key)
+        self._remove(tx, key)
         return True
 
-    def kv_delete_tree(self, idx: int, prefix: str) -> bool:
+    def delete_tree(self, tx: WriteTxn, prefix: str) -> bool:
         lo, hi = self._prefix_range(prefix)
-        for key in self.kv_keys[lo:hi]:
-            self._kv_remove(idx, key)
+        for key in self.keys[lo:hi]:
+            self._remove(tx, key)
         return True
 
-    def kv_lock(self, idx: int, key: str, value: bytes | None, flags: int, session: str, ts: float) -> bool:
-        if session not in self.sessions:
+    def lock(self, tx: WriteTxn, key: str, value: bytes | None, flags: int, session: str, ts: float) -> bool:
+        if session not in self._t.sessions.rows:
             raise StateError(f'invalid session "{session}"')
         if self.lock_delays.get(key, 0.0) > ts:
             return False
-        old = self.kvs.get(key)
+        idx = tx.index
+        old = self.entries.get(key)
         if old is not None:
             if old.session and old.session != session:
                 return False
@@ -171,40 +239,38 @@ class KVStore(StoreBase):
                 e = DirEntry(key, value, flags, session, old.lock_index + 1, old.create_index, idx)
         else:
             e = DirEntry(key, value, flags, session, 1, idx, idx)
-        self._kv_put(e, old)
+        self._put(tx, e, old)
         return True
 
-    def kv_unlock(self, idx: int, key: str, value: bytes | None, flags: int, session: str) -> bool:
-        old = self.kvs.get(key)
+    def unlock(self, tx: WriteTxn, key: str, value: bytes | None, flags: int, session: str) -> bool:
+        old = self.entries.get(key)
         if old is None or not session or old.session != session:
             return False
-        e = DirEntry(key, value, flags, "", old.lock_index, old.create_index, idx)
-        self._kv_put(e, old)
+        e = DirEntry(key, value, flags, "", old.lock_index, old.create_index, tx.index)
+        self._put(tx, e, old)
         return True
 
-    def kv_reap_tombstones(self, idx: int, upto: int) -> int:
+    def reap_tombstones(self, tx: WriteTxn, upto: int) -> int:
         """Forget tombstones deleted at or before ``upto``; returns how many were reaped."""
         dead = [k for k, t in self.tombstones.items() if t <= upto]
         for k in dead:
-            self._dict_del(self.tombstones, k)
+            tx.pop(self.tombstones, k)
         return len(dead)
 
-    def _release_session_locks(self, idx: int, session: dict[str, Any], ts: float) -> None:
-        """Invalidation of ``session``: release (or delete) every key it holds, with lock-delay."""
-        sid = str(session["ID"])
+    def release_session_locks(self, tx: WriteTxn, sid: str, lock_delay_ns: float, delete: bool, ts: float) -> None:
+        """Invalidation of session ``sid``: release (or delete) every key it holds, with lock-delay."""
         keys = sorted(self.locks_by_session.get(sid, ()))
-        delay = min(float(session.get("LockDelay", 0) or 0) / 1e9, MAX_LOCK_DELAY)
-        delete = session.get("Behavior") == "delete"
+        delay = min(lock_delay_ns / 1e9, MAX_LOCK_DELAY)
         for key in keys:
-            old = self.kvs.get(key)
+            old = self.entries.get(key)
             if old is None or old.session != sid:
                 continue
             if delete:
-                self._kv_remove(idx, key)
+                self._remove(tx, key)
             else:
-                e = DirEntry(key, old.value, old.flags, "", old.lock_index, old.create_index, idx)
-                self._kv_put(e, old)
+                e = DirEntry(key, old.value, old.flags, "", old.lock_index, old.create_index, tx.index)
+                self._put(tx, e, old)
             if delay > 0:
-                self._dict_set(self.lock_delays, key, ts + delay)
+                tx.put(self.lock_delays, key, ts + delay)
         if sid in self.locks_by_session:
-            self._dict_del(self.locks_by_session, sid)
+            tx.pop(self.locks_by_session, sid)

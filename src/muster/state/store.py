@@ -1,9 +1,14 @@
-"""``StateStore``: every table, transactions (``/v1/txn``), snapshot and restore.
+"""``StateStore``: the tables, the one write transaction, the read API, snapshot and restore.
 
-A transaction runs its operations in order against the live tables with the undo log switched
-on (see ``base.py``); the first failing operation reverts all earlier ones, so a transaction is
-applied entirely or not at all, at one index.  Snapshots are msgpack of the tables; a restore
-replaces them and fires every watch, so each blocking query re-runs against the new state.
+Writes: ``with store.write(index) as tx:`` then table methods that take ``tx``
+(``store.tables.kv.set(tx, ...)``); see ``write.py`` for the all-or-nothing rule.  Reads: the
+methods below (or the tables' own read methods) run without a lock or a transaction: the single
+writer runs synchronously on the event loop, so a reader between two ``await`` points always
+sees a whole, committed state.
+
+Snapshots are msgpack of the tables with sorted keys (two replicas with the same state produce
+the same bytes, whatever order their dicts were filled in); a restore builds a complete new
+``Tables`` and swaps it in, then fires every watch so each blocking query re-runs.
 """
 
 from __future__ import annotations
@@ -12,251 +17,242 @@ from typing import Any
 
 import msgspec
 
-from ..errors import MusterError, StateError
-from ..structs import KVSCommand, TxnOp
-from .base import DirEntry
-from .session import SessionStore, session_check_ids
+from ..errors import StateError
+from ..structs import TxnOp
+from .kv import DirEntry
+from .sessions import session_check_ids
+from .tables import Tables
+from .txn import TxnResult, apply_ops
+from .watch import Watch, Watches, WatchSet
+from .write import WriteTxn
 
 SNAPSHOT_VERSION = 1
 
 
-class TxnFailed(Exception):
-    def __init__(self, op_index: int, what: str) -> None:
-        super().__init__(what)
-        self.op_index = op_index
-        self.what = what
+class StateStore:
+    def __init__(self) -> None:
+        self.watches = Watches()
+        self.tables = Tables(self.watches)
+        self._tx: WriteTxn | None = None
 
+    # ------------------------------------------------------------------ writes
 
-class StateStore(SessionStore):
-    # ------------------------------------------------------------------ transactions
+    def write(self, index: int) -> WriteTxn:
+        """Open the write transaction of the command at log ``index`` (use as a context manager)."""
+        if self._tx is not None:
+            raise RuntimeError("write transactions do not nest")
+        tx = self._tx = WriteTxn(self, index)
+        return tx
 
-    def txn_apply(self, idx: int, ops: list[TxnOp], ts: float) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
-        """Apply all ``ops`` or none.  Returns (results, None) or (None, errors)."""
-        assert self._undo is None, "transactions do not nest"
-        self._undo = []
-        results: list[dict[str, Any]] = []
+    def _end_write(self, tx: WriteTxn) -> None:
+        assert self._tx is tx
+        self._tx = None
+
+    def txn_read(self, ops: list[TxnOp]) -> TxnResult:
+        """A read-only ``/v1/txn``: no index, no log entry, and a transaction that is always
+        rolled back, so it cannot change anything even by mistake."""
+        tx = self.write(0)
         try:
-            for i, op in enumerate(ops):
-                try:
-                    r = self._txn_op(idx, op, ts)
-                except MusterError as err:
-                    raise TxnFailed(i, err.message) from err
-                if r is not None:
-                    results.append(r)
-        except TxnFailed as err:
-            undo, self._undo = self._undo, None
-            for fn in reversed(undo):
-                fn()
-            return None, [{"OpIndex": err.op_index, "What": err.what}]
-        self._undo = None
-        return results, None
+            return apply_ops(tx, ops, 0.0)
+        finally:
+            tx.rollback()
 
-    def txn_read(self, ops: list[TxnOp]) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
-        """A read-only transaction: no index, no log entry."""
-        return self.txn_apply(0, ops, 0.0)
+    # ------------------------------------------------------------------ indexes and watches
 
-    def _txn_op(self, idx: int, op: TxnOp, ts: float) -> dict[str, Any] | None:
-        if op.kind == "KV":
-            assert op.kv is not None
-            return self._txn_kv(idx, op.verb, op.kv, ts)
-        if op.kind == "Node":
-            return self._txn_node(idx, op.verb, op.node or {}, ts)
-        if op.kind == "Service":
-            return self._txn_service(idx, op.verb, op.node or {}, op.service or {}, ts)
-        if op.kind == "Check":
-            return self._txn_check(idx, op.verb, op.check or {}, ts)
-        raise StateError(f"unknown transaction operation kind {op.kind!r}")
+    @property
+    def indexes(self) -> dict[str, int]:
+        return self.tables.indexes
 
-    def _kv_result(self, e: DirEntry | None, with_value: bool) -> dict[str, Any] | None:
-        if e is None:
-            return None
-        d = e.as_dict()
-        if not with_value:
-            d["Value"] = None
-        return {"KV": d}
+    @property
+    def abandon_watch(self) -> Watch:
+        return self.watches.abandon
 
-    def _txn_kv(self, idx: int, verb: str, c: KVSCommand, ts: float) -> dict[str, Any] | None:
-        key = c.key
-        if verb == "set":
-            self.kv_set(idx, key, c.value, c.flags)
-            return self._kv_result(self.kvs.get(key), False)
-        if verb == "cas":
-            if not self.kv_cas(idx, key, c.value, c.flags, c.index):
-                raise StateError(f'failed to set key "{key}", index is stale')
-            return self._kv_result(self.kvs.get(key), False)
-        if verb == "lock":
-            if not self.kv_lock(idx, key, c.value, c.flags, c.session, ts):
-                raise StateError(f'failed to lock key "{key}", lock is already held')
-            return self._kv_result(self.kvs.get(key), False)
-        if verb == "unlock":
-            if not self.kv_unlock(idx, key, c.value, c.flags, c.session):
-                raise StateError(f'failed to unlock key "{key}", lock isn\'t held, or is held by another session')
-            return self._kv_result(self.kvs.get(key), False)
-        if verb == "get":
-            e = self.kvs.get(key)
-            if e is None:
-                raise StateError(f'key "{key}" doesn\'t exist')
-            return self._kv_result(e, True)
-        if verb == "get-or-empty":
-            return self._kv_result(self.kvs.get(key), True)
-        if verb == "get-tree":
-            # A tree read yields one result per entry; the caller flattens it.
-            _, entries = self.kv_list(None, key)
-            return {"_tree": [self._kv_result(e, True) for e in entries]}
-        if verb == "check-index":
-            e = self.kvs.get(key)
-            if e is None:
-                raise StateError(f'failed to check index, key "{key}" doesn\'t exist')
-            if e.modify_index != c.index:
-                raise StateError(f'failed index check for key "{key}", current modify index {e.modify_index} != {c.index}')
-            return self._kv_result(e, False)
-        if verb == "check-session":
-            e = self.kvs.get(key)
-            if e is None:
-                raise StateError(f'failed session check for key "{key}", key doesn\'t exist')
-            if e.session != c.session:
-                raise StateError(f'failed session check for key "{key}", current session "{e.session}" != "{c.session}"')
-            return self._kv_result(e, False)
-        if verb == "check-not-exists":
-            if key in self.kvs:
-                raise StateError(f'key "{key}" exists')
-            return None
-        if verb == "delete":
-            self.kv_delete(idx, key)
-            return None
-        if verb == "delete-tree":
-            self.kv_delete_tree(idx, key)
-            return None
-        if verb == "delete-cas":
-            if not self.kv_delete_cas(idx, key, c.index):
-                raise StateError(f'failed to delete key "{key}", index is stale')
-            return None
-        raise StateError(f'unknown KV verb "{verb}"')
+    def index(self, *names: str) -> int:
+        """The highest index among ``names`` (0 if none was ever written)."""
+        return self.tables.index(*names)
 
-    def _txn_node(self, idx: int, verb: str, node: dict[str, Any], ts: float) -> dict[str, Any] | None:
-        name = node.get("Node", "")
-        cur = self.nodes.get(name)
-        if verb == "get":
-            if cur is None:
-                raise StateError(f'node "{name}" doesn\'t exist')
-            return {"Node": cur}
-        if verb in ("set", "cas"):
-            if verb == "cas":
-                want = int(node.get("ModifyIndex", 0))
-                if (cur is None and want != 0) or (cur is not None and cur["ModifyIndex"] != want):
-                    raise StateError(f'failed to set node "{name}", index is stale')
-            self.ensure_node(idx, {k: v for k, v in node.items() if k not in ("CreateIndex", "ModifyIndex")})
-            return {"Node": self.nodes[name]}
-        if verb in ("delete", "delete-cas"):
-            if verb == "delete-cas" and cur is not None and cur["ModifyIndex"] != int(node.get("ModifyIndex", 0)):
-                raise StateError(f'failed to delete node "{name}", index is stale')
-            self.delete_node(idx, name, ts)
-            return None
-        raise StateError(f'unknown Node verb "{verb}"')
+    def max_index(self) -> int:
+        return max(self.tables.indexes.values(), default=0)
 
-    def _txn_service(self, idx: int, verb: str, nodeop: dict[str, Any], svc: dict[str, Any], ts: float) -> dict[str, Any] | None:
-        node = nodeop.get("Node", "")
-        sid = svc.get("ID", "")
-        cur = self.services.get(node, {}).get(sid)
-        if verb == "get":
-            if cur is None:
-                raise StateError(f'service "{sid}" on node "{node}" doesn\'t exist')
-            return {"Service": cur}
-        if verb in ("set", "cas"):
-            if verb == "cas":
-                want = int(svc.get("ModifyIndex", 0))
-                if (cur is None and want != 0) or (cur is not None and cur["ModifyIndex"] != want):
-                    raise StateError(f'failed to set service "{sid}" on node "{node}", index is stale')
-            self.ensure_service(idx, node, {k: v for k, v in svc.items() if k not in ("CreateIndex", "ModifyIndex")})
-            return {"Service": self.services[node][sid]}
-        if verb in ("delete", "delete-cas"):
-            if verb == "delete-cas" and cur is not None and cur["ModifyIndex"] != int(svc.get("ModifyIndex", 0)):
-                raise StateError(f'failed to delete service "{sid}" on node "{node}", index is stale')
-            self.delete_service(idx, node, sid, ts)
-            return None
-        raise StateError(f'unknown Service verb "{verb}"')
+    def watch_table(self, ws: WatchSet | None, name: str) -> None:
+        self.watches.table(ws, name)
 
-    def _txn_check(self, idx: int, verb: str, chk: dict[str, Any], ts: float) -> dict[str, Any] | None:
-        node = chk.get("Node", "")
-        cid = chk.get("CheckID", "")
-        cur = self.checks.get(node, {}).get(cid)
-        if verb == "get":
-            if cur is None:
-                raise StateError(f'check "{cid}" on node "{node}" doesn\'t exist')
-            return {"Check": cur}
-        if verb in ("set", "cas"):
-            if verb == "cas":
-                want = int(chk.get("ModifyIndex", 0))
-                if (cur is None and want != 0) or (cur is not None and cur["ModifyIndex"] != want):
-                    raise StateError(f'failed to set check "{cid}" on node "{node}", index is stale')
-            self.ensure_check(idx, {k: v for k, v in chk.items() if k not in ("CreateIndex", "ModifyIndex")}, ts)
-            return {"Check": self.checks[node][cid]}
-        if verb in ("delete", "delete-cas"):
-            if verb == "delete-cas" and cur is not None and cur["ModifyIndex"] != int(chk.get("ModifyIndex", 0)):
-                raise StateError(f'failed to delete check "{cid}" on node "{node}", index is stale')
-            self.delete_check(idx, node, cid, ts)
-            return None
-        raise StateError(f'unknown Check verb "{verb}"')
+    def waiter_count(self) -> int:
+        return self.watches.waiter_count()
+
+    # ------------------------------------------------------------------ rows (read-only views)
+
+    @property
+    def kvs(self) -> dict[str, DirEntry]:
+        return self.tables.kv.entries
+
+    @property
+    def kv_keys(self) -> list[str]:
+        return self.tables.kv.keys
+
+    @property
+    def tombstones(self) -> dict[str, int]:
+        return self.tables.kv.tombstones
+
+    @property
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        return self.tables.catalog.nodes
+
+    @property
+    def services(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return self.tables.catalog.services
+
+    @property
+    def checks(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return self.tables.catalog.checks
+
+    @property
+    def service_instances(self) -> dict[str, set[tuple[str, str]]]:
+        return self.tables.catalog.service_instances
+
+    @property
+    def sessions(self) -> dict[str, dict[str, Any]]:
+        return self.tables.sessions.rows
+
+    @property
+    def autopilot(self) -> dict[str, Any]:
+        return self.tables.autopilot.config
+
+    # ------------------------------------------------------------------ KV reads
+
+    def kv_table_index(self) -> int:
+        return self.tables.kv.table_index()
+
+    def kv_get(self, ws: WatchSet | None, key: str) -> tuple[int, DirEntry | None]:
+        return self.tables.kv.get(ws, key)
+
+    def kv_list(self, ws: WatchSet | None, prefix: str) -> tuple[int, list[DirEntry]]:
+        return self.tables.kv.scan(ws, prefix)
+
+    def kv_list_keys(self, ws: WatchSet | None, prefix: str, separator: str) -> tuple[int, list[str]]:
+        return self.tables.kv.scan_keys(ws, prefix, separator)
+
+    def lock_delay_until(self, key: str) -> float:
+        return self.tables.kv.lock_delay_until(key)
+
+    # ------------------------------------------------------------------ catalog reads
+
+    def catalog_index(self) -> int:
+        return self.tables.catalog.catalog_index()
+
+    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        return self.tables.catalog.list_nodes(ws)
+
+    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None]:
+        return self.tables.catalog.get_node(ws, name)
+
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None, list[dict[str, Any]]]:
+        return self.tables.catalog.node_services(ws, name)
+
+    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, dict[str, Any]]]]]:
+        return self.tables.catalog.list_services(ws)
+
+    def service_index(self, name: str) -> int:
+        return self.tables.catalog.service_index(name)
+
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        return self.tables.catalog.service_instances_of(ws, name)
+
+    def checks_for_instance(self, node: str, service_id: str) -> list[dict[str, Any]]:
+        return self.tables.catalog.checks_for_instance(node, service_id)
+
+    def node_checks(self, ws: WatchSet | None, node: str) -> tuple[int, list[dict[str, Any]]]:
+        return self.tables.catalog.node_checks(ws, node)
+
+    def all_checks(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        return self.tables.catalog.all_checks(ws)
+
+    def service_checks(self, ws: WatchSet | None, name: str) -> tuple[int, list[dict[str, Any]]]:
+        return self.tables.catalog.service_checks(ws, name)
+
+    # ------------------------------------------------------------------ session reads
+
+    def session_get(self, ws: WatchSet | None, sid: str) -> tuple[int, dict[str, Any] | None]:
+        return self.tables.sessions.get(ws, sid)
+
+    def session_list(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        return self.tables.sessions.list_all(ws)
+
+    def session_node(self, ws: WatchSet | None, node: str) -> tuple[int, list[dict[str, Any]]]:
+        return self.tables.sessions.for_node(ws, node)
 
     # ------------------------------------------------------------------ snapshot
 
     def snapshot(self) -> bytes:
+        t = self.tables
+        kv = t.kv
+        cat = t.catalog
         data = {
             "version": SNAPSHOT_VERSION,
-            "kvs": [self.kvs[k].to_tuple() for k in self.kv_keys],
-            "tombstones": self.tombstones,
-            "lock_delays": self.lock_delays,
-            "nodes": self.nodes,
-            "services": self.services,
-            "checks": self.checks,
-            "sessions": self.sessions,
-            "autopilot": self.autopilot,
-            "indexes": self.indexes,
+            "kvs": [kv.entries[k].to_tuple() for k in kv.keys],
+            "tombstones": kv.tombstones,
+            "lock_delays": kv.lock_delays,
+            "nodes": cat.nodes,
+            "services": cat.services,
+            "checks": cat.checks,
+            "sessions": t.sessions.rows,
+            "autopilot": t.autopilot.config,
+            "indexes": t.indexes,
         }
-        # Sorted keys: two replicas with the same state produce the same bytes, whatever order
-        # their dicts were filled in (an undone transaction re-inserts keys at the end).
         return msgspec.msgpack.encode(data, order="sorted")
 
-    def restore(self, blob: bytes) -> None:
-        """Replace every table with the snapshot's, then wake every waiter."""
+    def load(self, blob: bytes) -> Tables:
+        """A complete ``Tables`` from a snapshot (nothing in this store changes)."""
         try:
             data = msgspec.msgpack.decode(blob)
         except msgspec.DecodeError as err:
             raise StateError(f"snapshot is corrupt: {err}") from err
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
             raise StateError("snapshot has an unknown format version")
-        self._init_tables()
-        for t in data["kvs"]:
-            e = DirEntry(t[0], t[1], t[2], t[3], t[4], t[5], t[6])
-            self.kvs[e.key] = e
+        t = Tables(self.watches)
+        kv = t.kv
+        for row in data["kvs"]:
+            e = DirEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+            kv.entries[e.key] = e
             if e.session:
-                self.locks_by_session.setdefault(e.session, set()).add(e.key)
-        self.kv_keys = sorted(self.kvs)
-        self.tombstones = dict(data["tombstones"])
-        self.lock_delays = dict(data["lock_delays"])
-        self.nodes = data["nodes"]
-        self.services = data["services"]
-        self.checks = data["checks"]
-        for node, per in self.services.items():
+                kv.locks_by_session.setdefault(e.session, set()).add(e.key)
+        kv.keys = sorted(kv.entries)
+        kv.tombstones = dict(data["tombstones"])
+        kv.lock_delays = dict(data["lock_delays"])
+        cat = t.catalog
+        cat.nodes = data["nodes"]
+        cat.services = data["services"]
+        cat.checks = data["checks"]
+        for node, per in cat.services.items():
             for sid, svc in per.items():
-                self.service_instances.setdefault(svc["Service"], set()).add((node, sid))
-        self.sessions = data["sessions"]
-
-        for sid, sess in self.sessions.items():
-            self.sessions_by_node.setdefault(sess["Node"], set()).add(sid)
+                cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))
+        sessions = t.sessions
+        sessions.rows = data["sessions"]
+        for sid, sess in sessions.rows.items():
+            sessions.by_node.setdefault(sess["Node"], set()).add(sid)
             for cid in session_check_ids(sess):
-                self.sessions_by_check.setdefault((sess["Node"], cid), set()).add(sid)
-        self.autopilot = data.get("autopilot", {})
-        self.indexes = dict(data["indexes"])
-        self.fire_all()
+                sessions.by_check.setdefault((sess["Node"], cid), set()).add(sid)
+        t.autopilot.config = data.get("autopilot", {})
+        t.indexes = dict(data["indexes"])
+        return t
+
+    def restore(self, blob: bytes) -> None:
+        """Replace every table with the snapshot's, then wake every waiter.  Outside any write
+        transaction (Raft snapshot install); the FSM's restore command uses ``tx.replace_tables``."""
+        if self._tx is not None:
+            raise RuntimeError("restore inside a write transaction: use tx.replace_tables")
+        new = self.load(blob)
+        self.tables = new
+        self.watches.fire_all()
 
     def summary(self) -> dict[str, int]:
         """Row counts per table (``snapshot inspect``)."""
+        t = self.tables
         return {
-            "KVS": len(self.kvs),
-            "Tombstone": len(self.tombstones),
-            "Register": len(self.nodes),
-            "Service": sum(len(p) for p in self.services.values()),
-            "Check": sum(len(p) for p in self.checks.values()),
-            "Session": len(self.sessions),
+            "KVS": len(t.kv.entries),
+            "Tombstone": len(t.kv.tombstones),
+            "Register": len(t.catalog.nodes),
+            "Service": sum(len(p) for p in t.catalog.services.values()),
+            "Check": sum(len(p) for p in t.catalog.checks.values()),
+            "Session": len(t.sessions.rows),
         }

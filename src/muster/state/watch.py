@@ -14,6 +14,7 @@ when it finishes (fired or timed out), so waiters of watches that never fire do 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 
 class Watch:
@@ -78,3 +79,86 @@ class WatchSet:
 def _expire(fut: asyncio.Future[bool]) -> None:
     if not fut.done():
         fut.set_result(False)
+
+
+class Watches:
+    """The store's registry of watches: one per table (or finer index name), KV key, KV prefix.
+
+    Readers register through ``table``/``key``/``prefix``; a committed write transaction fires
+    what it changed (``fire_tables``, ``fire_keys``).  The registry outlives snapshot restores
+    (the tables are replaced, the waiters are not): ``fire_all`` wakes everyone, including
+    ``abandon`` which every blocking query also waits on.
+    """
+
+    __slots__ = ("abandon", "_tables", "_keys", "_prefixes", "_prefix_lens")
+
+    def __init__(self) -> None:
+        self.abandon = Watch()
+        self._tables: dict[str, Watch] = {}
+        self._keys: dict[str, Watch] = {}
+        self._prefixes: dict[str, Watch] = {}
+        self._prefix_lens: Counter[int] = Counter()
+
+    def table(self, ws: WatchSet | None, name: str) -> None:
+        if ws is None:
+            return
+        w = self._tables.get(name)
+        if w is None:
+            w = self._tables[name] = Watch()
+        ws.add(w)
+
+    def key(self, ws: WatchSet | None, key: str) -> None:
+        if ws is None:
+            return
+        w = self._keys.get(key)
+        if w is None:
+            w = self._keys[key] = Watch()
+        ws.add(w)
+
+    def prefix(self, ws: WatchSet | None, prefix: str) -> None:
+        if ws is None:
+            return
+        w = self._prefixes.get(prefix)
+        if w is None:
+            w = self._prefixes[prefix] = Watch()
+            self._prefix_lens[len(prefix)] += 1
+        ws.add(w)
+
+    def fire_tables(self, names: list[str]) -> None:
+        pop = self._tables.pop
+        for name in names:
+            w = pop(name, None)
+            if w is not None:
+                w.fire()
+
+    def fire_keys(self, keys: list[str]) -> None:
+        """Fire the watch of each key and of every watched prefix of it."""
+        pop = self._keys.pop
+        prefixes = self._prefixes
+        for key in keys:
+            w = pop(key, None)
+            if w is not None:
+                w.fire()
+            if prefixes:
+                for n in list(self._prefix_lens):
+                    if n <= len(key):
+                        pw = prefixes.pop(key[:n], None)
+                        if pw is not None:
+                            pw.fire()
+                            self._prefix_lens[n] -= 1
+                            if not self._prefix_lens[n]:
+                                del self._prefix_lens[n]
+
+    def fire_all(self) -> None:
+        """Wake every waiter (snapshot restore): they re-run their query on the new state."""
+        for d in (self._tables, self._keys, self._prefixes):
+            watches = list(d.values())
+            d.clear()
+            for w in watches:
+                w.fire()
+        self._prefix_lens.clear()
+        old, self.abandon = self.abandon, Watch()
+        old.fire()
+
+    def waiter_count(self) -> int:
+        return sum(len(w) for d in (self._tables, self._keys, self._prefixes) for w in d.values())

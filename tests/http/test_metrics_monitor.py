@@ -29,11 +29,16 @@ async def tele() -> AsyncIterator[tuple[AgentProcess, httpx.AsyncClient]]:
     proc = AgentProcess(cfg, rng=Rng(3))
     await proc.server.start()
     await proc.agent.start()
-    default_metrics().reset()
+    m = default_metrics()
+    real_clock = m.clock
+    frozen = real_clock()
+    m.clock = lambda: frozen  # one interval for the whole test: the JSON view shows it
+    m.reset()
     c = httpx.AsyncClient(transport=httpx.ASGITransport(app=proc.app), base_url="http://muster.test")
     try:
         yield proc, c
     finally:
+        m.clock = real_clock
         await c.aclose()
         await proc.agent.stop()
         await proc.server.stop()

@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SYSSTAMP:= $(VENV)/.sysdeps
 
-.PHONY: run run-cluster test test-fast soak k8s-sim bench lint typecheck sysdeps clean venv
+.PHONY: run run-cluster test test-fast soak k8s-sim bench lint typecheck sysdeps clean venv clientsuites clientsuites-stale
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,23 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Client libraries' own test suites (tests/clientsuites/): their pinned sdists, unpacked.
+SUITES  := $(VENV)/clientsuites
+SUITESTAMP := $(SUITES)/.unpacked
+
+$(SUITESTAMP): tests/clientsuites/sdists.txt | $(BIN)/python
+	rm -rf $(SUITES) && mkdir -p $(SUITES)/sdist
+	$(BIN)/pip download -q --no-deps --no-binary :all: --require-hashes \
+	  -r tests/clientsuites/sdists.txt -d $(SUITES)/sdist
+	for f in $(SUITES)/sdist/*.tar.gz; do tar -xzf "$$f" -C $(SUITES); done
+	touch $(SUITESTAMP)
+
+clientsuites: $(SUITESTAMP)
+
+# The deselected client-suite tests that pass now (their line in deselected.txt should go).
+clientsuites-stale: $(STAMP) $(SUITESTAMP)
+	$(BIN)/python tests/clientsuites/clientsuite.py --listed
 
 # Debian packages the tests need: dig (DNS tests) and chromium (UI tests).
 $(SYSSTAMP): | $(BIN)/python
@@ -38,12 +55,12 @@ run: $(STAMP)
 run-cluster: $(STAMP)
 	BIN=$(BIN) bash scripts/local-cluster.sh
 
-test: $(STAMP) $(SYSSTAMP)
+test: $(STAMP) $(SYSSTAMP) $(SUITESTAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	PYTHONHASHSEED=0 $(BIN)/pytest -q -p no:cacheprovider
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(SUITESTAMP)
 	PYTHONHASHSEED=0 $(BIN)/pytest -q -x -p no:cacheprovider -m 'not soak and not browser'
 
 soak: $(STAMP) $(SYSSTAMP)

@@ -33,6 +33,7 @@ from .http import membership as http_membership
 from .http import metrics as http_metrics
 from .http import monitor as http_monitor
 from .http import operator as http_operator
+from .http import peering as http_peering
 from .http import session as http_session
 from .http import status as http_status
 from .http import txn as http_txn
@@ -192,6 +193,7 @@ class AgentProcess:
             http_catalog,
             http_health,
             http_agent,
+            http_peering,
         ):
             for route in module.routes(self.ctx):
                 self.router.add(route)

@@ -318,7 +318,8 @@ async def test_metrics_json_and_prometheus_disabled(client: httpx.AsyncClient) -
     host = default_metrics().hostname  # go-metrics puts the host name in gauge names by default
     assert f"consul.{host}.runtime.num_goroutines" in names and f"consul.{host}.state.nodes" in names
     r = await client.get("/v1/agent/metrics?format=prometheus")
-    assert (r.status_code, r.text) == (415, "Prometheus is not enabled since its retention time is not positive")
+    assert (r.status_code, r.text) == (200, "")
+    assert r.headers["X-Consul-Reason"] == "Prometheus is not enabled since its retention time is not positive"
 
 
 async def test_metrics_prometheus_enabled(custom: Any) -> None:

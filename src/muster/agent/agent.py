@@ -33,6 +33,7 @@ from ..runtime import Clock, Rng
 from ..server.server import Server, node_record
 from ..state.watch import WatchSet
 from ..version import BUILD
+from . import mesh
 from .checks import (
     MIN_INTERVAL,
     NS,
@@ -62,6 +63,7 @@ from .definitions import (
     embedded_check_ids,
     parse_check,
     parse_service,
+    validate_meta,
 )
 from .local import AntiEntropy, LocalState
 from .persist import Persistence, definition_from_json
@@ -220,7 +222,7 @@ class Agent:
             sid = svc.get("ID")
             if not isinstance(sid, str) or not sid or self.local.service(sid) is not None:
                 continue
-            self.local.add_service(svc, "remote", str(entry.get("Token") or ""))
+            self.local.add_service(svc, "remote", str(entry.get("Token") or ""), str(entry.get("SidecarOf") or ""))
         now = self.clock.wall()
         for entry in p.load_checks():
             rec = entry["Check"]
@@ -274,15 +276,56 @@ class Agent:
 
     def add_service(self, sd: ServiceDefinition, *, replace_existing_checks: bool = False,
                     source: str = "remote", token: str = "") -> None:
-        """Register (or replace) a service and its embedded checks in local state."""
+        """Register (or replace) a service and its embedded checks in local state.
+
+        A ``Connect.SidecarService`` block also registers ``<id>-sidecar-proxy`` (see
+        ``sidecar_for``); it is validated in full before anything is registered."""
+        sidecar = self.sidecar_for(sd) if sd.sidecar is not None else None
         for chk in sd.checks:
             self._script_allowed(chk, source)
+        self._register(sd, replace_existing_checks, source, token, "")
+        if sidecar is not None:
+            self._register(sidecar, replace_existing_checks, source, token, sd.id)
+
+    def sidecar_for(self, sd: ServiceDefinition) -> ServiceDefinition:
+        """The sidecar ``ServiceDefinition`` of ``sd`` as Consul's agent builds it: defaults from
+        the parent, a port from ``[sidecar_min_port, sidecar_max_port]`` when it has none, and
+        the two default checks (TCP on the proxy, alias of the parent) when it has no checks."""
+        raw = sd.sidecar
+        try:
+            nested = parse_service(raw, nested=True)
+        except BadRequest as err:
+            msg = err.message
+            if msg.startswith("Invalid check: "):
+                raise BadRequest("Invalid check in sidecar_service: " + msg[len("Invalid check: "):]) from None
+            raise
+        rec = nested.service
+        if rec.get("Meta"):
+            problem = validate_meta(rec["Meta"])
+            if problem:
+                raise BadRequest(f"Invalid SidecarService: {problem}")
+        rec = mesh.sidecar_defaults(sd.service, rec)
+        errs = mesh.validation_errors(rec, for_agent=True)
+        if errs:
+            raise BadRequest(f"Failed Validation: {mesh.multierror(errs)}")
+        if not rec.get("Port") and not rec.get("SocketPath"):
+            others = [s for sid, s in self.local.services().items() if sid != sd.id]
+            rec["Port"] = mesh.allocate_port(
+                others, rec["ID"], int(self._cfg("sidecar_min_port", 21000)), int(self._cfg("sidecar_max_port", 21255))
+            )
+        checks = nested.checks
+        if not checks:
+            checks = [parse_check(c) for c in mesh.default_sidecar_checks(rec, sd.id)]
+        return ServiceDefinition(rec, checks)
+
+    def _register(self, sd: ServiceDefinition, replace_existing_checks: bool, source: str, token: str,
+                  sidecar_of: str) -> None:
         service = with_default_tagged_addresses(sd.service)
         ids = embedded_check_ids(sd.id, sd.name, sd.checks)
         previous = {cid for cid, c in self.local.checks().items() if c.get("ServiceID") == sd.id}
-        self.local.add_service(service, source, token)
+        self.local.add_service(service, source, token, sidecar_of)
         if self.persist is not None and source == "remote":
-            self.persist.save_service(service, token)
+            self.persist.save_service(service, token, sidecar_of)
         for (cid, name), chk in zip(ids, sd.checks, strict=True):
             self._add_check(chk, cid, name, sd.id, source, token)
         if replace_existing_checks:
@@ -292,9 +335,17 @@ class Agent:
                     self.remove_check(cid)
 
     def remove_service(self, sid: str) -> None:
-        """Deregister a service and its checks; ``NotFound`` with Consul's text if unknown."""
+        """Deregister a service and its checks; ``NotFound`` with Consul's text if unknown.
+
+        The sidecar the agent registered for it goes too (Consul's ``LocallyRegisteredAsSidecar``)."""
         if self.local.service(sid) is None:
             raise unknown_service(sid)
+        side = self.local.service_state(mesh.sidecar_id(sid))
+        if side is not None and not side.deleted and side.sidecar_of == sid:
+            self._remove_one(mesh.sidecar_id(sid))
+        self._remove_one(sid)
+
+    def _remove_one(self, sid: str) -> None:
         for cid, c in list(self.local.checks().items()):
             if c.get("ServiceID") == sid:
                 self._forget_runner(cid)

@@ -444,10 +444,14 @@ SERVICE_NAMES = (
 
 @dataclass
 class ServiceDefinition:
-    """A decoded agent service definition: the NodeService record plus its checks."""
+    """A decoded agent service definition: the NodeService record plus its checks.
+
+    ``sidecar`` is the raw ``Connect.SidecarService`` definition (registration syntax for a
+    second, ``connect-proxy`` service: see ``agent.mesh``); it is never part of the record."""
 
     service: dict[str, Any]
     checks: list[CheckDefinition]
+    sidecar: Any = None
 
     @property
     def id(self) -> str:
@@ -503,6 +507,8 @@ def service_record(
     enable_tag_override: bool = False,
     kind: str = "",
     connect: dict[str, Any] | None = None,
+    proxy: dict[str, Any] | None = None,
+    locality: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The NodeService record; optional fields are absent when empty (see module doc)."""
     rec: dict[str, Any] = {}
@@ -520,22 +526,28 @@ def service_record(
         rec["SocketPath"] = socket_path
     rec["Weights"] = dict(weights) if weights is not None else {"Passing": 1, "Warning": 1}
     rec["EnableTagOverride"] = enable_tag_override
-    rec["Proxy"] = {"Mode": "", "MeshGateway": {}, "Expose": {}}
+    if locality is not None:
+        rec["Locality"] = dict(locality)
+    rec["Proxy"] = dict(proxy) if proxy else {"Mode": "", "MeshGateway": {}, "Expose": {}}
     rec["Connect"] = dict(connect or {})
     rec["PeerName"] = ""
     return rec
 
 
-def parse_service(obj: Any) -> ServiceDefinition:
+def parse_service(obj: Any, *, nested: bool = False) -> ServiceDefinition:
     """Decode and validate an agent service definition (API body or config ``service`` block).
 
     Raises ``BadRequest`` with Consul's texts: ``Missing service name``, ``Invalid service
-    address``, ``Invalid Weights: ...``, ``Invalid Service Meta: ...``, ``Invalid check: ...``
-    and the check-status message.
+    address``, ``Invalid Weights: ...``, ``Invalid Service Meta: ...``, ``Validation failed:
+    ...`` (``NodeService.Validate``), ``Invalid check: ...`` and the check-status message.
+    ``nested`` decodes a ``SidecarService`` block: its name may be empty (the agent derives
+    it) and ``NodeService.Validate`` is left to the caller, once defaults are filled in.
     """
+    from . import mesh
+
     d = canonical_keys(obj, SERVICE_NAMES, None, "structs.ServiceDefinition")
     name = get_str(d, "Name")
-    if not name:
+    if not name and not nested:
         raise BadRequest("Missing service name")
     address = get_str(d, "Address")
     if is_any_address(address):
@@ -547,9 +559,9 @@ def parse_service(obj: Any) -> ServiceDefinition:
             raise BadRequest(f"Invalid Weights: {err}")
     meta = get_str_map(d, "Meta")
     err = validate_meta(meta)
-    if err:
+    if err and not nested:
         raise BadRequest(f"Invalid Service Meta: {err}")
-    connect = d.get("Connect")
+    connect, sidecar = mesh.parse_connect(d.get("Connect"))
     svc = service_record(
         service_id=get_str(d, "ID") or name,
         name=name,
@@ -562,8 +574,14 @@ def parse_service(obj: Any) -> ServiceDefinition:
         weights=weights,
         enable_tag_override=get_bool(d, "EnableTagOverride"),
         kind=get_str(d, "Kind"),
-        connect=connect if isinstance(connect, dict) else None,
+        connect=connect,
+        proxy=mesh.parse_proxy(d.get("Proxy")),
+        locality=mesh.parse_locality(d.get("Locality")),
     )
+    if not nested:
+        errs = mesh.validation_errors(svc, for_agent=False, sidecar=sidecar)
+        if errs:
+            raise BadRequest(f"Validation failed: {mesh.multierror(errs)}")
     checks: list[CheckDefinition] = []
     raw_checks: list[Any] = []
     if d.get("Check") is not None:
@@ -583,7 +601,7 @@ def parse_service(obj: Any) -> ServiceDefinition:
         if chk.status and chk.status not in HEALTH_STATUSES:
             raise BadRequest("Status for checks must 'passing', 'warning', 'critical'")
         checks.append(chk)
-    return ServiceDefinition(svc, checks)
+    return ServiceDefinition(svc, checks, sidecar)
 
 
 def embedded_check_ids(service_id: str, service_name: str, checks: list[CheckDefinition]) -> list[tuple[str, str]]:
@@ -640,8 +658,10 @@ def catalog_service(obj: Any) -> dict[str, Any]:
     weights = parse_weights(d.get("Weights"))
     if weights is not None and weights["Passing"] == 0 and weights["Warning"] == 0:
         weights = None  # Go's zero value: the catalog fills in the 1/1 default
-    connect = d.get("Connect")
-    return service_record(
+    from . import mesh
+
+    connect, sidecar = mesh.parse_connect(d.get("Connect"))
+    rec = service_record(
         service_id=sid,
         name=name,
         tags=get_str_list(d, "Tags"),
@@ -653,8 +673,14 @@ def catalog_service(obj: Any) -> dict[str, Any]:
         weights=weights,
         enable_tag_override=get_bool(d, "EnableTagOverride"),
         kind=get_str(d, "Kind"),
-        connect=connect if isinstance(connect, dict) else None,
+        connect=connect,
+        proxy=mesh.parse_proxy(d.get("Proxy")),
+        locality=mesh.parse_locality(d.get("Locality")),
     )
+    errs = mesh.validation_errors(rec, for_agent=False, sidecar=sidecar)
+    if errs:
+        raise MusterError(mesh.multierror(errs))
+    return rec
 
 
 def catalog_check(obj: Any, node: str) -> dict[str, Any]:

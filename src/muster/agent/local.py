@@ -61,6 +61,9 @@ class ServiceState:
     token: str = ""
     in_sync: bool = False
     deleted: bool = False
+    #: The parent service's ID when this was registered from its ``Connect.SidecarService``
+    #: (Consul's ``LocallyRegisteredAsSidecar``): it is deregistered with the parent.
+    sidecar_of: str = ""
 
 
 @dataclass
@@ -103,10 +106,10 @@ class LocalState:
 
     # ------------------------------------------------------------------ services
 
-    def add_service(self, svc: dict[str, Any], source: str = "remote", token: str = "") -> None:
+    def add_service(self, svc: dict[str, Any], source: str = "remote", token: str = "", sidecar_of: str = "") -> None:
         """Add or replace a service.  Its checks keep ``ServiceName``/``ServiceTags`` in step."""
         sid = svc["ID"]
-        self.services_[sid] = ServiceState(dict(svc), source, token)
+        self.services_[sid] = ServiceState(dict(svc), source, token, sidecar_of=sidecar_of)
         for cs in self.checks_.values():
             c = cs.check
             if not cs.deleted and c.get("ServiceID") == sid and (

@@ -68,8 +68,12 @@ class Persistence:
         except FileNotFoundError:
             pass
 
-    def save_service(self, service: dict[str, Any], token: str) -> None:
-        self._write(self.services_dir / _name(service["ID"]), {"Service": service, "Token": token})
+    def save_service(self, service: dict[str, Any], token: str, sidecar_of: str = "") -> None:
+        """``sidecar_of``: the parent's ID when the agent registered this as its sidecar."""
+        body: dict[str, Any] = {"Service": service, "Token": token}
+        if sidecar_of:
+            body["SidecarOf"] = sidecar_of
+        self._write(self.services_dir / _name(service["ID"]), body)
 
     def delete_service(self, sid: str) -> None:
         self._delete(self.services_dir / _name(sid))

@@ -22,6 +22,7 @@ import sys
 import time
 from typing import Any
 
+from ..agent import mesh
 from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
 from ..durations import parse_duration
 from ..errors import ACLDisabled, BadRequest, MusterError
@@ -54,9 +55,13 @@ def agent_service(svc: dict[str, Any], dc: str) -> dict[str, Any]:
         out["TaggedAddresses"] = svc["TaggedAddresses"]
     out["Weights"] = dict(svc.get("Weights") or render.DEFAULT_WEIGHTS)
     out["EnableTagOverride"] = bool(svc.get("EnableTagOverride", False))
-    if svc.get("Connect"):
-        out["Connect"] = svc["Connect"]
+    if svc.get("Kind") in (mesh.CONNECT_PROXY, *mesh.GATEWAY_KINDS):
+        out["Proxy"] = mesh.agent_proxy(svc.get("Proxy") or mesh.DEFAULT_PROXY)
+    if (svc.get("Connect") or {}).get("Native"):
+        out["Connect"] = {"Native": True}
     out["Datacenter"] = dc
+    if svc.get("Locality") is not None:
+        out["Locality"] = dict(svc["Locality"])
     return out
 
 

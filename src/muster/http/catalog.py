@@ -24,6 +24,7 @@ from ..structs import DeregisterCommand, RegisterCommand
 from . import render
 from .app import Route
 from .common import Ctx, apply_filter_expr, blocking_read
+from .connect_catalog import connect_instances
 from .request import Request, Response, json_response
 
 REGISTER_NAMES = (
@@ -113,16 +114,18 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def nodes(req: Request) -> Response:
         meta = render.node_meta_filters(req)
+        peer = render.peer_name(req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, recs = store.list_nodes(ws)
-            return idx, [n for n in recs if render.node_meta_match(n, meta)]
+            return idx, [n for n in recs if render.node_meta_match(n, meta) and render.peer_match(n, peer)]
 
         return await blocking_read(ctx, req, run, lambda recs: [render.node(n) for n in recs])
 
     async def services(req: Request) -> Response:
         meta = render.node_meta_filters(req)
         expr = req.get("filter")
+        peer = render.peer_name(req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
             idx, by_name = store.list_services(ws)
@@ -132,7 +135,7 @@ def routes(ctx: Ctx) -> list[Route]:
             for name in sorted(by_name):
                 for node_name, svc in sorted(by_name[name], key=lambda p: (p[0], p[1]["ID"])):
                     n = store.nodes.get(node_name)
-                    if n is not None and render.node_meta_match(n, meta):
+                    if n is not None and render.node_meta_match(n, meta) and render.peer_match(svc, peer):
                         pairs.append((n, svc))
             return idx, pairs
 
@@ -156,11 +159,14 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing service name")
         meta = render.node_meta_filters(req)
         tags = req.get_all("tag")
+        peer = render.peer_name(req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
             idx, pairs = store.service_instances_of(ws, name)
             return idx, [
-                (n, s) for n, s in pairs if render.node_meta_match(n, meta) and render.tags_match(s, tags)
+                (n, s)
+                for n, s in pairs
+                if render.node_meta_match(n, meta) and render.tags_match(s, tags) and render.peer_match(s, peer)
             ]
 
         return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs])
@@ -170,9 +176,12 @@ def routes(ctx: Ctx) -> list[Route]:
         if not name:
             raise BadRequest("Missing node name")
         expr = req.get("filter")
+        peer = render.peer_name(req)
 
         def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
             idx, n, svcs = store.node_services(ws, name)
+            if n is not None and not render.peer_match(n, peer):
+                n, svcs = None, []
             return idx, (n, svcs)
 
         def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any] | None:
@@ -191,9 +200,12 @@ def routes(ctx: Ctx) -> list[Route]:
         if not name:
             raise BadRequest("Missing node name")
         expr = req.get("filter")
+        peer = render.peer_name(req)
 
         def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
             idx, n, svcs = store.node_services(ws, name)
+            if n is not None and not render.peer_match(n, peer):
+                n, svcs = None, []
             return idx, (n, svcs)
 
         def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -207,8 +219,27 @@ def routes(ctx: Ctx) -> list[Route]:
 
         return await blocking_read(ctx, req, run, rend, filterable=False)
 
+    async def connect(req: Request) -> Response:
+        """Proxies and native instances serving a service over the mesh."""
+        name = req.route_param
+        if not name:
+            raise BadRequest("Missing service name")
+        meta = render.node_meta_filters(req)
+        tags = req.get_all("tag")
+        peer = render.peer_name(req)
+
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+            idx, pairs = connect_instances(store, ws, name)
+            return idx, [
+                (n, s)
+                for n, s in pairs
+                if render.node_meta_match(n, meta) and render.tags_match(s, tags) and render.peer_match(s, peer)
+            ]
+
+        return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs])
+
     async def no_instances(req: Request) -> Response:
-        """Connect/gateway listings: Connect is out of scope, so there is never an instance."""
+        """Gateway listings: until config entries bind services to gateways there are none."""
         if not req.route_param:
             raise BadRequest("Missing service name")
 
@@ -227,6 +258,6 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/catalog/service/", ("GET",), service, prefix=True),
         Route("/v1/catalog/node/", ("GET",), node, prefix=True),
         Route("/v1/catalog/node-services/", ("GET",), node_services, prefix=True),
-        Route("/v1/catalog/connect/", ("GET",), no_instances, prefix=True),
+        Route("/v1/catalog/connect/", ("GET",), connect, prefix=True),
         Route("/v1/catalog/gateway-services/", ("GET",), no_instances, prefix=True),
     ]

@@ -12,6 +12,7 @@ contains, so a blocking watcher of one service is not woken by another's changes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadRequest
@@ -19,6 +20,7 @@ from ..state.watch import WatchSet
 from . import render
 from .app import Route
 from .common import Ctx, blocking_read
+from .connect_catalog import Pair, connect_instances
 from .request import Request, Response
 
 Entry = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
@@ -32,8 +34,11 @@ def routes(ctx: Ctx) -> list[Route]:
         if not name:
             raise BadRequest("Missing node name")
 
+        peer = render.peer_name(req)
+
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
-            return store.node_checks(ws, name)
+            idx, cs = store.node_checks(ws, name)
+            return idx, [c for c in cs if render.peer_match(c, peer)]
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
 
@@ -42,9 +47,11 @@ def routes(ctx: Ctx) -> list[Route]:
         if not name:
             raise BadRequest("Missing service name")
         meta = render.node_meta_filters(req)
+        peer = render.peer_name(req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.service_checks(ws, name)
+            cs = [c for c in cs if render.peer_match(c, peer)]
             if meta:
                 store.watch_table(ws, "nodes")
                 cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
@@ -52,19 +59,22 @@ def routes(ctx: Ctx) -> list[Route]:
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
 
-    async def service(req: Request) -> Response:
+    def entries(req: Request, instances: Callable[[WatchSet | None, str], tuple[int, list[Pair]]]) -> Any:
+        """The health-entry read of ``/health/service`` and ``/health/connect``: instances of
+        the route's service (as ``instances`` finds them) with their checks, filtered."""
         name = req.route_param
         if not name:
             raise BadRequest("Missing service name")
         passing = req.bool_param("passing", "Invalid value for ?passing") or False
         meta = render.node_meta_filters(req)
         tags = req.get_all("tag")
+        peer = render.peer_name(req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[Entry]]:
-            idx, pairs = store.service_instances_of(ws, name)
+            idx, pairs = instances(ws, name)
             out: list[Entry] = []
             for n, svc in pairs:
-                if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags)):
+                if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags) and render.peer_match(svc, peer)):
                     continue
                 cs = store.checks_for_instance(n["Node"], svc["ID"])
                 if passing and any(c.get("Status") != "passing" for c in cs):
@@ -82,16 +92,24 @@ def routes(ctx: Ctx) -> list[Route]:
                 for n, svc, cs in entries
             ]
 
-        return await blocking_read(ctx, req, run, rend)
+        return blocking_read(ctx, req, run, rend)
+
+    async def service(req: Request) -> Response:
+        return await entries(req, store.service_instances_of)
+
+    async def connect(req: Request) -> Response:
+        return await entries(req, lambda ws, name: connect_instances(store, ws, name))
 
     async def state(req: Request) -> Response:
         want = req.route_param
         if not want:
             raise BadRequest("Missing check state")
         meta = render.node_meta_filters(req)
+        peer = render.peer_name(req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.all_checks(ws)
+            cs = [c for c in cs if render.peer_match(c, peer)]
             if want != "any":
                 # Consul does not validate the state: an unknown one simply matches nothing.
                 cs = [c for c in cs if c.get("Status") == want]
@@ -103,7 +121,7 @@ def routes(ctx: Ctx) -> list[Route]:
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
 
     async def no_instances(req: Request) -> Response:
-        """Connect/ingress health: Connect is out of scope, so there is never an instance."""
+        """Ingress health: until config entries bind services to ingress gateways there are none."""
         if not req.route_param:
             raise BadRequest("Missing service name")
 
@@ -118,6 +136,6 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/health/checks/", ("GET",), checks, prefix=True),
         Route("/v1/health/service/", ("GET",), service, prefix=True),
         Route("/v1/health/state/", ("GET",), state, prefix=True),
-        Route("/v1/health/connect/", ("GET",), no_instances, prefix=True),
+        Route("/v1/health/connect/", ("GET",), connect, prefix=True),
         Route("/v1/health/ingress/", ("GET",), no_instances, prefix=True),
     ]

@@ -3,8 +3,8 @@
 JSON (default): go-metrics' in-memory sink display (``Timestamp``, ``Gauges``, ``Points``,
 ``Counters``, ``Samples``) of the last finished 10-second interval.  ``?format=prometheus``, or
 an ``Accept`` naming OpenMetrics (or ``text/plain; version=0.4.0``, as Consul checks), gives the
-Prometheus view; it is refused with Consul's 415 text while
-``telemetry.prometheus_retention_time`` is not positive.  Live gauges (state sizes, runtime) are
+Prometheus view; while ``telemetry.prometheus_retention_time`` is not positive it answers as
+Consul does in effect: 200, an empty body, the reason in ``X-Consul-Reason``.  Live gauges (state sizes, runtime) are
 sampled just before answering, so a fresh agent shows them at once.
 """
 
@@ -16,7 +16,7 @@ from ..telemetry.metrics import Metrics
 from ..telemetry.prometheus import TEXT_CONTENT_TYPE, render_openmetrics, render_text
 from ..telemetry.runtime import Collector
 from .app import Route
-from .request import Request, Response, json_response, text_response
+from .request import Request, Response, json_response
 
 PROM_DISABLED = "Prometheus is not enabled since its retention time is not positive"
 
@@ -38,7 +38,10 @@ def routes(metrics: Metrics, collector: Collector, retention: Callable[[], float
         openmetrics = "application/openmetrics-text" in accept.lower()
         if req.get("format") == "prometheus" or _accepts_openmetrics(accept):
             if retention() < 1.0:
-                return text_response(415, PROM_DISABLED)
+                # Consul raises a 415 CodeWithPayloadError with no payload, and its handler
+                # returns before writing the status: the client sees 200, an empty body and the
+                # reason in X-Consul-Reason (py-consul's own suite relies on this).
+                return Response(200, b"", None, [("X-Consul-Reason", PROM_DISABLED)])
             collector.collect()
             if openmetrics:
                 body, ctype = render_openmetrics(metrics)

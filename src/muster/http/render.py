@@ -57,6 +57,8 @@ def node_service(svc: dict[str, Any]) -> dict[str, Any]:
         out["SocketPath"] = svc["SocketPath"]
     out["Weights"] = dict(svc.get("Weights") or DEFAULT_WEIGHTS)
     out["EnableTagOverride"] = bool(svc.get("EnableTagOverride", False))
+    if svc.get("Locality") is not None:
+        out["Locality"] = dict(svc["Locality"])
     out["Proxy"] = _proxy(svc)
     out["Connect"] = dict(svc.get("Connect") or {})
     out["PeerName"] = ""
@@ -89,7 +91,7 @@ def service_node(n: dict[str, Any], svc: dict[str, Any]) -> dict[str, Any]:
     out["ServiceEnableTagOverride"] = bool(svc.get("EnableTagOverride", False))
     out["ServiceProxy"] = _proxy(svc)
     out["ServiceConnect"] = dict(svc.get("Connect") or {})
-    out["ServiceLocality"] = None
+    out["ServiceLocality"] = dict(svc["Locality"]) if svc.get("Locality") is not None else None
     out["CreateIndex"] = svc.get("CreateIndex", 0)
     out["ModifyIndex"] = svc.get("ModifyIndex", 0)
     return out
@@ -143,6 +145,20 @@ def tags_match(svc: dict[str, Any], tags: list[str]) -> bool:
         return True
     have = {t.lower() for t in svc.get("Tags") or []}
     return all(t.lower() in have for t in tags)
+
+
+def peer_name(req: Request) -> str:
+    """``?peer=<name>``: read records imported from that cluster peer instead of local ones."""
+    return req.get("peer")
+
+
+def peer_match(rec: dict[str, Any], peer: str) -> bool:
+    """Whether ``rec`` belongs to ``peer`` (``""``: the local cluster).
+
+    Muster has no cluster peering, so every stored record is local (``PeerName`` absent or
+    ``""``) and a named peer matches nothing, exactly as in a Consul with no such peering.
+    """
+    return str(rec.get("PeerName") or "") == peer
 
 
 def aggregated_status(checks: list[dict[str, Any]]) -> str:

@@ -57,7 +57,7 @@ def routes(ctx: Ctx) -> list[Route]:
             return fwd
         opts = parse_query_options(req)
         await server.check_read(opts.consistency)
-        return json_response(req, {"Servers": servers(), "Index": server.log.last_index()})
+        return json_response(req, {"Servers": servers(), "Index": server.log.configuration_index()})
 
     async def autopilot_health(req: Request) -> Response:
         """Server health as the leader sees it (see ``autopilot_health_view``)."""

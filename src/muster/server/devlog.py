@@ -41,6 +41,10 @@ class Log(Protocol):
 
     def term(self) -> int: ...
 
+    def configuration_index(self) -> int:
+        """Index of the log entry holding the Raft configuration in effect (0: none)."""
+        ...
+
 
 class DevLog:
     TAIL = 4096
@@ -66,6 +70,11 @@ class DevLog:
 
     def term(self) -> int:
         return 1
+
+    def configuration_index(self) -> int:
+        """0: the single voter of ``-dev`` is implicit, never a log entry (Consul's dev agent
+        reports ``Index: 0`` in ``/v1/operator/raft/configuration`` too)."""
+        return 0
 
     def propose_sync(self, cmd: Any) -> Any:
         """Apply synchronously (no await): the single writer runs to completion."""

@@ -160,6 +160,9 @@ class ReplicatedLog:
     def term(self) -> int:
         return self.core.term
 
+    def configuration_index(self) -> int:
+        return int(self.core.conf_index)
+
     def applied_index(self) -> int:
         return self.fsm.last_applied
 
@@ -541,6 +544,9 @@ class FormingLog:
         return 0
 
     def term(self) -> int:
+        return 0
+
+    def configuration_index(self) -> int:
         return 0
 
     async def propose(self, cmd: Any) -> Any:

@@ -1,0 +1,208 @@
+"""A stand-in for the docker SDK that runs ``muster agent`` instead of ``hashicorp/consul``.
+
+py-consul's test suite (its sdist, unmodified) starts every Consul server with
+``docker.from_env().containers.run("hashicorp/consul:<v>", command="agent -dev ...",
+ports={8500: None}, environment={"CONSUL_LOCAL_CONFIG": <json>})`` and reads the published
+host port from ``container.attrs``.  This module implements exactly that subset of the SDK
+with a local process, the way the image's entrypoint would run Consul:
+
+* ``CONSUL_LOCAL_CONFIG`` is written to ``<tmp>/config/local.json`` and the agent gets
+  ``-config-dir=<tmp>/config`` (the image writes it to ``/consul/config``);
+* the container's network is 127.0.0.1: ``-client=0.0.0.0`` becomes ``-client=127.0.0.1``
+  and every port (HTTP, server RPC, serf LAN/WAN) is a free one, the HTTP one being what
+  docker would publish for ``8500/tcp``;
+* ``logs()`` returns the agent's output, ``stop()`` is SIGTERM then SIGKILL for that PID.
+
+The suite starts a fresh server for every test, and most of a test's time would be that
+start.  So each ``run`` also starts the *next* agent with the same command and configuration
+(one spare, never shared: a test always gets an agent no other test has used); a ``run``
+with a different configuration discards the spare.
+
+Nothing here answers an API call: every request the suite makes goes to the real agent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import errors
+
+__all__ = ["DockerClient", "from_env", "errors"]
+
+_REPO = Path(__file__).resolve().parents[4]
+_ARTIFACTS = Path(os.environ.get("MUSTER_CLIENTSUITE_ARTIFACTS", str(_REPO / "test-artifacts")))
+_STOP_GRACE = 10.0
+
+
+def _free_port() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise errors.APIError("no free port on 127.0.0.1")
+
+
+class Container:
+    """One ``muster agent`` process standing in for a Consul container."""
+
+    _seq = 0
+
+    def __init__(self, name: str, image: str, command: str, environment: dict[str, str]) -> None:
+        Container._seq += 1
+        self.name = name
+        self.image = image
+        self.key = (command, tuple(sorted(environment.items())))
+        self._dir = Path(tempfile.mkdtemp(prefix=f"clientsuite-{Container._seq}-"))
+        config_dir = self._dir / "config"
+        config_dir.mkdir()
+        local = environment.get("CONSUL_LOCAL_CONFIG")
+        if local:
+            (config_dir / "local.json").write_text(local, encoding="utf-8")
+        self.http_port = _free_port()
+        args = ["-client=127.0.0.1" if a.startswith("-client=") else a for a in shlex.split(command)]
+        if not args or args[0] != "agent":
+            raise errors.APIError(f"only the agent command is supported, got {command!r}")
+        argv = [
+            sys.executable, "-m", "muster", *args,
+            f"-config-dir={config_dir}",
+            f"-http-port={self.http_port}",
+            f"-server-port={_free_port()}",
+            f"-serf-lan-port={_free_port()}",
+            f"-serf-wan-port={_free_port()}",
+        ]  # fmt: skip
+        _ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.log_path = _ARTIFACTS / f"clientsuite-agent-{os.getpid()}-{Container._seq}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
+        self._log.write(("$ " + " ".join(argv) + "\n").encode())
+        self._log.flush()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
+        env["PYTHONPATH"] = str(_REPO / "src")
+        self._proc = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=str(self._dir),
+            start_new_session=True,
+        )
+        self.attrs: dict[str, Any] = {}
+        self.reload()
+
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def reload(self) -> None:
+        """Refresh ``attrs`` (state and the published port, as ``docker inspect`` shows them)."""
+        running = self._proc.poll() is None
+        self.attrs = {
+            "Name": "/" + self.name,
+            "State": {"Running": running, "ExitCode": self._proc.returncode or 0},
+            "NetworkSettings": {"Ports": {"8500/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(self.http_port)}]}},
+        }
+
+    def logs(self) -> bytes:
+        """The agent's output so far."""
+        self._log.flush()
+        return self.log_path.read_bytes()
+
+    def stop(self, timeout: float = _STOP_GRACE) -> None:
+        """SIGTERM the agent, SIGKILL it after ``timeout`` seconds."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=timeout)
+        if not self._log.closed:
+            self._log.close()
+
+    def remove(self, force: bool = False) -> None:
+        """Stop (if still running) and delete the container's files."""
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+        _CONTAINERS.pop(self.name, None)
+
+
+_CONTAINERS: dict[str, Container] = {}
+_SPARE: list[Container] = []
+
+
+class _Containers:
+    def run(
+        self,
+        image: str,
+        command: str = "",
+        *,
+        environment: dict[str, str] | None = None,
+        name: str | None = None,
+        detach: bool = True,
+        ports: dict[int, Any] | None = None,
+        **_ignored: Any,
+    ) -> Container:
+        if not detach:
+            raise errors.APIError("only detached containers are supported")
+        if ports is not None and set(ports) - {8500}:
+            raise errors.APIError(f"only port 8500 can be published, got {sorted(ports)}")
+        cname = name or f"muster_{time.monotonic_ns()}"
+        if cname in _CONTAINERS:
+            raise errors.APIError(f"Conflict. The container name {cname!r} is already in use")
+        env = dict(environment or {})
+        container = None
+        while _SPARE:
+            spare = _SPARE.pop()
+            if container is None and spare.key == (command, tuple(sorted(env.items()))) and spare.running():
+                container = spare
+            else:
+                spare.remove(force=True)
+        if container is None:
+            container = Container(cname, image, command, env)
+        container.name = cname
+        _CONTAINERS[cname] = container
+        _SPARE.append(Container(f"spare_{time.monotonic_ns()}", image, command, env))
+        return container
+
+    def get(self, name: str) -> Container:
+        try:
+            return _CONTAINERS[name]
+        except KeyError:
+            raise errors.NotFound(f"No such container: {name}") from None
+
+
+class DockerClient:
+    """``docker.DockerClient`` with only ``containers.run`` / ``containers.get``."""
+
+    def __init__(self) -> None:
+        self.containers = _Containers()
+
+
+def from_env() -> DockerClient:
+    """``docker.from_env()``: the local stand-in needs no environment."""
+    return DockerClient()
+
+
+def _stop_all() -> None:
+    for container in list(_CONTAINERS.values()) + _SPARE:
+        container.remove(force=True)
+    _SPARE.clear()
+
+
+atexit.register(_stop_all)

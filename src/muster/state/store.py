@@ -197,6 +197,7 @@ class StateStore:
             "checks": cat.checks,
             "sessions": t.sessions.rows,
             "autopilot": t.autopilot.config,
+            "acl": t.acl.dump(),
             "indexes": t.indexes,
         }
         return msgspec.msgpack.encode(data, order="sorted")
@@ -233,6 +234,7 @@ class StateStore:
             for cid in session_check_ids(sess):
                 sessions.by_check.setdefault((sess["Node"], cid), set()).add(sid)
         t.autopilot.config = data.get("autopilot", {})
+        t.acl.load(data.get("acl"))
         t.indexes = dict(data["indexes"])
         return t
 
@@ -255,4 +257,5 @@ class StateStore:
             "Service": sum(len(p) for p in t.catalog.services.values()),
             "Check": sum(len(p) for p in t.catalog.checks.values()),
             "Session": len(t.sessions.rows),
+            **t.acl.summary(),
         }

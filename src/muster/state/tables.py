@@ -8,6 +8,7 @@ memdb transaction: a session destroy releases KV locks, a critical check destroy
 
 from __future__ import annotations
 
+from .acl import ACLTable
 from .autopilot import AutopilotTable
 from .catalog import CatalogTable
 from .kv import KVTable
@@ -25,6 +26,7 @@ class Tables:
         self.catalog = CatalogTable(self)
         self.sessions = SessionTable(self)
         self.autopilot = AutopilotTable(self)
+        self.acl = ACLTable(self)
 
     def index(self, *names: str) -> int:
         """The highest index among ``names`` (0 if none was ever written)."""

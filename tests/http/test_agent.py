@@ -327,8 +327,10 @@ async def test_metrics_prometheus_enabled(custom: Any) -> None:
     r = await c.get("/v1/agent/metrics?format=prometheus")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "consul_state_nodes 1.0" in r.text
-    r = await c.get("/v1/agent/metrics", headers={"Accept": "application/openmetrics-text"})
-    assert r.status_code == 200 and r.text.rstrip().endswith("# EOF")
+    # Prometheus offers OpenMetrics first; like Consul's handler the answer stays the text format.
+    r = await c.get("/v1/agent/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in r.text and "consul_state_nodes 1.0" in r.text
 
 
 async def test_config_services_and_reload(custom: Any) -> None:

@@ -7,7 +7,7 @@ import math
 from prometheus_client.parser import text_string_to_metric_families
 
 from muster.telemetry.metrics import Metrics, prom_name
-from muster.telemetry.prometheus import render_openmetrics, render_text
+from muster.telemetry.prometheus import render_text
 
 
 class Clock:
@@ -109,17 +109,6 @@ def test_series_expire_after_the_retention_time() -> None:
     clk.t += 15
     names = {n for n, _, _ in m.prometheus_families()}
     assert names == {"consul_kvs_x"}
-
-
-def test_openmetrics_output_ends_with_eof() -> None:
-    m = Metrics(clock=Clock(), hostname="h")
-    m.configure("consul", True, 60)
-    m.incr("raft.apply")
-    m.sample("kvs.apply", 1.0)
-    body, ctype = render_openmetrics(m)
-    text = body.decode()
-    assert ctype.startswith("application/openmetrics-text")
-    assert "consul_raft_apply_total 1.0" in text and text.endswith("# EOF\n")
 
 
 def test_prom_name_flattens_like_go_metrics() -> None:

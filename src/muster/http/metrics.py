@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..telemetry.metrics import Metrics
-from ..telemetry.prometheus import TEXT_CONTENT_TYPE, render_openmetrics, render_text
+from ..telemetry.prometheus import TEXT_CONTENT_TYPE, render_text
 from ..telemetry.runtime import Collector
 from .app import Route
 from .request import Request, Response, json_response
@@ -35,7 +35,6 @@ def _accepts_openmetrics(accept: str) -> bool:
 def routes(metrics: Metrics, collector: Collector, retention: Callable[[], float]) -> list[Route]:
     async def agent_metrics(req: Request) -> Response:
         accept = req.headers.get("accept", "")
-        openmetrics = "application/openmetrics-text" in accept.lower()
         if req.get("format") == "prometheus" or _accepts_openmetrics(accept):
             if retention() < 1.0:
                 # Consul raises a 415 CodeWithPayloadError with no payload, and its handler
@@ -43,9 +42,8 @@ def routes(metrics: Metrics, collector: Collector, retention: Callable[[], float
                 # reason in X-Consul-Reason (py-consul's own suite relies on this).
                 return Response(200, b"", None, [("X-Consul-Reason", PROM_DISABLED)])
             collector.collect()
-            if openmetrics:
-                body, ctype = render_openmetrics(metrics)
-                return Response(200, body, ctype)
+            # Consul's promhttp handler does not enable OpenMetrics: whatever the Accept header
+            # offers, the answer is the classic text format (so counters keep Consul's names).
             return Response(200, render_text(metrics), TEXT_CONTENT_TYPE)
         collector.collect()
         return json_response(req, metrics.display())

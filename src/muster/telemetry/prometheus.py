@@ -5,8 +5,9 @@ Consul's Prometheus sink (client_golang) names counters exactly as their key, wi
 (``consul_raft_apply``, not ``consul_raft_apply_total``; dashboards and alerts written for
 Consul query the former).  So the classic text format (version 0.0.4) is written here, with
 prometheus-client's own value formatting (``floatToGoString``: ``+Inf``, ``NaN``, Go's float
-layout) and label escaping.  A scraper that asks for OpenMetrics gets prometheus-client's
-OpenMetrics writer, where ``_total`` is mandatory by that format's rules.
+layout) and label escaping.  Like Consul's handler (promhttp without OpenMetrics enabled), the
+text format is the answer even to a scraper that offers OpenMetrics: Prometheus itself offers it
+first, and would otherwise store every counter under a ``_total`` name.
 """
 
 from __future__ import annotations
@@ -41,26 +42,3 @@ def render_text(metrics: Metrics) -> bytes:
         for sname, lb, value in samples:
             out.append(f"{sname}{_labels(lb)} {floatToGoString(value)}\n")
     return "".join(out).encode()
-
-
-def render_openmetrics(metrics: Metrics) -> tuple[bytes, str]:
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.core import Metric
-    from prometheus_client.openmetrics import exposition as om
-    from prometheus_client.registry import Collector
-
-    fams = metrics.prometheus_families()
-
-    class _Snapshot(Collector):
-        def collect(self):  # type: ignore[no-untyped-def]
-            for name, kind, samples in fams:
-                m = Metric(name, name, kind)
-                for sname, lb, value in samples:
-                    if kind == "counter":
-                        sname = sname + "_total"
-                    m.add_sample(sname, dict(lb), value)
-                yield m
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot())
-    return om.generate_latest(registry), om.CONTENT_TYPE_LATEST

@@ -17,7 +17,7 @@ sources merged and turned into a frozen :class:`Config`, after which cross-field
 
 Defaults follow Consul's ``agent/config/default.go`` and the agent configuration
 reference (``website/content/docs/agent/config/config-files.mdx`` and ``cli-flags.mdx``);
-the contract (``consul-api.md`` §6) is authoritative where they differ.
+docs/compat/config.md summarises the parts Muster relies on.
 
 Durations are stored as float seconds (see :mod:`muster.durations`); use
 :func:`muster.durations.format_duration` to show them the Go way.  Scalars typed as strings
@@ -67,7 +67,8 @@ Adding a configuration key, step by step
    key live on SIGHUP / ``PUT /v1/agent/reload``, add its name (or dotted path, like
    ``acl.tokens``) to ``RELOADABLE_KEYS`` and apply it in the agent's reload handler.
 6. **Tests**: ``tests/unit/test_config.py`` -- the default, a file/HCL value, the flag, and
-   each validation error.
+   each validation error.  ``tests/unit/test_config_package.py`` checks that the flag,
+   alias, user-map and reload tables name fields the schema has, with matching kinds.
 """
 
 from __future__ import annotations

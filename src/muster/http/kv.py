@@ -1,4 +1,4 @@
-"""``/v1/kv/<key>``: the hot path (contract §2.1, §9).
+"""``/v1/kv/<key>``: the hot path (docs/compat/kv.md, docs/compat/blocking.md).
 
 Reads: a single key reports *that key's* ModifyIndex in ``X-Consul-Index`` (Patroni's leader
 watch depends on it); a missing key is a 404 with an empty body but full index headers.  The
@@ -16,6 +16,7 @@ from ..acl.authorizer import Authorizer
 from ..errors import BadRequest, MusterError, TooLarge
 from ..goparse import parse_uint
 from ..server.blocking import blocking_query
+from ..server.log import PENDING
 from ..state.kv import DirEntry
 from ..state.watch import WatchSet
 from ..structs import KVSCommand
@@ -70,7 +71,6 @@ def routes(ctx: Ctx) -> list[Route]:
             await server.check_read(opts.consistency)
         # Permissions are checked inside each run: a blocking query re-checks on every wake.
         filtered = False
-        carried_token = bool(req.token())
 
         def list_authz() -> Authorizer:
             a = ctx.authorizer(req)
@@ -93,7 +93,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
             idx, names = await blocking_query(store, opts, run_keys, ctx.rng, ctx.default_query_time, ctx.max_query_time)
             headers = ctx.meta_headers(idx, opts)
-            if filtered and carried_token:
+            if filtered and req.token():
                 headers.append(FILTERED)
             if not names and key:
                 return Response(404, b"", None, headers)
@@ -112,7 +112,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
             idx, entries = await blocking_query(store, opts, run_list, ctx.rng, ctx.default_query_time, ctx.max_query_time)
             headers = ctx.meta_headers(idx, opts)
-            if filtered and carried_token:
+            if filtered and req.token():
                 headers.append(FILTERED)
             if not entries:
                 return Response(404, b"", None, headers)
@@ -192,12 +192,11 @@ def routes(ctx: Ctx) -> list[Route]:
         ok = await _apply(cmd)
         return Response(200, TRUE if ok else FALSE, "application/json")
 
-    fast = hasattr(server.log, "propose_sync")
-
     async def _apply(cmd: KVSCommand) -> bool:
-        if fast:
-            return bool(server.apply_nowait(cmd))
-        return bool(await server.apply(cmd))
+        res = server.apply_now(cmd)
+        if res is PENDING:
+            res = await server.apply(cmd)
+        return bool(res)
 
     return [Route("/v1/kv/", ("GET", "PUT", "DELETE"), kv, prefix=True)]
 

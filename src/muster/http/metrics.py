@@ -16,6 +16,7 @@ from ..telemetry.metrics import Metrics
 from ..telemetry.prometheus import TEXT_CONTENT_TYPE, render_text
 from ..telemetry.runtime import Collector
 from .app import Route
+from .common import Ctx
 from .request import Request, Response, json_response
 
 PROM_DISABLED = "Prometheus is not enabled since its retention time is not positive"
@@ -32,8 +33,11 @@ def _accepts_openmetrics(accept: str) -> bool:
     return False
 
 
-def routes(metrics: Metrics, collector: Collector, retention: Callable[[], float]) -> list[Route]:
+def routes(ctx: Ctx, metrics: Metrics, collector: Collector, retention: Callable[[], float]) -> list[Route]:
+    node = ctx.services.server.ident.node_name
+
     async def agent_metrics(req: Request) -> Response:
+        ctx.authorizer(req).require("agent", "read", node)
         accept = req.headers.get("accept", "")
         if req.get("format") == "prometheus" or _accepts_openmetrics(accept):
             if retention() < 1.0:

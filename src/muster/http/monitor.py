@@ -13,13 +13,17 @@ from collections.abc import AsyncIterator
 from ..errors import BadRequest
 from ..telemetry.logstream import Monitors, parse_level
 from .app import Route
+from .common import Ctx
 from .request import Request, Response, StreamResponse
 
 CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
-def routes(monitors: Monitors) -> list[Route]:
+def routes(ctx: Ctx, monitors: Monitors) -> list[Route]:
+    node = ctx.services.server.ident.node_name
+
     async def monitor(req: Request) -> Response:
+        ctx.authorizer(req).require("agent", "read", node)
         name = req.get("loglevel") or "INFO"
         level = parse_level(name)
         if level is None:

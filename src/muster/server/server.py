@@ -34,7 +34,8 @@ from ..structs import (
     TxnCommand,
 )
 from ..telemetry.metrics import METRICS
-from .devlog import DevLog, Log
+from .devlog import DevLog
+from .log import PENDING, Log
 
 log = logging.getLogger("muster.server")
 
@@ -157,18 +158,18 @@ class Server:
             raise res
         return res
 
-    def apply_nowait(self, cmd: Any) -> Any:
-        """Synchronous apply for the single-server log (hot KV path: no task switch)."""
-        if isinstance(self.log, DevLog):
-            started = perf_counter()
-            res = self.log.propose_sync(cmd)
+    def apply_now(self, cmd: Any) -> Any:
+        """Apply ``cmd`` without awaiting when the log can (the single-server log: the hot KV
+        path pays no task switch); ``PENDING`` when it cannot (then ``await apply(cmd)``)."""
+        started = perf_counter()
+        res = self.log.propose_now(cmd)
+        if res is not PENDING:
             key = APPLY_METRIC.get(type(cmd))
             if key is not None:
                 METRICS.measure_since(key, started)
             if isinstance(res, MusterError):
                 raise res
-            return res
-        raise RuntimeError("apply_nowait needs the single-server log")
+        return res
 
     # ------------------------------------------------------------------ reads
 

@@ -41,6 +41,7 @@ from .http import status as http_status
 from .http import txn as http_txn
 from .http.app import App, Router
 from .http.common import Ctx
+from .http.guard import ConnLimits
 from .http.request import Request, Response, text_response
 from .http.serve import Listener, TLSFiles
 from .logging_setup import setup_logging
@@ -167,10 +168,18 @@ class AgentProcess:
         else:
             self.cluster_log = ClusterLog(self.clock, config.performance.rpc_hold_timeout)
             self.server = Server(ident, log_impl=self.cluster_log, clock=self.clock, rng=self.rng)
-        self.agent = Agent(self.server, config, self.rng, self.clock)
+        gossips = gossip_wanted(config)
+        self.agent = Agent(
+            self.server,
+            config,
+            self.rng,
+            self.clock,
+            member_source=self._members,
+            serf_stats_source=self._serf_stats if gossips else None,
+        )
         self.events = EventBuffer()
         self.membership: Membership | None = None
-        if gossip_wanted(config):
+        if gossips:
             self.membership = Membership(
                 self.server,
                 self.agent,
@@ -267,6 +276,8 @@ class AgentProcess:
         self.app.metrics = self.metrics
         self.app.legacy_http_metrics = not tel.disable_compat_1_9
         self.listeners: list[Listener] = []
+        #: limits.http_max_conns_per_client, shared by the HTTP and HTTPS listeners.
+        self.conn_limits = ConnLimits(config.limits.http_max_conns_per_client)
         self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
@@ -373,7 +384,6 @@ class AgentProcess:
         self._bg.append(asyncio.create_task(cl.autopilot(), name="autopilot"))
         if self.membership is None:
             # No gossip: the Raft configuration stands in for membership and liveness.
-            self.agent.member_source = self._raft_members
             self._bg.append(asyncio.create_task(cl.reconcile(self.server), name="reconcile"))
 
     async def start(self) -> None:
@@ -387,7 +397,7 @@ class AgentProcess:
         cfg = self.config
         if cfg.ports.http >= 0:
             for host in self._http_addrs(cfg.addresses.http):
-                self.listeners.append(Listener(self.app, host, cfg.ports.http))
+                self.listeners.append(Listener(self.app, host, cfg.ports.http, limits=self.conn_limits))
         if cfg.ports.https >= 0:
             tls = cfg.tls.https
             d = cfg.tls.defaults
@@ -397,7 +407,7 @@ class AgentProcess:
                 raise StartupError("HTTPS port is set but no cert_file/key_file is configured (tls.defaults or tls.https)")
             files = TLSFiles(cert, key, tls.ca_file or d.ca_file, bool(tls.verify_incoming if tls.verify_incoming is not None else d.verify_incoming))
             for host in self._http_addrs(cfg.addresses.https):
-                self.listeners.append(Listener(self.app, host, cfg.ports.https, files))
+                self.listeners.append(Listener(self.app, host, cfg.ports.https, files, limits=self.conn_limits))
         for lst in self.listeners:
             await lst.start()
         if cfg.ports.dns >= 0:
@@ -448,9 +458,16 @@ class AgentProcess:
         resp = await self.app.handle(req)
         return [resp.status, resp.content_type or "", [list(h) for h in resp.headers], resp.body]
 
-    def _raft_members(self, wan: bool = False) -> list[dict[str, Any]]:
-        """Until gossip supplies members: this agent and the servers of the Raft configuration."""
+    def _members(self, wan: bool = False) -> list[dict[str, Any]]:
+        """The agent's members: the gossip pool's, else this agent and the servers of the Raft
+        configuration (just this agent in ``-dev`` or before the cluster forms)."""
+        if self.membership is not None:
+            return self.membership.members(wan)
         return self.operator.raft_members(self.agent.self_member(wan), wan, self.config.datacenter)
+
+    def _serf_stats(self, wan: bool = False) -> dict[str, str]:
+        assert self.membership is not None
+        return self.membership.serf_stats(wan)
 
     async def hand_off_leadership(self, timeout: float = 3.0) -> None:
         """On shutdown a leader hands leadership to its most caught-up peer first."""

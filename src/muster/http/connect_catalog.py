@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..agent.mesh import CONNECT_PROXY
+from ..state.rows import Node
 from ..state.watch import WatchSet
 
-Pair = tuple[dict[str, Any], dict[str, Any]]
+Pair = tuple[Node, dict[str, Any]]
 
 
 def is_connect_for(svc: dict[str, Any], name: str) -> bool:

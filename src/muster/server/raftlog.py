@@ -31,7 +31,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import MusterError, NoLeader
 from ..fsm import FSM
@@ -654,3 +654,7 @@ class ClusterLog:
     async def stop(self) -> None:
         if self.replicated is not None:
             await self.replicated.stop()
+
+
+if TYPE_CHECKING:  # mypy proves every log implements the protocol the server relies on
+    _LOGS: tuple[type[Log], ...] = (ReplicatedLog, FormingLog, ClusterLog)

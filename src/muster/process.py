@@ -209,6 +209,8 @@ class AgentProcess:
                 autopilot_config=lambda: dict(store.autopilot),
                 dead_server_after=max(10.0, 3 * config.autopilot.server_stabilization_time + 30.0),
             )
+        if self.cluster is not None:
+            self.cluster.rpc.max_conns_per_client = config.limits.rpc_max_conns_per_client
         self.operator = ClusterOperator(self.server, self.cluster)
         self.acl = ACLService(
             self.server,

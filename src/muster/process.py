@@ -26,6 +26,8 @@ from .errors import MusterError
 from .eventloop import EventLoopChoiceError, choose_runner
 from .http import agent as http_agent
 from .http import catalog as http_catalog
+from .http import config_entries as http_config_entries
+from .http import connect as http_connect
 from .http import event as http_event
 from .http import health as http_health
 from .http import kv as http_kv
@@ -188,6 +190,8 @@ class AgentProcess:
             http_health,
             http_agent,
             http_peering,
+            http_config_entries,
+            http_connect,
         ):
             for route in module.routes(self.ctx):
                 self.router.add(route)

@@ -24,7 +24,9 @@ class MessageType(enum.IntEnum):
     SESSION = 3
     TXN = 6
     TOMBSTONE = 8
+    CONNECT_CA = 13
     AUTOPILOT = 14
+    CONFIG_ENTRY = 22
     RESTORE = 62
     NOOP = 63
 
@@ -96,6 +98,26 @@ class AutopilotCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     cas: int = -1
 
 
+class ConfigEntryCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Upsert (``op`` ``set``) or delete a config entry; ``cas`` >= 0 makes it check-and-set.
+
+    ``entry`` is the normalised, validated entry (``Kind`` and ``Name`` always present)."""
+
+    op: str
+    entry: dict[str, Any]
+    cas: int = -1
+
+
+class ConnectCACommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Replace the CA configuration and its roots (initialisation, configuration change,
+    rotation).  The leader generates keys and certificates and puts them in the command, so
+    every replica applies the same bytes; ``cas_roots`` >= 0: only if the roots index is that."""
+
+    config: dict[str, Any]
+    roots: list[dict[str, Any]]
+    cas_roots: int = -1
+
+
 class RestoreCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     """Replace the whole state with a user snapshot (``PUT /v1/snapshot``) on every replica."""
 
@@ -125,6 +147,8 @@ COMMAND_TYPES: dict[MessageType, type[Any]] = {
     MessageType.SESSION: SessionCommand,
     MessageType.TXN: TxnCommand,
     MessageType.TOMBSTONE: TombstoneCommand,
+    MessageType.CONFIG_ENTRY: ConfigEntryCommand,
+    MessageType.CONNECT_CA: ConnectCACommand,
     MessageType.AUTOPILOT: AutopilotCommand,
     MessageType.RESTORE: RestoreCommand,
     MessageType.NOOP: NoopCommand,

@@ -197,6 +197,8 @@ class StateStore:
             "checks": cat.checks,
             "sessions": t.sessions.rows,
             "autopilot": t.autopilot.config,
+            "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
+            "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
             "indexes": t.indexes,
         }
         return msgspec.msgpack.encode(data, order="sorted")
@@ -233,6 +235,11 @@ class StateStore:
             for cid in session_check_ids(sess):
                 sessions.by_check.setdefault((sess["Node"], cid), set()).add(sid)
         t.autopilot.config = data.get("autopilot", {})
+        for entry in data.get("config_entries", ()):
+            t.config_entries.rows[(entry["Kind"], entry["Name"])] = entry
+        ca = data.get("connect_ca") or {}
+        t.connect_ca.config = dict(ca.get("config") or {})
+        t.connect_ca.roots = list(ca.get("roots") or [])
         t.indexes = dict(data["indexes"])
         return t
 
@@ -255,4 +262,5 @@ class StateStore:
             "Service": sum(len(p) for p in t.catalog.services.values()),
             "Check": sum(len(p) for p in t.catalog.checks.values()),
             "Session": len(t.sessions.rows),
+            "ConfigEntry": len(t.config_entries.rows),
         }

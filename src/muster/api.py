@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from muster.durations import parse_duration
+from muster.goparse import parse_bool, parse_uint
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -137,10 +138,11 @@ class Response:
 
 
 def _parse_uint(value: str | None) -> int:
+    """A response header as Go's ``strconv.ParseUint(v, 10, 64)``; absent or unparsable is 0."""
     if not value:
         return 0
     try:
-        return max(0, int(value))
+        return parse_uint(value, 10)
     except ValueError:
         return 0
 
@@ -153,15 +155,6 @@ def decode_value(entry: Mapping[str, Any] | None) -> bytes:
     if raw is None:
         return b""
     return base64.b64decode(raw)
-
-
-def _parse_bool(value: str) -> bool:
-    """Go's ``strconv.ParseBool``."""
-    if value in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ValueError(f'strconv.ParseBool: parsing "{value}": invalid syntax')
 
 
 @dataclass(frozen=True)
@@ -259,7 +252,7 @@ class ClientConfig:
             raw = env.get(name, "")
             if raw:
                 try:
-                    setattr(cfg, attr, _parse_bool(raw))
+                    setattr(cfg, attr, parse_bool(raw))
                 except ValueError as err:
                     cfg.warnings.append(f"could not parse {name}: {err}")
         cfg.ca_file = env.get("CONSUL_CACERT", "")

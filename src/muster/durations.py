@@ -4,7 +4,9 @@ Consul (and therefore every Consul client) speaks Go durations: query parameters
 (``wait=9.87s``), JSON bodies (``"TTL": "15.0s"`` or integer nanoseconds), config files
 and command-line flags.  This module reproduces Go's ``time.ParseDuration`` and
 ``Duration.String`` exactly, including the error texts, because error strings end up in
-HTTP response bodies that clients may display or match.
+HTTP response bodies that clients may display or match.  The parser itself,
+:func:`parse_duration_ns`, lives with Muster's other Go-compatible parsers in
+:mod:`muster.goparse` and is re-exported here with the unit constants.
 
 Invariants:
 
@@ -19,6 +21,18 @@ Invariants:
 from __future__ import annotations
 
 import math
+
+from muster.goparse import (
+    HOUR,
+    MAX_DURATION_NS,
+    MICROSECOND,
+    MILLISECOND,
+    MIN_DURATION_NS,
+    MINUTE,
+    NANOSECOND,
+    SECOND,
+    parse_duration_ns,
+)
 
 __all__ = [
     "NANOSECOND",
@@ -37,153 +51,6 @@ __all__ = [
     "parse_body_duration_ns",
     "seconds_to_ns",
 ]
-
-NANOSECOND = 1
-MICROSECOND = 1_000 * NANOSECOND
-MILLISECOND = 1_000 * MICROSECOND
-SECOND = 1_000 * MILLISECOND
-MINUTE = 60 * SECOND
-HOUR = 60 * MINUTE
-
-MAX_DURATION_NS = (1 << 63) - 1
-MIN_DURATION_NS = -(1 << 63)
-
-# Go accepts both the micro sign (U+00B5) and the Greek small letter mu (U+03BC).
-_UNITS: dict[str, int] = {
-    "ns": NANOSECOND,
-    "us": MICROSECOND,
-    "\u00b5s": MICROSECOND,
-    "\u03bcs": MICROSECOND,
-    "ms": MILLISECOND,
-    "s": SECOND,
-    "m": MINUTE,
-    "h": HOUR,
-}
-
-_U64_MAX = (1 << 64) - 1
-_LIMIT = 1 << 63
-
-
-def _go_quote(s: str) -> str:
-    """Quote ``s`` the way Go's ``time`` package does in error messages.
-
-    Go escapes ``"`` and ``\\`` with a backslash and renders every byte of a
-    non-ASCII or control character as ``\\xNN`` (UTF-8 bytes), so the error text we
-    return is byte-for-byte what Consul would return.
-    """
-    out = ['"']
-    for ch in s:
-        if ord(ch) >= 0x80 or ch < " ":
-            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
-        else:
-            if ch in ('"', "\\"):
-                out.append("\\")
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _is_digit(ch: str) -> bool:
-    # str.isdigit() accepts non-ASCII digits; Go only accepts ASCII 0-9.
-    return "0" <= ch <= "9"
-
-
-def parse_duration_ns(s: str) -> int:
-    """Parse a Go duration string into integer nanoseconds.
-
-    Grammar (Go): ``[-+]?([0-9]*(\\.[0-9]*)?[a-z]+)+`` with units ``ns us µs μs ms s m h``,
-    or the literal ``0`` (optionally signed).  Errors mirror Go's messages:
-
-    * ``time: invalid duration "<s>"`` for malformed input and overflow,
-    * ``time: missing unit in duration "<s>"`` for a number without unit (``"5"``),
-    * ``time: unknown unit "<u>" in duration "<s>"`` for an unknown unit.
-
-    Raises ``ValueError`` (never anything else for ``str`` input).
-    """
-    if not isinstance(s, str):
-        raise TypeError(f"duration must be a string, not {type(s).__name__}")
-    orig = s
-    invalid = f"time: invalid duration {_go_quote(orig)}"
-    neg = False
-    if s and s[0] in "+-":
-        neg = s[0] == "-"
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ValueError(invalid)
-
-    total = 0
-    i = 0
-    n = len(s)
-    while i < n:
-        ch = s[i]
-        if not (ch == "." or _is_digit(ch)):
-            raise ValueError(invalid)
-
-        # Integer part [0-9]*; Go reports overflow of the integer part as invalid.
-        start = i
-        whole = 0
-        while i < n and _is_digit(s[i]):
-            whole = whole * 10 + (ord(s[i]) - 48)
-            if whole > _LIMIT:
-                raise ValueError(invalid)
-            i += 1
-        pre = i != start
-
-        # Fraction (\.[0-9]*)?; digits beyond int64 precision are consumed but ignored,
-        # exactly like Go's leadingFraction.
-        frac = 0
-        scale = 1.0
-        post = False
-        if i < n and s[i] == ".":
-            i += 1
-            fstart = i
-            overflow = False
-            while i < n and _is_digit(s[i]):
-                if not overflow:
-                    if frac > (_LIMIT - 1) // 10:
-                        overflow = True
-                    else:
-                        nxt = frac * 10 + (ord(s[i]) - 48)
-                        if nxt > _LIMIT:
-                            overflow = True
-                        else:
-                            frac = nxt
-                            scale *= 10
-                i += 1
-            post = i != fstart
-        if not pre and not post:
-            raise ValueError(invalid)
-
-        # Unit: everything up to the next digit or '.'.
-        ustart = i
-        while i < n and not (s[i] == "." or _is_digit(s[i])):
-            i += 1
-        if i == ustart:
-            raise ValueError(f"time: missing unit in duration {_go_quote(orig)}")
-        unit_name = s[ustart:i]
-        unit = _UNITS.get(unit_name)
-        if unit is None:
-            raise ValueError(f"time: unknown unit {_go_quote(unit_name)} in duration {_go_quote(orig)}")
-
-        if whole > _LIMIT // unit:
-            raise ValueError(invalid)
-        value = whole * unit
-        if frac > 0:
-            # Go computes the fractional contribution in float64 and truncates.
-            value += int(float(frac) * (float(unit) / scale))
-            if value > _LIMIT:
-                raise ValueError(invalid)
-        total += value
-        if total > _LIMIT:
-            raise ValueError(invalid)
-
-    if neg:
-        return -total
-    if total > MAX_DURATION_NS:
-        raise ValueError(invalid)
-    return total
 
 
 def parse_duration(s: str) -> float:

@@ -42,6 +42,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from muster.goparse import parse_bool, parse_float, parse_int
+
 __all__ = [
     "Filter",
     "FilterError",
@@ -755,34 +757,15 @@ def _go_kind(v: object) -> str:
     return type(v).__name__
 
 
-def _coerce_int(raw: str) -> int:
-    """strconv.ParseInt(raw, 0, 64)."""
-    s = raw
-    try:
-        if re.fullmatch(r"[+-]?0[0-7_]+", s):
-            return int(s, 8)
-        if "_" in s and not re.match(r"[+-]?0[xXbBoO]", s):
-            raise ValueError
-        return int(s, 0)
-    except ValueError:
-        raise ValueError(f'strconv.ParseInt: parsing "{raw}": invalid syntax') from None
-
-
 def _coerce_for(datum: object, raw: str) -> object:
-    """Convert the expression's raw value to the datum's type (bexpr getMatchExprValue)."""
+    """Convert the expression's raw value to the datum's type (bexpr getMatchExprValue), with
+    Go's strconv as bexpr does: ``ParseBool``, ``ParseInt(raw, 0, 64)``, ``ParseFloat(raw, 64)``."""
     if isinstance(datum, bool):
-        if raw in ("1", "t", "T", "TRUE", "true", "True"):
-            return True
-        if raw in ("0", "f", "F", "FALSE", "false", "False"):
-            return False
-        raise ValueError(f'strconv.ParseBool: parsing "{raw}": invalid syntax')
+        return parse_bool(raw)
     if isinstance(datum, int):
-        return _coerce_int(raw)
+        return parse_int(raw)
     if isinstance(datum, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f'strconv.ParseFloat: parsing "{raw}": invalid syntax') from None
+        return parse_float(raw)
     return raw
 
 

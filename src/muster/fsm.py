@@ -21,6 +21,17 @@ from .state.store import StateStore
 from .state.txn import apply_ops
 from .state.write import WriteTxn
 from .structs import (
+    ACLAuthMethodDeleteCommand,
+    ACLAuthMethodSetCommand,
+    ACLBindingRuleDeleteCommand,
+    ACLBindingRuleSetCommand,
+    ACLBootstrapCommand,
+    ACLPolicyDeleteCommand,
+    ACLPolicySetCommand,
+    ACLRoleDeleteCommand,
+    ACLRoleSetCommand,
+    ACLTokenDeleteCommand,
+    ACLTokenSetCommand,
     AutopilotCommand,
     ConfigEntryCommand,
     ConnectCACommand,
@@ -59,6 +70,17 @@ class FSM:
         self._register(ConnectCACommand, self._apply_connect_ca)
         self._register(RestoreCommand, self._apply_restore)
         self._register(NoopCommand, lambda tx, cmd: None)
+        self._register(ACLBootstrapCommand, lambda tx, c: tx.tables.acl.bootstrap(tx, c.reset_index, c.token))
+        self._register(ACLTokenSetCommand, lambda tx, c: tx.tables.acl.token_set(tx, c.tokens))
+        self._register(ACLTokenDeleteCommand, lambda tx, c: tx.tables.acl.token_delete(tx, c.accessors))
+        self._register(ACLPolicySetCommand, lambda tx, c: tx.tables.acl.policy_set(tx, c.policies))
+        self._register(ACLPolicyDeleteCommand, lambda tx, c: tx.tables.acl.policy_delete(tx, c.ids))
+        self._register(ACLRoleSetCommand, lambda tx, c: tx.tables.acl.role_set(tx, c.roles))
+        self._register(ACLRoleDeleteCommand, lambda tx, c: tx.tables.acl.role_delete(tx, c.ids))
+        self._register(ACLBindingRuleSetCommand, lambda tx, c: tx.tables.acl.binding_rule_set(tx, c.rules))
+        self._register(ACLBindingRuleDeleteCommand, lambda tx, c: tx.tables.acl.binding_rule_delete(tx, c.ids))
+        self._register(ACLAuthMethodSetCommand, lambda tx, c: tx.tables.acl.auth_method_set(tx, c.methods))
+        self._register(ACLAuthMethodDeleteCommand, lambda tx, c: tx.tables.acl.auth_method_delete(tx, c.names))
         assert len(self._handlers) == len(MessageType), "every message type needs a handler"
 
     def _register(self, cls: type[Any], fn: Handler) -> None:

@@ -24,6 +24,7 @@ from .config import Config
 from .dns.server import DNSServer
 from .errors import MusterError
 from .eventloop import EventLoopChoiceError, choose_runner
+from .http import acl as http_acl
 from .http import agent as http_agent
 from .http import catalog as http_catalog
 from .http import config_entries as http_config_entries
@@ -44,6 +45,7 @@ from .http.serve import Listener, TLSFiles
 from .logging_setup import setup_logging
 from .membership import Membership
 from .runtime import RealClock, Rng
+from .server.acl import ACLService
 from .server.cluster import ClusterMember
 from .server.raftlog import FormingLog, RaftTimings, ReplicatedLog
 from .server.server import Server, ServerIdentity
@@ -84,6 +86,12 @@ def gossip_wanted(config: Config) -> bool:
     if not config.dev_mode:
         return True
     return bool(config.retry_join) or "serf-lan-port" in config.set_flags
+
+
+def acl_initial_management_description(config: Config) -> str:
+    """"Initial Management Token" (Consul >= 1.11), or "Master Token" when the secret came from
+    a pre-1.11 key (``acl.tokens.master`` / ``acl_master_token``), as those servers named it."""
+    return "Master Token" if config.acl.tokens.initial_management_legacy else "Initial Management Token"
 
 
 def load_or_create_node_id(config: Config, rng: Rng) -> str:
@@ -171,6 +179,15 @@ class AgentProcess:
             kv_max_value_size=config.limits.kv_max_value_size,
             txn_max_req_len=config.limits.txn_max_req_len,
         )
+        self.acl = ACLService(
+            self.server,
+            config.acl,
+            config.datacenter,
+            None if config.dev_mode else config.data_dir,
+            acl_initial_management_description(config),
+        )
+        self.ctx.acl = self.acl
+        self.server.leader_hooks.append(self.acl.initialize)
         if self.cluster is not None:
             self.ctx.extra["cluster"] = self.cluster
             self.ctx.extra["forward_http"] = self._forward_http
@@ -192,10 +209,16 @@ class AgentProcess:
             http_peering,
             http_config_entries,
             http_connect,
+            http_acl,
         ):
             for route in module.routes(self.ctx):
                 self.router.add(route)
-        self.app = App(self.router, self._fallback, list(config.http_config.response_headers.items()))
+        self.app = App(
+            self.router,
+            self._fallback,
+            list(config.http_config.response_headers.items()),
+            default_acl_policy=config.acl.default_policy if config.acl.enabled else "allow",
+        )
         self.ctx.extra["reload"] = self.reload
         self.membership: Membership | None = None
         if gossip_wanted(config):
@@ -329,6 +352,14 @@ class AgentProcess:
         if cfg.ports.dns >= 0:
             self.dns = DNSServer(self.server, cfg, rng=self.rng, clock=self.clock)
             await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
+        if cfg.enable_script_checks and not cfg.acl.enabled:
+            log.warning(
+                "using enable-script-checks without ACLs and without allow_write_http_from is DANGEROUS, use "
+                "enable-local-script-checks instead, see "
+                "https://www.hashicorp.com/blog/protecting-consul-from-rce-risk-in-specific-configurations/"
+            )
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
 
     async def stop(self) -> None:

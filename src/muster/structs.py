@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from .acl.model import ACLPolicy, ACLRole, ACLToken
+
 
 class MessageType(enum.IntEnum):
     REGISTER = 0
@@ -24,9 +26,20 @@ class MessageType(enum.IntEnum):
     SESSION = 3
     TXN = 6
     TOMBSTONE = 8
+    ACL_BOOTSTRAP = 11
     CONNECT_CA = 13
     AUTOPILOT = 14
+    ACL_TOKEN_SET = 17
+    ACL_TOKEN_DELETE = 18
+    ACL_POLICY_SET = 19
+    ACL_POLICY_DELETE = 20
     CONFIG_ENTRY = 22
+    ACL_ROLE_SET = 23
+    ACL_ROLE_DELETE = 24
+    ACL_BINDING_RULE_SET = 25
+    ACL_BINDING_RULE_DELETE = 26
+    ACL_AUTH_METHOD_SET = 27
+    ACL_AUTH_METHOD_DELETE = 28
     RESTORE = 62
     NOOP = 63
 
@@ -128,6 +141,55 @@ class NoopCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     pass
 
 
+class ACLBootstrapCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """The one bootstrap (or a reset one: ``reset_index`` must equal the recorded index)."""
+
+    token: ACLToken
+    reset_index: int = 0
+
+
+class ACLTokenSetCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Upsert whole tokens (validated by the proposer; the tables re-check uniqueness)."""
+
+    tokens: list[ACLToken]
+
+
+class ACLTokenDeleteCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    accessors: list[str]
+
+
+class ACLPolicySetCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    policies: list[ACLPolicy]
+
+
+class ACLPolicyDeleteCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    ids: list[str]
+
+
+class ACLRoleSetCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    roles: list[ACLRole]
+
+
+class ACLRoleDeleteCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    ids: list[str]
+
+
+class ACLBindingRuleSetCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    rules: list[dict[str, Any]]
+
+
+class ACLBindingRuleDeleteCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    ids: list[str]
+
+
+class ACLAuthMethodSetCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    methods: list[dict[str, Any]]
+
+
+class ACLAuthMethodDeleteCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    names: list[str]
+
+
 Command = (
     KVSCommand
     | RegisterCommand
@@ -138,6 +200,17 @@ Command = (
     | AutopilotCommand
     | RestoreCommand
     | NoopCommand
+    | ACLBootstrapCommand
+    | ACLTokenSetCommand
+    | ACLTokenDeleteCommand
+    | ACLPolicySetCommand
+    | ACLPolicyDeleteCommand
+    | ACLRoleSetCommand
+    | ACLRoleDeleteCommand
+    | ACLBindingRuleSetCommand
+    | ACLBindingRuleDeleteCommand
+    | ACLAuthMethodSetCommand
+    | ACLAuthMethodDeleteCommand
 )
 
 COMMAND_TYPES: dict[MessageType, type[Any]] = {
@@ -152,6 +225,17 @@ COMMAND_TYPES: dict[MessageType, type[Any]] = {
     MessageType.AUTOPILOT: AutopilotCommand,
     MessageType.RESTORE: RestoreCommand,
     MessageType.NOOP: NoopCommand,
+    MessageType.ACL_BOOTSTRAP: ACLBootstrapCommand,
+    MessageType.ACL_TOKEN_SET: ACLTokenSetCommand,
+    MessageType.ACL_TOKEN_DELETE: ACLTokenDeleteCommand,
+    MessageType.ACL_POLICY_SET: ACLPolicySetCommand,
+    MessageType.ACL_POLICY_DELETE: ACLPolicyDeleteCommand,
+    MessageType.ACL_ROLE_SET: ACLRoleSetCommand,
+    MessageType.ACL_ROLE_DELETE: ACLRoleDeleteCommand,
+    MessageType.ACL_BINDING_RULE_SET: ACLBindingRuleSetCommand,
+    MessageType.ACL_BINDING_RULE_DELETE: ACLBindingRuleDeleteCommand,
+    MessageType.ACL_AUTH_METHOD_SET: ACLAuthMethodSetCommand,
+    MessageType.ACL_AUTH_METHOD_DELETE: ACLAuthMethodDeleteCommand,
 }
 TYPE_OF: dict[type[Any], MessageType] = {v: k for k, v in COMMAND_TYPES.items()}
 

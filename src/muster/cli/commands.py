@@ -19,6 +19,7 @@ from muster.api import ConsulError
 from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.format import format_catalog_nodes, format_catalog_services, format_info, format_members
 from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.goparse import atoi
 from muster.version import REVISION, VERSION
 
 __all__ = [
@@ -248,11 +249,7 @@ def _parse_service_addr(value: str) -> dict[str, Any]:
     if not sep:
         return {"Address": value, "Port": 0}
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        port_num = int(port)
-    except ValueError:
-        raise ValueError(f'strconv.Atoi: parsing "{port}": invalid syntax') from None
-    return {"Address": host, "Port": port_num}
+    return {"Address": host, "Port": atoi(port)}
 
 
 def _services_from_files(files: list[str]) -> list[dict[str, Any]]:

@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from muster.api import ClientConfig
-from muster.durations import parse_duration_ns
+from muster.goparse import (
+    FlagError,
+    FlagScanner,
+    flag_reason,
+    invalid_value,
+    parse_bool,
+    parse_duration_ns,
+    parse_int,
+    parse_uint,
+)
+from muster.goparse import FlagHelp as HelpRequested
 
 __all__ = [
     "FlagError",
@@ -37,71 +47,17 @@ __all__ = [
 
 KINDS = frozenset({"bool", "string", "int", "uint", "duration", "list", "map"})
 
-_U64_MAX = (1 << 64) - 1
-_I64_MIN = -(1 << 63)
-_I64_MAX = (1 << 63) - 1
+# ``FlagError`` (a malformed command line: print the message, then the usage, and exit 1) and
+# ``HelpRequested`` (``-h``/``-help``: print the usage and exit 0) are muster.goparse's.
 
-
-class FlagError(Exception):
-    """A malformed command line: print the message, then the usage, and exit 1."""
-
-
-class HelpRequested(Exception):
-    """``-h``/``-help``/``--help``: print the usage and exit 0."""
-
-
-def parse_go_bool(value: str) -> bool:
-    """Go's ``strconv.ParseBool``."""
-    if value in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ValueError("parse error")
+parse_go_bool = parse_bool
+"""Go's ``strconv.ParseBool`` (:func:`muster.goparse.parse_bool`)."""
 
 
 def parse_go_int(value: str, *, unsigned: bool = False) -> int:
-    """Go's ``strconv.ParseInt(s, 0, 64)`` / ``ParseUint(s, 0, 64)`` (base prefixes allowed).
-
-    Raises ``ValueError("parse error")`` or ``ValueError("value out of range")``, the texts
-    Go's flag package prints.
-    """
-    s = value
-    neg = False
-    if s[:1] in ("+", "-"):
-        if unsigned:
-            raise ValueError("parse error")
-        neg = s[0] == "-"
-        s = s[1:]
-    if not s:
-        raise ValueError("parse error")
-    base = 10
-    low = s.lower()
-    if low.startswith("0x"):
-        base, s = 16, s[2:]
-    elif low.startswith("0b"):
-        base, s = 2, s[2:]
-    elif low.startswith("0o"):
-        base, s = 8, s[2:]
-    elif len(s) > 1 and s[0] == "0":
-        base, s = 8, s[1:]
-    # Go allows underscores only between digits when the base is inferred.
-    if s.startswith("_") or s.endswith("_") or "__" in s:
-        raise ValueError("parse error")
-    digits = s.replace("_", "")
-    if not digits:
-        raise ValueError("parse error")
-    try:
-        n = int(digits, base)
-    except ValueError:
-        raise ValueError("parse error") from None
-    if neg:
-        n = -n
-    if unsigned:
-        if n > _U64_MAX:
-            raise ValueError("value out of range")
-    elif not _I64_MIN <= n <= _I64_MAX:
-        raise ValueError("value out of range")
-    return n
+    """Go's ``strconv.ParseInt(s, 0, 64)`` / ``ParseUint(s, 0, 64)``, as the flag package
+    reads ``int``/``uint`` flags (:mod:`muster.goparse`)."""
+    return parse_uint(value) if unsigned else parse_int(value)
 
 
 @dataclass(frozen=True)
@@ -180,50 +136,18 @@ class FlagSet:
             else:
                 values[name] = flag.default
         set_flags: set[str] = set()
-        i = 0
-        argv = list(args)
-        while i < len(argv):
-            arg = argv[i]
-            if len(arg) < 2 or arg[0] != "-":
-                break
-            num_minuses = 1
-            if arg[1] == "-":
-                num_minuses = 2
-                if len(arg) == 2:  # "--" terminates the flags
-                    i += 1
-                    break
-            name = arg[num_minuses:]
-            if not name or name[0] in "-=":
-                raise FlagError(f"bad flag syntax: {arg}")
-            i += 1
-            has_value = False
-            value = ""
-            if "=" in name:
-                name, value = name.split("=", 1)
-                has_value = True
-            found = self.flags.get(name)
-            if found is None:
-                if name in ("help", "h"):
-                    raise HelpRequested()
-                raise FlagError(f"flag provided but not defined: -{name}")
-            flag = found
-            if flag.kind == "bool":
-                if has_value:
-                    try:
-                        values[name] = parse_go_bool(value)
-                    except ValueError:
-                        raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error') from None
-                else:
-                    values[name] = True
+        scanner = FlagScanner(args, self._is_bool)
+        for name, value in scanner:
+            if isinstance(value, bool):
+                values[name] = value
             else:
-                if not has_value:
-                    if i >= len(argv):
-                        raise FlagError(f"flag needs an argument: -{name}")
-                    value = argv[i]
-                    i += 1
-                self._set(flag, values, value)
+                self._set(self.flags[name], values, value)
             set_flags.add(name)
-        return Parsed(values=values, args=argv[i:], set_flags=set_flags)
+        return Parsed(values=values, args=scanner.rest, set_flags=set_flags)
+
+    def _is_bool(self, name: str) -> bool | None:
+        flag = self.flags.get(name)
+        return None if flag is None else flag.kind == "bool"
 
     @staticmethod
     def _set(flag: Flag, values: dict[str, Any], value: str) -> None:
@@ -232,9 +156,9 @@ class FlagSet:
             if flag.kind == "string":
                 values[name] = value
             elif flag.kind == "int":
-                values[name] = parse_go_int(value)
+                values[name] = parse_int(value)
             elif flag.kind == "uint":
-                values[name] = parse_go_int(value, unsigned=True)
+                values[name] = parse_uint(value)
             elif flag.kind == "duration":
                 values[name] = parse_duration_ns(value)
             elif flag.kind == "list":
@@ -245,8 +169,9 @@ class FlagSet:
                 key, val = value.split("=", 1)
                 values[name][key] = val
         except ValueError as err:
-            reason = str(err) if flag.kind in ("int", "uint", "map") else "parse error"
-            raise FlagError(f'invalid value "{value}" for flag -{name}: {reason}') from None
+            # The flag package prints "parse error" for a bad duration, whatever time says.
+            reason = "parse error" if flag.kind == "duration" else flag_reason(err)
+            raise invalid_value(name, value, reason) from None
 
 
 def add_http_flags(fs: FlagSet, *, server: bool = True) -> None:

@@ -21,10 +21,11 @@ from types import FrameType
 from typing import Any
 
 from muster.api import Client, ConsulError, QueryMeta
-from muster.cli.flags import FlagSet, add_http_flags, parse_go_bool
+from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.format import go_json, go_json_indent, kvpair_go
 from muster.cli.lock import child_command, describe_exit
 from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.goparse import parse_bool
 
 __all__ = ["build_fetcher", "watch"]
 
@@ -144,11 +145,9 @@ def watch(ui: UI, args: list[str]) -> int:
         params["stale"] = True
     if p["passingonly"]:
         try:
-            params["passingonly"] = parse_go_bool(p["passingonly"])
-        except ValueError:
-            ui.err(
-                f'Failed to parse passingonly flag: strconv.ParseBool: parsing "{p["passingonly"]}": invalid syntax'
-            )
+            params["passingonly"] = parse_bool(p["passingonly"])
+        except ValueError as err:
+            ui.err(f"Failed to parse passingonly flag: {err}")
             return 1
     client = make_client(ui, p)
     try:

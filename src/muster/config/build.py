@@ -18,7 +18,7 @@ from .coerce import coerce_source
 from .flags import parse_flags
 from .merge import construct, merge_typed
 from .schema import Config
-from .sources import load_path, parse_text
+from .sources import legacy_acl_keys, load_path, parse_text
 from .validate import finalise
 
 __all__ = ["config_from_dict", "parse_agent_flags"]
@@ -42,12 +42,22 @@ _DEV_SOURCE: dict[str, Any] = {
 def _build(sources: Iterable[tuple[str, Mapping[str, Any]]], *, set_flags: Iterable[str] = (),
            config_files: Sequence[str] = (), warnings: Sequence[str] = ()) -> Config:
     typed: dict[str, Any] = {}
+    all_warnings = list(warnings)
+    legacy_master = False
     for name, raw in sources:
         typed = merge_typed(typed, coerce_source(raw, name), Config)
+        if isinstance(raw, Mapping):
+            acl_warnings, legacy = legacy_acl_keys(raw)
+            all_warnings.extend(acl_warnings)
+            if legacy is not None:
+                legacy_master = legacy
     cfg = construct(Config, typed)
     cfg = dataclasses.replace(
-        cfg, set_flags=frozenset(set_flags), config_files=tuple(config_files), warnings=tuple(warnings)
+        cfg, set_flags=frozenset(set_flags), config_files=tuple(config_files), warnings=tuple(all_warnings)
     )
+    if legacy_master:
+        tokens = dataclasses.replace(cfg.acl.tokens, initial_management_legacy=True)
+        cfg = dataclasses.replace(cfg, acl=dataclasses.replace(cfg.acl, tokens=tokens))
     return finalise(cfg)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from muster.durations import parse_duration
-from muster.goparse import parse_bool, parse_int
+from muster.goparse import parse_bool, parse_float, parse_int
 
 from .errors import ConfigError, SourceError, type_name
 from .merge import merge_block_list
@@ -67,7 +67,7 @@ def _coerce_scalar(kind: str, v: object, key: str) -> Any:
             return float(v)
         if isinstance(v, str):
             try:
-                return float(v)
+                return parse_float(v)
             except ValueError:
                 raise SourceError(f"{key}: invalid number {v!r}") from None
         raise SourceError(f"{key}: expected a number, got {type_name(v)}")

@@ -18,8 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from muster.durations import parse_duration
-from muster.goparse import parse_bool, parse_int
+from muster.goparse import (
+    FlagError,
+    FlagHelp,
+    FlagScanner,
+    FlagValueError,
+    flag_reason,
+    invalid_value,
+    parse_duration_ns,
+    parse_int,
+)
 
 from .errors import ConfigError, HelpRequested, UsageError
 
@@ -158,64 +166,47 @@ class ParsedFlags:
 
 
 def parse_flags(argv: Sequence[str]) -> ParsedFlags:
-    """Tokenise ``argv`` with Go ``flag`` package rules (single or double dash, ``=`` or
-    separate value, bool flags never consume the next argument, ``--`` ends flags)."""
+    """Tokenise ``argv`` with Go ``flag`` package rules (:class:`muster.goparse.FlagScanner`)
+    and apply each flag in order.  ``consul agent`` takes no positional arguments."""
     parsed = ParsedFlags({}, set(), [], None, [])
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        if arg == "--":
-            if i < len(args):
-                raise UsageError(f"unexpected argument {args[i]!r}")
-            break
-        if len(arg) < 2 or arg[0] != "-":
-            raise UsageError(f"unexpected argument {arg!r}")
-        name = arg[2:] if arg.startswith("--") else arg[1:]
-        if not name or name[0] in "-=":
-            raise UsageError(f"bad flag syntax: {arg}")
-        name, has_value, value = name.partition("=")
-        if name in ("h", "help"):
-            raise HelpRequested()
-        flag = _FLAGS.get(name)
-        if flag is None:
-            raise UsageError(f"flag provided but not defined: -{name}")
-        if flag.kind == "bool":
-            if has_value:
-                try:
-                    bval = parse_bool(value)
-                except ValueError:
-                    raise ConfigError(f'invalid boolean value "{value}" for -{name}: parse error') from None
-            else:
-                bval = True
-            _set_path(parsed.raw, flag.path, bval)
+    scanner = FlagScanner(argv, _is_bool_flag)
+    try:
+        for name, value in scanner:
+            flag = _FLAGS[name]
             parsed.set_flags.add(name)
-            continue
-        if not has_value:
-            if i >= len(args):
-                raise UsageError(f"flag needs an argument: -{name}")
-            value = args[i]
-            i += 1
-        parsed.set_flags.add(name)
-        _apply_flag_value(parsed, flag, value)
+            if isinstance(value, bool):
+                _set_path(parsed.raw, flag.path, value)
+            else:
+                _apply_flag_value(parsed, flag, value)
+    except FlagValueError as exc:
+        raise ConfigError(str(exc)) from None
+    except FlagError as exc:
+        raise UsageError(str(exc)) from None
+    except FlagHelp:
+        raise HelpRequested() from None
+    if scanner.rest:
+        raise UsageError(f"unexpected argument {scanner.rest[0]!r}")
     return parsed
 
 
-def _apply_flag_value(parsed: ParsedFlags, flag: _Flag, value: str) -> None:
-    def bad(reason: str) -> ConfigError:
-        return ConfigError(f'invalid value "{value}" for flag -{flag.name}: {reason}')
+def _is_bool_flag(name: str) -> bool | None:
+    flag = _FLAGS.get(name)
+    return None if flag is None else flag.kind == "bool"
 
+
+def _apply_flag_value(parsed: ParsedFlags, flag: _Flag, value: str) -> None:
+    """Apply one value flag; a bad value raises :class:`FlagValueError` with Go's text."""
     if flag.kind == "int":
         try:
             _set_path(parsed.raw, flag.path, parse_int(value))
         except ValueError as exc:
-            raise bad(str(exc)) from None
+            raise invalid_value(flag.name, value, flag_reason(exc)) from None
     elif flag.kind == "dur":
+        # Consul checks agent durations when it builds the config, with time's error text.
         try:
-            parse_duration(value)
+            parse_duration_ns(value)
         except ValueError as exc:
-            raise bad(str(exc)) from None
+            raise invalid_value(flag.name, value, str(exc)) from None
         _set_path(parsed.raw, flag.path, value)
     elif flag.kind == "str":
         _set_path(parsed.raw, flag.path, value)
@@ -228,7 +219,7 @@ def _apply_flag_value(parsed: ParsedFlags, flag: _Flag, value: str) -> None:
         parsed.config_paths.append(value)
     elif flag.name == "config-format":
         if value not in ("json", "hcl"):
-            raise bad("must be json or hcl")
+            raise invalid_value(flag.name, value, "must be json or hcl")
         parsed.config_format = value
     elif flag.name == "hcl":
         parsed.hcl.append(value)

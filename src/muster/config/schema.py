@@ -108,6 +108,9 @@ class ACLTokens:
     replication: str = _f("", "str")
     config_file_service_registration: str = _f("", "str")
     dns: str = _f("", "str")
+    #: True when ``initial_management`` came from a pre-1.11 key (``acl.tokens.master`` or
+    #: ``acl_master_token``): the token is then described as those servers did ("Master Token").
+    initial_management_legacy: bool = field(default=False, metadata={"kind": "internal"})
 
 
 @dataclass(frozen=True)

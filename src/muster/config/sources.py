@@ -24,7 +24,7 @@ from typing import Any
 from .errors import ConfigError, SourceError, type_name
 from .merge import merge_block_list, merge_raw
 
-__all__ = ["load_path", "normalise_definition", "normalise_source", "parse_text"]
+__all__ = ["legacy_acl_keys", "load_path", "normalise_definition", "normalise_source", "parse_text"]
 
 
 # Keys inside service/check definitions whose values are lists of objects; any other
@@ -129,6 +129,53 @@ _TOP_LIST_ALIASES: dict[str, str] = {
     "start_join": "retry_join",
     "start_join_wan": "retry_join_wan",
 }
+
+
+# Pre-1.11 ACL spellings, with the replacement Consul names in its deprecation warning.
+_LEGACY_ACL_TOP: dict[str, str] = {
+    "acl_datacenter": "primary_datacenter",
+    "acl_default_policy": "acl.default_policy",
+    "acl_down_policy": "acl.down_policy",
+    "acl_ttl": "acl.token_ttl",
+    "acl_token": "acl.tokens.default",
+    "acl_agent_token": "acl.tokens.agent",
+    "acl_agent_master_token": "acl.tokens.agent_recovery",
+    "acl_master_token": "acl.tokens.initial_management",
+    "acl_replication_token": "acl.tokens.replication",
+    "enable_acl_replication": "acl.enable_token_replication",
+}
+_LEGACY_ACL_TOKENS: dict[str, str] = {
+    "master": "acl.tokens.initial_management",
+    "agent_master": "acl.tokens.agent_recovery",
+}
+
+
+def legacy_acl_keys(raw: Mapping[str, Any]) -> tuple[list[str], bool | None]:
+    """Consul's deprecation warnings for the legacy ACL keys of one raw source, and whether
+    that source set the initial management token through a legacy key (True), the modern one
+    (False), or not at all (None).  The modern spelling wins within one source."""
+    warnings = [
+        f"The '{k}' field is deprecated. Use the '{new}' field instead."
+        for k, new in _LEGACY_ACL_TOP.items()
+        if k in raw
+    ]
+    acl = raw.get("acl")
+    blocks = acl if isinstance(acl, list) else [acl]
+    modern = legacy = False
+    for block in blocks:
+        if not isinstance(block, Mapping):
+            continue
+        tokens = block.get("tokens")
+        for t in tokens if isinstance(tokens, list) else [tokens]:
+            if not isinstance(t, Mapping):
+                continue
+            for k, new in _LEGACY_ACL_TOKENS.items():
+                if k in t:
+                    warnings.append(f"The 'acl.tokens.{k}' field is deprecated. Use the '{new}' field instead.")
+            modern = modern or "initial_management" in t
+            legacy = legacy or "master" in t
+    legacy = legacy or "acl_master_token" in raw
+    return warnings, (False if modern else True if legacy else None)
 
 
 def normalise_source(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,12 +26,14 @@ from ..agent import mesh
 from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
 from ..durations import parse_duration
 from ..errors import ACLDisabled, BadRequest, MusterError
+from ..goparse import FALSE_STRINGS, parse_bool
 from ..state.watch import WatchSet
 from ..version import REVISION, VERSION
 from . import render
 from .app import Route
+from .body import canon, want_str
 from .common import Ctx, apply_filter_expr
-from .request import GO_FALSE, GO_TRUE, Request, Response, json_response, text_response
+from .request import Request, Response, json_response, text_response
 
 BUILD_DATE = "2025-11-25T00:00:00Z"
 PROM_DISABLED = "Prometheus is not enabled since its retention time is not positive"
@@ -81,12 +83,10 @@ def _flag_value(req: Request, name: str) -> bool:
     """``?enable=`` style required bool: 400 when missing or not a Go bool."""
     if name not in req.query:
         raise BadRequest(f"Missing value for {name}")
-    v = req.get(name)
-    if v in GO_TRUE:
-        return True
-    if v in GO_FALSE:
-        return False
-    raise BadRequest(f"Invalid value for {name}")
+    try:
+        return parse_bool(req.get(name))
+    except ValueError:
+        raise BadRequest(f"Invalid value for {name}") from None
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -268,7 +268,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def service_register(req: Request) -> Response:
         sd = parse_service(await req.json())
-        replace = "replace-existing-checks" in req.query and req.get("replace-existing-checks") not in GO_FALSE
+        replace = "replace-existing-checks" in req.query and req.get("replace-existing-checks") not in FALSE_STRINGS
         agent().add_service(sd, replace_existing_checks=replace, source="remote", token=req.token())
         return empty()
 
@@ -451,10 +451,15 @@ def routes(ctx: Ctx) -> list[Route]:
         return json_response(req, host_info())
 
     async def token(req: Request) -> Response:
-        """``/agent/token/<kind>``: ACLs are disabled in this build, so Consul's 401 applies."""
-        if ctx.config is not None and getattr(getattr(ctx.config, "acl", None), "enabled", False):
-            raise MusterError("ACL token updates are not supported by this agent")
-        raise ACLDisabled()
+        """``PUT /agent/token/<kind>``: replace one of the agent's tokens (``acl:write``)."""
+        svc = ctx.acl
+        if svc is None or not svc.enabled:
+            raise ACLDisabled()
+        ctx.authorizer(req).require("acl", "write")
+        raw = await req.json()
+        body = canon(raw, ("Token",), "structs.AgentToken") if raw is not None else {}
+        svc.set_agent_token(req.route_param, want_str(body, "Token"))
+        return empty()
 
     return [
         Route("/v1/agent/self", ("GET",), self_),

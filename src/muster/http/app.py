@@ -80,10 +80,11 @@ class App:
         router: Router,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
         extra_headers: list[tuple[str, str]] | None = None,
+        default_acl_policy: str = "allow",
     ) -> None:
         self.router = router
         self.fallback = fallback
-        base = [(b"x-consul-default-acl-policy", b"allow")]
+        base = [(b"x-consul-default-acl-policy", default_acl_policy.encode())]
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
         self._base_headers = base

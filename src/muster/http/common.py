@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..acl.authorizer import MANAGE_ALL, Authorizer
 from ..errors import MusterError, NoPathToDatacenter
 from ..runtime import Rng
 from ..server.blocking import QueryOptions, blocking_query
@@ -35,6 +36,17 @@ class Ctx:
     kv_max_value_size: int = 524288
     txn_max_req_len: int = 524288
     extra: dict[str, Any] = field(default_factory=dict)
+    acl: Any = None  # muster.server.acl.ACLService; None: no ACL system, everything is allowed
+
+    def authorizer(self, req: Request) -> Authorizer:
+        """The caller's authorizer (403 ``ACL not found`` for an unknown token)."""
+        svc = self.acl
+        if svc is None or not svc.enabled:
+            return MANAGE_ALL
+        return svc.authorize(req.token())
+
+    def acl_enabled(self) -> bool:
+        return self.acl is not None and self.acl.enabled
 
     def check_dc(self, req: Request) -> None:
         dc = req.get("dc")

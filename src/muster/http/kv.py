@@ -12,7 +12,9 @@ Writes: ``cas``/``acquire``/``release`` are mutually exclusive; values over
 
 from __future__ import annotations
 
+from ..acl.authorizer import Authorizer
 from ..errors import BadRequest, MusterError, TooLarge
+from ..goparse import parse_uint
 from ..server.blocking import blocking_query
 from ..state.kv import DirEntry
 from ..state.watch import WatchSet
@@ -23,6 +25,7 @@ from .request import Request, Response, json_response, parse_query_options
 
 TRUE = b"true"
 FALSE = b"false"
+FILTERED = ("X-Consul-Results-Filtered-By-ACLs", "true")
 KV_DOC = "https://developer.hashicorp.com/consul/docs/agent/config/config-files#kv_max_value_size"
 
 
@@ -44,6 +47,8 @@ def routes(ctx: Ctx) -> list[Route]:
     server = ctx.server
     store = server.store
 
+    list_policy = bool(ctx.acl_enabled() and ctx.config is not None and ctx.config.acl.enable_key_list_policy)
+
     async def kv(req: Request) -> Response:
         m = req.method
         if m == "GET" or m == "HEAD":
@@ -63,24 +68,52 @@ def routes(ctx: Ctx) -> list[Route]:
         opts = parse_query_options(req)
         if opts.consistency != "stale":
             await server.check_read(opts.consistency)
+        # Permissions are checked inside each run: a blocking query re-checks on every wake.
+        filtered = False
+        carried_token = bool(req.token())
+
+        def list_authz() -> Authorizer:
+            a = ctx.authorizer(req)
+            if list_policy:
+                a.require("key", "list", key)
+            return a
+
         if keys:
             sep = req.get("separator") or req.get("seperator")
 
             def run_keys(ws: WatchSet | None) -> tuple[int, list[str]]:
-                return store.kv_list_keys(ws, key, sep)
+                nonlocal filtered
+                a = list_authz()
+                if a.unrestricted("key"):
+                    return store.kv_list_keys(ws, key, sep)
+                idx, entries = store.kv_list(ws, key)
+                readable = [e for e in entries if a.allowed("key", e.key, "read")]
+                filtered = len(readable) != len(entries)
+                return idx, _key_names(readable, key, sep)
 
             idx, names = await blocking_query(store, opts, run_keys, ctx.rng, ctx.default_query_time, ctx.max_query_time)
             headers = ctx.meta_headers(idx, opts)
+            if filtered and carried_token:
+                headers.append(FILTERED)
             if not names and key:
                 return Response(404, b"", None, headers)
             return json_response(req, names, 200, headers)
         if recurse:
 
             def run_list(ws: WatchSet | None) -> tuple[int, list[DirEntry]]:
-                return store.kv_list(ws, key)
+                nonlocal filtered
+                a = list_authz()
+                idx, entries = store.kv_list(ws, key)
+                if a.unrestricted("key"):
+                    return idx, entries
+                readable = [e for e in entries if a.allowed("key", e.key, "read")]
+                filtered = len(readable) != len(entries)
+                return idx, readable
 
             idx, entries = await blocking_query(store, opts, run_list, ctx.rng, ctx.default_query_time, ctx.max_query_time)
             headers = ctx.meta_headers(idx, opts)
+            if filtered and carried_token:
+                headers.append(FILTERED)
             if not entries:
                 return Response(404, b"", None, headers)
             return json_response(req, [e.as_dict() for e in entries], 200, headers)
@@ -88,10 +121,12 @@ def routes(ctx: Ctx) -> list[Route]:
         if opts.min_index:
 
             def run_get(ws: WatchSet | None) -> tuple[int, DirEntry | None]:
+                ctx.authorizer(req).require("key", "read", key)
                 return store.kv_get(ws, key)
 
             idx, entry = await blocking_query(store, opts, run_get, ctx.rng, ctx.default_query_time, ctx.max_query_time)
         else:
+            ctx.authorizer(req).require("key", "read", key)
             idx, entry = store.kv_get(None, key)
         headers = ctx.meta_headers(idx, opts)
         if entry is None:
@@ -114,6 +149,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not key:
             raise BadRequest("Missing key name")
         _check_key(key)
+        ctx.authorizer(req).require("key", "write", key)
         n = ("cas" in q) + ("acquire" in q) + ("release" in q)
         if n > 1:
             raise _conflict(req)
@@ -144,6 +180,10 @@ def routes(ctx: Ctx) -> list[Route]:
         if not key and not recurse:
             raise BadRequest("Missing key name")
         if recurse:
+            ctx.authorizer(req).require_key_write_prefix(key)
+        else:
+            ctx.authorizer(req).require("key", "write", key)
+        if recurse:
             cmd = KVSCommand(op="delete-tree", key=key)
         elif "cas" in q:
             cmd = KVSCommand(op="delete-cas", key=key, index=_u64(req, "cas"))
@@ -162,12 +202,27 @@ def routes(ctx: Ctx) -> list[Route]:
     return [Route("/v1/kv/", ("GET", "PUT", "DELETE"), kv, prefix=True)]
 
 
+def _key_names(entries: list[DirEntry], prefix: str, separator: str) -> list[str]:
+    """``?keys`` of already-filtered entries: names, folded at the first separator past the prefix."""
+    if not separator:
+        return [e.key for e in entries]
+    out: list[str] = []
+    last = None
+    plen = len(prefix)
+    for e in entries:
+        pos = e.key.find(separator, plen)
+        k = e.key if pos < 0 else e.key[: pos + len(separator)]
+        if k != last:
+            out.append(k)
+            last = k
+    return out
+
+
 def _u64(req: Request, name: str) -> int:
     """Consul parses ``flags``/``cas`` with ``strconv.ParseUint`` and answers a failure with 500."""
     if name not in req.query:
         return 0
-    v = req.get(name)
-    if not v.isdigit() or int(v) > 2**64 - 1:
-        reason = "value out of range" if v.isdigit() else "invalid syntax"
-        raise MusterError(f'strconv.ParseUint: parsing "{v}": {reason}')
-    return int(v)
+    try:
+        return parse_uint(req.get(name), 10)
+    except ValueError as err:
+        raise MusterError(str(err)) from None

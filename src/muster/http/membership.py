@@ -26,6 +26,7 @@ def routes(ctx: Ctx) -> list[Route]:
         return m.pool
 
     async def join(req: Request) -> Response:
+        ctx.authorizer(req).require("agent", "write", ctx.server.ident.node_name)
         addr = req.route_param
         if not addr:
             raise BadRequest("Missing address to join")
@@ -45,6 +46,7 @@ def routes(ctx: Ctx) -> list[Route]:
         return Response(200, b"")
 
     async def force_leave(req: Request) -> Response:
+        ctx.authorizer(req).require("operator", "write")
         node = req.route_param
         if not node:
             raise BadRequest("Missing node name")
@@ -53,6 +55,7 @@ def routes(ctx: Ctx) -> list[Route]:
         return Response(200, b"")
 
     async def keyring(req: Request) -> Response:
+        ctx.authorizer(req).require("keyring", "read" if req.method == "GET" else "write")
         p = pool()
         if p.keyring is None:
             raise MusterError("keyring operations need gossip encryption: start the agent with -encrypt")

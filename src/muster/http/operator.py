@@ -80,6 +80,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def snapshot(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("snapshot", "write")  # management only, save and restore
         if req.method == "GET":
             opts = parse_query_options(req)
             await server.check_read(opts.consistency)
@@ -118,6 +119,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def remove_peer(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "write")
         c = cluster()
         nid = find_peer(req)
         lead = c.log.leader_id()
@@ -131,6 +133,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def transfer_leader(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "write")
         c = cluster()
         lg = c.log
         if not lg.is_leader():
@@ -172,6 +175,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def autopilot_state(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read")
         fwd = await from_leader(ctx, req)
         if fwd is not None:
             return fwd
@@ -209,6 +213,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def leave(req: Request) -> Response:
         """Graceful leave: hand leadership over, leave the Raft configuration, then shut down."""
+        ctx.authorizer(req).require("agent", "write", server.ident.node_name)
         c = ctx.extra.get("cluster")
         if c is not None and getattr(c, "log", None) is not None:
             lg = c.log

@@ -16,12 +16,10 @@ import msgspec
 
 from ..durations import parse_duration
 from ..errors import BadRequest, TooLarge
+from ..goparse import parse_bool, parse_uint
 from ..server.blocking import QueryOptions
 
-GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 MAX_BODY = 64 * 1024 * 1024
-U64_MAX = 2**64 - 1
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -71,24 +69,22 @@ class Request:
         if name not in self.query:
             return None
         v = self.get(name)
-        if v == "" or v in GO_TRUE:
+        if v == "":
             return True
-        if v in GO_FALSE:
-            return False
-        raise BadRequest(error)
+        try:
+            return parse_bool(v)
+        except ValueError:
+            raise BadRequest(error) from None
 
     def uint_param(self, name: str, error: str | None = None) -> int | None:
-        """An unsigned 64-bit query value, or None when absent."""
+        """``strconv.ParseUint(?name, 10, 64)``, or None when absent; a bad value is 400 with
+        ``error`` or Go's error text."""
         if name not in self.query:
             return None
-        v = self.get(name)
         try:
-            n = int(v, 10)
-            if not v.isdigit() or n > U64_MAX:
-                raise ValueError(v)
-        except ValueError:
-            raise BadRequest(error or f'strconv.ParseUint: parsing "{v}": invalid syntax') from None
-        return n
+            return parse_uint(self.get(name), 10)
+        except ValueError as err:
+            raise BadRequest(error or str(err)) from None
 
     # ------------------------------------------------------------------ body
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ACLDisabled, BadRequest
+from ..goparse import parse_uint
 from ..structs import AutopilotCommand
 from .app import Route
 from .body import canon
@@ -52,6 +53,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def raft_configuration(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read")
         fwd = await from_leader(ctx, req)
         if fwd is not None:
             return fwd
@@ -62,6 +64,7 @@ def routes(ctx: Ctx) -> list[Route]:
     async def autopilot_health(req: Request) -> Response:
         """Server health as the leader sees it (see ``autopilot_health_view``)."""
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read")
         fwd = await from_leader(ctx, req)
         if fwd is not None:
             return fwd
@@ -70,6 +73,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def autopilot_config(req: Request) -> Response:
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "read" if req.method == "GET" else "write")
         if req.method == "GET":
             cur = dict(AUTOPILOT_DEFAULTS)
             cur.update({k: v for k, v in server.store.autopilot.items()})
@@ -82,9 +86,10 @@ def routes(ctx: Ctx) -> list[Route]:
         cas = -1
         if "cas" in req.query:
             v = req.get("cas")
-            if not v.isdigit():
-                raise BadRequest(f"Error parsing cas value: {v}")
-            cas = int(v)
+            try:
+                cas = parse_uint(v, 10)
+            except ValueError:
+                raise BadRequest(f"Error parsing cas value: {v}") from None
         ok = await server.apply(AutopilotCommand(config=cfg, cas=cas))
         return json_response(req, bool(ok))
 

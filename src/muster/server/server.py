@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,8 @@ class Server:
         self._tasks: list[asyncio.Task[None]] = []
         self._reaped_upto = 0
         self.started_at = self.clock.wall()
+        #: Coroutines run, in order, each time this server becomes leader (ACL bootstrap...).
+        self.leader_hooks: list[Callable[[], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,6 +121,8 @@ class Server:
         await self.register_self()
         for sid, sess in list(self.store.sessions.items()):
             self._arm_session_timer(sid, sess.get("TTL", ""))
+        for hook in self.leader_hooks:
+            await hook()
 
     # ------------------------------------------------------------------ writes
 

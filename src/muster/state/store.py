@@ -199,6 +199,7 @@ class StateStore:
             "autopilot": t.autopilot.config,
             "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
             "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
+            "acl": t.acl.dump(),
             "indexes": t.indexes,
         }
         return msgspec.msgpack.encode(data, order="sorted")
@@ -240,6 +241,7 @@ class StateStore:
         ca = data.get("connect_ca") or {}
         t.connect_ca.config = dict(ca.get("config") or {})
         t.connect_ca.roots = list(ca.get("roots") or [])
+        t.acl.load(data.get("acl"))
         t.indexes = dict(data["indexes"])
         return t
 
@@ -263,4 +265,5 @@ class StateStore:
             "Check": sum(len(p) for p in t.catalog.checks.values()),
             "Session": len(t.sessions.rows),
             "ConfigEntry": len(t.config_entries.rows),
+            **t.acl.summary(),
         }

@@ -8,6 +8,7 @@ memdb transaction: a session destroy releases KV locks, a critical check destroy
 
 from __future__ import annotations
 
+from .acl import ACLTable
 from .autopilot import AutopilotTable
 from .catalog import CatalogTable
 from .config_entries import ConfigEntryTable
@@ -29,6 +30,7 @@ class Tables:
         self.autopilot = AutopilotTable(self)
         self.config_entries = ConfigEntryTable(self)
         self.connect_ca = ConnectCATable(self)
+        self.acl = ACLTable(self)
 
     def index(self, *names: str) -> int:
         """The highest index among ``names`` (0 if none was ever written)."""

@@ -13,8 +13,10 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml tests/support/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,fast]'
+	# The test kit (simulators, checkers, netns pods) is its own distribution, never in the wheel.
+	$(BIN)/pip install -q --no-deps -e tests/support
 	# python-consul2 ships the same top-level package as py-consul: keep it apart.
 	$(BIN)/pip install -q --target $(VENV)/python-consul2 python-consul2
 	touch $(STAMP)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """DNS throughput: Muster's DNS listener with and without the answer cache.
 
-Method (as in docs/performance.md "DNS"): 100 services x 3 healthy instances; queries are A and
+Method (as in docs/performance.md#method): 100 services x 3 healthy instances; queries are A and
 SRV for the 100 service names over UDP without EDNS (so the 3-answer cap applies).  Load comes
 from ``dnsperf`` (Debian package ``dnsperf``; 4 clients, 100 outstanding) when it is installed,
 else from a Python asyncio UDP loop in a separate process (100 outstanding) - the Python loader

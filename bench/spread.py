@@ -2,7 +2,7 @@
 GETs on its 3 servers, same machine, same run, same load tool.
 
 One wrk per member at the same time (``--conns`` split evenly, 63 by default = 21 each, as the
-reference figures in shared/docs/performance.md), summing requests/s; p99 is the worst member's.
+reference figures in docs/performance.md), summing requests/s; p99 is the worst member's.
 
     .venv/bin/python bench/spread.py [--duration 10] [--conns 63]
 """

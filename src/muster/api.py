@@ -5,7 +5,7 @@ Used by the ``muster`` CLI and by tests.  It is built on the standard library on
 CLI starts fast and works without the server's dependencies.
 
 Connection settings follow Consul's Go client (``api.DefaultConfig`` and the CLI's
-``-http-addr``/``-token`` flags, contract §7.1):
+``-http-addr``/``-token`` flags, docs/compat/cli.md#connection-settings):
 
 * ``CONSUL_HTTP_ADDR`` / ``-http-addr``: ``host:port``, ``http://host:port[/prefix]``,
   ``https://host:port``, or ``unix:///path/to/socket``.  Default ``127.0.0.1:8500``.
@@ -236,7 +236,7 @@ class ClientConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientConfig:
-        """Read the ``CONSUL_*`` environment variables (contract §7.1).
+        """Read the ``CONSUL_*`` environment variables (docs/compat/cli.md#connection-settings).
 
         Unparsable booleans are ignored with a warning (appended to ``warnings``), as the
         Go client does.

@@ -24,7 +24,7 @@ expected: "!=", ".", "==", "[", [ \\t\\r\\n] or [a-zA-Z0-9_]``).
 
 Evaluation follows bexpr's rules: a key missing from a map gives the operator's
 "not present" answer (``==`` false, ``!=`` true, ``is empty`` true, ...); ``in``/``contains``
-test list membership, map key presence or substring.  Muster extension (as the contract asks):
+test list membership, map key presence or substring.  Muster extension (docs/compat/http.md#filtering):
 a selector that passes *through* a list (``Checks.Status`` on a list of checks) is evaluated
 for every element and matches if any element does.
 
@@ -42,7 +42,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from muster.goparse import parse_bool, parse_float, parse_int
+from muster.goparse import parse_bool, parse_float, parse_int, unquote_interpreted
+from muster.goparse import quote as go_quote
 
 __all__ = [
     "Filter",
@@ -138,62 +139,6 @@ def _is_ptrchar(c: str) -> bool:
     return c.isalpha() or c.isnumeric() or c in "-_.~|"
 
 
-def _go_quote(s: str) -> str:
-    """strconv.Quote for the ASCII literals of the grammar."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-_GO_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-                      "\\": "\\", '"': '"'}
-
-
-def _go_unquote_double(body: str) -> str:
-    """strconv.Unquote for a double-quoted literal's body (no unescaped '"' inside, by grammar).
-
-    Raises ValueError("invalid syntax") like Go on bad escapes or raw newlines.
-    """
-    out: list[str] = []
-    i = 0
-    n = len(body)
-    while i < n:
-        c = body[i]
-        if c == "\n":
-            raise ValueError("invalid syntax")
-        if c != "\\":
-            out.append(c)
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise ValueError("invalid syntax")
-        e = body[i + 1]
-        if e in _GO_SIMPLE_ESCAPES:
-            out.append(_GO_SIMPLE_ESCAPES[e])
-            i += 2
-        elif e in "xuU":
-            width = {"x": 2, "u": 4, "U": 8}[e]
-            digits = body[i + 2: i + 2 + width]
-            if len(digits) != width or any(d not in "0123456789abcdefABCDEF" for d in digits):
-                raise ValueError("invalid syntax")
-            code = int(digits, 16)
-            if e == "x":
-                # \xNN is a byte; for ASCII it is the character, otherwise keep Go's byte via latin-1
-                out.append(chr(code))
-            else:
-                if code > 0x10FFFF or 0xD800 <= code < 0xE000:
-                    raise ValueError("invalid syntax")
-                out.append(chr(code))
-            i += 2 + width
-        elif e in "01234567":
-            digits = body[i + 1: i + 4]
-            if len(digits) != 3 or any(d not in "01234567" for d in digits) or int(digits, 8) > 255:
-                raise ValueError("invalid syntax")
-            out.append(chr(int(digits, 8)))
-            i += 4
-        else:
-            raise ValueError("invalid syntax")
-    return "".join(out)
-
-
 _Result = tuple[Any, int] | None
 
 
@@ -239,7 +184,7 @@ class _Parser:
     # ---- terminals --------------------------------------------------------------------
 
     def lit(self, pos: int, text: str) -> int | None:
-        want = _go_quote(text)
+        want = go_quote(text)
         if self.s.startswith(text, pos):
             self._fail_at(True, pos, want)
             return pos + len(text)
@@ -678,7 +623,7 @@ class _Parser:
             if quote == "`":
                 return body.replace("\r", ""), end
             try:
-                return _go_unquote_double(body), end
+                return unquote_interpreted(body), end
             except ValueError as exc:
                 self._err(pos, str(exc))
                 return "", end

@@ -60,6 +60,7 @@ __all__ = [
     "parse_int",
     "parse_uint",
     "quote",
+    "unquote_interpreted",
 ]
 
 ERR_SYNTAX = "invalid syntax"
@@ -70,6 +71,8 @@ def quote(s: str) -> str:
     """Go's ``strconv.Quote`` (also what ``%q`` prints): printable characters verbatim,
     ``"`` and ``\\`` escaped, the usual C escapes, other characters as ``\\xNN``, ``\\uNNNN``
     or ``\\UNNNNNNNN``."""
+    if s.isascii() and s.isprintable():
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
     out = ['"']
     for ch in s:
         if ch in ('"', "\\"):
@@ -254,6 +257,59 @@ def parse_float(s: str) -> float:
     if value in (float("inf"), float("-inf")):
         raise NumError(func, s, ERR_RANGE)
     return value
+
+
+_SIMPLE_ESCAPES = {
+    "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"',
+}
+
+
+def unquote_interpreted(body: str) -> str:
+    """``strconv.Unquote`` of ``"<body>"``: the body of a Go interpreted string literal (the
+    caller has found the closing quote, so ``body`` holds no unescaped ``"``).
+
+    Raises ValueError("invalid syntax") like Go on bad escapes or raw newlines.
+    """
+    out: list[str] = []
+    i = 0
+    n = len(body)
+    while i < n:
+        c = body[i]
+        if c == "\n":
+            raise ValueError("invalid syntax")
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise ValueError("invalid syntax")
+        e = body[i + 1]
+        if e in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[e])
+            i += 2
+        elif e in "xuU":
+            width = {"x": 2, "u": 4, "U": 8}[e]
+            digits = body[i + 2: i + 2 + width]
+            if len(digits) != width or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                raise ValueError("invalid syntax")
+            code = int(digits, 16)
+            if e == "x":
+                # \xNN is a byte; for ASCII it is the character, otherwise keep Go's byte via latin-1
+                out.append(chr(code))
+            else:
+                if code > 0x10FFFF or 0xD800 <= code < 0xE000:
+                    raise ValueError("invalid syntax")
+                out.append(chr(code))
+            i += 2 + width
+        elif e in "01234567":
+            digits = body[i + 1: i + 4]
+            if len(digits) != 3 or any(d not in "01234567" for d in digits) or int(digits, 8) > 255:
+                raise ValueError("invalid syntax")
+            out.append(chr(int(digits, 8)))
+            i += 4
+        else:
+            raise ValueError("invalid syntax")
+    return "".join(out)
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from .errors import MusterError
+from .events import EventBuffer
 from .gossip.core import GossipConfig
 from .gossip.keyring import Keyring
 from .gossip.serf import MemberEvent, MemberStatus, SerfEvent, SerfMember, UserEvent
@@ -52,8 +53,9 @@ class Membership:
         config: Any,
         clock: Clock,
         rng: Rng,
-        events: Any,
+        events: EventBuffer,
         is_server: bool,
+        fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.server = server
         self.agent = agent
@@ -97,14 +99,11 @@ class Membership:
             )
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
-        #: The Raft side (``ClusterMember``) when this agent is part of a cluster: the leader
-        #: removes client agents that left the pool from the configuration.
-        self.cluster: Any = None
         #: A freshly started pool does not know every member yet: nodes it has not heard of are
         #: only removed from the catalog after this long (several push/pull rounds).
         self.settle_time = 120.0
         #: Called when the agent must stop (retry_max exhausted): Consul exits with status 1.
-        self.fatal: Callable[[str], None] | None = None
+        self.fatal = fatal
         self.started_at = clock.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
@@ -203,6 +202,13 @@ class Membership:
             if m.tags.get("role") == "consul" and m.tags.get("dc") == dc and m.status == MemberStatus.ALIVE
         ]
 
+    def client_left(self, node_id: str) -> bool:
+        """True when the client agent ``node_id`` left the pool (the leader then drops its replica)."""
+        return any(
+            m.tags.get("id") == node_id and m.tags.get("role") == "node" and m.status == MemberStatus.LEFT
+            for m in self.pool.members()
+        )
+
     def rpc_address(self, node_id: str) -> str | None:
         """The RPC address gossip knows for server ``node_id`` (newest first), or None."""
         for m in self.pool.members():
@@ -264,19 +270,6 @@ class Membership:
             except MusterError as err:
                 log.warning("reconcile failed: %s", err)
 
-    async def _drop_client_replica(self, m: SerfMember) -> None:
-        """A client agent that left for good stops following the log."""
-        cl = self.cluster
-        lg = getattr(cl, "log", None) if cl is not None else None
-        nid = m.tags.get("id", "")
-        if lg is None or m.tags.get("role") != "node" or nid not in lg.core.learners:
-            return
-        from .raft.messages import ConfChangeType
-
-        with contextlib.suppress(MusterError):
-            await lg.change_membership(ConfChangeType.REMOVE, nid)
-            log.info("removed client %s (%s) from the replication set: it left", m.name, nid)
-
     async def reconcile(self) -> None:
         store = self.server.store
         me = self.server.ident.node_name
@@ -295,7 +288,6 @@ class Membership:
             if m.status == MemberStatus.LEFT:
                 if node is not None:
                     await self.server.apply(DeregisterCommand(node=m.name))
-                await self._drop_client_replica(m)
                 continue
             alive = m.status in (MemberStatus.ALIVE, MemberStatus.LEAVING)
             status = "passing" if alive else "critical"

@@ -18,12 +18,13 @@ import random
 import signal
 import sys
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .dns.server import DNSServer
 from .errors import MusterError
 from .eventloop import EventLoopChoiceError, choose_runner
+from .events import EventBuffer
 from .http import acl as http_acl
 from .http import agent as http_agent
 from .http import catalog as http_catalog
@@ -47,9 +48,14 @@ from .membership import Membership
 from .runtime import RealClock, Rng
 from .server.acl import ACLService
 from .server.cluster import ClusterMember
-from .server.raftlog import FormingLog, RaftTimings, ReplicatedLog
+from .server.operator import ClusterOperator
+from .server.raftlog import ClusterLog, RaftTimings, ReplicatedLog
 from .server.server import Server, ServerIdentity
+from .services import Lifecycle, Services
 from .version import VERSION
+
+if TYPE_CHECKING:
+    from .raft.storage import DiskStorage
 
 log = logging.getLogger("muster.agent")
 
@@ -129,7 +135,7 @@ def _advertise(config: Config) -> str:
 
 class AgentProcess:
     def __init__(self, config: Config, rng: Rng | None = None, argv: list[str] | None = None) -> None:
-        from .agent.agent import Agent
+        from .agent.agent import Agent  # pulls in aiohttp: only when an agent is built
 
         self.config = config
         self.argv = argv
@@ -146,19 +152,38 @@ class AgentProcess:
             node_meta=dict(config.node_meta),
             advertise_addr_wan=config.advertise_addr_wan or "",
         )
+        self.raft_storage: DiskStorage | None = None
+        # The parts of the agent, each built once, in dependency order, with what it needs
+        # passed to its constructor; then frozen into ``Services`` before the routes exist.
+        self.lifecycle = Lifecycle(reload=self.reload)
         self.cluster: ClusterMember | None = None
-        self.raft_storage: Any = None
+        self.cluster_log: ClusterLog | None = None
         if config.dev_mode:
             self.server = Server(ident, clock=self.clock, rng=self.rng)
         else:
-            hold = config.performance.rpc_hold_timeout
-            self.server = Server(ident, log_impl=FormingLog(self.clock, hold), clock=self.clock, rng=self.rng)
+            self.cluster_log = ClusterLog(self.clock, config.performance.rpc_hold_timeout)
+            self.server = Server(ident, log_impl=self.cluster_log, clock=self.clock, rng=self.rng)
+        self.agent = Agent(self.server, config, self.rng, self.clock)
+        self.events = EventBuffer()
+        self.membership: Membership | None = None
+        if gossip_wanted(config):
+            self.membership = Membership(
+                self.server,
+                self.agent,
+                config,
+                self.clock,
+                self.rng,
+                self.events,
+                is_server=config.server or config.dev_mode,
+                fatal=self.lifecycle.fatal,
+            )
+        if self.cluster_log is not None:
+            store = self.server.store
             join = list(config.retry_join) + list(getattr(config, "start_join", ()) or ())
-            rpc_host = ident.advertise_addr
             self.cluster = ClusterMember(
                 node_id=ident.node_id,
                 node_name=ident.node_name,
-                rpc_addr=f"{rpc_host}:{config.ports.server}",
+                rpc_addr=f"{ident.advertise_addr}:{config.ports.server}",
                 data_dir=config.data_dir,
                 join=join,
                 bootstrap=config.bootstrap,
@@ -166,19 +191,12 @@ class AgentProcess:
                 server_port=config.ports.server,
                 clock=self.clock,
                 role="server" if config.server else "client",
+                log=self.cluster_log,
+                gossip=self.membership,
+                autopilot_config=lambda: dict(store.autopilot),
+                dead_server_after=max(10.0, 3 * config.autopilot.server_stabilization_time + 30.0),
             )
-        self.agent = Agent(self.server, config, self.rng, self.clock)
-        self.ctx = Ctx(
-            server=self.server,
-            datacenter=config.datacenter,
-            rng=self.rng,
-            agent=self.agent,
-            config=config,
-            default_query_time=config.default_query_time,
-            max_query_time=config.max_query_time,
-            kv_max_value_size=config.limits.kv_max_value_size,
-            txn_max_req_len=config.limits.txn_max_req_len,
-        )
+        self.operator = ClusterOperator(self.server, self.cluster)
         self.acl = ACLService(
             self.server,
             config.acl,
@@ -186,14 +204,26 @@ class AgentProcess:
             None if config.dev_mode else config.data_dir,
             acl_initial_management_description(config),
         )
-        self.ctx.acl = self.acl
         self.server.leader_hooks.append(self.acl.initialize)
-        if self.cluster is not None:
-            self.ctx.extra["cluster"] = self.cluster
-            self.ctx.extra["forward_http"] = self._forward_http
-            self.cluster.rpc.handlers["http"] = self._rpc_http
-            self.cluster.autopilot_config = lambda: dict(self.server.store.autopilot)
-            self.cluster.dead_server_after = max(10.0, 3 * config.autopilot.server_stabilization_time + 30.0)
+        self.services = Services(
+            server=self.server,
+            agent=self.agent,
+            events=self.events,
+            operator=self.operator,
+            lifecycle=self.lifecycle,
+            acl=self.acl,
+            membership=self.membership,
+        )
+        self.ctx = Ctx(
+            services=self.services,
+            datacenter=config.datacenter,
+            rng=self.rng,
+            config=config,
+            default_query_time=config.default_query_time,
+            max_query_time=config.max_query_time,
+            kv_max_value_size=config.limits.kv_max_value_size,
+            txn_max_req_len=config.limits.txn_max_req_len,
+        )
         self.router = Router()
         for module in (
             http_kv,
@@ -219,24 +249,6 @@ class AgentProcess:
             list(config.http_config.response_headers.items()),
             default_acl_policy=config.acl.default_policy if config.acl.enabled else "allow",
         )
-        self.ctx.extra["reload"] = self.reload
-        self.membership: Membership | None = None
-        if gossip_wanted(config):
-            self.membership = Membership(
-                self.server,
-                self.agent,
-                config,
-                self.clock,
-                self.rng,
-                self.ctx.extra["events"],
-                is_server=config.server or config.dev_mode,
-            )
-            self.ctx.extra["deliver_event"] = self.membership.fire
-            self.ctx.extra["membership"] = self.membership
-            if self.cluster is not None:
-                self.membership.cluster = self.cluster
-                self.cluster.gossip_address = self.membership.rpc_address
-                self.cluster.gossip_servers = self.membership.servers
         self.listeners: list[Listener] = []
         self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
@@ -297,13 +309,14 @@ class AgentProcess:
             )
             log.info("server RPC uses TLS (verify_incoming=%s, verify_server_hostname=%s)", rpc_tls.verify_incoming, rpc_tls.verify_server_hostname)
         bind = cfg.bind_addr or "0.0.0.0"
+        self.operator.serve_rpc(http=self._answer_forwarded_http)
         await self.cluster.rpc.listen(bind, cfg.ports.server)
         await self.cluster.refresh_join_addrs()
         self._bg.append(asyncio.create_task(self.cluster.keep_addresses_fresh(), name="join-addresses"))
         self._bg.append(asyncio.create_task(self._form_and_run(), name="cluster-formation"))
 
     async def _form_and_run(self) -> None:
-        assert self.cluster is not None
+        assert self.cluster is not None and self.cluster_log is not None and self.raft_storage is not None
         cl, storage = self.cluster, self.raft_storage
         await cl.form(storage, self.server.fsm, self.config.retry_interval)
         rlog = ReplicatedLog(
@@ -314,11 +327,10 @@ class AgentProcess:
             self.clock,
             random.Random(self.rng.randrange(2**62)),
             self.raft_timings(),
-            sync=getattr(storage, "sync", None),
+            sync=storage.sync,
+            on_leader_change=self.server.leader_changed,
         )
-        rlog.on_leader_change = self.server.leader_changed
-        cl.log = rlog
-        self.server.log = rlog
+        self.cluster_log.attach(rlog)
         await rlog.start()
         self._bg.append(asyncio.create_task(cl.autopilot(), name="autopilot"))
         if self.membership is None:
@@ -351,6 +363,10 @@ class AgentProcess:
             await lst.start()
         if cfg.ports.dns >= 0:
             self.dns = DNSServer(self.server, cfg, rng=self.rng, clock=self.clock)
+            if self.acl.enabled:
+                acl = self.acl
+                self.dns.answerer.authorizer = acl.dns_authorizer
+                self.dns.acl_version = acl.generation
             await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
         for warning in cfg.warnings:
             log.warning("%s", warning)
@@ -375,25 +391,16 @@ class AgentProcess:
                 await t
         self._bg.clear()
         if self.membership is not None:
-            await self.membership.stop(leave=bool(self.ctx.extra.get("graceful_leave")))
-        log_impl = self.server.log
-        if isinstance(log_impl, ReplicatedLog):
-            await log_impl.stop()
+            await self.membership.stop(leave=self.lifecycle.left)
+        if self.cluster_log is not None:
+            await self.cluster_log.stop()
         await self.server.stop()
         if self.cluster is not None:
             await self.cluster.rpc.close()
-        close = getattr(self.raft_storage, "close", None)
-        if callable(close):
-            close()
+        if self.raft_storage is not None:
+            self.raft_storage.close()
 
-    async def _forward_http(self, node_id: str, req: Request) -> tuple[int, str, list[list[str]], bytes]:
-        """Ask server ``node_id`` to answer ``req`` (a GET view) as if it had been sent to it."""
-        assert self.cluster is not None
-        payload = {"m": req.method, "p": req.path, "q": req.raw_query.decode("latin-1")}
-        res = await self.cluster.rpc.call(node_id, "http", payload, timeout=15)
-        return int(res[0]), str(res[1]), list(res[2]), bytes(res[3])
-
-    async def _rpc_http(self, payload: Any) -> list[Any]:
+    async def _answer_forwarded_http(self, payload: Any) -> list[Any]:
         from .http.common import FORWARDED
 
         req = Request(str(payload["m"]), str(payload["p"]), str(payload["q"]).encode("latin-1"), {FORWARDED: "1"}, None, body=b"")
@@ -401,53 +408,12 @@ class AgentProcess:
         return [resp.status, resp.content_type or "", [list(h) for h in resp.headers], resp.body]
 
     def _raft_members(self, wan: bool = False) -> list[dict[str, Any]]:
-        """Until gossip supplies members: the servers of the Raft configuration, alive while
-        this server heard from them lately (the leader hears from everyone; a follower only
-        from the leader, so followers report what they know from the peer book)."""
-        me = self.agent.self_member(wan)
-        out = [me]
-        lg = self.server.log
-        cl = self.cluster
-        if not isinstance(lg, ReplicatedLog) or cl is None:
-            return out
-        now = self.clock.monotonic()
-        for nid in list(lg.core.voters) + list(lg.core.learners):
-            if nid == self.server.ident.node_id:
-                continue
-            peer = cl.book.peers.get(nid)
-            if peer is None or not peer.addr:
-                continue
-            host, _, port = peer.addr.rpartition(":")
-            if lg.is_leader():
-                heard = lg.last_heard.get(nid)
-                alive = heard is not None and now - heard < cl.dead_after
-            elif nid == lg.leader_id():
-                alive = lg.last_contact() < cl.dead_after
-            else:  # what the leader's reconcile wrote into the catalog
-                chk = self.server.store.checks.get(peer.name, {}).get("serfHealth")
-                alive = chk is not None and chk["Status"] == "passing"
-            m = dict(me, Name=f"{peer.name}.{self.config.datacenter}" if wan else peer.name, Addr=host.strip("[]"))
-            m["Tags"] = dict(me["Tags"], id=nid, port=port)
-            m["Status"] = 1 if alive else 4
-            out.append(m)
-        return out
+        """Until gossip supplies members: this agent and the servers of the Raft configuration."""
+        return self.operator.raft_members(self.agent.self_member(wan), wan, self.config.datacenter)
 
     async def hand_off_leadership(self, timeout: float = 3.0) -> None:
-        """On shutdown a leader transfers leadership to its most caught-up peer first, so a pod
-        deletion or a rolling restart costs one round trip instead of an election timeout.
-        (The server stays in the configuration: it is expected back, as in Consul.)"""
-        lg = self.server.log
-        if not isinstance(lg, ReplicatedLog) or not lg.is_leader():
-            return
-        others = [v for v in lg.core.voters if v != self.server.ident.node_id]
-        if not others:
-            return
-        target = max(others, key=lambda v: lg.core.prs[v].match if v in lg.core.prs else 0)
-        log.info("handing leadership to %s before shutting down", target)
-        lg.transfer_leadership(target)
-        deadline = self.clock.monotonic() + timeout
-        while lg.is_leader() and self.clock.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        """On shutdown a leader hands leadership to its most caught-up peer first."""
+        await self.operator.hand_off_leadership(timeout)
 
     async def reload(self) -> None:
         """Re-read the configuration files and apply what may change at run time
@@ -477,18 +443,9 @@ class AgentProcess:
 async def _amain(config: Config, argv: list[str] | None) -> int:
     proc = AgentProcess(config, argv=argv)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    proc.ctx.extra["shutdown"] = stop.set
-    fatal: list[str] = []
-
-    def on_fatal(msg: str) -> None:
-        fatal.append(msg)
-        stop.set()
-
-    if proc.membership is not None:
-        proc.membership.fatal = on_fatal
+    lifecycle = proc.lifecycle
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lifecycle.shutdown)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(proc.reload_from_signal()))
     try:
         await proc.start()
@@ -497,12 +454,12 @@ async def _amain(config: Config, argv: list[str] | None) -> int:
         with contextlib.suppress(Exception):
             await proc.stop()
         return 1
-    await stop.wait()
+    await lifecycle.stopping.wait()
     log.info("shutting down")
     with contextlib.suppress(Exception):
         await proc.hand_off_leadership()
     await proc.stop()
-    return 1 if fatal else 0
+    return 1 if lifecycle.fatal_error else 0
 
 
 def run_agent(config: Config, argv: list[str] | None = None) -> int:

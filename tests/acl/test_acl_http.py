@@ -1,4 +1,4 @@
-"""HTTP contract of /v1/acl/* and of KV enforcement: statuses, texts, headers (docs/acl.md)."""
+"""HTTP contract of /v1/acl/* and of KV enforcement: statuses, texts, headers (docs/compat/acl.md)."""
 
 from __future__ import annotations
 

@@ -131,3 +131,23 @@ def test_child_command_and_exit_text() -> None:
     assert describe_exit(3) == "exit status 3"
     assert describe_exit(-15) == "signal: terminated"
     assert describe_exit(-9) == "signal: killed"
+
+
+def test_api_errors_reports_consul_errors_and_exits_1() -> None:
+    from muster.api import ConsulError
+    from muster.cli.ui import UsageExit, api_errors
+
+    out, err = io.BytesIO(), io.BytesIO()
+    ui = UI(out, err, io.BytesIO(), {})
+    with pytest.raises(UsageExit) as done:
+        with api_errors(ui, 'Error listing nodes for "x"'):
+            raise ConsulError("Unexpected response code: 500 (No cluster leader)")
+    assert done.value.code == 1
+    assert err.getvalue() == b'Error listing nodes for "x": Unexpected response code: 500 (No cluster leader)\n'
+    # Anything else passes through untouched, and a clean block prints nothing.
+    with pytest.raises(KeyError):
+        with api_errors(ui, "Error"):
+            raise KeyError("k")
+    with api_errors(ui, "Error"):
+        pass
+    assert out.getvalue() == b"" and err.getvalue().count(b"\n") == 1

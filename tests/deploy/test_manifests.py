@@ -23,7 +23,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from muster.config import parse_agent_flags
-from muster.testing.k8ssim import SEED_ARGS
+from muster_testkit.k8ssim import SEED_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "kubernetes" / "base"

@@ -15,7 +15,8 @@ import dns.rdatatype
 import pytest
 
 from muster.config import Config, parse_agent_flags
-from muster.dns.answers import Answerer, respond
+from muster.dns import wire
+from muster.dns.answers import Answerer
 from muster.runtime import Rng
 from muster.state.store import StateStore
 
@@ -69,6 +70,32 @@ class Catalog:
     def node_check(self, node: str, status: str, check_id: str = "serfHealth") -> None:
         chk = {"Node": node, "CheckID": check_id, "Name": check_id, "Status": status, "ServiceID": ""}
         self._register(self.store.nodes[node], None, [chk], True, 0.0)
+
+
+def respond(
+    answerer: Answerer,
+    store: StateStore,
+    query: dns.message.Message,
+    rng: Rng,
+    *,
+    tcp: bool = False,
+    now: float = 0.0,
+    recursors: bool = False,
+) -> dns.message.Message:
+    """Build, shuffle, truncate and serialise the answer to ``query`` exactly as the server
+    does, and parse it back (for tests and tools; the server keeps the wire bytes)."""
+    data = query.to_wire()
+    pq = wire.parse_query(data)
+    if pq is None:
+        raise ValueError("query is not a simple one-question query")
+    q = query.question[0]
+    ans = answerer.build(store, q.name, q.rdtype, q.rdclass, now)
+    tmpl = wire.compile_answer(ans, pq.qname_lower, not answerer.dcfg.disable_compression)
+    out = wire.render(
+        tmpl, pq, rng, tcp=tcp, udp_answer_limit=answerer.dcfg.udp_answer_limit,
+        enable_truncate=answerer.dcfg.enable_truncate, recursion_available=recursors,
+    )
+    return dns.message.from_wire(out)
 
 
 def make_config(*flags: str) -> Config:

@@ -1,4 +1,4 @@
-"""Answers from the store (contract §5.3-5.4), through the same build/compile/render path as the
+"""Answers from the store (docs/compat/dns.md#answers, #truncation-and-edns), through the same build/compile/render path as the
 listener, without sockets."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-from dnshelpers import Catalog, ask, make_config, records
+from dnshelpers import Catalog, ask, make_config, records, respond
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from muster.dns.answers import Answerer, respond, rfc1464
+from muster.dns.answers import Answerer, rfc1464
 from muster.runtime import Rng
 
 D = "cluster.local."

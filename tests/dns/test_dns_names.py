@@ -1,4 +1,4 @@
-"""Question-name parsing (contract §5.2): every name form, localities, domains, reverse names."""
+"""Question-name parsing (docs/compat/dns.md#names): every name form, localities, domains, reverse names."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_node_and_addr_forms() -> None:
         ("web.service.a.b.c.cluster.local.", "invalid"),
         ("web.service.dc1.notdc.cluster.local.", "invalid"),
         ("q1.query.cluster.local.", "query"),
-        # contract §6.4: Kubernetes pod/service names under -domain=cluster.local are not ours
+        # docs/compat/config.md#the-seed-statefulset: Kubernetes pod/service names under -domain=cluster.local are not ours
         ("consul-0.consul.ns.svc.cluster.local.", "invalid"),
         ("web.service.ns.svc.cluster.local.", "invalid"),
         ("web.connect.cluster.local.", "mesh"),

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from muster.gossip.core import GossipConfig, suspicion_timeout
-from muster.gossip.sim import SimConfig, main, run
+from muster_testkit.gossip.sim import SimConfig, main, run
 
 pytestmark = pytest.mark.timeout(120)
 

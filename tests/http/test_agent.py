@@ -1,4 +1,4 @@
-"""Agent endpoint contract tests (§2.6, §3), anti-entropy and config-file services."""
+"""Agent endpoint contract tests (docs/compat/agent.md), anti-entropy and config-file services."""
 
 from __future__ import annotations
 
@@ -328,7 +328,7 @@ async def test_metrics_prometheus_enabled(custom: Any) -> None:
     assert r.status_code == 200 and r.text.rstrip().endswith("# EOF")
 
 
-async def test_config_services_and_reload(custom: Any) -> None:
+async def test_config_services_and_reload(custom: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     proc, c = await custom({
         "services": [{"name": "cfg", "port": 1, "check": {"ttl": "30s"}}],
         "checks": [{"name": "node-ttl", "ttl": "30s"}],
@@ -339,7 +339,7 @@ async def test_config_services_and_reload(custom: Any) -> None:
     await c.put("/v1/agent/service/register", json={"Name": "api-added"})
     new = config_from_dict({"node_name": "test-node", "services": [
         {"name": "cfg", "port": 1, "check": {"ttl": "30s"}}, {"name": "second"}]}, dev=True)
-    proc.ctx.extra["reload"] = lambda: proc.agent.reload(new)
+    monkeypatch.setattr(proc.lifecycle, "reload", lambda: proc.agent.reload(new))
     assert (await c.put("/v1/agent/reload")).status_code == 200
     assert sorted((await c.get("/v1/agent/services")).json()) == ["api-added", "cfg", "second"]
     checks = (await c.get("/v1/agent/checks")).json()

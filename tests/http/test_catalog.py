@@ -1,4 +1,4 @@
-"""Catalog endpoint contract tests (§2.4, §2.13, §9)."""
+"""Catalog endpoint contract tests (docs/compat/catalog-health.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Health endpoint contract tests (§2.5, §9 #12-13)."""
+"""Health endpoint contract tests (docs/compat/catalog-health.md#health-endpoints, #health-of-an-instance)."""
 
 from __future__ import annotations
 

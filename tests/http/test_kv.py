@@ -1,4 +1,4 @@
-"""KV contract tests (consul-api.md §2.1, §9): status codes, texts, headers, lock semantics."""
+"""KV contract tests (docs/compat/kv.md, docs/compat/blocking.md): status codes, texts, headers, lock semantics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Session (§2.3, §4) and transaction (§2.2) contract tests."""
+"""Session (docs/compat/sessions.md) and transaction (docs/compat/kv.md#transactions) contract tests."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """End-to-end tests of the ``muster`` CLI against a real agent process.
 
 Each command runs as ``python -m muster ...`` with ``CONSUL_HTTP_ADDR`` pointing at the
-session's agent; expected outputs and exit codes are Consul's (contract §7.2).
+session's agent; expected outputs and exit codes are Consul's (docs/compat/cli.md).
 """
 
 from __future__ import annotations

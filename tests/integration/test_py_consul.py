@@ -1,8 +1,8 @@
 """Drive a real ``muster agent -dev`` process through py-consul (PyPI, unmodified).
 
 Every test works under its own unique key prefix / service name because the agent is
-shared by the whole session.  Expected values come from the compatibility contract
-(shared/docs/consul-api.md) and the behaviour of Consul itself.
+shared by the whole session.  Expected values come from the compatibility notes
+(docs/compat/) and the behaviour of Consul itself.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``?consistent`` KV operations stay linearizable while the cluster is partitioned, paused
 and killed: the seed's StatefulSet in network namespaces, the workload and the checker of
-``muster.testing.history`` / ``muster.testing.linearizability`` running in the client namespace.
+``muster_testkit.history`` / ``muster_testkit.linearizability`` running in the client namespace.
 
 Six fault rounds per run: the leader cut off the network, a follower paused, the leader's
 container killed -9 and restarted, the leader paused longer than its lease, a follower cut
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from muster.testing.history import TimedFaults, WorkloadConfig, run_and_check
-from muster.testing.k8ssim import StatefulSet, available
+from muster_testkit.history import TimedFaults, WorkloadConfig, run_and_check
+from muster_testkit.k8ssim import StatefulSet, available
 
 WHY = available()
 pytestmark = pytest.mark.skipif(bool(WHY), reason=f"network namespaces unavailable: {WHY}")

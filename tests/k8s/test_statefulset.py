@@ -1,4 +1,4 @@
-"""The seed's StatefulSet, simulated with network namespaces (muster.testing.k8ssim).
+"""The seed's StatefulSet, simulated with network namespaces (muster_testkit.k8ssim).
 
 Every pod runs ``muster`` with the seed's exact args (``$(PODIP)``/``$(NAMESPACE)`` expanded as
 Kubernetes does).  Each scenario runs with a write load and ends with the same checks: no
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from muster.testing.k8ssim import StatefulSet, WriteLoad, available
+from muster_testkit.k8ssim import StatefulSet, WriteLoad, available
 
 WHY = available()
 pytestmark = pytest.mark.skipif(bool(WHY), reason=f"network namespaces unavailable: {WHY}")

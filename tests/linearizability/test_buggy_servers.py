@@ -17,8 +17,8 @@ from dataclasses import replace
 import pytest
 from aiohttp import web
 
-from muster.testing.history import WorkloadConfig, arun_and_check
-from muster.testing.linearizability import Verdict
+from muster_testkit.history import WorkloadConfig, arun_and_check
+from muster_testkit.linearizability import Verdict
 
 
 class FakeKV:

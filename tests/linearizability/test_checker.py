@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from muster.testing.linearizability import (
+from muster_testkit.linearizability import (
     Op,
     OpKind,
     Status,

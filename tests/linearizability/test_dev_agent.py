@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from muster.testing.history import (
+from muster_testkit.history import (
     History,
     NoFaults,
     ProcessFaults,
@@ -33,7 +33,7 @@ from muster.testing.history import (
     check_recorded,
     run_and_check,
 )
-from muster.testing.linearizability import Op, Verdict, check_history
+from muster_testkit.linearizability import Op, Verdict, check_history
 
 _FALLBACK = (
     "import sys; from muster.config import parse_agent_flags; from muster.process import run_agent; "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from muster.testing.history import (
+from muster_testkit.history import (
     FaultContext,
     History,
     ProcessFaults,
@@ -26,7 +26,7 @@ from muster.testing.history import (
     arun_workload,
     check_recorded,
 )
-from muster.testing.linearizability import Op, Verdict
+from muster_testkit.linearizability import Op, Verdict
 
 from .test_buggy_servers import serve
 
@@ -194,7 +194,7 @@ def test_history_dump_load_roundtrip(tmp_path: Path) -> None:
 
 
 def test_cli_rechecks_a_dumped_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from muster.testing.history import main
+    from muster_testkit.history import main
 
     good = History(
         ops=[Op(0, "k", "write", "ok", 0, 1, value="a"), Op(1, "k", "read", "ok", 2, 3, value="a")]

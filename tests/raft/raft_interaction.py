@@ -21,7 +21,7 @@ from datadriven import Cmd
 from muster.raft.core import RaftConfig, RaftCore
 from muster.raft.errors import RaftError
 from muster.raft.messages import ConfChangeType, ConfState, Message
-from muster.testing.raftsim import SimNode, fmt_entry, fmt_msg, fmt_ready
+from muster_testkit.raft.simnode import SimNode, fmt_entry, fmt_msg, fmt_ready
 
 _CC = {
     "add-voter": ConfChangeType.ADD_VOTER,

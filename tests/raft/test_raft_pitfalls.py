@@ -1,4 +1,4 @@
-"""Hand-built schedules for the Raft pitfalls of docs/reliability.md §2.
+"""Hand-built schedules for the Raft pitfalls of docs/compat/raft.md.
 
 Each test drives real :class:`RaftCore` instances through :class:`MiniCluster`
 (SimNodes + an in-memory network with partitions and message filters) and
@@ -14,7 +14,7 @@ import pytest
 from muster.raft.core import RaftConfig, RaftCore, ReadState, Role
 from muster.raft.errors import ConfChangeRejected, NotLeader, ProposalDropped
 from muster.raft.messages import ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MsgType
-from muster.testing.raftsim import SimDisk, SimFSM, SimNode, clone_storage
+from muster_testkit.raft.simnode import SimDisk, SimFSM, SimNode, clone_storage
 
 
 class MiniCluster:

@@ -1,4 +1,4 @@
-"""Seeded fault simulation of the Raft core (see ``muster.testing.sim``).
+"""Seeded fault simulation of the Raft core (see ``muster_testkit.raft.sim``).
 
 ``make test`` runs 1,000 seeds (3, 4 and 5 nodes, 200 steps each, plus up to
 400 settle ticks); each failure message ends with the exact replay command.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from muster.raft.core import Role
-from muster.testing.sim import SimOptions, Simulation, Violation, run_seed
+from muster_testkit.raft.sim import SimOptions, Simulation, Violation, run_seed
 
 CHUNK = 100
 SEEDS = 1000
@@ -35,8 +35,8 @@ def test_sim_seeds(start: int) -> None:
 
 
 def test_sim_fresh_seeds() -> None:
-    """A few never-seen seeds per run (architecture.md §4.5: a fixed seed list
-    plus fresh seeds).  A failure message carries the replay command."""
+    """A few never-seen seeds per run (docs/ARCHITECTURE.md#testing-tiers: a fixed seed
+    list plus fresh seeds).  A failure message carries the replay command."""
     fresh = random.SystemRandom()
     for _ in range(10):
         seed = fresh.randrange(1 << 31)
@@ -70,7 +70,7 @@ def test_violation_message_has_replay_command(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(Simulation, "run", boom)
     with pytest.raises(
-        Violation, match=r"replay: python -m muster\.testing\.sim --seed 3 --steps 10 --nodes 3"
+        Violation, match=r"replay: python -m muster_testkit\.raft\.sim --seed 3 --steps 10 --nodes 3"
     ):
         run_seed(3, SimOptions(nodes=3, steps=10))
 

@@ -1,4 +1,4 @@
-"""Check runners (§3) against real local servers on 127.0.0.1, and their pure helpers."""
+"""Check runners (docs/compat/agent.md#health-checks) against real local servers on 127.0.0.1, and their pure helpers."""
 
 from __future__ import annotations
 

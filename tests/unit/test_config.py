@@ -60,7 +60,7 @@ def test_seed_command_line() -> None:
         {"server", "bootstrap-expect", "ui", "data-dir", "bind", "client", "advertise", "retry-join", "domain",
          "disable-host-node-id"}
     )
-    # Server lifecycle defaults (contract §6.4).
+    # Server lifecycle defaults (docs/compat/config.md#the-seed-statefulset).
     assert c.leave_on_terminate is False
     assert c.skip_leave_on_interrupt is True
     # Untouched defaults.

@@ -23,7 +23,7 @@ from muster.durations import (
     seconds_to_ns,
 )
 
-# Expected values taken from Go's time package tests (parseDurationTests) and the contract.
+# Expected values taken from Go's time package tests (parseDurationTests) and docs/compat/http.md#request-parsing.
 VALID = [
     ("0", 0),
     ("5s", 5 * SECOND),

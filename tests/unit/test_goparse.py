@@ -27,6 +27,7 @@ from muster.goparse import (
     parse_int,
     parse_uint,
     quote,
+    unquote_interpreted,
 )
 
 # ----------------------------------------------------------------------------- ParseBool
@@ -289,6 +290,34 @@ def test_parse_float_negative_zero() -> None:
 )
 def test_quote(text: str, want: str) -> None:
     assert quote(text) == want
+
+
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        ("abc", "abc"),
+        ("a\\\"b", 'a"b'),
+        ("\\n\\t\\a", "\n\t\a"),
+        ("\\x41\\u00e9\\U0001F600", "A\u00e9\U0001f600"),
+        ("\\101", "A"),
+        ("h\u00e9", "h\u00e9"),
+        ("\\q", None),
+        ("\\x4", None),
+        ("\\xZZ", None),
+        ("\\400", None),
+        ("\\uD800", None),
+        ("\\U00110000", None),
+        ("a\nb", None),
+        ("\\", None),
+    ],
+)
+def test_unquote_interpreted(body: str, want: str | None) -> None:
+    if want is None:
+        with pytest.raises(ValueError, match="^invalid syntax$"):
+            unquote_interpreted(body)
+    else:
+        assert unquote_interpreted(body) == want
+        assert unquote_interpreted(quote(want)[1:-1]) == want  # Quote and Unquote round-trip
 
 
 # ----------------------------------------------------------------------------- durations

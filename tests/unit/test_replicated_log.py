@@ -17,7 +17,8 @@ from muster.errors import NoLeader
 from muster.raft.storage import MemoryStorage
 from muster.runtime import RealClock, Rng
 from muster.server.cluster import ClusterMember, cluster_id_for
-from muster.server.raftlog import RaftTimings, ReplicatedLog
+from muster.server.operator import ClusterOperator
+from muster.server.raftlog import ClusterLog, RaftTimings, ReplicatedLog
 from muster.server.rpc import RPCNode
 from muster.server.server import Server, ServerIdentity
 from muster.structs import KVSCommand
@@ -43,10 +44,13 @@ class Node:
         self.ip = f"127.0.0.{i + 1}"
         self.id = ids[i]
         ident = ServerIdentity(f"s{i}", self.id, "dc1", self.ip, port)
-        self.server = Server(ident, log_impl=None, clock=RealClock(), rng=Rng(i))
+        self.clog = ClusterLog(RealClock(), 1.0)
+        self.server = Server(ident, log_impl=self.clog, clock=RealClock(), rng=Rng(i))
         self.cluster = ClusterMember(
-            self.id, f"s{i}", f"{self.ip}:{port}", None, [f"127.0.0.{j + 1}" for j in range(3)], False, 3, port, RealClock()
+            self.id, f"s{i}", f"{self.ip}:{port}", None, [f"127.0.0.{j + 1}" for j in range(3)], False, 3, port, RealClock(),
+            log=self.clog,
         )
+        ClusterOperator(self.server, self.cluster).serve_rpc()
         self.port = port
         self.storage = MemoryStorage()
         self.log: ReplicatedLog | None = None
@@ -54,10 +58,9 @@ class Node:
     async def start(self, seed: int) -> None:
         await self.cluster.rpc.listen(self.ip, self.port)
         await self.cluster.form(self.storage, self.server.fsm, 1.0)
-        lg = ReplicatedLog(self.id, self.server.fsm, self.storage, self.cluster.rpc, RealClock(), random.Random(seed), RaftTimings(tick=0.02, rpc_hold_timeout=1.0))
-        lg.on_leader_change = self.server.leader_changed
-        self.cluster.log = lg
-        self.server.log = lg
+        lg = ReplicatedLog(self.id, self.server.fsm, self.storage, self.cluster.rpc, RealClock(), random.Random(seed),
+                           RaftTimings(tick=0.02, rpc_hold_timeout=1.0), on_leader_change=self.server.leader_changed)
+        self.clog.attach(lg)
         self.log = lg
         await lg.start()
 
@@ -168,15 +171,16 @@ async def test_full_disk_fails_writes_and_loses_nothing() -> None:
 
     port = _free_port()
     ident = ServerIdentity("solo", "solo-id", "dc1", "127.0.0.1", port)
-    server = Server(ident, log_impl=None, clock=RealClock(), rng=Rng(1))
-    cl = ClusterMember("solo-id", "solo", f"127.0.0.1:{port}", None, [], True, 0, port, RealClock())
+    clog = ClusterLog(RealClock(), 1.0)
+    server = Server(ident, log_impl=clog, clock=RealClock(), rng=Rng(1))
+    cl = ClusterMember("solo-id", "solo", f"127.0.0.1:{port}", None, [], True, 0, port, RealClock(), log=clog)
+    ClusterOperator(server, cl).serve_rpc()
     await cl.rpc.listen("127.0.0.1", port)
     st = FlakyStorage()
     await cl.form(st, server.fsm, 1.0)
-    lg = ReplicatedLog("solo-id", server.fsm, st, cl.rpc, RealClock(), random.Random(1), RaftTimings(tick=0.02, rpc_hold_timeout=1.0))
-    lg.on_leader_change = server.leader_changed
-    cl.log = lg
-    server.log = lg
+    lg = ReplicatedLog("solo-id", server.fsm, st, cl.rpc, RealClock(), random.Random(1), RaftTimings(tick=0.02, rpc_hold_timeout=1.0),
+                       on_leader_change=server.leader_changed)
+    clog.attach(lg)
     await lg.start()
     try:
         for _ in range(200):

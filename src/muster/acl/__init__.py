@@ -5,5 +5,5 @@ The package is pure (no I/O, no clock of its own, no store): ``rules`` parses th
 compiled rules, ``model`` holds the replicated rows (tokens, policies, roles) and the built-ins
 (``global-management``, the anonymous token, identities, templated policies), and ``resolver``
 turns a secret into an authorizer through a cache that the ACL tables' index invalidates, so a
-permission check never costs a Raft round trip.  See docs/acl.md.
+permission check never costs a Raft round trip.  See docs/compat/acl.md.
 """

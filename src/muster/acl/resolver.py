@@ -111,6 +111,10 @@ class Resolver:
         self._cache[secret] = (authz, expires)
         return authz
 
+    def forget(self) -> None:
+        """Drop every cached authorizer (the agent's default or recovery token changed)."""
+        self._cache.clear()
+
     def token(self, secret: str) -> ACLToken | None:
         """The live token for ``secret`` (None when unknown or expired)."""
         tok = self.tables.acl_token_by_secret(secret)

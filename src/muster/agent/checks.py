@@ -1,4 +1,4 @@
-"""Check runners (contract §3, Consul's ``agent/checks``): TTL, HTTP, TCP, UDP, script, gRPC, alias.
+"""Check runners (docs/compat/agent.md#health-checks, Consul's ``agent/checks``): TTL, HTTP, TCP, UDP, script, gRPC, alias.
 
 Every runner is one asyncio task owned by the agent, reporting through a one-method
 ``Notifier`` (the agent's local state).  Runners never touch the catalog: anti-entropy does.

@@ -25,7 +25,7 @@ import ipaddress
 from typing import Any
 
 from ..errors import BadRequest
-from .definitions import (
+from .decode import (
     _decode_error,
     canonical_keys,
     get_bool,

@@ -3,7 +3,7 @@
 ``muster agent ...`` runs the agent; every other command talks to an agent's HTTP API
 through :mod:`muster.api` (``CONSUL_HTTP_ADDR``/``-http-addr``, ``CONSUL_HTTP_TOKEN``/
 ``-token``...).  Flags are Go-style (``-flag=value``, single dash), outputs and exit codes
-follow Consul (contract §7): 0 success, 1 error (message on stderr), 2 for ``members``
+follow Consul (docs/compat/cli.md#exit-codes): 0 success, 1 error (message on stderr), 2 for ``members``
 with no match.  No command prints a traceback: unexpected failures are reported as one
 line on stderr with exit 1.
 """
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from muster.cli import commands
+from muster.cli.acl import ACL_COMMANDS, ACL_GROUPS
 from muster.cli.config_entries import CONFIG_HELP, config_delete, config_list, config_read, config_write
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.lock import lock
@@ -72,9 +73,11 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "tls cert create": ("Create a new certificate", tls_cert_create),
     "version": ("Prints the Muster version", commands.version),
     "watch": ("Watch for changes in Consul", watch),
+    **ACL_COMMANDS,
 }
 
 _GROUPS: dict[str, tuple[str, str]] = {
+    **ACL_GROUPS,
     "operator": (
         "Provides cluster-level tools for Consul operators",
         "Usage: muster operator <subcommand> [options]\n\n"

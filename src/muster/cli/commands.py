@@ -2,7 +2,7 @@
 
 Each function takes the :class:`~muster.cli.ui.UI` and the arguments after the command
 name and returns the exit code.  Texts and exit codes follow Consul's ``command/*``
-packages (contract §7.2).
+packages (docs/compat/cli.md#commands-and-what-they-print).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from muster.api import ConsulError
 from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.format import format_catalog_nodes, format_catalog_services, format_info, format_members
-from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 from muster.goparse import atoi
 from muster.version import REVISION, VERSION
 
@@ -83,11 +82,8 @@ def members(ui: UI, args: list[str]) -> int:
         ui.err(f"Failed to compile status regexp: {err}")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error retrieving members"):
         result = client.agent_members(wan=p["wan"], segment=p["segment"], filter_expr=p["filter"])
-    except ConsulError as err:
-        ui.err(f"Error retrieving members: {err}")
-        return 1
     output = format_members(result, detailed=p["detailed"], status_re=p["status"], segment=p["segment"])
     if output is None:
         return 2
@@ -101,11 +97,8 @@ def info(ui: UI, args: list[str]) -> int:
     add_http_flags(fs, server=False)
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error querying agent"):
         self_info = client.agent_self()
-    except ConsulError as err:
-        ui.err(f"Error querying agent: {err}")
-        return 1
     stats = self_info.get("Stats")
     if not isinstance(stats, Mapping):
         ui.err(f"Agent response did not contain 'Stats' key: {self_info}")
@@ -133,11 +126,8 @@ def catalog_datacenters(ui: UI, args: list[str]) -> int:
     if not _no_args(ui, p.args):
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error listing datacenters"):
         dcs = client.catalog_datacenters()
-    except ConsulError as err:
-        ui.err(f"Error listing datacenters: {err}")
-        return 1
     for dc in dcs:
         ui.out(dc)
     return 0
@@ -158,13 +148,10 @@ def catalog_nodes(ui: UI, args: list[str]) -> int:
     client = make_client(ui, p)
     nodes: list[dict[str, Any]]
     if p["service"]:
-        try:
+        with api_errors(ui, "Error listing nodes for service"):
             instances, _ = client.catalog_service(
                 p["service"], node_meta=p["node-meta"], near=p["near"], filter_expr=p["filter"]
             )
-        except ConsulError as err:
-            ui.err(f"Error listing nodes for service: {err}")
-            return 1
         nodes = [
             {
                 "ID": s.get("ID", ""),
@@ -177,11 +164,8 @@ def catalog_nodes(ui: UI, args: list[str]) -> int:
             for s in instances
         ]
     else:
-        try:
+        with api_errors(ui, "Error listing nodes"):
             nodes, _ = client.catalog_nodes(node_meta=p["node-meta"], near=p["near"], filter_expr=p["filter"])
-        except ConsulError as err:
-            ui.err(f"Error listing nodes: {err}")
-            return 1
     if not nodes:
         ui.err("No nodes match the given query - try expanding your search.")
         return 0
@@ -204,20 +188,14 @@ def catalog_services(ui: UI, args: list[str]) -> int:
     client = make_client(ui, p)
     services: dict[str, list[str]] = {}
     if p["node"]:
-        try:
+        with api_errors(ui, "Error listing services for node"):
             node, _ = client.catalog_node(p["node"], node_meta=p["node-meta"])
-        except ConsulError as err:
-            ui.err(f"Error listing services for node: {err}")
-            return 1
         if node:
             for svc in (node.get("Services") or {}).values():
                 services.setdefault(str(svc.get("Service", "")), []).extend(svc.get("Tags") or [])
     else:
-        try:
+        with api_errors(ui, "Error listing services"):
             services, _ = client.catalog_services(node_meta=p["node-meta"])
-        except ConsulError as err:
-            ui.err(f"Error listing services: {err}")
-            return 1
     if not services:
         ui.err("No services match the given query - try expanding your search.")
         return 0
@@ -332,11 +310,8 @@ def services_register(ui: UI, args: list[str]) -> int:
     client = make_client(ui, p)
     for svc in svcs:
         name = _ci_get(svc, "Name") or ""
-        try:
+        with api_errors(ui, f'Error registering service "{name}"'):
             client.agent_service_register(svc)
-        except ConsulError as err:
-            ui.err(f'Error registering service "{name}": {err}')
-            return 1
         ui.out(f"Registered service: {name}")
     return 0
 
@@ -368,11 +343,8 @@ def services_deregister(ui: UI, args: list[str]) -> int:
         sid = _ci_get(svc, "ID") or _ci_get(svc, "Name") or ""
         if not sid:
             continue
-        try:
+        with api_errors(ui, f'Error registering service "{_ci_get(svc, "Name") or ""}"'):
             client.agent_service_deregister(str(sid))
-        except ConsulError as err:
-            ui.err(f'Error registering service "{_ci_get(svc, "Name") or ""}": {err}')
-            return 1
         ui.out(f"Deregistered service: {sid}")
     return 0
 
@@ -408,16 +380,10 @@ def event(ui: UI, args: list[str]) -> int:
         return 1
     payload = p.args[0].encode("utf-8", errors="surrogateescape") if p.args else b""
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error querying Consul agent"):
         client.agent_node_name()
-    except ConsulError as err:
-        ui.err(f"Error querying Consul agent: {err}")
-        return 1
-    try:
+    with api_errors(ui, "Error firing event"):
         fired = client.event_fire(p["name"], payload, node=p["node"], service=p["service"], tag=p["tag"])
-    except ConsulError as err:
-        ui.err(f"Error firing event: {err}")
-        return 1
     ui.out(f"Event ID: {fired.get('ID', '')}")
     return 0
 
@@ -434,11 +400,8 @@ def leave(ui: UI, args: list[str]) -> int:
         ui.out(fs.help_text().rstrip("\n"))
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error leaving"):
         client.agent_leave()
-    except ConsulError as err:
-        ui.err(f"Error leaving: {err}")
-        return 1
     ui.out("Graceful leave complete")
     return 0
 
@@ -449,11 +412,8 @@ def reload(ui: UI, args: list[str]) -> int:
     add_http_flags(fs, server=False)
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error reloading"):
         client.agent_reload()
-    except ConsulError as err:
-        ui.err(f"Error reloading: {err}")
-        return 1
     ui.out("Configuration reload triggered")
     return 0
 
@@ -481,18 +441,12 @@ def maint(ui: UI, args: list[str]) -> int:
         ui.err("Service requires either -enable or -disable")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error querying Consul agent"):
         node_name = client.agent_node_name()
-    except ConsulError as err:
-        ui.err(f"Error querying Consul agent: {err}")
-        return 1
     service = p["service"]
     if not p["enable"] and not p["disable"]:
-        try:
+        with api_errors(ui, "Error getting checks"):
             checks = client.agent_checks()
-        except ConsulError as err:
-            ui.err(f"Error getting checks: {err}")
-            return 1
         for check_id in sorted(checks):
             check = checks[check_id]
             if check_id == "_node_maintenance":
@@ -508,14 +462,11 @@ def maint(ui: UI, args: list[str]) -> int:
         return 0
     verb = "enabling" if p["enable"] else "disabling"
     state = "enabled" if p["enable"] else "disabled"
-    try:
+    with api_errors(ui, f"Error {verb} {'service' if service else 'node'} maintenance"):
         if service:
             client.agent_service_maintenance(service, bool(p["enable"]), p["reason"])
         else:
             client.agent_maintenance(bool(p["enable"]), p["reason"])
-    except ConsulError as err:
-        ui.err(f"Error {verb} {'service' if service else 'node'} maintenance: {err}")
-        return 1
     if service:
         ui.out(f'Service maintenance is now {state} for "{service}"')
     else:

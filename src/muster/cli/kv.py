@@ -13,10 +13,10 @@ import json
 import posixpath
 from typing import Any
 
-from muster.api import ConsulError, decode_value
+from muster.api import decode_value
 from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.format import export_entries, format_kv_detailed
-from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 
 __all__ = ["KV_HELP", "kv_delete", "kv_export", "kv_get", "kv_import", "kv_put"]
 
@@ -74,7 +74,7 @@ def kv_get(ui: UI, args: list[str]) -> int:
         ui.err("Error! Missing KEY argument")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error querying Consul agent"):
         if p["keys"] and p["recurse"]:
             entries, _ = client.kv_list(key)
             for i, item in enumerate(entries):
@@ -104,9 +104,6 @@ def kv_get(ui: UI, args: list[str]) -> int:
                     ui.out(str(item.get("Key", "")).encode("utf-8") + b":" + value)
             return 0
         entry, _ = client.kv_get(key)
-    except ConsulError as err:
-        ui.err(f"Error querying Consul agent: {err}")
-        return 1
     if entry is None:
         ui.err(f"Error! No key exists at: {key}")
         return 1
@@ -182,13 +179,10 @@ def kv_put(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     flags = p["flags"] or None
-    try:
+    with api_errors(ui, "Error! Failed writing data"):
         if p["cas"]:
-            try:
+            with api_errors(ui, f"Error! Did not write to {key}"):
                 ok = client.kv_put(key, data, flags=flags, cas=p["modify-index"])
-            except ConsulError as err:
-                ui.err(f"Error! Did not write to {key}: {err}")
-                return 1
             if not ok:
                 ui.err(f"Error! Did not write to {key}: CAS failed")
                 return 1
@@ -207,9 +201,6 @@ def kv_put(ui: UI, args: list[str]) -> int:
             ui.out(f"Success! Lock released on: {key}")
             return 0
         client.kv_put(key, data, flags=flags)
-    except ConsulError as err:
-        ui.err(f"Error! Failed writing data: {err}")
-        return 1
     ui.out(f"Success! Data written to: {key}")
     return 0
 
@@ -240,29 +231,20 @@ def kv_delete(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     if p["recurse"]:
-        try:
+        with api_errors(ui, f"Error! Did not delete prefix {key}"):
             client.kv_delete(key, recurse=True)
-        except ConsulError as err:
-            ui.err(f"Error! Did not delete prefix {key}: {err}")
-            return 1
         ui.out(f"Success! Deleted keys with prefix: {key}")
         return 0
     if p["cas"]:
-        try:
+        with api_errors(ui, f"Error! Did not delete key {key}"):
             ok = client.kv_delete(key, cas=p["modify-index"])
-        except ConsulError as err:
-            ui.err(f"Error! Did not delete key {key}: {err}")
-            return 1
         if not ok:
             ui.err(f"Error! Did not delete key {key}: CAS failed")
             return 1
         ui.out(f"Success! Deleted key: {key}")
         return 0
-    try:
+    with api_errors(ui, f"Error deleting key {key}"):
         client.kv_delete(key)
-    except ConsulError as err:
-        ui.err(f"Error deleting key {key}: {err}")
-        return 1
     ui.out(f"Success! Deleted key: {key}")
     return 0
 
@@ -279,11 +261,8 @@ def kv_export(ui: UI, args: list[str]) -> int:
         return 1
     key = _strip_slash(p.args[0] if p.args else "")
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error querying Consul agent"):
         entries, _ = client.kv_list(key)
-    except ConsulError as err:
-        ui.err(f"Error querying Consul agent: {err}")
-        return 1
     ui.out(export_entries(entries))
     return 0
 
@@ -357,10 +336,7 @@ def kv_import(ui: UI, args: list[str]) -> int:
             ui.err(f"Error base 64 decoding value for key {entry['key']}: {err}")
             return 1
         key = posixpath.join(p["prefix"], entry["key"]) if p["prefix"] else entry["key"]
-        try:
+        with api_errors(ui, f"Error! Failed writing data for key {key}"):
             client.kv_put(key, value, flags=entry["flags"] or None)
-        except ConsulError as err:
-            ui.err(f"Error! Failed writing data for key {key}: {err}")
-            return 1
         ui.out(f"Imported: {key}")
     return 0

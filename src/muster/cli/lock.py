@@ -1,7 +1,7 @@
 """``muster lock``: run a child process while holding a distributed lock (or semaphore slot).
 
 A faithful port of Consul's ``command/lock`` and of the Go client's ``api.Lock`` and
-``api.Semaphore`` recipes (contract §4), so a Muster lock interoperates with ``consul lock``
+``api.Semaphore`` recipes (docs/compat/sessions.md#how-clients-use-it), so a Muster lock interoperates with ``consul lock``
 and with other Go clients using the same prefix:
 
 * a session ``{"Name": ..., "TTL": "15s"}`` renewed every TTL/2 and destroyed at the end;
@@ -35,7 +35,7 @@ from typing import Any
 from muster.api import APIError, Client, ConsulError, TransportError
 from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.format import LOCK_FLAG_VALUE, SEMAPHORE_FLAG_VALUE
-from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 from muster.durations import SECOND, parse_duration
 
 __all__ = [
@@ -529,11 +529,8 @@ def lock(ui: UI, args: list[str]) -> int:
         ui.err("Number for 'monitor-retry' must be >= 0")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error querying Consul agent"):
         client.agent_node_name()
-    except ConsulError as err:
-        ui.err(f"Error querying Consul agent: {err}")
-        return 1
     locker: Lock | Semaphore
     if p["n"] == 1:
         locker = Lock(client, prefix, name, p["monitor-retry"])

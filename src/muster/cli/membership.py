@@ -6,7 +6,7 @@ import json
 
 from muster.api import ConsulError
 from muster.cli.flags import FlagSet, add_http_flags
-from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 
 __all__ = ["force_leave", "join", "keyring"]
 
@@ -46,11 +46,8 @@ def force_leave(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     params = [("prune", "1")] if p["prune"] else []
-    try:
+    with api_errors(ui, "Error force leaving"):
         client._call("PUT", f"/v1/agent/force-leave/{p.args[0]}", params)
-    except ConsulError as err:
-        ui.err(f"Error force leaving: {err}")
-        return 1
     return 0
 
 
@@ -69,7 +66,7 @@ def keyring(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     action = actions[0]
-    try:
+    with api_errors(ui, "error"):
         if action in ("list", "list-primary"):
             ui.out("==> Gathering installed encryption keys...")
             pools = client._call("GET", "/v1/operator/keyring").json()
@@ -84,7 +81,4 @@ def keyring(ui: UI, args: list[str]) -> int:
         verb = {"install": "Installing new gossip encryption key", "use": "Changing primary gossip encryption key", "remove": "Removing gossip encryption key"}[action]
         ui.out(f"==> {verb}...")
         client._call(method, "/v1/operator/keyring", (), json.dumps({"Key": p[action]}).encode())
-    except ConsulError as err:
-        ui.err(f"error: {err}")
-        return 1
     return 0

@@ -1,4 +1,4 @@
-"""``muster operator raft ...`` and ``muster snapshot ...`` (contract §7.2).
+"""``muster operator raft ...`` and ``muster snapshot ...`` (docs/compat/cli.md#commands-and-what-they-print).
 
 ``list-peers`` prints Consul's table (Node, ID, Address, State, Voter, RaftProtocol, Commit
 Index, Trails Leader By); ``snapshot save`` verifies the archive it received before reporting
@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from muster.api import ConsulError
 from muster.cli.flags import FlagSet, add_http_flags
-from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 
 __all__ = [
     "raft_list_peers",
@@ -57,11 +56,8 @@ def raft_list_peers(ui: UI, args: list[str]) -> int:
     add_http_flags(fs)
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error getting peers"):
         conf = client.operator_raft_configuration(stale=bool(p["stale"]) if p.is_set("stale") else False)
-    except ConsulError as err:
-        ui.err(f"Error getting peers: {err}")
-        return 1
     for line in format_peers(conf):
         ui.out(line)
     return 0
@@ -79,11 +75,8 @@ def raft_remove_peer(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     params = [("id", pid)] if pid else [("address", addr)]
-    try:
+    with api_errors(ui, "Error removing peer"):
         client._call("DELETE", "/v1/operator/raft/peer", params)
-    except ConsulError as err:
-        ui.err(f"Error removing peer: {err}")
-        return 1
     ui.out(f'Removed peer with id "{pid}"' if pid else f'Removed peer with address "{addr}"')
     return 0
 
@@ -95,11 +88,8 @@ def raft_transfer_leader(ui: UI, args: list[str]) -> int:
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
     params = [("id", str(p["id"]))] if p["id"] else []
-    try:
+    with api_errors(ui, "Error transferring leadership"):
         client._call("POST", "/v1/operator/raft/transfer-leader", params)
-    except ConsulError as err:
-        ui.err(f"Error transferring leadership: {err}")
-        return 1
     ui.out("Success: leadership transferred.")
     return 0
 
@@ -115,11 +105,8 @@ def snapshot_save(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     params = [("stale", "")] if p.is_set("stale") and p["stale"] else []
-    try:
+    with api_errors(ui, "Error saving snapshot"):
         resp = client._call("GET", "/v1/snapshot", params, timeout=300)
-    except ConsulError as err:
-        ui.err(f"Error saving snapshot: {err}")
-        return 1
     try:
         meta, _state = read_archive(resp.body)
     except Exception as err:  # noqa: BLE001 - any verification failure is reported, not raised
@@ -150,11 +137,8 @@ def snapshot_restore(ui: UI, args: list[str]) -> int:
         ui.err(f"Error opening snapshot file: {err}")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Error restoring snapshot"):
         client._call("PUT", "/v1/snapshot", (), data, timeout=300)
-    except ConsulError as err:
-        ui.err(f"Error restoring snapshot: {err}")
-        return 1
     ui.out("Restored snapshot")
     return 0
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import BinaryIO
 
 from muster.api import Client, ConfigError, ConsulError
 from muster.cli.flags import FlagError, FlagSet, HelpRequested, Parsed, client_config
 
-__all__ = ["UI", "parse_or_usage", "make_client"]
+__all__ = ["UI", "UsageExit", "api_errors", "parse_or_usage", "make_client"]
 
 
 @dataclass
@@ -52,11 +53,36 @@ class UI:
 
 
 class UsageExit(Exception):
-    """Raised by :func:`parse_or_usage` after it printed what it had to; carries the exit code."""
+    """Ends a command with ``code`` once it has printed what it had to (raised by
+    :func:`parse_or_usage`, :func:`make_client` and :class:`api_errors`; ``run`` returns the code)."""
 
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
+
+
+class api_errors:  # noqa: N801 - used like contextlib.suppress
+    """``with api_errors(ui, "Error listing nodes"): ...``: a ``ConsulError`` raised in the block
+    is printed as ``Error listing nodes: <error>`` on stderr and ends the command with exit
+    status 1, as Go's commands do with ``c.UI.Error(fmt.Sprintf("...: %s", err)); return 1``.
+    Anything else passes through unchanged.  (A class, not a generator, so that type checkers
+    know it never swallows an exception.)"""
+
+    __slots__ = ("_ui", "_prefix")
+
+    def __init__(self, ui: UI, prefix: str) -> None:
+        self._ui = ui
+        self._prefix = prefix
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, ConsulError):
+            self._ui.err(f"{self._prefix}: {exc}")
+            raise UsageExit(1) from None
 
 
 def parse_or_usage(ui: UI, fs: FlagSet, args: list[str]) -> Parsed:

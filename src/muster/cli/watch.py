@@ -24,7 +24,7 @@ from muster.api import Client, ConsulError, QueryMeta
 from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.format import go_json, go_json_indent, kvpair_go
 from muster.cli.lock import child_command, describe_exit
-from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 from muster.goparse import parse_bool
 
 __all__ = ["build_fetcher", "watch"]
@@ -155,11 +155,8 @@ def watch(ui: UI, args: list[str]) -> int:
     except WatchParamError as err:
         ui.err(str(err))
         return 1
-    try:
+    with api_errors(ui, "Error querying Consul agent"):
         client.agent_node_name()
-    except ConsulError as err:
-        ui.err(f"Error querying Consul agent: {err}")
-        return 1
 
     stopped = {"flag": False}
 

@@ -17,7 +17,7 @@ sources merged and turned into a frozen :class:`Config`, after which cross-field
 
 Defaults follow Consul's ``agent/config/default.go`` and the agent configuration
 reference (``website/content/docs/agent/config/config-files.mdx`` and ``cli-flags.mdx``);
-the contract (``consul-api.md`` §6) is authoritative where they differ.
+docs/compat/config.md summarises the parts Muster relies on.
 
 Durations are stored as float seconds (see :mod:`muster.durations`); use
 :func:`muster.durations.format_duration` to show them the Go way.  Scalars typed as strings

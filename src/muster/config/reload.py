@@ -24,7 +24,7 @@ RELOADABLE_KEYS: tuple[str, ...] = (
     "limits",
     "acl.tokens",
 )
-"""Keys SIGHUP / ``PUT /v1/agent/reload`` apply live (contract §6.1)."""
+"""Keys SIGHUP / ``PUT /v1/agent/reload`` apply live (docs/compat/config.md#reload)."""
 
 
 def _get_path(cfg: Config, dotted: str) -> Any:

@@ -176,7 +176,7 @@ class DNSSOA:
 
 @dataclass(frozen=True)
 class DNSConfig:
-    """``dns_config`` block (contract §5)."""
+    """``dns_config`` block (docs/compat/dns.md)."""
 
     allow_stale: bool = _f(True, "bool")
     max_stale: float = _f(87600 * 3600.0, "dur")  # 87600h
@@ -198,7 +198,7 @@ class DNSConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """``limits`` block.  ``kv_max_value_size``/``txn_max_req_len`` are 512 KiB (contract §9 #17)."""
+    """``limits`` block.  ``kv_max_value_size``/``txn_max_req_len`` are 512 KiB (docs/compat/kv.md#limits)."""
 
     http_max_conns_per_client: int = _f(200, "int")
     https_handshake_timeout: float = _f(5.0, "dur")
@@ -225,7 +225,7 @@ class PerformanceConfig:
 
 @dataclass(frozen=True)
 class AutopilotConfig:
-    """``autopilot`` block; defaults as served by ``/v1/operator/autopilot/configuration`` (§2.7)."""
+    """``autopilot`` block; defaults as served by ``/v1/operator/autopilot/configuration`` (docs/compat/operator.md#autopilot)."""
 
     cleanup_dead_servers: bool = _f(True, "bool")
     last_contact_threshold: float = _f(0.2, "dur")

@@ -54,7 +54,7 @@ def _is_template(s: str) -> bool:
 
 def _check_ip(value: str, what: str, *, allow_unix: bool = False) -> None:
     if _is_template(value):
-        return  # go-sockaddr template: resolved by the agent at start (contract §6.3)
+        return  # go-sockaddr template: resolved by the agent at start (docs/compat/config.md#address-templates)
     if allow_unix and value.startswith("unix://"):
         return
     try:
@@ -64,7 +64,7 @@ def _check_ip(value: str, what: str, *, allow_unix: bool = False) -> None:
 
 
 def validate_node_meta(meta: Mapping[str, str]) -> None:
-    """Consul's node metadata rules (contract §9 #16).  Raises ``ConfigError``."""
+    """Consul's node metadata rules (docs/compat/config.md#node-metadata).  Raises ``ConfigError``."""
     if len(meta) > META_MAX_PAIRS:
         raise ConfigError(f"node_meta: cannot contain more than {META_MAX_PAIRS} key/value pairs")
     for k, v in meta.items():

@@ -1,12 +1,12 @@
-"""Building DNS answers from the catalog (contract §5.2-5.3).  Pure: store + config in, records out.
+"""Building DNS answers from the catalog (docs/compat/dns.md#names, #answers).  Pure: store + config in, records out.
 
 :meth:`Answerer.build` turns one question into an :class:`Answer`: the rcode and the records,
 grouped into *units* that move together through shuffling and truncation (an SRV record with
 the A/AAAA/TXT records that describe its target; a CNAME; an NS record with its glue).  It does
 not shuffle, truncate or serialise: ``wire.py`` does that per query, so the same ``Answer`` (and
 its pre-serialised form) can be cached until the catalog changes and still be served in a fresh
-random order to every client.  :func:`respond` runs both steps and returns a ``dns.message``
-(what the pure tests use).
+random order to every client.  (The DNS tests' ``respond`` helper, in ``tests/dns/dnshelpers.py``,
+runs both steps and returns a ``dns.message``.)
 
 Why dnspython: it gives the full message/rdata model (SRV, SOA, TXT escaping, names with odd
 bytes), EDNS and the wire format, all of which a hand-written encoder would get subtly wrong.
@@ -14,7 +14,7 @@ Every name and rdata here is a dnspython object and is serialised by dnspython; 
 only concatenates those bytes (compressing names against the question), and we own the small
 asyncio listener (``server.py``).
 
-Rules (each from Consul's ``agent/dns.go``; see the contract for the table):
+Rules (each from Consul's ``agent/dns.go``; docs/compat/dns.md#answers has the table):
 
 * reads come straight from the local store (stale reads, never a leader round-trip);
 * service and node names match case-insensitively (Consul's memdb indexes are case-insensitive);
@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import dns.flags
-import dns.message
 import dns.name
 import dns.rcode
 import dns.rdata
@@ -53,9 +52,10 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
+from ..acl.authorizer import Authorizer
 from ..agent.mesh import is_connect_for
 from ..config import Config
-from ..runtime import Rng
+from ..errors import MusterError
 from ..state.store import StateStore
 from . import names
 
@@ -220,6 +220,21 @@ class Answerer:
         self._ttl_prefix.sort(key=lambda kv: -len(kv[0]))
         self._view_key: tuple[int, int, int] | None = None
         self._view: _View | None = None
+        #: The DNS token's authorizer (``acl.tokens.dns``, else ``default``, else anonymous);
+        #: None when ACLs are off.  An unknown token sees nothing.
+        self.authorizer: Callable[[], Authorizer] | None = None
+
+    def _visible(self, node: str, service: str | None) -> bool:
+        """node:read (and service:read for a service answer) for the DNS token."""
+        if self.authorizer is None:
+            return True
+        try:
+            a = self.authorizer()
+        except MusterError:
+            return False
+        if not a.allowed("node", node, "read"):
+            return False
+        return service is None or a.allowed("service", service, "read")
 
     # ------------------------------------------------------------------ helpers
 
@@ -300,6 +315,8 @@ class Answerer:
             groups = [store.service_instances_of(None, exact)[1] for exact in self.view(store).services.get(service.lower(), ())]
         for pairs in groups:
             for node, svc in pairs:
+                if not self._visible(node["Node"], svc["Service"]):
+                    continue
                 if tag is not None and not any(str(t).lower() == tag for t in svc.get("Tags") or ()):
                     continue
                 statuses = {c.get("Status") for c in store.checks_for_instance(node["Node"], svc["ID"])}
@@ -450,7 +467,7 @@ class Answerer:
     ) -> Answer:
         exact = self.view(store).nodes.get(name.lower())
         node = store.nodes.get(exact) if exact is not None else None
-        if node is None:
+        if node is None or not self._visible(node["Node"], None):
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
         ttl = self.node_ttl
         addr = self._chase(store, self._addr_records(qname, node.get("Address", ""), qtype, ttl), qtype, depth)
@@ -511,31 +528,3 @@ class Answerer:
 
 def _reverse(address: str) -> str:
     return ipaddress.ip_address(address).reverse_pointer + "."
-
-
-def respond(
-    answerer: Answerer,
-    store: StateStore,
-    query: dns.message.Message,
-    rng: Rng,
-    *,
-    tcp: bool = False,
-    now: float = 0.0,
-    recursors: bool = False,
-) -> dns.message.Message:
-    """Build, shuffle, truncate and serialise the answer to ``query`` exactly as the server
-    does, and parse it back (for tests and tools; the server keeps the wire bytes)."""
-    from . import wire
-
-    data = query.to_wire()
-    pq = wire.parse_query(data)
-    if pq is None:
-        raise ValueError("query is not a simple one-question query")
-    q = query.question[0]
-    ans = answerer.build(store, q.name, q.rdtype, q.rdclass, now)
-    tmpl = wire.compile_answer(ans, pq.qname_lower, not answerer.dcfg.disable_compression)
-    out = wire.render(
-        tmpl, pq, rng, tcp=tcp, udp_answer_limit=answerer.dcfg.udp_answer_limit,
-        enable_truncate=answerer.dcfg.enable_truncate, recursion_available=recursors,
-    )
-    return dns.message.from_wire(out)

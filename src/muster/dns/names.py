@@ -1,4 +1,4 @@
-"""Parsing of DNS question names into Consul lookups (contract §5.2).  Pure: no store, no I/O.
+"""Parsing of DNS question names into Consul lookups (docs/compat/dns.md#names).  Pure: no store, no I/O.
 
 A question name is first matched against the agent's domains (``domain``, then ``alt_domain``;
 the longest match wins so that nested domains behave), case-insensitively.  The labels left of

@@ -1,4 +1,4 @@
-"""Forwarding out-of-zone questions to the configured ``recursors`` (contract §5.1).
+"""Forwarding out-of-zone questions to the configured ``recursors`` (docs/compat/dns.md#out-of-zone-questions).
 
 Consul semantics: recursors are tried in order (``recursor_strategy = "random"`` shuffles the
 order per query), each with ``recursor_timeout``; the first reply whose rcode is NOERROR or

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any, cast
 
 import dns.edns
@@ -98,13 +99,15 @@ class DNSServer:
         self.recursion_available = self.forwarder is not None
         self._cache: dict[tuple[bytes, int, int], Compiled] = {}
         self._cache_bytes = 0
-        self._generation: tuple[int, int] | None = None
+        self._generation: tuple[int, int, int] | None = None
         self._transports: list[asyncio.DatagramTransport] = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.addresses: list[tuple[str, int]] = []
         self.hits = 0
         self.misses = 0
+        #: ACL table version (answers depend on the DNS token's rights); 0 when ACLs are off.
+        self.acl_version: Callable[[], int] = lambda: 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -207,7 +210,7 @@ class DNSServer:
         if not self.cache_enabled:
             self.misses += 1
             return self._build(q)
-        gen = (id(store.nodes), store.catalog_index())
+        gen = (id(store.nodes), store.catalog_index(), self.acl_version())
         if gen != self._generation:
             self._cache.clear()
             self._cache_bytes = 0

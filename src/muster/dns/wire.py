@@ -2,7 +2,7 @@
 
 Why not cache final bytes: stored response bytes would freeze the random order (and, with the
 3-answer UDP cap, the random *subset*) of a service's instances until the catalog changes,
-while the contract wants a fresh shuffle per query.  So the cache holds a :class:`Compiled`
+while Consul shuffles afresh for every query (docs/compat/dns.md#answers).  So the cache holds a :class:`Compiled`
 answer - the record set with every record already in wire format - and :func:`render`
 shuffles, truncates and concatenates those fragments per query ("cache the record set, shuffle
 on the way out").  Measured in-process (100 services x 3 instances, ``handle()`` per query, CPU
@@ -43,7 +43,7 @@ _HEADER = struct.Struct("!6H")
 _RR_FIXED = struct.Struct("!HHIH")
 OPT_TYPE = 41
 ECS_CODE = 8
-MAX_EDNS_UDP = 65467  # largest UDP payload a DNS message may use here (contract §5.4)
+MAX_EDNS_UDP = 65467  # largest UDP payload a DNS message may use here (docs/compat/dns.md#truncation-and-edns)
 MAX_TCP = 65535
 PLAIN_UDP = 512
 MAX_UDP_ANSWERS = 8  # Consul's hard cap for non-EDNS UDP answers

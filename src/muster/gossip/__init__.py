@@ -10,5 +10,6 @@ Layers, bottom up:
 * :mod:`.serf`: ``Serf``, member status (1 alive, 2 leaving, 3 left, 4 failed), Lamport-clocked
   intents, tags, user events, queries (cluster-wide keyring), reaping -- still sans-IO;
 * :mod:`.transport`: ``GossipPool``, the asyncio UDP+TCP driver for one pool (LAN or WAN);
-* :mod:`.sim`: ``python -m muster.gossip.sim --seed N``, the seeded fault simulator.
+* the seeded fault simulator lives with the test kit, not in the package:
+  ``python -m muster_testkit.gossip.sim --seed N`` (``tests/support/muster_testkit/gossip/sim.py``).
 """

@@ -44,7 +44,7 @@ Protocol (memberlist / SWIM, Das et al. 2002; Lifeguard, Dadgar et al. 2018, arX
 * **Leave**: a ``dead`` message about ourselves sent by ourselves means *left* (graceful) rather
   than *dead* (crashed).
 
-Departures from memberlist, each found by the simulator (``python -m muster.gossip.sim``) to
+Departures from memberlist, each found by the simulator (``python -m muster_testkit.gossip.sim``) to
 remove false ``failed`` declarations or slow convergence under 10% loss:
 
 * *stale-news correction*: a member that receives ``suspect``/``dead`` about a member it knows

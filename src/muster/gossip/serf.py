@@ -132,7 +132,7 @@ class SerfMember:
     status: MemberStatus
 
     def to_api(self) -> dict[str, Any]:
-        """Consul's ``Member`` JSON object (consul-api.md §2.13)."""
+        """Consul's ``Member`` JSON object (docs/compat/agent.md#members)."""
         return {
             "Name": self.name, "Addr": self.addr, "Port": self.port, "Tags": dict(self.tags),
             "Status": int(self.status), "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,

@@ -3,7 +3,7 @@
 Thin HTTP layer over ``server.acl.ACLService``: decode the body (keys case-insensitively, as Go
 does), check the caller's permission (``acl:read`` / ``acl:write``; bootstrap, replication,
 ``token/self``, legacy ``info`` need none), call the service, render Consul's JSON.  With ACLs
-disabled every route answers 401 ``ACL support disabled``.  Texts and statuses: docs/acl.md.
+disabled every route answers 401 ``ACL support disabled``.  Texts and statuses: docs/compat/acl.md#status-codes-and-texts.
 """
 
 from __future__ import annotations

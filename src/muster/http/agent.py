@@ -1,4 +1,4 @@
-"""``/v1/agent/*`` (contract §2.6): this agent's own view, services, checks and metrics.
+"""``/v1/agent/*`` (docs/compat/agent.md): this agent's own view, services, checks and metrics.
 
 Agent endpoints answer from the agent's local state, not the catalog: a service registered
 here shows in ``/v1/agent/services`` at once and reaches the catalog through anti-entropy.
@@ -15,17 +15,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import platform
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..acl.authorizer import Authorizer
 from ..agent import mesh
 from ..agent.definitions import HEALTH_STATUSES, canonical_keys, get_str, parse_check, parse_service
 from ..durations import parse_duration
-from ..errors import ACLDisabled, BadRequest, MusterError
+from ..errors import ACLDisabled, BadRequest
 from ..goparse import FALSE_STRINGS, parse_bool
 from ..state.watch import WatchSet
 from ..version import REVISION, VERSION
@@ -34,6 +36,11 @@ from .app import Route
 from .body import canon, want_str
 from .common import Ctx, apply_filter_expr
 from .request import Request, Response, json_response, text_response
+
+if TYPE_CHECKING:  # the agent pulls in aiohttp (HTTP checks): imported where it is built
+    from ..agent.agent import Agent
+
+log = logging.getLogger("muster.agent")
 
 BUILD_DATE = "2025-11-25T00:00:00Z"
 PROM_DISABLED = "Prometheus is not enabled since its retention time is not positive"
@@ -93,9 +100,7 @@ def routes(ctx: Ctx) -> list[Route]:
     server = ctx.server
     dc = ctx.datacenter
 
-    def agent() -> Any:
-        if ctx.agent is None:
-            raise MusterError("agent is not running")
+    def agent() -> Agent:
         return ctx.agent
 
     def empty() -> Response:
@@ -107,7 +112,42 @@ def routes(ctx: Ctx) -> list[Route]:
 
     # ------------------------------------------------------------------ self / members
 
+    def authz(req: Request) -> Authorizer:
+        return ctx.authorizer(req)
+
+    def need_node(req: Request, level: str) -> None:
+        authz(req).require("node", level, server.ident.node_name)
+
+    def need_agent(req: Request, level: str) -> None:
+        authz(req).require("agent", level, server.ident.node_name)
+
+    def need_service_of(req: Request, sid: str, level: str) -> None:
+        """service:<level> on the local service ``sid`` (an unknown ID is left to the handler)."""
+        a = authz(req)
+        if a.unrestricted("service"):
+            return
+        svc = agent().local.service(sid)
+        if svc is not None:
+            a.require("service", level, svc["Service"])
+
+    def need_check_write(req: Request, cid: str) -> None:
+        """A service check needs service:write on its service, a node check node:write."""
+        a = authz(req)
+        if a.unrestricted("service") and a.unrestricted("node"):
+            return
+        chk = agent().local.check(cid)
+        if chk is None:
+            return
+        if chk.get("ServiceName"):
+            a.require("service", "write", chk["ServiceName"])
+        else:
+            a.require("node", "write", server.ident.node_name)
+
+    def filtered(req: Request, dropped: bool) -> list[tuple[str, str]]:
+        return [("X-Consul-Results-Filtered-By-ACLs", "true")] if dropped and req.token() else []
+
     async def self_(req: Request) -> Response:
+        need_agent(req, "read")
         a = agent()
         ident = server.ident
         meta = {"consul-network-segment": ""}
@@ -160,14 +200,10 @@ def routes(ctx: Ctx) -> list[Route]:
         leader = server.is_leader()
         checks = a.local.checks()
         kinds = [c.get("Type") for c in checks.values()]
-        from .status import servers_view
-
-        servers_now = servers_view(ctx)
+        servers_now = ctx.services.operator.servers()
         leader_addr = next((sv["Address"] for sv in servers_now if sv["Leader"]), "")
         is_server = bool(cfg("server", False) or cfg("dev_mode", False))
-        storage_snap = getattr(getattr(lg, "storage", None), "snapshot", None)
-        snap_meta = storage_snap().meta if callable(storage_snap) else None
-        snap_index, snap_term = (snap_meta.index, snap_meta.term) if snap_meta is not None else (0, 0)
+        snap_index, snap_term = lg.last_snapshot()
         return {
             "agent": {
                 "check_monitors": str(kinds.count("script")),
@@ -186,7 +222,7 @@ def routes(ctx: Ctx) -> list[Route]:
             },
             "raft": {
                 "applied_index": str(server.fsm.last_applied),
-                "commit_index": str(getattr(getattr(lg, "core", None), "committed", lg.last_index())),
+                "commit_index": str(lg.commit_index()),
                 "fsm_pending": "0",
                 "last_contact": "0" if leader else f"{server.last_contact_ms()}ms",
                 "last_log_index": str(lg.last_index()),
@@ -220,20 +256,26 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def members(req: Request) -> Response:
         wan = bool(req.get("wan"))
-        out = agent().members(wan)
+        a = authz(req)
+        everyone = agent().members(wan)
+        out = everyone if a.unrestricted("node") else [m for m in everyone if a.allowed("node", m.get("Name", ""), "read")]
+        dropped = len(out) != len(everyone)
         expr = req.get("filter")
         if expr:
             out = apply_filter_expr(expr, out)
-        return json_response(req, out)
+        return json_response(req, out, headers=filtered(req, dropped))
 
     # ------------------------------------------------------------------ services
 
     async def services(req: Request) -> Response:
-        out = {sid: agent_service(s, dc) for sid, s in agent().local.services().items()}
+        a = authz(req)
+        local = agent().local.services()
+        visible = {sid: s for sid, s in local.items() if a.allowed("service", s["Service"], "read")}
+        out = {sid: agent_service(s, dc) for sid, s in visible.items()}
         expr = req.get("filter")
         if expr:
             out = apply_filter_expr(expr, out)
-        return json_response(req, out)
+        return json_response(req, out, headers=filtered(req, len(visible) != len(local)))
 
     async def service(req: Request) -> Response:
         sid = req.route_param
@@ -258,6 +300,7 @@ def routes(ctx: Ctx) -> list[Route]:
             svc = local.service(sid)
             if svc is None:
                 return text_response(404, f"unknown service ID: {sid}")
+            authz(req).require("service", "read", svc["Service"])  # re-checked on every wake
             body = agent_service(svc, dc)
             h = content_hash(body)
             remaining = deadline - loop.time()
@@ -268,6 +311,11 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def service_register(req: Request) -> Response:
         sd = parse_service(await req.json())
+        a = authz(req)
+        a.require("service", "write", str(sd.service.get("Service", "")))
+        for chk in sd.checks:
+            if chk.script_args:
+                a.require("agent", "write", server.ident.node_name)
         replace = "replace-existing-checks" in req.query and req.get("replace-existing-checks") not in FALSE_STRINGS
         agent().add_service(sd, replace_existing_checks=replace, source="remote", token=req.token())
         return empty()
@@ -276,6 +324,7 @@ def routes(ctx: Ctx) -> list[Route]:
         sid = req.route_param
         if not sid:
             raise BadRequest("Missing service ID")
+        need_service_of(req, sid, "write")
         agent().remove_service(sid)
         return empty()
 
@@ -284,6 +333,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not sid:
             raise BadRequest("Missing service ID")
         enable = _flag_value(req, "enable")
+        need_service_of(req, sid, "write")
         a = agent()
         if enable:
             a.enable_service_maintenance(sid, req.get("reason"), req.token())
@@ -292,6 +342,7 @@ def routes(ctx: Ctx) -> list[Route]:
         return empty()
 
     async def node_maintenance(req: Request) -> Response:
+        need_node(req, "write")
         enable = _flag_value(req, "enable")
         a = agent()
         if enable:
@@ -303,11 +354,19 @@ def routes(ctx: Ctx) -> list[Route]:
     # ------------------------------------------------------------------ checks
 
     async def checks(req: Request) -> Response:
-        out = {cid: render.health_check(c) for cid, c in agent().local.checks().items()}
+        a = authz(req)
+        local = agent().local.checks()
+        visible = {
+            cid: c
+            for cid, c in local.items()
+            if a.allowed("node", c.get("Node", ""), "read")
+            and (not c.get("ServiceName") or a.allowed("service", c["ServiceName"], "read"))
+        }
+        out = {cid: render.health_check(c) for cid, c in visible.items()}
         expr = req.get("filter")
         if expr:
             out = apply_filter_expr(expr, out)
-        return json_response(req, out)
+        return json_response(req, out, headers=filtered(req, len(visible) != len(local)))
 
     async def check_register(req: Request) -> Response:
         chk = parse_check(await req.json())
@@ -318,6 +377,14 @@ def routes(ctx: Ctx) -> list[Route]:
         err = chk.validate()
         if err:
             raise BadRequest(f"Invalid check: {err}")
+        a = authz(req)
+        if chk.service_id:
+            svc = agent().local.service(chk.service_id)
+            a.require("service", "write", svc["Service"] if svc is not None else chk.service_id)
+        else:
+            a.require("node", "write", server.ident.node_name)
+        if chk.script_args:
+            a.require("agent", "write", server.ident.node_name)
         agent().add_check(chk, source="remote", token=req.token())
         return empty()
 
@@ -325,11 +392,13 @@ def routes(ctx: Ctx) -> list[Route]:
         cid = req.route_param
         if not cid:
             raise BadRequest("Missing check ID")
+        need_check_write(req, cid)
         agent().remove_check(cid)
         return empty()
 
     def ttl_handler(status: str) -> Any:
         async def handle(req: Request) -> Response:
+            need_check_write(req, req.route_param)
             agent().update_ttl(req.route_param, status, req.get("note"))
             return empty()
 
@@ -340,6 +409,7 @@ def routes(ctx: Ctx) -> list[Route]:
         status = get_str(d, "Status")
         if status not in HEALTH_STATUSES:
             raise BadRequest(f"Invalid check status: '{status}'")
+        need_check_write(req, req.route_param)
         agent().update_ttl(req.route_param, status, get_str(d, "Output"))
         return empty()
 
@@ -375,6 +445,7 @@ def routes(ctx: Ctx) -> list[Route]:
             reason = f"ServiceId {sid} not found"
             body: Any = {"AggregatedStatus": "critical", "Service": None, "Checks": None}
             return health_reply(req, 404, reason, reason if wants_text(req) else body)
+        need_service_of(req, sid, "read")
         code, status, info = service_health(sid)
         return health_reply(req, code, status, info)
 
@@ -387,6 +458,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not ids:
             reason = f"ServiceName {name} Not Found"
             return health_reply(req, 404, reason, reason if wants_text(req) else [])
+        authz(req).require("service", "read", name)
         code, status = 200, "passing"
         infos = []
         for sid in ids:
@@ -399,6 +471,7 @@ def routes(ctx: Ctx) -> list[Route]:
     # ------------------------------------------------------------------ metrics / reload / host
 
     async def metrics(req: Request) -> Response:
+        need_agent(req, "read")
         accept = req.headers.get("accept", "")
         openmetrics = "application/openmetrics-text" in accept
         if req.get("format") == "prometheus" or openmetrics:
@@ -440,14 +513,22 @@ def routes(ctx: Ctx) -> list[Route]:
         ]
 
     async def reload(req: Request) -> Response:
-        hook = ctx.extra.get("reload")
-        if hook is not None:
-            await hook()
-        else:
-            await agent().reload(ctx.config)
+        need_agent(req, "write")
+        await ctx.services.lifecycle.reload()
         return empty()
 
+    async def leave(req: Request) -> Response:
+        """Graceful leave: hand leadership over, leave the Raft configuration, then shut down."""
+        ctx.authorizer(req).require("agent", "write", server.ident.node_name)
+        lifecycle = ctx.services.lifecycle
+        await ctx.services.operator.leave()
+        lifecycle.left = True  # the gossip pool announces `left`, not a failure
+        lifecycle.shutdown_soon(0.2)
+        log.info("graceful leave complete")
+        return Response(200, b"")
+
     async def host(req: Request) -> Response:
+        authz(req).require("operator", "read")
         return json_response(req, host_info())
 
     async def token(req: Request) -> Response:
@@ -481,6 +562,7 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/agent/health/service/name/", ("GET",), health_by_name, prefix=True),
         Route("/v1/agent/metrics", ("GET",), metrics),
         Route("/v1/agent/reload", ("PUT",), reload),
+        Route("/v1/agent/leave", ("PUT",), leave),
         Route("/v1/agent/host", ("GET",), host),
         Route("/v1/agent/token/", ("PUT",), token, prefix=True),
     ]

@@ -1,6 +1,6 @@
 """The ASGI application: routing, Consul's error model and the headers every response carries.
 
-Why ASGI on uvicorn: measured on this machine (shared/docs/performance.md) a bare ASGI app on
+Why ASGI on uvicorn: measured on this machine (docs/performance.md) a bare ASGI app on
 uvicorn with httptools serves ~27k req/s against ~14-18k for aiohttp, and uvicorn's server runs
 inside an event loop we own (``serve.py``), next to the log, the timers and DNS.  The app itself
 is a small router with no framework: every request is one dict lookup (exact routes) or a few

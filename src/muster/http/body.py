@@ -1,4 +1,4 @@
-"""Consul's tolerant JSON body matching (contract §1.2).
+"""Consul's tolerant JSON body matching (docs/compat/http.md#request-parsing).
 
 Go's ``encoding/json`` matches field names case-insensitively, and Consul's agent endpoints
 also accept snake_case spellings.  ``canon`` maps each incoming key, lower-cased with ``_``

@@ -1,4 +1,4 @@
-"""``/v1/catalog/*`` (contract §2.4): raw catalog writes and reads, regardless of health.
+"""``/v1/catalog/*`` (docs/compat/catalog-health.md#catalog-endpoints): raw catalog writes and reads, regardless of health.
 
 Writes go straight to the log as one ``RegisterCommand``/``DeregisterCommand``; the request is
 normalised into canonical records first (``agent.definitions``) so that an identical
@@ -17,13 +17,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ..acl.authorizer import Authorizer
 from ..agent.definitions import canonical_keys, catalog_check, catalog_service, get_bool, get_str, get_str_map
 from ..errors import BadRequest, MusterError, NoPathToDatacenter
 from ..state.watch import WatchSet
 from ..structs import DeregisterCommand, RegisterCommand
 from . import connect_catalog, render
 from .app import Route
-from .common import Ctx, apply_filter_expr, blocking_read
+from .common import ACLFilter, Ctx, apply_filter_expr, blocking_read
 from .connect_catalog import connect_instances
 from .request import Request, Response, json_response
 
@@ -88,11 +89,67 @@ def parse_register(body: Any, datacenter: str) -> RegisterCommand:
     return RegisterCommand(node=node, service=service, checks=checks, skip_node_update=skip)
 
 
+def node_view(
+    acl: ACLFilter, n: dict[str, Any] | None, svcs: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """``/catalog/node``: the node needs node:read (else nothing), each service service:read."""
+    if n is None:
+        return None, []
+    a = acl.authz()
+    if not a.allowed("node", n["Node"], "read"):
+        acl.dropped = True
+        return None, []
+    return n, acl.keep(svcs, lambda a, s: a.allowed("service", s["Service"], "read"), "service")
+
+
+def _service_name(store: Any, node: str, service_id: str, cmd_service: dict[str, Any] | None) -> str:
+    if cmd_service is not None and cmd_service.get("ID") == service_id:
+        return str(cmd_service.get("Service", ""))
+    svc = store.services.get(node, {}).get(service_id)
+    return str(svc.get("Service", "")) if svc is not None else ""
+
+
+def vet_register(a: Authorizer, cmd: RegisterCommand, store: Any) -> None:
+    """Consul's ``vetRegisterWithACL``: node:write unless the node is left alone, service:write
+    on the service, and per check service:write (service check) or node:write (node check)."""
+    if a.unrestricted("node") and a.unrestricted("service"):
+        return
+    node = cmd.node["Node"]
+    if not cmd.skip_node_update:
+        a.require("node", "write", node)
+    if cmd.service is not None:
+        a.require("service", "write", str(cmd.service.get("Service", "")))
+    for c in cmd.checks:
+        sid = c.get("ServiceID") or ""
+        if sid:
+            a.require("service", "write", _service_name(store, node, sid, cmd.service))
+        else:
+            a.require("node", "write", node)
+
+
+def vet_deregister(a: Authorizer, cmd: DeregisterCommand, store: Any) -> None:
+    """Consul's ``vetDeregisterWithACL``."""
+    if a.unrestricted("node") and a.unrestricted("service"):
+        return
+    if cmd.service_id:
+        a.require("service", "write", _service_name(store, cmd.node, cmd.service_id, None))
+    elif cmd.check_id:
+        chk = store.checks.get(cmd.node, {}).get(cmd.check_id)
+        svc = (chk or {}).get("ServiceName") or ""
+        if svc:
+            a.require("service", "write", svc)
+        else:
+            a.require("node", "write", cmd.node)
+    else:
+        a.require("node", "write", cmd.node)
+
+
 def routes(ctx: Ctx) -> list[Route]:
     store = ctx.server.store
 
     async def register(req: Request) -> Response:
         cmd = parse_register(await req.json(), ctx.datacenter)
+        vet_register(ctx.authorizer(req), cmd, store)
         await ctx.server.apply(cmd)
         return json_response(req, True)
 
@@ -104,9 +161,9 @@ def routes(ctx: Ctx) -> list[Route]:
         name = get_str(d, "Node")
         if not name:
             raise MusterError("Must provide node")
-        await ctx.server.apply(
-            DeregisterCommand(node=name, service_id=get_str(d, "ServiceID"), check_id=get_str(d, "CheckID"))
-        )
+        cmd = DeregisterCommand(node=name, service_id=get_str(d, "ServiceID"), check_id=get_str(d, "CheckID"))
+        vet_deregister(ctx.authorizer(req), cmd, store)
+        await ctx.server.apply(cmd)
         return json_response(req, True)
 
     async def datacenters(req: Request) -> Response:
@@ -116,13 +173,16 @@ def routes(ctx: Ctx) -> list[Route]:
         meta = render.node_meta_filters(req)
         peer = render.peer_name(req)
 
+        acl = ACLFilter(ctx, req)
+
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, recs = store.list_nodes(ws)
-            return idx, [n for n in recs if render.node_meta_match(n, meta) and render.peer_match(n, peer)]
+            return idx, acl.nodes([n for n in recs if render.node_meta_match(n, meta) and render.peer_match(n, peer)])
 
-        return await blocking_read(ctx, req, run, lambda recs: [render.node(n) for n in recs])
+        return await blocking_read(ctx, req, run, lambda recs: [render.node(n) for n in recs], acl=acl)
 
     async def services(req: Request) -> Response:
+        acl = ACLFilter(ctx, req)
         meta = render.node_meta_filters(req)
         expr = req.get("filter")
         peer = render.peer_name(req)
@@ -137,7 +197,7 @@ def routes(ctx: Ctx) -> list[Route]:
                     n = store.nodes.get(node_name)
                     if n is not None and render.node_meta_match(n, meta) and render.peer_match(svc, peer):
                         pairs.append((n, svc))
-            return idx, pairs
+            return idx, acl.keep(pairs, lambda a, p: a.allowed("service", p[1]["Service"], "read"), "service")
 
         def rend(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, list[str]]:
             items = [render.service_node(n, s) for n, s in pairs]
@@ -151,7 +211,7 @@ def routes(ctx: Ctx) -> list[Route]:
                         tags.append(t)
             return out
 
-        return await blocking_read(ctx, req, run, rend, filterable=False)
+        return await blocking_read(ctx, req, run, rend, filterable=False, acl=acl)
 
     async def service(req: Request) -> Response:
         name = req.route_param
@@ -160,16 +220,17 @@ def routes(ctx: Ctx) -> list[Route]:
         meta = render.node_meta_filters(req)
         tags = req.get_all("tag")
         peer = render.peer_name(req)
+        acl = ACLFilter(ctx, req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
             idx, pairs = store.service_instances_of(ws, name)
-            return idx, [
+            return idx, acl.pairs([
                 (n, s)
                 for n, s in pairs
                 if render.node_meta_match(n, meta) and render.tags_match(s, tags) and render.peer_match(s, peer)
-            ]
+            ])
 
-        return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs])
+        return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs], acl=acl)
 
     async def node(req: Request) -> Response:
         name = req.route_param
@@ -178,11 +239,13 @@ def routes(ctx: Ctx) -> list[Route]:
         expr = req.get("filter")
         peer = render.peer_name(req)
 
+        acl = ACLFilter(ctx, req)
+
         def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
             idx, n, svcs = store.node_services(ws, name)
             if n is not None and not render.peer_match(n, peer):
                 n, svcs = None, []
-            return idx, (n, svcs)
+            return idx, node_view(acl, n, svcs)
 
         def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any] | None:
             n, svcs = res
@@ -193,7 +256,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 rendered = apply_filter_expr(expr, rendered)
             return {"Node": render.node(n), "Services": {s["ID"]: s for s in rendered}}
 
-        return await blocking_read(ctx, req, run, rend, filterable=False)
+        return await blocking_read(ctx, req, run, rend, filterable=False, acl=acl)
 
     async def node_services(req: Request) -> Response:
         name = req.route_param
@@ -202,11 +265,13 @@ def routes(ctx: Ctx) -> list[Route]:
         expr = req.get("filter")
         peer = render.peer_name(req)
 
+        acl = ACLFilter(ctx, req)
+
         def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
             idx, n, svcs = store.node_services(ws, name)
             if n is not None and not render.peer_match(n, peer):
                 n, svcs = None, []
-            return idx, (n, svcs)
+            return idx, node_view(acl, n, svcs)
 
         def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any]:
             n, svcs = res
@@ -217,7 +282,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 rendered = apply_filter_expr(expr, rendered)
             return {"Node": render.node(n), "Services": rendered}
 
-        return await blocking_read(ctx, req, run, rend, filterable=False)
+        return await blocking_read(ctx, req, run, rend, filterable=False, acl=acl)
 
     async def connect(req: Request) -> Response:
         """Proxies and native instances serving a service over the mesh."""
@@ -228,15 +293,17 @@ def routes(ctx: Ctx) -> list[Route]:
         tags = req.get_all("tag")
         peer = render.peer_name(req)
 
+        acl = ACLFilter(ctx, req)
+
         def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
             idx, pairs = connect_instances(store, ws, name)
-            return idx, [
+            return idx, acl.pairs([
                 (n, s)
                 for n, s in pairs
                 if render.node_meta_match(n, meta) and render.tags_match(s, tags) and render.peer_match(s, peer)
-            ]
+            ])
 
-        return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs])
+        return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs], acl=acl)
 
     async def gateway_services(req: Request) -> Response:
         """The services a gateway's config entry binds to it (``GatewayService`` rows)."""

@@ -1,7 +1,8 @@
 """What every endpoint module shares: the handler context and the blocking-read helper.
 
-``Ctx`` is what a handler may touch: the server (store, log, leader loops), the agent's local
-state, the configuration, the datacenter name and the injected RNG.  ``blocking_read`` is the
+``Ctx`` is what a handler may touch: ``services`` (the agent's parts, built once by the process
+root: see ``muster.services``; ``ctx.server`` and ``ctx.agent`` are shortcuts into it), the
+configuration, the datacenter name, the injected RNG and the request limits.  ``blocking_read`` is the
 whole protocol of a read endpoint: check ``dc``, parse ``index``/``wait``/consistency, check the
 read is allowed (leader known, or ``?stale``), run the query as a blocking query, apply
 ``?filter``, and answer with the ``X-Consul-*`` headers.
@@ -10,43 +11,57 @@ read is allowed (leader known, or ``?stale``), run the query as a blocking query
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..acl.authorizer import MANAGE_ALL, Authorizer
 from ..errors import MusterError, NoPathToDatacenter
 from ..runtime import Rng
+from ..server.acl import ACLService
 from ..server.blocking import QueryOptions, blocking_query
 from ..server.server import Server
+from ..services import Services
 from ..state.watch import WatchSet
 from .request import Request, Response, json_response, parse_query_options
+
+if TYPE_CHECKING:  # the agent pulls in aiohttp (HTTP checks): imported where it is built
+    from ..agent.agent import Agent
 
 T = TypeVar("T")
 
 
 @dataclass
 class Ctx:
-    server: Server
+    services: Services
     datacenter: str
     rng: Rng
-    agent: Any = None  # muster.agent.agent.Agent: typed loosely to keep imports pointing down
-    config: Any = None  # muster.config.Config
+    config: Any = None  # muster.config.Config (replaced on reload)
     default_query_time: float = 300.0
     max_query_time: float = 600.0
     kv_max_value_size: int = 524288
     txn_max_req_len: int = 524288
-    extra: dict[str, Any] = field(default_factory=dict)
-    acl: Any = None  # muster.server.acl.ACLService; None: no ACL system, everything is allowed
+
+    @property
+    def server(self) -> Server:
+        return self.services.server
+
+    @property
+    def agent(self) -> Agent:
+        return self.services.agent
+
+    @property
+    def acl(self) -> ACLService:
+        return self.services.acl
 
     def authorizer(self, req: Request) -> Authorizer:
         """The caller's authorizer (403 ``ACL not found`` for an unknown token)."""
         svc = self.acl
-        if svc is None or not svc.enabled:
+        if not svc.enabled:
             return MANAGE_ALL
         return svc.authorize(req.token())
 
     def acl_enabled(self) -> bool:
-        return self.acl is not None and self.acl.enabled
+        return self.acl.enabled
 
     def check_dc(self, req: Request) -> None:
         dc = req.get("dc")
@@ -73,15 +88,15 @@ async def from_leader(ctx: Ctx, req: Request) -> Response | None:
     """The leader's answer to a view only the leader has (autopilot health, Raft progress),
     fetched over server RPC when this server is a follower; None means "answer locally"
     (on the leader, in ``-dev``, for ``?stale``, or for a request already forwarded once)."""
-    forward = ctx.extra.get("forward_http")
+    operator = ctx.services.operator
     log = ctx.server.log
-    if forward is None or "stale" in req.query or req.headers.get(FORWARDED) or log.is_leader():
+    if not operator.clustered or "stale" in req.query or req.headers.get(FORWARDED) or log.is_leader():
         return None
     lead = log.leader_id()
     if not lead:
         return None
     try:
-        status, ctype, headers, body = await forward(lead, req)
+        status, ctype, headers, body = await operator.forward_http(lead, req.method, req.path, req.raw_query.decode("latin-1"))
     except MusterError:
         return None  # the leader moved or is unreachable: our own view is better than nothing
     return Response(int(status), bytes(body), ctype or None, [(str(k), str(v)) for k, v in headers])
@@ -108,6 +123,7 @@ async def blocking_read(
     render: Callable[[T], Any],
     status: Callable[[Any], int] | None = None,
     filterable: bool = True,
+    acl: ACLFilter | None = None,
 ) -> Response:
     ctx.check_dc(req)
     opts = parse_query_options(req)
@@ -117,4 +133,65 @@ async def blocking_read(
     if filterable and opts.filter:
         obj = apply_filter_expr(opts.filter, obj)
     code = status(obj) if status is not None else 200
-    return json_response(req, obj, code, ctx.meta_headers(idx, opts))
+    headers = ctx.meta_headers(idx, opts)
+    if acl is not None:
+        headers.extend(acl.headers())
+    return json_response(req, obj, code, headers)
+
+
+class ACLFilter:
+    """ACL filtering of one list read (Consul's ``aclfilter``): drop what the caller may not
+    read, and remember whether anything was dropped.
+
+    The authorizer is resolved again on every call, i.e. on every run of a blocking query, so
+    a token revoked while a query waits stops seeing data at the next wake.  The
+    ``X-Consul-Results-Filtered-By-ACLs: true`` header is only set when the request carried a
+    token (Consul never sets it for the anonymous, token-less caller)."""
+
+    __slots__ = ("_ctx", "_req", "dropped")
+
+    def __init__(self, ctx: Ctx, req: Request) -> None:
+        self._ctx = ctx
+        self._req = req
+        self.dropped = False
+
+    def authz(self) -> Authorizer:
+        return self._ctx.authorizer(self._req)
+
+    def headers(self) -> list[tuple[str, str]]:
+        if self.dropped and self._req.token():
+            return [("X-Consul-Results-Filtered-By-ACLs", "true")]
+        return []
+
+    def keep(self, items: list[T], allowed: Callable[[Authorizer, T], bool], *resources: str) -> list[T]:
+        """``items`` the caller may see; ``resources`` skip the loop when all are unrestricted."""
+        a = self.authz()
+        if resources and all(a.unrestricted(r) for r in resources):
+            self.dropped = False
+            return items
+        out = [x for x in items if allowed(a, x)]
+        self.dropped = len(out) != len(items)
+        return out
+
+    def nodes(self, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.keep(recs, lambda a, n: a.allowed("node", n["Node"], "read"), "node")
+
+    def checks(self, cs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Checks need node:read, and service:read too when they belong to a service."""
+        return self.keep(cs, _check_visible, "node", "service")
+
+    def pairs(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(node, service) instances: node:read and service:read."""
+        return self.keep(
+            pairs,
+            lambda a, p: a.allowed("node", p[0]["Node"], "read") and a.allowed("service", p[1]["Service"], "read"),
+            "node",
+            "service",
+        )
+
+
+def _check_visible(a: Authorizer, c: dict[str, Any]) -> bool:
+    if not a.allowed("node", c.get("Node", ""), "read"):
+        return False
+    svc = c.get("ServiceName") or ""
+    return not svc or a.allowed("service", svc, "read")

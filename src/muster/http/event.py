@@ -1,10 +1,8 @@
-"""``/v1/event/fire/:name`` and ``/v1/event/list`` (contract §2.8).
+"""``/v1/event/fire/:name`` and ``/v1/event/list`` (docs/compat/agent.md#user-events).
 
-Events live in the agent (the last 256 it has seen, oldest first), not in the store: in Consul
-they travel by gossip and are never replicated through Raft.  Until the gossip layer exists an
-event reaches the agent it was fired on; the ``EventBuffer`` is the seam where gossip will
-deliver remote events.  The list's blocking index is derived from the newest event's UUID, as
-Consul does (clients only compare it for equality).
+Events live in the agent's ``EventBuffer`` (``muster.events``), not in the store.  A fired
+event goes out through gossip when the agent gossips (``Membership.fire``; the pool delivers it
+back to this agent's buffer too), else straight into the buffer.
 """
 
 from __future__ import annotations
@@ -12,60 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from typing import Any
 
 from ..errors import BadRequest, MusterError
 from ..server.blocking import effective_wait
-from ..state.watch import Watch, WatchSet
+from ..state.watch import WatchSet
 from .app import Route
 from .common import Ctx
 from .request import Request, Response, json_response, parse_query_options
 
-MAX_EVENTS = 256
 MAX_PAYLOAD = 100 * 1024  # Consul's user-event size limit is enforced by serf (512 bytes on the wire by default)
 
 
-def uuid_to_index(uid: str) -> int:
-    """Fold a UUID into 64 bits: hex of parts 1-3 XOR hex of parts 4-5 (Consul's rule)."""
-    parts = uid.split("-")
-    if len(parts) != 5:
-        return 1
-    try:
-        lo = int(parts[0] + parts[1] + parts[2], 16)
-        hi = int(parts[3] + parts[4], 16)
-    except ValueError:
-        return 1
-    return (lo ^ hi) & (2**64 - 1) or 1
-
-
-class EventBuffer:
-    """The last ``MAX_EVENTS`` user events this agent has seen, with a watch for blocking lists."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.ltime = 0
-        self._watch = Watch()
-
-    def add(self, ev: dict[str, Any]) -> None:
-        self.ltime = max(self.ltime, int(ev.get("LTime", 0)))
-        self.events.append(ev)
-        del self.events[:-MAX_EVENTS]
-        w, self._watch = self._watch, Watch()
-        w.fire()
-
-    def next_ltime(self) -> int:
-        self.ltime += 1
-        return self.ltime
-
-    def query(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
-        if ws is not None:
-            ws.add(self._watch)
-        idx = uuid_to_index(self.events[-1]["ID"]) if self.events else 1
-        return idx, list(self.events)
-
-
 def routes(ctx: Ctx) -> list[Route]:
-    buf: EventBuffer = ctx.extra.setdefault("events", EventBuffer())
+    buf = ctx.services.events
+    membership = ctx.services.membership
 
     async def fire(req: Request) -> Response:
         ctx.check_dc(req)
@@ -74,6 +32,7 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing name")
         if name.startswith("_"):
             raise MusterError("User events cannot start with '_'")
+        ctx.authorizer(req).require("event", "write", name)
         for f in ("node", "service", "tag"):
             if f in req.query:
                 try:
@@ -93,9 +52,8 @@ def routes(ctx: Ctx) -> list[Route]:
             "Version": 1,
             "LTime": buf.next_ltime(),
         }
-        deliver = ctx.extra.get("deliver_event")
-        if callable(deliver):
-            deliver(ev)
+        if membership is not None:
+            membership.fire(ev)  # the pool delivers it back to our buffer too
         else:
             buf.add(ev)
         return json_response(req, ev)
@@ -117,7 +75,12 @@ def routes(ctx: Ctx) -> list[Route]:
                 idx, evs = buf.query(None)
                 break
         out = [e for e in evs if not name or e["Name"] == name]
-        return json_response(req, out, 200, ctx.meta_headers(idx, opts))
+        a = ctx.authorizer(req)
+        visible = out if a.unrestricted("event") else [e for e in out if a.allowed("event", e["Name"], "read")]
+        headers = ctx.meta_headers(idx, opts)
+        if len(visible) != len(out) and req.token():
+            headers.append(("X-Consul-Results-Filtered-By-ACLs", "true"))
+        return json_response(req, visible, 200, headers)
 
     return [
         Route("/v1/event/fire/", ("PUT",), fire, prefix=True),

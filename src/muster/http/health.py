@@ -1,4 +1,4 @@
-"""``/v1/health/*`` (contract §2.5): checks and service entries with their health.
+"""``/v1/health/*`` (docs/compat/catalog-health.md#health-endpoints): checks and service entries with their health.
 
 ``/health/service/:name`` without ``?passing`` returns exactly the instances of
 ``/catalog/service/:name``, in the same order (node name, then service ID), critical ones
@@ -19,7 +19,7 @@ from ..errors import BadRequest
 from ..state.watch import WatchSet
 from . import render
 from .app import Route
-from .common import Ctx, blocking_read
+from .common import ACLFilter, Ctx, blocking_read
 from .connect_catalog import Pair, connect_instances, ingress_instances
 from .request import Request, Response
 
@@ -35,12 +35,13 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest("Missing node name")
 
         peer = render.peer_name(req)
+        acl = ACLFilter(ctx, req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.node_checks(ws, name)
-            return idx, [c for c in cs if render.peer_match(c, peer)]
+            return idx, acl.checks([c for c in cs if render.peer_match(c, peer)])
 
-        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
+        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs], acl=acl)
 
     async def checks(req: Request) -> Response:
         name = req.route_param
@@ -49,15 +50,17 @@ def routes(ctx: Ctx) -> list[Route]:
         meta = render.node_meta_filters(req)
         peer = render.peer_name(req)
 
+        acl = ACLFilter(ctx, req)
+
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.service_checks(ws, name)
             cs = [c for c in cs if render.peer_match(c, peer)]
             if meta:
                 store.watch_table(ws, "nodes")
                 cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
-            return idx, cs
+            return idx, acl.checks(cs)
 
-        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
+        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs], acl=acl)
 
     def entries(req: Request, instances: Callable[[WatchSet | None, str], tuple[int, list[Pair]]]) -> Any:
         """The health-entry read of ``/health/service`` and ``/health/connect``: instances of
@@ -69,9 +72,11 @@ def routes(ctx: Ctx) -> list[Route]:
         meta = render.node_meta_filters(req)
         tags = req.get_all("tag")
         peer = render.peer_name(req)
+        acl = ACLFilter(ctx, req)
 
         def run(ws: WatchSet | None) -> tuple[int, list[Entry]]:
             idx, pairs = instances(ws, name)
+            pairs = acl.pairs(pairs)
             out: list[Entry] = []
             for n, svc in pairs:
                 if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags) and render.peer_match(svc, peer)):
@@ -92,7 +97,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 for n, svc, cs in entries
             ]
 
-        return blocking_read(ctx, req, run, rend)
+        return blocking_read(ctx, req, run, rend, acl=acl)
 
     async def service(req: Request) -> Response:
         return await entries(req, store.service_instances_of)
@@ -107,6 +112,8 @@ def routes(ctx: Ctx) -> list[Route]:
         meta = render.node_meta_filters(req)
         peer = render.peer_name(req)
 
+        acl = ACLFilter(ctx, req)
+
         def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
             idx, cs = store.all_checks(ws)
             cs = [c for c in cs if render.peer_match(c, peer)]
@@ -116,9 +123,9 @@ def routes(ctx: Ctx) -> list[Route]:
             if meta:
                 store.watch_table(ws, "nodes")
                 cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
-            return idx, cs
+            return idx, acl.checks(cs)
 
-        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs])
+        return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs], acl=acl)
 
     async def ingress(req: Request) -> Response:
         return await entries(req, lambda ws, name: ingress_instances(store, ws, name))

@@ -1,4 +1,4 @@
-"""``/v1/kv/<key>``: the hot path (contract §2.1, §9).
+"""``/v1/kv/<key>``: the hot path (docs/compat/kv.md, docs/compat/blocking.md).
 
 Reads: a single key reports *that key's* ModifyIndex in ``X-Consul-Index`` (Patroni's leader
 watch depends on it); a missing key is a 404 with an empty body but full index headers.  The
@@ -16,6 +16,7 @@ from ..acl.authorizer import Authorizer
 from ..errors import BadRequest, MusterError, TooLarge
 from ..goparse import parse_uint
 from ..server.blocking import blocking_query
+from ..server.log import PENDING
 from ..state.kv import DirEntry
 from ..state.watch import WatchSet
 from ..structs import KVSCommand
@@ -192,12 +193,11 @@ def routes(ctx: Ctx) -> list[Route]:
         ok = await _apply(cmd)
         return Response(200, TRUE if ok else FALSE, "application/json")
 
-    fast = hasattr(server.log, "propose_sync")
-
     async def _apply(cmd: KVSCommand) -> bool:
-        if fast:
-            return bool(server.apply_nowait(cmd))
-        return bool(await server.apply(cmd))
+        res = server.apply_now(cmd)
+        if res is PENDING:
+            res = await server.apply(cmd)
+        return bool(res)
 
     return [Route("/v1/kv/", ("GET", "PUT", "DELETE"), kv, prefix=True)]
 

@@ -1,15 +1,14 @@
 """Gossip operations over HTTP: ``/v1/agent/join``, ``/v1/agent/force-leave``, and
-``/v1/operator/keyring`` (contract §2.6, §2.7).
+``/v1/operator/keyring`` (docs/compat/agent.md, docs/compat/operator.md#keyring).
 
-They act on the agent's LAN pool (``ctx.extra["membership"]``).  A ``-dev`` agent started
+They act on the agent's LAN pool (``ctx.services.membership``).  A ``-dev`` agent started
 without gossip answers 500 with a message saying how to turn it on, rather than pretending.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import BadRequest, MusterError
+from ..gossip.transport import GossipPool
 from .app import Route
 from .body import canon, want_str
 from .common import Ctx
@@ -19,11 +18,12 @@ NO_GOSSIP = "gossip is not running on this agent (a -dev agent gossips only with
 
 
 def routes(ctx: Ctx) -> list[Route]:
-    def pool() -> Any:
-        m = ctx.extra.get("membership")
-        if m is None:
+    membership = ctx.services.membership
+
+    def pool() -> GossipPool:
+        if membership is None:
             raise MusterError(NO_GOSSIP)
-        return m.pool
+        return membership.pool
 
     async def join(req: Request) -> Response:
         ctx.authorizer(req).require("agent", "write", ctx.server.ident.node_name)
@@ -31,12 +31,11 @@ def routes(ctx: Ctx) -> list[Route]:
         if not addr:
             raise BadRequest("Missing address to join")
         wan = "wan" in req.query and req.get("wan") not in ("0", "false")
-        m = ctx.extra.get("membership")
         target = pool()
         if wan:
-            if m is None or m.wan is None:
+            if membership is None or membership.wan is None:
                 raise MusterError("WAN pool is not running on this agent (servers only)")
-            target = m.wan
+            target = membership.wan
         try:
             n = await target.join([addr])
         except OSError as err:

@@ -1,4 +1,4 @@
-"""Rendering catalog records into Consul's response objects (contract §2.13).
+"""Rendering catalog records into Consul's response objects (docs/compat/catalog-health.md#response-objects).
 
 Store records are Consul-shaped dicts, but not always complete: the server's own registration
 and catalog-registered external nodes may lack optional keys.  These functions produce the

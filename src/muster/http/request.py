@@ -1,4 +1,4 @@
-"""Request and response objects, and the parsing rules every endpoint shares (contract §1.2-1.5).
+"""Request and response objects, and the parsing rules every endpoint shares (docs/compat/http.md).
 
 Presence flags (``?recurse``, ``?stale``...) are tested by key presence only, whatever their
 value.  Bool values follow Go's ``ParseBool``.  ``wait`` is a Go duration with a unit.  Body keys
@@ -122,7 +122,7 @@ class Request:
     # ------------------------------------------------------------------ tokens
 
     def token(self) -> str:
-        """``?token`` -> ``X-Consul-Token`` -> ``Authorization: Bearer`` (contract §1.4)."""
+        """``?token`` -> ``X-Consul-Token`` -> ``Authorization: Bearer`` (docs/compat/http.md#tokens)."""
         t = self.get("token")
         if t:
             return t
@@ -165,7 +165,7 @@ def text_response(status: int, text: str) -> Response:
 
 
 def parse_query_options(req: Request) -> QueryOptions:
-    """``index``, ``wait``, consistency flags and ``filter`` (contract §1.3, §1.6, §1.7)."""
+    """``index``, ``wait``, consistency flags and ``filter`` (docs/compat/http.md#common-query-parameters, docs/compat/blocking.md)."""
     opts = QueryOptions()
     if "wait" in req.query:
         w = req.get("wait")

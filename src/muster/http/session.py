@@ -1,4 +1,4 @@
-"""``/v1/session/*`` (contract §2.3, §4).
+"""``/v1/session/*`` (docs/compat/sessions.md).
 
 Create validates everything before proposing: ``Behavior``, the TTL (Go duration, 0 or within
 [session_ttl_min, 24h], texts Patroni matches), ``LockDelay`` (a number below 1000 means seconds),
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..acl.authorizer import Authorizer
 from ..durations import format_duration, parse_body_duration_ns, parse_duration_ns
 from ..errors import BadRequest, MusterError, NotFound
 from ..state.watch import WatchSet
 from ..structs import SessionCommand
 from .app import Route
 from .body import canon, want_str
-from .common import Ctx, blocking_read
+from .common import ACLFilter, Ctx, blocking_read
 from .request import Request, Response, json_response
 
 SESSION_FIELDS = ("ID", "Name", "Node", "NodeChecks", "Checks", "ServiceChecks", "LockDelay", "Behavior", "TTL")
@@ -66,7 +67,7 @@ def build_session(ctx: Ctx, body: Any, ttl_min_ns: int) -> dict[str, Any]:
             raise BadRequest(f"Request decode failed: {err}") from None
     else:
         lock_delay = DEFAULT_LOCK_DELAY_NS
-    # The check-list merge rule of Consul >= 1.7 (contract §2.3).
+    # The check-list merge rule of Consul >= 1.7 (docs/compat/sessions.md#creating-a-session).
     node_checks_given = "NodeChecks" in d and d["NodeChecks"] is not None
     node_checks = _str_list(d, "NodeChecks") if node_checks_given else ["serfHealth"]
     if "Checks" in d and d["Checks"] is not None:
@@ -119,6 +120,7 @@ def routes(ctx: Ctx) -> list[Route]:
         ctx.check_dc(req)
         body = await req.json()
         sess = build_session(ctx, body, ttl_min_ns())
+        ctx.authorizer(req).require("session", "write", sess.get("Node", ""))
         sid = await server.apply(SessionCommand(op="create", session=sess))
         return json_response(req, {"ID": sid})
 
@@ -127,6 +129,7 @@ def routes(ctx: Ctx) -> list[Route]:
         sid = req.route_param
         if not sid:
             raise BadRequest("Missing session")
+        need_session_write(req, sid)
         await server.apply(SessionCommand(op="destroy", session={"ID": sid}))
         return json_response(req, True)
 
@@ -136,6 +139,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not sid:
             raise BadRequest("Missing session")
         await server.check_read("leader")
+        need_session_write(req, sid)
         sess = server.renew_session(sid)
         if sess is None:
             raise NotFound(f"Session id '{sid}' not found")
@@ -146,23 +150,49 @@ def routes(ctx: Ctx) -> list[Route]:
         if not sid:
             raise BadRequest("Missing session")
 
-        def run(ws: WatchSet | None) -> tuple[int, dict[str, Any] | None]:
-            return store.session_get(ws, sid)
+        acl = ACLFilter(ctx, req)
 
-        return await blocking_read(ctx, req, run, lambda s: [render_session(s)] if s else [])
+        def run(ws: WatchSet | None) -> tuple[int, dict[str, Any] | None]:
+            idx, s = store.session_get(ws, sid)
+            if s is not None and not acl.keep([s], readable, "session"):
+                return idx, None
+            return idx, s
+
+        return await blocking_read(ctx, req, run, lambda s: [render_session(s)] if s else [], acl=acl)
 
     async def by_node(req: Request) -> Response:
         node = req.route_param
         if not node:
             raise BadRequest("Missing node name")
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
-            return store.session_node(ws, node)
+        acl = ACLFilter(ctx, req)
 
-        return await blocking_read(ctx, req, run, lambda ss: [render_session(s) for s in ss])
+        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+            idx, ss = store.session_node(ws, node)
+            return idx, acl.keep(ss, readable, "session")
+
+        return await blocking_read(ctx, req, run, lambda ss: [render_session(s) for s in ss], acl=acl)
 
     async def listing(req: Request) -> Response:
-        return await blocking_read(ctx, req, store.session_list, lambda ss: [render_session(s) for s in ss])
+        acl = ACLFilter(ctx, req)
+
+        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+            idx, ss = store.session_list(ws)
+            return idx, acl.keep(ss, readable, "session")
+
+        return await blocking_read(ctx, req, run, lambda ss: [render_session(s) for s in ss], acl=acl)
+
+    def readable(a: Authorizer, s: dict[str, Any]) -> bool:
+        return a.allowed("session", s.get("Node", ""), "read")
+
+    def need_session_write(req: Request, sid: str) -> None:
+        """session:write on the node of session ``sid`` (an unknown one is left to the command)."""
+        a = ctx.authorizer(req)
+        if a.unrestricted("session"):
+            return
+        s = store.sessions.get(sid)
+        if s is not None:
+            a.require("session", "write", s.get("Node", ""))
 
     return [
         Route("/v1/session/create", ("PUT",), create),

@@ -1,4 +1,4 @@
-"""``PUT /v1/txn``: several KV/catalog operations applied all-or-nothing at one index (§2.2).
+"""``PUT /v1/txn``: several KV/catalog operations applied all-or-nothing at one index (docs/compat/kv.md#transactions).
 
 Parsing refuses bad input before anything is proposed: too many operations or too large a body
 (413), malformed JSON (400 ``Failed to parse body``), a value over the KV limit (413).  A
@@ -13,7 +13,8 @@ import binascii
 import json
 from typing import Any
 
-from ..errors import BadRequest, TooLarge
+from ..acl.authorizer import Authorizer
+from ..errors import BadRequest, MusterError, TooLarge
 from ..structs import KVSCommand, TxnCommand, TxnOp
 from .app import Route
 from .body import canon
@@ -109,6 +110,48 @@ def parse_ops(raw: Any, value_limit: int) -> list[TxnOp]:
     return ops
 
 
+def acl_precheck(a: Authorizer, ops: list[TxnOp]) -> list[dict[str, Any]]:
+    """Consul's ``preCheck``: every op is checked before anything applies; a denied op is an
+    error at its index (the whole transaction answers 409 and nothing changes).  KV ``get`` and
+    ``get-tree`` are not refused here: their results are filtered afterwards."""
+    errors: list[dict[str, Any]] = []
+    for i, op in enumerate(ops):
+        try:
+            if op.kind == "KV":
+                assert op.kv is not None
+                key = op.kv.key
+                if op.verb in ("get", "get-tree"):
+                    continue
+                if op.verb in ("check-index", "check-session", "check-not-exists", "get-or-empty"):
+                    a.require("key", "read", key)
+                elif op.verb == "delete-tree":
+                    a.require_key_write_prefix(key)
+                else:
+                    a.require("key", "write", key)
+            elif op.kind == "Node":
+                a.require("node", "read" if op.verb == "get" else "write", (op.node or {}).get("Node", ""))
+            elif op.kind == "Service":
+                svc = (op.service or {}).get("Service") or (op.service or {}).get("ID", "")
+                a.require("service", "read" if op.verb == "get" else "write", str(svc))
+            elif op.kind == "Check":
+                chk = op.check or {}
+                level = "read" if op.verb == "get" else "write"
+                if chk.get("ServiceName"):
+                    a.require("service", level, str(chk["ServiceName"]))
+                else:
+                    a.require("node", level, str(chk.get("Node", "")))
+        except MusterError as err:
+            errors.append({"OpIndex": i, "What": err.message})
+    return errors
+
+
+def acl_filter_results(a: Authorizer, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop KV results the caller may not read (``get``/``get-tree``)."""
+    if a.unrestricted("key"):
+        return results
+    return [r for r in results if "KV" not in r or a.allowed("key", r["KV"]["Key"], "read")]
+
+
 def _flatten(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for r in results:
@@ -133,6 +176,10 @@ def routes(ctx: Ctx) -> list[Route]:
         except (ValueError, UnicodeDecodeError) as err:
             raise _parse_failed(str(err)) from None
         ops = parse_ops(data, ctx.kv_max_value_size)
+        authz = ctx.authorizer(req)
+        denied = acl_precheck(authz, ops)
+        if denied:
+            return json_response(req, {"Results": None, "Errors": denied}, 409)
         read_only = all(op.verb in READ_VERBS for op in ops)
         if read_only:
             opts = parse_query_options(req)
@@ -144,6 +191,6 @@ def routes(ctx: Ctx) -> list[Route]:
             headers = []
         if errors:
             return json_response(req, {"Results": None, "Errors": errors}, 409, headers)
-        return json_response(req, {"Results": _flatten(results or []), "Errors": None}, 200, headers)
+        return json_response(req, {"Results": acl_filter_results(authz, _flatten(results or [])), "Errors": None}, 200, headers)
 
     return [Route("/v1/txn", ("PUT",), txn)]

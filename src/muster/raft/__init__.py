@@ -52,7 +52,7 @@ was applied.  CONF entries carry the resulting configuration, so applying is
 idempotent.
 
 Testing: transcripts in ``tests/raft/testdata``, the seeded fault simulator
-``python -m muster.testing.sim --seed N``.
+``python -m muster_testkit.raft.sim --seed N`` (test kit, ``tests/support/``).
 """
 
 from .core import RaftConfig, RaftCore, ReadState, Ready, Role, SoftState

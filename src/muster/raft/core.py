@@ -8,14 +8,15 @@ Its output is a :class:`Ready` batch obtained with :meth:`ready` and
 acknowledged with :meth:`advance`.  Randomness (election jitter) comes only
 from the injected ``random.Random``, so a seeded run is exactly reproducible.
 
-Features: pre-vote (§9.6 of Ongaro's thesis), check-quorum (an isolated leader
+Features: pre-vote (Ongaro's thesis §9.6), check-quorum (an isolated leader
 steps down after one election timeout without hearing from a quorum, so within
-2x), a no-op entry at the start of every term (§5.4.2: earlier-term entries are
-committed only indirectly), pipelined and batched replication with inflight
-limits, ReadIndex reads (§6.4), leadership transfer (MsgTimeoutNow, §3.10),
-single-server membership changes one at a time (§4.1 with the "own-term entry
-committed first" fix), non-voting learners, and snapshot installation streamed
-in chunks.
+2x), a no-op entry at the start of every term (Raft paper §5.4.2: earlier-term
+entries are committed only indirectly), pipelined and batched replication with
+inflight limits, ReadIndex reads (thesis §6.4), leadership transfer
+(MsgTimeoutNow, thesis §3.10), single-server membership changes one at a time
+(thesis §4.1 with the "own-term entry committed first" fix), non-voting
+learners, and snapshot installation streamed in chunks.  The pitfalls P1-P12
+these guard against are described in docs/compat/raft.md.
 
 Role behaviour is split into ``_step_leader``, ``_step_candidate`` and
 ``_step_follower``; term handling common to all roles is in :meth:`step`.
@@ -130,12 +131,12 @@ class RaftConfig:
     heartbeat_ticks: int = 1
     #: Run a pre-vote round before incrementing the term (thesis §9.6): a
     #: node that cannot win (partitioned, or with a stale log) never bumps
-    #: the term and so never deposes a healthy leader (pitfall P5).
+    #: the term and so never deposes a healthy leader (pitfall P5, docs/compat/raft.md).
     pre_vote: bool = True
     #: The leader steps down after an election timeout without hearing from
-    #: a quorum (P3).  Also gives followers a leader lease: they ignore vote
-    #: requests while they hear from a leader, which is what stops a server
-    #: removed from the configuration from disrupting the cluster (§4.2.3).
+    #: a quorum (pitfall P3).  Also gives followers a leader lease: they ignore
+    #: vote requests while they hear from a leader, which is what stops a server
+    #: removed from the configuration from disrupting the cluster (thesis §4.2.3).
     check_quorum: bool = True
     #: Soft cap on entry bytes in one MsgApp (at least one entry is always sent).
     max_msg_bytes: int = 1 << 20

@@ -32,7 +32,8 @@ class ProposalDropped(RaftError):
 
 class ConfChangeRejected(ProposalDropped):
     """A membership change was refused: another change is still in flight, or the
-    leader has not yet committed an entry of its own term (pitfall P2)."""
+    leader has not yet committed an entry of its own term (pitfall P2,
+    docs/compat/raft.md)."""
 
 
 class CompactedError(RaftError):

@@ -12,7 +12,7 @@ Model: a *compaction point* ``(ci, ct)`` (the dummy entry before
 ``first_index()``), the entries after it, and the latest snapshot whose index
 is ``>= ci``.  Keeping entries behind the snapshot lets slightly lagging
 followers catch up from the log instead of needing a snapshot (Consul's
-``raft_trailing_logs``, pitfall P6).
+``raft_trailing_logs``, pitfall P6 in docs/compat/raft.md).
 """
 
 from __future__ import annotations

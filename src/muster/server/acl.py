@@ -3,7 +3,7 @@
 Every write is validated here, against the local copy of the replicated tables, *before*
 anything is proposed (a refused write changes nothing anywhere); the tables re-check what could
 race (name and secret uniqueness) when the command is applied.  Texts follow Consul's
-``agent/consul/acl_endpoint.go`` and ``auth/token_writer.go``; see docs/acl.md.
+``agent/consul/acl_endpoint.go`` and ``auth/token_writer.go``; see docs/compat/acl.md.
 
 Leader duties (``initialize``): make sure the ``global-management`` policy and the anonymous
 token exist, and create the configured initial management token, through the bootstrap
@@ -128,6 +128,8 @@ class ACLService:
             "config_file_service_registration": tokens.config_file_service_registration,
             "dns": tokens.dns,
         }
+        #: Moves whenever an agent token changes (answers cached per token, such as DNS, follow it).
+        self.token_generation = 0
         if self.enabled and acl_config.enable_token_persistence:
             self._load_persisted_tokens()
         self.resolver = Resolver(
@@ -156,12 +158,22 @@ class ACLService:
     def authorize(self, secret: str) -> Authorizer:
         return self.resolver.resolve(secret)
 
+    def generation(self) -> int:
+        """Changes whenever an authorization could change: an ACL write, a restore, a new
+        agent token."""
+        return hash((self.tables.version, self.token_generation))
+
     def dns_authorizer(self) -> Authorizer:
         """DNS acts with the ``dns`` token, else the default token, else anonymous."""
         return self.resolver.resolve(self.agent_tokens["dns"] or self.agent_tokens["default"])
 
     async def _apply(self, cmd: Any) -> Any:
-        return await self.server.apply(cmd)
+        """Propose ``cmd``; on a follower also wait until the local tables hold the write, so
+        the answer (rendered from them) and this server's next check see it."""
+        res = await self.server.apply(cmd)
+        if not self.server.is_leader():
+            await self.server.check_read("consistent")
+        return res
 
     # ------------------------------------------------------------------ leader duties
 
@@ -223,8 +235,8 @@ class ACLService:
         self.agent_tokens[canon] = secret
         self.resolver.default_token = self.agent_tokens["default"]
         self.resolver.agent_recovery_token = self.agent_tokens["agent_recovery"]
-        self.resolver.resolve("")  # drop nothing, but keep the cache coherent with the new default
-        self.resolver._cache.clear()
+        self.resolver.forget()
+        self.token_generation += 1
         if self.config.enable_token_persistence and self.data_dir:
             path = os.path.join(self.data_dir, TOKENS_FILE)
             tmp = path + ".tmp"
@@ -353,7 +365,7 @@ class ACLService:
                 os.remove(os.path.join(self.data_dir, BOOTSTRAP_RESET_FILE))
             except OSError:
                 pass
-        return out if isinstance(out, ACLToken) else t.tokens[tok.AccessorID]
+        return out if isinstance(out, ACLToken) else self.tables.tokens.get(tok.AccessorID, tok)
 
     # ------------------------------------------------------------------ tokens
 

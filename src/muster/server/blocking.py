@@ -1,4 +1,4 @@
-"""Blocking queries, exactly as Consul's ``blockingquery.Query`` (contract §1.6).
+"""Blocking queries, exactly as Consul's ``blockingquery.Query`` (docs/compat/blocking.md).
 
 ``min_index`` 0 runs the query once.  Otherwise the wait is capped at ``max_query_time`` (a
 missing or non-positive wait means ``default_query_time``), jitter in ``[0, wait/16)`` is added,

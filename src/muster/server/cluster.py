@@ -29,13 +29,13 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import MusterError
 from ..fsm import FSM
 from ..raft.messages import ConfChangeType, ConfState, Snapshot, SnapshotMeta
 from ..runtime import Clock
-from .raftlog import DurableStorage, ReplicatedLog
+from .raftlog import ClusterLog, DurableStorage, ReplicatedLog
 from .rpc import RPCNode
 
 log = logging.getLogger("muster.cluster")
@@ -117,6 +117,20 @@ def _host_port(spec: str, default_port: int) -> tuple[str, int]:
     return spec, default_port
 
 
+class GossipDirectory(Protocol):
+    """What formation needs from the agent's gossip pool (``muster.membership.Membership``)."""
+
+    def rpc_address(self, node_id: str) -> str | None: ...
+
+    def servers(self) -> list[Any]:
+        """Alive servers of this datacenter (objects with ``addr`` and ``tags``)."""
+        ...
+
+    def client_left(self, node_id: str) -> bool:
+        """True when the client agent ``node_id`` left the pool for good."""
+        ...
+
+
 class ClusterMember:
     """Formation, membership RPCs and address resolution for one server."""
 
@@ -132,6 +146,10 @@ class ClusterMember:
         server_port: int,
         clock: Clock,
         role: str = "server",
+        log: ClusterLog | None = None,
+        gossip: GossipDirectory | None = None,
+        autopilot_config: Callable[[], dict[str, Any]] | None = None,
+        dead_server_after: float = 60.0,
     ) -> None:
         self.role = role
         self.node_id = node_id
@@ -152,21 +170,17 @@ class ClusterMember:
         self._join_addrs: list[str] = []
         self.rpc = RPCNode(node_id, lambda: self.cluster_id, self.resolve, self.info)
         self.rpc.on_peer = self._on_peer
-        self.rpc.handlers["status"] = self._rpc_status
-        self.rpc.handlers["join"] = self._rpc_join
-        self.rpc.handlers["remove_peer"] = self._rpc_remove_peer
-        self.log: ReplicatedLog | None = None
+        #: The log this server replicates (leaderless until formed; see ``ClusterLog``).
+        self.log = log if log is not None else ClusterLog(clock, 7.0)
         #: A server not heard from for this long is considered gone (reconcile, replacement).
         self.dead_after = 5.0
         #: Autopilot removes a voter not heard from for this long (a restarting pod comes back
         #: well within it; a scaled-down one never does).
-        self.dead_server_after = 60.0
+        self.dead_server_after = dead_server_after
         #: Returns the autopilot configuration (the replicated one, with Consul's defaults).
-        self.autopilot_config: Callable[[], dict[str, Any]] | None = None
-        #: Gossip hooks (set when the agent gossips): node id -> RPC address, and the alive
-        #: servers of the pool (objects with ``addr`` and ``tags``).
-        self.gossip_address: Callable[[str], str | None] | None = None
-        self.gossip_servers: Callable[[], list[Any]] | None = None
+        self.autopilot_config = autopilot_config
+        #: The agent's gossip pool when it gossips: RPC addresses and alive servers.
+        self.gossip = gossip
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ identity
@@ -206,8 +220,8 @@ class ClusterMember:
         """Candidate addresses of ``node_id``, newest knowledge first: gossip, the address the
         peer last announced, then every join name resolved now."""
         out: list[str] = []
-        if self.gossip_address is not None:
-            g = self.gossip_address(node_id)
+        if self.gossip is not None:
+            g = self.gossip.rpc_address(node_id)
             if g:
                 out.append(g)
         p = self.book.peers.get(node_id)
@@ -262,8 +276,8 @@ class ClusterMember:
 
     # ------------------------------------------------------------------ RPC handlers
 
-    async def _rpc_status(self, _payload: Any) -> dict[str, Any]:
-        lg = self.log
+    async def rpc_status(self, _payload: Any) -> dict[str, Any]:
+        lg = self.log.replicated
         has_state = bool(lg and (lg.core.voters or lg.core.learners))
         return {
             "id": self.node_id,
@@ -276,9 +290,9 @@ class ClusterMember:
             "leader": (lg.leader_id() or "") if lg else "",
         }
 
-    async def _rpc_join(self, payload: Any) -> bool:
+    async def rpc_join(self, payload: Any) -> bool:
         """Leader side of a join: add the server as a non-voter; autopilot promotes it later."""
-        lg = self.log
+        lg = self.log.replicated
         if lg is None or not lg.is_leader():
             raise MusterError("node is not the leader")
         nid = str(payload.get("id"))
@@ -303,8 +317,9 @@ class ClusterMember:
         await lg.change_membership(ConfChangeType.ADD_NONVOTER, nid)
         return True
 
-    async def _rpc_remove_peer(self, payload: Any) -> bool:
-        lg = self.log
+    async def rpc_remove_peer(self, payload: Any) -> bool:
+        """Leader side of ``remove_peer``: drop a server (or client replica) from the configuration."""
+        lg = self.log.replicated
         if lg is None or not lg.is_leader():
             raise MusterError("node is not the leader")
         nid = str(payload)
@@ -332,8 +347,8 @@ class ClusterMember:
 
     async def _formation_round(self, storage: DurableStorage, fsm: FSM) -> bool:
         addrs = await self.refresh_join_addrs()
-        if self.gossip_servers is not None:
-            for m in self.gossip_servers():
+        if self.gossip is not None:
+            for m in self.gossip.servers():
                 a = f"{m.addr}:{m.tags.get('port', self.server_port)}"
                 if a not in addrs:
                     addrs.append(a)
@@ -383,7 +398,7 @@ class ClusterMember:
 
         while True:
             await asyncio.sleep(interval)
-            lg = self.log
+            lg = self.log.replicated
             if lg is None or not lg.is_leader():
                 continue
             now = self.clock.monotonic()
@@ -411,7 +426,7 @@ class ClusterMember:
         leader_since: float | None = None
         while True:
             await asyncio.sleep(interval)
-            lg = self.log
+            lg = self.log.replicated
             if lg is None or not lg.is_leader():
                 caught_up_since.clear()
                 leader_since = None
@@ -431,7 +446,17 @@ class ClusterMember:
                         await lg.change_membership(ConfChangeType.ADD_VOTER, nid)
                         log.info("autopilot: promoted %s to voter", nid)
                     caught_up_since.pop(nid, None)
+            await self._drop_left_clients(lg)
             await self._cleanup_dead_servers(lg, now, leader_since)
+
+    async def _drop_left_clients(self, lg: ReplicatedLog) -> None:
+        """A client agent that left the gossip pool for good stops following the log."""
+        if self.gossip is None:
+            return
+        for nid in [n for n in lg.core.learners if self.gossip.client_left(n)]:
+            with contextlib.suppress(MusterError):
+                await lg.change_membership(ConfChangeType.REMOVE, nid)
+                log.info("removed client %s from the replication set: it left", nid)
 
     async def _cleanup_dead_servers(self, lg: ReplicatedLog, now: float, leader_since: float) -> None:
         cfg = self.autopilot_config() if self.autopilot_config is not None else {}

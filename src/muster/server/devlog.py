@@ -2,46 +2,19 @@
 
 ``propose`` assigns the next index, keeps the encoded command in a bounded tail (the log is
 real: every change is a typed command at an index, as on a cluster) and applies it to the FSM
-at once.  There is nothing to fsync: ``-dev`` is in-memory by definition.  The Raft issue swaps
-this class for the replicated log behind the same ``Log`` protocol.
+at once.  There is nothing to fsync: ``-dev`` is in-memory by definition.  It implements the
+``Log`` protocol (``server/log.py``) like the replicated log, and is the only log whose
+``propose_now`` applies (there is no quorum to wait for).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol
+from typing import Any
 
 from ..fsm import FSM
 from ..runtime import Clock
 from ..structs import encode_command
-
-
-class Log(Protocol):
-    """What the server needs from a log, single-server or replicated."""
-
-    def is_leader(self) -> bool: ...
-
-    def leader_id(self) -> str | None: ...
-
-    def last_contact(self) -> float:
-        """Seconds since this server last heard from the leader (0 on the leader)."""
-        ...
-
-    async def propose(self, cmd: Any) -> Any:
-        """Append ``cmd``; return the FSM's result once it is committed and applied."""
-        ...
-
-    async def read_barrier(self, consistent: bool = True) -> None:
-        """Return once this server may serve a read: ReadIndex when ``consistent``."""
-        ...
-
-    def last_index(self) -> int: ...
-
-    def term(self) -> int: ...
-
-    def configuration_index(self) -> int:
-        """Index of the log entry holding the Raft configuration in effect (0: none)."""
-        ...
 
 
 class DevLog:
@@ -74,7 +47,13 @@ class DevLog:
         reports ``Index: 0`` in ``/v1/operator/raft/configuration`` too)."""
         return 0
 
-    def propose_sync(self, cmd: Any) -> Any:
+    def commit_index(self) -> int:
+        return self._index
+
+    def last_snapshot(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def propose_now(self, cmd: Any) -> Any:
         """Apply synchronously (no await): the single writer runs to completion."""
         if hasattr(cmd, "ts"):
             cmd.ts = self.clock.wall()
@@ -83,7 +62,7 @@ class DevLog:
         return self.fsm.apply_decoded(self._index, cmd)
 
     async def propose(self, cmd: Any) -> Any:
-        return self.propose_sync(cmd)
+        return self.propose_now(cmd)
 
     async def read_barrier(self, consistent: bool = True) -> None:
         return None

@@ -49,6 +49,7 @@ from ..raft.messages import (
 from ..raft.storage import StorageFailed
 from ..runtime import Clock
 from ..structs import decode_command, encode_command
+from .log import PENDING, Log
 from .rpc import ConnectionLost, RPCNode
 
 log = logging.getLogger("muster.raft")
@@ -96,6 +97,7 @@ class ReplicatedLog:
         rng: random.Random,
         timings: RaftTimings | None = None,
         sync: Callable[[], None] | None = None,
+        on_leader_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self.fsm = fsm
@@ -123,15 +125,12 @@ class ReplicatedLog:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_leader: str | None = None
         self._last_contact = clock.monotonic()
-        self.on_leader_change: Callable[[bool], None] | None = None
+        self.on_leader_change = on_leader_change
         #: Set while the last persist attempt failed (the disk is full or broken).
         self.persist_error = ""
         #: Monotonic time each peer was last heard from (leader's view of liveness).
         self.last_heard: dict[str, float] = {}
         self.running = False
-        rpc.on_raft = self._on_raft
-        rpc.handlers["apply"] = self._rpc_apply
-        rpc.handlers["read_index"] = self._rpc_read_index
 
     # ------------------------------------------------------------------ Log protocol
 
@@ -154,6 +153,16 @@ class ReplicatedLog:
 
     def configuration_index(self) -> int:
         return int(self.core.conf_index)
+
+    def commit_index(self) -> int:
+        return self.core.committed
+
+    def last_snapshot(self) -> tuple[int, int]:
+        meta = self.storage.snapshot().meta
+        return (meta.index, meta.term)
+
+    def propose_now(self, cmd: Any) -> Any:
+        return PENDING  # a quorum must acknowledge first
 
     def applied_index(self) -> int:
         return self.fsm.last_applied
@@ -282,7 +291,8 @@ class ReplicatedLog:
             raise MusterError(str(res["err"]), int(res.get("status", 500)))
         return res
 
-    async def _rpc_apply(self, payload: Any) -> Any:
+    async def rpc_apply(self, payload: Any) -> Any:
+        """Server RPC ``apply``: a follower forwards a command to this leader."""
         if not self.is_leader():
             raise MusterError("node is not the leader")
         cmd = decode_command(bytes(payload))
@@ -294,7 +304,8 @@ class ReplicatedLog:
             return {"err": res.message, "status": res.status}
         return res
 
-    async def _rpc_read_index(self, payload: Any) -> int:
+    async def rpc_read_index(self, payload: Any) -> int:
+        """Server RPC ``read_index``: a follower asks this leader for a ReadIndex."""
         if not self.is_leader():
             return -1
         return await self._read_index_local(bool(payload))
@@ -326,7 +337,8 @@ class ReplicatedLog:
         self._applied_waiters.append((index, fut))
         await fut
 
-    def _on_raft(self, data: bytes) -> None:
+    def on_raft(self, data: bytes) -> None:
+        """A Raft message from a peer (the RPC layer's raft frames)."""
         try:
             m = decode_message(bytes(data))
         except Exception as err:  # noqa: BLE001 - a malformed peer message is dropped, never fatal
@@ -508,11 +520,20 @@ class FormingLog:
     def last_index(self) -> int:
         return 0
 
+    def commit_index(self) -> int:
+        return 0
+
     def term(self) -> int:
         return 0
 
     def configuration_index(self) -> int:
         return 0
+
+    def last_snapshot(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def propose_now(self, cmd: Any) -> Any:
+        return PENDING
 
     async def propose(self, cmd: Any) -> Any:
         await asyncio.sleep(self.hold)
@@ -521,3 +542,80 @@ class FormingLog:
     async def read_barrier(self, consistent: bool = True) -> None:
         await asyncio.sleep(self.hold)
         raise NoLeader()
+
+
+class ClusterLog:
+    """The log a cluster server holds for the whole life of its process.
+
+    Until the server is part of a configuration it is a ``FormingLog`` (no leader); once
+    ``ClusterMember.form`` returns, the process root hands it the ``ReplicatedLog`` (``attach``,
+    once) and every call goes there.  The server, the cluster member and the operator all hold
+    this one object from construction on, so nothing is rewired when the cluster forms.
+    ``replicated`` is the Raft driver once attached (``server/`` only: it exposes the core).
+    """
+
+    def __init__(self, clock: Clock, hold: float) -> None:
+        self._forming = FormingLog(clock, hold)
+        self._cur: Log = self._forming
+        self.replicated: ReplicatedLog | None = None
+
+    def attach(self, rlog: ReplicatedLog) -> None:
+        if self.replicated is not None:
+            raise RuntimeError("the replicated log is attached once")
+        self.replicated = rlog
+        self._cur = rlog
+
+    # ------------------------------------------------------------------ Log protocol
+
+    def is_leader(self) -> bool:
+        return self._cur.is_leader()
+
+    def leader_id(self) -> str | None:
+        return self._cur.leader_id()
+
+    def last_contact(self) -> float:
+        return self._cur.last_contact()
+
+    def last_index(self) -> int:
+        return self._cur.last_index()
+
+    def commit_index(self) -> int:
+        return self._cur.commit_index()
+
+    def term(self) -> int:
+        return self._cur.term()
+
+    def last_snapshot(self) -> tuple[int, int]:
+        return self._cur.last_snapshot()
+
+    def configuration_index(self) -> int:
+        return self._cur.configuration_index()
+
+    def propose_now(self, cmd: Any) -> Any:
+        return PENDING
+
+    async def propose(self, cmd: Any) -> Any:
+        return await self._cur.propose(cmd)
+
+    async def read_barrier(self, consistent: bool = True) -> None:
+        await self._cur.read_barrier(consistent)
+
+    # ------------------------------------------------------------------ server RPC
+
+    async def rpc_apply(self, payload: Any) -> Any:
+        if self.replicated is None:
+            raise MusterError("node is not the leader")
+        return await self.replicated.rpc_apply(payload)
+
+    async def rpc_read_index(self, payload: Any) -> int:
+        if self.replicated is None:
+            return -1
+        return await self.replicated.rpc_read_index(payload)
+
+    def on_raft(self, data: bytes) -> None:
+        if self.replicated is not None:  # before formation there is no Raft to deliver to
+            self.replicated.on_raft(data)
+
+    async def stop(self) -> None:
+        if self.replicated is not None:
+            await self.replicated.stop()

@@ -232,6 +232,12 @@ class RPCNode:
             elif kind == REP:
                 conn.resolve(frame[1], frame[2], frame[3])
 
+    def serve(self, handlers: dict[str, Handler], on_raft: RaftHandler | None) -> None:
+        """Install every request handler and the Raft frame sink at once (before ``listen``);
+        ``server.operator.serve_rpc`` is the one place that builds them."""
+        self.handlers = dict(handlers)
+        self.on_raft = on_raft
+
     async def _handle(self, conn: Conn, seq: int, method: str, payload: Any) -> None:
         handler = self.handlers.get(method)
         try:

@@ -31,7 +31,8 @@ from ..structs import (
     TombstoneCommand,
     TxnCommand,
 )
-from .devlog import DevLog, Log
+from .devlog import DevLog
+from .log import PENDING, Log
 
 log = logging.getLogger("muster.server")
 
@@ -136,14 +137,13 @@ class Server:
             raise res
         return res
 
-    def apply_nowait(self, cmd: Any) -> Any:
-        """Synchronous apply for the single-server log (hot KV path: no task switch)."""
-        if isinstance(self.log, DevLog):
-            res = self.log.propose_sync(cmd)
-            if isinstance(res, MusterError):
-                raise res
-            return res
-        raise RuntimeError("apply_nowait needs the single-server log")
+    def apply_now(self, cmd: Any) -> Any:
+        """Apply ``cmd`` without awaiting when the log can (the single-server log: the hot KV
+        path pays no task switch); ``PENDING`` when it cannot (then ``await apply(cmd)``)."""
+        res = self.log.propose_now(cmd)
+        if res is not PENDING and isinstance(res, MusterError):
+            raise res
+        return res
 
     # ------------------------------------------------------------------ reads
 

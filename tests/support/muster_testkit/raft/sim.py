@@ -4,7 +4,7 @@ One seed fully determines a run: cluster size, fault rates, every message
 delay/drop/duplicate, every crash (and how much unsynced data it loses), every
 election timeout.  The network delays, drops, duplicates and reorders
 messages and applies partitions; crashed nodes lose their page cache
-(:class:`~muster.testing.raftsim.SimDisk`) and restart from durable state.
+(:class:`~muster_testkit.raft.simnode.SimDisk`) and restart from durable state.
 Clients propose random commands to whichever node believes it leads.
 
 Safety checks (a :class:`Violation` stops the run):
@@ -32,7 +32,7 @@ Safety checks (a :class:`Violation` stops the run):
 
 CLI::
 
-    python -m muster.testing.sim --seed 7 [--steps 400] [--nodes 5] [--seeds 100] [--disk] [-v]
+    python -m muster_testkit.raft.sim --seed 7 [--steps 400] [--nodes 5] [--seeds 100] [--disk] [-v]
 
 ``--disk`` keeps every node's log in a real DiskStorage directory (crashes
 then tear the WAL's unsynced tail at a random byte).
@@ -55,7 +55,7 @@ from pathlib import Path
 from muster.raft.core import RaftConfig, ReadState, Role
 from muster.raft.errors import CompactedError, RaftError
 from muster.raft.messages import ConfChangeType, ConfState, Entry, EntryType, Message, decode_conf_change
-from muster.testing.raftsim import SimFSM, SimNode, fmt_msg
+from muster_testkit.raft.simnode import SimFSM, SimNode, fmt_msg
 
 __all__ = ["SimOptions", "Simulation", "Violation", "main", "run_seed"]
 
@@ -544,7 +544,7 @@ class Simulation:
 
 def replay_command(seed: int, opts: SimOptions) -> str:
     disk = " --disk" if opts.disk_root else ""
-    return f"python -m muster.testing.sim --seed {seed} --steps {opts.steps} --nodes {opts.nodes}{disk} -v"
+    return f"python -m muster_testkit.raft.sim --seed {seed} --steps {opts.steps} --nodes {opts.nodes}{disk} -v"
 
 
 def run_seed(seed: int, opts: SimOptions | None = None, verbose: bool = False) -> Simulation:
@@ -563,7 +563,7 @@ def run_seed(seed: int, opts: SimOptions | None = None, verbose: bool = False) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m muster.testing.sim", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m muster_testkit.raft.sim", description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, help="first seed (default: random, printed)")
     p.add_argument("--seeds", type=int, default=1, help="number of consecutive seeds to run")
     p.add_argument("--steps", type=int, default=SimOptions.steps)

@@ -24,7 +24,7 @@ observer is a *false positive*.  They are counted under loss; without loss they 
 
 CLI::
 
-    python -m muster.gossip.sim --seed 7 [--nodes 30] [--loss 0.1] [--slow] [--partition] [--seeds N]
+    python -m muster_testkit.gossip.sim --seed 7 [--nodes 30] [--loss 0.1] [--slow] [--partition] [--seeds N]
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..runtime import Rng
-from .core import GossipConfig, suspicion_timeout
-from .serf import MemberEvent, MemberStatus, Serf, SerfEventType
+from muster.gossip.core import GossipConfig, suspicion_timeout
+from muster.gossip.serf import MemberEvent, MemberStatus, Serf, SerfEventType
+from muster.runtime import Rng
 
 __all__ = ["SimConfig", "SimResult", "Simulation", "main", "run"]
 
@@ -292,7 +292,7 @@ def run(cfg: SimConfig) -> SimResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m muster.gossip.sim", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m muster_testkit.gossip.sim", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=1, help="run this many consecutive seeds")
     ap.add_argument("--nodes", type=int, default=20)
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             flags = " ".join(f for f, on in (("--slow", args.slow), ("--partition", args.partition),
                                                ("--wan", args.wan), ("--no-tcp-ping", args.no_tcp_ping)) if on)
-            print(f"  replay: python -m muster.gossip.sim --seed {seed} --nodes {args.nodes} "
+            print(f"  replay: python -m muster_testkit.gossip.sim --seed {seed} --nodes {args.nodes} "
                   f"--loss {args.loss} --observe {args.observe} {flags}".rstrip())
     return 1 if failed else 0
 

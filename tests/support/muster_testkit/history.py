@@ -2,7 +2,7 @@
 
 The pieces, from the bottom up:
 
-* :class:`History` - the recorded :class:`~muster.testing.linearizability.Op` list plus fault
+* :class:`History` - the recorded :class:`~muster_testkit.linearizability.Op` list plus fault
   events and workload metadata; JSON-lines dump/load so a failing run can be re-checked offline.
 * :func:`arun_workload` - an asyncio driver: ``clients`` concurrent clients, each strictly
   sequential (one request in flight), issue random ``get`` / ``put`` (unique value) / ``cas``
@@ -819,9 +819,9 @@ def run_and_check(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m muster.testing.history --url http://127.0.0.1:8500 --ops 3000``; or
+    """``python -m muster_testkit.history --url http://127.0.0.1:8500 --ops 3000``; or
     ``--check FILE`` to re-check a dumped history.  Exit status 0 only when linearizable."""
-    p = argparse.ArgumentParser(prog="python -m muster.testing.history", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m muster_testkit.history", description=main.__doc__)
     p.add_argument("--url", action="append", default=[], help="base URL (repeatable)")
     p.add_argument("--ops", type=int, default=3000)
     p.add_argument("--seconds", type=float, default=60.0)

@@ -1,0 +1,1 @@
+"""Test support for :mod:`muster.gossip`: the seeded fault simulator."""

@@ -1,0 +1,1 @@
+"""Test support for :mod:`muster.raft`: the simulated node/disk harness and the fault simulator."""

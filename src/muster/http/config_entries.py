@@ -23,6 +23,10 @@ from .connect import ensure_cluster_ca
 from .request import Request, Response, json_response
 
 
+def _need(perm: tuple[str, str], level: str) -> tuple[str, str, str]:
+    return perm[0], level, perm[1]
+
+
 def _cas(req: Request) -> int:
     if "cas" not in req.query:
         return -1
@@ -30,6 +34,32 @@ def _cas(req: Request) -> int:
     if not raw.isdigit():
         raise BadRequest(f'strconv.ParseUint: parsing "{raw}": invalid syntax')
     return int(raw)
+
+
+_SERVICE_KINDS = (ce.SERVICE_DEFAULTS, ce.SERVICE_ROUTER, ce.SERVICE_SPLITTER, ce.SERVICE_RESOLVER)
+
+
+def write_permission(kind: str, name: str) -> tuple[str, str]:
+    """The ACL (resource, segment) a write of this entry needs (Consul's ``CanWrite``):
+    ``service:write`` for a service's own entries, ``intention:write`` for its intentions,
+    ``mesh:write`` (which ``operator:write`` grants) for mesh-wide ones and gateways."""
+    if kind in _SERVICE_KINDS:
+        return "service", name
+    if kind == ce.SERVICE_INTENTIONS:
+        return "intention", name
+    return "mesh", ""
+
+
+def read_permission(kind: str, name: str) -> tuple[str, str] | None:
+    """What reading an entry needs (Consul's ``CanRead``); None: any caller (proxy-defaults,
+    mesh)."""
+    if kind in _SERVICE_KINDS or kind in (ce.INGRESS_GATEWAY, ce.TERMINATING_GATEWAY):
+        return "service", name
+    if kind == ce.SERVICE_INTENTIONS:
+        return "intention", name
+    if kind == ce.EXPORTED_SERVICES:
+        return "mesh", ""
+    return None
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -47,6 +77,7 @@ def routes(ctx: Ctx) -> list[Route]:
             if err.decode:
                 raise BadRequest(f"Request decoding failed: {err.message}") from None
             raise MusterError(err.message) from None
+        ctx.authorizer(req).require(*_need(write_permission(entry["Kind"], entry["Name"]), "write"))
         ok = await ctx.server.apply(ConfigEntryCommand(op="set", entry=entry, cas=_cas(req)))
         return json_response(req, bool(ok))
 
@@ -59,6 +90,7 @@ def routes(ctx: Ctx) -> list[Route]:
             kind, name = parts
             if kind not in ce.KINDS:
                 raise MusterError(f"invalid config entry kind: {kind}")
+            ctx.authorizer(req).require(*_need(write_permission(kind, name), "write"))
             cas = _cas(req)
             ok = await ctx.server.apply(ConfigEntryCommand(op="delete", entry={"Kind": kind, "Name": name}, cas=cas))
             return json_response(req, bool(ok) if cas >= 0 else {})
@@ -75,6 +107,9 @@ def routes(ctx: Ctx) -> list[Route]:
 
             if kind not in ce.KINDS:
                 raise MusterError(f"invalid config entry kind: {kind}")
+            perm = read_permission(kind, name)
+            if perm is not None:
+                ctx.authorizer(req).require(*_need(perm, "read"))
             return await blocking_read(ctx, req, run_one, render_one, filterable=False)
         if len(parts) == 1:
             kind = parts[0]
@@ -82,7 +117,14 @@ def routes(ctx: Ctx) -> list[Route]:
                 raise MusterError(f"invalid config entry kind: {kind}")
 
             def run_list(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
-                return table().list(ws, kind)  # type: ignore[no-any-return]
+                idx, rows = table().list(ws, kind)
+                authz = ctx.authorizer(req)
+                visible = []
+                for row in rows:
+                    perm = read_permission(kind, row["Name"])
+                    if perm is None or authz.allowed(perm[0], perm[1], "read"):
+                        visible.append(row)
+                return idx, visible
 
             return await blocking_read(ctx, req, run_list, lambda rows: list(rows))
         raise NotFound("Must provide either a kind or both kind and name")
@@ -91,6 +133,7 @@ def routes(ctx: Ctx) -> list[Route]:
         name = req.route_param
         if not name:
             raise BadRequest("Missing chain name")
+        ctx.authorizer(req).require("service", "read", name)
         overrides: dict[str, Any] = {}
         if req.method == "POST":
             body = await req.json()

@@ -102,8 +102,10 @@ def routes(ctx: Ctx) -> list[Route]:
             def render(cfg: dict[str, Any]) -> dict[str, Any]:
                 return {k: v for k, v in cfg.items() if k != "ClusterID"}
 
+            ctx.authorizer(req).require("operator", "read")
             return await blocking_read(ctx, req, run, render, filterable=False)
         ctx.check_dc(req)
+        ctx.authorizer(req).require("operator", "write")
         body = await req.json()
         d = ce.field(body, "Provider"), ce.field(body, "Config"), ce.field(body, "ForceWithoutCrossSigning")
         provider = str(d[0] or ca_mod.PROVIDER)
@@ -135,6 +137,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if not service:
             raise BadRequest("Missing service name")
         ctx.check_dc(req)
+        ctx.authorizer(req).require("service", "write", service)
         await ensure_ca()
         opts = parse_query_options(req)
 
@@ -162,6 +165,11 @@ def routes(ctx: Ctx) -> list[Route]:
     def intention_list(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
         idx, rows = entries_table().list(ws, ce.SERVICE_INTENTIONS)
         return idx, ixns.all_intentions(rows)
+
+    def readable(req: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The intentions the caller may read (``intention:read`` on the destination)."""
+        authz = ctx.authorizer(req)
+        return [i for i in rows if authz.allowed("intention", i["DestinationName"], "read")]
 
     def source_from_body(body: Any, source: str, legacy_id: str = "") -> dict[str, Any]:
         if body is not None and not isinstance(body, dict):
@@ -218,6 +226,7 @@ def routes(ctx: Ctx) -> list[Route]:
     async def exact(req: Request) -> Response:
         ctx.check_dc(req)
         source, dest = source_dest(req)
+        ctx.authorizer(req).require("intention", "read" if req.method == "GET" else "write", dest)
         if req.method == "PUT":
             await write_source(dest, source_from_body(await req.json(), source))
             return json_response(req, True)
@@ -247,13 +256,14 @@ def routes(ctx: Ctx) -> list[Route]:
                 raise BadRequest("ID must be empty when creating a new intention")
             if not source or not dest:
                 raise MusterError("Intention SourceName and DestinationName must be set")
+            ctx.authorizer(req).require("intention", "write", dest)
             current = entries_table().rows.get((ce.SERVICE_INTENTIONS, dest))
             if ixns.find_source(current, source) >= 0:
                 raise MusterError(f"duplicate intention found: {source} => {dest}")
             legacy_id = ctx.rng.uuid()
             await write_source(dest, source_from_body(body, source, legacy_id))
             return json_response(req, {"ID": legacy_id})
-        return await blocking_read(ctx, req, intention_list, lambda rows: rows)
+        return await blocking_read(ctx, req, intention_list, lambda rows: readable(req, rows))
 
     async def by_id(req: Request) -> Response:
         iid = req.route_param
@@ -262,6 +272,8 @@ def routes(ctx: Ctx) -> list[Route]:
         ctx.check_dc(req)
         _, rows = intention_list(None)
         found = next((i for i in rows if i["ID"] == iid), None)
+        if found is not None:
+            ctx.authorizer(req).require("intention", "read" if req.method == "GET" else "write", found["DestinationName"])
         if req.method == "GET":
             if found is None:
                 raise NotFound("Intention not found")
@@ -287,6 +299,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
         def run(ws: WatchSet | None) -> tuple[int, dict[str, list[dict[str, Any]]]]:
             idx, rows = intention_list(ws)
+            rows = readable(req, rows)
             return idx, {n: ixns.matches(rows, by, n) for n in names}
 
         return await blocking_read(ctx, req, run, lambda m: m, filterable=False)
@@ -294,6 +307,7 @@ def routes(ctx: Ctx) -> list[Route]:
     async def check(req: Request) -> Response:
         source, dest = source_dest(req)
         ctx.check_dc(req)
+        ctx.authorizer(req).require("service", "read", dest)
 
         def run(ws: WatchSet | None) -> tuple[int, bool]:
             idx, rows = intention_list(ws)
@@ -308,6 +322,7 @@ def routes(ctx: Ctx) -> list[Route]:
         uri = str(ce.field(body, "ClientCertURI") or "")
         if not target:
             raise BadRequest("Target service must be specified")
+        ctx.authorizer(req).require("service", "write", target)
         if not uri:
             raise BadRequest("ClientCertURI must be specified")
         if not uri.startswith("spiffe://"):

@@ -116,8 +116,6 @@ class Membership:
             wan_joins = list(self.config.retry_join_wan)
             if wan_joins:
                 self._tasks.append(asyncio.create_task(self._wan_join(wan_joins), name="retry-join-wan"))
-        self.agent.member_source = self.members
-        self.agent.serf_stats_source = lambda wan: (self.wan.stats() if wan and self.wan is not None else self.pool.stats())
         joins = list(self.config.retry_join)
         if joins:
             self._tasks.append(
@@ -169,6 +167,10 @@ class Membership:
             await self.wan.stop()
 
     # ------------------------------------------------------------------ views
+
+    def serf_stats(self, wan: bool = False) -> dict[str, str]:
+        """``Stats.serf_lan``/``serf_wan`` of ``/v1/agent/self``."""
+        return self.wan.stats() if wan and self.wan is not None else self.pool.stats()
 
     def members(self, wan: bool = False) -> list[dict[str, Any]]:
         if wan:
@@ -294,10 +296,10 @@ class Membership:
             chk = store.checks.get(m.name, {}).get(SERF_CHECK_ID)
             up_to_date = (
                 node is not None
-                and node.get("Address") == m.addr
-                and node.get("ID") == m.tags.get("id", node.get("ID"))
+                and node.address == m.addr
+                and node.id == m.tags.get("id", node.id)
                 and chk is not None
-                and chk["Status"] == status
+                and chk.status == status
             )
             if m.tags.get("role") == "consul":
                 ident = replace(
@@ -314,5 +316,5 @@ class Membership:
             elif not up_to_date:
                 ident = replace(self.server.ident, node_name=m.name, node_id=m.tags.get("id", ""), advertise_addr=m.addr, node_meta={}, advertise_addr_wan="")
                 await self.server.apply(
-                    RegisterCommand(node=node_record(ident), checks=[serf_check(m.name, status)], skip_node_update=node is not None and node.get("Address") == m.addr)
+                    RegisterCommand(node=node_record(ident), checks=[serf_check(m.name, status)], skip_node_update=node is not None and node.address == m.addr)
                 )

@@ -163,10 +163,18 @@ class AgentProcess:
         else:
             self.cluster_log = ClusterLog(self.clock, config.performance.rpc_hold_timeout)
             self.server = Server(ident, log_impl=self.cluster_log, clock=self.clock, rng=self.rng)
-        self.agent = Agent(self.server, config, self.rng, self.clock)
+        gossips = gossip_wanted(config)
+        self.agent = Agent(
+            self.server,
+            config,
+            self.rng,
+            self.clock,
+            member_source=self._members,
+            serf_stats_source=self._serf_stats if gossips else None,
+        )
         self.events = EventBuffer()
         self.membership: Membership | None = None
-        if gossip_wanted(config):
+        if gossips:
             self.membership = Membership(
                 self.server,
                 self.agent,
@@ -335,7 +343,6 @@ class AgentProcess:
         self._bg.append(asyncio.create_task(cl.autopilot(), name="autopilot"))
         if self.membership is None:
             # No gossip: the Raft configuration stands in for membership and liveness.
-            self.agent.member_source = self._raft_members
             self._bg.append(asyncio.create_task(cl.reconcile(self.server), name="reconcile"))
 
     async def start(self) -> None:
@@ -407,9 +414,16 @@ class AgentProcess:
         resp = await self.app.handle(req)
         return [resp.status, resp.content_type or "", [list(h) for h in resp.headers], resp.body]
 
-    def _raft_members(self, wan: bool = False) -> list[dict[str, Any]]:
-        """Until gossip supplies members: this agent and the servers of the Raft configuration."""
+    def _members(self, wan: bool = False) -> list[dict[str, Any]]:
+        """The agent's members: the gossip pool's, else this agent and the servers of the Raft
+        configuration (just this agent in ``-dev`` or before the cluster forms)."""
+        if self.membership is not None:
+            return self.membership.members(wan)
         return self.operator.raft_members(self.agent.self_member(wan), wan, self.config.datacenter)
+
+    def _serf_stats(self, wan: bool = False) -> dict[str, str]:
+        assert self.membership is not None
+        return self.membership.serf_stats(wan)
 
     async def hand_off_leadership(self, timeout: float = 3.0) -> None:
         """On shutdown a leader hands leadership to its most caught-up peer first."""

@@ -119,13 +119,18 @@ def test_production_choices() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     # readiness needs a leader; liveness never does
     assert "KnownLeader" in " ".join(c["readinessProbe"]["exec"]["command"])
-    assert c["livenessProbe"]["httpGet"]["path"] == "/v1/agent/self"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v1/status/leader"  # no token needed under default deny
     assert "startupProbe" in c
     cfg = json.loads(objs["ConfigMap/consul-config"]["data"]["server.json"])
     assert cfg["ports"]["https"] == 8443
+    # Secure by default: ACLs on, default deny, script checks off; tokens from a Secret.
+    assert cfg["acl"]["enabled"] is True and cfg["acl"]["default_policy"] == "deny"
+    assert cfg["enable_script_checks"] is False
     vols = {v["name"]: v for v in pod["volumes"]}
     sources = vols["config"]["projected"]["sources"]
-    assert {"configMap", "secret"} == {k for src in sources for k in src}  # config + gossip key
+    assert {"configMap", "secret"} == {k for src in sources for k in src}  # config + gossip key + ACL tokens
+    secrets = {src["secret"]["name"] for src in sources if "secret" in src}
+    assert secrets == {"consul-gossip-key", "consul-acl-tokens"}
     assert vols["tls"]["secret"]["secretName"] == "consul-tls"
 
 

@@ -65,11 +65,11 @@ class Catalog:
         checks = []
         if status is not None:
             checks.append({"Node": node, "CheckID": f"service:{sid}", "Name": "c", "Status": status, "ServiceID": sid})
-        self._register(self.store.nodes[node], svc, checks, True, 0.0)
+        self._register({"Node": node}, svc, checks, True, 0.0)
 
     def node_check(self, node: str, status: str, check_id: str = "serfHealth") -> None:
         chk = {"Node": node, "CheckID": check_id, "Name": check_id, "Status": status, "ServiceID": ""}
-        self._register(self.store.nodes[node], None, [chk], True, 0.0)
+        self._register({"Node": node}, None, [chk], True, 0.0)
 
 
 def respond(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import random
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -20,11 +19,15 @@ from aiohttp import web
 from muster_testkit.history import WorkloadConfig, arun_and_check
 from muster_testkit.linearizability import Verdict
 
+STALE_LAG = 5
+
 
 class FakeKV:
     """A single-key-space KV store with optional, deliberate consistency bugs.
 
-    ``stale``: GETs are served from a snapshot refreshed at most every 50 ms (a stale cache).
+    ``stale``: GETs are served from a cached copy that may miss the last ``STALE_LAG - 1`` writes
+    (a stale cache).  The lag is counted in writes, not time, so the bug shows however fast or
+    slow the machine runs the workload (a 50 ms cache went unnoticed on a loaded machine).
     ``follower``: like ``stale`` but only for GETs without ``?consistent`` (a lagging follower
     that forwards consistent reads correctly).
     ``lost_write``: 5% of plain PUTs answer ``true`` without being applied.
@@ -36,15 +39,15 @@ class FakeKV:
         self.data: dict[str, tuple[bytes, int]] = {}
         self.index = 1
         self.snapshot: dict[str, tuple[bytes, int]] = {}
-        self.snapshot_at = 0.0
+        self.snapshot_index = 0
         self.rng = random.Random(1)
 
     async def get(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         view = self.data
         if self.bug == "stale" or (self.bug == "follower" and "consistent" not in request.query):
-            if time.monotonic() - self.snapshot_at > 0.05:
-                self.snapshot, self.snapshot_at = dict(self.data), time.monotonic()
+            if self.index - self.snapshot_index >= STALE_LAG:
+                self.snapshot, self.snapshot_index = dict(self.data), self.index
             view = self.snapshot
         if key not in view:
             return web.Response(status=404, headers={"X-Consul-Index": str(self.index)})

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from muster.agent.definitions import catalog_check, catalog_service, parse_check, service_record
-from muster.agent.local import AntiEntropy, LocalState, same_record
+from muster.agent.local import AntiEntropy, LocalState, same_as_row, same_record
 from muster.errors import MusterError, NoLeader
 from muster.fsm import FSM
 from muster.runtime import ManualClock, Rng
@@ -55,7 +56,7 @@ def test_identical_registration_changes_nothing() -> None:
     h.apply(RegisterCommand(node=node("a"), service=svc("w1", "web", "x", "y")))
     assert h.store.services["a"]["w1"]["ModifyIndex"] == h.idx and h.store.services["a"]["w1"]["CreateIndex"] == 1
     # The service's checks follow its tags.
-    assert h.store.checks["a"]["c1"]["ServiceTags"] == ["x", "y"]
+    assert h.store.checks["a"]["c1"].service_tags == ["x", "y"]
 
 
 def test_refused_registration_leaves_nothing() -> None:
@@ -74,14 +75,14 @@ def test_per_service_index_isolation_and_ordering() -> None:
     h.apply(RegisterCommand(node=node("c"), service=svc("d1", "db")))
     assert h.store.service_index("web") == web_idx  # another service does not move web's index
     _, pairs = h.store.service_instances_of(None, "web")
-    assert [(n["Node"], s["ID"]) for n, s in pairs] == [("a", "w1"), ("a", "w9"), ("b", "w2")]
+    assert [(n.node, s["ID"]) for n, s in pairs] == [("a", "w1"), ("a", "w9"), ("b", "w2")]
     # A node-level check on a host of web moves web's index (its health entries changed).
     h.apply(RegisterCommand(node=node("a"), checks=[chk("a", "node-c", "critical")]))
     assert h.store.service_index("web") == h.idx
-    assert [c["CheckID"] for c in h.store.checks_for_instance("a", "w1")] == ["node-c"]
+    assert [c.check_id for c in h.store.checks_for_instance("a", "w1")] == ["node-c"]
     h.apply(RegisterCommand(node=node("a"), checks=[chk("a", "s-c", service_id="w1")]))
-    assert [c["CheckID"] for c in h.store.checks_for_instance("a", "w1")] == ["node-c", "s-c"]
-    assert [c["CheckID"] for c in h.store.checks_for_instance("a", "w9")] == ["node-c"]
+    assert [c.check_id for c in h.store.checks_for_instance("a", "w1")] == ["node-c", "s-c"]
+    assert [c.check_id for c in h.store.checks_for_instance("a", "w9")] == ["node-c"]
 
 
 def test_service_rename_moves_instance() -> None:
@@ -165,7 +166,7 @@ async def test_sync_pushes_and_is_idempotent() -> None:
     local.add_check(defn.record("me", "service:web", "c", "web"), defn)
     await ae.full_sync()
     assert srv.h.store.services["me"]["web"]["Port"] == 80
-    assert srv.h.store.checks["me"]["service:web"]["ServiceName"] == "web"
+    assert srv.h.store.checks["me"]["service:web"].service_name == "web"
     n = len(srv.commands)
     await ae.full_sync()
     assert len(srv.commands) == n  # everything in sync: no writes
@@ -284,7 +285,7 @@ def test_full_sync_makes_catalog_equal_local_state(ops: list[tuple[str, str, int
             elif op == "tamper_check" and "me" in srv.h.store.nodes:
                 cur = srv.h.store.checks.get("me", {}).get(key)
                 if cur is not None:
-                    srv.h.apply(RegisterCommand(node=node("me", "127.0.0.1"), checks=[dict(cur, Status=STATUSES[n])],
+                    srv.h.apply(RegisterCommand(node=node("me", "127.0.0.1"), checks=[dict(msgspec.to_builtins(cur), Status=STATUSES[n])],
                                                 skip_node_update=True))
         await ae.full_sync()
         store = srv.h.store
@@ -295,7 +296,7 @@ def test_full_sync_makes_catalog_equal_local_state(ops: list[tuple[str, str, int
             assert same_record(rec, remote_svcs[sid])
         assert set(remote_checks) == set(local.checks())
         for cid, rec in local.checks().items():
-            assert same_record(rec, remote_checks[cid])
+            assert same_as_row(rec, remote_checks[cid])
         n_cmds = len(srv.commands)
         await ae.full_sync()
         assert len(srv.commands) == n_cmds

@@ -229,7 +229,7 @@ def test_transactions_do_not_nest_and_read_txn_cannot_write() -> None:
     before = s.snapshot()
     # txn_read runs in a transaction that is always rolled back.
     results, errors = s.txn_read([TxnOp(kind="KV", verb="get", kv=KVSCommand(op="get", key="plain/a"))])
-    assert errors is None and results and results[0]["KV"]["Key"] == "plain/a"
+    assert errors is None and results and results[0]["KV"][0] == "plain/a"
     tx = s.write(idx + 1)
     s.tables.kv.set(tx, "x", b"1", 0)
     tx.rollback()

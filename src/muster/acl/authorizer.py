@@ -154,6 +154,7 @@ class PolicyRules:
 
 
 UNNAMED_RESOURCES = frozenset({"acl", "operator", "keyring", "mesh", "peering"})
+NAMED_RESOURCES = frozenset(NAMED) | {"intention"}
 RESOURCES = frozenset(NAMED) | UNNAMED_RESOURCES | {"intention", "snapshot"}
 
 
@@ -179,13 +180,37 @@ class Authorizer:
         return False
 
     def allowed(self, resource: str, segment: str, need: str) -> bool:
-        if self.rules is not None:
-            d = self.rules.decide(resource, segment, need)
-            if d is Decision.ALLOW:
-                return True
-            if d is Decision.DENY:
-                return False
-        return self._fallback(resource)
+        """One check.  The named-resource path is inlined (it runs on every KV request): the
+        governing rule's level decides as ``enforce`` does, no rule falls through to the default."""
+        rules = self.rules
+        if rules is not None:
+            tree = rules.trees.get(resource)
+            if tree is not None:
+                lvl = tree.exact.get(segment)
+                if lvl is None:
+                    prefix = tree.prefix
+                    n = len(segment)
+                    for length in tree.lengths:
+                        if length <= n:
+                            lvl = prefix.get(segment[:length])
+                            if lvl is not None:
+                                break
+                if lvl:
+                    if lvl == "write":
+                        return True
+                    if lvl == "deny":
+                        return False
+                    if lvl == "list":
+                        return need != "write"
+                    return need == "read"
+            elif resource not in NAMED_RESOURCES:
+                d = rules.decide(resource, segment, need)
+                if d is not Decision.DEFAULT:
+                    return d is Decision.ALLOW
+        default = self.default
+        if default == "manage":
+            return True
+        return default == "allow" and resource != "acl" and resource != "snapshot"
 
     def unrestricted(self, resource: str) -> bool:
         """True when every check on ``resource`` is allowed (no rules, permissive default):

@@ -97,14 +97,17 @@ class Resolver:
         """The authorizer for ``secret`` (may be ""); ``ACLNotFound`` for an unknown secret."""
         if not self.enabled:
             return MANAGE_ALL
-        secret = secret or self.default_token or ANONYMOUS_SECRET
+        if not secret:
+            secret = self.default_token or ANONYMOUS_SECRET
         idx = self.tables.acl_table_index()
         if idx != self._index:
             self._cache.clear()
             self._index = idx
         hit = self._cache.get(secret)
-        if hit is not None and (hit[1] is None or self.now() < hit[1]):
-            return hit[0]
+        if hit is not None:
+            expires = hit[1]
+            if expires is None or self.now() < expires:
+                return hit[0]
         authz, expires = self._build(secret)
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()

@@ -16,8 +16,9 @@ Persistence.  A non-dev agent writes what the API registered (and TTL results, m
 its data dir (``persist.py``) and restores it on start, so clients need not re-register after
 an agent restart.
 
-Membership.  Without gossip the agent knows one member: itself.  ``member_source`` is the seam
-through which the gossip layer will supply the real member lists (``members(wan)``).
+Membership.  Without gossip the agent knows one member: itself.  ``member_source`` (a
+constructor argument) supplies the real member lists (``members(wan)``): the gossip pools, or
+the Raft configuration of a server that does not gossip (see ``muster.process``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from ..errors import BadRequest, MusterError, NotFound
 from ..runtime import Clock, Rng
 from ..server.server import Server, node_record
+from ..state.rows import Check, Node
 from ..state.watch import WatchSet
 from ..version import BUILD
 from . import mesh
@@ -92,7 +96,15 @@ def unknown_check(cid: str) -> NotFound:
 class Agent:
     """See module doc.  ``local`` is the ``LocalState`` the HTTP layer reads."""
 
-    def __init__(self, server: Server, config: Any, rng: Rng, clock: Clock) -> None:
+    def __init__(
+        self,
+        server: Server,
+        config: Any,
+        rng: Rng,
+        clock: Clock,
+        member_source: Callable[[bool], list[dict[str, Any]]] | None = None,
+        serf_stats_source: Callable[[bool], dict[str, str]] | None = None,
+    ) -> None:
         self.server = server
         self.config = config
         self.rng = rng
@@ -109,8 +121,8 @@ class Agent:
         self.min_check_interval = MIN_INTERVAL
         self.reap_interval = 30.0
         self.deregister_min = 60.0
-        self.member_source: Callable[[bool], list[dict[str, Any]]] | None = None
-        self.serf_stats_source: Callable[[bool], dict[str, str]] | None = None
+        self.member_source = member_source
+        self.serf_stats_source = serf_stats_source
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()  # runner shutdowns in flight (strong refs)
         data_dir = self._cfg("data_dir", None)
@@ -254,7 +266,7 @@ class Agent:
         """The node record anti-entropy keeps in the catalog (the server's own identity)."""
         return node_record(self.server.ident)
 
-    def _catalog_view(self) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    def _catalog_view(self) -> tuple[Node | None, dict[str, dict[str, Any]], dict[str, Check]]:
         store = self.server.store
         return (
             store.nodes.get(self.node),
@@ -436,7 +448,8 @@ class Agent:
         def catalog_source(ws: WatchSet) -> tuple[list[dict[str, Any]], bool]:
             store.watch_table(ws, "services")
             _, cs = store.node_checks(ws, target_node)
-            return cs, target_svc in store.services.get(target_node, {})
+            # AliasCheck reads Consul-named records (the local source's shape).
+            return [msgspec.to_builtins(c) for c in cs], target_svc in store.services.get(target_node, {})
 
         return AliasCheck(cid, target_node, target_svc, catalog_source, self.local)
 

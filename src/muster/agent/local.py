@@ -33,8 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ..errors import MusterError
 from ..runtime import Clock, Rng
+from ..state.rows import Check, Node
 from ..state.watch import Watch, WatchSet
 from ..structs import DeregisterCommand, RegisterCommand
 from .definitions import CheckDefinition
@@ -52,6 +55,17 @@ def same_record(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = 
     ka = {k for k in a if k not in skip}
     kb = {k for k in b if k not in skip}
     return ka == kb and all(a[k] == b[k] for k in ka)
+
+
+def same_as_row(want: dict[str, Any], row: msgspec.Struct, ignore: tuple[str, ...] = ()) -> bool:
+    """``want`` (a record we would register) equals the catalog's typed ``row``, ignoring
+    Create/ModifyIndex and ``ignore``; a key ``want`` lacks means the row type's default, as the
+    store would read it."""
+    try:
+        norm = msgspec.to_builtins(msgspec.convert(want, type(row)))
+    except msgspec.ValidationError:
+        return False
+    return same_record(norm, msgspec.to_builtins(row), ignore)
 
 
 @dataclass
@@ -278,7 +292,7 @@ class AntiEntropy:
         self,
         local: LocalState,
         apply: Callable[[Any], Any],
-        catalog: Callable[[], tuple[dict[str, Any] | None, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]],
+        catalog: Callable[[], tuple[Node | None, dict[str, dict[str, Any]], dict[str, Check]]],
         node_record: Callable[[], dict[str, Any]],
         rng: Rng,
         interval: float = 60.0,
@@ -361,7 +375,7 @@ class AntiEntropy:
         local = self.local
         node, remote_svcs, remote_checks = self.catalog()
         want = self.node_record()
-        local.node_in_sync = node is not None and same_record(want, node)
+        local.node_in_sync = node is not None and same_as_row(want, node)
         for sid, rs in remote_svcs.items():
             if sid == CONSUL_SERVICE_ID:
                 continue
@@ -379,7 +393,7 @@ class AntiEntropy:
             if cid == SERF_CHECK_ID:
                 continue
             if cid not in local.checks_:
-                local.checks_[cid] = CheckState(dict(rc), deleted=True)
+                local.checks_[cid] = CheckState(msgspec.to_builtins(rc), deleted=True)
         for cid, cs in local.checks_.items():
             remote_chk = remote_checks.get(cid)
             if cs.deleted:
@@ -388,7 +402,7 @@ class AntiEntropy:
                 cs.in_sync = False
             else:
                 ignore = ("Output",) if cs.deferred is not None else ()
-                cs.in_sync = same_record(cs.check, remote_chk, ignore)
+                cs.in_sync = same_as_row(cs.check, remote_chk, ignore)
 
     async def sync_changes(self) -> None:
         """Push every out-of-sync entry (Consul's SyncChanges): deletions first, then updates."""

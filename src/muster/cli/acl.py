@@ -14,7 +14,7 @@ from typing import Any
 
 from muster.api import Client, ConsulError
 from muster.cli.flags import FlagSet, Parsed, add_http_flags
-from muster.cli.ui import UI, make_client, parse_or_usage
+from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 
 __all__ = ["ACL_COMMANDS", "ACL_GROUPS"]
 
@@ -228,11 +228,8 @@ def acl_bootstrap(ui: UI, args: list[str]) -> int:
     fs = _fs("Usage: muster acl bootstrap [options]\n\n  The bootstrap command will request Consul to generate a new token with unlimited privileges.")
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Failed ACL bootstrapping"):
         tok = _call(client, "PUT", "/v1/acl/bootstrap")
-    except ConsulError as err:
-        ui.err(f"Failed ACL bootstrapping: {err}")
-        return 1
     return _print(ui, p, tok, format_token(tok, p["meta"]))
 
 
@@ -244,11 +241,8 @@ def acl_set_agent_token(ui: UI, args: list[str]) -> int:
         return 1
     kind, token = p.args
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Failed setting token"):
         _call(client, "PUT", f"/v1/agent/token/{kind}", {"Token": token})
-    except ConsulError as err:
-        ui.err(f"Failed setting token: {err}")
-        return 1
     ui.out(f'ACL token "{kind}" set successfully')
     return 0
 
@@ -293,11 +287,8 @@ def acl_token_create(ui: UI, args: list[str]) -> int:
     if p["secret"]:
         body["SecretID"] = p["secret"]
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Failed to create new token"):
         tok = _call(client, "PUT", "/v1/acl/token", body)
-    except ConsulError as err:
-        ui.err(f"Failed to create new token: {err}")
-        return 1
     return _print(ui, p, tok, format_token(tok, p["meta"]))
 
 
@@ -366,11 +357,8 @@ def acl_token_clone(ui: UI, args: list[str]) -> int:
         ui.err("Cannot clone a token without specifying the -accessor-id parameter")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Failed to clone token"):
         tok = _call(client, "PUT", f"/v1/acl/token/{acc}/clone", {"Description": p["description"]})
-    except ConsulError as err:
-        ui.err(f"Failed to clone token: {err}")
-        return 1
     ui.out("Token cloned successfully.")
     return _print(ui, p, tok, format_token(tok, p["meta"]))
 
@@ -385,11 +373,8 @@ def acl_token_delete(ui: UI, args: list[str]) -> int:
         ui.err("Must specify the -accessor-id parameter")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, f'Error deleting token "{acc}"'):
         _call(client, "DELETE", f"/v1/acl/token/{acc}")
-    except ConsulError as err:
-        ui.err(f'Error deleting token "{acc}": {err}')
-        return 1
     ui.out(f'Token "{acc}" deleted successfully')
     return 0
 
@@ -398,11 +383,8 @@ def acl_token_list(ui: UI, args: list[str]) -> int:
     fs = _fs("Usage: muster acl token list [options]\n\n  List all the ACL tokens.")
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Failed to retrieve the token list"):
         toks = _call(client, "GET", "/v1/acl/tokens") or []
-    except ConsulError as err:
-        ui.err(f"Failed to retrieve the token list: {err}")
-        return 1
     pretty = "\n".join(format_token(t, p["meta"], list_entry=True) for t in toks)
     return _print(ui, p, toks, pretty)
 
@@ -433,11 +415,8 @@ def acl_policy_create(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     body = {"Name": p["name"], "Description": p["description"], "Rules": rules, "Datacenters": p["valid-datacenter"]}
-    try:
+    with api_errors(ui, "Failed to create new policy"):
         pol = _call(client, "PUT", "/v1/acl/policy", body)
-    except ConsulError as err:
-        ui.err(f"Failed to create new policy: {err}")
-        return 1
     return _print(ui, p, pol, format_policy(pol, p["meta"]))
 
 
@@ -450,11 +429,8 @@ def acl_policy_read(ui: UI, args: list[str]) -> int:
         ui.err("Must specify either the -id or -name parameters")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, f'Error reading policy "{p["id"] or p["name"]}"'):
         pol = _find_policy(client, p["id"], p["name"])
-    except ConsulError as err:
-        ui.err(f'Error reading policy "{p["id"] or p["name"]}": {err}')
-        return 1
     return _print(ui, p, pol, format_policy(pol, p["meta"]))
 
 
@@ -497,12 +473,9 @@ def acl_policy_delete(ui: UI, args: list[str]) -> int:
         ui.err("Must specify either the -id or -name parameters")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, f'Error deleting policy "{p["id"] or p["name"]}"'):
         pid = p["id"] or _find_policy(client, "", p["name"])["ID"]
         _call(client, "DELETE", f"/v1/acl/policy/{pid}")
-    except ConsulError as err:
-        ui.err(f'Error deleting policy "{p["id"] or p["name"]}": {err}')
-        return 1
     ui.out(f'Policy "{pid}" deleted successfully')
     return 0
 
@@ -511,11 +484,8 @@ def acl_policy_list(ui: UI, args: list[str]) -> int:
     fs = _fs("Usage: muster acl policy list [options]\n\n  Lists all the ACL policies.")
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Failed to retrieve the policy list"):
         pols = _call(client, "GET", "/v1/acl/policies") or []
-    except ConsulError as err:
-        ui.err(f"Failed to retrieve the policy list: {err}")
-        return 1
     return _print(ui, p, pols, "".join(format_policy_list_entry(x, p["meta"]) for x in pols))
 
 
@@ -552,11 +522,8 @@ def acl_role_create(ui: UI, args: list[str]) -> int:
         ui.err(str(err))
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Failed to create new role"):
         role = _call(client, "PUT", "/v1/acl/role", body)
-    except ConsulError as err:
-        ui.err(f"Failed to create new role: {err}")
-        return 1
     return _print(ui, p, role, format_role(role, p["meta"]))
 
 
@@ -569,11 +536,8 @@ def acl_role_read(ui: UI, args: list[str]) -> int:
         ui.err("Must specify either the -id or -name parameters")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, f'Error reading role "{p["id"] or p["name"]}"'):
         role = _find_role(client, p["id"], p["name"])
-    except ConsulError as err:
-        ui.err(f'Error reading role "{p["id"] or p["name"]}": {err}')
-        return 1
     return _print(ui, p, role, format_role(role, p["meta"]))
 
 
@@ -616,12 +580,9 @@ def acl_role_delete(ui: UI, args: list[str]) -> int:
         ui.err("Must specify either the -id or -name parameters")
         return 1
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, f'Error deleting role "{p["id"] or p["name"]}"'):
         rid = p["id"] or _find_role(client, "", p["name"])["ID"]
         _call(client, "DELETE", f"/v1/acl/role/{rid}")
-    except ConsulError as err:
-        ui.err(f'Error deleting role "{p["id"] or p["name"]}": {err}')
-        return 1
     ui.out(f'Role "{rid}" deleted successfully')
     return 0
 
@@ -630,11 +591,8 @@ def acl_role_list(ui: UI, args: list[str]) -> int:
     fs = _fs("Usage: muster acl role list [options]\n\n  Lists all the ACL roles.")
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
-    try:
+    with api_errors(ui, "Failed to retrieve the role list"):
         roles = _call(client, "GET", "/v1/acl/roles") or []
-    except ConsulError as err:
-        ui.err(f"Failed to retrieve the role list: {err}")
-        return 1
     pretty = "".join(f"{r.get('Name', '')}:\n" + format_role(r, p["meta"], indent="   ") for r in roles)
     return _print(ui, p, roles, pretty)
 

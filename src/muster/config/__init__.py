@@ -67,7 +67,8 @@ Adding a configuration key, step by step
    key live on SIGHUP / ``PUT /v1/agent/reload``, add its name (or dotted path, like
    ``acl.tokens``) to ``RELOADABLE_KEYS`` and apply it in the agent's reload handler.
 6. **Tests**: ``tests/unit/test_config.py`` -- the default, a file/HCL value, the flag, and
-   each validation error.
+   each validation error.  ``tests/unit/test_config_package.py`` checks that the flag,
+   alias, user-map and reload tables name fields the schema has, with matching kinds.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ from ..acl.authorizer import Authorizer
 from ..agent.mesh import is_connect_for
 from ..config import Config
 from ..errors import MusterError
+from ..state.rows import Node
 from ..state.store import StateStore
 from . import names
 
@@ -187,7 +188,7 @@ class _View:
 
 @dataclass
 class _Instance:
-    node: dict[str, Any]
+    node: Node
     service: dict[str, Any]
     warning: bool
 
@@ -292,8 +293,8 @@ class Answerer:
             return [rr(owner, ttl, a_rdata(str(ip), True))]
         return []
 
-    def node_txt(self, owner: dns.name.Name, node: dict[str, Any], ttl: int) -> list[Record]:
-        meta: Mapping[str, str] = node.get("Meta") or {}
+    def node_txt(self, owner: dns.name.Name, node: Node, ttl: int) -> list[Record]:
+        meta: Mapping[str, str] = node.meta
         return [
             rr(owner, ttl, txt_rdata(rfc1464(k, str(meta[k]))))
             for k in sorted(meta)
@@ -308,18 +309,18 @@ class Answerer:
         if connect:
             groups = [
                 sorted(((store.nodes[n], s) for n, s in pairs if n in store.nodes and is_connect_for(s, service)),
-                       key=lambda p: (p[0]["Node"], p[1]["ID"]))  # fmt: skip
+                       key=lambda p: (p[0].node, p[1]["ID"]))  # fmt: skip
                 for pairs in store.list_services(None)[1].values()
             ]
         else:
             groups = [store.service_instances_of(None, exact)[1] for exact in self.view(store).services.get(service.lower(), ())]
         for pairs in groups:
             for node, svc in pairs:
-                if not self._visible(node["Node"], svc["Service"]):
+                if not self._visible(node.node, svc["Service"]):
                     continue
                 if tag is not None and not any(str(t).lower() == tag for t in svc.get("Tags") or ()):
                     continue
-                statuses = {c.get("Status") for c in store.checks_for_instance(node["Node"], svc["ID"])}
+                statuses = {c.status for c in store.checks_for_instance(node.node, svc["ID"])}
                 if "critical" in statuses:
                     continue
                 if self.dcfg.only_passing and statuses - {"passing"}:
@@ -388,12 +389,12 @@ class Answerer:
         units: list[Unit] = []
         seen: set[str] = set()
         for inst in self.healthy(store, CONSUL_SERVICE, None):
-            node = inst.node["Node"]
+            node = inst.node.node
             target = self.node_name(node, self.datacenter, domain)
             if target is None or node in seen:
                 continue
             seen.add(node)
-            glue = self._addr_records(target, inst.node.get("Address", ""), ANY, self.node_ttl)
+            glue = self._addr_records(target, inst.node.address, ANY, self.node_ttl)
             units.append(Unit([rr(domain, self.node_ttl, dns.rdtypes.ANY.NS.NS(IN, NS, target))], glue))
         return units
 
@@ -411,7 +412,7 @@ class Answerer:
         elif qtype in (A, AAAA, ANY):
             seen: set[str] = set()
             for inst in instances:
-                address = inst.service.get("Address") or inst.node.get("Address", "")
+                address = inst.service.get("Address") or inst.node.address
                 if address in seen:
                     continue
                 seen.add(address)
@@ -432,7 +433,7 @@ class Answerer:
             node, svc = inst.node, inst.service
             port = int(svc.get("Port") or 0)
             svc_addr = svc.get("Address") or ""
-            key = (node["Node"], svc_addr or node.get("Address", ""), port)
+            key = (node.node, svc_addr or node.address, port)
             if key in seen:
                 continue
             seen.add(key)
@@ -441,12 +442,12 @@ class Answerer:
             extras: list[Record] = []
             target: dns.name.Name | None = None
             if not svc_addr:
-                target = self.node_name(node["Node"], self.datacenter, domain)
+                target = self.node_name(node.node, self.datacenter, domain)
                 if target is not None:
-                    extras = self._addr_records(target, node.get("Address", ""), ANY, ttl)
+                    extras = self._addr_records(target, node.address, ANY, ttl)
                     if self.dcfg.enable_additional_node_meta_txt:
                         extras += self.node_txt(target, node, ttl)
-                svc_addr = node.get("Address", "")
+                svc_addr = node.address
             if target is None:
                 if parse_ip(svc_addr) is not None:
                     target = dns.name.Name(
@@ -467,10 +468,10 @@ class Answerer:
     ) -> Answer:
         exact = self.view(store).nodes.get(name.lower())
         node = store.nodes.get(exact) if exact is not None else None
-        if node is None or not self._visible(node["Node"], None):
+        if node is None or not self._visible(node.node, None):
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
         ttl = self.node_ttl
-        addr = self._chase(store, self._addr_records(qname, node.get("Address", ""), qtype, ttl), qtype, depth)
+        addr = self._chase(store, self._addr_records(qname, node.address, qtype, ttl), qtype, depth)
         units = [Unit(addr)] if addr else []
         txt = self.node_txt(qname, node, ttl)
         if qtype in (TXT, ANY):
@@ -500,7 +501,7 @@ class Answerer:
         targets: list[dns.name.Name] = []
         for name in sorted(store.nodes):
             node = store.nodes[name]
-            addrs = [node.get("Address", "")] + list((node.get("TaggedAddresses") or {}).values())
+            addrs = [node.address] + list(node.tagged_addresses.values())
             if any(isinstance(a, str) and parse_ip(a) == ip for a in addrs):
                 t = self.node_name(name, self.datacenter, self.primary)
                 if t is not None and t not in targets:

@@ -20,6 +20,7 @@ from typing import Any
 from ..acl.authorizer import Authorizer
 from ..agent.definitions import canonical_keys, catalog_check, catalog_service, get_bool, get_str, get_str_map
 from ..errors import BadRequest, MusterError, NoPathToDatacenter
+from ..state.rows import Node
 from ..state.watch import WatchSet
 from ..structs import DeregisterCommand, RegisterCommand
 from . import connect_catalog, render
@@ -90,13 +91,13 @@ def parse_register(body: Any, datacenter: str) -> RegisterCommand:
 
 
 def node_view(
-    acl: ACLFilter, n: dict[str, Any] | None, svcs: list[dict[str, Any]]
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    acl: ACLFilter, n: Node | None, svcs: list[dict[str, Any]]
+) -> tuple[Node | None, list[dict[str, Any]]]:
     """``/catalog/node``: the node needs node:read (else nothing), each service service:read."""
     if n is None:
         return None, []
     a = acl.authz()
-    if not a.allowed("node", n["Node"], "read"):
+    if not a.allowed("node", n.node, "read"):
         acl.dropped = True
         return None, []
     return n, acl.keep(svcs, lambda a, s: a.allowed("service", s["Service"], "read"), "service")
@@ -135,7 +136,7 @@ def vet_deregister(a: Authorizer, cmd: DeregisterCommand, store: Any) -> None:
         a.require("service", "write", _service_name(store, cmd.node, cmd.service_id, None))
     elif cmd.check_id:
         chk = store.checks.get(cmd.node, {}).get(cmd.check_id)
-        svc = (chk or {}).get("ServiceName") or ""
+        svc = chk.service_name if chk is not None else ""
         if svc:
             a.require("service", "write", svc)
         else:
@@ -175,7 +176,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Node]]:
             idx, recs = store.list_nodes(ws)
             return idx, acl.nodes([n for n in recs if render.node_meta_match(n, meta) and render.peer_match(n, peer)])
 
@@ -187,7 +188,7 @@ def routes(ctx: Ctx) -> list[Route]:
         expr = req.get("filter")
         peer = render.peer_name(req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
             idx, by_name = store.list_services(ws)
             if meta:
                 store.watch_table(ws, "nodes")
@@ -199,7 +200,7 @@ def routes(ctx: Ctx) -> list[Route]:
                         pairs.append((n, svc))
             return idx, acl.keep(pairs, lambda a, p: a.allowed("service", p[1]["Service"], "read"), "service")
 
-        def rend(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, list[str]]:
+        def rend(pairs: list[tuple[Node, dict[str, Any]]]) -> dict[str, list[str]]:
             items = [render.service_node(n, s) for n, s in pairs]
             if expr:
                 items = apply_filter_expr(expr, items)
@@ -222,7 +223,7 @@ def routes(ctx: Ctx) -> list[Route]:
         peer = render.peer_name(req)
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
             idx, pairs = store.service_instances_of(ws, name)
             return idx, acl.pairs([
                 (n, s)
@@ -241,13 +242,13 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, tuple[Node | None, list[dict[str, Any]]]]:
             idx, n, svcs = store.node_services(ws, name)
             if n is not None and not render.peer_match(n, peer):
                 n, svcs = None, []
             return idx, node_view(acl, n, svcs)
 
-        def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any] | None:
+        def rend(res: tuple[Node | None, list[dict[str, Any]]]) -> dict[str, Any] | None:
             n, svcs = res
             if n is None:
                 return None
@@ -267,13 +268,13 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, tuple[Node | None, list[dict[str, Any]]]]:
             idx, n, svcs = store.node_services(ws, name)
             if n is not None and not render.peer_match(n, peer):
                 n, svcs = None, []
             return idx, node_view(acl, n, svcs)
 
-        def rend(res: tuple[dict[str, Any] | None, list[dict[str, Any]]]) -> dict[str, Any]:
+        def rend(res: tuple[Node | None, list[dict[str, Any]]]) -> dict[str, Any]:
             n, svcs = res
             if n is None:
                 return {"Node": None, "Services": []}
@@ -295,7 +296,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
             idx, pairs = connect_instances(store, ws, name)
             return idx, acl.pairs([
                 (n, s)

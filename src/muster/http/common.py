@@ -21,6 +21,7 @@ from ..server.acl import ACLService
 from ..server.blocking import QueryOptions, blocking_query
 from ..server.server import Server
 from ..services import Services
+from ..state.rows import Check, Node
 from ..state.watch import WatchSet
 from .request import Request, Response, json_response, parse_query_options
 
@@ -55,10 +56,10 @@ class Ctx:
 
     def authorizer(self, req: Request) -> Authorizer:
         """The caller's authorizer (403 ``ACL not found`` for an unknown token)."""
-        svc = self.acl
+        svc = self.services.acl
         if not svc.enabled:
             return MANAGE_ALL
-        return svc.authorize(req.token())
+        return svc.resolver.resolve(req.token())
 
     def acl_enabled(self) -> bool:
         return self.acl.enabled
@@ -173,25 +174,25 @@ class ACLFilter:
         self.dropped = len(out) != len(items)
         return out
 
-    def nodes(self, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self.keep(recs, lambda a, n: a.allowed("node", n["Node"], "read"), "node")
+    def nodes(self, recs: list[Node]) -> list[Node]:
+        return self.keep(recs, lambda a, n: a.allowed("node", n.node, "read"), "node")
 
-    def checks(self, cs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def checks(self, cs: list[Check]) -> list[Check]:
         """Checks need node:read, and service:read too when they belong to a service."""
         return self.keep(cs, _check_visible, "node", "service")
 
-    def pairs(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    def pairs(self, pairs: list[tuple[Node, dict[str, Any]]]) -> list[tuple[Node, dict[str, Any]]]:
         """(node, service) instances: node:read and service:read."""
         return self.keep(
             pairs,
-            lambda a, p: a.allowed("node", p[0]["Node"], "read") and a.allowed("service", p[1]["Service"], "read"),
+            lambda a, p: a.allowed("node", p[0].node, "read") and a.allowed("service", p[1]["Service"], "read"),
             "node",
             "service",
         )
 
 
-def _check_visible(a: Authorizer, c: dict[str, Any]) -> bool:
-    if not a.allowed("node", c.get("Node", ""), "read"):
+def _check_visible(a: Authorizer, c: Check) -> bool:
+    if not a.allowed("node", c.node, "read"):
         return False
-    svc = c.get("ServiceName") or ""
+    svc = c.service_name
     return not svc or a.allowed("service", svc, "read")

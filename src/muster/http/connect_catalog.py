@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..agent.mesh import CONNECT_PROXY, is_connect_for
+from ..state.rows import Node
 from ..state.watch import WatchSet
 
-Pair = tuple[dict[str, Any], dict[str, Any]]
+Pair = tuple[Node, dict[str, Any]]
 
 
 def connect_instances(store: Any, ws: WatchSet | None, name: str) -> tuple[int, list[Pair]]:

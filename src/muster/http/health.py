@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadRequest
+from ..state.rows import Check, Node
 from ..state.watch import WatchSet
 from . import render
 from .app import Route
@@ -23,7 +24,7 @@ from .common import ACLFilter, Ctx, blocking_read
 from .connect_catalog import Pair, connect_instances, ingress_instances
 from .request import Request, Response
 
-Entry = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
+Entry = tuple[Node, dict[str, Any], list[Check]]
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -37,7 +38,7 @@ def routes(ctx: Ctx) -> list[Route]:
         peer = render.peer_name(req)
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             idx, cs = store.node_checks(ws, name)
             return idx, acl.checks([c for c in cs if render.peer_match(c, peer)])
 
@@ -52,12 +53,12 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             idx, cs = store.service_checks(ws, name)
             cs = [c for c in cs if render.peer_match(c, peer)]
             if meta:
                 store.watch_table(ws, "nodes")
-                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c.node), meta)]
             return idx, acl.checks(cs)
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs], acl=acl)
@@ -81,8 +82,8 @@ def routes(ctx: Ctx) -> list[Route]:
             for n, svc in pairs:
                 if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags) and render.peer_match(svc, peer)):
                     continue
-                cs = store.checks_for_instance(n["Node"], svc["ID"])
-                if passing and any(c.get("Status") != "passing" for c in cs):
+                cs = store.checks_for_instance(n.node, svc["ID"])
+                if passing and any(c.status != "passing" for c in cs):
                     continue
                 out.append((n, svc, cs))
             return idx, out
@@ -114,15 +115,15 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Check]]:
             idx, cs = store.all_checks(ws)
             cs = [c for c in cs if render.peer_match(c, peer)]
             if want != "any":
                 # Consul does not validate the state: an unknown one simply matches nothing.
-                cs = [c for c in cs if c.get("Status") == want]
+                cs = [c for c in cs if c.status == want]
             if meta:
                 store.watch_table(ws, "nodes")
-                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c["Node"]) or {}, meta)]
+                cs = [c for c in cs if render.node_meta_match(store.nodes.get(c.node), meta)]
             return idx, acl.checks(cs)
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs], acl=acl)

@@ -12,6 +12,9 @@ Writes: ``cas``/``acquire``/``release`` are mutually exclusive; values over
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 from ..acl.authorizer import Authorizer
 from ..errors import BadRequest, MusterError, TooLarge
 from ..goparse import parse_uint
@@ -30,12 +33,28 @@ FILTERED = ("X-Consul-Results-Filtered-By-ACLs", "true")
 KV_DOC = "https://developer.hashicorp.com/consul/docs/agent/config/config-files#kv_max_value_size"
 
 
+def render_entry(e: DirEntry) -> dict[str, Any]:
+    """Consul's KVPair: ``Value`` standard base64 or null, ``Session`` only when held."""
+    d: dict[str, Any] = {
+        "LockIndex": e.lock_index,
+        "Key": e.key,
+        "Flags": e.flags,
+        "Value": base64.b64encode(e.value).decode() if e.value else None,
+    }
+    if e.session:
+        d["Session"] = e.session
+    d["CreateIndex"] = e.create_index
+    d["ModifyIndex"] = e.modify_index
+    return d
+
+
 def _rendered(e: DirEntry) -> bytes:
-    r = e._rendered
+    """The single-key GET body, cached in the entry's ``memo`` slot (entries are immutable)."""
+    r = e.memo
     if r is None:
         from .request import _json_encode
 
-        r = e._rendered = b"[" + _json_encode(e.as_dict()) + b"]"
+        r = e.memo = b"[" + _json_encode(render_entry(e)) + b"]"
     return r
 
 
@@ -71,7 +90,6 @@ def routes(ctx: Ctx) -> list[Route]:
             await server.check_read(opts.consistency)
         # Permissions are checked inside each run: a blocking query re-checks on every wake.
         filtered = False
-        carried_token = bool(req.token())
 
         def list_authz() -> Authorizer:
             a = ctx.authorizer(req)
@@ -94,7 +112,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
             idx, names = await blocking_query(store, opts, run_keys, ctx.rng, ctx.default_query_time, ctx.max_query_time)
             headers = ctx.meta_headers(idx, opts)
-            if filtered and carried_token:
+            if filtered and req.token():
                 headers.append(FILTERED)
             if not names and key:
                 return Response(404, b"", None, headers)
@@ -113,11 +131,11 @@ def routes(ctx: Ctx) -> list[Route]:
 
             idx, entries = await blocking_query(store, opts, run_list, ctx.rng, ctx.default_query_time, ctx.max_query_time)
             headers = ctx.meta_headers(idx, opts)
-            if filtered and carried_token:
+            if filtered and req.token():
                 headers.append(FILTERED)
             if not entries:
                 return Response(404, b"", None, headers)
-            return json_response(req, [e.as_dict() for e in entries], 200, headers)
+            return json_response(req, [render_entry(e) for e in entries], 200, headers)
 
         if opts.min_index:
 
@@ -137,7 +155,7 @@ def routes(ctx: Ctx) -> list[Route]:
             headers.append(("Content-Security-Policy", "sandbox"))
             return Response(200, entry.value or b"", "text/plain", headers)
         if "pretty" in q:
-            return json_response(req, [entry.as_dict()], 200, headers)
+            return json_response(req, [render_entry(entry)], 200, headers)
         return Response(200, _rendered(entry), "application/json", headers)
 
     def _conflict(req: Request) -> BadRequest:

@@ -1,9 +1,9 @@
 """Rendering catalog records into Consul's response objects (docs/compat/catalog-health.md#response-objects).
 
-Store records are Consul-shaped dicts, but not always complete: the server's own registration
-and catalog-registered external nodes may lack optional keys.  These functions produce the
-exact response shape from whatever is stored, filling Consul's defaults (``Weights`` 1/1,
-``[]``/``{}`` instead of null) and omitting what Consul omits.  They never mutate the record.
+Store rows are typed (``state/rows.py``: nodes, sessions) or Consul-shaped dicts that may lack
+optional keys (services, checks).  These functions are the only place rows become JSON: they
+produce the exact response shape, filling Consul's defaults (``Weights`` 1/1, ``[]``/``{}``
+instead of null) and omitting what Consul omits.  They never mutate the row.
 
 Also here: the read-side filters several endpoints share (``node-meta``, ``tag``), and the
 aggregate-status rule clients and agent health endpoints use.
@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from ..state.rows import Check, Node
 from .request import Request
 
 DEFAULT_WEIGHTS = {"Passing": 1, "Warning": 1}
@@ -20,17 +23,17 @@ MAINT_NODE = "_node_maintenance"
 MAINT_SERVICE_PREFIX = "_service_maintenance:"
 
 
-def node(rec: dict[str, Any]) -> dict[str, Any]:
+def node(rec: Node) -> dict[str, Any]:
     """Node object: ``TaggedAddresses``/``Meta`` are objects, never null."""
     return {
-        "ID": rec.get("ID", ""),
-        "Node": rec["Node"],
-        "Address": rec.get("Address", ""),
-        "Datacenter": rec.get("Datacenter", ""),
-        "TaggedAddresses": dict(rec.get("TaggedAddresses") or {}),
-        "Meta": dict(rec.get("Meta") or {}),
-        "CreateIndex": rec.get("CreateIndex", 0),
-        "ModifyIndex": rec.get("ModifyIndex", 0),
+        "ID": rec.id,
+        "Node": rec.node,
+        "Address": rec.address,
+        "Datacenter": rec.datacenter,
+        "TaggedAddresses": dict(rec.tagged_addresses),
+        "Meta": dict(rec.meta),
+        "CreateIndex": rec.create_index,
+        "ModifyIndex": rec.modify_index,
     }
 
 
@@ -67,15 +70,15 @@ def node_service(svc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def service_node(n: dict[str, Any], svc: dict[str, Any]) -> dict[str, Any]:
+def service_node(n: Node, svc: dict[str, Any]) -> dict[str, Any]:
     """ServiceNode (``/catalog/service/:name`` element): node fields then ``Service*`` fields."""
     out: dict[str, Any] = {
-        "ID": n.get("ID", ""),
-        "Node": n["Node"],
-        "Address": n.get("Address", ""),
-        "Datacenter": n.get("Datacenter", ""),
-        "TaggedAddresses": dict(n.get("TaggedAddresses") or {}),
-        "NodeMeta": dict(n.get("Meta") or {}),
+        "ID": n.id,
+        "Node": n.node,
+        "Address": n.address,
+        "Datacenter": n.datacenter,
+        "TaggedAddresses": dict(n.tagged_addresses),
+        "NodeMeta": dict(n.meta),
         "ServiceKind": svc.get("Kind", ""),
         "ServiceID": svc["ID"],
         "ServiceName": svc["Service"],
@@ -97,25 +100,27 @@ def service_node(n: dict[str, Any], svc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def health_check(chk: dict[str, Any]) -> dict[str, Any]:
-    """HealthCheck: ``ServiceTags`` always a list, ``Definition`` always an object."""
+def health_check(chk: Check | dict[str, Any]) -> dict[str, Any]:
+    """HealthCheck: ``ServiceTags`` always a list, ``Definition`` always an object.  A dict (the
+    agent's local checks) is read as a catalog row: a missing key means the row's default."""
+    c = chk if isinstance(chk, Check) else msgspec.convert(chk, Check)
     return {
-        "Node": chk["Node"],
-        "CheckID": chk["CheckID"],
-        "Name": chk.get("Name", ""),
-        "Status": chk.get("Status", "critical"),
-        "Notes": chk.get("Notes", ""),
-        "Output": chk.get("Output", ""),
-        "ServiceID": chk.get("ServiceID", ""),
-        "ServiceName": chk.get("ServiceName", ""),
-        "ServiceTags": list(chk.get("ServiceTags") or []),
-        "Type": chk.get("Type", ""),
-        "Interval": chk.get("Interval", ""),
-        "Timeout": chk.get("Timeout", ""),
-        "ExposedPort": chk.get("ExposedPort", 0),
-        "Definition": dict(chk.get("Definition") or {}),
-        "CreateIndex": chk.get("CreateIndex", 0),
-        "ModifyIndex": chk.get("ModifyIndex", 0),
+        "Node": c.node,
+        "CheckID": c.check_id,
+        "Name": c.name,
+        "Status": c.status,
+        "Notes": c.notes,
+        "Output": c.output,
+        "ServiceID": c.service_id,
+        "ServiceName": c.service_name,
+        "ServiceTags": list(c.service_tags),
+        "Type": c.type,
+        "Interval": c.interval,
+        "Timeout": c.timeout,
+        "ExposedPort": c.exposed_port,
+        "Definition": dict(c.definition),
+        "CreateIndex": c.create_index,
+        "ModifyIndex": c.modify_index,
     }
 
 
@@ -131,11 +136,11 @@ def node_meta_filters(req: Request) -> list[tuple[str, str]]:
     return out
 
 
-def node_meta_match(n: dict[str, Any], filters: list[tuple[str, str]]) -> bool:
+def node_meta_match(n: Node | None, filters: list[tuple[str, str]]) -> bool:
     """All filters must match the node's Meta (AND), as Consul's ``structs.SatisfiesMetaFilters``."""
     if not filters:
         return True
-    meta = n.get("Meta") or {}
+    meta = n.meta if n is not None else {}
     return all(k in meta and meta[k] == v for k, v in filters)
 
 
@@ -152,12 +157,14 @@ def peer_name(req: Request) -> str:
     return req.get("peer")
 
 
-def peer_match(rec: dict[str, Any], peer: str) -> bool:
+def peer_match(rec: dict[str, Any] | Node | Check, peer: str) -> bool:
     """Whether ``rec`` belongs to ``peer`` (``""``: the local cluster).
 
     Muster has no cluster peering, so every stored record is local (``PeerName`` absent or
     ``""``) and a named peer matches nothing, exactly as in a Consul with no such peering.
     """
+    if isinstance(rec, (Node, Check)):
+        return rec.peer_name == peer
     return str(rec.get("PeerName") or "") == peer
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..acl.authorizer import Authorizer
 from ..durations import format_duration, parse_body_duration_ns, parse_duration_ns
 from ..errors import BadRequest, MusterError, NotFound
+from ..state.rows import Session
 from ..state.watch import WatchSet
 from ..structs import SessionCommand
 from .app import Route
@@ -26,20 +27,20 @@ DEFAULT_LOCK_DELAY_NS = 15 * 10**9
 TTL_MAX_NS = 24 * 3600 * 10**9
 
 
-def render_session(s: dict[str, Any]) -> dict[str, Any]:
-    out = {
-        "ID": s["ID"],
-        "Name": s.get("Name", ""),
-        "Node": s["Node"],
-        "LockDelay": s.get("LockDelay", 0),
-        "Behavior": s.get("Behavior", "release"),
-        "TTL": s.get("TTL", ""),
-        "NodeChecks": list(s.get("NodeChecks") or []) or None,
-        "ServiceChecks": list(s.get("ServiceChecks") or []) or None,
-        "CreateIndex": s.get("CreateIndex", 0),
-        "ModifyIndex": s.get("ModifyIndex", 0),
+def render_session(s: Session) -> dict[str, Any]:
+    """Consul's Session object: empty check lists are null."""
+    return {
+        "ID": s.id,
+        "Name": s.name,
+        "Node": s.node,
+        "LockDelay": s.lock_delay,
+        "Behavior": s.behavior,
+        "TTL": s.ttl,
+        "NodeChecks": list(s.node_checks) or None,
+        "ServiceChecks": [{"ID": c.id, "Namespace": c.namespace} for c in s.service_checks] or None,
+        "CreateIndex": s.create_index,
+        "ModifyIndex": s.modify_index,
     }
-    return out
 
 
 def build_session(ctx: Ctx, body: Any, ttl_min_ns: int) -> dict[str, Any]:
@@ -152,7 +153,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, dict[str, Any] | None]:
+        def run(ws: WatchSet | None) -> tuple[int, Session | None]:
             idx, s = store.session_get(ws, sid)
             if s is not None and not acl.keep([s], readable, "session"):
                 return idx, None
@@ -167,7 +168,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Session]]:
             idx, ss = store.session_node(ws, node)
             return idx, acl.keep(ss, readable, "session")
 
@@ -176,14 +177,14 @@ def routes(ctx: Ctx) -> list[Route]:
     async def listing(req: Request) -> Response:
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[Session]]:
             idx, ss = store.session_list(ws)
             return idx, acl.keep(ss, readable, "session")
 
         return await blocking_read(ctx, req, run, lambda ss: [render_session(s) for s in ss], acl=acl)
 
-    def readable(a: Authorizer, s: dict[str, Any]) -> bool:
-        return a.allowed("session", s.get("Node", ""), "read")
+    def readable(a: Authorizer, s: Session) -> bool:
+        return a.allowed("session", s.node, "read")
 
     def need_session_write(req: Request, sid: str) -> None:
         """session:write on the node of session ``sid`` (an unknown one is left to the command)."""
@@ -192,7 +193,7 @@ def routes(ctx: Ctx) -> list[Route]:
             return
         s = store.sessions.get(sid)
         if s is not None:
-            a.require("session", "write", s.get("Node", ""))
+            a.require("session", "write", s.node)
 
     return [
         Route("/v1/session/create", ("PUT",), create),

@@ -15,10 +15,12 @@ from typing import Any
 
 from ..acl.authorizer import Authorizer
 from ..errors import BadRequest, MusterError, TooLarge
+from ..state.kv import DirEntry
 from ..structs import KVSCommand, TxnCommand, TxnOp
 from .app import Route
 from .body import canon
 from .common import Ctx
+from .kv import render_entry
 from .request import Request, Response, json_response, parse_query_options
 
 MAX_OPS = 128
@@ -110,6 +112,13 @@ def parse_ops(raw: Any, value_limit: int) -> list[TxnOp]:
     return ops
 
 
+def _render(r: dict[str, Any]) -> dict[str, Any]:
+    kv = r.get("KV")
+    if kv is not None:
+        return {"KV": render_entry(DirEntry(*kv))}
+    return r
+
+
 def acl_precheck(a: Authorizer, ops: list[TxnOp]) -> list[dict[str, Any]]:
     """Consul's ``preCheck``: every op is checked before anything applies; a denied op is an
     error at its index (the whole transaction answers 409 and nothing changes).  KV ``get`` and
@@ -153,12 +162,14 @@ def acl_filter_results(a: Authorizer, results: list[dict[str, Any]]) -> list[dic
 
 
 def _flatten(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The store's results (plain data) as Consul's ``Results``; a tree read yields one result
+    per entry."""
     out: list[dict[str, Any]] = []
     for r in results:
         if "_tree" in r:
-            out.extend(x for x in r["_tree"] if x is not None)
+            out.extend(_render(x) for x in r["_tree"] if x is not None)
         else:
-            out.append(r)
+            out.append(_render(r))
     return out
 
 

@@ -1012,7 +1012,7 @@ class _LiveTables:
         self._store = store
 
     def acl_table_index(self) -> int:
-        return int(self._store.tables.acl.version)
+        return self._store.tables.acl.version  # type: ignore[no-any-return]
 
     def acl_token_by_secret(self, secret: str) -> ACLToken | None:
         return self._store.tables.acl.acl_token_by_secret(secret)  # type: ignore[no-any-return]

@@ -10,7 +10,7 @@ at once.  There is nothing to fsync: ``-dev`` is in-memory by definition.  It im
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..fsm import FSM
 from ..runtime import Clock
@@ -72,3 +72,9 @@ class DevLog:
 
     def restored(self, index: int) -> None:
         self._index = max(self._index, index)
+
+
+if TYPE_CHECKING:  # mypy proves the dev log implements the protocol the server relies on
+    from .log import Log
+
+    _LOG: type[Log] = DevLog

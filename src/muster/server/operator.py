@@ -310,7 +310,7 @@ class ClusterOperator:
                 alive = lg.last_contact() < c.dead_after
             else:  # what the leader's reconcile wrote into the catalog
                 chk = self.server.store.checks.get(peer.name, {}).get("serfHealth")
-                alive = chk is not None and chk["Status"] == "passing"
+                alive = chk is not None and chk.status == "passing"
             m = dict(me, Name=f"{peer.name}.{datacenter}" if wan else peer.name, Addr=host.strip("[]"))
             m["Tags"] = dict(me["Tags"], id=nid, port=port)
             m["Status"] = 1 if alive else 4

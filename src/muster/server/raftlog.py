@@ -30,7 +30,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import MusterError, NoLeader
 from ..fsm import FSM
@@ -619,3 +619,7 @@ class ClusterLog:
     async def stop(self) -> None:
         if self.replicated is not None:
             await self.replicated.stop()
+
+
+if TYPE_CHECKING:  # mypy proves every log implements the protocol the server relies on
+    _LOGS: tuple[type[Log], ...] = (ReplicatedLog, FormingLog, ClusterLog)

@@ -23,6 +23,7 @@ from ..durations import parse_duration
 from ..errors import MusterError
 from ..fsm import FSM
 from ..runtime import Clock, RealClock, Rng
+from ..state.rows import Session
 from ..state.store import StateStore
 from ..structs import (
     DeregisterCommand,
@@ -121,7 +122,7 @@ class Server:
         """Run when this server becomes leader: reconcile itself, restart session timers."""
         await self.register_self()
         for sid, sess in list(self.store.sessions.items()):
-            self._arm_session_timer(sid, sess.get("TTL", ""))
+            self._arm_session_timer(sid, sess.ttl)
         for hook in self.leader_hooks:
             await hook()
 
@@ -217,12 +218,12 @@ class Server:
         except MusterError as err:
             log.warning("could not destroy expired session %s: %s", sid, err)
 
-    def renew_session(self, sid: str) -> dict[str, Any] | None:
+    def renew_session(self, sid: str) -> Session | None:
         """Reset the TTL timer (a leader-local action, not a log entry, as in Consul)."""
         sess = self.store.sessions.get(sid)
         if sess is None:
             return None
-        self._arm_session_timer(sid, sess.get("TTL", ""))
+        self._arm_session_timer(sid, sess.ttl)
         return sess
 
     # ------------------------------------------------------------------ leader loops
@@ -273,11 +274,11 @@ class Server:
     def catalog_matches(self, ident: ServerIdentity, status: str) -> bool:
         """True when the catalog already shows this server at this address with this health."""
         node = self.store.nodes.get(ident.node_name)
-        if node is None or node.get("Address") != ident.advertise_addr or node.get("ID") != ident.node_id:
+        if node is None or node.address != ident.advertise_addr or node.id != ident.node_id:
             return False
         chk = self.store.checks.get(ident.node_name, {}).get(SERF_CHECK_ID)
         svc = self.store.services.get(ident.node_name, {}).get("consul")
-        return chk is not None and chk["Status"] == status and svc is not None and svc["Port"] == ident.server_port
+        return chk is not None and chk.status == status and svc is not None and svc["Port"] == ident.server_port
 
     async def register_self(self) -> None:
         await self.apply(self.self_registration())

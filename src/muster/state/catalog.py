@@ -14,9 +14,12 @@ A check turning critical, or disappearing, invalidates the sessions bound to it 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from ..errors import StateError
+from .rows import Check, Node
 from .watch import WatchSet
 
 if TYPE_CHECKING:
@@ -39,13 +42,28 @@ def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
 
 _MISSING = object()
 
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+def to_row(fields: dict[str, Any], cls: type[R], what: str) -> R:
+    """A typed row from a command's dict (Consul field names); a malformed one is refused."""
+    try:
+        return msgspec.convert(fields, cls)
+    except msgspec.ValidationError as err:
+        raise StateError(f"invalid {what}: {err}") from None
+
+
+def same_row(new: msgspec.Struct, old: msgspec.Struct) -> bool:
+    """Equal ignoring Create/ModifyIndex: an identical re-registration changes nothing."""
+    return msgspec.structs.replace(new, create_index=old.create_index, modify_index=old.modify_index) == old  # type: ignore[attr-defined]
+
 
 class CatalogTable:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
-        self.nodes: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, Node] = {}
         self.services: dict[str, dict[str, dict[str, Any]]] = {}  # node -> service id -> NodeService
-        self.checks: dict[str, dict[str, dict[str, Any]]] = {}  # node -> check id -> HealthCheck
+        self.checks: dict[str, dict[str, Check]] = {}  # node -> check id -> HealthCheck
         self.service_instances: dict[str, set[tuple[str, str]]] = {}  # name -> {(node, id)}
 
     # ------------------------------------------------------------------ helpers
@@ -60,15 +78,14 @@ class CatalogTable:
 
     # ------------------------------------------------------------------ writes
 
-    def ensure_node(self, tx: WriteTxn, node: dict[str, Any]) -> None:
-        name = node["Node"]
+    def ensure_node(self, tx: WriteTxn, fields: dict[str, Any]) -> None:
+        node = to_row(fields, Node, "node")
+        name = node.node
         old = self.nodes.get(name)
-        if old is not None and _same(node, old):
+        if old is not None and same_row(node, old):
             return
         idx = tx.index
-        rec = dict(node)
-        rec["CreateIndex"] = old["CreateIndex"] if old else idx
-        rec["ModifyIndex"] = idx
+        rec = msgspec.structs.replace(node, create_index=old.create_index if old else idx, modify_index=idx)
         tx.put(self.nodes, name, rec)
         tx.bump("nodes")
         self._bump_services(tx, self._node_service_names(name))
@@ -97,43 +114,41 @@ class CatalogTable:
         tx.bump("svc:" + rec["Service"])
         # Checks of this service carry its name and tags: keep them in step.
         for cid, chk in list(self.checks.get(node, {}).items()):
-            if chk.get("ServiceID") == sid and (
-                chk.get("ServiceName") != rec["Service"] or chk.get("ServiceTags") != rec["Tags"]
-            ):
-                new = dict(chk, ServiceName=rec["Service"], ServiceTags=list(rec["Tags"]), ModifyIndex=idx)
+            if chk.service_id == sid and (chk.service_name != rec["Service"] or chk.service_tags != rec["Tags"]):
+                new = msgspec.structs.replace(
+                    chk, service_name=rec["Service"], service_tags=list(rec["Tags"]), modify_index=idx
+                )
                 tx.put(self.checks[node], cid, new)
                 tx.bump("checks")
 
-    def ensure_check(self, tx: WriteTxn, chk: dict[str, Any], ts: float) -> None:
-        node = chk["Node"]
+    def ensure_check(self, tx: WriteTxn, fields: dict[str, Any], ts: float) -> None:
+        chk = to_row(fields, Check, "check")
+        node = chk.node
         if node not in self.nodes:
             raise StateError("Missing node registration")
-        sid = chk.get("ServiceID") or ""
-        rec = dict(chk)
+        sid = chk.service_id
         if sid:
             svc = self.services.get(node, {}).get(sid)
             if svc is None:
-                raise StateError(f"Missing service registration for check '{chk['CheckID']}'")
-            rec["ServiceName"] = svc["Service"]
-            rec["ServiceTags"] = list(svc["Tags"])
+                raise StateError(f"Missing service registration for check '{chk.check_id}'")
+            chk = msgspec.structs.replace(chk, service_name=svc["Service"], service_tags=list(svc["Tags"]))
         per_node = self.checks.get(node)
-        old = per_node.get(chk["CheckID"]) if per_node else None
-        if old is not None and _same(rec, old):
+        old = per_node.get(chk.check_id) if per_node else None
+        if old is not None and same_row(chk, old):
             return
         idx = tx.index
-        rec["CreateIndex"] = old["CreateIndex"] if old else idx
-        rec["ModifyIndex"] = idx
+        rec = msgspec.structs.replace(chk, create_index=old.create_index if old else idx, modify_index=idx)
         if per_node is None:
             per_node = {}
             tx.put(self.checks, node, per_node)
-        tx.put(per_node, rec["CheckID"], rec)
+        tx.put(per_node, rec.check_id, rec)
         tx.bump("checks")
         if sid:
-            tx.bump("svc:" + rec["ServiceName"])
+            tx.bump("svc:" + rec.service_name)
         else:
             self._bump_services(tx, self._node_service_names(node))
-        if rec["Status"] == "critical" and (old is None or old["Status"] != "critical"):
-            self._t.sessions.invalidate_check(tx, node, rec["CheckID"], ts)
+        if rec.status == "critical" and (old is None or old.status != "critical"):
+            self._t.sessions.invalidate_check(tx, node, rec.check_id, ts)
 
     def ensure_registration(
         self,
@@ -160,8 +175,8 @@ class CatalogTable:
         chk = per_node[check_id]
         tx.pop(per_node, check_id)
         tx.bump("checks")
-        if chk.get("ServiceID"):
-            tx.bump("svc:" + chk["ServiceName"])
+        if chk.service_id:
+            tx.bump("svc:" + chk.service_name)
         else:
             self._bump_services(tx, self._node_service_names(node))
         self._t.sessions.invalidate_check(tx, node, check_id, ts)
@@ -172,7 +187,7 @@ class CatalogTable:
             return
         svc = per_node[service_id]
         for cid, chk in list(self.checks.get(node, {}).items()):
-            if chk.get("ServiceID") == service_id:
+            if chk.service_id == service_id:
                 self.delete_check(tx, node, cid, ts)
         tx.pop(per_node, service_id)
         tx.discard_member(self.service_instances, svc["Service"], (node, service_id))
@@ -205,17 +220,17 @@ class CatalogTable:
     def catalog_index(self) -> int:
         return self._t.index("nodes", "services", "checks")
 
-    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[Node]]:
         self._t.watches.table(ws, "nodes")
         return self._t.index("nodes"), [self.nodes[n] for n in sorted(self.nodes)]
 
-    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None]:
+    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None]:
         w = self._t.watches
         w.table(ws, "nodes")
         w.table(ws, "services")
         return self._t.index("nodes", "services"), self.nodes.get(name)
 
-    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None, list[dict[str, Any]]]:
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[dict[str, Any]]]:
         w = self._t.watches
         w.table(ws, "nodes")
         w.table(ws, "services")
@@ -235,7 +250,7 @@ class CatalogTable:
     def service_index(self, name: str) -> int:
         return self._t.indexes.get("svc:" + name) or self._t.index("services")
 
-    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
         """[(node record, NodeService)] sorted by node name then service id."""
         self._t.watches.table(ws, "svc:" + name)
         pairs = sorted(self.service_instances.get(name, ()))
@@ -244,30 +259,30 @@ class CatalogTable:
             out.append((self.nodes[node], self.services[node][sid]))
         return self.service_index(name), out
 
-    def checks_for_instance(self, node: str, service_id: str) -> list[dict[str, Any]]:
+    def checks_for_instance(self, node: str, service_id: str) -> list[Check]:
         """Node-level checks then this instance's checks, each group sorted by check id."""
         per = self.checks.get(node, {})
-        node_checks = [per[c] for c in sorted(per) if not per[c].get("ServiceID")]
-        svc_checks = [per[c] for c in sorted(per) if per[c].get("ServiceID") == service_id]
+        node_checks = [per[c] for c in sorted(per) if not per[c].service_id]
+        svc_checks = [per[c] for c in sorted(per) if per[c].service_id == service_id]
         return node_checks + svc_checks
 
-    def node_checks(self, ws: WatchSet | None, node: str) -> tuple[int, list[dict[str, Any]]]:
+    def node_checks(self, ws: WatchSet | None, node: str) -> tuple[int, list[Check]]:
         self._t.watches.table(ws, "checks")
         per = self.checks.get(node, {})
         return self._t.index("checks"), [per[c] for c in sorted(per)]
 
-    def all_checks(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def all_checks(self, ws: WatchSet | None) -> tuple[int, list[Check]]:
         self._t.watches.table(ws, "checks")
-        out: list[dict[str, Any]] = []
+        out: list[Check] = []
         for node in sorted(self.checks):
             per = self.checks[node]
             out.extend(per[c] for c in sorted(per))
         return self._t.index("checks"), out
 
-    def service_checks(self, ws: WatchSet | None, name: str) -> tuple[int, list[dict[str, Any]]]:
+    def service_checks(self, ws: WatchSet | None, name: str) -> tuple[int, list[Check]]:
         self._t.watches.table(ws, "svc:" + name)
-        out: list[dict[str, Any]] = []
+        out: list[Check] = []
         for node, sid in sorted(self.service_instances.get(name, ())):
             per = self.checks.get(node, {})
-            out.extend(per[c] for c in sorted(per) if per[c].get("ServiceID") == sid)
+            out.extend(per[c] for c in sorted(per) if per[c].service_id == sid)
         return self.service_index(name), out

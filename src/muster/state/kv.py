@@ -16,9 +16,10 @@ Indexes: ``kvs`` (any entry written or deleted) and ``tombstones`` (any deletion
 
 from __future__ import annotations
 
-import base64
 import bisect
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from ..errors import StateError
 from .watch import WatchSet
@@ -30,49 +31,28 @@ if TYPE_CHECKING:
 MAX_LOCK_DELAY = 60.0
 
 
-class DirEntry:
-    """One KV entry.  ``value`` None means empty (Consul shows ``null``).  Immutable once stored:
-    a write stores a new entry, so a reader holding one sees a consistent object."""
+class DirEntry(msgspec.Struct, gc=False):
+    """One KV entry.  ``value`` None means empty.  Immutable once stored: a write stores a new
+    entry, so a reader holding one sees a consistent object.  (A msgspec struct: built in C, so
+    the write path's allocation is cheap; ``gc=False`` as it holds no containers.)
 
-    __slots__ = ("key", "value", "flags", "session", "lock_index", "create_index", "modify_index", "_rendered")
+    ``memo`` is a cache slot owned by the HTTP layer (its rendered JSON, so a hot key is encoded
+    once per write, not once per read); the store never reads it and snapshots leave it out.
+    """
 
-    def __init__(
-        self,
-        key: str,
-        value: bytes | None,
-        flags: int = 0,
-        session: str = "",
-        lock_index: int = 0,
-        create_index: int = 0,
-        modify_index: int = 0,
-    ) -> None:
-        self.key = key
-        self.value = value
-        self.flags = flags
-        self.session = session
-        self.lock_index = lock_index
-        self.create_index = create_index
-        self.modify_index = modify_index
-        self._rendered: bytes | None = None
+    key: str
+    value: bytes | None
+    flags: int = 0
+    session: str = ""
+    lock_index: int = 0
+    create_index: int = 0
+    modify_index: int = 0
+    memo: bytes | None = None
 
     def copy(self) -> DirEntry:
         return DirEntry(
             self.key, self.value, self.flags, self.session, self.lock_index, self.create_index, self.modify_index
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        """Consul's JSON shape: ``Value`` standard base64 or null, ``Session`` only when held."""
-        d: dict[str, Any] = {
-            "LockIndex": self.lock_index,
-            "Key": self.key,
-            "Flags": self.flags,
-            "Value": base64.b64encode(self.value).decode() if self.value else None,
-        }
-        if self.session:
-            d["Session"] = self.session
-        d["CreateIndex"] = self.create_index
-        d["ModifyIndex"] = self.modify_index
-        return d
 
     def to_tuple(self) -> tuple[Any, ...]:
         return (

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ..errors import StateError
+from .rows import Session
 from .watch import WatchSet
 
 if TYPE_CHECKING:
@@ -22,38 +25,38 @@ if TYPE_CHECKING:
     from .write import WriteTxn
 
 
-def session_check_ids(sess: dict[str, Any]) -> list[str]:
-    ids = list(sess.get("NodeChecks") or [])
-    ids.extend(c["ID"] for c in sess.get("ServiceChecks") or [])
-    return ids
-
-
 class SessionTable:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, Session] = {}
         self.by_node: dict[str, set[str]] = {}
         self.by_check: dict[tuple[str, str], set[str]] = {}
 
     # ------------------------------------------------------------------ writes
 
-    def create(self, tx: WriteTxn, sess: dict[str, Any]) -> str:
+    def create(self, tx: WriteTxn, fields: dict[str, Any]) -> str:
+        """Create the session the command describes (Consul field names, as built by the HTTP
+        layer); the store stamps Create/ModifyIndex."""
+        try:
+            sess = msgspec.convert(fields, Session)
+        except msgspec.ValidationError as err:
+            raise StateError(f"invalid session: {err}") from None
         catalog = self._t.catalog
-        node = sess["Node"]
+        node = sess.node
         if node not in catalog.nodes:
             raise StateError("Missing node registration")
         per = catalog.checks.get(node, {})
-        ids = session_check_ids(sess)
+        ids = sess.check_ids()
         for cid in ids:
             chk = per.get(cid)
             if chk is None:
                 raise StateError(f"Missing check '{cid}' registration")
-            if chk["Status"] == "critical":
+            if chk.status == "critical":
                 raise StateError(f"Check '{cid}' is in critical state")
-        sid = sess["ID"]
+        sid = sess.id
         if sid in self.rows:
             raise StateError(f"session '{sid}' already exists")
-        rec = dict(sess, CreateIndex=tx.index, ModifyIndex=tx.index)
+        rec = msgspec.structs.replace(sess, create_index=tx.index, modify_index=tx.index)
         tx.put(self.rows, sid, rec)
         tx.add_member(self.by_node, node, sid)
         for cid in ids:
@@ -65,16 +68,23 @@ class SessionTable:
         sess = self.rows.get(sid)
         if sess is None:
             return True
-        self._t.kv.release_session_locks(
-            tx, sid, float(sess.get("LockDelay", 0) or 0), sess.get("Behavior") == "delete", ts
-        )
-        node = sess["Node"]
+        self._t.kv.release_session_locks(tx, sid, sess.lock_delay, sess.behavior == "delete", ts)
+        node = sess.node
         tx.pop(self.rows, sid)
         tx.discard_member(self.by_node, node, sid)
-        for cid in session_check_ids(sess):
+        for cid in sess.check_ids():
             tx.discard_member(self.by_check, (node, cid), sid)
         tx.bump("sessions")
         return True
+
+    def load(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Fill an empty table from a snapshot's rows (Consul field names)."""
+        for sid, d in rows.items():
+            sess = msgspec.convert(d, Session)
+            self.rows[sid] = sess
+            self.by_node.setdefault(sess.node, set()).add(sid)
+            for cid in sess.check_ids():
+                self.by_check.setdefault((sess.node, cid), set()).add(sid)
 
     def invalidate_check(self, tx: WriteTxn, node: str, check_id: str, ts: float) -> None:
         for sid in sorted(self.by_check.get((node, check_id), ())):
@@ -86,15 +96,15 @@ class SessionTable:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, ws: WatchSet | None, sid: str) -> tuple[int, dict[str, Any] | None]:
+    def get(self, ws: WatchSet | None, sid: str) -> tuple[int, Session | None]:
         self._t.watches.table(ws, "sessions")
         return self._t.index("sessions"), self.rows.get(sid)
 
-    def list_all(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def list_all(self, ws: WatchSet | None) -> tuple[int, list[Session]]:
         self._t.watches.table(ws, "sessions")
-        return self._t.index("sessions"), sorted(self.rows.values(), key=lambda s: s["ID"])
+        return self._t.index("sessions"), [self.rows[s] for s in sorted(self.rows)]
 
-    def for_node(self, ws: WatchSet | None, node: str) -> tuple[int, list[dict[str, Any]]]:
+    def for_node(self, ws: WatchSet | None, node: str) -> tuple[int, list[Session]]:
         self._t.watches.table(ws, "sessions")
         ids = sorted(self.by_node.get(node, ()))
         return self._t.index("sessions"), [self.rows[i] for i in ids]

@@ -20,7 +20,7 @@ import msgspec
 from ..errors import StateError
 from ..structs import TxnOp
 from .kv import DirEntry
-from .sessions import session_check_ids
+from .rows import Check, Node, Session
 from .tables import Tables
 from .txn import TxnResult, apply_ops
 from .watch import Watch, Watches, WatchSet
@@ -43,10 +43,6 @@ class StateStore:
             raise RuntimeError("write transactions do not nest")
         tx = self._tx = WriteTxn(self, index)
         return tx
-
-    def _end_write(self, tx: WriteTxn) -> None:
-        assert self._tx is tx
-        self._tx = None
 
     def txn_read(self, ops: list[TxnOp]) -> TxnResult:
         """A read-only ``/v1/txn``: no index, no log entry, and a transaction that is always
@@ -95,7 +91,7 @@ class StateStore:
         return self.tables.kv.tombstones
 
     @property
-    def nodes(self) -> dict[str, dict[str, Any]]:
+    def nodes(self) -> dict[str, Node]:
         return self.tables.catalog.nodes
 
     @property
@@ -103,7 +99,7 @@ class StateStore:
         return self.tables.catalog.services
 
     @property
-    def checks(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def checks(self) -> dict[str, dict[str, Check]]:
         return self.tables.catalog.checks
 
     @property
@@ -111,7 +107,7 @@ class StateStore:
         return self.tables.catalog.service_instances
 
     @property
-    def sessions(self) -> dict[str, dict[str, Any]]:
+    def sessions(self) -> dict[str, Session]:
         return self.tables.sessions.rows
 
     @property
@@ -140,13 +136,13 @@ class StateStore:
     def catalog_index(self) -> int:
         return self.tables.catalog.catalog_index()
 
-    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def list_nodes(self, ws: WatchSet | None) -> tuple[int, list[Node]]:
         return self.tables.catalog.list_nodes(ws)
 
-    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None]:
+    def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None]:
         return self.tables.catalog.get_node(ws, name)
 
-    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, dict[str, Any] | None, list[dict[str, Any]]]:
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[dict[str, Any]]]:
         return self.tables.catalog.node_services(ws, name)
 
     def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, dict[str, Any]]]]]:
@@ -155,30 +151,30 @@ class StateStore:
     def service_index(self, name: str) -> int:
         return self.tables.catalog.service_index(name)
 
-    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
         return self.tables.catalog.service_instances_of(ws, name)
 
-    def checks_for_instance(self, node: str, service_id: str) -> list[dict[str, Any]]:
+    def checks_for_instance(self, node: str, service_id: str) -> list[Check]:
         return self.tables.catalog.checks_for_instance(node, service_id)
 
-    def node_checks(self, ws: WatchSet | None, node: str) -> tuple[int, list[dict[str, Any]]]:
+    def node_checks(self, ws: WatchSet | None, node: str) -> tuple[int, list[Check]]:
         return self.tables.catalog.node_checks(ws, node)
 
-    def all_checks(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def all_checks(self, ws: WatchSet | None) -> tuple[int, list[Check]]:
         return self.tables.catalog.all_checks(ws)
 
-    def service_checks(self, ws: WatchSet | None, name: str) -> tuple[int, list[dict[str, Any]]]:
+    def service_checks(self, ws: WatchSet | None, name: str) -> tuple[int, list[Check]]:
         return self.tables.catalog.service_checks(ws, name)
 
     # ------------------------------------------------------------------ session reads
 
-    def session_get(self, ws: WatchSet | None, sid: str) -> tuple[int, dict[str, Any] | None]:
+    def session_get(self, ws: WatchSet | None, sid: str) -> tuple[int, Session | None]:
         return self.tables.sessions.get(ws, sid)
 
-    def session_list(self, ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+    def session_list(self, ws: WatchSet | None) -> tuple[int, list[Session]]:
         return self.tables.sessions.list_all(ws)
 
-    def session_node(self, ws: WatchSet | None, node: str) -> tuple[int, list[dict[str, Any]]]:
+    def session_node(self, ws: WatchSet | None, node: str) -> tuple[int, list[Session]]:
         return self.tables.sessions.for_node(ws, node)
 
     # ------------------------------------------------------------------ snapshot
@@ -213,6 +209,14 @@ class StateStore:
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
             raise StateError("snapshot has an unknown format version")
         t = Tables(self.watches)
+        try:
+            self._fill(t, data)
+        except (msgspec.ValidationError, KeyError, IndexError, TypeError, ValueError) as err:
+            raise StateError(f"snapshot is corrupt: {err}") from err
+        return t
+
+    @staticmethod
+    def _fill(t: Tables, data: dict[str, Any]) -> None:
         kv = t.kv
         for row in data["kvs"]:
             e = DirEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
@@ -223,18 +227,15 @@ class StateStore:
         kv.tombstones = dict(data["tombstones"])
         kv.lock_delays = dict(data["lock_delays"])
         cat = t.catalog
-        cat.nodes = data["nodes"]
+        cat.nodes = {name: msgspec.convert(d, Node) for name, d in data["nodes"].items()}
         cat.services = data["services"]
-        cat.checks = data["checks"]
+        cat.checks = {
+            node: {cid: msgspec.convert(d, Check) for cid, d in per.items()} for node, per in data["checks"].items()
+        }
         for node, per in cat.services.items():
             for sid, svc in per.items():
                 cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))
-        sessions = t.sessions
-        sessions.rows = data["sessions"]
-        for sid, sess in sessions.rows.items():
-            sessions.by_node.setdefault(sess["Node"], set()).add(sid)
-            for cid in session_check_ids(sess):
-                sessions.by_check.setdefault((sess["Node"], cid), set()).add(sid)
+        t.sessions.load(data["sessions"])
         t.autopilot.config = data.get("autopilot", {})
         for entry in data.get("config_entries", ()):
             t.config_entries.rows[(entry["Kind"], entry["Name"])] = entry
@@ -243,7 +244,6 @@ class StateStore:
         t.connect_ca.roots = list(ca.get("roots") or [])
         t.acl.load(data.get("acl"))
         t.indexes = dict(data["indexes"])
-        return t
 
     def restore(self, blob: bytes) -> None:
         """Replace every table with the snapshot's, then wake every waiter.  Outside any write

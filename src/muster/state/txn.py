@@ -1,6 +1,7 @@
 """``/v1/txn`` operations: several KV and catalog operations applied all or none, at one index.
 
-The operations run in order inside the command's write transaction; the first one that fails
+Results are plain data (they cross RPC when a follower forwards the command): a KV entry as its
+tuple, catalog rows as they are stored; the HTTP layer renders them.  The operations run in order inside the command's write transaction; the first one that fails
 (``StateError``) makes ``apply_ops`` roll the transaction back to where the operations started
 and report ``(None, [{"OpIndex", "What"}])``: a refused transaction is a *result*, not an error,
 and nothing of it is visible.  A read-only transaction runs the same code in a transaction that
@@ -10,6 +11,8 @@ is always rolled back (``StateStore.txn_read``): it cannot change anything.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from ..errors import MusterError, StateError
 from ..structs import KVSCommand, TxnOp
@@ -62,12 +65,14 @@ def _op(tx: WriteTxn, t: Tables, op: TxnOp, ts: float) -> dict[str, Any] | None:
 
 
 def _kv_result(e: DirEntry | None, with_value: bool) -> dict[str, Any] | None:
+    """``{"KV": <entry as a tuple>}``: the result crosses RPC from the leader as plain data, and
+    the HTTP layer renders it (``http/txn.py``).  Write verbs answer without the value."""
     if e is None:
         return None
-    d = e.as_dict()
+    row = e.to_tuple()
     if not with_value:
-        d["Value"] = None
-    return {"KV": d}
+        row = (row[0], None, *row[2:])
+    return {"KV": row}
 
 
 def _kv(tx: WriteTxn, t: Tables, verb: str, c: KVSCommand, ts: float) -> dict[str, Any] | None:
@@ -137,16 +142,16 @@ def _node(tx: WriteTxn, t: Tables, verb: str, node: dict[str, Any], ts: float) -
     if verb == "get":
         if cur is None:
             raise StateError(f'node "{name}" doesn\'t exist')
-        return {"Node": cur}
+        return {"Node": msgspec.to_builtins(cur)}
     if verb in ("set", "cas"):
         if verb == "cas":
             want = int(node.get("ModifyIndex", 0))
-            if (cur is None and want != 0) or (cur is not None and cur["ModifyIndex"] != want):
+            if (cur is None and want != 0) or (cur is not None and cur.modify_index != want):
                 raise StateError(f'failed to set node "{name}", index is stale')
         cat.ensure_node(tx, {k: v for k, v in node.items() if k not in ("CreateIndex", "ModifyIndex")})
-        return {"Node": cat.nodes[name]}
+        return {"Node": msgspec.to_builtins(cat.nodes[name])}
     if verb in ("delete", "delete-cas"):
-        if verb == "delete-cas" and cur is not None and cur["ModifyIndex"] != int(node.get("ModifyIndex", 0)):
+        if verb == "delete-cas" and cur is not None and cur.modify_index != int(node.get("ModifyIndex", 0)):
             raise StateError(f'failed to delete node "{name}", index is stale')
         cat.delete_node(tx, name, ts)
         return None
@@ -185,16 +190,16 @@ def _check(tx: WriteTxn, t: Tables, verb: str, chk: dict[str, Any], ts: float) -
     if verb == "get":
         if cur is None:
             raise StateError(f'check "{cid}" on node "{node}" doesn\'t exist')
-        return {"Check": cur}
+        return {"Check": msgspec.to_builtins(cur)}
     if verb in ("set", "cas"):
         if verb == "cas":
             want = int(chk.get("ModifyIndex", 0))
-            if (cur is None and want != 0) or (cur is not None and cur["ModifyIndex"] != want):
+            if (cur is None and want != 0) or (cur is not None and cur.modify_index != want):
                 raise StateError(f'failed to set check "{cid}" on node "{node}", index is stale')
         cat.ensure_check(tx, {k: v for k, v in chk.items() if k not in ("CreateIndex", "ModifyIndex")}, ts)
-        return {"Check": cat.checks[node][cid]}
+        return {"Check": msgspec.to_builtins(cat.checks[node][cid])}
     if verb in ("delete", "delete-cas"):
-        if verb == "delete-cas" and cur is not None and cur["ModifyIndex"] != int(chk.get("ModifyIndex", 0)):
+        if verb == "delete-cas" and cur is not None and cur.modify_index != int(chk.get("ModifyIndex", 0)):
             raise StateError(f'failed to delete check "{cid}" on node "{node}", index is stale')
         cat.delete_check(tx, node, cid, ts)
         return None

@@ -125,6 +125,8 @@ class Watches:
         ws.add(w)
 
     def fire_tables(self, names: list[str]) -> None:
+        if not self._tables:
+            return
         pop = self._tables.pop
         for name in names:
             w = pop(name, None)
@@ -133,8 +135,10 @@ class Watches:
 
     def fire_keys(self, keys: list[str]) -> None:
         """Fire the watch of each key and of every watched prefix of it."""
-        pop = self._keys.pop
         prefixes = self._prefixes
+        if not self._keys and not prefixes:
+            return
+        pop = self._keys.pop
         for key in keys:
             w = pop(key, None)
             if w is not None:

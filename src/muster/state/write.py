@@ -17,6 +17,10 @@ Invariants:
   operations and still commits an empty result, since a refused transaction is a result).
 Readers never see a half-applied transaction: a transaction runs synchronously on the event
 loop, and waiters only run after the commit fired their watch.
+
+Cost.  This is the path of every write, so an undo record is a plain tuple ``(fn, *args)`` of a
+module-level function and its arguments (no closure), and a commit with nothing watched does
+almost nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,26 @@ if TYPE_CHECKING:
     from .tables import Tables
 
 
+Undo = tuple[Any, ...]  # (fn, *args): rollback calls fn(*args)
+
+
+def _set_item(d: dict[Any, Any], key: Any, old: Any) -> None:
+    d[key] = old
+
+
+def _drop_item(d: dict[Any, Any], key: Any) -> None:
+    d.pop(key, None)
+
+
+def _drop_if_empty(d: dict[Any, set[Any]], key: Any) -> None:
+    if not d.get(key):
+        d.pop(key, None)
+
+
+def _call(fn: Callable[[], object]) -> None:
+    fn()
+
+
 class WriteTxn:
     __slots__ = ("index", "tables", "_store", "_undo", "_fired_tables", "_fired_keys", "_fire_all", "_done")
 
@@ -39,7 +63,7 @@ class WriteTxn:
         self.index = index
         self.tables: Tables = store.tables
         self._store = store
-        self._undo: list[Callable[[], object]] = []
+        self._undo: list[Undo] = []
         self._fired_tables: list[str] = []
         self._fired_keys: list[str] = []
         self._fire_all = False
@@ -60,8 +84,12 @@ class WriteTxn:
 
     def commit(self) -> None:
         """Make the changes visible to waiters: fire every queued watch, once."""
-        self._finish()
-        w = self._store.watches
+        if self._done:
+            raise RuntimeError("write transaction already finished")
+        self._done = True
+        store = self._store
+        store._tx = None
+        w = store.watches
         if self._fire_all:
             w.fire_all()
             return
@@ -79,7 +107,7 @@ class WriteTxn:
         if self._done:
             raise RuntimeError("write transaction already finished")
         self._done = True
-        self._store._end_write(self)
+        self._store._tx = None
 
     def savepoint(self) -> tuple[int, int, int, bool]:
         return len(self._undo), len(self._fired_tables), len(self._fired_keys), self._fire_all
@@ -91,7 +119,8 @@ class WriteTxn:
         n_undo, n_tables, n_keys, fire_all = sp
         undo = self._undo
         while len(undo) > n_undo:
-            undo.pop()()
+            rec = undo.pop()
+            rec[0](*rec[1:])
         del self._fired_tables[n_tables:]
         del self._fired_keys[n_keys:]
         self._fire_all = fire_all
@@ -107,9 +136,9 @@ class WriteTxn:
         if old is not None and old >= idx:
             return
         if old is None:
-            self._undo.append(lambda: indexes.pop(name, None))
+            self._undo.append((_drop_item, indexes, name))
         else:
-            self._undo.append(lambda: indexes.__setitem__(name, old))
+            self._undo.append((_set_item, indexes, name, old))
         indexes[name] = idx
         self._fired_tables.append(name)
 
@@ -126,7 +155,7 @@ class WriteTxn:
             store.tables = old
             self.tables = old
 
-        self._undo.append(back)
+        self._undo.append((_call, back))
         store.tables = new
         self.tables = new
         self._fire_all = True
@@ -135,35 +164,28 @@ class WriteTxn:
 
     def record(self, undo: Callable[[], object]) -> None:
         """Register a custom revert step (for a mutation the primitives below do not cover)."""
-        self._undo.append(undo)
+        self._undo.append((_call, undo))
 
     def put(self, d: dict[Any, Any], key: Any, value: Any) -> None:
         if key in d:
-            old = d[key]
-            self._undo.append(lambda: d.__setitem__(key, old))
+            self._undo.append((_set_item, d, key, d[key]))
         else:
-            self._undo.append(lambda: d.pop(key, None))
+            self._undo.append((_drop_item, d, key))
         d[key] = value
 
     def pop(self, d: dict[Any, Any], key: Any) -> None:
         if key not in d:
             return
-        old = d.pop(key)
-        self._undo.append(lambda: d.__setitem__(key, old))
+        self._undo.append((_set_item, d, key, d.pop(key)))
 
     def add_member(self, d: dict[Any, set[Any]], key: Any, member: Any) -> None:
         s = d.get(key)
         if s is None:
             s = d[key] = set()
-
-            def drop_if_empty() -> None:
-                if not d.get(key):
-                    d.pop(key, None)
-
-            self._undo.append(drop_if_empty)
+            self._undo.append((_drop_if_empty, d, key))
         if member not in s:
             s.add(member)
-            self._undo.append(lambda: s.discard(member))
+            self._undo.append((s.discard, member))
 
     def discard_member(self, d: dict[Any, set[Any]], key: Any, member: Any) -> None:
         s = d.get(key)
@@ -172,18 +194,18 @@ class WriteTxn:
         s.discard(member)
         if not s:
             del d[key]
-            self._undo.append(lambda: d.__setitem__(key, s))
-        self._undo.append(lambda: s.add(member))
+            self._undo.append((_set_item, d, key, s))
+        self._undo.append((s.add, member))
 
     def insort(self, seq: list[Any], item: Any) -> None:
         """Insert ``item`` into the sorted list ``seq`` (absent before)."""
         bisect.insort(seq, item)
-        self._undo.append(lambda: _sorted_remove(seq, item))
+        self._undo.append((_sorted_remove, seq, item))
 
     def sorted_remove(self, seq: list[Any], item: Any) -> None:
         """Remove ``item`` from the sorted list ``seq`` if present."""
         if _sorted_remove(seq, item):
-            self._undo.append(lambda: bisect.insort(seq, item))
+            self._undo.append((bisect.insort, seq, item))
 
 
 def _sorted_remove(seq: list[Any], item: Any) -> bool:

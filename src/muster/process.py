@@ -41,6 +41,7 @@ from .http import status as http_status
 from .http import txn as http_txn
 from .http.app import App, Router
 from .http.common import Ctx
+from .http.guard import ConnLimits
 from .http.request import Request, Response, text_response
 from .http.serve import Listener, TLSFiles
 from .logging_setup import setup_logging
@@ -204,6 +205,8 @@ class AgentProcess:
                 autopilot_config=lambda: dict(store.autopilot),
                 dead_server_after=max(10.0, 3 * config.autopilot.server_stabilization_time + 30.0),
             )
+        if self.cluster is not None:
+            self.cluster.rpc.max_conns_per_client = config.limits.rpc_max_conns_per_client
         self.operator = ClusterOperator(self.server, self.cluster)
         self.acl = ACLService(
             self.server,
@@ -258,6 +261,8 @@ class AgentProcess:
             default_acl_policy=config.acl.default_policy if config.acl.enabled else "allow",
         )
         self.listeners: list[Listener] = []
+        #: limits.http_max_conns_per_client, shared by the HTTP and HTTPS listeners.
+        self.conn_limits = ConnLimits(config.limits.http_max_conns_per_client)
         self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
@@ -355,7 +360,7 @@ class AgentProcess:
         cfg = self.config
         if cfg.ports.http >= 0:
             for host in self._http_addrs(cfg.addresses.http):
-                self.listeners.append(Listener(self.app, host, cfg.ports.http))
+                self.listeners.append(Listener(self.app, host, cfg.ports.http, limits=self.conn_limits))
         if cfg.ports.https >= 0:
             tls = cfg.tls.https
             d = cfg.tls.defaults
@@ -365,7 +370,7 @@ class AgentProcess:
                 raise StartupError("HTTPS port is set but no cert_file/key_file is configured (tls.defaults or tls.https)")
             files = TLSFiles(cert, key, tls.ca_file or d.ca_file, bool(tls.verify_incoming if tls.verify_incoming is not None else d.verify_incoming))
             for host in self._http_addrs(cfg.addresses.https):
-                self.listeners.append(Listener(self.app, host, cfg.ports.https, files))
+                self.listeners.append(Listener(self.app, host, cfg.ports.https, files, limits=self.conn_limits))
         for lst in self.listeners:
             await lst.start()
         if cfg.ports.dns >= 0:

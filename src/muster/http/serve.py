@@ -18,6 +18,8 @@ from typing import Any
 
 import uvicorn
 
+from .guard import DEFAULT_HEADER_TIMEOUT, ConnLimits, guarded_protocol
+
 log = logging.getLogger("muster.http")
 
 
@@ -36,7 +38,15 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class Listener:
-    def __init__(self, app: Any, host: str, port: int, tls: TLSFiles | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        tls: TLSFiles | None = None,
+        limits: ConnLimits | None = None,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
@@ -44,7 +54,7 @@ class Listener:
         self.port = self.sock.getsockname()[1]
         cfg = uvicorn.Config(
             app,
-            http="httptools",
+            http=guarded_protocol(limits if limits is not None else ConnLimits(0), header_timeout),
             loop="none",
             lifespan="off",
             log_level="warning",

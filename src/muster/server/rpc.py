@@ -153,6 +153,10 @@ class RPCNode:
         self.server_ssl: ssl.SSLContext | None = None
         self.client_ssl: ssl.SSLContext | None = None
         self.server_name: str | None = None
+        #: ``limits.rpc_max_conns_per_client`` (Consul's default 100; 0 = no cap): accepted
+        #: connections per peer IP beyond it are closed at once, before any frame is read.
+        self.max_conns_per_client = 100
+        self._conns_by_ip: dict[str, int] = {}
 
     def configure_tls(
         self,
@@ -192,6 +196,25 @@ class RPCNode:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        n = self._conns_by_ip.get(ip, 0)
+        if self.max_conns_per_client > 0 and n >= self.max_conns_per_client:
+            log.warning("rejecting RPC connection from %s: %d connections open (rpc_max_conns_per_client)", ip, n)
+            with contextlib.suppress(Exception):
+                writer.close()
+            return
+        self._conns_by_ip[ip] = n + 1
+        try:
+            await self._accept_counted(reader, writer)
+        finally:
+            left = self._conns_by_ip.get(ip, 1) - 1
+            if left > 0:
+                self._conns_by_ip[ip] = left
+            else:
+                self._conns_by_ip.pop(ip, None)
+
+    async def _accept_counted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn: Conn | None = None
         try:
             hello = await asyncio.wait_for(read_frame(reader), 5)

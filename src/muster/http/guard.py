@@ -1,0 +1,101 @@
+"""Connection guards for the HTTP listeners: a per-client connection cap and a header deadline.
+
+* ``limits.http_max_conns_per_client`` (Consul's default 200): one client IP may hold at most
+  that many open connections; the next one is answered ``429 Too Many Requests`` and closed at
+  once (Consul's go-connlimit behaviour), so one client cannot exhaust the agent's file
+  descriptors (the CVE-2020-7219 class).  0 disables the cap.
+* A client that starts a request must finish its headers within ``header_timeout`` seconds or
+  the connection is closed (slowloris).  Idle keep-alive connections are uvicorn's
+  ``timeout_keep_alive``.
+
+Both live in a subclass of uvicorn's httptools protocol: the checks run when the connection is
+accepted and when a request's first byte and last header arrive, before any ASGI work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("muster.http")
+
+TOO_MANY_BODY = b"Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+TOO_MANY = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    + b"Content-Length: " + str(len(TOO_MANY_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + TOO_MANY_BODY
+)
+DEFAULT_HEADER_TIMEOUT = 10.0
+
+
+class ConnLimits:
+    """Open connections per client IP (shared by every listener of one agent)."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = per_client
+        self.counts: dict[str, int] = {}
+
+    def acquire(self, ip: str) -> bool:
+        n = self.counts.get(ip, 0)
+        if self.per_client > 0 and n >= self.per_client:
+            return False
+        self.counts[ip] = n + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        n = self.counts.get(ip, 0) - 1
+        if n > 0:
+            self.counts[ip] = n
+        else:
+            self.counts.pop(ip, None)
+
+
+def guarded_protocol(limits: ConnLimits, header_timeout: float = DEFAULT_HEADER_TIMEOUT) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with the two guards (passed as ``uvicorn.Config(http=...)``)."""
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _guard_ip: str | None = None
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            ip = self.client[0] if self.client else ""
+            if not limits.acquire(ip):
+                transport.write(TOO_MANY)
+                transport.close()
+                return
+            self._guard_ip = ip
+            self._arm()
+
+        def _arm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            log.debug("closing HTTP connection from %s: headers not complete within %.0fs", self._guard_ip, header_timeout)
+            self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            if self._guard_ip is not None:
+                limits.release(self._guard_ip)
+                self._guard_ip = None
+            super().connection_lost(exc)
+
+    return GuardedHttpToolsProtocol

@@ -1,0 +1,68 @@
+"""The HTTP listener's guards on a real socket: per-client connection cap (429) and the
+deadline for a client that never finishes its headers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from muster.http.app import App, Route, Router
+from muster.http.guard import ConnLimits
+from muster.http.request import Request, Response
+from muster.http.serve import Listener
+
+
+def _app() -> App:
+    router = Router()
+
+    async def ok(req: Request) -> Response:
+        return Response(200, b"ok", "text/plain")
+
+    router.add(Route("/v1/status/leader", ("GET",), ok))
+    return App(router)
+
+
+async def _get(port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(4096), 5)
+    writer.close()
+    return data
+
+
+async def test_per_client_connection_cap_answers_429_and_frees_slots() -> None:
+    lst = Listener(_app(), "127.0.0.1", 0, limits=ConnLimits(3))
+    await lst.start()
+    held: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(3):
+            _r, w = await asyncio.open_connection("127.0.0.1", lst.port)
+            held.append(w)
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", lst.port)
+        data = await asyncio.wait_for(reader.read(4096), 5)
+        assert data.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
+        assert data.endswith(b"please rate limit your calls\n")
+        assert await asyncio.wait_for(reader.read(1), 5) == b""  # and closed
+        writer.close()
+        for w in held:
+            w.close()
+        await asyncio.sleep(0.1)
+        assert (await _get(lst.port)).startswith(b"HTTP/1.1 200")  # the slots were released
+    finally:
+        await lst.stop()
+
+
+async def test_slow_headers_are_dropped_and_the_server_keeps_serving() -> None:
+    lst = Listener(_app(), "127.0.0.1", 0, limits=ConnLimits(200), header_timeout=0.3)
+    await lst.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lst.port)
+        writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(4096), 5)
+        assert data == b""  # closed without an answer after the deadline
+        writer.close()
+        assert (await _get(lst.port)).startswith(b"HTTP/1.1 200")
+    finally:
+        await lst.stop()

@@ -571,6 +571,25 @@ class Client:
         resp = self._call("PUT", f"/v1/kv/{key}", self._write_params(params), value)
         return bool(resp.json())
 
+    # ------------------------------------------------------------------ config entries
+
+    def config_entry_set(self, entry: dict[str, Any], cas: int | None = None) -> bool:
+        """``PUT /v1/config``; with ``cas`` only if the entry's ModifyIndex is that (0: absent)."""
+        params = self._write_params([("cas", str(cas))] if cas is not None else [])
+        return bool(self._call("PUT", "/v1/config", params, json.dumps(entry).encode()).json())
+
+    def config_entry_get(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/config/{kind}/{name}", self._read_params([])).json())
+
+    def config_entry_list(self, kind: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/v1/config/{kind}", self._read_params([])).json())
+
+    def config_entry_delete(self, kind: str, name: str, cas: int | None = None) -> bool:
+        """``DELETE /v1/config/:kind/:name``; with ``cas``, whether it applied."""
+        params = self._write_params([("cas", str(cas))] if cas is not None else [])
+        resp = self._call("DELETE", f"/v1/config/{kind}/{name}", params)
+        return bool(resp.json()) if cas is not None else True
+
     def kv_delete(self, key: str, *, recurse: bool = False, cas: int | None = None) -> bool:
         """DELETE a key (or a prefix with ``recurse``); returns the server's boolean."""
         params: list[tuple[str, str]] = []

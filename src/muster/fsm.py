@@ -33,6 +33,8 @@ from .structs import (
     ACLTokenDeleteCommand,
     ACLTokenSetCommand,
     AutopilotCommand,
+    ConfigEntryCommand,
+    ConnectCACommand,
     DeregisterCommand,
     KVSCommand,
     MessageType,
@@ -64,6 +66,8 @@ class FSM:
         self._register(TxnCommand, self._apply_txn)
         self._register(TombstoneCommand, self._apply_tombstone)
         self._register(AutopilotCommand, self._apply_autopilot)
+        self._register(ConfigEntryCommand, self._apply_config_entry)
+        self._register(ConnectCACommand, self._apply_connect_ca)
         self._register(RestoreCommand, self._apply_restore)
         self._register(NoopCommand, lambda tx, cmd: None)
         self._register(ACLBootstrapCommand, lambda tx, c: tx.tables.acl.bootstrap(tx, c.reset_index, c.token))
@@ -166,6 +170,15 @@ class FSM:
 
     def _apply_autopilot(self, tx: WriteTxn, c: AutopilotCommand) -> Any:
         return tx.tables.autopilot.set(tx, c.config, c.cas)
+
+    def _apply_config_entry(self, tx: WriteTxn, c: ConfigEntryCommand) -> Any:
+        table = tx.tables.config_entries
+        if c.op == "delete":
+            return table.delete(tx, str(c.entry["Kind"]), str(c.entry["Name"]), c.cas)
+        return table.set(tx, c.entry, c.cas)
+
+    def _apply_connect_ca(self, tx: WriteTxn, c: ConnectCACommand) -> Any:
+        return tx.tables.connect_ca.set(tx, c.config, c.roots, c.cas_roots)
 
     def _apply_restore(self, tx: WriteTxn, c: RestoreCommand) -> Any:
         """A user snapshot replaces every table; the commit wakes every blocking query."""

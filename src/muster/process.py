@@ -28,6 +28,8 @@ from .events import EventBuffer
 from .http import acl as http_acl
 from .http import agent as http_agent
 from .http import catalog as http_catalog
+from .http import config_entries as http_config_entries
+from .http import connect as http_connect
 from .http import event as http_event
 from .http import health as http_health
 from .http import kv as http_kv
@@ -252,6 +254,8 @@ class AgentProcess:
             http_health,
             http_agent,
             http_peering,
+            http_config_entries,
+            http_connect,
             http_acl,
         ):
             for route in module.routes(self.ctx):

@@ -145,6 +145,7 @@ def test_fuzz_dns_packets(dns_server: object, data: bytes) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # 100,000 inputs outlast the suite-wide 300 s per test
 @SOAK
 @given(_gossip_bytes)
 def test_soak_gossip_frames(data: bytes) -> None:
@@ -152,6 +153,7 @@ def test_soak_gossip_frames(data: bytes) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # 100,000 inputs outlast the suite-wide 300 s per test
 @SOAK
 @given(_rpc_bytes)
 def test_soak_rpc_frames(data: bytes) -> None:
@@ -159,6 +161,7 @@ def test_soak_rpc_frames(data: bytes) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # 100,000 inputs outlast the suite-wide 300 s per test
 @SOAK
 @given(_dns_bytes)
 def test_soak_dns_packets(dns_server: object, data: bytes) -> None:
@@ -166,6 +169,7 @@ def test_soak_dns_packets(dns_server: object, data: bytes) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # 100,000 inputs outlast the suite-wide 300 s per test
 @SOAK
 @given(rule_text)
 def test_soak_acl_rules(text: str) -> None:
@@ -173,6 +177,7 @@ def test_soak_acl_rules(text: str) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # 100,000 inputs outlast the suite-wide 300 s per test
 @SOAK
 @given(st.one_of(st.text(max_size=200), rule_text))
 def test_soak_config_text(text: str) -> None:

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "muster.durations": 1,
     "muster.logging_setup": 1,
     "muster.acl": 1,
+    "muster.connect": 1,
     "muster.filter": 2,
     "muster.structs": 2,
     "muster.api": 2,

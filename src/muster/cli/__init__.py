@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from muster.cli import commands
 from muster.cli.acl import ACL_COMMANDS, ACL_GROUPS
+from muster.cli.config_entries import CONFIG_HELP, config_delete, config_list, config_read, config_write
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.lock import lock
 from muster.cli.membership import force_leave, join, keyring
@@ -41,6 +42,10 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "catalog datacenters": ("Lists all known datacenters", commands.catalog_datacenters),
     "catalog nodes": ("Lists all nodes in the given datacenter", commands.catalog_nodes),
     "catalog services": ("Lists all registered services in a datacenter", commands.catalog_services),
+    "config delete": ("Delete a centralized config entry", config_delete),
+    "config list": ("List centralized config entries of a given kind", config_list),
+    "config read": ("Read a centralized config entry", config_read),
+    "config write": ("Create or update a centralized config entry", config_write),
     "event": ("Fire a new event", commands.event),
     "info": ("Provides debugging information for operators.", commands.info),
     "join": ("Tell Consul agent to join cluster", join),
@@ -107,6 +112,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
         "    save       Saves snapshot of Consul server state",
     ),
     "kv": ("Interact with the key-value store", KV_HELP),
+    "config": ("Interact with Consul's Centralized Configurations", CONFIG_HELP),
     "catalog": (
         "Interact with the catalog",
         "Usage: muster catalog <subcommand> [options] [args]\n\n"

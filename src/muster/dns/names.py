@@ -50,6 +50,7 @@ class Lookup:
     tag: str | None = None
     node: str = ""
     address: str = ""
+    mesh: str = ""  # the mesh keyword of a ``mesh`` lookup: connect, virtual or ingress
 
 
 def _label_text(label: bytes) -> str:
@@ -128,7 +129,7 @@ def _keyword(kw: str, head: list[str], suffix: list[str], domain: dns.name.Name)
         return Lookup("addr", domain, dc, address=address)
     if kw == "query":
         return Lookup("query", domain, dc, service=head[-1])
-    return Lookup("mesh", domain, dc, service=head[-1])
+    return Lookup("mesh", domain, dc, service=head[-1], mesh=kw)
 
 
 def decode_hex_address(text: str) -> str | None:

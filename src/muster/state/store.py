@@ -193,6 +193,8 @@ class StateStore:
             "checks": cat.checks,
             "sessions": t.sessions.rows,
             "autopilot": t.autopilot.config,
+            "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
+            "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
             "acl": t.acl.dump(),
             "indexes": t.indexes,
         }
@@ -235,6 +237,11 @@ class StateStore:
                 cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))
         t.sessions.load(data["sessions"])
         t.autopilot.config = data.get("autopilot", {})
+        for entry in data.get("config_entries", ()):
+            t.config_entries.rows[(entry["Kind"], entry["Name"])] = entry
+        ca = data.get("connect_ca") or {}
+        t.connect_ca.config = dict(ca.get("config") or {})
+        t.connect_ca.roots = list(ca.get("roots") or [])
         t.acl.load(data.get("acl"))
         t.indexes = dict(data["indexes"])
 
@@ -257,5 +264,6 @@ class StateStore:
             "Service": sum(len(p) for p in t.catalog.services.values()),
             "Check": sum(len(p) for p in t.catalog.checks.values()),
             "Session": len(t.sessions.rows),
+            "ConfigEntry": len(t.config_entries.rows),
             **t.acl.summary(),
         }

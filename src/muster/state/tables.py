@@ -11,6 +11,8 @@ from __future__ import annotations
 from .acl import ACLTable
 from .autopilot import AutopilotTable
 from .catalog import CatalogTable
+from .config_entries import ConfigEntryTable
+from .connect_ca import ConnectCATable
 from .kv import KVTable
 from .sessions import SessionTable
 from .watch import Watches
@@ -26,6 +28,8 @@ class Tables:
         self.catalog = CatalogTable(self)
         self.sessions = SessionTable(self)
         self.autopilot = AutopilotTable(self)
+        self.config_entries = ConfigEntryTable(self)
+        self.connect_ca = ConnectCATable(self)
         self.acl = ACLTable(self)
 
     def index(self, *names: str) -> int:

@@ -40,11 +40,12 @@ clientsuites: $(SUITESTAMP)
 clientsuites-stale: $(STAMP) $(SUITESTAMP)
 	$(BIN)/python tests/clientsuites/clientsuite.py --listed
 
-# Debian packages the tests need: dig (DNS tests) and chromium (UI tests).
+# Debian packages the tests need: dig (DNS tests), chromium (UI tests), prometheus and promtool
+# (the scrape test and the dashboard check).
 $(SYSSTAMP): | $(BIN)/python
-	@if ! command -v dig >/dev/null || ! command -v chromium >/dev/null; then \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bind9-dnsutils chromium) \
-	  || echo "warning: could not install dig/chromium; the tests that need them will be skipped"; \
+	@if ! command -v dig >/dev/null || ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null; then \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bind9-dnsutils chromium prometheus) \
+	  || echo "warning: could not install dig/chromium/prometheus; the tests that need them will be skipped"; \
 	fi
 	touch $(SYSSTAMP)
 

@@ -32,7 +32,7 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -571,6 +571,25 @@ class Client:
         resp = self._call("PUT", f"/v1/kv/{key}", self._write_params(params), value)
         return bool(resp.json())
 
+    # ------------------------------------------------------------------ config entries
+
+    def config_entry_set(self, entry: dict[str, Any], cas: int | None = None) -> bool:
+        """``PUT /v1/config``; with ``cas`` only if the entry's ModifyIndex is that (0: absent)."""
+        params = self._write_params([("cas", str(cas))] if cas is not None else [])
+        return bool(self._call("PUT", "/v1/config", params, json.dumps(entry).encode()).json())
+
+    def config_entry_get(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/config/{kind}/{name}", self._read_params([])).json())
+
+    def config_entry_list(self, kind: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/v1/config/{kind}", self._read_params([])).json())
+
+    def config_entry_delete(self, kind: str, name: str, cas: int | None = None) -> bool:
+        """``DELETE /v1/config/:kind/:name``; with ``cas``, whether it applied."""
+        params = self._write_params([("cas", str(cas))] if cas is not None else [])
+        resp = self._call("DELETE", f"/v1/config/{kind}/{name}", params)
+        return bool(resp.json()) if cas is not None else True
+
     def kv_delete(self, key: str, *, recurse: bool = False, cas: int | None = None) -> bool:
         """DELETE a key (or a prefix with ``recurse``); returns the server's boolean."""
         params: list[tuple[str, str]] = []
@@ -785,6 +804,46 @@ class Client:
         if reason:
             params.append(("reason", reason))
         self._call("PUT", f"/v1/agent/service/maintenance/{service_id}", params)
+
+    def agent_monitor(self, log_level: str = "", *, log_json: bool = False) -> Generator[str, None, None]:
+        """Stream the agent's log lines (``/v1/agent/monitor``) until the agent ends the stream.
+
+        The status is checked before the first line: a bad level raises :class:`APIError` at
+        once.  Closing the generator closes the connection, which ends the subscription."""
+        params: list[tuple[str, str]] = []
+        if log_level:
+            params.append(("loglevel", log_level))
+        if log_json:
+            params.append(("logjson", ""))
+        target = self.address.path_prefix + "/v1/agent/monitor"
+        if params:
+            target += "?" + urllib.parse.urlencode(params)
+        url = self.url("/v1/agent/monitor", params)
+        hdrs = {"User-Agent": "muster-cli"}
+        if self.token:
+            hdrs["X-Consul-Token"] = self.token
+        conn = self._connection(None)
+        try:
+            try:
+                conn.request("GET", target, headers=hdrs)
+                resp = conn.getresponse()
+            except ConnectionRefusedError as err:
+                raise TransportError("GET", url, _dial_reason(self.address, "connection refused")) from err
+            except (OSError, http.client.HTTPException) as err:
+                raise TransportError("GET", url, str(err) or type(err).__name__) from err
+            if not 200 <= resp.status < 300:
+                body = resp.read().decode("utf-8", errors="replace").rstrip("\n")
+                raise APIError(resp.status, body, "GET", url)
+            while True:
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException):
+                    return
+                if not line:
+                    return
+                yield line.decode("utf-8", errors="replace").rstrip("\n")
+        finally:
+            conn.close()
 
     # -- events, status, operator ----------------------------------------------------
 

@@ -33,6 +33,8 @@ from .structs import (
     ACLTokenDeleteCommand,
     ACLTokenSetCommand,
     AutopilotCommand,
+    ConfigEntryCommand,
+    ConnectCACommand,
     CoordinateBatchUpdateCommand,
     DeregisterCommand,
     KVSCommand,
@@ -68,6 +70,8 @@ class FSM:
         self._register(AutopilotCommand, self._apply_autopilot)
         self._register(CoordinateBatchUpdateCommand, self._apply_coordinates)
         self._register(PreparedQueryCommand, self._apply_prepared_query)
+        self._register(ConfigEntryCommand, self._apply_config_entry)
+        self._register(ConnectCACommand, self._apply_connect_ca)
         self._register(RestoreCommand, self._apply_restore)
         self._register(NoopCommand, lambda tx, cmd: None)
         self._register(ACLBootstrapCommand, lambda tx, c: tx.tables.acl.bootstrap(tx, c.reset_index, c.token))
@@ -182,6 +186,14 @@ class FSM:
         if c.op in ("create", "update"):
             return pq.set(tx, c.op, c.query)
         raise StateError(f"unknown prepared query operation {c.op!r}")
+    def _apply_config_entry(self, tx: WriteTxn, c: ConfigEntryCommand) -> Any:
+        table = tx.tables.config_entries
+        if c.op == "delete":
+            return table.delete(tx, str(c.entry["Kind"]), str(c.entry["Name"]), c.cas)
+        return table.set(tx, c.entry, c.cas)
+
+    def _apply_connect_ca(self, tx: WriteTxn, c: ConnectCACommand) -> Any:
+        return tx.tables.connect_ca.set(tx, c.config, c.roots, c.cas_roots)
 
     def _apply_restore(self, tx: WriteTxn, c: RestoreCommand) -> Any:
         """A user snapshot replaces every table; the commit wakes every blocking query."""

@@ -25,14 +25,23 @@ class _JSONFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info", as_json: bool = False) -> None:
+    """stderr at the configured level, plus the live stream ``/v1/agent/monitor`` reads
+    (which may lower the root logger's level while a finer subscriber exists; the stderr
+    handler keeps the configured level)."""
+    from .telemetry.logstream import default_stream
+
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
+    configured = LEVELS.get(level.lower(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(configured)
     if as_json:
         handler.setFormatter(_JSONFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
     root.addHandler(handler)
-    root.setLevel(LEVELS.get(level.lower(), logging.INFO))
+    stream = default_stream()
+    root.addHandler(stream)
+    stream.set_base_level(configured)
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

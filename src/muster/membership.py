@@ -38,8 +38,17 @@ from .gossip.transport import GossipPool
 from .runtime import Clock, Rng
 from .server.server import SERF_CHECK_ID, Server, node_record, serf_check
 from .structs import DeregisterCommand, RegisterCommand
+from .telemetry.metrics import METRICS
 
 log = logging.getLogger("muster.membership")
+
+#: Serf's member counters (``consul.serf.member.*``) by event type.
+SERF_EVENT_METRIC = {
+    "member-join": "serf.member.join",
+    "member-failed": "serf.member.failed",
+    "member-leave": "serf.member.left",
+    "member-update": "serf.member.update",
+}
 
 _event_enc = msgspec.json.Encoder()
 _event_dec = msgspec.json.Decoder()
@@ -243,6 +252,9 @@ class Membership:
                 self.events.add(body)
         elif isinstance(ev, MemberEvent):
             log.info("member %s: %s (%s)", ev.type.value, ev.member.name, ev.member.addr)
+            metric = SERF_EVENT_METRIC.get(ev.type.value)
+            if metric is not None:
+                METRICS.incr(metric)
             self._wake.set()
             m = ev.member
             if (

@@ -29,11 +29,15 @@ from .events import EventBuffer
 from .http import acl as http_acl
 from .http import agent as http_agent
 from .http import catalog as http_catalog
+from .http import config_entries as http_config_entries
+from .http import connect as http_connect
 from .http import coordinate as http_coordinate
 from .http import event as http_event
 from .http import health as http_health
 from .http import kv as http_kv
 from .http import membership as http_membership
+from .http import metrics as http_metrics
+from .http import monitor as http_monitor
 from .http import operator as http_operator
 from .http import peering as http_peering
 from .http import query as http_query
@@ -53,10 +57,14 @@ from .server.acl import ACLService
 from .server.cluster import ClusterMember
 from .server.coordinates import CoordinateBatcher
 from .server.federation import Federation
+from .server.gauges import server_gauges
 from .server.operator import ClusterOperator
 from .server.raftlog import ClusterLog, RaftTimings, ReplicatedLog
 from .server.server import Server, ServerIdentity
 from .services import Lifecycle, Services
+from .telemetry.logstream import Monitors
+from .telemetry.metrics import Labels, default_metrics
+from .telemetry.runtime import Collector
 from .version import VERSION
 
 if TYPE_CHECKING:
@@ -259,10 +267,25 @@ class AgentProcess:
             http_coordinate,
             http_query,
             http_peering,
+            http_config_entries,
+            http_connect,
             http_acl,
         ):
             for route in module.routes(self.ctx):
                 self.router.add(route)
+        self.monitors = Monitors()
+        for route in http_monitor.routes(self.ctx, self.monitors):
+            self.router.add(route)
+        tel = config.telemetry
+        self.metrics = default_metrics()
+        self.metrics.configure(tel.metrics_prefix, tel.disable_hostname, tel.prometheus_retention_time)
+        self.collector = Collector(self.metrics, [server_gauges(self.server), self._autopilot_gauges])
+        if self.membership is not None:
+            self.collector.add_counters(self._memberlist_counters)
+        for route in http_metrics.routes(
+            self.ctx, self.metrics, self.collector, lambda: self.config.telemetry.prometheus_retention_time
+        ):
+            self.router.add(route)
         self.app = App(
             self.router,
             self._fallback,
@@ -270,12 +293,35 @@ class AgentProcess:
             default_acl_policy=config.acl.default_policy if config.acl.enabled else "allow",
             dc_forward=lambda req: maybe_forward(self.federation, req),
         )
+        self.app.metrics = self.metrics
+        self.app.legacy_http_metrics = not tel.disable_compat_1_9
         self.listeners: list[Listener] = []
         #: limits.http_max_conns_per_client, shared by the HTTP and HTTPS listeners.
         self.conn_limits = ConnLimits(config.limits.http_max_conns_per_client)
         self.dns: DNSServer | None = None
         self._bg: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
+
+    def _autopilot_gauges(self) -> list[tuple[str, float, Labels]]:
+        """``consul.autopilot.healthy``/``failure_tolerance``: reported by the leader only."""
+        if self.cluster is None or not self.server.is_leader():
+            return []
+        health = self.operator.autopilot_health()
+        return [
+            ("autopilot.healthy", 1.0 if health["Healthy"] else 0.0, ()),
+            ("autopilot.failure_tolerance", float(health["FailureTolerance"]), ()),
+        ]
+
+    def _memberlist_counters(self) -> dict[str, float]:
+        """The LAN pool's failure-detector totals under memberlist's names."""
+        pool = getattr(self.membership, "pool", None)
+        if pool is None or getattr(pool, "_serf", None) is None:
+            return {}
+        c = pool.counters()
+        return {
+            "memberlist.msg.suspect": float(c.get("suspects_raised", 0)),
+            "memberlist.msg.dead": float(c.get("deaths_declared", 0)),
+        }
 
     async def _fallback(self, req: Request) -> Response:
         ui = self.config.ui_config.enabled
@@ -369,6 +415,7 @@ class AgentProcess:
         await self.agent.start()
         if self.coordinates is not None:
             self.coordinates.start()
+        self.collector.start()
         cfg = self.config
         if cfg.ports.http >= 0:
             for host in self._http_addrs(cfg.addresses.http):
@@ -404,6 +451,7 @@ class AgentProcess:
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
 
     async def stop(self) -> None:
+        self.monitors.close_all()  # open log streams end now, so the HTTP server can stop
         if self.dns is not None:
             await self.dns.stop()
         for lst in self.listeners:
@@ -411,6 +459,7 @@ class AgentProcess:
         await self.agent.stop()
         if self.coordinates is not None:
             await self.coordinates.stop()
+        await self.collector.stop()
         for t in self._bg:
             t.cancel()
         for t in self._bg:

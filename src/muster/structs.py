@@ -29,11 +29,13 @@ class MessageType(enum.IntEnum):
     PREPARED_QUERY = 7
     TOMBSTONE = 8
     ACL_BOOTSTRAP = 11
+    CONNECT_CA = 13
     AUTOPILOT = 14
     ACL_TOKEN_SET = 17
     ACL_TOKEN_DELETE = 18
     ACL_POLICY_SET = 19
     ACL_POLICY_DELETE = 20
+    CONFIG_ENTRY = 22
     ACL_ROLE_SET = 23
     ACL_ROLE_DELETE = 24
     ACL_BINDING_RULE_SET = 25
@@ -109,6 +111,26 @@ class TombstoneCommand(msgspec.Struct, array_like=True, omit_defaults=True):
 class AutopilotCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     config: dict[str, Any]
     cas: int = -1
+
+
+class ConfigEntryCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Upsert (``op`` ``set``) or delete a config entry; ``cas`` >= 0 makes it check-and-set.
+
+    ``entry`` is the normalised, validated entry (``Kind`` and ``Name`` always present)."""
+
+    op: str
+    entry: dict[str, Any]
+    cas: int = -1
+
+
+class ConnectCACommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Replace the CA configuration and its roots (initialisation, configuration change,
+    rotation).  The leader generates keys and certificates and puts them in the command, so
+    every replica applies the same bytes; ``cas_roots`` >= 0: only if the roots index is that."""
+
+    config: dict[str, Any]
+    roots: list[dict[str, Any]]
+    cas_roots: int = -1
 
 
 class RestoreCommand(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -217,6 +239,8 @@ COMMAND_TYPES: dict[MessageType, type[Any]] = {
     MessageType.SESSION: SessionCommand,
     MessageType.TXN: TxnCommand,
     MessageType.TOMBSTONE: TombstoneCommand,
+    MessageType.CONFIG_ENTRY: ConfigEntryCommand,
+    MessageType.CONNECT_CA: ConnectCACommand,
     MessageType.AUTOPILOT: AutopilotCommand,
     MessageType.RESTORE: RestoreCommand,
     MessageType.NOOP: NoopCommand,

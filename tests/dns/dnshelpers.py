@@ -53,13 +53,14 @@ class Catalog:
         tags: list[str] | None = None,
         weights: dict[str, int] | None = None,
         status: str | None = None,
+        **fields: Any,
     ) -> None:
         if node not in self.store.nodes:
             self.node(node, f"10.0.0.{len(self.store.nodes) + 1}")
         sid = sid or name
         svc = {
             "ID": sid, "Service": name, "Tags": tags or [], "Address": address, "Port": port,
-            "Weights": weights or {"Passing": 1, "Warning": 1}, "Meta": {},
+            "Weights": weights or {"Passing": 1, "Warning": 1}, "Meta": {}, **fields,
         }
         checks = []
         if status is not None:

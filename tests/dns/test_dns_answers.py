@@ -373,3 +373,19 @@ def test_tcp_answers_are_trimmed_to_64k(cat: Catalog) -> None:
     edns = respond(Answerer(cfg), cat.store, dns.message.make_query("huge.service." + D, "SRV", use_edns=0, payload=4096),
                    Rng(1))
     assert edns.flags & dns.flags.TC and len(edns.to_wire()) <= 4096 and edns.edns == 0
+
+
+# ---------------------------------------------------------------- <service>.connect
+
+
+def test_connect_names_answer_proxies_and_native_instances(cat: Catalog) -> None:
+    cat.service("n1", "web", 80)  # the plain instance is not reachable over the mesh
+    cat.service("n2", "web-proxy", 21000, address="10.9.0.2", Kind="connect-proxy",
+                Proxy={"DestinationServiceName": "web", "Mode": "", "MeshGateway": {}, "Expose": {}})  # fmt: skip
+    cat.service("n3", "web", 8443, sid="web-native", address="10.9.0.3", Connect={"Native": True})
+    cat.service("n4", "web-proxy-down", 21001, address="10.9.0.4", status="critical", Kind="connect-proxy",
+                Proxy={"DestinationServiceName": "web", "Mode": "", "MeshGateway": {}, "Expose": {}})  # fmt: skip
+    assert sorted(records(ask(cat, "web.connect." + D, tcp=True))) == ["10.9.0.2", "10.9.0.3"]
+    srv = ask(cat, "web.connect." + D, "SRV", tcp=True)
+    assert sorted(rr.port for rrset in srv.answer for rr in rrset) == [8443, 21000]
+    assert ask(cat, "db.connect." + D).rcode() == dns.rcode.NXDOMAIN

@@ -13,6 +13,7 @@ from muster.config import config_from_dict
 from muster.errors import MusterError
 from muster.process import AgentProcess
 from muster.runtime import Rng
+from muster.telemetry.metrics import default_metrics
 
 
 async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
@@ -310,22 +311,26 @@ async def test_local_service_health(client: httpx.AsyncClient) -> None:
 
 
 async def test_metrics_json_and_prometheus_disabled(client: httpx.AsyncClient) -> None:
+    default_metrics().reset()
     body = (await client.get("/v1/agent/metrics")).json()
     assert set(body) == {"Timestamp", "Gauges", "Points", "Counters", "Samples"}
     names = {g["Name"] for g in body["Gauges"]}
-    assert "consul.runtime.num_goroutines" in names and "consul.state.nodes" in names
+    host = default_metrics().hostname  # go-metrics puts the host name in gauge names by default
+    assert f"consul.{host}.runtime.num_goroutines" in names and f"consul.{host}.state.nodes" in names
     r = await client.get("/v1/agent/metrics?format=prometheus")
     assert (r.status_code, r.text) == (200, "")
     assert r.headers["X-Consul-Reason"] == "Prometheus is not enabled since its retention time is not positive"
 
 
 async def test_metrics_prometheus_enabled(custom: Any) -> None:
-    _, c = await custom({"telemetry": {"prometheus_retention_time": "60s"}})
+    _, c = await custom({"telemetry": {"prometheus_retention_time": "60s", "disable_hostname": True}})
     r = await c.get("/v1/agent/metrics?format=prometheus")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "consul_state_nodes 1.0" in r.text
-    r = await c.get("/v1/agent/metrics", headers={"Accept": "application/openmetrics-text"})
-    assert r.status_code == 200 and r.text.rstrip().endswith("# EOF")
+    # Prometheus offers OpenMetrics first; like Consul's handler the answer stays the text format.
+    r = await c.get("/v1/agent/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in r.text and "consul_state_nodes 1.0" in r.text
 
 
 async def test_config_services_and_reload(custom: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -152,3 +152,25 @@ async def test_catalog_and_health_connect(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/catalog/connect/web", params={"peer": "p"})).json() == []
     r = await client.get("/v1/catalog/connect/web", params={"filter": "ServiceKind == `connect-proxy`"})
     assert [e["ServiceID"] for e in r.json()] == ["web-proxy"]
+
+
+async def test_sidecar_port_range_from_config() -> None:
+    from muster.config import config_from_dict
+    from muster.runtime import Rng
+
+    proc = AgentProcess(config_from_dict({"node_name": "n", "ports": {"sidecar_min_port": 30000,
+                                                                        "sidecar_max_port": 30000}}, dev=True), rng=Rng(3))  # fmt: skip
+    await proc.server.start()
+    await proc.agent.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proc.app), base_url="http://m") as c:
+            r = await c.put("/v1/agent/service/register", json={"Name": "a", "Port": 1, "Connect": {"SidecarService": {}}})
+            assert r.status_code == 200
+            assert (await _services(c))["a-sidecar-proxy"]["Port"] == 30000
+            r = await c.put("/v1/agent/service/register", json={"Name": "b", "Port": 2, "Connect": {"SidecarService": {}}})
+            assert (r.status_code, r.text) == (
+                400, "no port provided for sidecar_service and none left in the configured range [30000, 30000]")
+            assert "b" not in await _services(c)  # nothing is registered when the sidecar cannot be
+    finally:
+        await proc.agent.stop()
+        await proc.server.stop()

@@ -322,9 +322,10 @@ class Agent:
             raise BadRequest(f"Failed Validation: {mesh.multierror(errs)}")
         if not rec.get("Port") and not rec.get("SocketPath"):
             others = [s for sid, s in self.local.services().items() if sid != sd.id]
-            rec["Port"] = mesh.allocate_port(
-                others, rec["ID"], int(self._cfg("sidecar_min_port", 21000)), int(self._cfg("sidecar_max_port", 21255))
-            )
+            ports = self._cfg("ports", None)
+            lo = int(getattr(ports, "sidecar_min_port", 21000))
+            hi = int(getattr(ports, "sidecar_max_port", 21255))
+            rec["Port"] = mesh.allocate_port(others, rec["ID"], lo, hi)
         checks = nested.checks
         if not checks:
             checks = [parse_check(c) for c in mesh.default_sidecar_checks(rec, sd.id)]

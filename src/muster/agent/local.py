@@ -306,6 +306,7 @@ class AntiEntropy:
         self.interval = interval
         self.retry_interval = retry_interval
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.full_syncs = 0
         self.partial_syncs = 0
@@ -316,9 +317,15 @@ class AntiEntropy:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="anti-entropy")
 
     async def stop(self) -> None:
+        # The flag, not only the cancel: on Python 3.11 ``asyncio.wait_for`` swallows a
+        # cancellation that arrives as the wake event is set (a local change at stop time, e.g.
+        # an alias check reacting to a deregistration), and the loop would wait forever.
+        self._stopping = True
+        self._wake.set()
         t, self._task = self._task, None
         if t is not None:
             t.cancel()
@@ -331,7 +338,7 @@ class AntiEntropy:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_full = loop.time()
-        while True:
+        while not self._stopping:
             now = loop.time()
             if now >= next_full:
                 self._wake.clear()

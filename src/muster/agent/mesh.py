@@ -338,6 +338,16 @@ def validation_errors(svc: dict[str, Any], *, for_agent: bool, sidecar: Any = No
     return errs
 
 
+def is_connect_for(svc: dict[str, Any], name: str) -> bool:
+    """Whether the catalog instance ``svc`` accepts mesh traffic for the service ``name``
+    (case-insensitive): a ``connect-proxy`` whose destination is ``name``, or a native
+    instance of ``name``."""
+    want = name.lower()
+    if svc.get("Kind") == CONNECT_PROXY:
+        return str((svc.get("Proxy") or {}).get("DestinationServiceName") or "").lower() == want
+    return not svc.get("Kind") and str(svc.get("Service", "")).lower() == want and bool((svc.get("Connect") or {}).get("Native"))
+
+
 # --------------------------------------------------------------------------- agent rendering
 
 

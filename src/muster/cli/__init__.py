@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 
 from muster.cli import commands
 from muster.cli.acl import ACL_COMMANDS, ACL_GROUPS
+from muster.cli.config_entries import CONFIG_HELP, config_delete, config_list, config_read, config_write
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.lock import lock
 from muster.cli.membership import force_leave, join, keyring
+from muster.cli.monitor import monitor
 from muster.cli.operator import (
     raft_list_peers,
     raft_remove_peer,
@@ -41,6 +43,10 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "catalog datacenters": ("Lists all known datacenters", commands.catalog_datacenters),
     "catalog nodes": ("Lists all nodes in the given datacenter", commands.catalog_nodes),
     "catalog services": ("Lists all registered services in a datacenter", commands.catalog_services),
+    "config delete": ("Delete a centralized config entry", config_delete),
+    "config list": ("List centralized config entries of a given kind", config_list),
+    "config read": ("Read a centralized config entry", config_read),
+    "config write": ("Create or update a centralized config entry", config_write),
     "event": ("Fire a new event", commands.event),
     "info": ("Provides debugging information for operators.", commands.info),
     "join": ("Tell Consul agent to join cluster", join),
@@ -56,6 +62,7 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "lock": ("Execute a command holding a lock", lock),
     "maint": ("Controls node or service maintenance mode", commands.maint),
     "members": ("Lists the members of a Consul cluster", commands.members),
+    "monitor": ("Stream logs from a Muster agent", monitor),
     "operator raft list-peers": ("Display the current Raft peer configuration", raft_list_peers),
     "operator raft remove-peer": ("Remove a Consul server from the Raft configuration", raft_remove_peer),
     "operator raft transfer-leader": ("Transfer raft leadership to another server", raft_transfer_leader),
@@ -107,6 +114,7 @@ _GROUPS: dict[str, tuple[str, str]] = {
         "    save       Saves snapshot of Consul server state",
     ),
     "kv": ("Interact with the key-value store", KV_HELP),
+    "config": ("Interact with Consul's Centralized Configurations", CONFIG_HELP),
     "catalog": (
         "Interact with the catalog",
         "Usage: muster catalog <subcommand> [options] [args]\n\n"

@@ -53,6 +53,7 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
 from ..acl.authorizer import Authorizer
+from ..agent.mesh import is_connect_for
 from ..config import Config
 from ..errors import MusterError
 from ..state.rows import Node
@@ -307,12 +308,21 @@ class Answerer:
             for k in sorted(meta)
         ]
 
-    def healthy(self, store: StateStore, service: str, tag: str | None) -> list[_Instance]:
+    def healthy(self, store: StateStore, service: str, tag: str | None, connect: bool = False) -> list[_Instance]:
         """Servable instances of ``service`` (any case), in store order: no critical check
-        (node-level checks count); with ``only_passing`` nothing but passing checks."""
+        (node-level checks count); with ``only_passing`` nothing but passing checks.
+        ``connect``: the instances that serve it over the mesh instead (its proxies and native
+        instances, ``<service>.connect``)."""
         out: list[_Instance] = []
-        for exact in self.view(store).services.get(service.lower(), ()):
-            _, pairs = store.service_instances_of(None, exact)
+        if connect:
+            groups = [
+                sorted(((store.nodes[n], s) for n, s in pairs if n in store.nodes and is_connect_for(s, service)),
+                       key=lambda p: (p[0].node, p[1]["ID"]))  # fmt: skip
+                for pairs in store.list_services(None)[1].values()
+            ]
+        else:
+            groups = [store.service_instances_of(None, exact)[1] for exact in self.view(store).services.get(service.lower(), ())]
+        for pairs in groups:
             for node, svc in pairs:
                 if not self._visible(node.node, svc["Service"]):
                     continue
@@ -360,7 +370,7 @@ class Answerer:
             return Answer(remote=True)
         if lookup.datacenter and lookup.datacenter != self.datacenter:
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
-        if lookup.kind == "service":
+        if lookup.kind == "service" or (lookup.kind == "mesh" and lookup.mesh == "connect"):
             return self._service(store, qname, qtype, lookup, domain, now, depth)
         if lookup.kind == "node":
             return self._node(store, qname, qtype, lookup.node, domain, now, depth)
@@ -403,7 +413,7 @@ class Answerer:
         self, store: StateStore, qname: dns.name.Name, qtype: int, lookup: names.Lookup,
         domain: dns.name.Name, now: float, depth: int,
     ) -> Answer:
-        instances = self.healthy(store, lookup.service, lookup.tag)
+        instances = self.healthy(store, lookup.service, lookup.tag, connect=lookup.kind == "mesh")
         if not instances:
             return self._negative(dns.rcode.NXDOMAIN, domain, now)
         ttl = self.service_ttl(lookup.service)

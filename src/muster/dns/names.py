@@ -50,6 +50,7 @@ class Lookup:
     tag: str | None = None
     node: str = ""
     address: str = ""
+    mesh: str = ""  # the mesh keyword of a ``mesh`` lookup: connect, virtual or ingress
 
 
 def _label_text(label: bytes) -> str:
@@ -132,7 +133,7 @@ def _keyword(kw: str, head: list[str], suffix: list[str], domain: dns.name.Name)
         if len(head) == 2 and head[0].startswith("_") and head[1].startswith("_"):
             return Lookup("query", domain, dc, service=head[0][1:]) if head[0][1:] else Lookup("invalid", domain)
         return Lookup("query", domain, dc, service=".".join(head))
-    return Lookup("mesh", domain, dc, service=head[-1])
+    return Lookup("mesh", domain, dc, service=head[-1], mesh=kw)
 
 
 def decode_hex_address(text: str) -> str | None:

@@ -35,6 +35,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any, cast
 
 import dns.edns
@@ -47,6 +48,7 @@ import dns.rcode
 from ..config import Config
 from ..runtime import Clock, RealClock, Rng
 from ..server.server import Server
+from ..telemetry.metrics import METRICS, Labels
 from . import wire
 from .answers import Answer, Answerer
 from .recursor import Forwarder
@@ -79,6 +81,7 @@ class DNSServer:
         self.server = server
         self.config = config
         self.rng = rng or Rng()
+        self._node_label: Labels = (("node", server.ident.node_name),)
         self.clock = clock or RealClock()
         self.cache_enabled = cache
         # Shuffling draws a few numbers per query: a seeded Mersenne Twister derived from the
@@ -163,10 +166,15 @@ class DNSServer:
 
     def handle(self, data: bytes, tcp: bool) -> bytes | Query | None:
         """The reply bytes, a ``Query`` to forward to the recursors, or None (drop)."""
+        started = perf_counter()
         q = wire.parse_query(data)
         if q is None:
-            return self._slow_parse(data, tcp)
-        return self._respond(q, tcp)
+            out = self._slow_parse(data, tcp)
+            METRICS.measure_since("dns.domain_query", started, self._node_label)
+            return out
+        res = self._respond(q, tcp)
+        METRICS.measure_since("dns.ptr_query" if q.qtype == 12 else "dns.domain_query", started, self._node_label)
+        return res
 
     def _slow_parse(self, data: bytes, tcp: bool) -> bytes | Query | None:
         if len(data) < 12 or struct.unpack_from("!H", data, 2)[0] & wire.FLAG_QR:

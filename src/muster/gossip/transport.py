@@ -44,6 +44,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 
 from ..runtime import Clock, RealClock, Rng
+from ..telemetry.metrics import METRICS
 from .core import GossipConfig, StreamRequest
 from .keyring import Keyring, KeyringError, decode_key, encode_key
 from .serf import KeyringResponse, QueryEvent, Serf, SerfConfig, SerfEvent, SerfMember
@@ -356,6 +357,7 @@ class GossipPool:
     def _on_packet(self, data: bytes, addr: Addr) -> None:
         if self._stopped or self._serf is None:
             return
+        METRICS.incr("memberlist.udp.received", float(len(data)))
         self._serf.receive_packet(data, addr, self.clock.monotonic())
         self._flush()
 
@@ -375,6 +377,7 @@ class GossipPool:
             for addr, data in serf.packets_to_send():
                 try:
                     self._udp.sendto(data, addr)
+                    METRICS.incr("memberlist.udp.sent", float(len(data)))
                 except OSError as e:
                     log.debug("gossip: send to %s:%d failed: %s", addr[0], addr[1], e)
         for req in serf.streams_to_open():
@@ -406,6 +409,7 @@ class GossipPool:
         # A fallback ping is only useful within its probe round.
         timeout = (self.gossip_config.probe_interval if req.kind == "ping"
                    else self.gossip_config.stream_timeout)
+        METRICS.incr("memberlist.tcp.connect")
         try:
             reader, w = await asyncio.wait_for(asyncio.open_connection(*req.addr), timeout)
             writer = w
@@ -427,6 +431,7 @@ class GossipPool:
 
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
+        METRICS.incr("memberlist.tcp.accept")
         try:
             data = await asyncio.wait_for(_read_frame(reader), self.gossip_config.stream_timeout)
             if self._stopped or self._serf is None:

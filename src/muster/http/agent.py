@@ -1,4 +1,5 @@
-"""``/v1/agent/*`` (docs/compat/agent.md): this agent's own view, services, checks and metrics.
+"""``/v1/agent/*`` (docs/compat/agent.md): this agent's own view, services and checks (metrics:
+``metrics.py``, log stream: ``monitor.py``).
 
 Agent endpoints answer from the agent's local state, not the catalog: a service registered
 here shows in ``/v1/agent/services`` at once and reaches the catalog through anti-entropy.
@@ -43,8 +44,6 @@ if TYPE_CHECKING:  # the agent pulls in aiohttp (HTTP checks): imported where it
 log = logging.getLogger("muster.agent")
 
 BUILD_DATE = "2025-11-25T00:00:00Z"
-PROM_DISABLED = "Prometheus is not enabled since its retention time is not positive"
-PROM_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_COORD = {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05}
 STATUS_CODES = {"passing": 200, "warning": 429}
 
@@ -476,49 +475,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 code, status = c, st
         return health_reply(req, code, status, infos)
 
-    # ------------------------------------------------------------------ metrics / reload / host
-
-    async def metrics(req: Request) -> Response:
-        need_agent(req, "read")
-        accept = req.headers.get("accept", "")
-        openmetrics = "application/openmetrics-text" in accept
-        if req.get("format") == "prometheus" or openmetrics:
-            telemetry = getattr(ctx.config, "telemetry", None)
-            retention = getattr(telemetry, "prometheus_retention_time", 0.0) if telemetry is not None else 0.0
-            if not retention or retention <= 0:
-                # Consul raises a CodeWithPayloadError(415, Reason=...) with no payload, and its
-                # handler returns before writing the status: the client sees 200, an empty body
-                # and the reason in X-Consul-Reason (py-consul's own suite relies on this).
-                return Response(200, b"", None, [("X-Consul-Reason", PROM_DISABLED)])
-            return prometheus_response(gauges(), openmetrics)
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(now - now % 10))
-        body = {
-            "Timestamp": stamp,
-            "Gauges": [{"Name": n, "Value": v, "Labels": {}} for n, v in gauges()],
-            "Points": [],
-            "Counters": [],
-            "Samples": [],
-        }
-        return json_response(req, body)
-
-    def gauges() -> list[tuple[str, float]]:
-        a = agent()
-        st = server.store
-        return [
-            ("consul.runtime.num_goroutines", float(len(asyncio.all_tasks()))),
-            ("consul.runtime.alloc_bytes", float(_rss_bytes())),
-            ("consul.server.isLeader", 1.0 if server.is_leader() else 0.0),
-            ("consul.raft.applied_index", float(server.fsm.last_applied)),
-            ("consul.raft.last_index", float(server.log.last_index())),
-            ("consul.state.nodes", float(len(st.nodes))),
-            ("consul.state.services", float(len(st.service_instances))),
-            ("consul.state.service_instances", float(sum(len(p) for p in st.services.values()))),
-            ("consul.state.kv_entries", float(len(st.kvs))),
-            ("consul.state.sessions", float(len(st.sessions))),
-            ("consul.agent.services", float(len(a.local.services()))),
-            ("consul.agent.checks", float(len(a.local.checks()))),
-        ]
+    # ------------------------------------------------------------------ reload / host
 
     async def reload(req: Request) -> Response:
         need_agent(req, "write")
@@ -568,46 +525,11 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/agent/check/update/", ("PUT",), check_update, prefix=True),
         Route("/v1/agent/health/service/id/", ("GET",), health_by_id, prefix=True),
         Route("/v1/agent/health/service/name/", ("GET",), health_by_name, prefix=True),
-        Route("/v1/agent/metrics", ("GET",), metrics),
         Route("/v1/agent/reload", ("PUT",), reload),
         Route("/v1/agent/leave", ("PUT",), leave),
         Route("/v1/agent/host", ("GET",), host),
         Route("/v1/agent/token/", ("PUT",), token, prefix=True),
     ]
-
-
-def _rss_bytes() -> int:
-    """Resident set size from ``/proc`` (Linux); 0 where unavailable."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def prometheus_response(gauges: list[tuple[str, float]], openmetrics: bool) -> Response:
-    """Render gauges in the Prometheus text format (or OpenMetrics) with ``consul_*`` names."""
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.core import GaugeMetricFamily
-    from prometheus_client.registry import Collector
-
-    class _Snapshot(Collector):
-        def collect(self) -> Any:
-            for name, value in gauges:
-                prom = name.replace(".", "_")
-                g = GaugeMetricFamily(prom, prom)
-                g.add_metric([], value)
-                yield g
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot())
-    if openmetrics:
-        from prometheus_client.openmetrics import exposition as om
-
-        return Response(200, om.generate_latest(registry), om.CONTENT_TYPE_LATEST)
-    from prometheus_client import generate_latest
-
-    return Response(200, generate_latest(registry), PROM_CONTENT_TYPE)
 
 
 def host_info() -> dict[str, Any]:

@@ -17,10 +17,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from ..errors import MusterError
-from .request import Request, Response, text_response
+from ..telemetry.metrics import Metrics
+from .request import Request, Response, StreamResponse, text_response
 
 log = logging.getLogger("muster.http")
 
@@ -42,6 +44,17 @@ class Route:
 
 def _printable(s: str) -> bool:
     return s.isprintable()
+
+
+def route_label(pattern: str) -> tuple[str, str]:
+    """Consul's ``path`` label of ``consul.api.http``: ``/v1/kv/`` -> ``_v1_kv_``."""
+    return ("path", "_" + pattern[1:].replace("/", "_"))
+
+
+def legacy_http_key(method: str, pattern: str) -> str:
+    """Consul 1.9's ``http.<METHOD>.<parts>``: a trailing ``/`` (a parameter follows) is ``_``."""
+    parts = [p or "_" for i, p in enumerate(pattern.split("/")) if p or i > 0]
+    return ".".join(["http", method] + parts)
 
 
 class Router:
@@ -94,6 +107,11 @@ class App:
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
         self._base_headers = base
+        #: Where request timings go (``consul.api.http`` and, when ``legacy_http_metrics``,
+        #: Consul 1.9's ``consul.http.<METHOD>.<path>``); None records nothing.
+        self.metrics: Metrics | None = None
+        self.legacy_http_metrics = False
+        self._route_names: dict[str, tuple[tuple[str, str], dict[str, str]]] = {}
 
     async def __call__(
         self,
@@ -125,6 +143,7 @@ class App:
             client=client[0] if client else "",
             scheme=scope.get("scheme", "http"),
         )
+        started = perf_counter()
         if req.method in ("GET", "HEAD") and b"index=" in req.raw_query:
             # A blocking query may wait for minutes: stop waiting (and free its watches) as soon
             # as the client hangs up, instead of computing an answer nobody will read.
@@ -137,7 +156,18 @@ class App:
                 resp = await self.handle(req)
             except asyncio.CancelledError:
                 return  # the server is shutting down: nothing to answer
+        if isinstance(resp, StreamResponse):
+            await self._stream(send, receive, resp)
+            return
         await self._send(send, resp, req.method == "HEAD")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "Request finished: method=%s url=%s from=%s latency=%.3fms",
+                req.method,
+                req.path + ("?" + req.raw_query.decode("latin-1") if req.raw_query else ""),
+                req.client,
+                (perf_counter() - started) * 1000.0,
+            )
 
     async def _handle_until_disconnect(
         self, req: Request, receive: Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -207,7 +237,70 @@ class App:
             forwarded = await self.dc_forward(req)
             if forwarded is not None:
                 return forwarded
-        return await route.handler(req)
+        m = self.metrics
+        if m is None:
+            return await route.handler(req)
+        started = perf_counter()
+        try:
+            return await route.handler(req)
+        finally:
+            ms = (perf_counter() - started) * 1000.0
+            names = self._route_names.get(route.path)
+            if names is None:
+                names = self._route_names[route.path] = (route_label(route.path), {})
+            label, legacy = names
+            m.sample("api.http", ms, (("method", method), label))
+            if self.legacy_http_metrics:
+                key = legacy.get(method)
+                if key is None:
+                    key = legacy[method] = legacy_http_key(method, route.path)
+                m.sample(key, ms)
+
+    async def _stream(
+        self,
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        resp: StreamResponse,
+    ) -> None:
+        """Send the headers at once (no Content-Length: chunked), then every chunk as it comes,
+        until the producer ends or the client hangs up; either way the producer is closed."""
+        hdrs = list(self._base_headers)
+        if resp.content_type:
+            hdrs.append((b"content-type", resp.content_type.encode()))
+        for k, v in resp.headers:
+            hdrs.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+        me = asyncio.current_task()
+        hung_up = False
+
+        async def watch() -> None:
+            nonlocal hung_up
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    hung_up = True
+                    if me is not None:
+                        me.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+        chunks = resp.chunks
+        try:
+            await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
+            await send({"type": "http.response.body", "body": b"", "more_body": True})
+            async for chunk in chunks:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except asyncio.CancelledError:
+            if hung_up and me is not None:
+                me.uncancel()
+                return
+            raise
+        finally:
+            watcher.cancel()
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def _send(self, send: Callable[[MutableMapping[str, Any]], Awaitable[None]], resp: Response, head: bool) -> None:
         hdrs = list(self._base_headers)

@@ -23,7 +23,7 @@ from ..errors import BadRequest, MusterError, NoPathToDatacenter
 from ..state.rows import Node
 from ..state.watch import WatchSet
 from ..structs import DeregisterCommand, RegisterCommand
-from . import render
+from . import connect_catalog, render
 from .app import Route
 from .common import ACLFilter, Ctx, apply_filter_expr, blocking_read
 from .connect_catalog import connect_instances
@@ -312,16 +312,16 @@ def routes(ctx: Ctx) -> list[Route]:
 
         return await blocking_read(ctx, req, run, lambda pairs: [render.service_node(n, s) for n, s in pairs], acl=acl)
 
-    async def no_instances(req: Request) -> Response:
-        """Gateway listings: until config entries bind services to gateways there are none."""
-        if not req.route_param:
-            raise BadRequest("Missing service name")
+    async def gateway_services(req: Request) -> Response:
+        """The services a gateway's config entry binds to it (``GatewayService`` rows)."""
+        gateway = req.route_param
+        if not gateway:
+            raise BadRequest("Missing gateway name")
 
-        def run(ws: WatchSet | None) -> tuple[int, list[Any]]:
-            store.watch_table(ws, "services")
-            return store.index("services"), []
+        def run(ws: WatchSet | None) -> tuple[int, list[dict[str, Any]]]:
+            return connect_catalog.gateway_services(store, ws, gateway)
 
-        return await blocking_read(ctx, req, run, lambda r: r)
+        return await blocking_read(ctx, req, run, lambda rows: rows)
 
     return [
         Route("/v1/catalog/register", ("PUT",), register),
@@ -333,5 +333,5 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/catalog/node/", ("GET",), node, prefix=True),
         Route("/v1/catalog/node-services/", ("GET",), node_services, prefix=True),
         Route("/v1/catalog/connect/", ("GET",), connect, prefix=True),
-        Route("/v1/catalog/gateway-services/", ("GET",), no_instances, prefix=True),
+        Route("/v1/catalog/gateway-services/", ("GET",), gateway_services, prefix=True),
     ]

@@ -12,18 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..agent.mesh import CONNECT_PROXY
+from ..agent.mesh import CONNECT_PROXY, is_connect_for
 from ..state.rows import Node
 from ..state.watch import WatchSet
 
 Pair = tuple[Node, dict[str, Any]]
-
-
-def is_connect_for(svc: dict[str, Any], name: str) -> bool:
-    """Whether the instance ``svc`` accepts mesh traffic for the service ``name``."""
-    if svc.get("Kind") == CONNECT_PROXY:
-        return (svc.get("Proxy") or {}).get("DestinationServiceName") == name
-    return not svc.get("Kind") and svc.get("Service") == name and bool((svc.get("Connect") or {}).get("Native"))
 
 
 def connect_instances(store: Any, ws: WatchSet | None, name: str) -> tuple[int, list[Pair]]:
@@ -32,7 +25,7 @@ def connect_instances(store: Any, ws: WatchSet | None, name: str) -> tuple[int, 
     out: list[tuple[str, str, dict[str, Any]]] = []
     for svc_name, pairs in by_name.items():
         for node_name, svc in pairs:
-            if (svc_name == name or svc.get("Kind") == CONNECT_PROXY) and is_connect_for(svc, name):
+            if (svc_name.lower() == name.lower() or svc.get("Kind") == CONNECT_PROXY) and is_connect_for(svc, name):
                 out.append((node_name, str(svc["ID"]), svc))
     out.sort(key=lambda t: (t[0], t[1]))
     result = []
@@ -55,3 +48,59 @@ def instances_of_kind(store: Any, ws: WatchSet | None, kind: str, names: set[str
                 out.append((node_name, str(svc["ID"]), svc))
     out.sort(key=lambda t: (t[0], t[1]))
     return idx, [(store.nodes[n], s) for n, _, s in out if n in store.nodes]
+
+
+def gateway_services(store: Any, ws: WatchSet | None, gateway: str) -> tuple[int, list[dict[str, Any]]]:
+    """Consul's ``GatewayService`` rows of ``gateway``, from its ingress-gateway or
+    terminating-gateway config entry.  A ``*`` service stands for every typical service in
+    the catalog but ``consul`` (``FromWildcard``)."""
+    from ..connect.config_entries import INGRESS_GATEWAY, TERMINATING_GATEWAY, field
+
+    table = store.tables.config_entries
+    idx_i, ingress = table.get(ws, INGRESS_GATEWAY, gateway)
+    idx_t, terminating = table.get(ws, TERMINATING_GATEWAY, gateway)
+    idx_s, by_name = store.list_services(ws)
+    typical = sorted(n for n, pairs in by_name.items() if n != "consul" and any(not s.get("Kind") for _, s in pairs))
+    rows: list[dict[str, Any]] = []
+
+    def add(entry: dict[str, Any], kind: str, svc: dict[str, Any], extra: dict[str, Any]) -> None:
+        name = str(field(svc, "Name") or "")
+        names, wildcard = ([n for n in typical], True) if name == "*" else ([name], False)
+        for n in names:
+            row: dict[str, Any] = {"Gateway": {"Name": gateway}, "Service": {"Name": n}, "GatewayKind": kind}
+            row.update({k: v for k, v in extra.items() if v})
+            if wildcard:
+                row["FromWildcard"] = True
+            row["CreateIndex"] = entry.get("CreateIndex", 0)
+            row["ModifyIndex"] = entry.get("ModifyIndex", 0)
+            rows.append(row)
+
+    if ingress is not None:
+        for listener in ingress.get("Listeners") or []:
+            for svc in field(listener, "Services") or []:
+                add(ingress, INGRESS_GATEWAY, svc, {
+                    "Port": field(listener, "Port", 0),
+                    "Protocol": str(field(listener, "Protocol") or "tcp"),
+                    "Hosts": list(field(svc, "Hosts") or []),
+                })  # fmt: skip
+    if terminating is not None:
+        for svc in terminating.get("Services") or []:
+            add(terminating, TERMINATING_GATEWAY, svc, {
+                k: str(field(svc, k) or "") for k in ("CAFile", "CertFile", "KeyFile", "SNI")
+            })  # fmt: skip
+    rows.sort(key=lambda r: (r["Service"]["Name"], r["GatewayKind"]))
+    return max(idx_i, idx_t, idx_s), rows
+
+
+def ingress_instances(store: Any, ws: WatchSet | None, service: str) -> tuple[int, list[Pair]]:
+    """Instances of the ingress gateways whose config entry routes to ``service``."""
+    from ..connect.config_entries import INGRESS_GATEWAY
+
+    idx_e, entries = store.tables.config_entries.list(ws, INGRESS_GATEWAY)
+    gateways = set()
+    for entry in entries:
+        _, rows = gateway_services(store, ws, str(entry["Name"]))
+        if any(r["Service"]["Name"] == service for r in rows):
+            gateways.add(str(entry["Name"]))
+    idx, pairs = instances_of_kind(store, ws, INGRESS_GATEWAY, gateways)
+    return max(idx, idx_e), pairs

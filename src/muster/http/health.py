@@ -21,7 +21,7 @@ from ..state.watch import WatchSet
 from . import render
 from .app import Route
 from .common import ACLFilter, Ctx, blocking_read
-from .connect_catalog import Pair, connect_instances
+from .connect_catalog import Pair, connect_instances, ingress_instances
 from .near import near_sorter
 from .request import Request, Response
 
@@ -132,16 +132,8 @@ def routes(ctx: Ctx) -> list[Route]:
 
         return await blocking_read(ctx, req, run, lambda cs: [render.health_check(c) for c in cs], acl=acl)
 
-    async def no_instances(req: Request) -> Response:
-        """Ingress health: until config entries bind services to ingress gateways there are none."""
-        if not req.route_param:
-            raise BadRequest("Missing service name")
-
-        def run(ws: WatchSet | None) -> tuple[int, list[Any]]:
-            store.watch_table(ws, "services")
-            return store.index("services"), []
-
-        return await blocking_read(ctx, req, run, lambda r: r)
+    async def ingress(req: Request) -> Response:
+        return await entries(req, lambda ws, name: ingress_instances(store, ws, name))
 
     return [
         Route("/v1/health/node/", ("GET",), node, prefix=True),
@@ -149,5 +141,5 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/v1/health/service/", ("GET",), service, prefix=True),
         Route("/v1/health/state/", ("GET",), state, prefix=True),
         Route("/v1/health/connect/", ("GET",), connect, prefix=True),
-        Route("/v1/health/ingress/", ("GET",), no_instances, prefix=True),
+        Route("/v1/health/ingress/", ("GET",), ingress, prefix=True),
     ]

@@ -8,7 +8,7 @@ are matched case-insensitively and with snake_case aliases (see ``body.py``).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -150,6 +150,26 @@ class Response:
         self.body = body
         self.content_type = content_type
         self.headers = headers if headers is not None else []
+
+
+class StreamResponse(Response):
+    """A response whose body is written as it is produced (chunked transfer encoding).
+
+    ``chunks`` yields the body piece by piece; the app sends each piece as soon as it is
+    yielded, and cancels the iteration when the client hangs up (so a handler's ``finally``
+    runs and frees what it holds).  ``body`` is unused."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(
+        self,
+        status: int,
+        chunks: AsyncIterator[bytes],
+        content_type: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(status, b"", content_type, headers)
+        self.chunks = chunks
 
 
 def json_response(req: Request, obj: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:

@@ -10,11 +10,13 @@ at once.  There is nothing to fsync: ``-dev`` is in-memory by definition.  It im
 from __future__ import annotations
 
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..fsm import FSM
 from ..runtime import Clock
 from ..structs import encode_command
+from ..telemetry.metrics import METRICS
 
 
 class DevLog:
@@ -59,7 +61,11 @@ class DevLog:
             cmd.ts = self.clock.wall()
         self._index += 1
         self._tail.append((self._index, encode_command(cmd)))
-        return self.fsm.apply_decoded(self._index, cmd)
+        METRICS.incr("raft.apply")
+        started = perf_counter()
+        res = self.fsm.apply_decoded(self._index, cmd)
+        METRICS.measure_since("raft.fsm.apply", started)
+        return res
 
     async def propose(self, cmd: Any) -> Any:
         return self.propose_now(cmd)

@@ -30,6 +30,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import MusterError, NoLeader
@@ -49,10 +50,14 @@ from ..raft.messages import (
 from ..raft.storage import StorageFailed
 from ..runtime import Clock
 from ..structs import decode_command, encode_command
+from ..telemetry.metrics import METRICS
 from .log import PENDING, Log
 from .rpc import ConnectionLost, RPCNode
 
 log = logging.getLogger("muster.raft")
+
+#: Every this many ticks the leader samples how long ago it heard from each voter.
+CONTACT_SAMPLE_TICKS = 10
 
 
 class DurableStorage(Protocol):
@@ -126,6 +131,9 @@ class ReplicatedLog:
         self._last_leader: str | None = None
         self._last_contact = clock.monotonic()
         self.on_leader_change = on_leader_change
+        self._last_role: Role | None = None
+        #: perf_counter() at which this leader proposed each pending index (raft.commitTime).
+        self._proposed_at: dict[int, float] = {}
         #: Set while the last persist attempt failed (the disk is full or broken).
         self.persist_error = ""
         #: Monotonic time each peer was last heard from (leader's view of liveness).
@@ -271,6 +279,8 @@ class ReplicatedLog:
             raise MusterError(f"proposal dropped: {err}") from None
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[index] = (term, fut)
+        METRICS.incr("raft.apply")
+        self._proposed_at[index] = perf_counter()
         self._kick.set()
         return await fut
 
@@ -352,10 +362,21 @@ class ReplicatedLog:
         self._kick.set()
 
     async def _ticker(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(self.t.tick)
             self.core.tick()
             self._kick.set()
+            ticks += 1
+            if ticks % CONTACT_SAMPLE_TICKS == 0 and self.is_leader():
+                self._sample_contact()
+
+    def _sample_contact(self) -> None:
+        """``consul.raft.leader.lastContact``: how long ago the leader heard from each voter."""
+        now = self.clock.monotonic()
+        for peer in self.core.voters:
+            if peer != self.node_id and peer in self.last_heard:
+                METRICS.sample("raft.leader.lastContact", (now - self.last_heard[peer]) * 1000.0)
 
     async def _ready_loop(self) -> None:
         while True:
@@ -418,10 +439,15 @@ class ReplicatedLog:
                     fut.set_exception(LeadershipLost())
         for e in rd.committed_entries:
             res: Any = None
+            proposed = self._proposed_at.pop(e.index, None) if self._proposed_at else None
+            if proposed is not None:
+                METRICS.measure_since("raft.commitTime", proposed)
             if e.type == EntryType.NORMAL and e.data:
                 if e.index <= self.fsm.last_applied:
                     continue
+                started = perf_counter()
                 res = self.fsm.apply(e.index, e.data)
+                METRICS.measure_since("raft.fsm.apply", started)
             elif e.index > self.fsm.last_applied:
                 self.fsm.last_applied = e.index
             waiting = self._pending.pop(e.index, None)
@@ -439,7 +465,16 @@ class ReplicatedLog:
                 fut2.set_result(rs.index)
         self.core.advance(rd)
         if rd.soft_state is not None:
-            self._soft_state_changed(rd.soft_state.leader, rd.soft_state.role)
+            role = rd.soft_state.role
+            if role is not self._last_role:
+                self._last_role = role
+                if role is Role.LEADER:
+                    METRICS.incr("raft.state.leader")
+                elif role is Role.CANDIDATE:
+                    METRICS.incr("raft.state.candidate")
+                if role is not Role.LEADER:
+                    self._proposed_at.clear()
+            self._soft_state_changed(rd.soft_state.leader, role)
         self._maybe_snapshot()
 
     def _wake_applied(self) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from ..errors import MusterError
+from ..telemetry.metrics import METRICS
 
 log = logging.getLogger("muster.rpc")
 
@@ -265,12 +266,14 @@ class RPCNode:
 
     async def _handle(self, conn: Conn, seq: int, method: str, payload: Any) -> None:
         handler = self.handlers.get(method)
+        METRICS.incr("rpc.request")
         try:
             if handler is None:
                 raise MusterError(f"rpc: unknown method {method!r}")
             result = await handler(payload)
             frame = [REP, seq, "", result]
         except MusterError as err:
+            METRICS.incr("rpc.request_error")
             frame = [REP, seq, f"{err.status}\x00{err.message}", None]
         except Exception as err:  # noqa: BLE001 - a handler bug must not kill the connection
             log.exception("rpc handler %s failed", method)

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 from ..durations import parse_duration
@@ -27,11 +28,13 @@ from ..state.rows import Session
 from ..state.store import StateStore
 from ..structs import (
     DeregisterCommand,
+    KVSCommand,
     RegisterCommand,
     SessionCommand,
     TombstoneCommand,
     TxnCommand,
 )
+from ..telemetry.metrics import METRICS
 from .devlog import DevLog
 from .log import PENDING, Log
 
@@ -43,6 +46,15 @@ SERF_CHECK_ID = "serfHealth"
 SERF_CHECK_NAME = "Serf Health Status"
 SERF_ALIVE = "Agent alive and reachable"
 SERF_DEAD = "Agent not live or unreachable"
+
+#: The endpoint timing Consul reports for each kind of write (milliseconds, a sample).
+APPLY_METRIC: dict[type[Any], str] = {
+    KVSCommand: "kvs.apply",
+    TxnCommand: "txn.apply",
+    RegisterCommand: "catalog.register",
+    DeregisterCommand: "catalog.deregister",
+    SessionCommand: "session.apply",
+}
 
 
 @dataclass
@@ -132,8 +144,17 @@ class Server:
         return self.log.is_leader()
 
     async def apply(self, cmd: Any) -> Any:
-        """Propose ``cmd`` and return its result; raise the store's refusal as a MusterError."""
-        res = await self.log.propose(cmd)
+        """Propose ``cmd`` and return its result; raise the store's refusal as a MusterError.
+
+        Timed as Consul times the endpoint behind it (``consul.kvs.apply``, ``consul.txn.apply``,
+        ``consul.catalog.register``...), from the request to the applied result."""
+        started = perf_counter()
+        try:
+            res = await self.log.propose(cmd)
+        finally:
+            key = APPLY_METRIC.get(type(cmd))
+            if key is not None:
+                METRICS.measure_since(key, started)
         if isinstance(res, MusterError):
             raise res
         return res
@@ -141,9 +162,14 @@ class Server:
     def apply_now(self, cmd: Any) -> Any:
         """Apply ``cmd`` without awaiting when the log can (the single-server log: the hot KV
         path pays no task switch); ``PENDING`` when it cannot (then ``await apply(cmd)``)."""
+        started = perf_counter()
         res = self.log.propose_now(cmd)
-        if res is not PENDING and isinstance(res, MusterError):
-            raise res
+        if res is not PENDING:
+            key = APPLY_METRIC.get(type(cmd))
+            if key is not None:
+                METRICS.measure_since(key, started)
+            if isinstance(res, MusterError):
+                raise res
         return res
 
     # ------------------------------------------------------------------ reads

@@ -217,6 +217,8 @@ class StateStore:
             "autopilot": t.autopilot.config,
             "coordinates": list(t.coordinates.rows.values()),
             "prepared_queries": t.prepared_queries.rows,
+            "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
+            "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
             "acl": t.acl.dump(),
             "indexes": t.indexes,
         }
@@ -267,6 +269,11 @@ class StateStore:
         for qid, q in pq.rows.items():
             if q.get("Session"):
                 pq.by_session.setdefault(q["Session"], set()).add(qid)
+        for entry in data.get("config_entries", ()):
+            t.config_entries.rows[(entry["Kind"], entry["Name"])] = entry
+        ca = data.get("connect_ca") or {}
+        t.connect_ca.config = dict(ca.get("config") or {})
+        t.connect_ca.roots = list(ca.get("roots") or [])
         t.acl.load(data.get("acl"))
         t.indexes = dict(data["indexes"])
 
@@ -291,5 +298,6 @@ class StateStore:
             "Session": len(t.sessions.rows),
             "PreparedQuery": len(t.prepared_queries.rows),
             "Coordinate": len(t.coordinates.rows),
+            "ConfigEntry": len(t.config_entries.rows),
             **t.acl.summary(),
         }

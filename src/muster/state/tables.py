@@ -11,6 +11,8 @@ from __future__ import annotations
 from .acl import ACLTable
 from .autopilot import AutopilotTable
 from .catalog import CatalogTable
+from .config_entries import ConfigEntryTable
+from .connect_ca import ConnectCATable
 from .coordinates import CoordinateTable
 from .kv import KVTable
 from .prepared_queries import PreparedQueryTable
@@ -30,6 +32,8 @@ class Tables:
         self.autopilot = AutopilotTable(self)
         self.coordinates = CoordinateTable(self)
         self.prepared_queries = PreparedQueryTable(self)
+        self.config_entries = ConfigEntryTable(self)
+        self.connect_ca = ConnectCATable(self)
         self.acl = ACLTable(self)
 
     def index(self, *names: str) -> int:

@@ -109,6 +109,18 @@ class Container:
     def running(self) -> bool:
         return self._proc.poll() is None
 
+    def wait_listening(self, timeout: float = 60.0) -> None:
+        """Return once the agent's HTTP port accepts connections (bounded): ``run`` returns
+        when the container is up, and the suite's own readiness budget (10 s for a leader and a
+        first registration) starts only then, as it does after docker started the image."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.running():
+            try:
+                with socket.create_connection(("127.0.0.1", self.http_port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+
     def reload(self) -> None:
         """Refresh ``attrs`` (state and the published port, as ``docker inspect`` shows them)."""
         running = self._proc.poll() is None
@@ -175,6 +187,7 @@ class _Containers:
                 spare.remove(force=True)
         if container is None:
             container = Container(cname, image, command, env)
+        container.wait_listening()
         container.name = cname
         _CONTAINERS[cname] = container
         _SPARE.append(Container(f"spare_{time.monotonic_ns()}", image, command, env))

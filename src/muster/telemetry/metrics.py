@@ -1,0 +1,285 @@
+"""Metrics with Consul's names and types, kept the way go-metrics keeps them.
+
+Consul reports through go-metrics: counters (``IncrCounter``), gauges (``SetGauge``) and samples
+(``AddSample``/``MeasureSince``, in milliseconds), each a dotted key under the ``consul`` prefix
+with optional labels.  Two sinks read them, and ``Metrics`` is both:
+
+* the in-memory sink behind ``GET /v1/agent/metrics``: 10-second intervals, the last minute
+  kept; the endpoint shows the most recent *finished* interval (the current one while it is
+  the only one), counters and samples aggregated per interval (Count, Rate = Sum / 10 s, Sum,
+  Min, Max, Mean, Stddev), gauges as their last value in the interval;
+* the Prometheus sink behind ``?format=prometheus``: counters cumulative, gauges last value,
+  samples as summaries (quantiles 0.5/0.9/0.99 over the last 10 s, plus ``_sum``/``_count``);
+  a series not updated for ``prometheus_retention_time`` disappears.
+
+Names: ``<prefix>.<key>`` (prefix ``telemetry.metrics_prefix``, default ``consul``); gauges get
+the host name inserted after the prefix unless ``telemetry.disable_hostname`` is set, as
+go-metrics does (``consul.<host>.runtime.alloc_bytes``).  Prometheus names replace ``.``, ``-``,
+``/``, ``=`` and spaces with ``_``.
+
+Cost on the hot path: recording is one dict lookup and a few float operations per view, no lock,
+no allocation once a series exists.  Recording happens on the event loop; a record from another
+thread is safe in CPython (a lost update at worst), never a crash or a block.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Labels = tuple[tuple[str, str], ...]
+Key = tuple[str, Labels]
+
+INTERVAL = 10.0
+RETAIN = 60.0
+SUMMARY_WINDOW = 10.0
+SUMMARY_RESERVOIR = 2048
+QUANTILES = (0.5, 0.9, 0.99)
+
+_FORBIDDEN = str.maketrans({c: "_" for c in " .=-/:"})
+
+
+def prom_name(name: str) -> str:
+    """go-metrics' flattening of a dotted key into a Prometheus metric name."""
+    return name.translate(_FORBIDDEN)
+
+
+class Aggregate:
+    """go-metrics' ``AggregateSample`` for one series in one interval."""
+
+    __slots__ = ("count", "sum", "sumsq", "min", "max")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.sumsq = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def ingest(self, v: float) -> None:
+        self.count += 1
+        self.sum += v
+        self.sumsq += v * v
+        if v < self.min:
+            self.min = v
+        if v > self.max:
+            self.max = v
+
+    def stddev(self) -> float:
+        n = self.count
+        if n < 2:
+            return 0.0
+        var = (self.sumsq - self.sum * self.sum / n) / (n - 1)
+        return math.sqrt(var) if var > 0 else 0.0
+
+    def display(self, name: str, labels: Labels, interval: float) -> dict[str, Any]:
+        return {
+            "Name": name,
+            "Count": self.count,
+            "Rate": self.sum / interval,
+            "Sum": self.sum,
+            "Min": self.min if self.count else 0.0,
+            "Max": self.max if self.count else 0.0,
+            "Mean": self.sum / self.count if self.count else 0.0,
+            "Stddev": self.stddev(),
+            "Labels": dict(labels),
+        }
+
+
+@dataclass
+class Interval:
+    start: float
+    gauges: dict[Key, float]
+    counters: dict[Key, Aggregate]
+    samples: dict[Key, Aggregate]
+
+
+class Summary:
+    """A Prometheus summary: cumulative sum/count and a bounded window of recent values."""
+
+    __slots__ = ("sum", "count", "recent", "updated")
+
+    def __init__(self) -> None:
+        self.sum = 0.0
+        self.count = 0
+        self.recent: deque[tuple[float, float]] = deque(maxlen=SUMMARY_RESERVOIR)
+        self.updated = 0.0
+
+    def quantiles(self, now: float) -> list[tuple[float, float]]:
+        vals = sorted(v for t, v in self.recent if now - t <= SUMMARY_WINDOW)
+        if not vals:
+            return [(q, math.nan) for q in QUANTILES]
+        n = len(vals)
+        return [(q, vals[min(n - 1, int(q * n))]) for q in QUANTILES]
+
+
+class Metrics:
+    """The process's metrics (go-metrics' global registry); see the module docstring."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, prefix: str = "consul", hostname: str | None = None) -> None:
+        self.clock = clock
+        self.prefix = prefix
+        self.hostname = hostname if hostname is not None else socket.gethostname().split(".")[0]
+        self.disable_hostname = False
+        self.retention = 0.0
+        self._name_cache: dict[str, str] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every series (a test that reads exact values starts from here)."""
+        now = self.clock()
+        self.current = Interval(now - now % INTERVAL, {}, {}, {})
+        self.intervals: deque[Interval] = deque([self.current], maxlen=int(RETAIN / INTERVAL))
+        self.p_counters: dict[Key, list[float]] = {}  # [value, updated]
+        self.p_gauges: dict[Key, list[float]] = {}
+        self.p_summaries: dict[Key, Summary] = {}
+
+    def configure(self, prefix: str, disable_hostname: bool, retention: float) -> None:
+        self.prefix = prefix or "consul"
+        self.disable_hostname = disable_hostname
+        self.retention = retention
+        self._name_cache.clear()
+
+    # ------------------------------------------------------------------ recording
+
+    def _rotate(self, now: float) -> Interval:
+        cur = self.current
+        if now - cur.start < INTERVAL:
+            return cur
+        cur = Interval(now - now % INTERVAL, {}, {}, {})
+        self.current = cur
+        self.intervals.append(cur)
+        return cur
+
+    def incr(self, key: str, value: float = 1.0, labels: Labels = ()) -> None:
+        now = self.clock()
+        k = (key, labels)
+        cur = self._rotate(now)
+        agg = cur.counters.get(k)
+        if agg is None:
+            agg = cur.counters[k] = Aggregate()
+        agg.ingest(value)
+        p = self.p_counters.get(k)
+        if p is None:
+            self.p_counters[k] = [value, now]
+        else:
+            p[0] += value
+            p[1] = now
+
+    def gauge(self, key: str, value: float, labels: Labels = ()) -> None:
+        now = self.clock()
+        k = (key, labels)
+        self._rotate(now).gauges[k] = value
+        p = self.p_gauges.get(k)
+        if p is None:
+            self.p_gauges[k] = [value, now]
+        else:
+            p[0] = value
+            p[1] = now
+
+    def sample(self, key: str, ms: float, labels: Labels = ()) -> None:
+        now = self.clock()
+        k = (key, labels)
+        cur = self._rotate(now)
+        agg = cur.samples.get(k)
+        if agg is None:
+            agg = cur.samples[k] = Aggregate()
+        agg.ingest(ms)
+        s = self.p_summaries.get(k)
+        if s is None:
+            s = self.p_summaries[k] = Summary()
+        s.sum += ms
+        s.count += 1
+        s.recent.append((now, ms))
+        s.updated = now
+
+    def measure_since(self, key: str, started: float, labels: Labels = ()) -> None:
+        """A sample of the milliseconds since ``started`` (a ``time.perf_counter()`` value)."""
+        self.sample(key, (time.perf_counter() - started) * 1000.0, labels)
+
+    # ------------------------------------------------------------------ naming
+
+    def full_name(self, key: str, gauge: bool = False) -> str:
+        ck = ("g:" if gauge else "") + key
+        name = self._name_cache.get(ck)
+        if name is None:
+            parts = [self.prefix] if self.prefix else []
+            if gauge and not self.disable_hostname and self.hostname:
+                parts.append(self.hostname)
+            parts.append(key)
+            name = self._name_cache[ck] = ".".join(parts)
+        return name
+
+    # ------------------------------------------------------------------ the JSON view
+
+    def display(self) -> dict[str, Any]:
+        """``/v1/agent/metrics``: the last finished interval (or the only one), go-metrics' shape."""
+        self._rotate(self.clock())
+        data = list(self.intervals)
+        iv = data[-2] if len(data) >= 2 else data[-1]
+        gauges = [
+            {"Name": self.full_name(k, True), "Value": v, "Labels": dict(lb)}
+            for (k, lb), v in sorted(iv.gauges.items())
+        ]
+        counters = [a.display(self.full_name(k), lb, INTERVAL) for (k, lb), a in sorted(iv.counters.items())]
+        samples = [a.display(self.full_name(k), lb, INTERVAL) for (k, lb), a in sorted(iv.samples.items())]
+        return {
+            "Timestamp": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(iv.start)),
+            "Gauges": gauges,
+            "Points": [],
+            "Counters": counters,
+            "Samples": samples,
+        }
+
+    # ------------------------------------------------------------------ the Prometheus view
+
+    def expire(self) -> None:
+        """Forget Prometheus series not updated within the retention time."""
+        if self.retention <= 0:
+            return
+        cutoff = self.clock() - self.retention
+        for table in (self.p_counters, self.p_gauges):
+            for k in [k for k, v in table.items() if v[1] < cutoff]:
+                del table[k]
+        for k in [k for k, s in self.p_summaries.items() if s.updated < cutoff]:
+            del self.p_summaries[k]
+
+    def prometheus_families(self) -> list[tuple[str, str, list[tuple[str, Labels, float]]]]:
+        """(name, type, samples) per metric family, sorted by name; labels sorted per sample."""
+        self.expire()
+        now = self.clock()
+        fams: dict[str, tuple[str, list[tuple[str, Labels, float]]]] = {}
+
+        def fam(name: str, kind: str) -> list[tuple[str, Labels, float]]:
+            got = fams.get(name)
+            if got is None:
+                got = fams[name] = (kind, [])
+            return got[1]
+
+        for (k, lb), (v, _t) in self.p_counters.items():
+            n = prom_name(self.full_name(k))
+            fam(n, "counter").append((n, lb, v))
+        for (k, lb), (v, _t) in self.p_gauges.items():
+            n = prom_name(self.full_name(k, True))
+            fam(n, "gauge").append((n, lb, v))
+        for (k, lb), s in self.p_summaries.items():
+            n = prom_name(self.full_name(k))
+            out = fam(n, "summary")
+            for q, v in s.quantiles(now):
+                out.append((n, lb + (("quantile", repr(q)),), v))
+            out.append((n + "_sum", lb, s.sum))
+            out.append((n + "_count", lb, float(s.count)))
+        return [(n, kind, samples) for n, (kind, samples) in sorted(fams.items())]
+
+
+METRICS = Metrics()
+
+
+def default_metrics() -> Metrics:
+    """The process's registry (go-metrics' global sink: every subsystem reports to it)."""
+    return METRICS

@@ -8,6 +8,9 @@ It changes no test: it only chooses which of the suite's collected tests run.
 * Tests named in the deselect list (``MUSTER_CLIENTSUITE_LIST``, lines
   ``<suite> | <node id> | <owner> | <reason>`` for ``MUSTER_CLIENTSUITE_NAME``) are deselected;
   with ``MUSTER_CLIENTSUITE_MODE=listed`` only those run (the stale-entry check).
+* Tests that need the container-local ``127.0.0.1:8500`` (``NEEDS_LOCAL_API``, see
+  ``docker.LocalAPIPort``) are deselected, and named in the summary, only when that port is
+  taken on this machine (e.g. by ``make run``).
 * A JSON summary (``MUSTER_CLIENTSUITE_SUMMARY``) records what was selected and every list
   entry that matched no collected test, so the harness can refuse a stale or mistyped list.
 """
@@ -16,12 +19,27 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 _VERSION_FIXTURES = ("consul_instance", "acl_consul_instance")
+#: py-consul tests whose HTTP checks target http://127.0.0.1:8500 (or localhost:8500), the
+#: agent's own API inside its container.
+NEEDS_LOCAL_API = ("tests/api/test_agent.py::TestAgent::test_agent_checks", "tests/api/test_agent.py::TestAgent::test_service_multi_check")
+
+
+def local_api_port_busy() -> str | None:
+    """Why ``127.0.0.1:8500`` cannot be bound for the relay, or None when it is free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", 8500))
+        except OSError as err:
+            return f"127.0.0.1:8500 is in use on this machine ({err.strerror})"
+    return None
 _SUMMARY: dict[str, Any] = {}
 
 
@@ -63,9 +81,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     drop: list[pytest.Item] = []
     other_versions = 0
     seen: set[str] = set()
+    busy = local_api_port_busy()
+    needs_port: list[str] = []
     for item in items:
         if _other_version(item, wanted):
             other_versions += 1
+            drop.append(item)
+            continue
+        if busy and item.nodeid.split("[")[0] in NEEDS_LOCAL_API:
+            needs_port.append(item.nodeid)
             drop.append(item)
             continue
         is_listed = item.nodeid in listed
@@ -81,7 +105,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         other_versions=other_versions,
         listed=listed,
         unknown_list_entries=sorted(set(listed) - seen),
+        deselected_local_api_busy={"reason": busy, "tests": needs_port} if needs_port else {},
     )
+    if needs_port:
+        print(f"\nmuster_clientsuite: deselected {needs_port}: {busy}")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -11,7 +11,13 @@ with a local process, the way the image's entrypoint would run Consul:
 * the container's network is 127.0.0.1: ``-client=0.0.0.0`` becomes ``-client=127.0.0.1``
   and every port (HTTP, server RPC, serf LAN/WAN) is a free one, the HTTP one being what
   docker would publish for ``8500/tcp``;
-* ``logs()`` returns the agent's output, ``stop()`` is SIGTERM then SIGKILL for that PID.
+* ``logs()`` returns the agent's output, ``stop()`` is SIGTERM then SIGKILL for that PID;
+* inside a container, ``127.0.0.1:8500`` is that container's own HTTP API, and two of the
+  suite's tests register HTTP checks against it.  ``LocalAPIPort`` gives the agents the same
+  view: it listens on ``127.0.0.1:8500`` and relays each connection to the HTTP port of the
+  container the suite is using (it runs one test, and so one container, at a time).  When
+  8500 is taken on this machine the relay stays off and the ``muster_clientsuite`` plugin
+  deselects exactly those tests, saying why.
 
 The suite starts a fresh server for every test, and most of a test's time would be that
 start.  So each ``run`` also starts the *next* agent with the same command and configuration
@@ -32,6 +38,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -152,6 +159,83 @@ class Container:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
         _CONTAINERS.pop(self.name, None)
+        if _LOCAL_API_PORT.target == self.http_port:
+            _LOCAL_API_PORT.target = None
+
+
+LOCAL_API = ("127.0.0.1", 8500)
+
+
+class LocalAPIPort:
+    """``127.0.0.1:8500`` relayed to the current container's HTTP port (see the module doc).
+
+    Bytes are copied both ways unchanged, one daemon thread per direction; a connection
+    made while no container is current is closed at once, as a stopped container's port
+    would refuse it.  Started on the first ``run``; ``error`` says why it could not bind.
+    """
+
+    def __init__(self) -> None:
+        self.target: int | None = None
+        self.error: str | None = None
+        self._sock: socket.socket | None = None
+
+    def start(self) -> None:
+        if self._sock is not None or self.error is not None:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(LOCAL_API)
+        except OSError as err:
+            sock.close()
+            self.error = f"cannot bind {LOCAL_API[0]}:{LOCAL_API[1]}: {err.strerror}"
+            return
+        sock.listen(64)
+        self._sock = sock
+        threading.Thread(target=self._accept, name="local-api-8500", daemon=True).start()
+
+    def _accept(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            port = self.target
+            if port is None:
+                conn.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError:
+                conn.close()
+                continue
+            upstream.settimeout(None)
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    """Copy ``src`` to ``dst`` until either side ends; then close both."""
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+_LOCAL_API_PORT = LocalAPIPort()
 
 
 _CONTAINERS: dict[str, Container] = {}
@@ -189,6 +273,8 @@ class _Containers:
             container = Container(cname, image, command, env)
         container.wait_listening()
         container.name = cname
+        _LOCAL_API_PORT.start()
+        _LOCAL_API_PORT.target = container.http_port
         _CONTAINERS[cname] = container
         _SPARE.append(Container(f"spare_{time.monotonic_ns()}", image, command, env))
         return container
@@ -216,6 +302,7 @@ def _stop_all() -> None:
     for container in list(_CONTAINERS.values()) + _SPARE:
         container.remove(force=True)
     _SPARE.clear()
+    _LOCAL_API_PORT.close()
 
 
 atexit.register(_stop_all)

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from typing import IO
 
+import pytest
 from realagent import REPO_ROOT, AgentProcess, run_cli
 
 
@@ -61,7 +62,16 @@ def test_monitor_endpoint_streams_the_put_line(muster_agent: AgentProcess, uniqu
         assert b"[DEBUG] http: Request finished: method=PUT" in line
 
 
-def test_monitor_cli_follows_the_log_until_interrupted(muster_agent: AgentProcess, unique: str) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started_with_sigint_ignored", [False, True])
+def test_monitor_cli_follows_the_log_until_interrupted(
+    muster_agent: AgentProcess, unique: str, started_with_sigint_ignored: bool
+) -> None:
+    """Ctrl-C ends the monitor with 0, also when the CLI was started with SIGINT ignored (a
+    background job of a non-interactive shell, as CI runs it): it takes the signal itself."""
     env = muster_agent.env()
     env["PYTHONPATH"] = str(REPO_ROOT / "src")
     proc = subprocess.Popen(
@@ -70,6 +80,7 @@ def test_monitor_cli_follows_the_log_until_interrupted(muster_agent: AgentProces
         stderr=subprocess.PIPE,
         env=env,
         cwd=str(REPO_ROOT),
+        preexec_fn=_ignore_sigint if started_with_sigint_ignored else None,
     )
     try:
         assert proc.stdout is not None

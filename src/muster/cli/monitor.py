@@ -7,6 +7,8 @@ bad level is refused by the agent before any line (``Error starting monitor: ...
 
 from __future__ import annotations
 
+import signal
+
 from muster.api import ConsulError
 from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.ui import UI, make_client, parse_or_usage
@@ -28,6 +30,10 @@ def monitor(ui: UI, args: list[str]) -> int:
     add_http_flags(fs, server=False)
     p = parse_or_usage(ui, fs, args)
     client = make_client(ui, p)
+    # Interrupting is how a monitor ends: take SIGINT even when this process was started with
+    # it ignored (a background job of a non-interactive shell), as Consul's signal.Notify does;
+    # otherwise the CLI would hang until the agent logs again or goes away.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stream = client.agent_monitor(p["log-level"], log_json=p["log-json"])
     try:
         try:

@@ -230,6 +230,7 @@ class AgentProcess:
             config.datacenter,
             None if config.dev_mode else config.data_dir,
             acl_initial_management_description(config),
+            primary_datacenter=config.primary_datacenter,
         )
         self.server.leader_hooks.append(self.acl.initialize)
         self.federation = Federation(config.datacenter, ident.node_id,

@@ -46,7 +46,7 @@ from ..acl.model import (
 )
 from ..acl.resolver import ACLNotFound, Resolver
 from ..acl.rules import RulesError, parse_rules, translate_legacy
-from ..durations import parse_duration
+from ..durations import format_duration, parse_body_duration, parse_duration
 from ..errors import BadRequest, MusterError, NotFound, PermissionDenied
 from ..state.acl import ACLTable
 from ..structs import (
@@ -62,6 +62,7 @@ from ..structs import (
     ACLTokenDeleteCommand,
     ACLTokenSetCommand,
 )
+from .authmethods import Validators, bind, check_binding_rule, validate_config
 
 log = logging.getLogger("muster.acl")
 
@@ -111,12 +112,14 @@ class ACLService:
         datacenter: str,
         data_dir: str | None,
         initial_management_description: str = "Initial Management Token",
+        primary_datacenter: str = "",
     ) -> None:
         self.server = server
         self.store = server.store
         self.enabled = bool(acl_config.enabled)
         self.config = acl_config
         self.datacenter = datacenter
+        self.primary_datacenter = primary_datacenter or datacenter
         self.data_dir = data_dir
         self.initial_management_description = initial_management_description
         tokens = acl_config.tokens
@@ -132,6 +135,7 @@ class ACLService:
         self.token_generation = 0
         if self.enabled and acl_config.enable_token_persistence:
             self._load_persisted_tokens()
+        self.validators = Validators(lambda: self.resolver.now())
         self.resolver = Resolver(
             _LiveTables(self.store),
             enabled=self.enabled,
@@ -829,12 +833,24 @@ class ACLService:
         config = body.get("Config")
         if config is not None and not isinstance(config, dict):
             raise BadRequest("Auth method decoding failed: Config must be an object")
+        validate_config(typ, config or {})
+        max_ttl = ""
+        if body.get("MaxTokenTTL") not in (None, "", 0):
+            try:
+                ttl = parse_body_duration(body["MaxTokenTTL"])
+            except ValueError as err:
+                raise BadRequest(f"Auth method decoding failed: {err}") from None
+            if ttl > MAX_TTL:
+                raise MusterError(f"MaxTokenTTL {format_duration(ttl)} cannot be more than {format_duration(MAX_TTL)}")
+            if ttl < MIN_TTL:
+                raise MusterError(f"MaxTokenTTL {format_duration(ttl)} cannot be less than {format_duration(MIN_TTL)}")
+            max_ttl = format_duration(ttl)
         row: dict[str, Any] = {
             "Name": name,
             "Type": typ,
             "DisplayName": str(body.get("DisplayName") or ""),
             "Description": str(body.get("Description") or ""),
-            "MaxTokenTTL": body.get("MaxTokenTTL") or "",
+            "MaxTokenTTL": max_ttl,
             "TokenLocality": locality,
             "Config": config or {},
         }
@@ -891,6 +907,7 @@ class ACLService:
         }
         if body.get("BindVars"):
             row["BindVars"] = body["BindVars"]
+        check_binding_rule(row, self.tables.auth_methods[method])
         await self._apply(ACLBindingRuleSetCommand(rules=[row]))
         return self.tables.binding_rules.get(row["ID"], row)
 
@@ -905,6 +922,72 @@ class ACLService:
     async def binding_rule_delete(self, rid: str) -> None:
         if rid in self.tables.binding_rules:
             await self._apply(ACLBindingRuleDeleteCommand(ids=[rid]))
+
+    # ------------------------------------------------------------------ login / logout
+
+    async def login(self, body: dict[str, Any]) -> ACLToken:
+        """Validate the bearer token with the named method, apply its binding rules and create
+        a token carrying the result (Consul's ``ACL.Login``).  403 ``ACL not found: auth method
+        ... not found`` for an unknown method, 403 ``Permission denied`` when no rule grants
+        anything, the validator's text (500) for a refused bearer token."""
+        name = str(body.get("AuthMethod") or "")
+        method = self.tables.auth_methods.get(name)
+        if method is None:
+            raise MusterError(f'ACL not found: auth method "{name}" not found', 403)
+        meta = body.get("Meta") or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise BadRequest("Failed to decode request body: Meta must be a map of strings")
+        identity = await self.validators.validate(method, str(body.get("BearerToken") or ""))
+        t = self.tables
+        rules = sorted((r for r in t.binding_rules.values() if r.get("AuthMethod") == name), key=lambda r: r["ID"])
+        bindings = bind(
+            rules,
+            identity,
+            self.datacenter,
+            lambda n: r.ID if (r := t.role_by_name(n)) is not None else None,
+            lambda n: p.ID if (p := t.policy_by_name(n)) is not None else None,
+        )
+        if bindings.none():
+            raise PermissionDenied("Permission denied")
+        local = method.get("TokenLocality") != "global"
+        primary = self.primary_datacenter or self.datacenter
+        if not local and self.datacenter != primary:
+            raise MusterError("creating global tokens via auth methods is only permitted in the primary datacenter")
+        description = "token created via login"
+        if meta:
+            description += ": " + json.dumps(meta, sort_keys=True, separators=(",", ":"))
+        expiration = ""
+        if method.get("MaxTokenTTL"):
+            expiration = rfc3339(self.now() + parse_duration(str(method["MaxTokenTTL"])))
+        tok = ACLToken(
+            AccessorID=self._fresh_accessor(),
+            SecretID=self.uuid(),
+            Description=description,
+            Policies=bindings.policies,
+            Roles=bindings.roles,
+            ServiceIdentities=bindings.service_identities,
+            NodeIdentities=bindings.node_identities,
+            TemplatedPolicies=bindings.templated,
+            Local=local,
+            AuthMethod=name,
+            ExpirationTime=expiration,
+            CreateTime=rfc3339(self.now()),
+        )
+        tok.Hash = content_hash(tok, "CreateTime")
+        await self._apply(ACLTokenSetCommand(tokens=[tok]))
+        return self.tables.tokens.get(tok.AccessorID, tok)
+
+    async def logout(self, secret: str) -> None:
+        """Delete the login token ``secret`` (Consul's ``ACL.Logout``): 401 without a token,
+        403 ``ACL not found`` for an unknown one, 403 for a token not made by a login."""
+        if not secret:
+            raise MusterError("Supplied token does not exist", 401)
+        tok = self.resolver.token(secret)
+        if tok is None:
+            raise ACLNotFound()
+        if not tok.AuthMethod:
+            raise PermissionDenied("Permission denied: token wasn't created via login")
+        await self._apply(ACLTokenDeleteCommand(accessors=[tok.AccessorID]))
 
     # ------------------------------------------------------------------ templated policies
 

@@ -173,6 +173,12 @@ class StateStore:
     def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, dict[str, Any]]]]]:
         return self.tables.catalog.list_services(ws)
 
+    def service_names(self, ws: WatchSet | None) -> tuple[int, list[str]]:
+        return self.tables.catalog.service_names(ws)
+
+    def service_tags(self, name: str) -> list[str]:
+        return self.tables.catalog.service_tags(name)
+
     def service_index(self, name: str) -> int:
         return self.tables.catalog.service_index(name)
 

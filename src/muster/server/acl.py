@@ -5,7 +5,8 @@ anything is proposed (a refused write changes nothing anywhere); the tables re-c
 race (name and secret uniqueness) when the command is applied.  Texts follow Consul's
 ``agent/consul/acl_endpoint.go`` and ``auth/token_writer.go``; see docs/compat/acl.md.
 
-Leader duties (``initialize``): make sure the ``global-management`` policy and the anonymous
+Leader duties (``initialize``): start the expired-token reaper (once per server; it acts only
+while this server leads), make sure the ``global-management`` policy and the anonymous
 token exist, and create the configured initial management token, through the bootstrap
 command while bootstrap is still possible (so that a later ``/v1/acl/bootstrap`` answers 403),
 as Consul's ``initializeACLs`` does.  Idempotent, run on every leadership gain.
@@ -13,6 +14,7 @@ as Consul's ``initializeACLs`` does.  Idempotent, run on every leadership gain.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -76,6 +78,9 @@ AUTH_METHOD_TYPES = ("kubernetes", "jwt", "oidc", "aws-iam")
 BIND_TYPES = ("service", "node", "role", "templated-policy", "policy")
 MIN_TTL = 60.0
 MAX_TTL = 24 * 3600.0
+#: Consul's ``aclTokenReapingRateLimit`` (one pass a second) and ``aclBatchDeleteSize``.
+REAP_INTERVAL = 1.0
+REAP_BATCH = 4096
 
 #: ``PUT /v1/agent/token/<type>``: accepted names (legacy on the right) -> canonical.
 AGENT_TOKEN_TYPES = {
@@ -133,6 +138,7 @@ class ACLService:
         }
         #: Moves whenever an agent token changes (answers cached per token, such as DNS, follow it).
         self.token_generation = 0
+        self._reaper: asyncio.Task[None] | None = None
         if self.enabled and acl_config.enable_token_persistence:
             self._load_persisted_tokens()
         self.validators = Validators(lambda: self.resolver.now())
@@ -185,6 +191,8 @@ class ACLService:
         """Leader: builtin policy, anonymous token, initial management token (idempotent)."""
         if not self.enabled:
             return
+        if self._reaper is None or self._reaper.done():
+            self._reaper = self.server.spawn(self._reap_loop(), "acl-token-reaper")
         t = self.tables
         cur = t.policies.get(GLOBAL_MANAGEMENT_ID)
         want = builtin_management_policy()
@@ -211,6 +219,27 @@ class ACLService:
             else:
                 await self._apply(ACLTokenSetCommand(tokens=[tok]))
             log.info("ACL: created the initial management token")
+
+    async def reap_expired(self) -> int:
+        """Leader: delete, through Raft, the tokens whose ExpirationTime has passed (at most
+        ``REAP_BATCH`` per call); returns how many.  Resolution refuses an expired token at once
+        whether or not it was reaped yet; this only removes the rows."""
+        if not self.enabled or not self.server.is_leader():
+            return 0
+        due = self.tables.expired(self.resolver.now(), REAP_BATCH)
+        if not due:
+            return 0
+        await self._apply(ACLTokenDeleteCommand(accessors=due))
+        log.info("ACL: reaped %d expired token(s)", len(due))
+        return len(due)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            try:
+                await self.reap_expired()
+            except MusterError as err:
+                log.warning("ACL: expired token reaping failed: %s", err)
 
     # ------------------------------------------------------------------ agent tokens
 

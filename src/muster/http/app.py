@@ -103,6 +103,9 @@ class App:
         #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
         #: answer, or None to serve the request here.
         self.dc_forward = dc_forward
+        #: A stateless client agent's forward of every request to a server
+        #: (``forward.forward_to_server``): the server's answer, or None to serve it here.
+        self.server_forward: Callable[[Request], Awaitable[Response | None]] | None = None
         base = [(b"x-consul-default-acl-policy", default_acl_policy.encode())]
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
@@ -233,6 +236,10 @@ class App:
                 [("Allow", ",".join(("OPTIONS",) + route.methods))],
             )
         req.route_param = param
+        if self.server_forward is not None:
+            answered = await self.server_forward(req)
+            if answered is not None:
+                return answered
         if self.dc_forward is not None and ("dc" in req.query or path in BODY_DC_PATHS):
             forwarded = await self.dc_forward(req)
             if forwarded is not None:

@@ -560,7 +560,22 @@ class AgentProcess:
                 return membership.pool.serf.get_coordinate()
             return Coordinate.origin()
 
-        return CoordinateBatcher(self.server.apply, self.rng, self.server.ident.node_name, own)
+        apply = self.server.apply if self.remote is None else self._report_coordinates
+        return CoordinateBatcher(apply, self.rng, self.server.ident.node_name, own)
+
+    async def _report_coordinates(self, cmd: Any) -> None:
+        """A stateless client hands its coordinate to a server's batcher (``PUT
+        /v1/coordinate/update``, as Consul's clients send ``Coordinate.Update``), so the leader
+        sees a few batched entries per period whatever the number of clients, not one each."""
+        import json
+
+        assert self.remote is not None
+        for update in getattr(cmd, "updates", ()):
+            payload = {"m": "PUT", "p": "/v1/coordinate/update", "q": "", "b": json.dumps(update).encode(),
+                       "h": {"content-type": "application/json"}, "x": "local"}
+            res = await self.remote.call("http", payload, 30.0)
+            if int(res[0]) != 200:
+                raise MusterError(f"coordinate update refused: {int(res[0])} {bytes(res[3])[:200]!r}")
 
     async def _http_get(self, path: str, raw_query: bytes) -> tuple[int, bytes]:
         """A GET through our own HTTP API (DNS answers for other datacenters and prepared

@@ -111,9 +111,7 @@ def routes(ctx: Ctx) -> list[Route]:
         return json_response(req, out)
 
     async def replication(req: Request) -> Response:
-        service()
-        out = dict(REPLICATION_OFF)
-        out["SourceDatacenter"] = ""
+        out = service().replication_status() or dict(REPLICATION_OFF)
         return json_response(req, out)
 
     # ------------------------------------------------------------------ tokens

@@ -68,12 +68,12 @@ def exchange(port: int, data: bytes) -> bytes:
         try:
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the agent answered and closed before taking every byte (as Go's server may)
+        except OSError:
+            pass  # reset / not connected: the agent answered and closed before taking every byte
         while True:
             try:
                 chunk = s.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ConnectionAbortedError):
                 break
             if not chunk:
                 break

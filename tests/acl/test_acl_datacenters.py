@@ -212,3 +212,43 @@ async def test_token_replication(dcs: tuple[httpx.AsyncClient, Factory]) -> None
     link.down = False
     await c1.delete(f"/v1/acl/token/{tok['AccessorID']}", headers=M)
     await _until(lambda: dc2.acl.tables.acl_token_by_secret(tok["SecretID"]) is None)
+
+
+class FakeFederation:
+    """dc2's federation as far as forwarding goes: every call lands on dc1's RPC handler."""
+
+    in_wan = True
+
+    def __init__(self, primary: AgentProcess) -> None:
+        self.primary = primary
+        self.datacenter = "dc2"
+
+    async def call(self, dc: str, payload: dict[str, Any], timeout: float) -> Any:
+        assert dc == "dc1"
+        status, ctype, headers, body = await self.primary._answer_forwarded_http(payload)
+        return status, ctype, [tuple(h) for h in headers], body
+
+
+async def test_global_writes_in_a_secondary_go_to_the_primary(dcs: tuple[httpx.AsyncClient, Factory]) -> None:
+    c1, secondary = dcs
+    c2, dc2, link = await secondary()
+    object.__setattr__(dc2.services, "federation", FakeFederation(link.primary))
+    r = await c2.put("/v1/acl/policy", json={"Name": "from-dc2", "Rules": 'key_prefix "" { policy = "read" }'}, headers=M)
+    assert r.status_code == 200, r.text
+    pid = r.json()["ID"]
+    assert (await c1.get(f"/v1/acl/policy/{pid}", headers=M)).json()["Name"] == "from-dc2"
+    await _until(lambda: pid in dc2.acl.tables.policies)  # and back through replication
+    r = await c2.put("/v1/acl/token", json={"Policies": [{"ID": pid}]}, headers=M)
+    glob = r.json()
+    assert (await c1.get(f"/v1/acl/token/{glob['AccessorID']}", headers=M)).status_code == 200
+    r = await c2.put("/v1/acl/token", json={"Local": True, "Policies": [{"ID": pid}]}, headers=M)
+    loc = r.json()
+    assert loc["Local"] is True and loc["AccessorID"] in dc2.acl.tables.tokens
+    assert (await c1.get(f"/v1/acl/token/{loc['AccessorID']}", headers=M)).status_code == 403  # not in dc1
+    assert (await c2.delete(f"/v1/acl/token/{loc['AccessorID']}", headers=M)).json() is True
+    assert loc["AccessorID"] not in dc2.acl.tables.tokens
+    # Auth methods are per datacenter: written here.
+    from .test_login import RSA_KEY, pem
+
+    r = await c2.put("/v1/acl/auth-method", json={"Name": "m2", "Type": "jwt", "Config": {"JWTValidationPubKeys": [pem(RSA_KEY)]}}, headers=M)
+    assert r.status_code == 200 and "m2" in dc2.acl.tables.auth_methods and "m2" not in link.primary.acl.tables.auth_methods

@@ -627,6 +627,11 @@ class ACLService:
             if acc not in self.tables.tokens:
                 return acc
 
+    def token_is_local(self, accessor: str) -> bool:
+        """Whether ``accessor`` names a token local to this datacenter (its writes stay here)."""
+        tok = self.tables.tokens.get(accessor)
+        return tok is not None and tok.Local
+
     def token_get(self, accessor: str) -> ACLToken:
         if not is_uuid(accessor):
             raise _uuid_lookup_error("token", accessor)

@@ -304,7 +304,7 @@ class Server:
             return False
         chk = self.store.checks.get(ident.node_name, {}).get(SERF_CHECK_ID)
         svc = self.store.services.get(ident.node_name, {}).get("consul")
-        return chk is not None and chk.status == status and svc is not None and svc["Port"] == ident.server_port
+        return chk is not None and chk.status == status and svc is not None and svc.port == ident.server_port
 
     async def register_self(self) -> None:
         await self.apply(self.self_registration())

@@ -55,6 +55,7 @@ APPLY_METRIC: dict[type[Any], str] = {
     DeregisterCommand: "catalog.deregister",
     SessionCommand: "session.apply",
 }
+_APPLY_SERIES = {cls: METRICS.series(key) for cls, key in APPLY_METRIC.items()}
 
 
 @dataclass
@@ -152,9 +153,9 @@ class Server:
         try:
             res = await self.log.propose(cmd)
         finally:
-            key = APPLY_METRIC.get(type(cmd))
-            if key is not None:
-                METRICS.measure_since(key, started)
+            series = _APPLY_SERIES.get(type(cmd))
+            if series is not None:
+                series.measure_since(started)
         if isinstance(res, MusterError):
             raise res
         return res
@@ -165,9 +166,9 @@ class Server:
         started = perf_counter()
         res = self.log.propose_now(cmd)
         if res is not PENDING:
-            key = APPLY_METRIC.get(type(cmd))
-            if key is not None:
-                METRICS.measure_since(key, started)
+            series = _APPLY_SERIES.get(type(cmd))
+            if series is not None:
+                series.measure_since(started)
             if isinstance(res, MusterError):
                 raise res
         return res

@@ -35,6 +35,7 @@ from .http import coordinate as http_coordinate
 from .http import event as http_event
 from .http import health as http_health
 from .http import kv as http_kv
+from .http import kvhistory as http_kvhistory
 from .http import membership as http_membership
 from .http import metrics as http_metrics
 from .http import monitor as http_monitor
@@ -62,6 +63,7 @@ from .server.operator import ClusterOperator
 from .server.raftlog import ClusterLog, RaftTimings, ReplicatedLog
 from .server.server import Server, ServerIdentity
 from .services import Lifecycle, Services
+from .state.kvhistory import HistoryPolicy
 from .telemetry.logstream import Monitors
 from .telemetry.metrics import Labels, default_metrics
 from .telemetry.runtime import Collector
@@ -171,11 +173,13 @@ class AgentProcess:
         self.lifecycle = Lifecycle(reload=self.reload)
         self.cluster: ClusterMember | None = None
         self.cluster_log: ClusterLog | None = None
+        hc = config.kv_history
+        history = HistoryPolicy(hc.versions if hc.enabled else 0, hc.max_age)
         if config.dev_mode:
-            self.server = Server(ident, clock=self.clock, rng=self.rng)
+            self.server = Server(ident, clock=self.clock, rng=self.rng, kv_history=history)
         else:
             self.cluster_log = ClusterLog(self.clock, config.performance.rpc_hold_timeout)
-            self.server = Server(ident, log_impl=self.cluster_log, clock=self.clock, rng=self.rng)
+            self.server = Server(ident, log_impl=self.cluster_log, clock=self.clock, rng=self.rng, kv_history=history)
         gossips = gossip_wanted(config)
         self.agent = Agent(
             self.server,
@@ -226,6 +230,7 @@ class AgentProcess:
             config.datacenter,
             None if config.dev_mode else config.data_dir,
             acl_initial_management_description(config),
+            primary_datacenter=config.primary_datacenter,
         )
         self.server.leader_hooks.append(self.acl.initialize)
         self.federation = Federation(config.datacenter, ident.node_id,
@@ -255,6 +260,7 @@ class AgentProcess:
         self.router = Router()
         for module in (
             http_kv,
+            http_kvhistory,
             http_txn,
             http_session,
             http_status,

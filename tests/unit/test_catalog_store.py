@@ -318,3 +318,59 @@ def test_full_sync_makes_catalog_equal_local_state(ops: list[tuple[str, str, int
         assert len(srv.commands) == n_cmds
 
     asyncio.run(run())
+
+
+def _naive_tags(store: Any) -> dict[str, list[str]]:
+    """``/v1/catalog/services`` as computed before the per-name cache: every instance in
+    (name, node, service id) order, each tag once in order of first appearance."""
+    out: dict[str, list[str]] = {}
+    rows = sorted((s.service, node, sid, s.tags) for node, per in store.services.items() for sid, s in per.items())
+    for name, _node, _sid, tags in rows:
+        acc = out.setdefault(name, [])
+        acc.extend(t for t in tags if t not in acc)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["reg", "reg", "reg", "dereg-svc", "dereg-node"]),
+            st.sampled_from(["n1", "n2", "n3"]),
+            st.sampled_from(["i1", "i2", "i3"]),
+            st.sampled_from(["web", "db"]),
+            st.lists(st.sampled_from(["a", "b", "c"]), max_size=3, unique=True),
+        ),
+        max_size=25,
+    )
+)
+def test_service_tags_cache_follows_every_change(ops: list[tuple[str, str, str, str, list[str]]]) -> None:
+    """The cached tag union per service name (``/v1/catalog/services`` without a filter) equals
+    a recomputation from the rows after every registration, rename, deregistration and restore."""
+    h = Harness()
+    for op, n, sid, name, tags in ops:
+        if op == "reg":
+            h.apply(RegisterCommand(node=node(n), service=svc(sid, name, *tags)))
+        elif op == "dereg-svc":
+            h.apply(DeregisterCommand(node=n, service_id=sid))
+        else:
+            h.apply(DeregisterCommand(node=n))
+        want = _naive_tags(h.store)
+        assert h.store.service_names(None)[1] == sorted(want)
+        assert {k: h.store.service_tags(k) for k in want} == want
+    h.store.restore(h.store.snapshot())
+    want = _naive_tags(h.store)
+    assert {k: h.store.service_tags(k) for k in want} == want
+
+
+def test_service_tags_cache_survives_a_refused_registration() -> None:
+    """A registration that fails inside its transaction rolls back; the cached tags stay right."""
+    h = Harness()
+    h.apply(RegisterCommand(node=node("a"), service=svc("w1", "web", "x")))
+    assert h.store.service_tags("web") == ["x"]
+    bad = RegisterCommand(node=node("a"), service=svc("w1", "web", "y"), checks=[chk("a", "c1", service_id="nope")])
+    with pytest.raises(MusterError):
+        h.apply(bad)
+    assert h.store.service_tags("web") == ["x"] == _naive_tags(h.store)["web"]
+    h.apply(RegisterCommand(node=node("a"), service=svc("w1", "web", "y")))
+    assert h.store.service_tags("web") == ["y"]

@@ -526,6 +526,23 @@ service {
     assert c.services[0]["check"]["header"] == {"X-Probe": ["1"]}
 
 
+def test_telemetry_disable_compat_in_consuls_dotted_spelling(tmp_path: Path) -> None:
+    """Consul's key is ``disable_compat_1.9`` (a dot: an HCL1 identifier, not an HCL2 one)."""
+    assert Config().telemetry.disable_compat_1_9 is True
+    hcl = write(tmp_path / "a.hcl", 'data_dir = "/d"\ntelemetry {\n  disable_compat_1.9 = false\n}\n')
+    assert parse_agent_flags([f"-config-file={hcl}"]).telemetry.disable_compat_1_9 is False
+    js = write(tmp_path / "b.json", {"data_dir": "/d", "telemetry": {"disable_compat_1.9": False}})
+    assert parse_agent_flags([f"-config-file={js}"]).telemetry.disable_compat_1_9 is False
+    # The underscore spelling still works; in one block Consul's spelling wins.
+    both = write(tmp_path / "c.json", {"data_dir": "/d", "telemetry": {"disable_compat_1_9": True, "disable_compat_1.9": False}})
+    assert parse_agent_flags([f"-config-file={both}"]).telemetry.disable_compat_1_9 is False
+    frag = parse_agent_flags(["-data-dir=/d", "-hcl", "telemetry { disable_compat_1.9 = false }"])
+    assert frag.telemetry.disable_compat_1_9 is False
+    # A value that merely mentions the key is not rewritten.
+    named = write(tmp_path / "d.hcl", 'data_dir = "/d"\nnode_meta {\n  k = "disable_compat_1.9 = x"\n}\n')
+    assert parse_agent_flags([f"-config-file={named}"]).node_meta == {"k": "disable_compat_1.9 = x"}
+
+
 def test_config_format_forces_parser(tmp_path: Path) -> None:
     f = write(tmp_path / "agent.conf", 'datacenter = "x1"\ndata_dir = "/d"\n')
     # Unknown extension without -config-format: skipped with a warning, as Consul does.

@@ -178,6 +178,26 @@ def legacy_acl_keys(raw: Mapping[str, Any]) -> tuple[list[str], bool | None]:
     return warnings, (False if modern else True if legacy else None)
 
 
+# Consul's spelling of telemetry keys whose names are not identifiers -> the schema's field.
+# Consul's only spelling is ``disable_compat_1.9`` (its mapstructure tag); ``disable_compat_1_9``
+# is accepted too, and Consul's spelling wins when one block has both.
+_TELEMETRY_KEYS: dict[str, str] = {"disable_compat_1.9": "disable_compat_1_9"}
+
+
+def _telemetry_keys(v: object) -> object:
+    """The ``telemetry`` block (an object, or HCL's list of blocks) with Consul's dotted keys
+    renamed to the schema's; anything that is not an object is left for type checking."""
+    if isinstance(v, list):
+        return [_telemetry_keys(x) for x in v]
+    if not isinstance(v, dict) or not any(k in v for k in _TELEMETRY_KEYS):
+        return v
+    out = {k: x for k, x in v.items() if k not in _TELEMETRY_KEYS}
+    for k, field_name in _TELEMETRY_KEYS.items():
+        if k in v:
+            out[field_name] = v[k]
+    return out
+
+
 def normalise_source(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Rewrite legacy/alias keys into canonical ones (see the alias tables)."""
     out: dict[str, Any] = {}
@@ -205,6 +225,8 @@ def normalise_source(raw: Mapping[str, Any]) -> dict[str, Any]:
                         tokens.setdefault("agent_recovery", tokens.pop("agent_master"))
                 acl["tokens"] = tokens
             out[k] = acl
+        elif k == "telemetry":
+            out[k] = _telemetry_keys(v)
         elif k in out and isinstance(out[k], list):
             out[k] = out[k] + (v if isinstance(v, list) else [v])
         else:
@@ -225,6 +247,10 @@ _HCL_USER_MAP_BLOCK = re.compile(
     r"|dashboard_url_templates|header)(?P<ws>[ \t]*)\{",
     re.MULTILINE,
 )
+# HCL1 identifiers may contain dots, HCL2's may not: Consul's ``disable_compat_1.9 = ...`` is
+# rewritten to the schema's ``disable_compat_1_9`` before parsing (only as an attribute name at
+# the start of a line or of a one-line block, so a string value that mentions it is untouched).
+_HCL_DOTTED_KEY = re.compile(r"(?P<indent>(?:^|\{)[ \t]*)disable_compat_1\.9(?=[ \t]*=)", re.MULTILINE)
 
 
 def _hcl_loads(text: str) -> Any:
@@ -232,6 +258,7 @@ def _hcl_loads(text: str) -> Any:
     from hcl2.utils import SerializationOptions
 
     text = _HCL_USER_MAP_BLOCK.sub(lambda m: f"{m['indent']}{m['key']} = {{", text)
+    text = _HCL_DOTTED_KEY.sub(lambda m: f"{m['indent']}disable_compat_1_9", text)
 
     options = SerializationOptions(
         with_comments=False,

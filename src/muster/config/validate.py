@@ -236,7 +236,7 @@ def _domains(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
 
 def _timers_and_limits(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
     """Query and retry timers are positive; retry counts and check output size are in range;
-    ``performance.raft_multiplier`` is 1..10."""
+    ``performance.raft_multiplier`` is 1..10; ``kv_history.versions`` is 1..1000."""
     for name in ("default_query_time", "max_query_time", "retry_interval", "retry_interval_wan", "session_ttl_min"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be > 0")
@@ -246,6 +246,10 @@ def _timers_and_limits(cfg: Config, changes: dict[str, Any], warnings: list[str]
         raise ConfigError("check_output_max_size must be greater than 0")
     if not 1 <= cfg.performance.raft_multiplier <= 10:
         raise ConfigError(f"performance.raft_multiplier cannot be {cfg.performance.raft_multiplier}. Must be between 1 and 10")
+    if cfg.kv_history.versions < 1 or cfg.kv_history.versions > 1000:
+        raise ConfigError(f"kv_history.versions must be between 1 and 1000, got {cfg.kv_history.versions}")
+    if cfg.kv_history.max_age < 0:
+        raise ConfigError("kv_history.max_age cannot be negative")
 
 
 def _acl(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:

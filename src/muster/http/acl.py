@@ -14,7 +14,7 @@ from typing import Any
 from ..acl.authorizer import Authorizer
 from ..acl.model import ACLToken
 from ..acl.resolver import ACLNotFound
-from ..errors import ACLDisabled, BadRequest, MethodNotAllowed, MusterError, NotFound
+from ..errors import ACLDisabled, BadRequest, MethodNotAllowed, NotFound
 from ..server.acl import ACLService
 from ..server.blocking import blocking_query
 from ..state.watch import WatchSet
@@ -322,20 +322,12 @@ def routes(ctx: Ctx) -> list[Route]:
     async def login(req: Request) -> Response:
         s = service()
         b = await body(req, ("AuthMethod", "BearerToken", "Meta"), "Login")
-        method = str(b.get("AuthMethod") or "")
-        if method not in s.tables.auth_methods:
-            raise ACLNotFound()
-        raise MusterError(f'Login is not supported for auth method type "{s.tables.auth_methods[method]["Type"]}" by this agent')
+        tok = await s.login(b)
+        return json_response(req, s.render_token(tok, None))
 
     async def logout(req: Request) -> Response:
         s = service()
-        secret = req.token()
-        tok = s.resolver.token(secret) if secret else None
-        if tok is None:
-            raise ACLNotFound()
-        if not tok.AuthMethod:
-            raise MusterError("Permission denied: token wasn't created via login", 403)
-        await s.token_delete(tok.AccessorID, "")
+        await s.logout(req.token() or s.agent_tokens["default"])
         return json_response(req, True)
 
     async def authorize(req: Request) -> Response:

@@ -217,6 +217,14 @@ def routes(ctx: Ctx) -> list[Route]:
                         tags.append(t)
             return out
 
+        def run_names(ws: WatchSet | None) -> tuple[int, list[tuple[str, list[str]]]]:
+            # Without a filter the answer depends on names and tags only: O(service names).
+            idx, names = store.service_names(ws)
+            names = acl.keep(names, lambda a, n: a.allowed("service", n, "read"), "service")
+            return idx, [(n, store.service_tags(n)) for n in names]
+
+        if not meta and not expr and not peer:
+            return await blocking_read(ctx, req, run_names, dict, filterable=False, acl=acl)
         return await blocking_read(ctx, req, run, rend, filterable=False, acl=acl)
 
     async def service(req: Request) -> Response:

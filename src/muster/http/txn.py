@@ -207,7 +207,7 @@ def routes(ctx: Ctx) -> list[Route]:
             results, errors = server.store.txn_read(ops)
             headers = ctx.meta_headers(None, None)
         else:
-            results, errors = await server.apply(TxnCommand(ops=ops))
+            results, errors = await server.apply(TxnCommand(ops=ops, accessor=authz.accessor, addr=req.client))
             headers = []
         if errors:
             return json_response(req, {"Results": None, "Errors": errors}, 409, headers)

@@ -119,7 +119,7 @@ class ReplicatedLog:
         )
         snap = storage.snapshot()
         if snap.meta.index > 0 and snap.data:
-            fsm.restore(snap.data, snap.meta.index)
+            self._restore(snap)
         self._snap_index = snap.meta.index
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
@@ -431,7 +431,7 @@ class ReplicatedLog:
         for m in rd.messages:
             self.rpc.send_raft(m.to, encode_message(m))
         if rd.snapshot is not None and rd.snapshot.meta.index > 0 and rd.snapshot.data:
-            self.fsm.restore(rd.snapshot.data, rd.snapshot.meta.index)
+            self._restore(rd.snapshot)
             self._snap_index = rd.snapshot.meta.index
             for idx in [i for i in self._pending if i <= rd.snapshot.meta.index]:
                 _term, fut = self._pending.pop(idx)
@@ -513,17 +513,32 @@ class ReplicatedLog:
             if not fut2.done():
                 fut2.set_exception(NoLeader())
 
+    def _restore(self, snap: Snapshot) -> None:
+        started = perf_counter()
+        self.fsm.restore(snap.data, snap.meta.index)
+        log.info(
+            "raft: restored snapshot at index %d (%d bytes) in %.3fs",
+            snap.meta.index, len(snap.data), perf_counter() - started,
+        )
+
     def _maybe_snapshot(self) -> None:
         applied = self.fsm.last_applied
         if applied - self._snap_index < self.t.snapshot_threshold:
             return
+        t0 = perf_counter()
         data = self.fsm.snapshot()
+        t1 = perf_counter()
         self.storage.create_snapshot(applied, self.configuration(), data)
         self._snap_index = applied
+        t2 = perf_counter()
         compact_to = applied - self.t.trailing_logs
         if compact_to > self.storage.first_index():
             self.storage.compact(compact_to)
-        log.info("raft: snapshot at index %d (%d bytes)", applied, len(data))
+        t3 = perf_counter()
+        log.info(
+            "raft: snapshot at index %d (%d bytes; encode %.3fs, persist %.3fs, compact %.3fs, loop %.3fs)",
+            applied, len(data), t1 - t0, t2 - t1, t3 - t2, t3 - t0,
+        )
 
 
 class _Retry(Exception):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -24,6 +24,7 @@ from ..durations import parse_duration
 from ..errors import MusterError
 from ..fsm import FSM
 from ..runtime import Clock, RealClock, Rng
+from ..state.kvhistory import HistoryPolicy
 from ..state.rows import Session
 from ..state.store import StateStore
 from ..structs import (
@@ -78,11 +79,12 @@ class Server:
         log_impl: Log | None = None,
         clock: Clock | None = None,
         rng: Rng | None = None,
+        kv_history: HistoryPolicy | None = None,
     ) -> None:
         self.ident = ident
         self.clock = clock or RealClock()
         self.rng = rng or Rng()
-        self.fsm = FSM(StateStore())
+        self.fsm = FSM(StateStore(kv_history))
         self.store = self.fsm.store
         self.log: Log = log_impl if log_impl is not None else DevLog(self.fsm, ident.node_id, self.clock)
         self.fsm.on_apply = self._on_apply
@@ -118,10 +120,18 @@ class Server:
         except MusterError as err:
             log.warning("leader setup failed: %s", err)
 
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a task of this server: ``stop()`` cancels and awaits it."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        return task
+
     async def stop(self) -> None:
-        for t in self._tasks:
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             try:
                 await t
             except asyncio.CancelledError:
@@ -256,11 +266,13 @@ class Server:
     # ------------------------------------------------------------------ leader loops
 
     async def _tombstone_loop(self) -> None:
-        """Reap tombstones older than one TTL period (two passes: mark, then reap)."""
+        """Reap tombstones older than one TTL period (two passes: mark, then reap); the same
+        command, stamped with the leader's time, ages out KV history (``kvhistory.py``)."""
         while True:
             mark = self.store.max_index()
             await asyncio.sleep(TOMBSTONE_TTL)
-            if self.log.is_leader() and self.store.tombstones:
+            hist = self.store.tables.kv_history
+            if self.log.is_leader() and (self.store.tombstones or hist.prunable(self.clock.wall(), self.store.kvs)):
                 try:
                     await self.apply(TombstoneCommand(index=mark))
                 except MusterError as err:

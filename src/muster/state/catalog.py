@@ -60,6 +60,10 @@ class CatalogTable:
         self.services: dict[str, dict[str, Service]] = {}  # node -> service id -> NodeService
         self.checks: dict[str, dict[str, Check]] = {}  # node -> check id -> HealthCheck
         self.service_instances: dict[str, set[tuple[str, str]]] = {}  # name -> {(node, id)}
+        #: name -> (its ``svc:<name>`` index, the union of its instances' tags).  A derived
+        #: cache, not state: every change to an instance of ``name`` bumps ``svc:<name>`` (a
+        #: rolled-back one restores it), so an entry whose index matches is current.
+        self._tags: dict[str, tuple[int, list[str]]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -240,6 +244,31 @@ class CatalogTable:
             for svc in per.values():
                 out.setdefault(svc.service, []).append((node, svc))
         return self._t.index("services"), out
+
+    def service_names(self, ws: WatchSet | None) -> tuple[int, list[str]]:
+        """Every service name with at least one instance, sorted (``/v1/catalog/services``)."""
+        self._t.watches.table(ws, "services")
+        return self._t.index("services"), sorted(self.service_instances)
+
+    def service_tags(self, name: str) -> list[str]:
+        """The tags of every instance of ``name``, each once, in the order they first appear
+        going through the instances by (node, service id).  Cost: one dict probe while nothing
+        about ``name`` changed, so ``/v1/catalog/services`` is O(service names), not
+        O(instances).  The list is shared: callers must not change it."""
+        idx = self._t.indexes.get("svc:" + name, 0)
+        hit = self._tags.get(name)
+        if hit is not None and hit[0] == idx:
+            return hit[1]
+        tags: list[str] = []
+        seen: set[str] = set()
+        services = self.services
+        for node, sid in sorted(self.service_instances.get(name, ())):
+            for t in services[node][sid].tags:
+                if t not in seen:
+                    seen.add(t)
+                    tags.append(t)
+        self._tags[name] = (idx, tags)
+        return tags
 
     def service_index(self, name: str) -> int:
         return self._t.indexes.get("svc:" + name) or self._t.index("services")

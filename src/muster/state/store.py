@@ -22,6 +22,7 @@ from ..errors import StateError
 from ..structs import TxnOp
 from .catalog import service_row
 from .kv import DirEntry
+from .kvhistory import HistoryPolicy
 from .rows import Check, Node, Service, Session
 from .tables import Tables
 from .txn import TxnResult, apply_ops
@@ -32,9 +33,11 @@ SNAPSHOT_VERSION = 1
 
 
 class StateStore:
-    def __init__(self) -> None:
+    def __init__(self, history: HistoryPolicy | None = None) -> None:
         self.watches = Watches()
-        self.tables = Tables(self.watches)
+        #: The KV history bounds; every ``Tables`` this store builds (restores too) uses them.
+        self.history_policy = history if history is not None else HistoryPolicy()
+        self.tables = Tables(self.watches, self.history_policy)
         self._tx: WriteTxn | None = None
 
     # ------------------------------------------------------------------ writes
@@ -171,6 +174,12 @@ class StateStore:
     def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, Service]]]]:
         return self.tables.catalog.list_services(ws)
 
+    def service_names(self, ws: WatchSet | None) -> tuple[int, list[str]]:
+        return self.tables.catalog.service_names(ws)
+
+    def service_tags(self, name: str) -> list[str]:
+        return self.tables.catalog.service_tags(name)
+
     def service_index(self, name: str) -> int:
         return self.tables.catalog.service_index(name)
 
@@ -221,6 +230,7 @@ class StateStore:
             "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
             "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
             "acl": t.acl.dump(),
+            "kv_history": t.kv_history.dump(),
             "indexes": t.indexes,
         }
         return msgspec.msgpack.encode(data, order="sorted")
@@ -233,7 +243,7 @@ class StateStore:
             raise StateError(f"snapshot is corrupt: {err}") from err
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
             raise StateError("snapshot has an unknown format version")
-        t = Tables(self.watches)
+        t = Tables(self.watches, self.history_policy)
         try:
             self._fill(t, data)
         except (msgspec.ValidationError, KeyError, IndexError, TypeError, ValueError) as err:
@@ -276,6 +286,7 @@ class StateStore:
         t.connect_ca.config = dict(ca.get("config") or {})
         t.connect_ca.roots = list(ca.get("roots") or [])
         t.acl.load(data.get("acl"))
+        t.kv_history.load(data.get("kv_history") or [])
         t.indexes = dict(data["indexes"])
 
     def restore(self, blob: bytes) -> None:
@@ -300,5 +311,6 @@ class StateStore:
             "PreparedQuery": len(t.prepared_queries.rows),
             "Coordinate": len(t.coordinates.rows),
             "ConfigEntry": len(t.config_entries.rows),
+            "KVHistory": t.kv_history.version_count(),
             **t.acl.summary(),
         }

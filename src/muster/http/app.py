@@ -103,6 +103,9 @@ class App:
         #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
         #: answer, or None to serve the request here.
         self.dc_forward = dc_forward
+        #: Runs before a request this agent serves itself (not one forwarded to another
+        #: datacenter): a secondary datacenter reads unknown tokens from the primary there.
+        self.acl_prepare: Callable[[Request], Awaitable[None]] | None = None
         base = [(b"x-consul-default-acl-policy", default_acl_policy.encode())]
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
@@ -238,6 +241,8 @@ class App:
             forwarded = await self.dc_forward(req)
             if forwarded is not None:
                 return forwarded
+        if self.acl_prepare is not None:
+            await self.acl_prepare(req)
         m = self.metrics
         if m is None:
             return await route.handler(req)

@@ -11,7 +11,16 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from ui_harness import AGENT_START_TIMEOUT, ARTIFACTS, ROOT, UI, Agent, free_port, stop_process, wait_for_leader
+from ui_harness import (
+    AGENT_START_TIMEOUT,
+    ARTIFACTS,
+    ROOT,
+    UI,
+    Agent,
+    free_port,
+    stop_process,
+    wait_for_leader,
+)
 
 pytestmark = pytest.mark.browser
 

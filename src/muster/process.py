@@ -254,6 +254,9 @@ class AgentProcess:
         self.server.leader_hooks.append(self.acl.initialize)
         self.federation = Federation(config.datacenter, ident.node_id,
                                      self.membership.wan if self.membership is not None else None, self.cluster)
+        self.acl.attach_remote(
+            lambda m, path, q, tok, timeout: self.federation.http_call(self.acl.primary_datacenter, m, path, q, tok, timeout)
+        )
         self.coordinates = self._coordinates(config)
         self.services = Services(
             server=self.server,
@@ -322,6 +325,9 @@ class AgentProcess:
         if remote is not None:
             self.app.server_forward = lambda req: forward_to_server(remote, req)
         self.app.metrics = self.metrics
+        if self.acl.remote_tokens is not None:
+            acl = self.acl
+            self.app.acl_prepare = lambda req: acl.prepare(req.token())
         self.app.legacy_http_metrics = not tel.disable_compat_1_9
         self.listeners: list[Listener] = []
         #: limits.http_max_conns_per_client, shared by the HTTP and HTTPS listeners.

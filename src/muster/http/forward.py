@@ -109,10 +109,17 @@ async def maybe_forward(federation: Federation, req: Request) -> Response | None
         return None
     if req.headers.get(DC_FORWARDED):
         raise NoPathToDatacenter()
+    return await forward_to(federation, req, dc)
+
+
+async def forward_to(federation: Federation, req: Request, dc: str) -> Response:
+    """``req`` answered by a server of ``dc`` (a client agent goes through its own servers)."""
     payload = await payload_of(req)
     timeout = call_timeout(req)
     if not federation.in_wan:
         payload["x"] = "local"  # the server we hand it to forwards it across the WAN
+        if "dc" not in req.query:
+            payload["q"] = f"{payload['q']}&dc={dc}" if payload["q"] else f"dc={dc}"
         status, ctype, headers, body = await federation.call_local(payload, timeout)
     else:
         status, ctype, headers, body = await federation.call(dc, payload, timeout)

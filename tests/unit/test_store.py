@@ -321,3 +321,18 @@ def test_snapshot_headers_are_msgspecs(n: int) -> None:
     assert _header(n, 0x90, 0xDC) + _body(arr, n) == arr
     m = msgspec.msgpack.encode({str(i): 0 for i in range(n)})
     assert _header(n, 0x80, 0xDE) + _body(m, n) == m
+
+
+def test_restore_reads_services_with_null_members() -> None:
+    """A snapshot whose service rows carry ``null`` members (Go's zero value, as dict-shaped
+    rows could) still loads: the typed decode falls back to reading the rows one by one."""
+    import msgspec
+
+    fsm = FSM()
+    _fill_store(fsm, 8)
+    data = msgspec.msgpack.decode(fsm.store.snapshot())
+    row = data["services"]["n0"]["s0"]
+    row["Weights"] = None
+    other = StateStore()
+    other.restore(msgspec.msgpack.encode(data))
+    assert other.services["n0"]["s0"] == fsm.store.services["n0"]["s0"]

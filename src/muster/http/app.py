@@ -21,7 +21,7 @@ from time import perf_counter
 from typing import Any
 
 from ..errors import MusterError
-from ..telemetry.metrics import Metrics
+from ..telemetry.metrics import Metrics, Series
 from .request import Request, Response, StreamResponse, text_response
 
 log = logging.getLogger("muster.http")
@@ -103,6 +103,12 @@ class App:
         #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
         #: answer, or None to serve the request here.
         self.dc_forward = dc_forward
+        #: A stateless client agent's forward of every request to a server
+        #: (``forward.forward_to_server``): the server's answer, or None to serve it here.
+        self.server_forward: Callable[[Request], Awaitable[Response | None]] | None = None
+        #: Runs before a request this agent serves itself (not one forwarded to another
+        #: datacenter): a secondary datacenter reads unknown tokens from the primary there.
+        self.acl_prepare: Callable[[Request], Awaitable[None]] | None = None
         base = [(b"x-consul-default-acl-policy", default_acl_policy.encode())]
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
@@ -111,7 +117,8 @@ class App:
         #: Consul 1.9's ``consul.http.<METHOD>.<path>``); None records nothing.
         self.metrics: Metrics | None = None
         self.legacy_http_metrics = False
-        self._route_names: dict[str, tuple[tuple[str, str], dict[str, str]]] = {}
+        #: route path -> method -> the route's series (``api.http``, and the legacy one or None)
+        self._route_series: dict[str, dict[str, tuple[Series, Series]]] = {}
 
     async def __call__(
         self,
@@ -233,10 +240,16 @@ class App:
                 [("Allow", ",".join(("OPTIONS",) + route.methods))],
             )
         req.route_param = param
+        if self.server_forward is not None:
+            answered = await self.server_forward(req)
+            if answered is not None:
+                return answered
         if self.dc_forward is not None and ("dc" in req.query or path in BODY_DC_PATHS):
             forwarded = await self.dc_forward(req)
             if forwarded is not None:
                 return forwarded
+        if self.acl_prepare is not None:
+            await self.acl_prepare(req)
         m = self.metrics
         if m is None:
             return await route.handler(req)
@@ -245,16 +258,18 @@ class App:
             return await route.handler(req)
         finally:
             ms = (perf_counter() - started) * 1000.0
-            names = self._route_names.get(route.path)
-            if names is None:
-                names = self._route_names[route.path] = (route_label(route.path), {})
-            label, legacy = names
-            m.sample("api.http", ms, (("method", method), label))
+            per_route = self._route_series.get(route.path)
+            if per_route is None:
+                per_route = self._route_series[route.path] = {}
+            series = per_route.get(method)
+            if series is None or series[0].registry is not m:
+                series = per_route[method] = (
+                    m.series("api.http", (("method", method), route_label(route.path))),
+                    m.series(legacy_http_key(method, route.path)),
+                )
+            series[0].sample(ms)
             if self.legacy_http_metrics:
-                key = legacy.get(method)
-                if key is None:
-                    key = legacy[method] = legacy_http_key(method, route.path)
-                m.sample(key, ms)
+                series[1].sample(ms)
 
     async def _stream(
         self,

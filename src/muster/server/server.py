@@ -56,6 +56,7 @@ APPLY_METRIC: dict[type[Any], str] = {
     DeregisterCommand: "catalog.deregister",
     SessionCommand: "session.apply",
 }
+_APPLY_SERIES = {cls: METRICS.series(key) for cls, key in APPLY_METRIC.items()}
 
 
 @dataclass
@@ -162,9 +163,9 @@ class Server:
         try:
             res = await self.log.propose(cmd)
         finally:
-            key = APPLY_METRIC.get(type(cmd))
-            if key is not None:
-                METRICS.measure_since(key, started)
+            series = _APPLY_SERIES.get(type(cmd))
+            if series is not None:
+                series.measure_since(started)
         if isinstance(res, MusterError):
             raise res
         return res
@@ -175,9 +176,9 @@ class Server:
         started = perf_counter()
         res = self.log.propose_now(cmd)
         if res is not PENDING:
-            key = APPLY_METRIC.get(type(cmd))
-            if key is not None:
-                METRICS.measure_since(key, started)
+            series = _APPLY_SERIES.get(type(cmd))
+            if series is not None:
+                series.measure_since(started)
             if isinstance(res, MusterError):
                 raise res
         return res
@@ -316,7 +317,7 @@ class Server:
             return False
         chk = self.store.checks.get(ident.node_name, {}).get(SERF_CHECK_ID)
         svc = self.store.services.get(ident.node_name, {}).get("consul")
-        return chk is not None and chk.status == status and svc is not None and svc["Port"] == ident.server_port
+        return chk is not None and chk.status == status and svc is not None and svc.port == ident.server_port
 
     async def register_self(self) -> None:
         await self.apply(self.self_registration())

@@ -21,9 +21,10 @@ import msgspec
 from ..coordinate import Coordinate
 from ..errors import StateError
 from ..structs import TxnOp
+from .catalog import service_row
 from .kv import DirEntry
 from .kvhistory import HistoryPolicy
-from .rows import Check, Node, Session
+from .rows import Check, Node, Service, Session
 from .sortedkeys import SortedKeys
 from .tables import Tables
 from .txn import TxnResult, apply_ops
@@ -44,7 +45,7 @@ class _Snapshot(msgspec.Struct):
     tombstones: dict[str, int]
     lock_delays: dict[str, Any]
     nodes: dict[str, Node]
-    services: dict[str, dict[str, dict[str, Any]]]
+    services: Any  # dict[str, dict[str, Service]] (typed in _SnapshotTyped)
     checks: dict[str, dict[str, Check]]
     sessions: Any
     indexes: dict[str, int]
@@ -57,7 +58,19 @@ class _Snapshot(msgspec.Struct):
     kv_history: Any = None
 
 
-_snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
+class _SnapshotTyped(_Snapshot):
+    services: dict[str, dict[str, Service]]
+
+
+class _SnapshotCompat(_Snapshot):
+    """Services as plain dicts: a snapshot written before services were typed rows may hold a
+    ``null`` member (Go's zero value), which ``service_row`` reads."""
+
+    services: dict[str, dict[str, dict[str, Any]]]
+
+
+_snapshot_decoder = msgspec.msgpack.Decoder(_SnapshotTyped)
+_compat_decoder = msgspec.msgpack.Decoder(_SnapshotCompat)
 _encode = msgspec.msgpack.Encoder(order="sorted").encode
 
 
@@ -221,7 +234,7 @@ class StateStore:
         return self.tables.catalog.nodes
 
     @property
-    def services(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def services(self) -> dict[str, dict[str, Service]]:
         return self.tables.catalog.services
 
     @property
@@ -289,10 +302,10 @@ class StateStore:
     def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None]:
         return self.tables.catalog.get_node(ws, name)
 
-    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[dict[str, Any]]]:
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[Service]]:
         return self.tables.catalog.node_services(ws, name)
 
-    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, dict[str, Any]]]]]:
+    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, Service]]]]:
         return self.tables.catalog.list_services(ws)
 
     def service_names(self, ws: WatchSet | None) -> tuple[int, list[str]]:
@@ -304,7 +317,7 @@ class StateStore:
     def service_index(self, name: str) -> int:
         return self.tables.catalog.service_index(name)
 
-    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, Service]]]:
         return self.tables.catalog.service_instances_of(ws, name)
 
     def checks_for_instance(self, node: str, service_id: str) -> list[Check]:
@@ -350,8 +363,12 @@ class StateStore:
     def load(self, blob: bytes) -> Tables:
         """A complete ``Tables`` from a snapshot (nothing in this store changes).  The rows are
         decoded into their types in C (``_Snapshot``): no per-row Python work but the indexes."""
+        snap: _Snapshot
         try:
-            snap = _snapshot_decoder.decode(blob)
+            try:
+                snap = _snapshot_decoder.decode(blob)
+            except msgspec.ValidationError:
+                snap = _compat_decoder.decode(blob)
         except msgspec.ValidationError as err:
             try:
                 data = msgspec.msgpack.decode(blob)
@@ -384,11 +401,14 @@ class StateStore:
         kv.lock_delays = dict(data.lock_delays)
         cat = t.catalog
         cat.nodes = data.nodes
-        cat.services = data.services
+        services = data.services
+        if isinstance(data, _SnapshotCompat):  # services as dicts (an older snapshot)
+            services = {node: {sid: service_row(d) for sid, d in per.items()} for node, per in services.items()}
+        cat.services = services
         cat.checks = data.checks
         for node, per in cat.services.items():
             for sid, svc in per.items():
-                cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))
+                cat.service_instances.setdefault(svc.service, set()).add((node, sid))
         t.sessions.load(data.sessions)
         t.autopilot.config = data.autopilot if data.autopilot is not None else {}
         for row in data.coordinates or []:

@@ -59,7 +59,7 @@ async def drive(proc: AgentProcess, n: int, tag: str) -> float:
 class Off:
     """Instrumentation off: no app hook, every recording method a no-op."""
 
-    NAMES = ("incr", "gauge", "sample", "measure_since")
+    NAMES = ("incr", "gauge", "sample", "measure_since", "incr_key", "sample_key", "measure_key", "count_and_measure")
 
     def __init__(self, proc: AgentProcess) -> None:
         self.proc = proc

@@ -114,3 +114,44 @@ def test_series_expire_after_the_retention_time() -> None:
 def test_prom_name_flattens_like_go_metrics() -> None:
     assert prom_name("consul.http.GET.v1.kv._") == "consul_http_GET_v1_kv__"
     assert prom_name("consul.web-1.runtime.x") == "consul_web_1_runtime_x"
+
+
+def test_aggregates_are_exact_across_folds() -> None:
+    """Values are folded in chunks (``FOLD``): the interval's aggregate is still every value's."""
+    from muster.telemetry.metrics import FOLD, series_id
+
+    m = Metrics(clock=Clock(), hostname="h")
+    m.configure("consul", True, 60)
+    vals = [float((i * 37) % 101) for i in range(3 * FOLD + 7)]
+    k = series_id("kvs.apply")
+    for v in vals:
+        m.sample_key(k, v)
+    (s,) = m.display()["Samples"]
+    n = len(vals)
+    mean = sum(vals) / n
+    assert (s["Count"], s["Sum"], s["Min"], s["Max"]) == (n, sum(vals), min(vals), max(vals))
+    assert math.isclose(s["Mean"], mean)
+    assert math.isclose(s["Stddev"], math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)))
+    # Reading the view folds what is pending; recording afterwards keeps adding to the same series.
+    m.sample_key(k, 1000.0)
+    (s,) = m.display()["Samples"]
+    assert (s["Count"], s["Max"]) == (n + 1, 1000.0)
+
+
+def test_prometheus_totals_add_up_every_interval() -> None:
+    clk = Clock()
+    m = Metrics(clock=clk, hostname="h")
+    m.configure("consul", True, 600)
+    for i in range(5):
+        m.incr("raft.apply", 2.0)
+        m.sample("raft.commitTime", float(i))
+        clk.t += 10
+    m.incr("raft.apply")  # the current interval counts too
+    text = render_text(m).decode()
+    assert "consul_raft_apply 11.0\n" in text
+    assert "consul_raft_commitTime_sum 10.0\n" in text
+    assert "consul_raft_commitTime_count 5.0\n" in text
+    # The quantile window (10 s) reaches into the previous interval: its value 4.0 is still there.
+    assert 'consul_raft_commitTime{quantile="0.5"} 4.0' in text
+    # The JSON view shows the last finished interval only.
+    assert m.display()["Counters"][0]["Sum"] == 2.0

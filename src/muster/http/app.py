@@ -21,7 +21,7 @@ from time import perf_counter
 from typing import Any
 
 from ..errors import MusterError
-from ..telemetry.metrics import Metrics
+from ..telemetry.metrics import Metrics, SeriesId, series_id
 from .request import Request, Response, StreamResponse, text_response
 
 log = logging.getLogger("muster.http")
@@ -110,8 +110,19 @@ class App:
         #: Where request timings go (``consul.api.http`` and, when ``legacy_http_metrics``,
         #: Consul 1.9's ``consul.http.<METHOD>.<path>``); None records nothing.
         self.metrics: Metrics | None = None
-        self.legacy_http_metrics = False
-        self._route_names: dict[str, tuple[tuple[str, str], dict[str, str]]] = {}
+        self._legacy_http_metrics = False
+        #: route pattern -> method -> its keys (``_http_keys``); emptied when
+        #: ``legacy_http_metrics`` changes.
+        self._route_keys: dict[str, dict[str, tuple[SeriesId, SeriesId | None]]] = {}
+
+    @property
+    def legacy_http_metrics(self) -> bool:
+        return self._legacy_http_metrics
+
+    @legacy_http_metrics.setter
+    def legacy_http_metrics(self, on: bool) -> None:
+        self._legacy_http_metrics = on
+        self._route_keys = {}
 
     async def __call__(
         self,
@@ -240,21 +251,27 @@ class App:
         m = self.metrics
         if m is None:
             return await route.handler(req)
+        keys = self._route_keys.get(route.path)
+        if keys is None:
+            keys = self._route_keys[route.path] = {}
+        k = keys.get(method)
+        if k is None:
+            k = keys[method] = self._http_keys(route.path, method)
         started = perf_counter()
         try:
             return await route.handler(req)
         finally:
             ms = (perf_counter() - started) * 1000.0
-            names = self._route_names.get(route.path)
-            if names is None:
-                names = self._route_names[route.path] = (route_label(route.path), {})
-            label, legacy = names
-            m.sample("api.http", ms, (("method", method), label))
-            if self.legacy_http_metrics:
-                key = legacy.get(method)
-                if key is None:
-                    key = legacy[method] = legacy_http_key(method, route.path)
-                m.sample(key, ms)
+            m.sample_key(k[0], ms)
+            if k[1] is not None:
+                m.sample_key(k[1], ms)
+
+    def _http_keys(self, pattern: str, method: str) -> tuple[SeriesId, SeriesId | None]:
+        """The metric keys of one route and method, built once: ``consul.api.http`` with its
+        ``method`` and ``path`` labels, and Consul 1.9's ``consul.http.<METHOD>.<path>`` when
+        ``legacy_http_metrics`` is on."""
+        api = series_id("api.http", (("method", method), route_label(pattern)))
+        return api, (series_id(legacy_http_key(method, pattern)) if self.legacy_http_metrics else None)
 
     async def _stream(
         self,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..fsm import FSM
 from ..runtime import Clock
 from ..structs import encode_command
-from ..telemetry.metrics import METRICS
+from ..telemetry.metrics import METRICS, RAFT_APPLY, RAFT_FSM_APPLY
 
 
 class DevLog:
@@ -61,10 +61,9 @@ class DevLog:
             cmd.ts = self.clock.wall()
         self._index += 1
         self._tail.append((self._index, encode_command(cmd)))
-        METRICS.incr("raft.apply")
         started = perf_counter()
         res = self.fsm.apply_decoded(self._index, cmd)
-        METRICS.measure_since("raft.fsm.apply", started)
+        METRICS.count_and_measure(RAFT_APPLY, RAFT_FSM_APPLY, started)
         return res
 
     async def propose(self, cmd: Any) -> Any:

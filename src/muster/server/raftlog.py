@@ -50,7 +50,7 @@ from ..raft.messages import (
 from ..raft.storage import StorageFailed
 from ..runtime import Clock
 from ..structs import decode_command, encode_command
-from ..telemetry.metrics import METRICS
+from ..telemetry.metrics import METRICS, RAFT_APPLY, RAFT_COMMIT_TIME, RAFT_FSM_APPLY
 from .log import PENDING, Log
 from .rpc import ConnectionLost, RPCNode
 
@@ -279,7 +279,7 @@ class ReplicatedLog:
             raise MusterError(f"proposal dropped: {err}") from None
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[index] = (term, fut)
-        METRICS.incr("raft.apply")
+        METRICS.incr_key(RAFT_APPLY)
         self._proposed_at[index] = perf_counter()
         self._kick.set()
         return await fut
@@ -441,13 +441,13 @@ class ReplicatedLog:
             res: Any = None
             proposed = self._proposed_at.pop(e.index, None) if self._proposed_at else None
             if proposed is not None:
-                METRICS.measure_since("raft.commitTime", proposed)
+                METRICS.measure_key(RAFT_COMMIT_TIME, proposed)
             if e.type == EntryType.NORMAL and e.data:
                 if e.index <= self.fsm.last_applied:
                     continue
                 started = perf_counter()
                 res = self.fsm.apply(e.index, e.data)
-                METRICS.measure_since("raft.fsm.apply", started)
+                METRICS.measure_key(RAFT_FSM_APPLY, started)
             elif e.index > self.fsm.last_applied:
                 self.fsm.last_applied = e.index
             waiting = self._pending.pop(e.index, None)

@@ -34,7 +34,7 @@ from ..structs import (
     TombstoneCommand,
     TxnCommand,
 )
-from ..telemetry.metrics import METRICS
+from ..telemetry.metrics import METRICS, SeriesId, series_id
 from .devlog import DevLog
 from .log import PENDING, Log
 
@@ -48,12 +48,12 @@ SERF_ALIVE = "Agent alive and reachable"
 SERF_DEAD = "Agent not live or unreachable"
 
 #: The endpoint timing Consul reports for each kind of write (milliseconds, a sample).
-APPLY_METRIC: dict[type[Any], str] = {
-    KVSCommand: "kvs.apply",
-    TxnCommand: "txn.apply",
-    RegisterCommand: "catalog.register",
-    DeregisterCommand: "catalog.deregister",
-    SessionCommand: "session.apply",
+APPLY_METRIC: dict[type[Any], SeriesId] = {
+    KVSCommand: series_id("kvs.apply"),
+    TxnCommand: series_id("txn.apply"),
+    RegisterCommand: series_id("catalog.register"),
+    DeregisterCommand: series_id("catalog.deregister"),
+    SessionCommand: series_id("session.apply"),
 }
 
 
@@ -154,7 +154,7 @@ class Server:
         finally:
             key = APPLY_METRIC.get(type(cmd))
             if key is not None:
-                METRICS.measure_since(key, started)
+                METRICS.measure_key(key, started)
         if isinstance(res, MusterError):
             raise res
         return res
@@ -167,7 +167,7 @@ class Server:
         if res is not PENDING:
             key = APPLY_METRIC.get(type(cmd))
             if key is not None:
-                METRICS.measure_since(key, started)
+                METRICS.measure_key(key, started)
             if isinstance(res, MusterError):
                 raise res
         return res

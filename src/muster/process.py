@@ -20,7 +20,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
+from .config import Config, audit_file_sinks
 from .coordinate import Coordinate
 from .dns.server import DNSServer
 from .errors import MusterError
@@ -62,6 +62,7 @@ from .server.operator import ClusterOperator
 from .server.raftlog import ClusterLog, RaftTimings, ReplicatedLog
 from .server.server import Server, ServerIdentity
 from .services import Lifecycle, Services
+from .telemetry.audit import AuditLog
 from .telemetry.logstream import Monitors
 from .telemetry.metrics import Labels, default_metrics
 from .telemetry.runtime import Collector
@@ -295,6 +296,10 @@ class AgentProcess:
         )
         self.app.metrics = self.metrics
         self.app.legacy_http_metrics = not tel.disable_compat_1_9
+        sinks = audit_file_sinks(config)
+        self.audit = AuditLog(sinks) if sinks else None
+        self.app.audit = self.audit
+        self.app.audit_identity = self._audit_identity
         self.listeners: list[Listener] = []
         #: limits.http_max_conns_per_client, shared by the HTTP and HTTPS listeners.
         self.conn_limits = ConnLimits(config.limits.http_max_conns_per_client)
@@ -450,6 +455,18 @@ class AgentProcess:
             )
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
 
+    def _audit_identity(self, req: Request) -> tuple[str, str]:
+        """The caller's token for the audit log: (AccessorID, description), never the secret;
+        ("", "") without ACLs or for a secret that names no live token."""
+        acl = self.acl
+        if not acl.enabled:
+            return "", ""
+        secret = acl.resolver.effective_secret(req.token())
+        if secret == acl.resolver.agent_recovery_token:
+            return "", "agent recovery token"
+        tok = acl.resolver.token(secret)
+        return (tok.AccessorID, tok.Description) if tok is not None else ("", "")
+
     async def stop(self) -> None:
         self.monitors.close_all()  # open log streams end now, so the HTTP server can stop
         if self.dns is not None:
@@ -477,6 +494,8 @@ class AgentProcess:
             await self.federation.close()
         if self.raft_storage is not None:
             self.raft_storage.close()
+        if self.audit is not None:
+            self.audit.close()
 
     def _coordinates(self, config: Config) -> CoordinateBatcher | None:
         """This agent's network coordinates on their way into the catalog: its own LAN

@@ -571,6 +571,35 @@ class Client:
         resp = self._call("PUT", f"/v1/kv/{key}", self._write_params(params), value)
         return bool(resp.json())
 
+    # -- KV history (a Muster extension, docs/kv-history.md) ------------------------------
+
+    def kv_history(self, key: str, *, recurse: bool = False, stale: bool | None = None) -> tuple[list[dict[str, Any]], QueryMeta]:
+        """The versions of ``key`` (of every key under it with ``recurse``), newest first per
+        key; [] when there is no history."""
+        params = [("recurse", "")] if recurse else []
+        data, meta = self.query(f"/v1/muster/kv-history/{key}", params, stale=stale, ok_404=True)
+        return list(data or []), meta
+
+    def kv_history_diff(self, key: str, *, frm: int | None = None, to: int | None = None) -> dict[str, Any] | None:
+        """The diff of two versions of ``key`` (defaults: the newest and the one before); None
+        when the key has no history."""
+        params = [("diff", "")]
+        if frm is not None:
+            params.append(("from", str(frm)))
+        if to is not None:
+            params.append(("to", str(to)))
+        data, _ = self.query(f"/v1/muster/kv-history/{key}", params, ok_404=True)
+        return dict(data) if data is not None else None
+
+    def kv_rollback(self, key: str, index: int, *, cas: int | None = None) -> bool:
+        """Write version ``index`` of ``key`` back (a CAS write); False when the key changed
+        since (``cas``, or its ModifyIndex when the server received the request)."""
+        params = [("rollback", str(index))]
+        if cas is not None:
+            params.append(("cas", str(cas)))
+        resp = self._call("PUT", f"/v1/muster/kv-history/{key}", self._write_params(params))
+        return bool(resp.json())
+
     # ------------------------------------------------------------------ config entries
 
     def config_entry_set(self, entry: dict[str, Any], cas: int | None = None) -> bool:

@@ -133,6 +133,14 @@ class FSM:
     def _apply_kvs(self, tx: WriteTxn, c: KVSCommand) -> Any:
         kv = tx.tables.kv
         op = c.op
+        tx.meta = (c.ts, c.accessor, c.addr, c.rollback_of)
+        if c.rollback_of:
+            # A rollback is an ordinary CAS write (or CAS delete) of an old version.
+            if op == "cas":
+                return kv.cas(tx, c.key, c.value, c.flags, c.index, "rollback")
+            if op == "delete-cas":
+                return kv.delete_cas(tx, c.key, c.index, "rollback-delete")
+            raise FatalApplyError(f"KV op {op!r} cannot be a rollback at index {tx.index}")
         if op == "set":
             return kv.set(tx, c.key, c.value, c.flags)
         if op == "cas":
@@ -152,14 +160,17 @@ class FSM:
     def _apply_register(self, tx: WriteTxn, c: RegisterCommand) -> Any:
         # A refused registration (a check naming a missing service...) raises after the node
         # may have been written: the transaction rolls it back.
+        tx.meta = (c.ts, "", "", 0)
         tx.tables.catalog.ensure_registration(tx, c.node, c.service, c.checks, c.skip_node_update, c.ts)
         return True
 
     def _apply_deregister(self, tx: WriteTxn, c: DeregisterCommand) -> Any:
+        tx.meta = (c.ts, "", "", 0)
         tx.tables.catalog.deregister(tx, c.node, c.service_id, c.check_id, c.ts)
         return True
 
     def _apply_session(self, tx: WriteTxn, c: SessionCommand) -> Any:
+        tx.meta = (c.ts, c.accessor, c.addr, 0)
         if c.op == "create":
             return tx.tables.sessions.create(tx, c.session)
         if c.op == "destroy":
@@ -167,10 +178,14 @@ class FSM:
         raise FatalApplyError(f"unknown session op {c.op!r} at index {tx.index}")
 
     def _apply_txn(self, tx: WriteTxn, c: TxnCommand) -> Any:
+        tx.meta = (c.ts, c.accessor, c.addr, 0)
         return apply_ops(tx, c.ops, c.ts)
 
     def _apply_tombstone(self, tx: WriteTxn, c: TombstoneCommand) -> Any:
-        return tx.tables.kv.reap_tombstones(tx, c.index)
+        t = tx.tables
+        n = t.kv.reap_tombstones(tx, c.index)
+        t.kv_history.prune(tx, c.ts, t.kv.entries)
+        return n
 
     def _apply_autopilot(self, tx: WriteTxn, c: AutopilotCommand) -> Any:
         return tx.tables.autopilot.set(tx, c.config, c.cas)

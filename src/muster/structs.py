@@ -47,7 +47,12 @@ class MessageType(enum.IntEnum):
 
 
 class KVSCommand(msgspec.Struct, array_like=True, omit_defaults=True):
-    """One KV write.  ``op`` is one of ``KV_OPS``."""
+    """One KV write.  ``op`` is one of ``KV_OPS``.
+
+    ``accessor`` (the caller's token AccessorID, when ACLs are on) and ``addr`` (the HTTP
+    client's address) are who made the change, recorded in the key's history with ``ts``;
+    ``rollback_of`` > 0 marks a ``cas``/``delete-cas`` as the rollback to that version
+    (docs/kv-history.md).  Trailing fields with defaults: older encodings still decode."""
 
     op: str
     key: str
@@ -56,6 +61,9 @@ class KVSCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     index: int = 0
     session: str = ""
     ts: float = 0.0
+    accessor: str = ""
+    addr: str = ""
+    rollback_of: int = 0
 
 
 KV_OPS = frozenset({"set", "cas", "delete", "delete-cas", "delete-tree", "lock", "unlock"})
@@ -84,6 +92,8 @@ class SessionCommand(msgspec.Struct, array_like=True, omit_defaults=True):
     op: str
     session: dict[str, Any]
     ts: float = 0.0
+    accessor: str = ""
+    addr: str = ""
 
 
 class TxnOp(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -98,14 +108,20 @@ class TxnOp(msgspec.Struct, array_like=True, omit_defaults=True):
 
 
 class TxnCommand(msgspec.Struct, array_like=True, omit_defaults=True):
+    """``accessor``/``addr``: who sent the transaction (the KV history of the keys it writes)."""
+
     ops: list[TxnOp]
     ts: float = 0.0
+    accessor: str = ""
+    addr: str = ""
 
 
 class TombstoneCommand(msgspec.Struct, array_like=True, omit_defaults=True):
-    """Reap KV tombstones whose deletion index is <= ``index``."""
+    """Reap KV tombstones whose deletion index is <= ``index``; with ``ts`` (stamped by the
+    leader) also drop KV history versions older than the history's ``max_age`` at that time."""
 
     index: int
+    ts: float = 0.0
 
 
 class AutopilotCommand(msgspec.Struct, array_like=True, omit_defaults=True):

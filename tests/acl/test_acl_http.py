@@ -232,8 +232,11 @@ async def test_templated_policies(allow: httpx.AsyncClient) -> None:
 
 
 async def test_auth_method_and_binding_rule(allow: httpx.AsyncClient) -> None:
-    r = await allow.put("/v1/acl/auth-method", json={"Name": "m", "Type": "jwt", "Config": {"BoundIssuer": "i"}}, headers=M)
-    assert r.status_code == 200 and r.json()["Config"] == {"BoundIssuer": "i"}
+    from .test_login import RSA_KEY, pem
+
+    cfg = {"BoundIssuer": "i", "JWTValidationPubKeys": [pem(RSA_KEY)]}
+    r = await allow.put("/v1/acl/auth-method", json={"Name": "m", "Type": "jwt", "Config": cfg}, headers=M)
+    assert r.status_code == 200 and r.json()["Config"] == cfg
     r = await allow.put("/v1/acl/auth-method", json={"Name": "n", "Type": "nope"}, headers=M)
     assert r.status_code == 500
     r = await allow.put("/v1/acl/binding-rule", json={"AuthMethod": "m", "BindType": "service", "BindName": "web"}, headers=M)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from realagent import AgentProcess, run_cli, start_agent
 
 pytestmark = pytest.mark.timeout(240)
@@ -69,3 +75,71 @@ def test_acl_cli_roundtrip(acl_agent: AgentProcess) -> None:
     assert out.startswith("app-kv:\n   ID:") or "global-management:\n   ID:           00000000-0000-0000-0000-000000000001" in out
     _ok(run_cli(["acl", "set-agent-token", "default", ROOT], env=env))
     assert _ok(run_cli(["kv", "get", "app/x"], env=_env(acl_agent, ""))) == "1\n"  # now via the default token
+
+
+def test_login_logout_cli(acl_agent: AgentProcess, tmp_path: Path) -> None:
+    """``muster login`` with a real RS256 JWT writes the new secret to the sink; ``logout`` ends it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    hdr = {"X-Consul-Token": ROOT}
+    cfg = {"JWTValidationPubKeys": [pub], "BoundIssuer": "cli-test", "ClaimMappings": {"svc": "svc"}}
+    r = httpx.put(f"{acl_agent.url}/v1/acl/auth-method", json={"Name": "cli-jwt", "Type": "jwt", "Config": cfg}, headers=hdr)
+    assert r.status_code == 200, r.text
+    rule = {"AuthMethod": "cli-jwt", "BindType": "service", "BindName": "${value.svc}"}
+    assert httpx.put(f"{acl_agent.url}/v1/acl/binding-rule", json=rule, headers=hdr).status_code == 200
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    now = int(time.time())
+    head = b64(json.dumps({"alg": "RS256"}).encode()) + "." + b64(json.dumps({"iss": "cli-test", "iat": now, "exp": now + 300, "svc": "web"}).encode())
+    jwt = head + "." + b64(key.sign(head.encode(), padding.PKCS1v15(), hashes.SHA256()))
+    bearer = tmp_path / "bearer"
+    bearer.write_text(jwt + "\n")
+    sink = tmp_path / "sink"
+    env = _env(acl_agent, "")
+    missing = run_cli(["login", "-method", "cli-jwt", "-bearer-token-file", str(bearer)], env=env)
+    assert missing.returncode == 1 and "Missing required '-token-sink-file' flag" in missing.stderr.decode()
+    bad = run_cli(["login", "-method", "nope", "-bearer-token-file", str(bearer), "-token-sink-file", str(sink)], env=env)
+    assert bad.returncode == 1 and 'Error logging in: Unexpected response code: 403 (ACL not found: auth method "nope" not found)' in bad.stderr.decode()
+    assert _ok(run_cli(["login", "-method", "cli-jwt", "-bearer-token-file", str(bearer), "-token-sink-file", str(sink), "-meta", "host=ci"], env=env)) == ""
+    secret = sink.read_text()
+    assert (sink.stat().st_mode & 0o777) == 0o600
+    me = httpx.get(f"{acl_agent.url}/v1/acl/token/self", headers={"X-Consul-Token": secret}).json()
+    assert me["AuthMethod"] == "cli-jwt" and me["ServiceIdentities"] == [{"ServiceName": "web"}]
+    assert me["Description"] == 'token created via login: {"host":"ci"}'
+    not_login = run_cli(["logout"], env=_env(acl_agent))
+    assert not_login.returncode == 1 and "token wasn't created via login" in not_login.stderr.decode()
+    assert _ok(run_cli(["logout", "-token-file", str(sink)], env=env)) == ""
+    gone = httpx.get(f"{acl_agent.url}/v1/acl/token/self", headers={"X-Consul-Token": secret})
+    assert gone.status_code == 403
+
+
+SCRIPT_WARNING = "using enable-script-checks without ACLs and without allow_write_http_from is DANGEROUS"
+
+
+def _startup_log(agent: AgentProcess) -> str:
+    """The agent's log once start-up is complete (its "agent running" line; bounded wait)."""
+    log = ""
+    for _ in range(100):
+        log = agent.log_path.read_text(encoding="utf-8", errors="replace")
+        if "agent running" in log:
+            break
+        time.sleep(0.1)
+    return log
+
+
+def test_script_checks_warning_only_without_acls() -> None:
+    """Consul's start-up warning for ``enable_script_checks`` with ACLs disabled (and none with ACLs on)."""
+    open_agent = start_agent(["-enable-script-checks"], name="scripts-no-acl")
+    try:
+        log = _startup_log(open_agent)
+    finally:
+        open_agent.stop()
+    assert SCRIPT_WARNING in log
+    secured = start_agent(["-enable-script-checks", f"-hcl={HCL}"], name="scripts-acl")
+    try:
+        log = _startup_log(secured)
+    finally:
+        secured.stop()
+    assert "agent running" in log and SCRIPT_WARNING not in log

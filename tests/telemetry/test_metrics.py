@@ -116,42 +116,49 @@ def test_prom_name_flattens_like_go_metrics() -> None:
     assert prom_name("consul.web-1.runtime.x") == "consul_web_1_runtime_x"
 
 
-def test_aggregates_are_exact_across_folds() -> None:
-    """Values are folded in chunks (``FOLD``): the interval's aggregate is still every value's."""
-    from muster.telemetry.metrics import FOLD, series_id
-
-    m = Metrics(clock=Clock(), hostname="h")
-    m.configure("consul", True, 60)
-    vals = [float((i * 37) % 101) for i in range(3 * FOLD + 7)]
-    k = series_id("kvs.apply")
-    for v in vals:
-        m.sample_key(k, v)
-    (s,) = m.display()["Samples"]
-    n = len(vals)
-    mean = sum(vals) / n
-    assert (s["Count"], s["Sum"], s["Min"], s["Max"]) == (n, sum(vals), min(vals), max(vals))
-    assert math.isclose(s["Mean"], mean)
-    assert math.isclose(s["Stddev"], math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)))
-    # Reading the view folds what is pending; recording afterwards keeps adding to the same series.
-    m.sample_key(k, 1000.0)
-    (s,) = m.display()["Samples"]
-    assert (s["Count"], s["Max"]) == (n + 1, 1000.0)
+def _state(m: Metrics) -> tuple[object, ...]:
+    """Everything a view reads: every interval's aggregates, the Prometheus tables."""
+    ivs = [
+        (iv.start, sorted((k, a.count, a.sum, a.sumsq, a.min, a.max) for k, a in iv.samples.items()),
+         sorted((k, a.count, a.sum) for k, a in iv.counters.items()))
+        for iv in m.intervals
+    ]  # fmt: skip
+    prom = (sorted((k, s.sum, s.count, list(s.recent)) for k, s in m.p_summaries.items()), sorted(m.p_counters.items()))
+    return ivs, prom
 
 
-def test_prometheus_totals_add_up_every_interval() -> None:
-    clk = Clock()
-    m = Metrics(clock=clk, hostname="h")
-    m.configure("consul", True, 600)
-    for i in range(5):
-        m.incr("raft.apply", 2.0)
-        m.sample("raft.commitTime", float(i))
-        clk.t += 10
-    m.incr("raft.apply")  # the current interval counts too
-    text = render_text(m).decode()
-    assert "consul_raft_apply 11.0\n" in text
-    assert "consul_raft_commitTime_sum 10.0\n" in text
-    assert "consul_raft_commitTime_count 5.0\n" in text
-    # The quantile window (10 s) reaches into the previous interval: its value 4.0 is still there.
-    assert 'consul_raft_commitTime{quantile="0.5"} 4.0' in text
-    # The JSON view shows the last finished interval only.
-    assert m.display()["Counters"][0]["Sum"] == 2.0
+def test_a_series_handle_records_exactly_what_the_registry_methods_record() -> None:
+    """Across interval turnover, ``reset`` and a Prometheus expiry, a ``Series`` held by a call
+    site leaves the registry in the same state as ``incr``/``sample`` with the same arguments."""
+    clk_a, clk_b = Clock(), Clock()
+    a, b = Metrics(clock=clk_a, hostname="h"), Metrics(clock=clk_b, hostname="h")
+    for m in (a, b):
+        m.configure("consul", True, retention=5)
+    labels = (("method", "PUT"), ("path", "v1.kv"))
+    http, apply = b.series("api.http", labels), b.series("raft.apply")
+    # t = 3, 7, 7, 14, 26, 26.5, 57.5, reset, 58.5 (same interval), 61, 67 (idle), expire,
+    # 68 (same interval), 108, 110
+    steps = [3.0, 4.0, 0.0, 7.0, 12.0, 0.5, 31.0, "reset", 1.0, 2.5, "idle", "expire", 1.0, 40.0, 2.0]
+    for i, step in enumerate(steps):
+        if step == "reset":
+            a.reset()
+            b.reset()
+            continue
+        if step == "idle":  # nothing recorded for longer than the retention
+            clk_a.t += 6.0
+            clk_b.t += 6.0
+            continue
+        if step == "expire":
+            a.expire()
+            b.expire()
+            assert not a.p_summaries and not b.p_summaries
+            continue
+        assert isinstance(step, float)
+        clk_a.t += step
+        clk_b.t += step
+        a.sample("api.http", float(i), labels)
+        http.sample(float(i))
+        a.incr("raft.apply")
+        apply.incr()
+        assert _state(a) == _state(b), (i, step)
+    assert b.display()["Samples"] == a.display()["Samples"]

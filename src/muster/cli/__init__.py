@@ -17,6 +17,7 @@ from muster.cli import commands
 from muster.cli.acl import ACL_COMMANDS, ACL_GROUPS
 from muster.cli.config_entries import CONFIG_HELP, config_delete, config_list, config_read, config_write
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
+from muster.cli.kvhistory import kv_history, kv_rollback
 from muster.cli.lock import lock
 from muster.cli.membership import force_leave, join, keyring
 from muster.cli.monitor import monitor
@@ -56,8 +57,10 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "kv delete": ("Removes data from the KV store", kv_delete),
     "kv export": ("Exports a tree from the KV store as JSON", kv_export),
     "kv get": ("Retrieves or lists data from the KV store", kv_get),
+    "kv history": ("Lists the recorded versions of a key (Muster extension)", kv_history),
     "kv import": ("Imports a tree stored as JSON to the KV store", kv_import),
     "kv put": ("Sets or updates data in the KV store", kv_put),
+    "kv rollback": ("Writes an earlier version of a key back (Muster extension)", kv_rollback),
     "leave": ("Gracefully leaves the Consul cluster and shuts down", commands.leave),
     "lock": ("Execute a command holding a lock", lock),
     "maint": ("Controls node or service maintenance mode", commands.maint),

@@ -9,6 +9,7 @@ The token comes from ``-token``/``CONSUL_HTTP_TOKEN`` (or the token file), as fo
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -597,7 +598,82 @@ def acl_role_list(ui: UI, args: list[str]) -> int:
     return _print(ui, p, roles, pretty)
 
 
+def login(ui: UI, args: list[str]) -> int:
+    """``muster login``: exchange a bearer token for an ACL token through an auth method
+    (Consul's ``command/login``); the new SecretID goes to ``-token-sink-file`` (mode 0600)."""
+    fs = FlagSet(
+        "Usage: muster login [options]\n\n"
+        "  The login command will exchange the provided third party credentials with the\n"
+        "  requested auth method for a newly minted Consul ACL token."
+    )
+    add_http_flags(fs)
+    fs.add("method", "str", "", "Name of the auth method to login to.")
+    fs.add("bearer-token-file", "str", "", "Path to a file containing a secret bearer token to use with this auth method.")
+    fs.add("token-sink-file", "str", "", "The most recent token's SecretID is kept up to date in this file.")
+    fs.add("meta", "map", None, "Metadata to set on the token, formatted as key=value. This flag may be specified multiple times to set multiple meta fields.")
+    p = parse_or_usage(ui, fs, args)
+    if not p["method"]:
+        ui.err("Missing required '-method' flag")
+        return 1
+    if not p["token-sink-file"]:
+        ui.err("Missing required '-token-sink-file' flag")
+        return 1
+    if not p["bearer-token-file"]:
+        ui.err("Missing required '-bearer-token-file' flag")
+        return 1
+    try:
+        with open(p["bearer-token-file"], encoding="utf-8") as f:
+            bearer = f.read().strip()
+    except OSError as err:
+        ui.err(f"Error reading bearer token file: {err}")
+        return 1
+    if not bearer:
+        ui.err(f"No bearer token found in {p['bearer-token-file']}")
+        return 1
+    client = make_client(ui, p)
+    body: dict[str, Any] = {"AuthMethod": p["method"], "BearerToken": bearer}
+    if p["meta"]:
+        body["Meta"] = dict(p["meta"])
+    try:
+        tok = _call(client, "POST", "/v1/acl/login", body)
+    except ConsulError as err:
+        ui.err(f"Error logging in: {err}")
+        return 1
+    sink = p["token-sink-file"]
+    try:
+        tmp = f"{sink}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(tok.get("SecretID", "")))
+        os.replace(tmp, sink)
+    except OSError as err:
+        ui.err(f"Error writing token to file sink: {err}")
+        return 1
+    return 0
+
+
+def logout(ui: UI, args: list[str]) -> int:
+    """``muster logout``: destroy the token given by ``-token``/``CONSUL_HTTP_TOKEN``, which must
+    have been created by ``muster login`` (Consul's ``command/logout``)."""
+    fs = FlagSet(
+        "Usage: muster logout [options]\n\n"
+        "  The logout command will destroy the provided token if it was created from\n"
+        "  'consul login'."
+    )
+    add_http_flags(fs)
+    p = parse_or_usage(ui, fs, args)
+    client = make_client(ui, p)
+    try:
+        _call(client, "POST", "/v1/acl/logout")
+    except ConsulError as err:
+        ui.err(f"Error destroying token: {err}")
+        return 1
+    return 0
+
+
 ACL_COMMANDS = {
+    "login": ("Login to Consul using an auth method", login),
+    "logout": ("Destroy a Consul token created with login", logout),
     "acl bootstrap": ("Bootstrap Consul's ACL system", acl_bootstrap),
     "acl set-agent-token": ("Assign tokens for the Consul Agent's usage", acl_set_agent_token),
     "acl token create": ("Create an ACL token", acl_token_create),

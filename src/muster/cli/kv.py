@@ -46,8 +46,10 @@ Subcommands:
     delete    Removes data from the KV store
     export    Exports a tree from the KV store as JSON
     get       Retrieves or lists data from the KV store
+    history   Lists the recorded versions of a key (Muster extension)
     import    Imports a tree stored as JSON to the KV store
-    put       Sets or updates data in the KV store"""
+    put       Sets or updates data in the KV store
+    rollback  Writes an earlier version of a key back (Muster extension)"""
 
 
 def _strip_slash(key: str) -> str:

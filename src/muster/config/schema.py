@@ -27,6 +27,7 @@ __all__ = [
     "DNSConfig",
     "DNSSOA",
     "HTTPConfig",
+    "KVHistoryConfig",
     "LimitsConfig",
     "PASSTHROUGH_TOP",
     "PerformanceConfig",
@@ -284,6 +285,16 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class KVHistoryConfig:
+    """``kv_history`` block (a Muster extension, docs/kv-history.md): how many versions of each
+    KV key the servers keep, and for how long.  Every server must use the same values."""
+
+    enabled: bool = _f(True, "bool")
+    versions: int = _f(10, "int")
+    max_age: float = _f(7 * 24 * 3600.0, "dur")
+
+
+@dataclass(frozen=True)
 class HTTPConfig:
     """``http_config`` block."""
 
@@ -435,6 +446,7 @@ class Config:
     autopilot: AutopilotConfig = _fs(AutopilotConfig)
     telemetry: TelemetryConfig = _fs(TelemetryConfig)
     audit: AuditConfig = _fs(AuditConfig)
+    kv_history: KVHistoryConfig = _fs(KVHistoryConfig)
     # --- provenance (not config keys) ---
     extra: Mapping[str, Any] = field(default_factory=dict, metadata={"kind": "internal"})
     set_flags: frozenset[str] = field(default_factory=frozenset, metadata={"kind": "internal"})

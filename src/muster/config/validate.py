@@ -130,22 +130,28 @@ def _node_identity(cfg: Config, changes: dict[str, Any], warnings: list[str]) ->
 
 
 def _bootstrap(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
-    """``bootstrap`` vs ``bootstrap_expect``: exclusive, server-only; ``expect = 1`` means bootstrap."""
-    if cfg.dev_mode and cfg.bootstrap_expect > 0:
-        raise ConfigError("'bootstrap_expect > 0' not allowed in dev mode")
-    if cfg.bootstrap_expect < 0:
-        raise ConfigError(f"bootstrap_expect cannot be {cfg.bootstrap_expect}. Must be greater than or equal to zero")
+    """``bootstrap`` vs ``bootstrap_expect``: exclusive, server-only; ``expect = 1`` means bootstrap.
+
+    As in Consul's config builder, ``expect = 1`` becomes ``bootstrap = true`` (with its warning)
+    *before* the checks, so ``-dev -bootstrap-expect 1`` (python-consul2's test agents) and
+    ``bootstrap = true`` with ``bootstrap_expect = 1`` are accepted; ``expect >= 2`` is not in
+    ``-dev`` nor with ``bootstrap``.
+    """
     bootstrap, expect = cfg.bootstrap, cfg.bootstrap_expect
+    if expect == 1:
+        bootstrap, expect = True, 0
+        warnings.append("BootstrapExpect is set to 1; this is the same as Bootstrap mode.")
+    if cfg.dev_mode and expect > 0:
+        raise ConfigError("'bootstrap_expect > 0' not allowed in dev mode")
+    if expect < 0:
+        raise ConfigError(f"bootstrap_expect cannot be {expect}. Must be greater than or equal to zero")
     if expect > 0 and bootstrap:
         raise ConfigError("'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive")
     if expect > 0 and not cfg.server:
         raise ConfigError("'bootstrap_expect > 0' requires server mode")
     if bootstrap and not cfg.server:
         raise ConfigError("'bootstrap = true' requires server mode")
-    if expect == 1:
-        bootstrap, expect = True, 0
-        warnings.append("bootstrap_expect = 1: this is the same as bootstrap mode")
-    elif expect == 2:
+    if expect == 2:
         warnings.append("bootstrap_expect = 2: a cluster with 2 servers will be unable to tolerate any failure")
     elif expect > 2 and expect % 2 == 0:
         warnings.append(f"bootstrap_expect is even ({expect}); odd server counts are recommended")
@@ -239,7 +245,7 @@ def _domains(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
 
 def _timers_and_limits(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
     """Query and retry timers are positive; retry counts and check output size are in range;
-    ``performance.raft_multiplier`` is 1..10."""
+    ``performance.raft_multiplier`` is 1..10; ``kv_history.versions`` is 1..1000."""
     for name in ("default_query_time", "max_query_time", "retry_interval", "retry_interval_wan", "session_ttl_min"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be > 0")
@@ -249,6 +255,10 @@ def _timers_and_limits(cfg: Config, changes: dict[str, Any], warnings: list[str]
         raise ConfigError("check_output_max_size must be greater than 0")
     if not 1 <= cfg.performance.raft_multiplier <= 10:
         raise ConfigError(f"performance.raft_multiplier cannot be {cfg.performance.raft_multiplier}. Must be between 1 and 10")
+    if cfg.kv_history.versions < 1 or cfg.kv_history.versions > 1000:
+        raise ConfigError(f"kv_history.versions must be between 1 and 1000, got {cfg.kv_history.versions}")
+    if cfg.kv_history.max_age < 0:
+        raise ConfigError("kv_history.max_age cannot be negative")
 
 
 def _acl(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:

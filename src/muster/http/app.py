@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import MusterError
 from ..telemetry.audit import WRITE_METHODS, AuditLog
-from ..telemetry.metrics import Metrics, SeriesId, series_id
+from ..telemetry.metrics import Metrics, Series
 from .request import Request, Response, StreamResponse, text_response
 
 log = logging.getLogger("muster.http")
@@ -104,6 +104,12 @@ class App:
         #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
         #: answer, or None to serve the request here.
         self.dc_forward = dc_forward
+        #: A stateless client agent's forward of every request to a server
+        #: (``forward.forward_to_server``): the server's answer, or None to serve it here.
+        self.server_forward: Callable[[Request], Awaitable[Response | None]] | None = None
+        #: Runs before a request this agent serves itself (not one forwarded to another
+        #: datacenter): a secondary datacenter reads unknown tokens from the primary there.
+        self.acl_prepare: Callable[[Request], Awaitable[None]] | None = None
         base = [(b"x-consul-default-acl-policy", default_acl_policy.encode())]
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
@@ -115,19 +121,9 @@ class App:
         #: caller's token as (AccessorID, description).
         self.audit: AuditLog | None = None
         self.audit_identity: Callable[[Request], tuple[str, str]] | None = None
-        self._legacy_http_metrics = False
-        #: route pattern -> method -> its keys (``_http_keys``); emptied when
-        #: ``legacy_http_metrics`` changes.
-        self._route_keys: dict[str, dict[str, tuple[SeriesId, SeriesId | None]]] = {}
-
-    @property
-    def legacy_http_metrics(self) -> bool:
-        return self._legacy_http_metrics
-
-    @legacy_http_metrics.setter
-    def legacy_http_metrics(self, on: bool) -> None:
-        self._legacy_http_metrics = on
-        self._route_keys = {}
+        self.legacy_http_metrics = False
+        #: route path -> method -> the route's series (``api.http``, and the legacy one or None)
+        self._route_series: dict[str, dict[str, tuple[Series, Series]]] = {}
 
     async def __call__(
         self,
@@ -267,34 +263,36 @@ class App:
                 [("Allow", ",".join(("OPTIONS",) + route.methods))],
             )
         req.route_param = param
+        if self.server_forward is not None:
+            answered = await self.server_forward(req)
+            if answered is not None:
+                return answered
         if self.dc_forward is not None and ("dc" in req.query or path in BODY_DC_PATHS):
             forwarded = await self.dc_forward(req)
             if forwarded is not None:
                 return forwarded
+        if self.acl_prepare is not None:
+            await self.acl_prepare(req)
         m = self.metrics
         if m is None:
             return await route.handler(req)
-        keys = self._route_keys.get(route.path)
-        if keys is None:
-            keys = self._route_keys[route.path] = {}
-        k = keys.get(method)
-        if k is None:
-            k = keys[method] = self._http_keys(route.path, method)
         started = perf_counter()
         try:
             return await route.handler(req)
         finally:
             ms = (perf_counter() - started) * 1000.0
-            m.sample_key(k[0], ms)
-            if k[1] is not None:
-                m.sample_key(k[1], ms)
-
-    def _http_keys(self, pattern: str, method: str) -> tuple[SeriesId, SeriesId | None]:
-        """The metric keys of one route and method, built once: ``consul.api.http`` with its
-        ``method`` and ``path`` labels, and Consul 1.9's ``consul.http.<METHOD>.<path>`` when
-        ``legacy_http_metrics`` is on."""
-        api = series_id("api.http", (("method", method), route_label(pattern)))
-        return api, (series_id(legacy_http_key(method, pattern)) if self.legacy_http_metrics else None)
+            per_route = self._route_series.get(route.path)
+            if per_route is None:
+                per_route = self._route_series[route.path] = {}
+            series = per_route.get(method)
+            if series is None or series[0].registry is not m:
+                series = per_route[method] = (
+                    m.series("api.http", (("method", method), route_label(route.path))),
+                    m.series(legacy_http_key(method, route.path)),
+                )
+            series[0].sample(ms)
+            if self.legacy_http_metrics:
+                series[1].sample(ms)
 
     async def _stream(
         self,

@@ -168,7 +168,10 @@ def routes(ctx: Ctx) -> list[Route]:
         if not key:
             raise BadRequest("Missing key name")
         _check_key(key)
-        ctx.authorizer(req).require("key", "write", key)
+        authz = ctx.authorizer(req)
+        authz.require("key", "write", key)
+        who = authz.accessor
+        addr = req.client
         n = ("cas" in q) + ("acquire" in q) + ("release" in q)
         if n > 1:
             raise _conflict(req)
@@ -178,14 +181,15 @@ def routes(ctx: Ctx) -> list[Route]:
         if len(body) > limit:
             raise TooLarge(f"Request body({len(body)} bytes) too large, max size: {limit} bytes. See {KV_DOC}.")
         value = body or None
+        # ``accessor``/``addr``: who made the change, for the key's history (docs/kv-history.md).
         if "cas" in q:
-            cmd = KVSCommand(op="cas", key=key, value=value, flags=flags, index=_u64(req, "cas"))
+            cmd = KVSCommand("cas", key, value, flags, _u64(req, "cas"), accessor=who, addr=addr)
         elif "acquire" in q:
-            cmd = KVSCommand(op="lock", key=key, value=value, flags=flags, session=req.get("acquire"))
+            cmd = KVSCommand("lock", key, value, flags, session=req.get("acquire"), accessor=who, addr=addr)
         elif "release" in q:
-            cmd = KVSCommand(op="unlock", key=key, value=value, flags=flags, session=req.get("release"))
+            cmd = KVSCommand("unlock", key, value, flags, session=req.get("release"), accessor=who, addr=addr)
         else:
-            cmd = KVSCommand(op="set", key=key, value=value, flags=flags)
+            cmd = KVSCommand("set", key, value, flags, accessor=who, addr=addr)
         ok = await _apply(cmd)
         return Response(200, TRUE if ok else FALSE, "application/json")
 
@@ -198,16 +202,18 @@ def routes(ctx: Ctx) -> list[Route]:
             raise _conflict(req)
         if not key and not recurse:
             raise BadRequest("Missing key name")
+        authz = ctx.authorizer(req)
         if recurse:
-            ctx.authorizer(req).require_key_write_prefix(key)
+            authz.require_key_write_prefix(key)
         else:
-            ctx.authorizer(req).require("key", "write", key)
+            authz.require("key", "write", key)
+        who = authz.accessor
         if recurse:
-            cmd = KVSCommand(op="delete-tree", key=key)
+            cmd = KVSCommand(op="delete-tree", key=key, accessor=who, addr=req.client)
         elif "cas" in q:
-            cmd = KVSCommand(op="delete-cas", key=key, index=_u64(req, "cas"))
+            cmd = KVSCommand(op="delete-cas", key=key, index=_u64(req, "cas"), accessor=who, addr=req.client)
         else:
-            cmd = KVSCommand(op="delete", key=key)
+            cmd = KVSCommand(op="delete", key=key, accessor=who, addr=req.client)
         ok = await _apply(cmd)
         return Response(200, TRUE if ok else FALSE, "application/json")
 

@@ -131,7 +131,8 @@ def routes(ctx: Ctx) -> list[Route]:
         if not sid:
             raise BadRequest("Missing session")
         need_session_write(req, sid)
-        await server.apply(SessionCommand(op="destroy", session={"ID": sid}))
+        who = ctx.authorizer(req).accessor  # recorded in the history of the keys it releases
+        await server.apply(SessionCommand(op="destroy", session={"ID": sid}, accessor=who, addr=req.client))
         return json_response(req, True)
 
     async def renew(req: Request) -> Response:

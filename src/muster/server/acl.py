@@ -5,7 +5,8 @@ anything is proposed (a refused write changes nothing anywhere); the tables re-c
 race (name and secret uniqueness) when the command is applied.  Texts follow Consul's
 ``agent/consul/acl_endpoint.go`` and ``auth/token_writer.go``; see docs/compat/acl.md.
 
-Leader duties (``initialize``): make sure the ``global-management`` policy and the anonymous
+Leader duties (``initialize``): start the expired-token reaper (once per server; it acts only
+while this server leads), make sure the ``global-management`` policy and the anonymous
 token exist, and create the configured initial management token, through the bootstrap
 command while bootstrap is still possible (so that a later ``/v1/acl/bootstrap`` answers 403),
 as Consul's ``initializeACLs`` does.  Idempotent, run on every leadership gain.
@@ -13,6 +14,7 @@ as Consul's ``initializeACLs`` does.  Idempotent, run on every leadership gain.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -46,7 +48,7 @@ from ..acl.model import (
 )
 from ..acl.resolver import ACLNotFound, Resolver
 from ..acl.rules import RulesError, parse_rules, translate_legacy
-from ..durations import parse_duration
+from ..durations import format_duration, parse_body_duration, parse_duration
 from ..errors import BadRequest, MusterError, NotFound, PermissionDenied
 from ..state.acl import ACLTable
 from ..structs import (
@@ -62,6 +64,8 @@ from ..structs import (
     ACLTokenDeleteCommand,
     ACLTokenSetCommand,
 )
+from .aclreplication import Remote, RemoteTokens, Replicator
+from .authmethods import Validators, bind, check_binding_rule, validate_config
 
 log = logging.getLogger("muster.acl")
 
@@ -75,6 +79,9 @@ AUTH_METHOD_TYPES = ("kubernetes", "jwt", "oidc", "aws-iam")
 BIND_TYPES = ("service", "node", "role", "templated-policy", "policy")
 MIN_TTL = 60.0
 MAX_TTL = 24 * 3600.0
+#: Consul's ``aclTokenReapingRateLimit`` (one pass a second) and ``aclBatchDeleteSize``.
+REAP_INTERVAL = 1.0
+REAP_BATCH = 4096
 
 #: ``PUT /v1/agent/token/<type>``: accepted names (legacy on the right) -> canonical.
 AGENT_TOKEN_TYPES = {
@@ -111,12 +118,14 @@ class ACLService:
         datacenter: str,
         data_dir: str | None,
         initial_management_description: str = "Initial Management Token",
+        primary_datacenter: str = "",
     ) -> None:
         self.server = server
         self.store = server.store
         self.enabled = bool(acl_config.enabled)
         self.config = acl_config
         self.datacenter = datacenter
+        self.primary_datacenter = primary_datacenter or datacenter
         self.data_dir = data_dir
         self.initial_management_description = initial_management_description
         tokens = acl_config.tokens
@@ -130,8 +139,15 @@ class ACLService:
         }
         #: Moves whenever an agent token changes (answers cached per token, such as DNS, follow it).
         self.token_generation = 0
+        self._reaper: asyncio.Task[None] | None = None
+        #: A secondary datacenter replicates from, and resolves unknown tokens with, the primary.
+        self.secondary = self.enabled and self.primary_datacenter != datacenter
+        self.replicator: Replicator | None = None
+        self.remote_tokens: RemoteTokens | None = None
+        self._replicating: asyncio.Task[None] | None = None
         if self.enabled and acl_config.enable_token_persistence:
             self._load_persisted_tokens()
+        self.validators = Validators(lambda: self.resolver.now())
         self.resolver = Resolver(
             _LiveTables(self.store),
             enabled=self.enabled,
@@ -177,9 +193,54 @@ class ACLService:
 
     # ------------------------------------------------------------------ leader duties
 
+    def attach_remote(self, remote: Remote) -> None:
+        """Give a secondary datacenter its way to the primary (``Federation.http_call``)."""
+        if not self.secondary:
+            return
+
+        async def primary(method: str, path: str, query: str, token: str, timeout: float) -> Any:
+            return await remote(method, path, query, token, timeout)
+
+        self.replicator = Replicator(
+            self.primary_datacenter,
+            primary,
+            lambda: self.agent_tokens["replication"],
+            bool(self.config.enable_token_replication),
+            self._apply,
+            lambda: self.tables,
+            self.server.is_leader,
+            self.now,
+        )
+        if not self.config.enable_token_replication:
+            self.remote_tokens = RemoteTokens(
+                primary,
+                float(self.config.token_ttl),
+                str(self.config.down_policy),
+                str(self.config.default_policy),
+                lambda: self.resolver.now(),
+                self.resolver.forget,
+                lambda s: s == self.agent_tokens["agent_recovery"] or self.tables.acl_token_by_secret(s) is not None,
+            )
+            self.resolver.remote = self.remote_tokens
+
+    async def prepare(self, secret: str) -> None:
+        """Before serving a request: read its token from the primary if this datacenter needs to."""
+        if self.remote_tokens is not None:
+            await self.remote_tokens.prepare(secret or self.agent_tokens["default"])
+
+    def replication_status(self) -> dict[str, Any] | None:
+        return self.replicator.status.render() if self.replicator is not None else None
+
     async def initialize(self) -> None:
-        """Leader: builtin policy, anonymous token, initial management token (idempotent)."""
+        """Leader: builtin policy, anonymous token, initial management token (idempotent); in a
+        secondary datacenter, replication instead of the tokens (they are the primary's)."""
         if not self.enabled:
+            return
+        if self._reaper is None or self._reaper.done():
+            self._reaper = self.server.spawn(self._reap_loop(), "acl-token-reaper")
+        if self.secondary:
+            if self.replicator is not None and (self._replicating is None or self._replicating.done()):
+                self._replicating = self.server.spawn(self.replicator.run(), "acl-replication")
             return
         t = self.tables
         cur = t.policies.get(GLOBAL_MANAGEMENT_ID)
@@ -207,6 +268,27 @@ class ACLService:
             else:
                 await self._apply(ACLTokenSetCommand(tokens=[tok]))
             log.info("ACL: created the initial management token")
+
+    async def reap_expired(self) -> int:
+        """Leader: delete, through Raft, the tokens whose ExpirationTime has passed (at most
+        ``REAP_BATCH`` per call); returns how many.  Resolution refuses an expired token at once
+        whether or not it was reaped yet; this only removes the rows."""
+        if not self.enabled or not self.server.is_leader():
+            return 0
+        due = self.tables.expired(self.resolver.now(), REAP_BATCH)
+        if not due:
+            return 0
+        await self._apply(ACLTokenDeleteCommand(accessors=due))
+        log.info("ACL: reaped %d expired token(s)", len(due))
+        return len(due)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            try:
+                await self.reap_expired()
+            except MusterError as err:
+                log.warning("ACL: expired token reaping failed: %s", err)
 
     # ------------------------------------------------------------------ agent tokens
 
@@ -545,6 +627,11 @@ class ACLService:
             if acc not in self.tables.tokens:
                 return acc
 
+    def token_is_local(self, accessor: str) -> bool:
+        """Whether ``accessor`` names a token local to this datacenter (its writes stay here)."""
+        tok = self.tables.tokens.get(accessor)
+        return tok is not None and tok.Local
+
     def token_get(self, accessor: str) -> ACLToken:
         if not is_uuid(accessor):
             raise _uuid_lookup_error("token", accessor)
@@ -829,12 +916,24 @@ class ACLService:
         config = body.get("Config")
         if config is not None and not isinstance(config, dict):
             raise BadRequest("Auth method decoding failed: Config must be an object")
+        validate_config(typ, config or {})
+        max_ttl = ""
+        if body.get("MaxTokenTTL") not in (None, "", 0):
+            try:
+                ttl = parse_body_duration(body["MaxTokenTTL"])
+            except ValueError as err:
+                raise BadRequest(f"Auth method decoding failed: {err}") from None
+            if ttl > MAX_TTL:
+                raise MusterError(f"MaxTokenTTL {format_duration(ttl)} cannot be more than {format_duration(MAX_TTL)}")
+            if ttl < MIN_TTL:
+                raise MusterError(f"MaxTokenTTL {format_duration(ttl)} cannot be less than {format_duration(MIN_TTL)}")
+            max_ttl = format_duration(ttl)
         row: dict[str, Any] = {
             "Name": name,
             "Type": typ,
             "DisplayName": str(body.get("DisplayName") or ""),
             "Description": str(body.get("Description") or ""),
-            "MaxTokenTTL": body.get("MaxTokenTTL") or "",
+            "MaxTokenTTL": max_ttl,
             "TokenLocality": locality,
             "Config": config or {},
         }
@@ -891,6 +990,7 @@ class ACLService:
         }
         if body.get("BindVars"):
             row["BindVars"] = body["BindVars"]
+        check_binding_rule(row, self.tables.auth_methods[method])
         await self._apply(ACLBindingRuleSetCommand(rules=[row]))
         return self.tables.binding_rules.get(row["ID"], row)
 
@@ -905,6 +1005,72 @@ class ACLService:
     async def binding_rule_delete(self, rid: str) -> None:
         if rid in self.tables.binding_rules:
             await self._apply(ACLBindingRuleDeleteCommand(ids=[rid]))
+
+    # ------------------------------------------------------------------ login / logout
+
+    async def login(self, body: dict[str, Any]) -> ACLToken:
+        """Validate the bearer token with the named method, apply its binding rules and create
+        a token carrying the result (Consul's ``ACL.Login``).  403 ``ACL not found: auth method
+        ... not found`` for an unknown method, 403 ``Permission denied`` when no rule grants
+        anything, the validator's text (500) for a refused bearer token."""
+        name = str(body.get("AuthMethod") or "")
+        method = self.tables.auth_methods.get(name)
+        if method is None:
+            raise MusterError(f'ACL not found: auth method "{name}" not found', 403)
+        meta = body.get("Meta") or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise BadRequest("Failed to decode request body: Meta must be a map of strings")
+        identity = await self.validators.validate(method, str(body.get("BearerToken") or ""))
+        t = self.tables
+        rules = sorted((r for r in t.binding_rules.values() if r.get("AuthMethod") == name), key=lambda r: r["ID"])
+        bindings = bind(
+            rules,
+            identity,
+            self.datacenter,
+            lambda n: r.ID if (r := t.role_by_name(n)) is not None else None,
+            lambda n: p.ID if (p := t.policy_by_name(n)) is not None else None,
+        )
+        if bindings.none():
+            raise PermissionDenied("Permission denied")
+        local = method.get("TokenLocality") != "global"
+        primary = self.primary_datacenter or self.datacenter
+        if not local and self.datacenter != primary:
+            raise MusterError("creating global tokens via auth methods is only permitted in the primary datacenter")
+        description = "token created via login"
+        if meta:
+            description += ": " + json.dumps(meta, sort_keys=True, separators=(",", ":"))
+        expiration = ""
+        if method.get("MaxTokenTTL"):
+            expiration = rfc3339(self.now() + parse_duration(str(method["MaxTokenTTL"])))
+        tok = ACLToken(
+            AccessorID=self._fresh_accessor(),
+            SecretID=self.uuid(),
+            Description=description,
+            Policies=bindings.policies,
+            Roles=bindings.roles,
+            ServiceIdentities=bindings.service_identities,
+            NodeIdentities=bindings.node_identities,
+            TemplatedPolicies=bindings.templated,
+            Local=local,
+            AuthMethod=name,
+            ExpirationTime=expiration,
+            CreateTime=rfc3339(self.now()),
+        )
+        tok.Hash = content_hash(tok, "CreateTime")
+        await self._apply(ACLTokenSetCommand(tokens=[tok]))
+        return self.tables.tokens.get(tok.AccessorID, tok)
+
+    async def logout(self, secret: str) -> None:
+        """Delete the login token ``secret`` (Consul's ``ACL.Logout``): 401 without a token,
+        403 ``ACL not found`` for an unknown one, 403 for a token not made by a login."""
+        if not secret:
+            raise MusterError("Supplied token does not exist", 401)
+        tok = self.resolver.token(secret)
+        if tok is None:
+            raise ACLNotFound()
+        if not tok.AuthMethod:
+            raise PermissionDenied("Permission denied: token wasn't created via login")
+        await self._apply(ACLTokenDeleteCommand(accessors=[tok.AccessorID]))
 
     # ------------------------------------------------------------------ templated policies
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -24,6 +24,7 @@ from ..durations import parse_duration
 from ..errors import MusterError
 from ..fsm import FSM
 from ..runtime import Clock, RealClock, Rng
+from ..state.kvhistory import HistoryPolicy
 from ..state.rows import Session
 from ..state.store import StateStore
 from ..structs import (
@@ -34,7 +35,7 @@ from ..structs import (
     TombstoneCommand,
     TxnCommand,
 )
-from ..telemetry.metrics import METRICS, SeriesId, series_id
+from ..telemetry.metrics import METRICS
 from .devlog import DevLog
 from .log import PENDING, Log
 
@@ -48,13 +49,14 @@ SERF_ALIVE = "Agent alive and reachable"
 SERF_DEAD = "Agent not live or unreachable"
 
 #: The endpoint timing Consul reports for each kind of write (milliseconds, a sample).
-APPLY_METRIC: dict[type[Any], SeriesId] = {
-    KVSCommand: series_id("kvs.apply"),
-    TxnCommand: series_id("txn.apply"),
-    RegisterCommand: series_id("catalog.register"),
-    DeregisterCommand: series_id("catalog.deregister"),
-    SessionCommand: series_id("session.apply"),
+APPLY_METRIC: dict[type[Any], str] = {
+    KVSCommand: "kvs.apply",
+    TxnCommand: "txn.apply",
+    RegisterCommand: "catalog.register",
+    DeregisterCommand: "catalog.deregister",
+    SessionCommand: "session.apply",
 }
+_APPLY_SERIES = {cls: METRICS.series(key) for cls, key in APPLY_METRIC.items()}
 
 
 @dataclass
@@ -77,11 +79,12 @@ class Server:
         log_impl: Log | None = None,
         clock: Clock | None = None,
         rng: Rng | None = None,
+        kv_history: HistoryPolicy | None = None,
     ) -> None:
         self.ident = ident
         self.clock = clock or RealClock()
         self.rng = rng or Rng()
-        self.fsm = FSM(StateStore())
+        self.fsm = FSM(StateStore(kv_history))
         self.store = self.fsm.store
         self.log: Log = log_impl if log_impl is not None else DevLog(self.fsm, ident.node_id, self.clock)
         self.fsm.on_apply = self._on_apply
@@ -117,10 +120,18 @@ class Server:
         except MusterError as err:
             log.warning("leader setup failed: %s", err)
 
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a task of this server: ``stop()`` cancels and awaits it."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        return task
+
     async def stop(self) -> None:
-        for t in self._tasks:
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             try:
                 await t
             except asyncio.CancelledError:
@@ -152,9 +163,9 @@ class Server:
         try:
             res = await self.log.propose(cmd)
         finally:
-            key = APPLY_METRIC.get(type(cmd))
-            if key is not None:
-                METRICS.measure_key(key, started)
+            series = _APPLY_SERIES.get(type(cmd))
+            if series is not None:
+                series.measure_since(started)
         if isinstance(res, MusterError):
             raise res
         return res
@@ -165,9 +176,9 @@ class Server:
         started = perf_counter()
         res = self.log.propose_now(cmd)
         if res is not PENDING:
-            key = APPLY_METRIC.get(type(cmd))
-            if key is not None:
-                METRICS.measure_key(key, started)
+            series = _APPLY_SERIES.get(type(cmd))
+            if series is not None:
+                series.measure_since(started)
             if isinstance(res, MusterError):
                 raise res
         return res
@@ -255,11 +266,13 @@ class Server:
     # ------------------------------------------------------------------ leader loops
 
     async def _tombstone_loop(self) -> None:
-        """Reap tombstones older than one TTL period (two passes: mark, then reap)."""
+        """Reap tombstones older than one TTL period (two passes: mark, then reap); the same
+        command, stamped with the leader's time, ages out KV history (``kvhistory.py``)."""
         while True:
             mark = self.store.max_index()
             await asyncio.sleep(TOMBSTONE_TTL)
-            if self.log.is_leader() and self.store.tombstones:
+            hist = self.store.tables.kv_history
+            if self.log.is_leader() and (self.store.tombstones or hist.prunable(self.clock.wall(), self.store.kvs)):
                 try:
                     await self.apply(TombstoneCommand(index=mark))
                 except MusterError as err:
@@ -304,7 +317,7 @@ class Server:
             return False
         chk = self.store.checks.get(ident.node_name, {}).get(SERF_CHECK_ID)
         svc = self.store.services.get(ident.node_name, {}).get("consul")
-        return chk is not None and chk.status == status and svc is not None and svc["Port"] == ident.server_port
+        return chk is not None and chk.status == status and svc is not None and svc.port == ident.server_port
 
     async def register_self(self) -> None:
         await self.apply(self.self_registration())

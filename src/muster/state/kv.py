@@ -11,6 +11,9 @@ Rules a client can observe:
 A refused operation returns False or raises ``StateError``; the write transaction it ran in
 reverts whatever was already done (see ``write.py``).
 
+Every change also appends a version to the key's history (``kvhistory.py``) in the same
+transaction; an identical re-set changes nothing and so records nothing.
+
 Indexes: ``kvs`` (any entry written or deleted) and ``tombstones`` (any deletion).
 """
 
@@ -134,8 +137,11 @@ class KVTable:
 
     # ------------------------------------------------------------------ primitives
 
-    def _put(self, tx: WriteTxn, e: DirEntry, old: DirEntry | None) -> None:
+    def _put(self, tx: WriteTxn, e: DirEntry, old: DirEntry | None, op: str) -> None:
         key = e.key
+        hist = self._t.kv_history
+        if hist.policy.versions:
+            hist.record(tx, key, op, e.value, e.flags, e.session)
         if old is None:
             tx.insort(self.keys, key)
         tx.put(self.entries, key, e)
@@ -146,10 +152,13 @@ class KVTable:
         tx.bump("kvs")
         tx.touch_key(key)
 
-    def _remove(self, tx: WriteTxn, key: str) -> bool:
+    def _remove(self, tx: WriteTxn, key: str, op: str) -> bool:
         old = self.entries.get(key)
         if old is None:
             return False
+        hist = self._t.kv_history
+        if hist.policy.versions:
+            hist.record(tx, key, op, None, 0, "")
         tx.pop(self.entries, key)
         tx.sorted_remove(self.keys, key)
         if old.session:
@@ -162,7 +171,7 @@ class KVTable:
 
     # ------------------------------------------------------------------ writes
 
-    def set(self, tx: WriteTxn, key: str, value: bytes | None, flags: int) -> bool:
+    def set(self, tx: WriteTxn, key: str, value: bytes | None, flags: int, op: str = "set") -> bool:
         old = self.entries.get(key)
         idx = tx.index
         if old is not None:
@@ -171,34 +180,34 @@ class KVTable:
             e = DirEntry(key, value, flags, old.session, old.lock_index, old.create_index, idx)
         else:
             e = DirEntry(key, value, flags, "", 0, idx, idx)
-        self._put(tx, e, old)
+        self._put(tx, e, old, op)
         return True
 
-    def cas(self, tx: WriteTxn, key: str, value: bytes | None, flags: int, cas: int) -> bool:
+    def cas(self, tx: WriteTxn, key: str, value: bytes | None, flags: int, cas: int, op: str = "cas") -> bool:
         old = self.entries.get(key)
         if cas == 0 and old is not None:
             return False
         if cas > 0 and (old is None or old.modify_index != cas):
             return False
-        return self.set(tx, key, value, flags)
+        return self.set(tx, key, value, flags, op)
 
     def delete(self, tx: WriteTxn, key: str) -> bool:
-        self._remove(tx, key)
+        self._remove(tx, key, "delete")
         return True
 
-    def delete_cas(self, tx: WriteTxn, key: str, cas: int) -> bool:
+    def delete_cas(self, tx: WriteTxn, key: str, cas: int, op: str = "delete-cas") -> bool:
         old = self.entries.get(key)
         if old is None:
             return True
         if old.modify_index != cas:
             return False
-        self._remove(tx, key)
+        self._remove(tx, key, op)
         return True
 
     def delete_tree(self, tx: WriteTxn, prefix: str) -> bool:
         lo, hi = self._prefix_range(prefix)
         for key in self.keys[lo:hi]:
-            self._remove(tx, key)
+            self._remove(tx, key, "delete-tree")
         return True
 
     def lock(self, tx: WriteTxn, key: str, value: bytes | None, flags: int, session: str, ts: float) -> bool:
@@ -219,7 +228,7 @@ class KVTable:
                 e = DirEntry(key, value, flags, session, old.lock_index + 1, old.create_index, idx)
         else:
             e = DirEntry(key, value, flags, session, 1, idx, idx)
-        self._put(tx, e, old)
+        self._put(tx, e, old, "lock")
         return True
 
     def unlock(self, tx: WriteTxn, key: str, value: bytes | None, flags: int, session: str) -> bool:
@@ -227,7 +236,7 @@ class KVTable:
         if old is None or not session or old.session != session:
             return False
         e = DirEntry(key, value, flags, "", old.lock_index, old.create_index, tx.index)
-        self._put(tx, e, old)
+        self._put(tx, e, old, "unlock")
         return True
 
     def reap_tombstones(self, tx: WriteTxn, upto: int) -> int:
@@ -246,10 +255,10 @@ class KVTable:
             if old is None or old.session != sid:
                 continue
             if delete:
-                self._remove(tx, key)
+                self._remove(tx, key, "session-delete")
             else:
                 e = DirEntry(key, old.value, old.flags, "", old.lock_index, old.create_index, tx.index)
-                self._put(tx, e, old)
+                self._put(tx, e, old, "session-release")
             if delay > 0:
                 tx.put(self.lock_delays, key, ts + delay)
         if sid in self.locks_by_session:

@@ -20,8 +20,10 @@ import msgspec
 from ..coordinate import Coordinate
 from ..errors import StateError
 from ..structs import TxnOp
+from .catalog import service_row
 from .kv import DirEntry
-from .rows import Check, Node, Session
+from .kvhistory import HistoryPolicy
+from .rows import Check, Node, Service, Session
 from .tables import Tables
 from .txn import TxnResult, apply_ops
 from .watch import Watch, Watches, WatchSet
@@ -31,9 +33,11 @@ SNAPSHOT_VERSION = 1
 
 
 class StateStore:
-    def __init__(self) -> None:
+    def __init__(self, history: HistoryPolicy | None = None) -> None:
         self.watches = Watches()
-        self.tables = Tables(self.watches)
+        #: The KV history bounds; every ``Tables`` this store builds (restores too) uses them.
+        self.history_policy = history if history is not None else HistoryPolicy()
+        self.tables = Tables(self.watches, self.history_policy)
         self._tx: WriteTxn | None = None
 
     # ------------------------------------------------------------------ writes
@@ -96,7 +100,7 @@ class StateStore:
         return self.tables.catalog.nodes
 
     @property
-    def services(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def services(self) -> dict[str, dict[str, Service]]:
         return self.tables.catalog.services
 
     @property
@@ -164,16 +168,22 @@ class StateStore:
     def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None]:
         return self.tables.catalog.get_node(ws, name)
 
-    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[dict[str, Any]]]:
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[Service]]:
         return self.tables.catalog.node_services(ws, name)
 
-    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, dict[str, Any]]]]]:
+    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, Service]]]]:
         return self.tables.catalog.list_services(ws)
+
+    def service_names(self, ws: WatchSet | None) -> tuple[int, list[str]]:
+        return self.tables.catalog.service_names(ws)
+
+    def service_tags(self, name: str) -> list[str]:
+        return self.tables.catalog.service_tags(name)
 
     def service_index(self, name: str) -> int:
         return self.tables.catalog.service_index(name)
 
-    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, Service]]]:
         return self.tables.catalog.service_instances_of(ws, name)
 
     def checks_for_instance(self, node: str, service_id: str) -> list[Check]:
@@ -220,6 +230,7 @@ class StateStore:
             "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
             "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
             "acl": t.acl.dump(),
+            "kv_history": t.kv_history.dump(),
             "indexes": t.indexes,
         }
         return msgspec.msgpack.encode(data, order="sorted")
@@ -232,7 +243,7 @@ class StateStore:
             raise StateError(f"snapshot is corrupt: {err}") from err
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
             raise StateError("snapshot has an unknown format version")
-        t = Tables(self.watches)
+        t = Tables(self.watches, self.history_policy)
         try:
             self._fill(t, data)
         except (msgspec.ValidationError, KeyError, IndexError, TypeError, ValueError) as err:
@@ -252,13 +263,13 @@ class StateStore:
         kv.lock_delays = dict(data["lock_delays"])
         cat = t.catalog
         cat.nodes = {name: msgspec.convert(d, Node) for name, d in data["nodes"].items()}
-        cat.services = data["services"]
+        cat.services = {node: {sid: service_row(d) for sid, d in per.items()} for node, per in data["services"].items()}
         cat.checks = {
             node: {cid: msgspec.convert(d, Check) for cid, d in per.items()} for node, per in data["checks"].items()
         }
         for node, per in cat.services.items():
             for sid, svc in per.items():
-                cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))
+                cat.service_instances.setdefault(svc.service, set()).add((node, sid))
         t.sessions.load(data["sessions"])
         t.autopilot.config = data.get("autopilot", {})
         for row in data.get("coordinates", []):
@@ -275,6 +286,7 @@ class StateStore:
         t.connect_ca.config = dict(ca.get("config") or {})
         t.connect_ca.roots = list(ca.get("roots") or [])
         t.acl.load(data.get("acl"))
+        t.kv_history.load(data.get("kv_history") or [])
         t.indexes = dict(data["indexes"])
 
     def restore(self, blob: bytes) -> None:
@@ -299,5 +311,6 @@ class StateStore:
             "PreparedQuery": len(t.prepared_queries.rows),
             "Coordinate": len(t.coordinates.rows),
             "ConfigEntry": len(t.config_entries.rows),
+            "KVHistory": t.kv_history.version_count(),
             **t.acl.summary(),
         }

@@ -15,17 +15,20 @@ from .config_entries import ConfigEntryTable
 from .connect_ca import ConnectCATable
 from .coordinates import CoordinateTable
 from .kv import KVTable
+from .kvhistory import HistoryPolicy, KVHistory
 from .prepared_queries import PreparedQueryTable
 from .sessions import SessionTable
 from .watch import Watches
 
 
 class Tables:
-    def __init__(self, watches: Watches) -> None:
+    def __init__(self, watches: Watches, history: HistoryPolicy | None = None) -> None:
         #: Shared with the store: it survives restores, the tables do not.
         self.watches = watches
         #: Index name (a table, or ``svc:<service>``) -> the last log index that changed it.
         self.indexes: dict[str, int] = {}
+        #: The KV history (written by the KV table in the same transaction as each change).
+        self.kv_history = KVHistory(history if history is not None else HistoryPolicy())
         self.kv = KVTable(self)
         self.catalog = CatalogTable(self)
         self.sessions = SessionTable(self)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 
 Undo = tuple[Any, ...]  # (fn, *args): rollback calls fn(*args)
+NO_META: tuple[float, str, str, int] = (0.0, "", "", 0)
 
 
 def _set_item(d: dict[Any, Any], key: Any, old: Any) -> None:
@@ -57,11 +58,15 @@ def _call(fn: Callable[[], object]) -> None:
 
 
 class WriteTxn:
-    __slots__ = ("index", "tables", "_store", "_undo", "_fired_tables", "_fired_keys", "_fire_all", "_done")
+    __slots__ = ("index", "tables", "meta", "_store", "_undo", "_fired_tables", "_fired_keys", "_fire_all", "_done")
 
     def __init__(self, store: StateStore, index: int) -> None:
         self.index = index
         self.tables: Tables = store.tables
+        #: Who and when, for the KV history (``kvhistory.py``): (leader-stamped time, token
+        #: AccessorID, client address, index a rollback restores).  Set by the FSM handler from
+        #: the command, never from a clock.
+        self.meta: tuple[float, str, str, int] = NO_META
         self._store = store
         self._undo: list[Undo] = []
         self._fired_tables: list[str] = []

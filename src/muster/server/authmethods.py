@@ -1,0 +1,538 @@
+"""Auth methods: turn a bearer token into a verified identity, and binding rules into a token's
+links and identities (Consul's ``agent/consul/authmethod`` validators and ``auth/binder.go``).
+
+Two method types validate logins:
+
+* ``jwt``: the token's signature is checked against ``JWTValidationPubKeys`` (PEM) or the JWK
+  set served at ``JWKSURL`` (fetched with ``JWKSCACert`` as the trust root, cached per method
+  row), then its claims (``muster.acl.jwt``).  Identity: ``value.<name>`` for every
+  ``ClaimMappings`` target and ``list.<name>`` for every ``ListClaimMappings`` target
+  (selectable); ``value.<name>`` are also the bind-name variables.
+* ``kubernetes``: the token is sent to the cluster's TokenReview API (``POST
+  <Host>/apis/authentication.k8s.io/v1/tokenreviews``, authenticated with
+  ``ServiceAccountJWT``, trusting ``CACert``); an authenticated ``system:serviceaccount:<ns>:<name>``
+  user is the identity, its name overridden by the ServiceAccount's
+  ``consul.hashicorp.com/service-name`` annotation.  Fields and variables:
+  ``serviceaccount.namespace``, ``serviceaccount.name``, ``serviceaccount.uid``.
+
+``oidc`` and ``aws-iam`` methods can be stored but not used for ``/v1/acl/login``.
+
+Binding rules: a rule applies when its ``Selector`` (go-bexpr, ``muster.filter``) matches the
+identity's fields (an empty selector always matches; an invalid one never does); its
+``BindName`` is interpolated (``${var}``, values lower-cased) and becomes a service identity,
+a node identity in this datacenter, a role or policy link (skipped when no row has that name),
+or a templated policy.  Every network call is bounded by ``HTTP_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from ..acl.jwt import (
+    JWTError,
+    PublicKey,
+    extract_claims,
+    jwk_keys,
+    parse_jwt,
+    parse_public_key_pem,
+    validate_claims,
+    verify_signature,
+)
+from ..acl.model import (
+    TEMPLATES,
+    Link,
+    NodeIdentity,
+    ServiceIdentity,
+    TemplatedPolicy,
+    TemplateError,
+    render_template,
+)
+from ..durations import parse_body_duration
+from ..errors import MusterError
+from ..filter import FilterError, FilterEvalError, compile_filter
+
+HTTP_TIMEOUT = 10.0
+MAX_RESPONSE = 1 << 20
+SERVICE_NAME_ANNOTATION = "consul.hashicorp.com/service-name"
+SUPPORTED_ALGS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
+_IDENTITY_NAME = re.compile(r"^[a-z0-9]([a-z0-9\-_]*[a-z0-9])?$")
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,256}$")
+_POLICY_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,128}$")
+_HIL = re.compile(r"\$\{\s*([^}]*?)\s*\}")
+
+
+class AuthMethodError(MusterError):
+    """A login the method refuses (bad signature, expired token, failed review...): 500 with
+    the validator's text, as Consul's login answers a validator's error."""
+
+
+@dataclass
+class Identity:
+    """What a validator verified: bexpr fields for selectors, variables for bind names."""
+
+    fields: dict[str, Any]
+    variables: dict[str, str]
+
+
+@dataclass
+class Bindings:
+    service_identities: list[ServiceIdentity] = field(default_factory=list)
+    node_identities: list[NodeIdentity] = field(default_factory=list)
+    roles: list[Link] = field(default_factory=list)
+    policies: list[Link] = field(default_factory=list)
+    templated: list[TemplatedPolicy] = field(default_factory=list)
+
+    def none(self) -> bool:
+        return not (self.service_identities or self.node_identities or self.roles or self.policies or self.templated)
+
+
+# ---------------------------------------------------------------------- config
+
+
+def _strings(cfg: Mapping[str, Any], name: str) -> list[str]:
+    v = cfg.get(name)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise MusterError(f"Invalid Auth Method: error decoding config: '{name}' must be a list of strings")
+    return list(v)
+
+
+def _string(cfg: Mapping[str, Any], name: str) -> str:
+    v = cfg.get(name)
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise MusterError(f"Invalid Auth Method: error decoding config: '{name}' expected type 'string'")
+    return v
+
+
+def _mapping(cfg: Mapping[str, Any], name: str) -> dict[str, str]:
+    v = cfg.get(name)
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        raise MusterError(f"Invalid Auth Method: error decoding config: '{name}' must be a map of strings")
+    return {str(k): x for k, x in v.items()}
+
+
+def _duration(cfg: Mapping[str, Any], name: str) -> float:
+    v = cfg.get(name)
+    if v is None:
+        return 0.0
+    try:
+        return parse_body_duration(v)
+    except ValueError as err:
+        raise MusterError(f"Invalid Auth Method: error decoding config: '{name}': {err}") from None
+
+
+def _ca_context(pem: str, what: str) -> ssl.SSLContext | None:
+    """An SSL context trusting only ``pem`` (None: the system roots); MusterError if unparsable."""
+    if not pem:
+        return None
+    ctx = ssl.create_default_context()
+    try:
+        ctx.load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as err:
+        raise MusterError(f"Invalid Auth Method: error parsing {what}: {err}") from None
+    return ctx
+
+
+@dataclass
+class JWTConfig:
+    pub_keys: list[PublicKey]
+    jwks_url: str
+    jwks_ca: str
+    bound_issuer: str
+    bound_audiences: list[str]
+    claim_mappings: dict[str, str]
+    list_claim_mappings: dict[str, str]
+    supported_algs: list[str]
+    expiration_leeway: float
+    not_before_leeway: float
+    clock_skew_leeway: float
+
+
+def jwt_config(cfg: Mapping[str, Any]) -> JWTConfig:
+    """Validate a ``jwt`` method's Config as go-sso's ``Config.Validate`` (texts included)."""
+    typ = '"jwt"'
+    for name in ("OIDCClientID", "OIDCClientSecret", "OIDCScopes", "OIDCACRValues", "AllowedRedirectURIs", "VerboseOIDCLogging"):
+        if cfg.get(name):
+            raise MusterError(f"Invalid Auth Method: '{name}' must not be set for type {typ}")
+    keys = _strings(cfg, "JWTValidationPubKeys")
+    jwks_url = _string(cfg, "JWKSURL")
+    discovery = _string(cfg, "OIDCDiscoveryURL")
+    if sum(1 for x in (keys, jwks_url, discovery) if x) != 1:
+        raise MusterError(
+            f"Invalid Auth Method: exactly one of 'JWTValidationPubKeys', 'JWKSURL', or 'OIDCDiscoveryURL' must be set for type {typ}"
+        )
+    jwks_ca = _string(cfg, "JWKSCACert")
+    if jwks_ca and not jwks_url:
+        raise MusterError("Invalid Auth Method: 'JWKSCACert' should not be set unless 'JWKSURL' is set")
+    _ca_context(jwks_ca, "JWKSCACert")
+    parsed: list[PublicKey] = []
+    for i, pem in enumerate(keys):
+        try:
+            parsed.append(parse_public_key_pem(pem))
+        except JWTError as err:
+            raise MusterError(f"Invalid Auth Method: error parsing public key JWTValidationPubKeys[{i}]: {err}") from None
+    algs = _strings(cfg, "JWTSupportedAlgs")
+    for a in algs:
+        if a not in SUPPORTED_ALGS:
+            raise MusterError(f"Invalid Auth Method: Invalid supported algorithm: {a}")
+    mappings = _mapping(cfg, "ClaimMappings")
+    list_mappings = _mapping(cfg, "ListClaimMappings")
+    for what, m in (("ClaimMappings", mappings), ("ListClaimMappings", list_mappings)):
+        seen: set[str] = set()
+        for target in m.values():
+            if target in seen:
+                raise MusterError(f'Invalid Auth Method: {what} contains multiple mappings for key "{target}"')
+            seen.add(target)
+    return JWTConfig(
+        pub_keys=parsed,
+        jwks_url=jwks_url or discovery,
+        jwks_ca=jwks_ca or _string(cfg, "OIDCDiscoveryCACert"),
+        bound_issuer=_string(cfg, "BoundIssuer"),
+        bound_audiences=_strings(cfg, "BoundAudiences"),
+        claim_mappings=mappings,
+        list_claim_mappings=list_mappings,
+        supported_algs=algs,
+        expiration_leeway=_duration(cfg, "ExpirationLeeway"),
+        not_before_leeway=_duration(cfg, "NotBeforeLeeway"),
+        clock_skew_leeway=_duration(cfg, "ClockSkewLeeway"),
+    )
+
+
+@dataclass
+class KubernetesConfig:
+    host: str
+    ca_cert: str
+    service_account_jwt: str
+
+
+def kubernetes_config(cfg: Mapping[str, Any]) -> KubernetesConfig:
+    """Validate a ``kubernetes`` method's Config as Consul's ``kubeauth.NewValidator``."""
+    host = _string(cfg, "Host")
+    if not host:
+        raise MusterError("Invalid Auth Method: Config.Host is required")
+    ca = _string(cfg, "CACert")
+    if not ca:
+        raise MusterError("Invalid Auth Method: Config.CACert is required")
+    _ca_context(ca, "kubernetes ca cert")
+    jwt = _string(cfg, "ServiceAccountJWT")
+    if not jwt:
+        raise MusterError("Invalid Auth Method: Config.ServiceAccountJWT is required")
+    try:
+        parse_jwt(jwt)
+    except JWTError as err:
+        raise MusterError(f"Invalid Auth Method: Config.ServiceAccountJWT is not a valid JWT: {err}") from None
+    if not host.startswith(("https://", "http://")):
+        host = "https://" + host
+    return KubernetesConfig(host.rstrip("/"), ca, jwt)
+
+
+def validate_config(typ: str, cfg: Mapping[str, Any]) -> None:
+    """MusterError (500, Consul's ``Invalid Auth Method: ...``) when ``cfg`` cannot work."""
+    if typ == "jwt":
+        jwt_config(cfg)
+    elif typ == "kubernetes":
+        kubernetes_config(cfg)
+
+
+def variable_names(typ: str, cfg: Mapping[str, Any]) -> list[str]:
+    """The bind-name variables a method's identities carry (for validating binding rules)."""
+    if typ == "jwt":
+        return [f"value.{t}" for t in _mapping(cfg, "ClaimMappings").values()]
+    if typ == "kubernetes":
+        return ["serviceaccount.namespace", "serviceaccount.name", "serviceaccount.uid"]
+    return []
+
+
+def blank_fields(typ: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """An identity's selectable fields, all empty (selectors that test for empty values work)."""
+    if typ == "jwt":
+        return {
+            "value": {t: "" for t in _mapping(cfg, "ClaimMappings").values()},
+            "list": {t: [] for t in _mapping(cfg, "ListClaimMappings").values()},
+        }
+    if typ == "kubernetes":
+        return {"serviceaccount": {"namespace": "", "name": "", "uid": ""}}
+    return {}
+
+
+# ---------------------------------------------------------------------- HTTP
+
+
+async def _fetch_json(method: str, url: str, ca_pem: str, token: str = "", body: Any = None) -> tuple[int, Any]:
+    """One bounded HTTPS exchange; (status, decoded JSON or None).  MusterError on transport errors."""
+    ctx = _ca_context(ca_pem, "CA certificate")
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.request(method, url, json=body, headers=headers, ssl=ctx if ctx is not None else True) as resp:
+                raw = await resp.content.read(MAX_RESPONSE + 1)
+                if len(raw) > MAX_RESPONSE:
+                    raise MusterError(f"{method} {url}: response larger than {MAX_RESPONSE} bytes")
+                try:
+                    return resp.status, json.loads(raw) if raw else None
+                except ValueError:
+                    return resp.status, None
+    except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as err:
+        raise MusterError(f"{method} {url}: {err or type(err).__name__}") from None
+
+
+# ---------------------------------------------------------------------- validators
+
+
+class Validators:
+    """Validates logins for every method; JWK sets are cached per (method, ModifyIndex)."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.now = now
+        self._jwks: dict[tuple[str, int], list[tuple[str, PublicKey]]] = {}
+
+    async def validate(self, method: Mapping[str, Any], bearer: str) -> Identity:
+        typ = method.get("Type")
+        cfg = method.get("Config") or {}
+        if typ == "jwt":
+            return await self._jwt(method, jwt_config(cfg), bearer)
+        if typ == "kubernetes":
+            return await self._kubernetes(kubernetes_config(cfg), bearer)
+        raise MusterError(f'Login is not supported for auth method type "{typ}" by this agent')
+
+    async def _jwt_keys(self, method: Mapping[str, Any], c: JWTConfig) -> list[tuple[str, PublicKey]]:
+        if c.pub_keys:
+            return [("", k) for k in c.pub_keys]
+        key = (str(method.get("Name")), int(method.get("ModifyIndex") or 0))
+        hit = self._jwks.get(key)
+        if hit is not None:
+            return hit
+        url = c.jwks_url
+        if not url.endswith(".json") and "OIDCDiscoveryURL" in (method.get("Config") or {}):
+            status, doc = await _fetch_json("GET", url.rstrip("/") + "/.well-known/openid-configuration", c.jwks_ca)
+            if status != 200 or not isinstance(doc, dict) or not isinstance(doc.get("jwks_uri"), str):
+                raise AuthMethodError(f"error checking OIDCDiscoveryURL: unexpected answer ({status})")
+            url = doc["jwks_uri"]
+        status, doc = await _fetch_json("GET", url, c.jwks_ca)
+        if status != 200:
+            raise AuthMethodError(f"error verifying token: fetching keys: {status}")
+        try:
+            keys = jwk_keys(doc)
+        except JWTError as err:
+            raise AuthMethodError(f"error verifying token: {err}") from None
+        self._jwks = {k: v for k, v in self._jwks.items() if k[0] != key[0]}
+        self._jwks[key] = keys
+        return keys
+
+    async def _jwt(self, method: Mapping[str, Any], c: JWTConfig, bearer: str) -> Identity:
+        try:
+            tok = parse_jwt(bearer)
+        except JWTError as err:
+            raise AuthMethodError(str(err)) from None
+        keys = await self._jwt_keys(method, c)
+        try:
+            verify_signature(tok, keys, c.supported_algs if not c.pub_keys else ())
+            validate_claims(
+                tok.claims,
+                self.now(),
+                bound_issuer=c.bound_issuer,
+                bound_audiences=c.bound_audiences,
+                expiration_leeway=c.expiration_leeway,
+                not_before_leeway=c.not_before_leeway,
+                clock_skew_leeway=c.clock_skew_leeway,
+            )
+            values, lists = extract_claims(tok.claims, c.claim_mappings, c.list_claim_mappings)
+        except JWTError as err:
+            raise AuthMethodError(str(err)) from None
+        fields = {
+            "value": {t: values.get(t, "") for t in c.claim_mappings.values()},
+            "list": {t: lists.get(t, []) for t in c.list_claim_mappings.values()},
+        }
+        variables = {f"value.{t}": values.get(t, "") for t in c.claim_mappings.values()}
+        return Identity(fields, variables)
+
+    async def _kubernetes(self, c: KubernetesConfig, bearer: str) -> Identity:
+        try:
+            parse_jwt(bearer)
+        except JWTError as err:
+            raise AuthMethodError(f"failed to validate login token: {err}") from None
+        review = {
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "spec": {"token": bearer},
+        }
+        status, doc = await _fetch_json(
+            "POST", f"{c.host}/apis/authentication.k8s.io/v1/tokenreviews", c.ca_cert, c.service_account_jwt, review
+        )
+        if status not in (200, 201) or not isinstance(doc, dict):
+            reason = doc.get("message") if isinstance(doc, dict) else None
+            raise AuthMethodError(str(reason or f"the server could not review the token (status {status})"))
+        st = doc.get("status") or {}
+        if not isinstance(st, dict):
+            st = {}
+        if st.get("error"):
+            raise AuthMethodError(str(st["error"]))
+        if not st.get("authenticated"):
+            raise AuthMethodError("lookup failed: service account jwt not valid")
+        user = st.get("user") or {}
+        parts = str(user.get("username", "") if isinstance(user, dict) else "").split(":")
+        if len(parts) != 4:
+            raise AuthMethodError("lookup failed: unexpected username format")
+        if parts[0] != "system" or parts[1] != "serviceaccount":
+            raise AuthMethodError("lookup failed: username returned is not a service account")
+        namespace, name, uid = parts[2], parts[3], str(user.get("uid", "")) if isinstance(user, dict) else ""
+        status, sa = await _fetch_json(
+            "GET", f"{c.host}/api/v1/namespaces/{namespace}/serviceaccounts/{name}", c.ca_cert, c.service_account_jwt
+        )
+        if status != 200 or not isinstance(sa, dict):
+            raise AuthMethodError(f"annotation lookup failed: serviceaccounts \"{name}\" could not be read (status {status})")
+        annotations = (sa.get("metadata") or {}).get("annotations") or {}
+        if isinstance(annotations, dict) and isinstance(annotations.get(SERVICE_NAME_ANNOTATION), str):
+            name = annotations[SERVICE_NAME_ANNOTATION]
+        fields = {"serviceaccount": {"namespace": namespace, "name": name, "uid": uid}}
+        variables = {"serviceaccount.namespace": namespace, "serviceaccount.name": name, "serviceaccount.uid": uid}
+        return Identity(fields, variables)
+
+
+# ---------------------------------------------------------------------- binding
+
+
+def interpolate(template: str, variables: Mapping[str, str], lowercase: bool = True) -> str:
+    """HIL's ``${var}`` substitution as Consul's ``template.InterpolateHIL``; ValueError for an
+    unknown variable."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in variables:
+            raise ValueError(f"unknown variable accessed: {name}")
+        v = variables[name]
+        return v.lower() if lowercase else v
+
+    if "${" not in template:
+        return template
+    return _HIL.sub(sub, template)
+
+
+def _bind_name(template: str, variables: Mapping[str, str], valid: Callable[[str], bool]) -> str:
+    try:
+        out = interpolate(template, variables)
+    except ValueError as err:
+        raise MusterError(f"error interpreting template: {err}") from None
+    if not valid(out):
+        raise MusterError(f'invalid bind name: "{out}"')
+    if "${" in template:
+        original = interpolate(template, variables, lowercase=False)
+        if original != out:
+            raise MusterError(
+                "invalid bind name: the projected variables contain uppercase characters "
+                f'(interpolated as "{original}" before lowercasing), but bind names for this type '
+                "must be lowercase; ensure the bound service or node name is lowercase"
+            )
+    return out
+
+
+def _identity_name(s: str) -> bool:
+    return bool(_IDENTITY_NAME.match(s)) and len(s) <= 256
+
+
+_VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "service": _identity_name,
+    "node": _identity_name,
+    "role": lambda s: bool(_ROLE_NAME.match(s)),
+    "policy": lambda s: bool(_POLICY_NAME.match(s)),
+}
+
+
+def _templated(name: str, bind_vars: Any, variables: Mapping[str, str]) -> TemplatedPolicy:
+    if name not in TEMPLATES:
+        raise MusterError(f"Bind name for templated-policy bind type does not match existing template name: {name}")
+    out: dict[str, str] = {}
+    if isinstance(bind_vars, dict):
+        raw = next((v for k, v in bind_vars.items() if str(k).lower() == "name"), "")
+        if raw:
+            try:
+                out["name"] = interpolate(str(raw), variables)
+            except ValueError as err:
+                raise MusterError(f"failed to interpret templated policy variables: {err}") from None
+    try:
+        render_template(name, out)
+    except TemplateError as err:
+        raise MusterError(f"templated policy failed validation: {err}") from None
+    return TemplatedPolicy(name, out or None)
+
+
+def check_binding_rule(rule: Mapping[str, Any], method: Mapping[str, Any]) -> None:
+    """Consul's checks on a binding rule write: a selector that parses, and a bind name (or
+    templated policy) that is valid for every value of the method's variables."""
+    typ = str(method.get("Type", ""))
+    cfg = method.get("Config") or {}
+    sel = str(rule.get("Selector") or "")
+    if sel:
+        try:
+            compile_filter(sel)
+        except FilterError as err:
+            raise MusterError(f"invalid Binding Rule: Selector is invalid: {err}") from None
+    fake = {v: "fake" for v in variable_names(typ, cfg)}
+    bind_type = str(rule.get("BindType") or "")
+    bind_name = str(rule.get("BindName") or "")
+    prefix = "Invalid Binding Rule: invalid BindName or BindVars"
+    try:
+        if bind_type == "templated-policy":
+            _templated(bind_name, rule.get("BindVars"), fake)
+        else:
+            _bind_name(bind_name, fake, _VALIDATORS[bind_type])
+    except MusterError as err:
+        raise MusterError(f'{prefix}: failed to validate bindType "{bind_type}": {err.message}') from None
+
+
+def selector_matches(selector: str, fields: Mapping[str, Any]) -> bool:
+    """An empty selector matches; an invalid one, or one that fails to evaluate, does not."""
+    if not selector:
+        return True
+    try:
+        return compile_filter(selector).matches(dict(fields))
+    except (FilterError, FilterEvalError):
+        return False
+
+
+def bind(
+    rules: Sequence[Mapping[str, Any]],
+    identity: Identity,
+    datacenter: str,
+    role_by_name: Callable[[str], str | None],
+    policy_by_name: Callable[[str], str | None],
+) -> Bindings:
+    """Apply the matching ``rules`` to ``identity`` (Consul's ``Binder.Bind``)."""
+    out = Bindings()
+    for rule in rules:
+        if not selector_matches(str(rule.get("Selector") or ""), identity.fields):
+            continue
+        bind_type = str(rule.get("BindType") or "")
+        bind_name = str(rule.get("BindName") or "")
+        if bind_type == "templated-policy":
+            out.templated.append(_templated(bind_name, rule.get("BindVars"), identity.variables))
+            continue
+        name = _bind_name(bind_name, identity.variables, _VALIDATORS.get(bind_type, lambda s: False))
+        if bind_type == "service":
+            out.service_identities.append(ServiceIdentity(name))
+        elif bind_type == "node":
+            out.node_identities.append(NodeIdentity(name, datacenter))
+        elif bind_type == "role":
+            rid = role_by_name(name)
+            if rid is not None:
+                out.roles.append(Link(rid))
+        elif bind_type == "policy":
+            pid = policy_by_name(name)
+            if pid is not None:
+                out.policies.append(Link(pid))
+    return out

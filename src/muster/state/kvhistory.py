@@ -1,0 +1,170 @@
+"""KV history: the last versions of every key, replicated with the KV table (a Muster extension,
+docs/kv-history.md; Consul has no equivalent).
+
+Every KV write or delete that changes a key appends one ``KVVersion`` to that key's history, in
+the same write transaction as the change itself (``KVTable._put``/``_remove`` call ``record``),
+so a refused or rolled-back command leaves no version behind and a version exists exactly when
+its change does.  What a version holds comes from the log entry only: the new value and flags
+(references to the bytes the entry holds, never copies), the log index (the entry's
+ModifyIndex, or the deletion index), the operation, and the leader-stamped time and the
+caller's identity the command carries (``WriteTxn.meta``).  The FSM never reads a clock, so
+every replica that applies the same log holds the same history.
+
+Bounds (``HistoryPolicy``): at most ``versions`` per key (the newest, the current value
+included), and, on each write of a key, versions older than ``max_age`` before the command's
+time are dropped.  ``prune`` (run by the leader's periodic reap command, with the leader's time)
+applies the age bound to keys no longer written; it keeps the newest version of a key that still
+exists, since that one describes the current value.  A key's history outlives the key (a deleted
+key can be restored), until its versions age out.
+
+The policy is local configuration (``kv_history`` block) and must be the same on every server,
+as the bounds shape replicated state.  ``versions == 0`` turns recording off.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from .write import WriteTxn
+
+#: The operations a version may record: the KV verbs, a session invalidation releasing or
+#: deleting a key it held, and a rollback (a CAS write, or a CAS delete when the restored
+#: version is a deletion).
+WRITE_OPS = frozenset({"set", "cas", "lock", "unlock", "session-release", "rollback"})
+DELETE_OPS = frozenset({"delete", "delete-cas", "delete-tree", "session-delete", "rollback-delete"})
+
+DEFAULT_VERSIONS = 10
+DEFAULT_MAX_AGE = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class HistoryPolicy:
+    """How much history each key keeps.  ``versions`` 0 disables recording; ``max_age`` 0 means
+    no age bound."""
+
+    versions: int = DEFAULT_VERSIONS
+    max_age: float = DEFAULT_MAX_AGE
+
+    @property
+    def enabled(self) -> bool:
+        return self.versions > 0
+
+
+class KVVersion(msgspec.Struct, gc=False, array_like=True, frozen=True):
+    """One version of a key.  ``index`` is the log index that made it (the entry's ModifyIndex,
+    or the index of the delete); ``value`` None with op ``delete*`` means the key was removed.
+    ``ts`` is the leader's wall time when the command was proposed; ``accessor`` the caller's
+    token AccessorID (empty when ACLs are off or the change came from the servers themselves,
+    e.g. a session invalidation); ``addr`` the client address the HTTP request came from;
+    ``rollback_of`` the index of the version a rollback restored."""
+
+    index: int
+    op: str
+    ts: float
+    value: bytes | None
+    flags: int = 0
+    session: str = ""
+    accessor: str = ""
+    addr: str = ""
+    rollback_of: int = 0
+
+    @property
+    def deleted(self) -> bool:
+        """True for a version that removed the key (as opposed to one with an empty value)."""
+        return self.op in DELETE_OPS
+
+
+class KVHistory:
+    """Per-key tuples of versions, oldest first.  Rows change only through ``tx`` (a tuple is
+    replaced, never mutated), so a rollback of the transaction restores them exactly."""
+
+    __slots__ = ("policy", "rows", "keys")
+
+    def __init__(self, policy: HistoryPolicy) -> None:
+        self.policy = policy
+        self.rows: dict[str, tuple[KVVersion, ...]] = {}
+        self.keys: list[str] = []  # sorted, for prefix reads
+
+    # ------------------------------------------------------------------ writes
+
+    def record(self, tx: WriteTxn, key: str, op: str, value: bytes | None, flags: int, session: str) -> None:
+        """Append the version written at ``tx.index`` (called by the KV table, once per change)."""
+        ts, accessor, addr, rollback_of = tx.meta
+        v = KVVersion(tx.index, op, ts, value, flags, session, accessor, addr, rollback_of)
+        rows = self.rows
+        old = rows.get(key)
+        if old is None:
+            tx.insort(self.keys, key)
+            tx.put(rows, key, (v,))
+            return
+        pol = self.policy
+        keep = old[1 - pol.versions :] if pol.versions > 1 else ()
+        if keep and pol.max_age and ts and keep[0].ts < ts - pol.max_age:
+            cutoff = ts - pol.max_age
+            keep = tuple(x for x in keep if x.ts >= cutoff)
+        tx.put(rows, key, (*keep, v))
+
+    def prune(self, tx: WriteTxn, now: float, live: dict[str, Any]) -> int:
+        """Drop versions older than ``max_age`` before ``now`` (a leader-stamped time), keeping
+        the newest version of every key present in ``live``; returns how many were dropped."""
+        pol = self.policy
+        if not pol.max_age or not now:
+            return 0
+        cutoff = now - pol.max_age
+        dropped = 0
+        for key in [k for k, vs in self.rows.items() if vs[0].ts < cutoff]:
+            vs = self.rows[key]
+            keep = tuple(x for x in vs if x.ts >= cutoff)
+            if not keep and key in live:
+                keep = vs[-1:]
+            dropped += len(vs) - len(keep)
+            if keep:
+                tx.put(self.rows, key, keep)
+            else:
+                tx.pop(self.rows, key)
+                tx.sorted_remove(self.keys, key)
+        return dropped
+
+    def prunable(self, now: float, live: dict[str, Any]) -> bool:
+        """Whether ``prune(now)`` would drop anything (the leader asks before proposing it)."""
+        pol = self.policy
+        if not pol.max_age or not now:
+            return False
+        cutoff = now - pol.max_age
+        return any(vs[0].ts < cutoff and (len(vs) > 1 or k not in live) for k, vs in self.rows.items())
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, key: str) -> tuple[KVVersion, ...]:
+        return self.rows.get(key, ())
+
+    def scan(self, prefix: str) -> list[tuple[str, tuple[KVVersion, ...]]]:
+        """Every key under ``prefix`` that has history, in key order."""
+        keys = self.keys
+        lo = bisect.bisect_left(keys, prefix)
+        out = []
+        rows = self.rows
+        for k in keys[lo:]:
+            if not k.startswith(prefix):
+                break
+            out.append((k, rows[k]))
+        return out
+
+    def version_count(self) -> int:
+        return sum(len(v) for v in self.rows.values())
+
+    # ------------------------------------------------------------------ snapshots
+
+    def dump(self) -> list[Any]:
+        """Canonical snapshot form: ``[[key, [version tuple, ...]], ...]`` in key order."""
+        return [[k, [msgspec.structs.astuple(v) for v in self.rows[k]]] for k in self.keys]
+
+    def load(self, rows: list[Any]) -> None:
+        for key, versions in rows:
+            self.rows[key] = tuple(KVVersion(*v) for v in versions)
+        self.keys = sorted(self.rows)

@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SYSSTAMP:= $(VENV)/.sysdeps
 
-.PHONY: run run-cluster test test-fast soak k8s-sim bench lint typecheck sysdeps clean venv clientsuites clientsuites-stale
+.PHONY: run run-cluster test test-fast soak fuzz-soak k8s-sim bench lint typecheck sysdeps clean venv clientsuites clientsuites-stale
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -73,6 +73,12 @@ test-fast: $(STAMP) $(SUITESTAMP)
 
 soak: $(STAMP) $(SYSSTAMP)
 	PYTHONHASHSEED=0 $(BIN)/pytest -q -p no:cacheprovider -m soak
+
+# Only the fuzz soak: 100,000 generated inputs at each decoder (tests/unit/test_fuzz_decoders.py,
+# tests/integration/test_fuzz_http.py); `make test` runs the same tests with 500 inputs each.
+fuzz-soak: $(STAMP)
+	PYTHONHASHSEED=0 $(BIN)/pytest -q -p no:cacheprovider -m soak --durations=0 \
+	  tests/unit/test_fuzz_decoders.py tests/integration/test_fuzz_http.py
 
 # The whole StatefulSet simulation (network namespaces; needs root).
 k8s-sim: $(STAMP)

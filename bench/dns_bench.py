@@ -15,6 +15,16 @@ every wait is bounded.
 
     .venv/bin/python bench/dns_bench.py                # both modes, A and SRV, 10 s each
     .venv/bin/python bench/dns_bench.py --seconds 5 --loader python
+    .venv/bin/python bench/dns_bench.py --vs-nsd --rounds 3   # Muster (cache on) against NSD
+
+``--vs-nsd`` compares Muster with a C authoritative server in the same run: NSD (Debian package
+``nsd``, one server process, ``server-count: 1``, as Muster is one process) serving a zone file
+with the same 100 services x 3 instances (the A records of ``svcN.service.consul``, their SRV
+records pointing at ``node-N-i.node.dc1.consul`` with those nodes' A records).  Both get the same
+dnsperf invocation (4 clients, 100 outstanding, UDP, no EDNS), alternating Muster/NSD per query
+type and round; before measuring, the answers of both servers are compared (same address set
+for every A question, same target/port set for every SRV question).  Reported: qps of each,
+the ratio Muster/NSD, and answers per server CPU-second (NSD: all its processes).
 """
 
 from __future__ import annotations
@@ -214,6 +224,196 @@ def measure(cache: bool, rtypes: list[str], seconds: float, loader: str) -> dict
     return results
 
 
+# ---------------------------------------------------------------------- NSD (the C reference)
+
+
+def node_addr(s: int, i: int) -> str:
+    return f"10.{s // 250}.{s % 250}.{i + 1}"
+
+
+def nsd_zone() -> str:
+    """The zone NSD serves: what Muster answers for the bench catalog (TTL 0, as Consul's)."""
+    lines = [
+        f"$ORIGIN {DOMAIN}.",
+        "$TTL 0",
+        f"@ IN SOA ns.{DOMAIN}. hostmaster.{DOMAIN}. 1 3600 600 86400 0",
+        f"@ IN NS ns.{DOMAIN}.",
+        "ns IN A 127.0.0.1",
+    ]
+    for s in range(SERVICES):
+        for i in range(INSTANCES):
+            lines.append(f"svc{s}.service IN A {node_addr(s, i)}")
+            lines.append(f"svc{s}.service IN SRV 1 1 {8000 + i} node-{s}-{i}.node.dc1.{DOMAIN}.")
+            lines.append(f"node-{s}-{i}.node.dc1 IN A {node_addr(s, i)}")
+    return "\n".join(lines) + "\n"
+
+
+def start_nsd(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    nsd = shutil.which("nsd") or "/usr/sbin/nsd"
+    if not os.path.exists(nsd):
+        raise SystemExit("nsd is not installed (Debian: apt-get install nsd)")
+    (workdir / "consul.zone").write_text(nsd_zone())
+    conf = workdir / "nsd.conf"
+    conf.write_text(
+        "server:\n"
+        f"  ip-address: 127.0.0.1@{port}\n"
+        f"  port: {port}\n"
+        "  server-count: 1\n"
+        '  username: ""\n'
+        f'  zonesdir: "{workdir}"\n'
+        f'  zonelistfile: "{workdir}/zone.list"\n'
+        '  database: ""\n'
+        f'  pidfile: "{workdir}/nsd.pid"\n'
+        f'  xfrdfile: "{workdir}/xfrd.state"\n'
+        f'  xfrdir: "{workdir}"\n'
+        f'  logfile: "{workdir}/nsd.log"\n'
+        "  verbosity: 0\n"
+        "remote-control:\n"
+        "  control-enable: no\n"
+        "zone:\n"
+        f"  name: {DOMAIN}\n"
+        "  zonefile: consul.zone\n"
+    )
+    proc = subprocess.Popen([nsd, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = workdir / "nsd.log"
+            raise RuntimeError("nsd exited: " + (log.read_text()[-2000:] if log.exists() else "no log"))
+        if _answers(port, f"svc0.service.{DOMAIN}", "A"):
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("nsd did not answer within 30 s")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and every descendant (NSD forks its server and xfrd processes)."""
+    total = 0.0
+    todo = [pid]
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            continue
+        todo.extend(children.get(p, []))
+    return total
+
+
+def _answers(port: int, name: str, rtype: str) -> set[str]:
+    """The answer section of one UDP query, as a set of comparable strings (empty on failure)."""
+    import dns.exception
+    import dns.message
+    import dns.query
+
+    try:
+        r = dns.query.udp(dns.message.make_query(name, rtype, use_edns=False), "127.0.0.1", port=port, timeout=2)
+    except (OSError, dns.exception.DNSException):
+        return set()
+    out: set[str] = set()
+    for rrset in r.answer:
+        for rd in rrset:
+            if rtype == "SRV":
+                out.add(f"{rd.port} {str(rd.target).lower()}")
+            else:
+                out.add(rd.to_text())
+    return out
+
+
+def compare_answers(muster_port: int, nsd_port: int) -> int:
+    """Every A and SRV question answered identically (as sets) by both servers; mismatches."""
+    bad = 0
+    for s in range(SERVICES):
+        for rtype in ("A", "SRV"):
+            name = f"svc{s}.service.{DOMAIN}"
+            a, b = _answers(muster_port, name, rtype), _answers(nsd_port, name, rtype)
+            if not a or a != b:
+                bad += 1
+                if bad <= 3:
+                    print(f"  answers differ for {name} {rtype}: muster {sorted(a)} nsd {sorted(b)}")
+    return bad
+
+
+def start_muster_dns(port: int) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), "--cache", "on"], stdout=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    line = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stdout.readline()
+        if line.strip() == "ready":
+            return proc
+    proc.kill()
+    raise RuntimeError("DNS bench server did not start")
+
+
+def vs_nsd(rtypes: list[str], seconds: float, rounds: int) -> int:
+    import statistics
+
+    workdir = Path(tempfile.mkdtemp(prefix="muster-dns-nsd-"))
+    mport, nport = free_port(), free_port()
+    mproc = start_muster_dns(mport)
+    nproc: subprocess.Popen[bytes] | None = None
+    rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    try:
+        nproc = start_nsd(workdir, nport)
+        bad = compare_answers(mport, nport)
+        print(f"answers compared on {SERVICES} A and {SERVICES} SRV questions: {bad} differ")
+        for rnd in range(1, rounds + 1):
+            for rtype in rtypes:
+                for name, pid, port in (("muster", mproc.pid, mport), ("nsd", nproc.pid, nport)):
+                    cpu0 = tree_cpu_seconds(pid)
+                    qps = run_dnsperf(port, rtype, seconds)
+                    cpu = tree_cpu_seconds(pid) - cpu0
+                    per_cpu = qps * seconds / cpu if cpu > 0 else 0.0
+                    rows.setdefault((name, rtype), []).append((qps, per_cpu))
+                    print(f"  round {rnd} {name:6} {rtype:<4} {qps:>10,.0f} qps  ({per_cpu:,.0f} per server CPU-s,"
+                          f" server {100 * cpu / seconds:.0f}% CPU)", flush=True)
+        print(f"\n(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; medians of {rounds})")
+        print("| query | Muster qps | NSD qps | ratio Muster/NSD | Muster per CPU-s | NSD per CPU-s | answers differ |")
+        print("|---|---|---|---|---|---|---|")
+        summary: dict[str, dict[str, float]] = {}
+        for rtype in rtypes:
+            m = rows[("muster", rtype)]
+            n = rows[("nsd", rtype)]
+            mq, nq = statistics.median(x[0] for x in m), statistics.median(x[0] for x in n)
+            mc, nc = statistics.median(x[1] for x in m), statistics.median(x[1] for x in n)
+            summary[rtype] = {"muster_qps": mq, "nsd_qps": nq, "ratio": mq / nq if nq else 0.0,
+                              "muster_per_cpu_s": mc, "nsd_per_cpu_s": nc}
+            print(f"| {rtype} | {mq:,.0f} | {nq:,.0f} | {mq / nq if nq else 0:.2f} | {mc:,.0f} | {nc:,.0f} | {bad} |")
+        print(json.dumps({"vs": "nsd", "seconds": seconds, "rounds": rounds, "answers_differ": bad,
+                          "load": os.getloadavg()[0], "summary": summary}))
+    finally:
+        mproc.send_signal(signal.SIGTERM)
+        try:
+            mproc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            mproc.kill()
+            mproc.wait(timeout=15)
+        if nproc is not None:
+            nproc.terminate()
+            try:
+                nproc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                nproc.kill()
+                nproc.wait(timeout=15)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -221,10 +421,16 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--loader", choices=["auto", "dnsperf", "python"], default="auto")
     ap.add_argument("--types", default="A,SRV")
+    ap.add_argument("--vs-nsd", action="store_true", help="compare Muster (cache on) with NSD, same dnsperf load")
+    ap.add_argument("--rounds", type=int, default=3, help="with --vs-nsd: rounds (medians reported)")
     args = ap.parse_args()
     if args.serve is not None:
         serve_main(args.serve, args.cache == "on")
         return 0
+    if args.vs_nsd:
+        if not shutil.which("dnsperf"):
+            raise SystemExit("dnsperf is not installed (Debian: apt-get install dnsperf)")
+        return vs_nsd([t.strip().upper() for t in args.types.split(",") if t.strip()], args.seconds, args.rounds)
     loader = args.loader
     if loader == "auto":
         loader = "dnsperf" if shutil.which("dnsperf") else "python"

@@ -358,6 +358,9 @@ def start_muster_cluster(procs: Processes, workdir: Path, cmd_template: str) -> 
             f"-data-dir={workdir / f'muster-s{i}'}", f"-bind={ip}", f"-advertise={ip}", f"-client={ip}",
             f"-node=bench-s{i}", f"-http-port={http_port}", f"-server-port={server_port}",
             f"-serf-lan-port={serf_port}", "-serf-wan-port=-1", "-dns-port=-1",
+            # the leader's Raft counters (fsyncs, entries per fsync) are read from the
+            # Prometheus view, which needs a retention time
+            '-hcl=telemetry { prometheus_retention_time = "1h" }',
             *[f"-retry-join={j}:{serf_port}" for j in ips],
         ]
         procs.start(f"muster s{i}", argv, workdir / f"muster-s{i}.log", cwd=ROOT)
@@ -385,6 +388,44 @@ def start_muster_cluster(procs: Processes, workdir: Path, cmd_template: str) -> 
     log(f"muster cluster ready: leader {leader_url} (pid {pid})")
     pids = [proc.pid for name, proc in procs.procs if name.startswith("muster s")]
     return Muster(leader_url, pid, f"3 servers, leader s{idx}", pids)
+
+
+RAFT_COUNTERS = {
+    "fsyncs": "raft_leader_fsyncs",
+    "fsynced_logs": "raft_leader_fsyncedLogs",
+    "committed_logs": "raft_leader_committedLogs",
+}
+
+
+def raft_counters(url: str) -> dict[str, float]:
+    """The leader's cumulative Raft counters (``consul_raft_leader_*`` in the Prometheus view)."""
+    try:
+        status, body = http("GET", url + "/v1/agent/metrics?format=prometheus", timeout=5)
+    except OSError:
+        return {}
+    if status != 200:
+        return {}
+    out: dict[str, float] = {}
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        for key, suffix in RAFT_COUNTERS.items():
+            if name.split("{")[0].endswith(suffix):
+                out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def add_raft_counters(res: dict[str, Any], before: dict[str, float], after: dict[str, float]) -> None:
+    """Per measurement: leader fsyncs, and the writes one fsync carried on average."""
+    if not before or not after or "error" in res:
+        return
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in RAFT_COUNTERS}
+    res["leader_fsyncs"] = int(d["fsyncs"])
+    res["leader_fsynced_logs"] = int(d["fsynced_logs"])
+    res["leader_committed_logs"] = int(d["committed_logs"])
+    res["leader_fsyncs_per_s"] = round(d["fsyncs"] / max(0.001, res.get("duration_s", 0) or 1), 1)
+    res["writes_per_fsync"] = round(d["fsynced_logs"] / d["fsyncs"], 2) if d["fsyncs"] else None
 
 
 # --------------------------------------------------------------------------- wrk
@@ -611,6 +652,10 @@ def summarise(rows: list[dict[str, Any]], workloads: list[Workload], concs: list
                      for tgt, xs in (("Muster", m), ("etcd", e)) if xs]
             if noise:
                 notes.append("other CPU " + " / ".join(noise))
+            wpf = [x["writes_per_fsync"] for x in m if x.get("writes_per_fsync")]
+            if wpf:
+                fps = med([x["leader_fsyncs_per_s"] for x in m if x.get("writes_per_fsync")])
+                notes.append(f"leader {fps:,.0f} fsyncs/s, {med(wpf):.1f} writes/fsync")
             runs = max(len(m), len(e))
             notes.append(f"median of {runs}" if runs > 1 else "1 run")
             out.append(
@@ -746,8 +791,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                             res = dict(etcd_cache[key], reused=True)
                         else:
                             busy = wait_quiet(args.quiet_below, args.quiet_wait) if args.quiet_wait > 0 else None
+                            counted = target == "muster" and args.muster_cluster and not w.read
+                            before = raft_counters(url) if counted else {}
                             res = run_wrk(url, script, wargs, c, args.duration, args.threads, pids)
                             res["busy_before_pct"] = busy
+                            if counted:
+                                res.setdefault("duration_s", args.duration)
+                                add_raft_counters(res, before, raft_counters(url))
                             if target == "etcd":
                                 etcd_cache[key] = res
                         row = {"type": "wrk", "run": run, "workload": w.name, "target": target, "c": c,
@@ -764,7 +814,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 f"(wrk {res['wrk_cpu_pct']:3.0f}%, "
                                 f"other {res['other_cpu_pct']:3.0f}%)"
                                 + (f"  ({bad} non-2xx/miss/timeout)" if bad else "")
-                                + ("  (reused)" if res.get("reused") else ""))
+                                + ("  (reused)" if res.get("reused") else "")
+                                + (f"  leader: {res['leader_fsyncs']} fsyncs, {res['writes_per_fsync']} writes/fsync"
+                                   if res.get("leader_fsyncs") else ""))
 
         if (args.profile or args.profile_native) and muster:
             prof = profile_muster(muster, GOAL_C, max(args.duration, 10.0), args.threads, stamp,

@@ -25,7 +25,7 @@ from typing import Any
 from muster.config import config_from_dict
 from muster.process import AgentProcess
 from muster.runtime import Rng
-from muster.telemetry.metrics import METRICS
+from muster.telemetry.metrics import METRICS, Series
 
 
 async def drive(proc: AgentProcess, n: int, tag: str) -> float:
@@ -57,23 +57,29 @@ async def drive(proc: AgentProcess, n: int, tag: str) -> float:
 
 
 class Off:
-    """Instrumentation off: no app hook, every recording method a no-op."""
+    """Instrumentation off: no app hook, every recording method (of the registry and of the
+    call sites' ``Series`` handles) a no-op."""
 
     NAMES = ("incr", "gauge", "sample", "measure_since")
+    SERIES_NAMES = ("incr", "sample", "measure_since")
 
     def __init__(self, proc: AgentProcess) -> None:
         self.proc = proc
-        self.saved = {n: getattr(METRICS, n) for n in self.NAMES}
+        self.saved = {n: getattr(Series, n) for n in self.SERIES_NAMES}
 
     def __enter__(self) -> None:
         self.proc.app.metrics = None
         for n in self.NAMES:
             setattr(METRICS, n, lambda *a, **k: None)
+        for n in self.SERIES_NAMES:
+            setattr(Series, n, lambda *a, **k: None)
 
     def __exit__(self, *exc: object) -> None:
         self.proc.app.metrics = METRICS
         for n in self.NAMES:
             delattr(METRICS, n)  # back to the class's methods
+        for n, fn in self.saved.items():
+            setattr(Series, n, fn)
 
 
 async def main() -> None:

@@ -66,3 +66,25 @@ async def test_slow_headers_are_dropped_and_the_server_keeps_serving() -> None:
         assert (await _get(lst.port)).startswith(b"HTTP/1.1 200")
     finally:
         await lst.stop()
+
+
+async def test_slow_headers_of_a_later_keep_alive_request_are_dropped_too() -> None:
+    """The deadline covers every request of a connection, not only its first one."""
+    lst = Listener(_app(), "127.0.0.1", 0, limits=ConnLimits(200), header_timeout=0.3)
+    await lst.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lst.port)
+        for _ in range(3):  # complete requests on one connection: all answered
+            writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            assert await asyncio.wait_for(reader.readexactly(length), 5) == b"ok"
+            await asyncio.sleep(0.2)
+        writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(4096), 5) == b""
+        writer.close()
+    finally:
+        await lst.stop()

@@ -178,4 +178,8 @@ async def test_txn_catalog_ops(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200, r.text
     res = r.json()["Results"]
     assert res[0]["Node"]["Node"] == "ext" and res[1]["Service"]["Port"] == 5432
+    # A service result is the NodeService object the catalog reads render.
+    got = await client.get("/v1/catalog/node/ext")
+    assert res[1]["Service"] == got.json()["Services"]["db"]
+    assert res[1]["Service"]["Weights"] == {"Passing": 1, "Warning": 1} and res[1]["Service"]["ID"] == "db"
     assert res[2]["Check"]["ServiceName"] == "db"

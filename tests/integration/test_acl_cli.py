@@ -113,3 +113,33 @@ def test_login_logout_cli(acl_agent: AgentProcess, tmp_path: Path) -> None:
     assert _ok(run_cli(["logout", "-token-file", str(sink)], env=env)) == ""
     gone = httpx.get(f"{acl_agent.url}/v1/acl/token/self", headers={"X-Consul-Token": secret})
     assert gone.status_code == 403
+
+
+SCRIPT_WARNING = "using enable-script-checks without ACLs and without allow_write_http_from is DANGEROUS"
+
+
+def _startup_log(agent: AgentProcess) -> str:
+    """The agent's log once start-up is complete (its "agent running" line; bounded wait)."""
+    log = ""
+    for _ in range(100):
+        log = agent.log_path.read_text(encoding="utf-8", errors="replace")
+        if "agent running" in log:
+            break
+        time.sleep(0.1)
+    return log
+
+
+def test_script_checks_warning_only_without_acls() -> None:
+    """Consul's start-up warning for ``enable_script_checks`` with ACLs disabled (and none with ACLs on)."""
+    open_agent = start_agent(["-enable-script-checks"], name="scripts-no-acl")
+    try:
+        log = _startup_log(open_agent)
+    finally:
+        open_agent.stop()
+    assert SCRIPT_WARNING in log
+    secured = start_agent(["-enable-script-checks", f"-hcl={HCL}"], name="scripts-acl")
+    try:
+        log = _startup_log(secured)
+    finally:
+        secured.stop()
+    assert "agent running" in log and SCRIPT_WARNING not in log

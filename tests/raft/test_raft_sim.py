@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from muster.raft.core import Role
+from muster.raft.core import RaftCore, Role
+from muster.raft.messages import Entry
 from muster_testkit.raft.sim import SimOptions, Simulation, Violation, run_seed
 
 CHUNK = 100
@@ -62,6 +63,31 @@ def test_checker_catches_two_leaders_in_a_term() -> None:
     other.core.term = leaders[0].core.term  # type: ignore[union-attr]
     with pytest.raises(Violation, match="election safety"):
         sim.check()
+
+
+def test_leader_never_counts_its_own_undurable_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader's fsync runs in parallel with replication (its MsgApps leave before
+    it), so it must count its own vote for an entry only once the entry is durable.
+    The checker is live: a core that counts itself at append time (the ordering that
+    was safe only while every message waited for the leader's fsync) is caught, and
+    the seeds that catch it pass with the real core."""
+    seeds = [s for s in range(40) if Simulation(s, SimOptions(nodes=3, steps=120)).faults.sync_lag]
+    assert seeds
+    for seed in seeds[:5]:
+        run_seed(seed, SimOptions(nodes=3, steps=120))
+
+    original = RaftCore._append_entries
+
+    def count_self_at_append(self: RaftCore, ents: list[Entry]) -> tuple[int, int]:
+        last, term = original(self, ents)
+        self.prs[self.id].maybe_update(last)
+        self._maybe_commit()
+        return last, term
+
+    monkeypatch.setattr(RaftCore, "_append_entries", count_self_at_append)
+    with pytest.raises(Violation, match="counts its own copy"):
+        for seed in seeds:
+            run_seed(seed, SimOptions(nodes=3, steps=120))
 
 
 def test_violation_message_has_replay_command(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from muster.raft.core import RaftCore
+from muster.raft.core import RaftCore, Ready
 from muster.raft.errors import CompactedError
 from muster.raft.log import RaftLog
 from muster.raft.messages import (
@@ -272,3 +272,72 @@ def test_follower_commit_is_clamped_to_the_verified_prefix() -> None:
     assert core.committed == 1
     core.step(Message(type=MsgType.HEARTBEAT, to="f", frm="l", term=5, commit=2))
     assert core.committed == 2  # heartbeats carry min(match, commit): safe to take
+
+
+def _done(core: RaftCore, st: MemoryStorage, rd: Ready) -> None:
+    """The driver's part of a Ready: persist its entries and hard state, then advance."""
+    if rd.entries:
+        st.append(rd.entries)
+    if rd.hard_state is not None:
+        st.set_hard_state(rd.hard_state)
+    core.advance(rd)
+
+
+def _elected_leader_of_three() -> tuple[RaftCore, MemoryStorage]:
+    """n1 leads {n1, n2, n3}; its no-op is durable and committed, nothing in flight."""
+    st = MemoryStorage(ConfState(("n1", "n2", "n3")))
+    core = RaftCore("n1", st, random.Random(1))
+    core.campaign()
+    _done(core, st, core.ready())  # pre-vote round out
+    for peer in ("n2", "n3"):
+        core.step(Message(type=MsgType.PRE_VOTE_RESP, to="n1", frm=peer, term=1))
+    _done(core, st, core.ready())  # vote round out
+    core.step(Message(type=MsgType.VOTE_RESP, to="n1", frm="n2", term=1))
+    rd = core.ready()  # the no-op and its MsgApps
+    _done(core, st, rd)
+    for peer in ("n2", "n3"):
+        core.step(Message(type=MsgType.APP_RESP, to="n1", frm=peer, term=1, index=rd.entries[-1].index))
+    _done(core, st, core.ready())
+    assert core.committed == rd.entries[-1].index
+    return core, st
+
+
+def test_leader_counts_its_own_entry_only_once_durable() -> None:
+    """The leader's MsgApps may leave before its own fsync (Ready.early_messages), so its
+    own copy joins the quorum in advance(), never at append time."""
+    core, st = _elected_leader_of_three()
+    idx, _term = core.propose(b"x")
+    assert core.prs["n1"].match == idx - 1
+    rd = core.ready()
+    early, late = rd.early_messages()
+    assert {m.to for m in early if m.type is MsgType.APP and m.entries} == {"n2", "n3"}
+    assert not any(m.type is MsgType.APP for m in late)
+    # One follower acknowledges while the leader's fsync is still running: with the
+    # leader's copy not yet durable that is one durable copy out of three, not a quorum.
+    core.step(Message(type=MsgType.APP_RESP, to="n1", frm="n2", term=1, index=idx))
+    assert core.committed == idx - 1
+    _done(core, st, rd)  # the fsync finished
+    assert core.prs["n1"].match == idx
+    assert core.committed == idx
+
+
+def test_two_followers_commit_while_the_leader_still_syncs() -> None:
+    """Two durable follower copies are a quorum of three without the leader's own."""
+    core, st = _elected_leader_of_three()
+    idx, _term = core.propose(b"y")
+    rd = core.ready()
+    for peer in ("n2", "n3"):
+        core.step(Message(type=MsgType.APP_RESP, to="n1", frm=peer, term=1, index=idx))
+    assert core.prs["n1"].match == idx - 1
+    assert core.committed == idx
+    _done(core, st, rd)
+
+
+def test_vote_messages_wait_for_the_fsync() -> None:
+    """A candidate's vote requests state its durable term and vote: never early."""
+    core = RaftCore("n1", MemoryStorage(ConfState(("n1", "n2", "n3"))), random.Random(1))
+    core.campaign()
+    rd = core.ready()
+    early, late = rd.early_messages()
+    assert not early
+    assert {m.type for m in late} == {MsgType.PRE_VOTE}

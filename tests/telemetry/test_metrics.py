@@ -114,3 +114,51 @@ def test_series_expire_after_the_retention_time() -> None:
 def test_prom_name_flattens_like_go_metrics() -> None:
     assert prom_name("consul.http.GET.v1.kv._") == "consul_http_GET_v1_kv__"
     assert prom_name("consul.web-1.runtime.x") == "consul_web_1_runtime_x"
+
+
+def _state(m: Metrics) -> tuple[object, ...]:
+    """Everything a view reads: every interval's aggregates, the Prometheus tables."""
+    ivs = [
+        (iv.start, sorted((k, a.count, a.sum, a.sumsq, a.min, a.max) for k, a in iv.samples.items()),
+         sorted((k, a.count, a.sum) for k, a in iv.counters.items()))
+        for iv in m.intervals
+    ]  # fmt: skip
+    prom = (sorted((k, s.sum, s.count, list(s.recent)) for k, s in m.p_summaries.items()), sorted(m.p_counters.items()))
+    return ivs, prom
+
+
+def test_a_series_handle_records_exactly_what_the_registry_methods_record() -> None:
+    """Across interval turnover, ``reset`` and a Prometheus expiry, a ``Series`` held by a call
+    site leaves the registry in the same state as ``incr``/``sample`` with the same arguments."""
+    clk_a, clk_b = Clock(), Clock()
+    a, b = Metrics(clock=clk_a, hostname="h"), Metrics(clock=clk_b, hostname="h")
+    for m in (a, b):
+        m.configure("consul", True, retention=5)
+    labels = (("method", "PUT"), ("path", "v1.kv"))
+    http, apply = b.series("api.http", labels), b.series("raft.apply")
+    # t = 3, 7, 7, 14, 26, 26.5, 57.5, reset, 58.5 (same interval), 61, 67 (idle), expire,
+    # 68 (same interval), 108, 110
+    steps = [3.0, 4.0, 0.0, 7.0, 12.0, 0.5, 31.0, "reset", 1.0, 2.5, "idle", "expire", 1.0, 40.0, 2.0]
+    for i, step in enumerate(steps):
+        if step == "reset":
+            a.reset()
+            b.reset()
+            continue
+        if step == "idle":  # nothing recorded for longer than the retention
+            clk_a.t += 6.0
+            clk_b.t += 6.0
+            continue
+        if step == "expire":
+            a.expire()
+            b.expire()
+            assert not a.p_summaries and not b.p_summaries
+            continue
+        assert isinstance(step, float)
+        clk_a.t += step
+        clk_b.t += step
+        a.sample("api.http", float(i), labels)
+        http.sample(float(i))
+        a.incr("raft.apply")
+        apply.incr()
+        assert _state(a) == _state(b), (i, step)
+    assert b.display()["Samples"] == a.display()["Samples"]

@@ -16,6 +16,7 @@ from muster.agent.local import AntiEntropy, LocalState, same_as_row, same_record
 from muster.errors import MusterError, NoLeader
 from muster.fsm import FSM
 from muster.runtime import ManualClock, Rng
+from muster.state.rows import Service, ServiceAddress, Weights
 from muster.structs import DeregisterCommand, RegisterCommand, SessionCommand
 
 
@@ -54,7 +55,7 @@ def test_identical_registration_changes_nothing() -> None:
     h.apply(RegisterCommand(node=node("a"), service=svc("w1", "web", "x"), checks=[chk("a", "c1", service_id="w1")]))
     assert h.store.indexes == before and h.store.services["a"]["w1"] is rec
     h.apply(RegisterCommand(node=node("a"), service=svc("w1", "web", "x", "y")))
-    assert h.store.services["a"]["w1"]["ModifyIndex"] == h.idx and h.store.services["a"]["w1"]["CreateIndex"] == 1
+    assert h.store.services["a"]["w1"].modify_index == h.idx and h.store.services["a"]["w1"].create_index == 1
     # The service's checks follow its tags.
     assert h.store.checks["a"]["c1"].service_tags == ["x", "y"]
 
@@ -75,7 +76,7 @@ def test_per_service_index_isolation_and_ordering() -> None:
     h.apply(RegisterCommand(node=node("c"), service=svc("d1", "db")))
     assert h.store.service_index("web") == web_idx  # another service does not move web's index
     _, pairs = h.store.service_instances_of(None, "web")
-    assert [(n.node, s["ID"]) for n, s in pairs] == [("a", "w1"), ("a", "w9"), ("b", "w2")]
+    assert [(n.node, s.id) for n, s in pairs] == [("a", "w1"), ("a", "w9"), ("b", "w2")]
     # A node-level check on a host of web moves web's index (its health entries changed).
     h.apply(RegisterCommand(node=node("a"), checks=[chk("a", "node-c", "critical")]))
     assert h.store.service_index("web") == h.idx
@@ -90,7 +91,7 @@ def test_service_rename_moves_instance() -> None:
     h.apply(RegisterCommand(node=node("a"), service=svc("s1", "old")))
     h.apply(RegisterCommand(node=node("a"), service=svc("s1", "new")))
     assert h.store.service_instances_of(None, "old")[1] == []
-    assert [s["ID"] for _, s in h.store.service_instances_of(None, "new")[1]] == ["s1"]
+    assert [s.id for _, s in h.store.service_instances_of(None, "new")[1]] == ["s1"]
 
 
 def test_deregister_cascades_and_invalidates_sessions() -> None:
@@ -115,6 +116,21 @@ def test_check_going_critical_destroys_session() -> None:
     assert "s" in h.store.sessions
     h.apply(RegisterCommand(node=node("a"), checks=[chk("a", "serfHealth", "critical")]))
     assert "s" not in h.store.sessions
+
+
+def test_service_rows_are_typed_nulls_read_as_defaults_and_bad_rows_are_refused() -> None:
+    h = Harness()
+    h.apply(RegisterCommand(node=node("a")))
+    h.apply(RegisterCommand(node=node("a"), service={"ID": "w", "Service": "web", "Tags": None, "Weights": None,
+                                                    "TaggedAddresses": {"wan": {"Address": "1.2.3.4", "Port": 8}}},
+                            skip_node_update=True))
+    row = h.store.services["a"]["w"]
+    assert isinstance(row, Service) and row.tags == [] and row.weights == Weights(1, 1)
+    assert row.tagged_addresses == {"wan": ServiceAddress("1.2.3.4", 8)} and row.create_index == row.modify_index == h.idx
+    before = (dict(h.store.indexes), h.store.services["a"]["w"])
+    with pytest.raises(MusterError, match="invalid service"):
+        h.apply(RegisterCommand(node=node("a"), service={"ID": "w", "Service": "web", "Port": "eighty"}, skip_node_update=True))
+    assert (h.store.indexes, h.store.services["a"]["w"]) == before
 
 
 def test_same_record_ignores_indexes() -> None:
@@ -165,7 +181,7 @@ async def test_sync_pushes_and_is_idempotent() -> None:
     defn = parse_check({"ttl": "10s"})
     local.add_check(defn.record("me", "service:web", "c", "web"), defn)
     await ae.full_sync()
-    assert srv.h.store.services["me"]["web"]["Port"] == 80
+    assert srv.h.store.services["me"]["web"].port == 80
     assert srv.h.store.checks["me"]["service:web"].service_name == "web"
     n = len(srv.commands)
     await ae.full_sync()
@@ -215,7 +231,7 @@ async def test_racing_change_is_not_lost() -> None:
     await ae.full_sync()
     assert local.services_["web"].in_sync is False
     await ae.sync_changes()
-    assert srv.h.store.services["me"]["web"]["Port"] == 81
+    assert srv.h.store.services["me"]["web"].port == 81
 
 
 def test_local_check_rules() -> None:
@@ -293,7 +309,7 @@ def test_full_sync_makes_catalog_equal_local_state(ops: list[tuple[str, str, int
         remote_checks = {k: v for k, v in store.checks.get("me", {}).items() if k != "serfHealth"}
         assert set(remote_svcs) == set(local.services())
         for sid, rec in local.services().items():
-            assert same_record(rec, remote_svcs[sid])
+            assert same_as_row(rec, remote_svcs[sid])
         assert set(remote_checks) == set(local.checks())
         for cid, rec in local.checks().items():
             assert same_as_row(rec, remote_checks[cid])
@@ -302,3 +318,59 @@ def test_full_sync_makes_catalog_equal_local_state(ops: list[tuple[str, str, int
         assert len(srv.commands) == n_cmds
 
     asyncio.run(run())
+
+
+def _naive_tags(store: Any) -> dict[str, list[str]]:
+    """``/v1/catalog/services`` as computed before the per-name cache: every instance in
+    (name, node, service id) order, each tag once in order of first appearance."""
+    out: dict[str, list[str]] = {}
+    rows = sorted((s.service, node, sid, s.tags) for node, per in store.services.items() for sid, s in per.items())
+    for name, _node, _sid, tags in rows:
+        acc = out.setdefault(name, [])
+        acc.extend(t for t in tags if t not in acc)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["reg", "reg", "reg", "dereg-svc", "dereg-node"]),
+            st.sampled_from(["n1", "n2", "n3"]),
+            st.sampled_from(["i1", "i2", "i3"]),
+            st.sampled_from(["web", "db"]),
+            st.lists(st.sampled_from(["a", "b", "c"]), max_size=3, unique=True),
+        ),
+        max_size=25,
+    )
+)
+def test_service_tags_cache_follows_every_change(ops: list[tuple[str, str, str, str, list[str]]]) -> None:
+    """The cached tag union per service name (``/v1/catalog/services`` without a filter) equals
+    a recomputation from the rows after every registration, rename, deregistration and restore."""
+    h = Harness()
+    for op, n, sid, name, tags in ops:
+        if op == "reg":
+            h.apply(RegisterCommand(node=node(n), service=svc(sid, name, *tags)))
+        elif op == "dereg-svc":
+            h.apply(DeregisterCommand(node=n, service_id=sid))
+        else:
+            h.apply(DeregisterCommand(node=n))
+        want = _naive_tags(h.store)
+        assert h.store.service_names(None)[1] == sorted(want)
+        assert {k: h.store.service_tags(k) for k in want} == want
+    h.store.restore(h.store.snapshot())
+    want = _naive_tags(h.store)
+    assert {k: h.store.service_tags(k) for k in want} == want
+
+
+def test_service_tags_cache_survives_a_refused_registration() -> None:
+    """A registration that fails inside its transaction rolls back; the cached tags stay right."""
+    h = Harness()
+    h.apply(RegisterCommand(node=node("a"), service=svc("w1", "web", "x")))
+    assert h.store.service_tags("web") == ["x"]
+    bad = RegisterCommand(node=node("a"), service=svc("w1", "web", "y"), checks=[chk("a", "c1", service_id="nope")])
+    with pytest.raises(MusterError):
+        h.apply(bad)
+    assert h.store.service_tags("web") == ["x"] == _naive_tags(h.store)["web"]
+    h.apply(RegisterCommand(node=node("a"), service=svc("w1", "web", "y")))
+    assert h.store.service_tags("web") == ["y"]

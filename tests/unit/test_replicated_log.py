@@ -125,6 +125,29 @@ async def test_follower_consistent_read_sees_acknowledged_write(nodes: list[Node
         assert e.value == str(i).encode()
 
 
+async def test_concurrent_consistent_reads_share_readindex_rounds(nodes: list[Node]) -> None:
+    """``?consistent`` reads are batched: at most one ReadIndex round is in flight and every
+    read arriving meanwhile joins the next one, so 200 concurrent reads take far fewer rounds
+    than reads; each still sees every write acknowledged before it started."""
+    lead = await leader_of(nodes)
+    assert lead.log is not None
+    await lead.server.check_read("consistent")  # the first round (needs the no-op committed)
+    rounds_before = lead.log._read_seq
+
+    async def write_then_read(i: int) -> bytes:
+        await lead.server.apply(KVSCommand(op="set", key=f"r{i}", value=str(i).encode()))
+        await lead.server.check_read("consistent")
+        return lead.server.store.kvs[f"r{i}"].value
+
+    values = await asyncio.gather(*(write_then_read(i) for i in range(200)))
+    assert values == [str(i).encode() for i in range(200)]
+    reads = await asyncio.gather(*(lead.server.check_read("consistent") for _ in range(200)))
+    assert len(reads) == 200
+    rounds = lead.log._read_seq - rounds_before
+    assert 1 <= rounds < 100, rounds
+    assert not lead.log._reads and lead.log._read_next is None and not lead.log._read_round_active
+
+
 async def test_isolated_leader_refuses_consistent_reads(nodes: list[Node]) -> None:
     lead = await leader_of(nodes)
     others = [n for n in nodes if n is not lead]

@@ -58,6 +58,15 @@ class ACLTables(Protocol):
     def acl_role_get(self, role_id: str) -> ACLRole | None: ...
 
 
+class RemoteSource(Protocol):
+    """Tokens this agent does not hold but read from elsewhere (a secondary datacenter reads
+    them from the primary): the token, or the authorizer ``down_policy`` gives it."""
+
+    def token(self, secret: str) -> ACLToken | None: ...
+
+    def down(self, secret: str) -> Authorizer | None: ...
+
+
 _MAX_PARSED = 4096
 _MAX_CACHED = 65536
 
@@ -86,6 +95,8 @@ class Resolver:
         self._index = -1
         self._cache: dict[str, tuple[Authorizer, float | None]] = {}
         self._parsed: dict[tuple[str, bool], list[Rule]] = {}
+        #: Consulted for a secret the local tables do not know (None: such a secret is unknown).
+        self.remote: RemoteSource | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -121,6 +132,8 @@ class Resolver:
     def token(self, secret: str) -> ACLToken | None:
         """The live token for ``secret`` (None when unknown or expired)."""
         tok = self.tables.acl_token_by_secret(secret)
+        if tok is None and self.remote is not None:
+            tok = self.remote.token(secret)
         if tok is None or self.expired(tok):
             return None
         return tok
@@ -139,6 +152,11 @@ class Resolver:
         if self.agent_recovery_token and secret == self.agent_recovery_token:
             return Authorizer(PolicyRules(MANAGEMENT_RULES), self.default_policy, ""), None
         tok = self.tables.acl_token_by_secret(secret)
+        if tok is None and self.remote is not None:
+            down = self.remote.down(secret)
+            if down is not None:
+                return down, None
+            tok = self.remote.token(secret)
         if tok is None:
             if secret == ANONYMOUS_SECRET:
                 # Before the leader has created the anonymous token, anonymous has no rules.

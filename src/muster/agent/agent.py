@@ -34,7 +34,7 @@ import msgspec
 from ..errors import BadRequest, MusterError, NotFound
 from ..runtime import Clock, Rng
 from ..server.server import Server, node_record
-from ..state.rows import Check, Node
+from ..state.rows import Check, Node, Service
 from ..state.watch import WatchSet
 from ..version import BUILD
 from . import mesh
@@ -266,7 +266,7 @@ class Agent:
         """The node record anti-entropy keeps in the catalog (the server's own identity)."""
         return node_record(self.server.ident)
 
-    def _catalog_view(self) -> tuple[Node | None, dict[str, dict[str, Any]], dict[str, Check]]:
+    def _catalog_view(self) -> tuple[Node | None, dict[str, Service], dict[str, Check]]:
         store = self.server.store
         return (
             store.nodes.get(self.node),

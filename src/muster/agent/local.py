@@ -37,7 +37,7 @@ import msgspec
 
 from ..errors import MusterError
 from ..runtime import Clock, Rng
-from ..state.rows import Check, Node
+from ..state.rows import Check, Node, Service
 from ..state.watch import Watch, WatchSet
 from ..structs import DeregisterCommand, RegisterCommand
 from .definitions import CheckDefinition
@@ -59,8 +59,10 @@ def same_record(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = 
 
 def same_as_row(want: dict[str, Any], row: msgspec.Struct, ignore: tuple[str, ...] = ()) -> bool:
     """``want`` (a record we would register) equals the catalog's typed ``row``, ignoring
-    Create/ModifyIndex and ``ignore``; a key ``want`` lacks means the row type's default, as the
-    store would read it."""
+    Create/ModifyIndex and ``ignore``; a key ``want`` lacks, or holds as ``None``, means the row
+    type's default, as the store would read it."""
+    if None in want.values():
+        want = {k: v for k, v in want.items() if v is not None}
     try:
         norm = msgspec.to_builtins(msgspec.convert(want, type(row)))
     except msgspec.ValidationError:
@@ -292,7 +294,7 @@ class AntiEntropy:
         self,
         local: LocalState,
         apply: Callable[[Any], Any],
-        catalog: Callable[[], tuple[Node | None, dict[str, dict[str, Any]], dict[str, Check]]],
+        catalog: Callable[[], tuple[Node | None, dict[str, Service], dict[str, Check]]],
         node_record: Callable[[], dict[str, Any]],
         rng: Rng,
         interval: float = 60.0,
@@ -382,13 +384,13 @@ class AntiEntropy:
             st = local.services_.get(sid)
             if st is None:
                 # Registered on our node behind our back: remove it (as Consul does).
-                local.services_[sid] = ServiceState(dict(rs), deleted=True)
+                local.services_[sid] = ServiceState(msgspec.to_builtins(rs), deleted=True)
         for sid, st in local.services_.items():
             if st.deleted:
                 st.in_sync = sid not in remote_svcs
             else:
                 remote = remote_svcs.get(sid)
-                st.in_sync = remote is not None and same_record(st.service, remote)
+                st.in_sync = remote is not None and same_as_row(st.service, remote)
         for cid, rc in remote_checks.items():
             if cid == SERF_CHECK_ID:
                 continue

@@ -25,6 +25,7 @@ import ipaddress
 from typing import Any
 
 from ..errors import BadRequest
+from ..state.rows import Service
 from .decode import (
     _decode_error,
     canonical_keys,
@@ -338,14 +339,14 @@ def validation_errors(svc: dict[str, Any], *, for_agent: bool, sidecar: Any = No
     return errs
 
 
-def is_connect_for(svc: dict[str, Any], name: str) -> bool:
+def is_connect_for(svc: Service, name: str) -> bool:
     """Whether the catalog instance ``svc`` accepts mesh traffic for the service ``name``
     (case-insensitive): a ``connect-proxy`` whose destination is ``name``, or a native
     instance of ``name``."""
     want = name.lower()
-    if svc.get("Kind") == CONNECT_PROXY:
-        return str((svc.get("Proxy") or {}).get("DestinationServiceName") or "").lower() == want
-    return not svc.get("Kind") and str(svc.get("Service", "")).lower() == want and bool((svc.get("Connect") or {}).get("Native"))
+    if svc.kind == CONNECT_PROXY:
+        return str(svc.proxy.get("DestinationServiceName") or "").lower() == want
+    return not svc.kind and svc.service.lower() == want and bool(svc.connect.get("Native"))
 
 
 # --------------------------------------------------------------------------- agent rendering

@@ -35,7 +35,6 @@ import functools
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import dns.flags
 import dns.name
@@ -56,7 +55,7 @@ from ..acl.authorizer import Authorizer
 from ..agent.mesh import is_connect_for
 from ..config import Config
 from ..errors import MusterError
-from ..state.rows import Node
+from ..state.rows import Node, Service
 from ..state.store import StateStore
 from . import names
 
@@ -191,7 +190,7 @@ class _View:
 @dataclass
 class _Instance:
     node: Node
-    service: dict[str, Any]
+    service: Service
     warning: bool
 
 
@@ -317,18 +316,18 @@ class Answerer:
         if connect:
             groups = [
                 sorted(((store.nodes[n], s) for n, s in pairs if n in store.nodes and is_connect_for(s, service)),
-                       key=lambda p: (p[0].node, p[1]["ID"]))  # fmt: skip
+                       key=lambda p: (p[0].node, p[1].id))  # fmt: skip
                 for pairs in store.list_services(None)[1].values()
             ]
         else:
             groups = [store.service_instances_of(None, exact)[1] for exact in self.view(store).services.get(service.lower(), ())]
         for pairs in groups:
             for node, svc in pairs:
-                if not self._visible(node.node, svc["Service"]):
+                if not self._visible(node.node, svc.service):
                     continue
-                if tag is not None and not any(str(t).lower() == tag for t in svc.get("Tags") or ()):
+                if tag is not None and not any(t.lower() == tag for t in svc.tags):
                     continue
-                statuses = {c.status for c in store.checks_for_instance(node.node, svc["ID"])}
+                statuses = {c.status for c in store.checks_for_instance(node.node, svc.id)}
                 if "critical" in statuses:
                     continue
                 if self.dcfg.only_passing and statuses - {"passing"}:
@@ -423,7 +422,7 @@ class Answerer:
         elif qtype in (A, AAAA, ANY):
             seen: set[str] = set()
             for inst in instances:
-                address = inst.service.get("Address") or inst.node.address
+                address = inst.service.address or inst.node.address
                 if address in seen:
                     continue
                 seen.add(address)
@@ -442,14 +441,13 @@ class Answerer:
         seen: set[tuple[str, str, int]] = set()
         for inst in instances:
             node, svc = inst.node, inst.service
-            port = int(svc.get("Port") or 0)
-            svc_addr = svc.get("Address") or ""
+            port = svc.port
+            svc_addr = svc.address
             key = (node.node, svc_addr or node.address, port)
             if key in seen:
                 continue
             seen.add(key)
-            weights = svc.get("Weights") or {}
-            weight = int(weights.get("Warning" if inst.warning else "Passing", 1))
+            weight = svc.weights.warning if inst.warning else svc.weights.passing
             extras: list[Record] = []
             target: dns.name.Name | None = None
             if not svc_addr:
@@ -521,11 +519,11 @@ class Answerer:
             for node_name in sorted(store.services):
                 for sid in sorted(store.services[node_name]):
                     svc = store.services[node_name][sid]
-                    a = svc.get("Address") or ""
+                    a = svc.address
                     if a and parse_ip(a) == ip:
                         try:
                             t = dns.name.Name(
-                                (svc["Service"].encode(), b"service", self.datacenter.encode())
+                                (svc.service.encode(), b"service", self.datacenter.encode())
                             ).concatenate(self.primary)
                         except dns.exception.DNSException:
                             continue

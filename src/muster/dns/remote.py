@@ -28,7 +28,8 @@ import dns.name
 import dns.rcode
 import msgspec
 
-from ..state.rows import Check, Node
+from ..state.catalog import service_row
+from ..state.rows import Check, Node, Service
 from . import names
 from .answers import Answer, Answerer
 
@@ -54,19 +55,20 @@ class RemoteView:
         # The store holds typed rows; the fetched JSON is converted to the same types.
         self.nodes: dict[str, Node] = {}
         self.service_instances: dict[str, dict[tuple[str, str], bool]] = {}
-        self._pairs: dict[str, list[tuple[Node, dict[str, Any]]]] = {}
+        self._pairs: dict[str, list[tuple[Node, Service]]] = {}
         self._checks: dict[tuple[str, str], list[Check]] = {}
         for raw in nodes or []:
             n = msgspec.convert(raw, Node)
             self.nodes[n.node] = n
-        for raw, svc, checks in entries:
+        for raw, raw_svc, checks in entries:
             n = self.nodes.setdefault(raw["Node"], msgspec.convert(raw, Node))
-            name = svc["Service"]
-            self.service_instances.setdefault(name, {})[(n.node, svc["ID"])] = True
+            svc = service_row(raw_svc)
+            name = svc.service
+            self.service_instances.setdefault(name, {})[(n.node, svc.id)] = True
             self._pairs.setdefault(name, []).append((n, svc))
-            self._checks[(n.node, svc["ID"])] = [msgspec.convert(c, Check) for c in checks]
+            self._checks[(n.node, svc.id)] = [msgspec.convert(c, Check) for c in checks]
 
-    def service_instances_of(self, ws: Any, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
+    def service_instances_of(self, ws: Any, name: str) -> tuple[int, list[tuple[Node, Service]]]:
         return 1, self._pairs.get(name, [])
 
     def checks_for_instance(self, node: str, service_id: str) -> list[Check]:

@@ -21,6 +21,7 @@ from ..state.watch import WatchSet
 from .app import Route
 from .body import canon
 from .common import Ctx
+from .forward import forward_to
 from .request import Request, Response, json_response, parse_query_options
 
 _TOKEN_FIELDS = (
@@ -83,6 +84,15 @@ def routes(ctx: Ctx) -> list[Route]:
             raise BadRequest(f"{what} decoding failed: {err.message.removeprefix('Request decode failed: ')}") from None
         return canon(obj, fields, what)
 
+    async def to_primary(req: Request) -> Response | None:
+        """In a secondary datacenter, a global ACL write is the primary's (Consul forwards it
+        there); None: serve it here.  It comes back through replication."""
+        s = service()
+        fed = ctx.services.federation
+        if not s.secondary or fed is None:
+            return None
+        return await forward_to(fed, req, s.primary_datacenter)
+
     def index_headers(req: Request) -> list[tuple[str, str]]:
         return ctx.meta_headers(service().tables.index, parse_query_options(req))
 
@@ -111,17 +121,18 @@ def routes(ctx: Ctx) -> list[Route]:
         return json_response(req, out)
 
     async def replication(req: Request) -> Response:
-        service()
-        out = dict(REPLICATION_OFF)
-        out["SourceDatacenter"] = ""
+        out = service().replication_status() or dict(REPLICATION_OFF)
         return json_response(req, out)
 
     # ------------------------------------------------------------------ tokens
 
     async def token_create(req: Request) -> Response:
         s = service()
+        b = await body(req, _TOKEN_FIELDS, "Token")
+        if not b.get("Local") and (fwd := await to_primary(req)) is not None:
+            return fwd
         a = need(req, "write")
-        tok = await s.token_create(await body(req, _TOKEN_FIELDS, "Token"))
+        tok = await s.token_create(b)
         return json_response(req, s.render_token(tok, a))
 
     async def token_item(req: Request) -> Response:
@@ -138,6 +149,8 @@ def routes(ctx: Ctx) -> list[Route]:
         if param.endswith("/clone"):
             if req.method != "PUT":
                 raise MethodNotAllowed(f"method {req.method} not allowed")
+            if not s.token_is_local(param[: -len("/clone")]) and (fwd := await to_primary(req)) is not None:
+                return fwd
             a = need(req, "write")
             b = await body(req, ("Description",), "Token")
             tok = await s.token_clone(param[: -len("/clone")], b)
@@ -151,6 +164,8 @@ def routes(ctx: Ctx) -> list[Route]:
             if "expanded" in req.query:
                 out.update(expanded(s, tok))
             return json_response(req, out, 200, index_headers(req))
+        if not s.token_is_local(param) and (fwd := await to_primary(req)) is not None:
+            return fwd
         if req.method == "PUT":
             a = need(req, "write")
             tok = await s.token_update(param, await body(req, _TOKEN_FIELDS, "Token"))
@@ -186,6 +201,8 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def policy_create(req: Request) -> Response:
         s = service()
+        if (fwd := await to_primary(req)) is not None:
+            return fwd
         need(req, "write")
         p = await s.policy_create(await body(req, _POLICY_FIELDS, "Policy"))
         return json_response(req, s.render_policy(p))
@@ -203,6 +220,8 @@ def routes(ctx: Ctx) -> list[Route]:
         if req.method == "GET":
             need(req, "read")
             return json_response(req, s.render_policy(s.policy_get(param)), 200, index_headers(req))
+        if (fwd := await to_primary(req)) is not None:
+            return fwd
         need(req, "write")
         if req.method == "PUT":
             p = await s.policy_update(param, await body(req, _POLICY_FIELDS, "Policy"))
@@ -223,6 +242,8 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def role_create(req: Request) -> Response:
         s = service()
+        if (fwd := await to_primary(req)) is not None:
+            return fwd
         need(req, "write")
         r = await s.role_create(await body(req, _ROLE_FIELDS, "Role"))
         return json_response(req, s.render_role(r))
@@ -240,6 +261,8 @@ def routes(ctx: Ctx) -> list[Route]:
         if req.method == "GET":
             need(req, "read")
             return json_response(req, s.render_role(s.role_get(param)), 200, index_headers(req))
+        if (fwd := await to_primary(req)) is not None:
+            return fwd
         need(req, "write")
         if req.method == "PUT":
             r = await s.role_update(param, await body(req, _ROLE_FIELDS, "Role"))

@@ -20,7 +20,7 @@ from typing import Any
 from ..acl.authorizer import Authorizer
 from ..agent.definitions import canonical_keys, catalog_check, catalog_service, get_bool, get_str, get_str_map
 from ..errors import BadRequest, MusterError, NoPathToDatacenter
-from ..state.rows import Node
+from ..state.rows import Node, Service
 from ..state.watch import WatchSet
 from ..structs import DeregisterCommand, RegisterCommand
 from . import connect_catalog, render
@@ -92,8 +92,8 @@ def parse_register(body: Any, datacenter: str) -> RegisterCommand:
 
 
 def node_view(
-    acl: ACLFilter, n: Node | None, svcs: list[dict[str, Any]]
-) -> tuple[Node | None, list[dict[str, Any]]]:
+    acl: ACLFilter, n: Node | None, svcs: list[Service]
+) -> tuple[Node | None, list[Service]]:
     """``/catalog/node``: the node needs node:read (else nothing), each service service:read."""
     if n is None:
         return None, []
@@ -101,14 +101,14 @@ def node_view(
     if not a.allowed("node", n.node, "read"):
         acl.dropped = True
         return None, []
-    return n, acl.keep(svcs, lambda a, s: a.allowed("service", s["Service"], "read"), "service")
+    return n, acl.keep(svcs, lambda a, s: a.allowed("service", s.service, "read"), "service")
 
 
 def _service_name(store: Any, node: str, service_id: str, cmd_service: dict[str, Any] | None) -> str:
     if cmd_service is not None and cmd_service.get("ID") == service_id:
         return str(cmd_service.get("Service", ""))
     svc = store.services.get(node, {}).get(service_id)
-    return str(svc.get("Service", "")) if svc is not None else ""
+    return svc.service if svc is not None else ""
 
 
 def vet_register(a: Authorizer, cmd: RegisterCommand, store: Any) -> None:
@@ -193,19 +193,19 @@ def routes(ctx: Ctx) -> list[Route]:
         expr = req.get("filter")
         peer = render.peer_name(req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, Service]]]:
             idx, by_name = store.list_services(ws)
             if meta:
                 store.watch_table(ws, "nodes")
             pairs = []
             for name in sorted(by_name):
-                for node_name, svc in sorted(by_name[name], key=lambda p: (p[0], p[1]["ID"])):
+                for node_name, svc in sorted(by_name[name], key=lambda p: (p[0], p[1].id)):
                     n = store.nodes.get(node_name)
                     if n is not None and render.node_meta_match(n, meta) and render.peer_match(svc, peer):
                         pairs.append((n, svc))
-            return idx, acl.keep(pairs, lambda a, p: a.allowed("service", p[1]["Service"], "read"), "service")
+            return idx, acl.keep(pairs, lambda a, p: a.allowed("service", p[1].service, "read"), "service")
 
-        def rend(pairs: list[tuple[Node, dict[str, Any]]]) -> dict[str, list[str]]:
+        def rend(pairs: list[tuple[Node, Service]]) -> dict[str, list[str]]:
             items = [render.service_node(n, s) for n, s in pairs]
             if expr:
                 items = apply_filter_expr(expr, items)
@@ -217,6 +217,14 @@ def routes(ctx: Ctx) -> list[Route]:
                         tags.append(t)
             return out
 
+        def run_names(ws: WatchSet | None) -> tuple[int, list[tuple[str, list[str]]]]:
+            # Without a filter the answer depends on names and tags only: O(service names).
+            idx, names = store.service_names(ws)
+            names = acl.keep(names, lambda a, n: a.allowed("service", n, "read"), "service")
+            return idx, [(n, store.service_tags(n)) for n in names]
+
+        if not meta and not expr and not peer:
+            return await blocking_read(ctx, req, run_names, dict, filterable=False, acl=acl)
         return await blocking_read(ctx, req, run, rend, filterable=False, acl=acl)
 
     async def service(req: Request) -> Response:
@@ -229,7 +237,7 @@ def routes(ctx: Ctx) -> list[Route]:
         near = near_sorter(ctx, req)
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, Service]]]:
             idx, pairs = store.service_instances_of(ws, name)
             return idx, near(acl.pairs([
                 (n, s)
@@ -248,13 +256,13 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, tuple[Node | None, list[dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, tuple[Node | None, list[Service]]]:
             idx, n, svcs = store.node_services(ws, name)
             if n is not None and not render.peer_match(n, peer):
                 n, svcs = None, []
             return idx, node_view(acl, n, svcs)
 
-        def rend(res: tuple[Node | None, list[dict[str, Any]]]) -> dict[str, Any] | None:
+        def rend(res: tuple[Node | None, list[Service]]) -> dict[str, Any] | None:
             n, svcs = res
             if n is None:
                 return None
@@ -274,13 +282,13 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, tuple[Node | None, list[dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, tuple[Node | None, list[Service]]]:
             idx, n, svcs = store.node_services(ws, name)
             if n is not None and not render.peer_match(n, peer):
                 n, svcs = None, []
             return idx, node_view(acl, n, svcs)
 
-        def rend(res: tuple[Node | None, list[dict[str, Any]]]) -> dict[str, Any]:
+        def rend(res: tuple[Node | None, list[Service]]) -> dict[str, Any]:
             n, svcs = res
             if n is None:
                 return {"Node": None, "Services": []}
@@ -302,7 +310,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
         acl = ACLFilter(ctx, req)
 
-        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
+        def run(ws: WatchSet | None) -> tuple[int, list[tuple[Node, Service]]]:
             idx, pairs = connect_instances(store, ws, name)
             return idx, acl.pairs([
                 (n, s)

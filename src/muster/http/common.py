@@ -21,7 +21,7 @@ from ..server.acl import ACLService
 from ..server.blocking import QueryOptions, blocking_query
 from ..server.server import Server
 from ..services import Services
-from ..state.rows import Check, Node
+from ..state.rows import Check, Node, Service
 from ..state.watch import WatchSet
 from .request import Request, Response, json_response, parse_query_options
 
@@ -181,11 +181,11 @@ class ACLFilter:
         """Checks need node:read, and service:read too when they belong to a service."""
         return self.keep(cs, _check_visible, "node", "service")
 
-    def pairs(self, pairs: list[tuple[Node, dict[str, Any]]]) -> list[tuple[Node, dict[str, Any]]]:
+    def pairs(self, pairs: list[tuple[Node, Service]]) -> list[tuple[Node, Service]]:
         """(node, service) instances: node:read and service:read."""
         return self.keep(
             pairs,
-            lambda a, p: a.allowed("node", p[0].node, "read") and a.allowed("service", p[1]["Service"], "read"),
+            lambda a, p: a.allowed("node", p[0].node, "read") and a.allowed("service", p[1].service, "read"),
             "node",
             "service",
         )

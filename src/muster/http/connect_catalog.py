@@ -13,20 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 from ..agent.mesh import CONNECT_PROXY, is_connect_for
-from ..state.rows import Node
+from ..state.rows import Node, Service
 from ..state.watch import WatchSet
 
-Pair = tuple[Node, dict[str, Any]]
+Pair = tuple[Node, Service]
 
 
 def connect_instances(store: Any, ws: WatchSet | None, name: str) -> tuple[int, list[Pair]]:
     """``[(node record, NodeService)]`` of the proxies and native instances of ``name``."""
     idx, by_name = store.list_services(ws)
-    out: list[tuple[str, str, dict[str, Any]]] = []
+    out: list[tuple[str, str, Service]] = []
     for svc_name, pairs in by_name.items():
         for node_name, svc in pairs:
-            if (svc_name.lower() == name.lower() or svc.get("Kind") == CONNECT_PROXY) and is_connect_for(svc, name):
-                out.append((node_name, str(svc["ID"]), svc))
+            if (svc_name.lower() == name.lower() or svc.kind == CONNECT_PROXY) and is_connect_for(svc, name):
+                out.append((node_name, svc.id, svc))
     out.sort(key=lambda t: (t[0], t[1]))
     result = []
     for node_name, _, svc in out:
@@ -39,13 +39,13 @@ def connect_instances(store: Any, ws: WatchSet | None, name: str) -> tuple[int, 
 def instances_of_kind(store: Any, ws: WatchSet | None, kind: str, names: set[str] | None = None) -> tuple[int, list[Pair]]:
     """Instances of ``kind`` (optionally only those whose service name is in ``names``)."""
     idx, by_name = store.list_services(ws)
-    out: list[tuple[str, str, dict[str, Any]]] = []
+    out: list[tuple[str, str, Service]] = []
     for svc_name, pairs in by_name.items():
         if names is not None and svc_name not in names:
             continue
         for node_name, svc in pairs:
-            if svc.get("Kind") == kind:
-                out.append((node_name, str(svc["ID"]), svc))
+            if svc.kind == kind:
+                out.append((node_name, svc.id, svc))
     out.sort(key=lambda t: (t[0], t[1]))
     return idx, [(store.nodes[n], s) for n, _, s in out if n in store.nodes]
 
@@ -60,7 +60,7 @@ def gateway_services(store: Any, ws: WatchSet | None, gateway: str) -> tuple[int
     idx_i, ingress = table.get(ws, INGRESS_GATEWAY, gateway)
     idx_t, terminating = table.get(ws, TERMINATING_GATEWAY, gateway)
     idx_s, by_name = store.list_services(ws)
-    typical = sorted(n for n, pairs in by_name.items() if n != "consul" and any(not s.get("Kind") for _, s in pairs))
+    typical = sorted(n for n, pairs in by_name.items() if n != "consul" and any(not s.kind for _, s in pairs))
     rows: list[dict[str, Any]] = []
 
     def add(entry: dict[str, Any], kind: str, svc: dict[str, Any], extra: dict[str, Any]) -> None:

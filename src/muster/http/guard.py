@@ -7,9 +7,23 @@
 * A client that starts a request must finish its headers within ``header_timeout`` seconds or
   the connection is closed (slowloris).  Idle keep-alive connections are uvicorn's
   ``timeout_keep_alive``.
+* A request's header block (request line and headers) may hold at most ``MAX_HEADER_BYTES``
+  (Consul's HTTP server keeps Go's default of 1 MiB, plus the 4 KiB of slack Go's reader
+  allows); beyond that the answer is ``431 Request Header Fields Too Large`` and the connection
+  is closed, so one request cannot make the agent buffer headers without bound.
+* A request the parser rejects (bad request line, header syntax, chunk framing, conflicting
+  lengths) is answered with exactly the bytes Consul's Go server writes: ``400 Bad Request``
+  as status and body, ``Connection: close``.
 
 Both live in a subclass of uvicorn's httptools protocol: the checks run when the connection is
 accepted and when a request's first byte and last header arrive, before any ASGI work.
+
+The header deadline costs no timer per request (a ``call_later`` plus its cancel was ~1.5 us
+on every keep-alive request): the protocol notes when the header phase began (accept, or a
+request's first byte) and clears it when the headers are complete; one timer per connection
+runs only while a header phase is open, fires at that phase's deadline, and re-arms itself
+for a later phase or closes the connection.  Invariant: while a header phase is open, a timer
+is pending at or before its deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +42,16 @@ TOO_MANY = (
     + b"Content-Length: " + str(len(TOO_MANY_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + TOO_MANY_BODY
 )
 DEFAULT_HEADER_TIMEOUT = 10.0
+MAX_HEADER_BYTES = (1 << 20) + 4096
+_ERROR_HEADERS = b"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request" + _ERROR_HEADERS + b"400 Bad Request"
+HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large" + _ERROR_HEADERS + b"431 Request Header Fields Too Large"
+)
+
+
+class HeaderBlockTooLarge(Exception):
+    """Raised inside the parser's headers-complete callback to stop an oversized request."""
 
 
 class ConnLimits:
@@ -52,12 +76,25 @@ class ConnLimits:
             self.counts.pop(ip, None)
 
 
-def guarded_protocol(limits: ConnLimits, header_timeout: float = DEFAULT_HEADER_TIMEOUT) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol with the two guards (passed as ``uvicorn.Config(http=...)``)."""
+def guarded_protocol(
+    limits: ConnLimits, header_timeout: float = DEFAULT_HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES
+) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with the guards (passed as ``uvicorn.Config(http=...)``).
+
+    The header block is measured twice, because a block may end inside the chunk that also
+    carries most of it: ``_header_bytes`` counts the raw bytes received while a block is still
+    open (a block that never ends is cut off once it passes the cap), and ``_header_size``
+    sums the request target and header lines as the parser hands them over, checked when the
+    block ends and before the request is dispatched.  Both are -1 outside a header block.
+    """
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _guard_ip: str | None = None
         _header_timer: asyncio.TimerHandle | None = None
+        #: loop time the open header phase began; None when no header phase is open
+        _began: float | None = None
+        _header_bytes: int = -1
+        _header_size: int = -1
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -70,23 +107,61 @@ def guarded_protocol(limits: ConnLimits, header_timeout: float = DEFAULT_HEADER_
             self._arm()
 
         def _arm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
+            began = self._began = self.loop.time()
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_at(began + header_timeout, self._check_headers)
 
-        def _headers_too_slow(self) -> None:
+        def _check_headers(self) -> None:
             self._header_timer = None
+            began = self._began
+            if began is None:
+                return  # no header phase open: the next one arms a timer again
+            deadline = began + header_timeout
+            if self.loop.time() < deadline - 0.005:  # a later request's phase: wait for its deadline
+                self._header_timer = self.loop.call_at(deadline, self._check_headers)
+                return
             log.debug("closing HTTP connection from %s: headers not complete within %.0fs", self._guard_ip, header_timeout)
             self.transport.close()
 
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._header_bytes < 0 or self.transport.is_closing():
+                return
+            self._header_bytes += len(data)
+            if self._header_bytes > max_header_bytes:
+                self._too_large()
+
+        def _too_large(self) -> None:
+            self._header_bytes = self._header_size = -1
+            self.transport.write(HEADERS_TOO_LARGE)
+            self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            if not self.transport.is_closing():  # not after a 431 (see on_headers_complete)
+                self.transport.write(BAD_REQUEST)
+                self.transport.close()
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._header_bytes = self._header_size = 0
             self._arm()
 
+        def on_url(self, url: bytes) -> None:
+            super().on_url(url)
+            self._header_size += len(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            super().on_header(name, value)
+            self._header_size += len(name) + len(value) + 4
+
         def on_headers_complete(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            if self._header_size > max_header_bytes:
+                self._too_large()
+                # Abort the parser so that the request is never dispatched; uvicorn's handler
+                # for parser errors then finds the transport closing and writes nothing more.
+                raise HeaderBlockTooLarge
+            self._header_bytes = self._header_size = -1
+            self._began = None
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadRequest
-from ..state.rows import Check, Node
+from ..state.rows import Check, Node, Service
 from ..state.watch import WatchSet
 from . import render
 from .app import Route
@@ -25,7 +25,7 @@ from .connect_catalog import Pair, connect_instances, ingress_instances
 from .near import near_sorter
 from .request import Request, Response
 
-Entry = tuple[Node, dict[str, Any], list[Check]]
+Entry = tuple[Node, Service, list[Check]]
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -85,7 +85,7 @@ def routes(ctx: Ctx) -> list[Route]:
             for n, svc in pairs:
                 if not (render.node_meta_match(n, meta) and render.tags_match(svc, tags) and render.peer_match(svc, peer)):
                     continue
-                cs = store.checks_for_instance(n.node, svc["ID"])
+                cs = store.checks_for_instance(n.node, svc.id)
                 if passing and any(c.status != "passing" for c in cs):
                     continue
                 out.append((n, svc, cs))

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import BadRequest, NotFound
 from ..server.blocking import blocking_query
+from ..state.rows import Service
 from ..state.watch import WatchSet
 from .app import Route
 from .common import Ctx
@@ -29,24 +30,24 @@ PEERING_DISABLED = "peering must be enabled to use this endpoint"
 MESH_KINDS = ("connect-proxy", "ingress-gateway", "mesh-gateway", "terminating-gateway", "api-gateway")
 
 
-def service_usage(nodes: int, instances: list[dict[str, Any]]) -> dict[str, Any]:
+def service_usage(nodes: int, instances: list[Service]) -> dict[str, Any]:
     """Consul's ``ServiceUsage`` of a datacenter from its service instances."""
     by_kind = {k: 0 for k in MESH_KINDS}
     by_kind["connect-native"] = 0
     billable = 0
     for svc in instances:
-        kind = str(svc.get("Kind") or "")
+        kind = svc.kind
         if kind:
             if kind in by_kind:
                 by_kind[kind] += 1
             continue
-        if (svc.get("Connect") or {}).get("Native"):
+        if svc.connect.get("Native"):
             by_kind["connect-native"] += 1
-        if svc.get("Service") != "consul":
+        if svc.service != "consul":
             billable += 1
     return {
         "Nodes": nodes,
-        "Services": len({svc.get("Service") for svc in instances}),
+        "Services": len({svc.service for svc in instances}),
         "ServiceInstances": len(instances),
         "ConnectServiceInstances": by_kind,
         "BillableServiceInstances": billable,

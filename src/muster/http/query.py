@@ -46,7 +46,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     def entries_of(service: str) -> list[Entry]:
         _, pairs = store.service_instances_of(None, service)
-        return [(n, svc, store.checks_for_instance(n.node, svc["ID"])) for n, svc in pairs]
+        return [(n, svc, store.checks_for_instance(n.node, svc.id)) for n, svc in pairs]
 
     def coordinate_of(node: str) -> Any:
         return store.coordinate_of(node)
@@ -91,7 +91,7 @@ def routes(ctx: Ctx) -> list[Route]:
         if a.unrestricted("node") and a.unrestricted("service"):
             return es
         return [e for e in es if a.allowed("node", node_name(e[0]), "read")
-                and a.allowed("service", e[1]["Service"], "read")]
+                and a.allowed("service", e[1].service, "read")]
 
     def meta(idx: int) -> dict[str, Any]:
         return {"Index": max(idx, 1), "LastContact": ctx.server.last_contact_ms() * 1_000_000,

@@ -1,9 +1,9 @@
 """Rendering catalog records into Consul's response objects (docs/compat/catalog-health.md#response-objects).
 
-Store rows are typed (``state/rows.py``: nodes, sessions) or Consul-shaped dicts that may lack
-optional keys (services, checks).  These functions are the only place rows become JSON: they
-produce the exact response shape, filling Consul's defaults (``Weights`` 1/1, ``[]``/``{}``
-instead of null) and omitting what Consul omits.  They never mutate the row.
+Store rows are typed (``state/rows.py``: nodes, services, checks, sessions).  These functions
+are the only place rows become JSON: they produce the exact response shape, filling Consul's
+defaults (the empty ``Proxy`` object, ``[]``/``{}`` instead of null) and omitting what Consul
+omits.  They never mutate the row.
 
 Also here: the read-side filters several endpoints share (``node-meta``, ``tag``), and the
 aggregate-status rule clients and agent health endpoints use.
@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ..state.rows import Check, Node
+from ..state.rows import Check, Node, Service, ServiceAddress
 from .request import Request
 
 DEFAULT_WEIGHTS = {"Passing": 1, "Warning": 1}
@@ -37,40 +37,49 @@ def node(rec: Node) -> dict[str, Any]:
     }
 
 
-def _proxy(svc: dict[str, Any]) -> dict[str, Any]:
-    p = svc.get("Proxy")
-    return dict(p) if isinstance(p, dict) and p else {"Mode": "", "MeshGateway": {}, "Expose": {}}
+def _proxy(svc: Service) -> dict[str, Any]:
+    p = svc.proxy
+    return dict(p) if p else {"Mode": "", "MeshGateway": {}, "Expose": {}}
 
 
-def node_service(svc: dict[str, Any]) -> dict[str, Any]:
+def _tagged(addrs: dict[str, ServiceAddress]) -> dict[str, dict[str, Any]]:
+    return {tag: {"Address": a.address, "Port": a.port} for tag, a in addrs.items()}
+
+
+def _weights(svc: Service) -> dict[str, int]:
+    w = svc.weights
+    return {"Passing": w.passing, "Warning": w.warning}
+
+
+def node_service(svc: Service) -> dict[str, Any]:
     """NodeService (``Service`` of a health entry, values of ``/catalog/node``)."""
     out: dict[str, Any] = {}
-    if svc.get("Kind"):
-        out["Kind"] = svc["Kind"]
-    out["ID"] = svc["ID"]
-    out["Service"] = svc["Service"]
-    out["Tags"] = list(svc.get("Tags") or [])
-    out["Address"] = svc.get("Address", "")
-    if svc.get("TaggedAddresses"):
-        out["TaggedAddresses"] = svc["TaggedAddresses"]
-    out["Meta"] = dict(svc.get("Meta") or {})
-    if svc.get("Port"):
-        out["Port"] = svc["Port"]
-    if svc.get("SocketPath"):
-        out["SocketPath"] = svc["SocketPath"]
-    out["Weights"] = dict(svc.get("Weights") or DEFAULT_WEIGHTS)
-    out["EnableTagOverride"] = bool(svc.get("EnableTagOverride", False))
-    if svc.get("Locality") is not None:
-        out["Locality"] = dict(svc["Locality"])
+    if svc.kind:
+        out["Kind"] = svc.kind
+    out["ID"] = svc.id
+    out["Service"] = svc.service
+    out["Tags"] = list(svc.tags)
+    out["Address"] = svc.address
+    if svc.tagged_addresses:
+        out["TaggedAddresses"] = _tagged(svc.tagged_addresses)
+    out["Meta"] = dict(svc.meta)
+    if svc.port:
+        out["Port"] = svc.port
+    if svc.socket_path:
+        out["SocketPath"] = svc.socket_path
+    out["Weights"] = _weights(svc)
+    out["EnableTagOverride"] = svc.enable_tag_override
+    if svc.locality is not None:
+        out["Locality"] = dict(svc.locality)
     out["Proxy"] = _proxy(svc)
-    out["Connect"] = dict(svc.get("Connect") or {})
+    out["Connect"] = dict(svc.connect)
     out["PeerName"] = ""
-    out["CreateIndex"] = svc.get("CreateIndex", 0)
-    out["ModifyIndex"] = svc.get("ModifyIndex", 0)
+    out["CreateIndex"] = svc.create_index
+    out["ModifyIndex"] = svc.modify_index
     return out
 
 
-def service_node(n: Node, svc: dict[str, Any]) -> dict[str, Any]:
+def service_node(n: Node, svc: Service) -> dict[str, Any]:
     """ServiceNode (``/catalog/service/:name`` element): node fields then ``Service*`` fields."""
     out: dict[str, Any] = {
         "ID": n.id,
@@ -79,24 +88,24 @@ def service_node(n: Node, svc: dict[str, Any]) -> dict[str, Any]:
         "Datacenter": n.datacenter,
         "TaggedAddresses": dict(n.tagged_addresses),
         "NodeMeta": dict(n.meta),
-        "ServiceKind": svc.get("Kind", ""),
-        "ServiceID": svc["ID"],
-        "ServiceName": svc["Service"],
-        "ServiceTags": list(svc.get("Tags") or []),
-        "ServiceAddress": svc.get("Address", ""),
+        "ServiceKind": svc.kind,
+        "ServiceID": svc.id,
+        "ServiceName": svc.service,
+        "ServiceTags": list(svc.tags),
+        "ServiceAddress": svc.address,
     }
-    if svc.get("TaggedAddresses"):
-        out["ServiceTaggedAddresses"] = svc["TaggedAddresses"]
-    out["ServiceWeights"] = dict(svc.get("Weights") or DEFAULT_WEIGHTS)
-    out["ServiceMeta"] = dict(svc.get("Meta") or {})
-    out["ServicePort"] = svc.get("Port", 0)
-    out["ServiceSocketPath"] = svc.get("SocketPath", "")
-    out["ServiceEnableTagOverride"] = bool(svc.get("EnableTagOverride", False))
+    if svc.tagged_addresses:
+        out["ServiceTaggedAddresses"] = _tagged(svc.tagged_addresses)
+    out["ServiceWeights"] = _weights(svc)
+    out["ServiceMeta"] = dict(svc.meta)
+    out["ServicePort"] = svc.port
+    out["ServiceSocketPath"] = svc.socket_path
+    out["ServiceEnableTagOverride"] = svc.enable_tag_override
     out["ServiceProxy"] = _proxy(svc)
-    out["ServiceConnect"] = dict(svc.get("Connect") or {})
-    out["ServiceLocality"] = dict(svc["Locality"]) if svc.get("Locality") is not None else None
-    out["CreateIndex"] = svc.get("CreateIndex", 0)
-    out["ModifyIndex"] = svc.get("ModifyIndex", 0)
+    out["ServiceConnect"] = dict(svc.connect)
+    out["ServiceLocality"] = dict(svc.locality) if svc.locality is not None else None
+    out["CreateIndex"] = svc.create_index
+    out["ModifyIndex"] = svc.modify_index
     return out
 
 
@@ -144,11 +153,11 @@ def node_meta_match(n: Node | None, filters: list[tuple[str, str]]) -> bool:
     return all(k in meta and meta[k] == v for k, v in filters)
 
 
-def tags_match(svc: dict[str, Any], tags: list[str]) -> bool:
+def tags_match(svc: Service, tags: list[str]) -> bool:
     """The instance carries every requested tag (case-insensitive, as Consul's tag filter)."""
     if not tags:
         return True
-    have = {t.lower() for t in svc.get("Tags") or []}
+    have = {t.lower() for t in svc.tags}
     return all(t.lower() in have for t in tags)
 
 
@@ -157,13 +166,13 @@ def peer_name(req: Request) -> str:
     return req.get("peer")
 
 
-def peer_match(rec: dict[str, Any] | Node | Check, peer: str) -> bool:
+def peer_match(rec: dict[str, Any] | Node | Service | Check, peer: str) -> bool:
     """Whether ``rec`` belongs to ``peer`` (``""``: the local cluster).
 
     Muster has no cluster peering, so every stored record is local (``PeerName`` absent or
     ``""``) and a named peer matches nothing, exactly as in a Consul with no such peering.
     """
-    if isinstance(rec, (Node, Check)):
+    if isinstance(rec, (Node, Service, Check)):
         return rec.peer_name == peer
     return str(rec.get("PeerName") or "") == peer
 

@@ -13,10 +13,14 @@ import binascii
 import json
 from typing import Any
 
+import msgspec
+
 from ..acl.authorizer import Authorizer
 from ..errors import BadRequest, MusterError, TooLarge
 from ..state.kv import DirEntry
+from ..state.rows import Service
 from ..structs import KVSCommand, TxnCommand, TxnOp
+from . import render
 from .app import Route
 from .body import canon
 from .common import Ctx
@@ -113,9 +117,14 @@ def parse_ops(raw: Any, value_limit: int) -> list[TxnOp]:
 
 
 def _render(r: dict[str, Any]) -> dict[str, Any]:
+    """One result as Consul's ``TxnResult``: a KV entry (carried as its tuple) or a service
+    instance (carried as its row's builtins) rendered as the read endpoints render them."""
     kv = r.get("KV")
     if kv is not None:
         return {"KV": render_entry(DirEntry(*kv))}
+    svc = r.get("Service")
+    if svc is not None:
+        return {"Service": render.node_service(msgspec.convert(svc, Service))}
     return r
 
 

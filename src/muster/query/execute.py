@@ -28,7 +28,7 @@ from ..runtime import Rng
 __all__ = ["Entry", "failover_targets", "filter_entries", "sort_near"]
 
 #: (node row, service record, check rows): the store's typed rows, or their JSON form.
-Entry = tuple[Any, dict[str, Any], list[Any]]
+Entry = tuple[Any, Any, list[Any]]
 
 
 def _field(obj: Any, attr: str, key: str) -> Any:
@@ -80,9 +80,9 @@ def filter_entries(entries: Sequence[Entry], service: dict[str, Any]) -> list[En
             continue
         if node_meta and not _meta_ok(_field(node, "meta", "Meta"), node_meta):
             continue
-        if svc_meta and not _meta_ok(svc.get("Meta"), svc_meta):
+        if svc_meta and not _meta_ok(_field(svc, "meta", "Meta"), svc_meta):
             continue
-        if tags and not _tags_ok(svc.get("Tags"), tags):
+        if tags and not _tags_ok(_field(svc, "tags", "Tags"), tags):
             continue
         out.append((node, svc, checks))
     return out

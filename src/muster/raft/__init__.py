@@ -36,6 +36,10 @@ only from the injected ``random.Random``; time only from ``tick()``.
         answer(rd.read_states)      # their index is already applied (the core checks)
         core.advance(rd)                                                        # 4. advance
 
+(``muster.server.raftlog`` refines this: ``rd.early_messages()`` splits out a
+leader's MsgApps/heartbeats, which leave before the fsync, and committed
+entries are applied while it runs; see the ``Ready`` docstring.)
+
 A proposal ``(index, term)`` succeeded iff the entry applied at ``index`` has
 that ``term``; otherwise leadership was lost and the outcome is unknown to
 the client (exactly Consul's semantics).

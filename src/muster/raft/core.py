@@ -111,6 +111,17 @@ class Ready:
     ``tick``/``step``/``propose`` may be called between :meth:`RaftCore.ready`
     and :meth:`RaftCore.advance` (e.g. while an fsync is in flight), but
     ``ready()`` may not be called again before ``advance()``.
+
+    **The leader's own write runs in parallel with replication** (etcd's
+    ordering, Raft thesis §10.2.1): the messages of :meth:`early_messages` (a
+    leader's MsgApp and heartbeats of a term that is already durable) may be
+    sent as soon as step 1's writes are issued, *before* its fsync; the rest
+    only after it.  This is safe because the leader never counts its own copy
+    of an entry toward a quorum before :meth:`RaftCore.advance` reported it
+    durable (its own ``match`` only moves in ``advance``), so the commit index
+    those messages carry only covers entries durable on a quorum.  Committed
+    entries may likewise be applied before the fsync of this Ready's new
+    entries: they are durable on a quorum already.
     """
 
     soft_state: SoftState | None = None
@@ -121,6 +132,30 @@ class Ready:
     messages: list[Message] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
     must_sync: bool = False
+    #: The term already durable before this Ready (the last one handed out and advanced).
+    persisted_term: int = 0
+
+    def early_messages(self) -> tuple[list[Message], list[Message]]:
+        """Split ``messages`` into (may leave before this Ready's fsync, must wait for it).
+
+        Early: a leader's MsgApp and heartbeats whose term was durable before this
+        Ready.  They carry the leader's entries (which followers make durable
+        themselves before acknowledging) and a commit index that counts only
+        durable copies; they state nothing about this node's own durable state.
+        Everything else (votes, acknowledgements, snapshot chunks, MsgTimeoutNow,
+        read-index answers) waits for the fsync.
+        """
+        early: list[Message] = []
+        late: list[Message] = []
+        for m in self.messages:
+            if m.type in _EARLY_TYPES and m.term <= self.persisted_term:
+                early.append(m)
+            else:
+                late.append(m)
+        return early, late
+
+
+_EARLY_TYPES = frozenset({MsgType.APP, MsgType.HEARTBEAT})
 
 
 @dataclass(frozen=True)
@@ -271,7 +306,7 @@ class RaftCore:
                 # New peers must not be judged inactive before they had a chance.
                 pr.recent_active = True
                 if nid == self.id:
-                    pr.match = last
+                    pr.match = self._durable_last()
                 self.prs[nid] = pr
             pr.is_learner = nid in self.learners
 
@@ -381,7 +416,7 @@ class RaftCore:
             learner = pr.is_learner
             fresh = Progress(last + 1, self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes, learner)
             if nid == self.id:
-                fresh.match = last
+                fresh.match = self._durable_last()
             self.prs[nid] = fresh
         self.pending_conf_index = 0
         self._uncommitted_bytes = 0
@@ -848,9 +883,17 @@ class RaftCore:
         li = self.log.last_index()
         stamped = [Entry(self.term, li + 1 + i, e.type, e.data) for i, e in enumerate(ents)]
         last = self.log.append(stamped)
-        self.prs[self.id].maybe_update(last)
-        self._maybe_commit()
+        # The leader's own ``match`` is NOT moved here: the entries are not durable
+        # yet.  It moves in ``advance`` once the driver has fsynced them, so the
+        # leader never counts its own vote for an entry it could still lose.
         return last, self.term
+
+    def _durable_last(self) -> int:
+        """The last index of this node's log that the driver reported durable."""
+        u = self.log.unstable
+        if u.entries:
+            return u.offset - 1
+        return self.log.last_index()
 
     def _check_can_propose(self) -> None:
         if self.role is not Role.LEADER:
@@ -969,6 +1012,7 @@ class RaftCore:
             committed_entries=self.log.next_committed_entries(),
             messages=self.msgs,
             read_states=self._reads_ready,
+            persisted_term=self._prev_hard.term,
         )
         rd.must_sync = bool(
             rd.entries
@@ -995,6 +1039,15 @@ class RaftCore:
         if rd.entries:
             last = rd.entries[-1]
             self.log.unstable.stable_to(last.index, last.term)
+            if (
+                self.role is Role.LEADER
+                and self.id in self.prs
+                and self.log.match_term(last.index, last.term)
+                and self.prs[self.id].maybe_update(min(last.index, self._durable_last()))
+            ):
+                # Our own copy is durable now: it counts toward the quorum from here on.
+                if self._maybe_commit():
+                    self._flush_pending = True
         if rd.committed_entries:
             self.log.applied_to(rd.committed_entries[-1].index)
             for e in rd.committed_entries:

@@ -5,7 +5,8 @@ anything is proposed (a refused write changes nothing anywhere); the tables re-c
 race (name and secret uniqueness) when the command is applied.  Texts follow Consul's
 ``agent/consul/acl_endpoint.go`` and ``auth/token_writer.go``; see docs/compat/acl.md.
 
-Leader duties (``initialize``): make sure the ``global-management`` policy and the anonymous
+Leader duties (``initialize``): start the expired-token reaper (once per server; it acts only
+while this server leads), make sure the ``global-management`` policy and the anonymous
 token exist, and create the configured initial management token, through the bootstrap
 command while bootstrap is still possible (so that a later ``/v1/acl/bootstrap`` answers 403),
 as Consul's ``initializeACLs`` does.  Idempotent, run on every leadership gain.
@@ -13,6 +14,7 @@ as Consul's ``initializeACLs`` does.  Idempotent, run on every leadership gain.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -62,6 +64,7 @@ from ..structs import (
     ACLTokenDeleteCommand,
     ACLTokenSetCommand,
 )
+from .aclreplication import Remote, RemoteTokens, Replicator
 from .authmethods import Validators, bind, check_binding_rule, validate_config
 
 log = logging.getLogger("muster.acl")
@@ -76,6 +79,9 @@ AUTH_METHOD_TYPES = ("kubernetes", "jwt", "oidc", "aws-iam")
 BIND_TYPES = ("service", "node", "role", "templated-policy", "policy")
 MIN_TTL = 60.0
 MAX_TTL = 24 * 3600.0
+#: Consul's ``aclTokenReapingRateLimit`` (one pass a second) and ``aclBatchDeleteSize``.
+REAP_INTERVAL = 1.0
+REAP_BATCH = 4096
 
 #: ``PUT /v1/agent/token/<type>``: accepted names (legacy on the right) -> canonical.
 AGENT_TOKEN_TYPES = {
@@ -133,6 +139,12 @@ class ACLService:
         }
         #: Moves whenever an agent token changes (answers cached per token, such as DNS, follow it).
         self.token_generation = 0
+        self._reaper: asyncio.Task[None] | None = None
+        #: A secondary datacenter replicates from, and resolves unknown tokens with, the primary.
+        self.secondary = self.enabled and self.primary_datacenter != datacenter
+        self.replicator: Replicator | None = None
+        self.remote_tokens: RemoteTokens | None = None
+        self._replicating: asyncio.Task[None] | None = None
         if self.enabled and acl_config.enable_token_persistence:
             self._load_persisted_tokens()
         self.validators = Validators(lambda: self.resolver.now())
@@ -181,9 +193,54 @@ class ACLService:
 
     # ------------------------------------------------------------------ leader duties
 
+    def attach_remote(self, remote: Remote) -> None:
+        """Give a secondary datacenter its way to the primary (``Federation.http_call``)."""
+        if not self.secondary:
+            return
+
+        async def primary(method: str, path: str, query: str, token: str, timeout: float) -> Any:
+            return await remote(method, path, query, token, timeout)
+
+        self.replicator = Replicator(
+            self.primary_datacenter,
+            primary,
+            lambda: self.agent_tokens["replication"],
+            bool(self.config.enable_token_replication),
+            self._apply,
+            lambda: self.tables,
+            self.server.is_leader,
+            self.now,
+        )
+        if not self.config.enable_token_replication:
+            self.remote_tokens = RemoteTokens(
+                primary,
+                float(self.config.token_ttl),
+                str(self.config.down_policy),
+                str(self.config.default_policy),
+                lambda: self.resolver.now(),
+                self.resolver.forget,
+                lambda s: s == self.agent_tokens["agent_recovery"] or self.tables.acl_token_by_secret(s) is not None,
+            )
+            self.resolver.remote = self.remote_tokens
+
+    async def prepare(self, secret: str) -> None:
+        """Before serving a request: read its token from the primary if this datacenter needs to."""
+        if self.remote_tokens is not None:
+            await self.remote_tokens.prepare(secret or self.agent_tokens["default"])
+
+    def replication_status(self) -> dict[str, Any] | None:
+        return self.replicator.status.render() if self.replicator is not None else None
+
     async def initialize(self) -> None:
-        """Leader: builtin policy, anonymous token, initial management token (idempotent)."""
+        """Leader: builtin policy, anonymous token, initial management token (idempotent); in a
+        secondary datacenter, replication instead of the tokens (they are the primary's)."""
         if not self.enabled:
+            return
+        if self._reaper is None or self._reaper.done():
+            self._reaper = self.server.spawn(self._reap_loop(), "acl-token-reaper")
+        if self.secondary:
+            if self.replicator is not None and (self._replicating is None or self._replicating.done()):
+                self._replicating = self.server.spawn(self.replicator.run(), "acl-replication")
             return
         t = self.tables
         cur = t.policies.get(GLOBAL_MANAGEMENT_ID)
@@ -211,6 +268,27 @@ class ACLService:
             else:
                 await self._apply(ACLTokenSetCommand(tokens=[tok]))
             log.info("ACL: created the initial management token")
+
+    async def reap_expired(self) -> int:
+        """Leader: delete, through Raft, the tokens whose ExpirationTime has passed (at most
+        ``REAP_BATCH`` per call); returns how many.  Resolution refuses an expired token at once
+        whether or not it was reaped yet; this only removes the rows."""
+        if not self.enabled or not self.server.is_leader():
+            return 0
+        due = self.tables.expired(self.resolver.now(), REAP_BATCH)
+        if not due:
+            return 0
+        await self._apply(ACLTokenDeleteCommand(accessors=due))
+        log.info("ACL: reaped %d expired token(s)", len(due))
+        return len(due)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            try:
+                await self.reap_expired()
+            except MusterError as err:
+                log.warning("ACL: expired token reaping failed: %s", err)
 
     # ------------------------------------------------------------------ agent tokens
 
@@ -548,6 +626,11 @@ class ACLService:
             acc = self.uuid()
             if acc not in self.tables.tokens:
                 return acc
+
+    def token_is_local(self, accessor: str) -> bool:
+        """Whether ``accessor`` names a token local to this datacenter (its writes stay here)."""
+        tok = self.tables.tokens.get(accessor)
+        return tok is not None and tok.Local
 
     def token_get(self, accessor: str) -> ACLToken:
         if not is_uuid(accessor):

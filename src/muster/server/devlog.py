@@ -28,6 +28,8 @@ class DevLog:
         self.node_id = node_id
         self._index = fsm.last_applied
         self._tail: deque[tuple[int, bytes]] = deque(maxlen=self.TAIL)
+        self._m_apply = METRICS.series("raft.apply")
+        self._m_fsm = METRICS.series("raft.fsm.apply")
 
     def is_leader(self) -> bool:
         return True
@@ -61,10 +63,10 @@ class DevLog:
             cmd.ts = self.clock.wall()
         self._index += 1
         self._tail.append((self._index, encode_command(cmd)))
-        METRICS.incr("raft.apply")
+        self._m_apply.incr()
         started = perf_counter()
         res = self.fsm.apply_decoded(self._index, cmd)
-        METRICS.measure_since("raft.fsm.apply", started)
+        self._m_fsm.measure_since(started)
         return res
 
     async def propose(self, cmd: Any) -> Any:

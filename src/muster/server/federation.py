@@ -142,6 +142,23 @@ class Federation:
             raise NoPathToDatacenter()
         return _answer(await c.rpc.call(lead, "http", payload, timeout=timeout))
 
+    async def http_call(self, dc: str, method: str, path: str, query: str, token: str, timeout: float) -> Answer:
+        """An HTTP request of our own (no body) answered by a server of ``dc``, in the payload
+        shape of ``?dc=`` forwarding; a client agent sends it through its datacenter's leader."""
+        payload: dict[str, Any] = {
+            "m": method,
+            "p": path,
+            "q": query,
+            "b": b"",
+            "h": {"x-consul-token": token} if token else {},
+            "x": "dc",
+        }
+        if self.in_wan:
+            return await self.call(dc, payload, timeout)
+        payload["x"] = "local"
+        payload["q"] = f"{query}&dc={dc}" if query else f"dc={dc}"
+        return await self.call_local(payload, timeout)
+
     async def close(self) -> None:
         if self.dialer is not None:
             await self.dialer.close()

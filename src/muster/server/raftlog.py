@@ -1,9 +1,14 @@
 """``ReplicatedLog``: the asyncio driver of the sans-IO Raft core, behind the server's ``Log``.
 
-The loop is etcd's (see ``muster.raft.core.Ready``): take a ``Ready``; persist its snapshot,
-entries and hard state; fsync once for the whole batch (group commit: proposals that arrive
-while the fsync runs in a worker thread join the *next* batch); only then send its messages;
-apply committed entries to the FSM and resolve the proposers' futures; ``advance``.
+The loop is etcd's (see ``muster.raft.core.Ready``): take a ``Ready``; write its snapshot,
+entries and hard state; send the messages that may leave before the fsync (a leader's MsgApps
+and heartbeats: ``Ready.early_messages``), so the followers persist the batch while the leader
+does; apply the committed entries to the FSM and resolve the proposers' futures (they are
+durable on a quorum already); fsync once for the whole batch in a worker thread (group
+commit: proposals that arrive meanwhile join the *next* batch); only then send the other
+messages (acknowledgements, votes) and ``advance``, which is where the leader's own copy of
+the batch starts to count toward the quorum.  A batch thus costs max(leader fsync, follower
+round trip + fsync) instead of their sum.
 
 Proposals.  On the leader ``propose`` stamps the leader's wall time into commands that carry
 ``ts``, appends, and returns the FSM's result once the entry at that (index, term) is applied.
@@ -14,7 +19,9 @@ to ``rpc_hold_timeout`` (7 s) for one, then fail with ``No cluster leader``.
 
 Reads.  ``read_barrier(consistent=True)`` is Raft's ReadIndex (the leader confirms its
 leadership with a quorum heartbeat round after the request arrived, then waits until it has
-applied the read index).  A follower asks the leader for that index and waits until it has
+applied the read index).  Rounds are batched: at most one is in flight, and every read that
+arrives meanwhile waits for the next one, which starts when it ends and so was requested after
+each of them arrived (one quorum round answers them all).  A follower asks the leader for that index and waits until it has
 applied it locally, so follower reads are linearizable too.  The default mode skips the quorum
 round (the leader answers with its commit index), which is Consul's documented default.
 
@@ -119,11 +126,22 @@ class ReplicatedLog:
         )
         snap = storage.snapshot()
         if snap.meta.index > 0 and snap.data:
-            fsm.restore(snap.data, snap.meta.index)
+            self._restore(snap)
         self._snap_index = snap.meta.index
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._read_seq = 0
+        #: Reads waiting for the next ReadIndex round (one future shared by all of them).
+        self._read_next: asyncio.Future[int] | None = None
+        #: Whether a ReadIndex round is in flight (at most one at a time).
+        self._read_round_active = False
+        #: Leader-side counters, also in the metrics (``raft.leader.fsyncs``,
+        #: ``raft.leader.fsyncedLogs``, ``raft.leader.committedLogs``): log fsyncs, the
+        #: entries they made durable, and entries committed, so the writes one fsync
+        #: carries can be read off (bench/run.py --muster-cluster reads them).
+        self.fsyncs = 0
+        self.fsynced_logs = 0
+        self.commits = 0
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._kick = asyncio.Event()
         self._leader_changed = asyncio.Event()
@@ -323,22 +341,52 @@ class ReplicatedLog:
     async def _read_index_local(self, consistent: bool) -> int:
         if not consistent:
             return self.core.committed
+        fut = self._read_next
+        if fut is None:
+            fut = self._read_next = asyncio.get_running_loop().create_future()
+            if not self._read_round_active:
+                self._start_read_round()
+        try:
+            # shield: a reader that goes away (client hung up) must not cancel the round
+            # the other readers share.
+            return await asyncio.wait_for(asyncio.shield(fut), self.t.rpc_hold_timeout)
+        except TimeoutError:
+            raise NoLeader() from None
+
+    def _start_read_round(self) -> None:
+        """Start one ReadIndex round for every read waiting in ``_read_next``."""
+        fut, self._read_next = self._read_next, None
+        if fut is None or fut.done():
+            self._read_round_active = False
+            return
+        self._read_round_active = True
         self._read_seq += 1
         ctx = f"{self.node_id}/{self._read_seq}".encode()
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reads[ctx] = fut
+        loop = asyncio.get_running_loop()
+        expire = loop.call_later(self.t.rpc_hold_timeout, self._expire_read, fut)
+        fut.add_done_callback(lambda f: self._read_round_done(ctx, f, expire))
         try:
             self.core.read_index(ctx)
         except (RaftNotLeader, ProposalDropped):
-            self._reads.pop(ctx, None)
-            raise NoLeader() from None
+            fut.set_exception(NoLeader())
+            return
         self._kick.set()
-        try:
-            return await asyncio.wait_for(fut, self.t.rpc_hold_timeout)
-        except TimeoutError:
-            raise NoLeader() from None
-        finally:
-            self._reads.pop(ctx, None)
+
+    @staticmethod
+    def _expire_read(fut: asyncio.Future[int]) -> None:
+        # The core drops a read silently when leadership moves; never wait forever.
+        if not fut.done():
+            fut.set_exception(NoLeader())
+
+    def _read_round_done(self, ctx: bytes, fut: asyncio.Future[int], expire: asyncio.TimerHandle) -> None:
+        expire.cancel()
+        self._reads.pop(ctx, None)
+        if not fut.cancelled():
+            fut.exception()  # retrieved here: every reader may have gone already
+        self._read_round_active = False
+        if self._read_next is not None:
+            self._start_read_round()
 
     async def wait_applied(self, index: int) -> None:
         if self.fsm.last_applied >= index:
@@ -386,7 +434,8 @@ class ReplicatedLog:
                 rd = self.core.ready()
                 await self._process_ready(rd)
 
-    async def _persist(self, rd: Ready) -> None:
+    def _write(self, rd: Ready) -> None:
+        """Step 1 of the Ready without the fsync: the writes reach the page cache."""
         st = self.storage
         if rd.snapshot is not None and rd.snapshot.meta.index > 0:
             st.apply_snapshot(rd.snapshot)
@@ -394,20 +443,37 @@ class ReplicatedLog:
             st.append(rd.entries)
         if rd.hard_state is not None:
             st.set_hard_state(rd.hard_state)
-        if rd.must_sync and self._sync is not None:
-            # One fsync for the whole batch, off the loop: the loop keeps accepting
-            # proposals, which form the next batch (group commit).
-            await asyncio.to_thread(self._sync)
 
     async def _process_ready(self, rd: Ready) -> None:
-        # Persist before anything else.  If the disk fails (full, I/O error) nothing of this
-        # Ready leaves the process: no message is sent, nothing is applied, waiting writers get
-        # the error, and we retry the same batch until the disk recovers.  Meanwhile this
-        # server is silent, so the others elect a leader that can still write.
+        # Write before anything else.  If the disk fails (full, I/O error) before the writes
+        # are done nothing of this Ready leaves the process: no message is sent, nothing is
+        # applied, waiting writers get the error, and we retry the same batch until the disk
+        # recovers.  Meanwhile this server is silent, so the others elect a leader that can
+        # still write.  Once written, the leader's MsgApps leave and the committed entries
+        # are applied while the fsync runs; acknowledgements and votes wait for it.
+        early, late = rd.early_messages()
+        started = False
         delay = 0.1
         while True:
             try:
-                await self._persist(rd)
+                self._write(rd)
+                if not started:
+                    started = True
+                    for m in early:
+                        self.rpc.send_raft(m.to, encode_message(m))
+                    if rd.snapshot is None:
+                        self._apply_committed(rd)
+                if rd.must_sync and self._sync is not None:
+                    # One fsync for the whole batch, off the loop: the loop keeps accepting
+                    # proposals, which form the next batch (group commit).
+                    await asyncio.to_thread(self._sync)
+                    if self.core.role is Role.LEADER and rd.entries:
+                        n = len(rd.entries)
+                        self.fsyncs += 1
+                        self.fsynced_logs += n
+                        METRICS.incr("raft.leader.fsyncs")
+                        METRICS.incr("raft.leader.fsyncedLogs", float(n))
+                        METRICS.gauge("raft.leader.dispatchNumLogs", float(n))  # Consul's name
                 break
             except StorageFailed as err:
                 # An fsync failed: what reached the disk is unknown, so this server must not
@@ -428,15 +494,38 @@ class ReplicatedLog:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self.persist_error = ""
-        for m in rd.messages:
+        for m in late:
             self.rpc.send_raft(m.to, encode_message(m))
-        if rd.snapshot is not None and rd.snapshot.meta.index > 0 and rd.snapshot.data:
-            self.fsm.restore(rd.snapshot.data, rd.snapshot.meta.index)
-            self._snap_index = rd.snapshot.meta.index
-            for idx in [i for i in self._pending if i <= rd.snapshot.meta.index]:
-                _term, fut = self._pending.pop(idx)
-                if not fut.done():
-                    fut.set_exception(LeadershipLost())
+        if rd.snapshot is not None:
+            if rd.snapshot.meta.index > 0 and rd.snapshot.data:
+                self._restore(rd.snapshot)
+                self._snap_index = rd.snapshot.meta.index
+                for idx in [i for i in self._pending if i <= rd.snapshot.meta.index]:
+                    _term, fut = self._pending.pop(idx)
+                    if not fut.done():
+                        fut.set_exception(LeadershipLost())
+            self._apply_committed(rd)
+        self.core.advance(rd)
+        if rd.soft_state is not None:
+            role = rd.soft_state.role
+            if role is not self._last_role:
+                self._last_role = role
+                if role is Role.LEADER:
+                    METRICS.incr("raft.state.leader")
+                elif role is Role.CANDIDATE:
+                    METRICS.incr("raft.state.candidate")
+                if role is not Role.LEADER:
+                    self._proposed_at.clear()
+            self._soft_state_changed(rd.soft_state.leader, role)
+        self._maybe_snapshot()
+
+    def _apply_committed(self, rd: Ready) -> None:
+        """Apply ``rd``'s committed entries, resolve their proposers and ``rd``'s reads."""
+        if rd.committed_entries and self.core.role is Role.LEADER:
+            n = len(rd.committed_entries)
+            self.commits += n
+            METRICS.incr("raft.leader.committedLogs", float(n))
+            METRICS.gauge("raft.commitNumLogs", float(n))  # Consul's name
         for e in rd.committed_entries:
             res: Any = None
             proposed = self._proposed_at.pop(e.index, None) if self._proposed_at else None
@@ -463,19 +552,6 @@ class ReplicatedLog:
             fut2 = self._reads.get(rs.context)
             if fut2 is not None and not fut2.done():
                 fut2.set_result(rs.index)
-        self.core.advance(rd)
-        if rd.soft_state is not None:
-            role = rd.soft_state.role
-            if role is not self._last_role:
-                self._last_role = role
-                if role is Role.LEADER:
-                    METRICS.incr("raft.state.leader")
-                elif role is Role.CANDIDATE:
-                    METRICS.incr("raft.state.candidate")
-                if role is not Role.LEADER:
-                    self._proposed_at.clear()
-            self._soft_state_changed(rd.soft_state.leader, role)
-        self._maybe_snapshot()
 
     def _wake_applied(self) -> None:
         applied = self.fsm.last_applied
@@ -513,17 +589,32 @@ class ReplicatedLog:
             if not fut2.done():
                 fut2.set_exception(NoLeader())
 
+    def _restore(self, snap: Snapshot) -> None:
+        started = perf_counter()
+        self.fsm.restore(snap.data, snap.meta.index)
+        log.info(
+            "raft: restored snapshot at index %d (%d bytes) in %.3fs",
+            snap.meta.index, len(snap.data), perf_counter() - started,
+        )
+
     def _maybe_snapshot(self) -> None:
         applied = self.fsm.last_applied
         if applied - self._snap_index < self.t.snapshot_threshold:
             return
+        t0 = perf_counter()
         data = self.fsm.snapshot()
+        t1 = perf_counter()
         self.storage.create_snapshot(applied, self.configuration(), data)
         self._snap_index = applied
+        t2 = perf_counter()
         compact_to = applied - self.t.trailing_logs
         if compact_to > self.storage.first_index():
             self.storage.compact(compact_to)
-        log.info("raft: snapshot at index %d (%d bytes)", applied, len(data))
+        t3 = perf_counter()
+        log.info(
+            "raft: snapshot at index %d (%d bytes; encode %.3fs, persist %.3fs, compact %.3fs, loop %.3fs)",
+            applied, len(data), t1 - t0, t2 - t1, t3 - t2, t3 - t0,
+        )
 
 
 class _Retry(Exception):

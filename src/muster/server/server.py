@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -56,6 +56,7 @@ APPLY_METRIC: dict[type[Any], str] = {
     DeregisterCommand: "catalog.deregister",
     SessionCommand: "session.apply",
 }
+_APPLY_SERIES = {cls: METRICS.series(key) for cls, key in APPLY_METRIC.items()}
 
 
 @dataclass
@@ -119,10 +120,18 @@ class Server:
         except MusterError as err:
             log.warning("leader setup failed: %s", err)
 
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a task of this server: ``stop()`` cancels and awaits it."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        return task
+
     async def stop(self) -> None:
-        for t in self._tasks:
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             try:
                 await t
             except asyncio.CancelledError:
@@ -154,9 +163,9 @@ class Server:
         try:
             res = await self.log.propose(cmd)
         finally:
-            key = APPLY_METRIC.get(type(cmd))
-            if key is not None:
-                METRICS.measure_since(key, started)
+            series = _APPLY_SERIES.get(type(cmd))
+            if series is not None:
+                series.measure_since(started)
         if isinstance(res, MusterError):
             raise res
         return res
@@ -167,9 +176,9 @@ class Server:
         started = perf_counter()
         res = self.log.propose_now(cmd)
         if res is not PENDING:
-            key = APPLY_METRIC.get(type(cmd))
-            if key is not None:
-                METRICS.measure_since(key, started)
+            series = _APPLY_SERIES.get(type(cmd))
+            if series is not None:
+                series.measure_since(started)
             if isinstance(res, MusterError):
                 raise res
         return res
@@ -308,7 +317,7 @@ class Server:
             return False
         chk = self.store.checks.get(ident.node_name, {}).get(SERF_CHECK_ID)
         svc = self.store.services.get(ident.node_name, {}).get("consul")
-        return chk is not None and chk.status == status and svc is not None and svc["Port"] == ident.server_port
+        return chk is not None and chk.status == status and svc is not None and svc.port == ident.server_port
 
     async def register_self(self) -> None:
         await self.apply(self.self_registration())

@@ -8,9 +8,9 @@ Layout (imports point down):
 - ``tables.py``  ``Tables``: one complete state: every table plus the index table.
 - ``kv.py``, ``catalog.py``, ``sessions.py``, ``autopilot.py``: one table module each; rows,
   secondary indexes, reads (lock-free) and writes (taking the ``WriteTxn``).
-- ``rows.py``    typed rows (msgspec structs): ``Node``, ``Check``, ``Session``; KV entries are
-  ``kv.DirEntry``.  Service instances are still Consul-shaped dicts (next to convert).  Rows
-  carry no JSON: the HTTP layer renders them.  How to add a field: see ``rows.py``.
+- ``rows.py``    typed rows (msgspec structs): ``Node``, ``Service``, ``Check``, ``Session``; KV
+  entries are ``kv.DirEntry``.  Rows carry no JSON: the HTTP layer renders them.  How to add a
+  field: see ``rows.py``.
 - ``txn.py``     ``/v1/txn`` operations over the tables, inside the command's transaction.
 - ``watch.py``   ``Watch``, ``WatchSet`` (what a blocking query waits on) and ``Watches``.
 

@@ -10,6 +10,9 @@ Invariants (checked before any change; a refused write raises and the transactio
 * policy and role names are unique (``policy_names``/``role_names``);
 * ``CreateIndex`` is the index of a row's first write and never changes; ``ModifyIndex`` the
   index of its latest;
+* ``expiring`` maps the accessor of every token with an ``ExpirationTime`` to that time in
+  seconds (parsed from the row, so every replica computes the same value): the leader's reaper
+  reads it instead of scanning every token;
 * ``bootstrap_index`` is 0 until the one bootstrap, then the index it happened at; a later
   bootstrap needs that exact value as its reset index (Consul's ``acl-bootstrap-reset`` file).
 
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..acl.model import ACLPolicy, ACLRole, ACLToken
+from ..acl.model import ACLPolicy, ACLRole, ACLToken, parse_rfc3339
 from ..errors import StateError
 from .watch import WatchSet
 
@@ -43,6 +46,7 @@ class ACLTable:
         self._t = tables
         self.tokens: dict[str, ACLToken] = {}
         self.by_secret: dict[str, str] = {}
+        self.expiring: dict[str, float] = {}
         self.policies: dict[str, ACLPolicy] = {}
         self.policy_names: dict[str, str] = {}
         self.roles: dict[str, ACLRole] = {}
@@ -126,6 +130,11 @@ class ACLTable:
         t = msgspec.structs.replace(t, CreateIndex=cur.CreateIndex if cur is not None else tx.index, ModifyIndex=tx.index)
         tx.put(self.tokens, t.AccessorID, t)
         tx.put(self.by_secret, t.SecretID, t.AccessorID)
+        when = _expiry(t)
+        if when is not None:
+            tx.put(self.expiring, t.AccessorID, when)
+        elif t.AccessorID in self.expiring:
+            tx.pop(self.expiring, t.AccessorID)
 
     def token_set(self, tx: WriteTxn, tokens: list[ACLToken]) -> bool:
         self._check_tokens(tokens)
@@ -139,6 +148,8 @@ class ACLTable:
         if t is not None:
             tx.pop(self.tokens, acc)
             tx.pop(self.by_secret, t.SecretID)
+            if acc in self.expiring:
+                tx.pop(self.expiring, acc)
 
     def token_delete(self, tx: WriteTxn, accessors: list[str]) -> bool:
         for acc in accessors:
@@ -250,6 +261,9 @@ class ACLTable:
             tok = msgspec.convert(t, ACLToken)
             self.tokens[tok.AccessorID] = tok
             self.by_secret[tok.SecretID] = tok.AccessorID
+            when = _expiry(tok)
+            if when is not None:
+                self.expiring[tok.AccessorID] = when
         for p in data.get("policies", []):
             pol = msgspec.convert(p, ACLPolicy)
             self.policies[pol.ID] = pol
@@ -264,5 +278,19 @@ class ACLTable:
             self.binding_rules[b["ID"]] = b
         self.bootstrap_index = int(data.get("bootstrap_index", 0))
 
+    def expired(self, now: float, limit: int) -> list[str]:
+        """Accessors of up to ``limit`` tokens whose expiry is at or before ``now``, oldest first."""
+        due = sorted((when, acc) for acc, when in self.expiring.items() if when <= now)
+        return [acc for _, acc in due[:limit]]
+
     def summary(self) -> dict[str, int]:
         return {"ACLToken": len(self.tokens), "ACLPolicy": len(self.policies), "ACLRole": len(self.roles)}
+
+
+def _expiry(t: ACLToken) -> float | None:
+    if not t.ExpirationTime:
+        return None
+    try:
+        return parse_rfc3339(t.ExpirationTime)
+    except ValueError:
+        return None

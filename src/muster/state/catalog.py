@@ -1,8 +1,11 @@
 """Catalog table: nodes, service instances and health checks (Consul's ``state/catalog.go``).
 
-Records are Consul-shaped dicts (the HTTP layer normalises requests into canonical form first),
-so reads hand them out without conversion.  A record is replaced, never mutated in place:
-readers that already hold one see a consistent object.
+Rows are typed (``rows.Node``, ``rows.Service``, ``rows.Check``).  Commands carry Consul-shaped
+dicts (the HTTP layer and the agent normalise requests into canonical form first); each write
+converts its dict into a row (``to_row``: a malformed one is refused with ``StateError``) and
+compares it with the stored row ignoring Create/ModifyIndex, so an identical re-registration
+changes nothing.  A row is replaced, never mutated in place: readers that already hold one see
+a consistent object.
 
 Indexes: ``nodes``, ``services``, ``checks`` per table, and ``svc:<name>`` per service name,
 bumped whenever anything a ``/v1/health/service/<name>`` answer contains changes (an instance,
@@ -19,28 +22,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from ..errors import StateError
-from .rows import Check, Node
+from .rows import Check, Node, Service
 from .watch import WatchSet
 
 if TYPE_CHECKING:
     from .tables import Tables
     from .write import WriteTxn
-
-_INDEX_FIELDS = ("CreateIndex", "ModifyIndex")
-
-
-def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    """Equal ignoring Create/ModifyIndex: an identical re-registration changes nothing."""
-    for k, v in new.items():
-        if k not in _INDEX_FIELDS and old.get(k, _MISSING) != v:
-            return False
-    for k in old:
-        if k not in _INDEX_FIELDS and k not in new:
-            return False
-    return True
-
-
-_MISSING = object()
 
 R = TypeVar("R", bound=msgspec.Struct)
 
@@ -53,6 +40,14 @@ def to_row(fields: dict[str, Any], cls: type[R], what: str) -> R:
         raise StateError(f"invalid {what}: {err}") from None
 
 
+def service_row(fields: dict[str, Any]) -> Service:
+    """A ``Service`` row from a NodeService dict.  A ``null`` member means the member's zero
+    value, as Go's JSON decoding reads it (``"Weights": null``: the 1/1 default)."""
+    if None in fields.values():
+        fields = {k: v for k, v in fields.items() if v is not None}
+    return to_row(fields, Service, "service")
+
+
 def same_row(new: msgspec.Struct, old: msgspec.Struct) -> bool:
     """Equal ignoring Create/ModifyIndex: an identical re-registration changes nothing."""
     return msgspec.structs.replace(new, create_index=old.create_index, modify_index=old.modify_index) == old  # type: ignore[attr-defined]
@@ -62,14 +57,18 @@ class CatalogTable:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
         self.nodes: dict[str, Node] = {}
-        self.services: dict[str, dict[str, dict[str, Any]]] = {}  # node -> service id -> NodeService
+        self.services: dict[str, dict[str, Service]] = {}  # node -> service id -> NodeService
         self.checks: dict[str, dict[str, Check]] = {}  # node -> check id -> HealthCheck
         self.service_instances: dict[str, set[tuple[str, str]]] = {}  # name -> {(node, id)}
+        #: name -> (its ``svc:<name>`` index, the union of its instances' tags).  A derived
+        #: cache, not state: every change to an instance of ``name`` bumps ``svc:<name>`` (a
+        #: rolled-back one restores it), so an entry whose index matches is current.
+        self._tags: dict[str, tuple[int, list[str]]] = {}
 
     # ------------------------------------------------------------------ helpers
 
     def _node_service_names(self, node: str) -> set[str]:
-        return {s["Service"] for s in self.services.get(node, {}).values()}
+        return {s.service for s in self.services.get(node, {}).values()}
 
     @staticmethod
     def _bump_services(tx: WriteTxn, names: set[str] | list[str]) -> None:
@@ -90,34 +89,32 @@ class CatalogTable:
         tx.bump("nodes")
         self._bump_services(tx, self._node_service_names(name))
 
-    def ensure_service(self, tx: WriteTxn, node: str, svc: dict[str, Any]) -> None:
+    def ensure_service(self, tx: WriteTxn, node: str, fields: dict[str, Any]) -> None:
         if node not in self.nodes:
             raise StateError("Missing node registration")
-        sid = svc["ID"]
+        svc = service_row(fields)
+        sid = svc.id
         per_node = self.services.get(node)
         old = per_node.get(sid) if per_node else None
-        if old is not None and _same(svc, old):
+        if old is not None and same_row(svc, old):
             return
         idx = tx.index
-        rec = dict(svc)
-        rec["CreateIndex"] = old["CreateIndex"] if old else idx
-        rec["ModifyIndex"] = idx
+        rec = msgspec.structs.replace(svc, create_index=old.create_index if old else idx, modify_index=idx)
+        name = rec.service
         if per_node is None:
             per_node = {}
             tx.put(self.services, node, per_node)
         tx.put(per_node, sid, rec)
-        if old is not None and old["Service"] != rec["Service"]:
-            tx.discard_member(self.service_instances, old["Service"], (node, sid))
-            tx.bump("svc:" + old["Service"])
-        tx.add_member(self.service_instances, rec["Service"], (node, sid))
+        if old is not None and old.service != name:
+            tx.discard_member(self.service_instances, old.service, (node, sid))
+            tx.bump("svc:" + old.service)
+        tx.add_member(self.service_instances, name, (node, sid))
         tx.bump("services")
-        tx.bump("svc:" + rec["Service"])
+        tx.bump("svc:" + name)
         # Checks of this service carry its name and tags: keep them in step.
         for cid, chk in list(self.checks.get(node, {}).items()):
-            if chk.service_id == sid and (chk.service_name != rec["Service"] or chk.service_tags != rec["Tags"]):
-                new = msgspec.structs.replace(
-                    chk, service_name=rec["Service"], service_tags=list(rec["Tags"]), modify_index=idx
-                )
+            if chk.service_id == sid and (chk.service_name != name or chk.service_tags != rec.tags):
+                new = msgspec.structs.replace(chk, service_name=name, service_tags=list(rec.tags), modify_index=idx)
                 tx.put(self.checks[node], cid, new)
                 tx.bump("checks")
 
@@ -131,7 +128,7 @@ class CatalogTable:
             svc = self.services.get(node, {}).get(sid)
             if svc is None:
                 raise StateError(f"Missing service registration for check '{chk.check_id}'")
-            chk = msgspec.structs.replace(chk, service_name=svc["Service"], service_tags=list(svc["Tags"]))
+            chk = msgspec.structs.replace(chk, service_name=svc.service, service_tags=list(svc.tags))
         per_node = self.checks.get(node)
         old = per_node.get(chk.check_id) if per_node else None
         if old is not None and same_row(chk, old):
@@ -190,9 +187,9 @@ class CatalogTable:
             if chk.service_id == service_id:
                 self.delete_check(tx, node, cid, ts)
         tx.pop(per_node, service_id)
-        tx.discard_member(self.service_instances, svc["Service"], (node, service_id))
+        tx.discard_member(self.service_instances, svc.service, (node, service_id))
         tx.bump("services")
-        tx.bump("svc:" + svc["Service"])
+        tx.bump("svc:" + svc.service)
 
     def delete_node(self, tx: WriteTxn, node: str, ts: float) -> None:
         if node not in self.nodes:
@@ -231,7 +228,7 @@ class CatalogTable:
         w.table(ws, "services")
         return self._t.index("nodes", "services"), self.nodes.get(name)
 
-    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[dict[str, Any]]]:
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[Service]]:
         w = self._t.watches
         w.table(ws, "nodes")
         w.table(ws, "services")
@@ -239,19 +236,44 @@ class CatalogTable:
         per = self.services.get(name, {})
         return self._t.index("nodes", "services"), node, [per[s] for s in sorted(per)]
 
-    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, dict[str, Any]]]]]:
+    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, Service]]]]:
         """Service name -> [(node, NodeService)] for every instance."""
         self._t.watches.table(ws, "services")
-        out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        out: dict[str, list[tuple[str, Service]]] = {}
         for node, per in self.services.items():
             for svc in per.values():
-                out.setdefault(svc["Service"], []).append((node, svc))
+                out.setdefault(svc.service, []).append((node, svc))
         return self._t.index("services"), out
+
+    def service_names(self, ws: WatchSet | None) -> tuple[int, list[str]]:
+        """Every service name with at least one instance, sorted (``/v1/catalog/services``)."""
+        self._t.watches.table(ws, "services")
+        return self._t.index("services"), sorted(self.service_instances)
+
+    def service_tags(self, name: str) -> list[str]:
+        """The tags of every instance of ``name``, each once, in the order they first appear
+        going through the instances by (node, service id).  Cost: one dict probe while nothing
+        about ``name`` changed, so ``/v1/catalog/services`` is O(service names), not
+        O(instances).  The list is shared: callers must not change it."""
+        idx = self._t.indexes.get("svc:" + name, 0)
+        hit = self._tags.get(name)
+        if hit is not None and hit[0] == idx:
+            return hit[1]
+        tags: list[str] = []
+        seen: set[str] = set()
+        services = self.services
+        for node, sid in sorted(self.service_instances.get(name, ())):
+            for t in services[node][sid].tags:
+                if t not in seen:
+                    seen.add(t)
+                    tags.append(t)
+        self._tags[name] = (idx, tags)
+        return tags
 
     def service_index(self, name: str) -> int:
         return self._t.indexes.get("svc:" + name) or self._t.index("services")
 
-    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, Service]]]:
         """[(node record, NodeService)] sorted by node name then service id."""
         self._t.watches.table(ws, "svc:" + name)
         pairs = sorted(self.service_instances.get(name, ()))

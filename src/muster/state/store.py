@@ -20,9 +20,10 @@ import msgspec
 from ..coordinate import Coordinate
 from ..errors import StateError
 from ..structs import TxnOp
+from .catalog import service_row
 from .kv import DirEntry
 from .kvhistory import HistoryPolicy
-from .rows import Check, Node, Session
+from .rows import Check, Node, Service, Session
 from .tables import Tables
 from .txn import TxnResult, apply_ops
 from .watch import Watch, Watches, WatchSet
@@ -99,7 +100,7 @@ class StateStore:
         return self.tables.catalog.nodes
 
     @property
-    def services(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def services(self) -> dict[str, dict[str, Service]]:
         return self.tables.catalog.services
 
     @property
@@ -167,16 +168,22 @@ class StateStore:
     def get_node(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None]:
         return self.tables.catalog.get_node(ws, name)
 
-    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[dict[str, Any]]]:
+    def node_services(self, ws: WatchSet | None, name: str) -> tuple[int, Node | None, list[Service]]:
         return self.tables.catalog.node_services(ws, name)
 
-    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, dict[str, Any]]]]]:
+    def list_services(self, ws: WatchSet | None) -> tuple[int, dict[str, list[tuple[str, Service]]]]:
         return self.tables.catalog.list_services(ws)
+
+    def service_names(self, ws: WatchSet | None) -> tuple[int, list[str]]:
+        return self.tables.catalog.service_names(ws)
+
+    def service_tags(self, name: str) -> list[str]:
+        return self.tables.catalog.service_tags(name)
 
     def service_index(self, name: str) -> int:
         return self.tables.catalog.service_index(name)
 
-    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, dict[str, Any]]]]:
+    def service_instances_of(self, ws: WatchSet | None, name: str) -> tuple[int, list[tuple[Node, Service]]]:
         return self.tables.catalog.service_instances_of(ws, name)
 
     def checks_for_instance(self, node: str, service_id: str) -> list[Check]:
@@ -256,13 +263,13 @@ class StateStore:
         kv.lock_delays = dict(data["lock_delays"])
         cat = t.catalog
         cat.nodes = {name: msgspec.convert(d, Node) for name, d in data["nodes"].items()}
-        cat.services = data["services"]
+        cat.services = {node: {sid: service_row(d) for sid, d in per.items()} for node, per in data["services"].items()}
         cat.checks = {
             node: {cid: msgspec.convert(d, Check) for cid, d in per.items()} for node, per in data["checks"].items()
         }
         for node, per in cat.services.items():
             for sid, svc in per.items():
-                cat.service_instances.setdefault(svc["Service"], set()).add((node, sid))
+                cat.service_instances.setdefault(svc.service, set()).add((node, sid))
         t.sessions.load(data["sessions"])
         t.autopilot.config = data.get("autopilot", {})
         for row in data.get("coordinates", []):

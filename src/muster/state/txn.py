@@ -166,16 +166,16 @@ def _service(tx: WriteTxn, t: Tables, verb: str, nodeop: dict[str, Any], svc: di
     if verb == "get":
         if cur is None:
             raise StateError(f'service "{sid}" on node "{node}" doesn\'t exist')
-        return {"Service": cur}
+        return {"Service": msgspec.to_builtins(cur)}
     if verb in ("set", "cas"):
         if verb == "cas":
             want = int(svc.get("ModifyIndex", 0))
-            if (cur is None and want != 0) or (cur is not None and cur["ModifyIndex"] != want):
+            if (cur is None and want != 0) or (cur is not None and cur.modify_index != want):
                 raise StateError(f'failed to set service "{sid}" on node "{node}", index is stale')
         cat.ensure_service(tx, node, {k: v for k, v in svc.items() if k not in ("CreateIndex", "ModifyIndex")})
-        return {"Service": cat.services[node][sid]}
+        return {"Service": msgspec.to_builtins(cat.services[node][sid])}
     if verb in ("delete", "delete-cas"):
-        if verb == "delete-cas" and cur is not None and cur["ModifyIndex"] != int(svc.get("ModifyIndex", 0)):
+        if verb == "delete-cas" and cur is not None and cur.modify_index != int(svc.get("ModifyIndex", 0)):
             raise StateError(f'failed to delete service "{sid}" on node "{node}", index is stale')
         cat.delete_service(tx, node, sid, ts)
         return None

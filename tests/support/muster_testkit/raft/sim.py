@@ -27,6 +27,10 @@ Safety checks (a :class:`Violation` stops the run):
 * **State machine safety** - no index is applied with two different entries,
   and replicas that applied the same index have equal FSM digests (a hash
   chain, so also the same order and no double application).
+* **A leader counts only durable copies (its own included)** - after every
+  step, a leader's own ``match`` never exceeds what its disk made durable
+  (its fsync may lag: ``sync_lag`` leaves a leader's fsync in flight across
+  steps while its MsgApps are already out, and a crash then loses it).
 * **No committed entry lost / liveness after healing** - at the end all faults
   are healed and every node must converge to the same applied index and digest.
 
@@ -55,7 +59,7 @@ from pathlib import Path
 from muster.raft.core import RaftConfig, ReadState, Role
 from muster.raft.errors import CompactedError, RaftError
 from muster.raft.messages import ConfChangeType, ConfState, Entry, EntryType, Message, decode_conf_change
-from muster_testkit.raft.simnode import SimFSM, SimNode, fmt_msg
+from muster_testkit.raft.simnode import SimDisk, SimFSM, SimNode, fmt_msg
 
 __all__ = ["SimOptions", "Simulation", "Violation", "main", "run_seed"]
 
@@ -97,6 +101,8 @@ class _Faults:
     skew: bool
     #: Probability per step of cutting one direction of a link (asymmetric partition).
     one_way: float
+    #: Probability that a Ready's fsync is left in flight until the node's next turn.
+    sync_lag: float
 
     @classmethod
     def draw(cls, rng: random.Random) -> _Faults:
@@ -116,6 +122,7 @@ class _Faults:
             pause=rng.choice([0.0, 0.0, 0.01, 0.03]),
             skew=rng.random() < 0.3,
             one_way=rng.choice([0.0, 0.0, 0.01]),
+            sync_lag=rng.choice([0.0, 0.5, 0.9]),
         )
 
 
@@ -262,6 +269,7 @@ class Simulation:
                 )
             if c.role is not Role.LEADER:
                 continue
+            self._check_own_match(n)
             prev = self.leaders.setdefault(c.term, n.id)
             if prev != n.id:
                 self.fail(f"election safety: {prev} and {n.id} both leaders in term {c.term}")
@@ -282,6 +290,21 @@ class Simulation:
                         f" (term {want[0]}) committed in term {self.commit_term[idx]}"
                     )
             self.lc_verified[key] = max(self.lc_verified.get(key, 0), self.max_committed)
+
+    def _check_own_match(self, n: SimNode) -> None:
+        """The leader's own progress covers only entries its disk made durable."""
+        c = n.core
+        if c is None or c.id not in c.prs or not isinstance(n.disk, SimDisk):
+            return
+        match = c.prs[c.id].match
+        durable = n.disk.durable
+        if match == 0 or match < max(durable.first_index(), c.log.first_index()):
+            return
+        if match > durable.last_index() or durable.term(match) != c.log.term(match):
+            self.fail(
+                f"leader {n.id} (term {c.term}) counts its own copy of index {match} toward the"
+                f" quorum, but its disk has made durable only up to {durable.last_index()}"
+            )
 
     def _check_conf_entry(self, node: SimNode, e: Entry) -> None:
         """P10: each configuration a node applies differs from the one it
@@ -372,9 +395,12 @@ class Simulation:
         for n in self.nodes.values():
             if n.id in self.paused:
                 continue
-            while (rd := n.handle_ready(self.send)) is not None:
+            lag = self.faults.sync_lag
+            while (rd := n.handle_ready(self.send, defer=bool(lag) and self.rng.random() < lag)) is not None:
                 if rd.read_states:
                     self._check_reads(n, rd.read_states)
+                if n.inflight is not None:
+                    break  # its fsync runs while the network delivers
 
     # ------------------------------------------------------------------ reads
     def read(self) -> None:

@@ -5,8 +5,13 @@
 ``sync()``.  A crash discards the cache and, optionally, persists a random
 *prefix* of the unsynced writes (what a write-ahead log with a torn tail
 gives).  :class:`SimNode` wires a core, a disk and a :class:`SimFSM` together
-and implements the Ready loop exactly as the production driver must:
-persist -> send -> apply -> advance.
+and implements the Ready loop exactly as the production driver does
+(``muster.server.raftlog``): write -> send the early messages (a leader's
+MsgApp/heartbeats) -> apply what is committed -> fsync -> send the rest ->
+advance.  The fsync may be *deferred* to a later simulator step
+(``handle_ready(defer=True)``), which models the leader's fsync running in
+parallel with replication: followers receive, persist and acknowledge the
+entries meanwhile, and a crash before the deferred fsync loses them.
 """
 
 from __future__ import annotations
@@ -172,6 +177,8 @@ class SimNode:
         self.snapshot_every = snapshot_every
         self.trailing_logs = trailing_logs
         self.core: RaftCore | None = None
+        #: A Ready whose writes were issued and early messages sent, fsync pending.
+        self.inflight: Ready | None = None
         #: Hooks for checkers: called with (node, entries) / (node, entry, fsm).
         self.on_append: Callable[[SimNode, list[Entry]], None] | None = None
         self.on_apply: Callable[[SimNode, Entry, SimFSM], None] | None = None
@@ -193,6 +200,7 @@ class SimNode:
 
     def crash(self, rng: random.Random | None = None) -> int:
         self.core = None
+        self.inflight = None
         return self.disk.crash(rng)
 
     def restart(self) -> None:
@@ -200,13 +208,32 @@ class SimNode:
             raise RuntimeError(f"{self.id} is running")
         self.start()
 
-    def handle_ready(self, send: Callable[[Message], None]) -> Ready | None:
-        """Run one iteration of the driver loop; returns the Ready handled."""
+    def handle_ready(self, send: Callable[[Message], None], defer: bool = False) -> Ready | None:
+        """Run one iteration of the driver loop; returns the Ready taken, or None.
+
+        A Ready left in flight by an earlier ``defer=True`` call is finished first
+        (fsync, late messages, advance).  With ``defer`` a new Ready that needs an
+        fsync is left in flight (``self.inflight``) after its writes, early
+        messages and applies; the caller then lets time pass before calling again.
+        """
         core = self.core
-        if core is None or not core.has_ready():
+        if core is None:
+            return None
+        if self.inflight is not None:
+            rd, self.inflight = self.inflight, None
+            self._finish(core, rd, send)
+        if not core.has_ready():
             return None
         rd = core.ready()
-        # 1. persist (one sync for the whole batch)
+        self._start(rd, send)
+        if defer and rd.must_sync:
+            self.inflight = rd
+        else:
+            self._finish(core, rd, send)
+        return rd
+
+    def _start(self, rd: Ready, send: Callable[[Message], None]) -> None:
+        # 1. write (page cache only)
         if rd.snapshot is not None:
             self.disk.write("apply_snapshot", rd.snapshot)
         if rd.entries:
@@ -215,25 +242,37 @@ class SimNode:
             self.disk.write("append", rd.entries)
         if rd.hard_state is not None:
             self.disk.write("set_hard_state", rd.hard_state)
+        # 2. a leader's replication leaves before its own fsync
+        early, _late = rd.early_messages()
+        for m in early:
+            send(m)
+        # 3. apply what is committed (durable on a quorum already); a snapshot is
+        # restored only after its own fsync, in _finish
+        if rd.snapshot is None:
+            self._apply(rd)
+
+    def _finish(self, core: RaftCore, rd: Ready, send: Callable[[Message], None]) -> None:
+        # 4. fsync, then everything that describes our own durable state
         if rd.must_sync:
             self.disk.sync()
-        # 2. send
-        for m in rd.messages:
+        _early, late = rd.early_messages()
+        for m in late:
             send(m)
-        # 3. apply
         if rd.snapshot is not None:
             self.fsm.restore(rd.snapshot.data)
             if self.on_restore is not None:
                 self.on_restore(self, self.fsm)
+            self._apply(rd)
+        # 5. advance
+        core.advance(rd)
+        self._maybe_snapshot(core)
+
+    def _apply(self, rd: Ready) -> None:
         for e in rd.committed_entries:
             if e.type is EntryType.NORMAL:
                 self.fsm.apply(e.index, e.data)
             if self.on_apply is not None:
                 self.on_apply(self, e, self.fsm)
-        # 4. advance
-        core.advance(rd)
-        self._maybe_snapshot(core)
-        return rd
 
     def _maybe_snapshot(self, core: RaftCore) -> None:
         if not self.snapshot_every:

@@ -21,6 +21,7 @@ from time import perf_counter
 from typing import Any
 
 from ..errors import MusterError
+from ..telemetry.audit import WRITE_METHODS, AuditLog
 from ..telemetry.metrics import Metrics, Series
 from .request import Request, Response, StreamResponse, text_response
 
@@ -103,6 +104,9 @@ class App:
         #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
         #: answer, or None to serve the request here.
         self.dc_forward = dc_forward
+        #: A stateless client agent's forward of every request to a server
+        #: (``forward.forward_to_server``): the server's answer, or None to serve it here.
+        self.server_forward: Callable[[Request], Awaitable[Response | None]] | None = None
         #: Runs before a request this agent serves itself (not one forwarded to another
         #: datacenter): a secondary datacenter reads unknown tokens from the primary there.
         self.acl_prepare: Callable[[Request], Awaitable[None]] | None = None
@@ -113,6 +117,10 @@ class App:
         #: Where request timings go (``consul.api.http`` and, when ``legacy_http_metrics``,
         #: Consul 1.9's ``consul.http.<METHOD>.<path>``); None records nothing.
         self.metrics: Metrics | None = None
+        #: The audit log (``telemetry.audit``), None when off; ``audit_identity`` names the
+        #: caller's token as (AccessorID, description).
+        self.audit: AuditLog | None = None
+        self.audit_identity: Callable[[Request], tuple[str, str]] | None = None
         self.legacy_http_metrics = False
         #: route path -> method -> the route's series (``api.http``, and the legacy one or None)
         self._route_series: dict[str, dict[str, tuple[Series, Series]]] = {}
@@ -160,6 +168,8 @@ class App:
                 resp = await self.handle(req)
             except asyncio.CancelledError:
                 return  # the server is shutting down: nothing to answer
+        if self.audit is not None and req.method in WRITE_METHODS:
+            self._audit(self.audit, req, resp.status, client)
         if isinstance(resp, StreamResponse):
             await self._stream(send, receive, resp)
             return
@@ -172,6 +182,22 @@ class App:
                 req.client,
                 (perf_counter() - started) * 1000.0,
             )
+
+    def _audit(self, audit: AuditLog, req: Request, status: int, client: Any) -> None:
+        """One audit event: the path without its query (a ``?token=`` stays out), the token's
+        AccessorID and description from ``audit_identity`` (never the secret)."""
+        accessor, description = self.audit_identity(req) if self.audit_identity is not None else ("", "")
+        h = req.headers
+        audit.record(
+            method=req.method,
+            endpoint=req.path,
+            remote_addr=f"{client[0]}:{client[1]}" if client else "",
+            accessor_id=accessor,
+            description=description,
+            status=status,
+            user_agent=h.get("user-agent", ""),
+            host=h.get("host", ""),
+        )
 
     async def _handle_until_disconnect(
         self, req: Request, receive: Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -237,6 +263,10 @@ class App:
                 [("Allow", ",".join(("OPTIONS",) + route.methods))],
             )
         req.route_param = param
+        if self.server_forward is not None:
+            answered = await self.server_forward(req)
+            if answered is not None:
+                return answered
         if self.dc_forward is not None and ("dc" in req.query or path in BODY_DC_PATHS):
             forwarded = await self.dc_forward(req)
             if forwarded is not None:

@@ -471,19 +471,22 @@ class DiskStorage:
         self.mem.snap = Snapshot(SnapshotMeta(0, 0, conf), b"")
 
     def _write_snapshot(self, snap: Snapshot) -> Path:
+        """Write ``snap`` to its file (temp file, fsync, rename, directory fsync) and prune
+        older files.  Touches only the snapshot directory, so it may run in a worker thread
+        (``write_snapshot_file``); the data is written in pieces by ``os.write`` and its
+        checksum computed by ``zlib``, both of which release the GIL for large buffers."""
         self._check_ok()
         meta = _rec_encoder.encode(snap.meta)
-        body = meta + snap.data
         name = f"snap-{snap.meta.term:016x}-{snap.meta.index:016x}.snap"
         final = self.snap_dir / name
         tmp = self.snap_dir / (name + ".tmp")
+        crc = zlib.crc32(snap.data, zlib.crc32(meta))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(
-                _SNAP_MAGIC + _SNAP_HDR.pack(len(meta), len(snap.data), zlib.crc32(body)) + body
-            )
-            while view:
-                view = view[self._os_write(fd, view) :]
+            for buf in (_SNAP_MAGIC + _SNAP_HDR.pack(len(meta), len(snap.data), crc) + meta, snap.data):
+                view = memoryview(buf)
+                while view:
+                    view = view[self._os_write(fd, view[: 1 << 22]) :]
             self._fsync(fd)
         except OSError:
             os.close(fd)
@@ -493,8 +496,24 @@ class DiskStorage:
         os.replace(tmp, final)
         _fsync_dir(self.snap_dir)
         for old in self._snapshots()[self.retain :]:
-            old.unlink()
+            old.unlink(missing_ok=True)
         return final
+
+    def write_snapshot_file(self, snap: Snapshot) -> None:
+        """The durable half of ``create_snapshot``, safe to run in a worker thread while the
+        loop keeps appending (it touches only the snapshot directory); ``install_snapshot``
+        then makes it the current snapshot, on the loop."""
+        self._write_snapshot(snap)
+
+    def install_snapshot(self, snap: Snapshot) -> bool:
+        """Make ``snap`` (already written by ``write_snapshot_file``) the current snapshot,
+        unless one at the same or a later index was installed meanwhile (then False)."""
+        if snap.meta.index <= self.mem.snap.meta.index:
+            return False
+        if snap.meta.index > self.mem.last_index():
+            raise ValueError(f"snapshot {snap.meta.index} beyond last index {self.mem.last_index()}")
+        self.mem.snap = snap
+        return True
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Install a snapshot from the leader: durable snapshot file, then a log reset."""

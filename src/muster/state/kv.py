@@ -19,12 +19,12 @@ Indexes: ``kvs`` (any entry written or deleted) and ``tombstones`` (any deletion
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ..errors import StateError
+from .sortedkeys import SortedKeys
 from .watch import WatchSet
 
 if TYPE_CHECKING:
@@ -34,13 +34,14 @@ if TYPE_CHECKING:
 MAX_LOCK_DELAY = 60.0
 
 
-class DirEntry(msgspec.Struct, gc=False):
+class DirEntry(msgspec.Struct, array_like=True, gc=False):
     """One KV entry.  ``value`` None means empty.  Immutable once stored: a write stores a new
     entry, so a reader holding one sees a consistent object.  (A msgspec struct: built in C, so
     the write path's allocation is cheap; ``gc=False`` as it holds no containers.)
 
-    ``memo`` is a cache slot owned by the HTTP layer (its rendered JSON, so a hot key is encoded
-    once per write, not once per read); the store never reads it and snapshots leave it out.
+    ``array_like``: it encodes as the 7-element array ``to_tuple`` returns, which is a KV row of
+    a snapshot, so a snapshot encodes and decodes its rows in C, without a Python-level tuple per
+    row.  Hence no other field may be added here (a cache of the HTTP layer lives there).
     """
 
     key: str
@@ -50,7 +51,6 @@ class DirEntry(msgspec.Struct, gc=False):
     lock_index: int = 0
     create_index: int = 0
     modify_index: int = 0
-    memo: bytes | None = None
 
     def copy(self) -> DirEntry:
         return DirEntry(
@@ -73,7 +73,7 @@ class KVTable:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
         self.entries: dict[str, DirEntry] = {}
-        self.keys: list[str] = []  # sorted, for prefix scans
+        self.keys = SortedKeys()  # for prefix scans
         self.tombstones: dict[str, int] = {}  # key -> index of its deletion
         self.lock_delays: dict[str, float] = {}  # key -> wall time until which acquire fails
         self.locks_by_session: dict[str, set[str]] = {}
@@ -92,13 +92,12 @@ class KVTable:
             return e.modify_index, e
         return self.table_index(), None
 
-    def _prefix_range(self, prefix: str) -> tuple[int, int]:
-        keys = self.keys
-        lo = bisect.bisect_left(keys, prefix)
+    def _prefix_keys(self, prefix: str) -> list[str]:
+        """The keys under ``prefix``, in order."""
         if not prefix:
-            return lo, len(keys)
-        hi = bisect.bisect_left(keys, prefix[:-1] + chr(ord(prefix[-1]) + 1)) if prefix[-1] != "\U0010ffff" else len(keys)
-        return lo, hi
+            return list(self.keys)
+        hi = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix[-1] != "\U0010ffff" else None
+        return self.keys.irange(prefix, hi)
 
     def _prefix_index(self, prefix: str, entries: list[DirEntry]) -> int:
         if not prefix:
@@ -112,9 +111,8 @@ class KVTable:
     def scan(self, ws: WatchSet | None, prefix: str) -> tuple[int, list[DirEntry]]:
         """Every entry under ``prefix``, in key order, and the prefix's index."""
         self._t.watches.prefix(ws, prefix)
-        lo, hi = self._prefix_range(prefix)
         entries = self.entries
-        found = [entries[k] for k in self.keys[lo:hi]]
+        found = [entries[k] for k in self._prefix_keys(prefix)]
         return self._prefix_index(prefix, found), found
 
     def scan_keys(self, ws: WatchSet | None, prefix: str, separator: str) -> tuple[int, list[str]]:
@@ -205,8 +203,7 @@ class KVTable:
         return True
 
     def delete_tree(self, tx: WriteTxn, prefix: str) -> bool:
-        lo, hi = self._prefix_range(prefix)
-        for key in self.keys[lo:hi]:
+        for key in self._prefix_keys(prefix):
             self._remove(tx, key, "delete-tree")
         return True
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from ..errors import MusterError
 from ..telemetry.audit import WRITE_METHODS, AuditLog
@@ -56,6 +57,16 @@ def legacy_http_key(method: str, pattern: str) -> str:
     """Consul 1.9's ``http.<METHOD>.<parts>``: a trailing ``/`` (a parameter follows) is ``_``."""
     parts = [p or "_" for i, p in enumerate(pattern.split("/")) if p or i > 0]
     return ".".join(["http", method] + parts)
+
+
+def _log_query(raw: bytes) -> str:
+    """The query string as the request log shows it: a ``token`` parameter is replaced by
+    ``<hidden>`` (Consul's http.go re-encodes the query with sorted keys then)."""
+    text = raw.decode("latin-1")
+    if b"token=" not in raw:
+        return text
+    pairs = [(k, "<hidden>" if k == "token" else v) for k, v in parse_qsl(text, keep_blank_values=True)]
+    return urlencode(sorted(pairs, key=lambda kv: kv[0]))
 
 
 class Router:
@@ -178,7 +189,7 @@ class App:
             log.debug(
                 "Request finished: method=%s url=%s from=%s latency=%.3fms",
                 req.method,
-                req.path + ("?" + req.raw_query.decode("latin-1") if req.raw_query else ""),
+                req.path + ("?" + _log_query(req.raw_query) if req.raw_query else ""),
                 req.client,
                 (perf_counter() - started) * 1000.0,
             )

@@ -10,7 +10,9 @@ real ``Serf``/SWIM cores, a simulated network with 1-15 ms latency, LAN timings)
 2. **steady state**: ``--window`` simulated seconds with nothing happening, ``--settle`` seconds
    after convergence; *packets per member
    per second* are the UDP packets sent in that window / members / seconds (push/pull exchanges
-   are streams and counted separately);
+   are streams and counted separately: the ones each member started, memberlist's rate being one
+   per scaled interval; the members' timers start together at the join, so a window shorter
+   than the interval can see none);
 3. **failure**: one member crashes; *detection* is the time until the first and until the last
    live member declares it failed.
 
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         f: dict[str, Any] = r.formulas
         print(f"| {r.nodes:,} | {r.seed} | {fmt(r.join_convergence_s)} s | {fmt(r.packets_per_member_s, '.2f')} "
-              f"| {fmt(r.push_pulls_per_member_s, '.4f')} ({2 / f['push_pull_interval_s']:.4f}) "
+              f"| {fmt(r.push_pulls_per_member_s, '.4f')} ({1 / f['push_pull_interval_s']:.4f}) "
               f"| {fmt(r.detect_first_s)} / {fmt(r.detect_all_s)} s "
               f"| {f['suspicion_min_s']:.1f} / {f['suspicion_max_s']:.0f} s, ~{f['detect_expected_s']:.0f} s "
               f"| {f['retransmits']:.0f} | {'; '.join(r.notes) or '-'} | {r.wall_s:.0f} s |")

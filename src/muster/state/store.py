@@ -13,6 +13,7 @@ the same bytes, whatever order their dicts were filled in); a restore builds a c
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,17 +91,25 @@ def _body(encoded: bytes, n: int) -> bytes:
 
 
 class SnapshotView:
-    """The tables at one moment, captured by copying containers, never rows (rows are
-    immutable: a write replaces a row in its dict, so a copied dict keeps the rows it had).
-    Cost at capture: C-level copies of the large dicts and the sorted key chunks; the small
-    tables are encoded at once.  ``encode`` then produces the snapshot in steps."""
+    """The tables at one moment, captured without copying rows (rows are immutable: a write
+    replaces a row in its dict, so a copied dict keeps the rows it had).  KV entries, the
+    largest table, are not even copied: the table records the entry of every key changed after
+    the capture (``KVTable.frozen``, copy-on-write) until the view is released; only its key
+    order is copied (chunk lists).  The other large dicts are copied (C-level), the small tables
+    encoded at once.  ``encode`` then produces the snapshot in steps."""
 
     def __init__(self, t: Tables) -> None:
         kv = t.kv
         cat = t.catalog
+        self.kv = kv
         self.kv_chunks = kv.keys.chunks()
-        self.kv_entries = kv.entries.copy()
         self.kv_count = len(kv.keys)
+        self.kv_entries = kv.entries
+        self.kv_frozen: dict[str, DirEntry | None] | None = None
+        if kv.frozen is None:  # copy-on-write: the table records what changes from now on
+            kv.frozen = self.kv_frozen = {}
+        else:  # another view is being encoded: copy instead
+            self.kv_entries = kv.entries.copy()
         self.maps: dict[str, dict[Any, Any]] = {
             "tombstones": kv.tombstones.copy(),
             "nodes": cat.nodes.copy(),
@@ -122,29 +131,49 @@ class SnapshotView:
         }
         self.small = {k: _encode(v) for k, v in small.items()}
 
+    def release(self) -> None:
+        """Stop the KV table's copy-on-write for this view (idempotent)."""
+        if self.kv_frozen is not None and self.kv.frozen is self.kv_frozen:
+            self.kv.frozen = None
+
     def encode(self, step: int) -> Iterator[bytes]:
-        names = sorted(["kvs", *self.maps, *self.small])
-        yield _header(len(names), 0x80, 0xDE)
-        for name in names:
-            yield _encode(name)
-            if name == "kvs":
-                yield from self._kvs(step)
-            elif name in self.maps:
-                yield from self._map(self.maps[name], step)
-            else:
-                yield self.small[name]
+        """The pieces; the copy-on-write ends when they are all produced, or when the
+        generator is closed or collected unfinished (``weakref.finalize`` in ``snapshot_stream``)."""
+        try:
+            names = sorted(["kvs", *self.maps, *self.small])
+            yield _header(len(names), 0x80, 0xDE)
+            for name in names:
+                yield _encode(name)
+                if name == "kvs":
+                    yield from self._kvs(step)
+                elif name in self.maps:
+                    yield from self._map(self.maps[name], step)
+                else:
+                    yield self.small[name]
+        finally:
+            self.release()
 
     def _kvs(self, step: int) -> Iterator[bytes]:
         yield _header(self.kv_count, 0x90, 0xDC)
-        get = self.kv_entries.__getitem__
+        entries = self.kv_entries
+        get = entries.__getitem__
+        fr = self.kv_frozen
         batch: list[str] = []
+
+        def rows(keys: list[str]) -> list[DirEntry]:
+            if not fr:
+                return list(map(get, keys))
+            # A key of the view changed since: its entry then is in ``fr`` (never None: the
+            # key existed when the view was taken).
+            return [fr.get(k) or get(k) for k in keys]
+
         for chunk in self.kv_chunks:
             batch.extend(chunk)
             if len(batch) >= step:
-                yield _body(_encode(list(map(get, batch))), len(batch))
+                yield _body(_encode(rows(batch)), len(batch))
                 batch = []
         if batch:
-            yield _body(_encode(list(map(get, batch))), len(batch))
+            yield _body(_encode(rows(batch)), len(batch))
 
     @staticmethod
     def _map(d: dict[Any, Any], step: int) -> Iterator[bytes]:
@@ -358,7 +387,10 @@ class StateStore:
         between pieces (``ReplicatedLog`` does), and no single step holds it for long.  The
         bytes are those of ``msgspec.msgpack.encode(<the tables as one map>, order="sorted")``:
         equal state gives equal bytes, however it is cut into pieces."""
-        return SnapshotView(self.tables).encode(step)
+        view = SnapshotView(self.tables)
+        gen = view.encode(step)
+        weakref.finalize(gen, view.release)  # a stream dropped before it finished
+        return gen
 
     def load(self, blob: bytes) -> Tables:
         """A complete ``Tables`` from a snapshot (nothing in this store changes).  The rows are

@@ -336,3 +336,27 @@ def test_restore_reads_services_with_null_members() -> None:
     other = StateStore()
     other.restore(msgspec.msgpack.encode(data))
     assert other.services["n0"]["s0"] == fsm.store.services["n0"]["s0"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(kv_ops, st.tuples(st.just("reap"), st.just(""), st.none(), st.integers(0, 40))), max_size=40))
+def test_prefix_index_counts_tombstones_under_the_prefix_only(ops: list[tuple[str, str, bytes | None, int]]) -> None:
+    """The prefix index of a recurse read (largest ModifyIndex under the prefix, deletions
+    included) computed from the sorted tombstone keys equals a scan of every tombstone."""
+    fsm = FSM()
+    for i, op in enumerate(ops, start=1):
+        if op[0] == "reap":
+            with fsm.store.write(i) as tx:
+                fsm.store.tables.kv.reap_tombstones(tx, op[3])
+            fsm.last_applied = i
+        else:
+            apply_op(fsm, i, op)
+        kv = fsm.store.tables.kv
+        assert list(kv.tomb_keys) == sorted(kv.tombstones)
+        for prefix in ("a", "a/", "b/x", "c", "zz"):
+            found = fsm.store.kv_list(None, prefix)[1]
+            naive = max([0] + [e.modify_index for e in found] + [t for k, t in kv.tombstones.items() if k.startswith(prefix)])
+            assert fsm.store.kv_list(None, prefix)[0] == (naive or kv.table_index())
+    restored = StateStore()
+    restored.restore(fsm.store.snapshot())
+    assert list(restored.tables.kv.tomb_keys) == sorted(restored.tables.kv.tombstones)

@@ -75,6 +75,7 @@ class KVTable:
         self.entries: dict[str, DirEntry] = {}
         self.keys = SortedKeys()  # for prefix scans
         self.tombstones: dict[str, int] = {}  # key -> index of its deletion
+        self.tomb_keys = SortedKeys()  # the keys of ``tombstones``, for prefix reads
         self.lock_delays: dict[str, float] = {}  # key -> wall time until which acquire fails
         self.locks_by_session: dict[str, set[str]] = {}
 
@@ -92,19 +93,27 @@ class KVTable:
             return e.modify_index, e
         return self.table_index(), None
 
+    @staticmethod
+    def _above(prefix: str) -> str | None:
+        """The first string above every string starting with ``prefix`` (None: no bound)."""
+        return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix[-1] != "\U0010ffff" else None
+
     def _prefix_keys(self, prefix: str) -> list[str]:
         """The keys under ``prefix``, in order."""
         if not prefix:
             return list(self.keys)
-        hi = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix[-1] != "\U0010ffff" else None
-        return self.keys.irange(prefix, hi)
+        return self.keys.irange(prefix, self._above(prefix))
 
     def _prefix_index(self, prefix: str, entries: list[DirEntry]) -> int:
+        """The largest ModifyIndex under ``prefix``, deletions (tombstones) included: only the
+        tombstones under the prefix are visited (``tomb_keys``), not every tombstone."""
         if not prefix:
             return self.table_index()
         idx = max((e.modify_index for e in entries), default=0)
-        for k, t in self.tombstones.items():
-            if t > idx and k.startswith(prefix):
+        tombstones = self.tombstones
+        for k in self.tomb_keys.irange(prefix, self._above(prefix)):
+            t = tombstones[k]
+            if t > idx:
                 idx = t
         return idx or self.table_index()
 
@@ -161,6 +170,8 @@ class KVTable:
         tx.sorted_remove(self.keys, key)
         if old.session:
             tx.discard_member(self.locks_by_session, old.session, key)
+        if key not in self.tombstones:
+            tx.insort(self.tomb_keys, key)
         tx.put(self.tombstones, key, tx.index)
         tx.bump("kvs")
         tx.bump("tombstones")
@@ -241,6 +252,7 @@ class KVTable:
         dead = [k for k, t in self.tombstones.items() if t <= upto]
         for k in dead:
             tx.pop(self.tombstones, k)
+            tx.sorted_remove(self.tomb_keys, k)
         return len(dead)
 
     def release_session_locks(self, tx: WriteTxn, sid: str, lock_delay_ns: float, delete: bool, ts: float) -> None:

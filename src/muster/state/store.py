@@ -398,6 +398,7 @@ class StateStore:
                 kv.locks_by_session.setdefault(e.session, set()).add(e.key)
         kv.keys = SortedKeys(entries)
         kv.tombstones = dict(data.tombstones)
+        kv.tomb_keys = SortedKeys(kv.tombstones)
         kv.lock_delays = dict(data.lock_delays)
         cat = t.catalog
         cat.nodes = data.nodes

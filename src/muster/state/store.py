@@ -24,7 +24,7 @@ from ..errors import StateError
 from ..structs import TxnOp
 from .catalog import service_row
 from .kv import DirEntry
-from .kvhistory import HistoryPolicy
+from .kvhistory import HistoryPolicy, KVVersion
 from .rows import Check, Node, Service, Session
 from .sortedkeys import SortedKeys
 from .tables import Tables
@@ -56,7 +56,7 @@ class _Snapshot(msgspec.Struct):
     config_entries: Any = None
     connect_ca: Any = None
     acl: Any = None
-    kv_history: Any = None
+    kv_history: list[tuple[str, tuple[KVVersion, ...]]] | None = None
 
 
 class _SnapshotTyped(_Snapshot):
@@ -126,26 +126,38 @@ class SnapshotView:
             "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
             "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
             "acl": t.acl.dump(),
-            "kv_history": t.kv_history.dump(),
             "indexes": t.indexes,
         }
         self.small = {k: _encode(v) for k, v in small.items()}
+        h = self.hist = t.kv_history
+        self.hist_chunks = h.keys.chunks()
+        self.hist_count = len(h.keys)
+        self.hist_rows = h.rows
+        self.hist_frozen: dict[str, Any] | None = None
+        if h.frozen is None:
+            h.frozen = self.hist_frozen = {}
+        else:
+            self.hist_rows = h.rows.copy()
 
     def release(self) -> None:
         """Stop the KV table's copy-on-write for this view (idempotent)."""
         if self.kv_frozen is not None and self.kv.frozen is self.kv_frozen:
             self.kv.frozen = None
+        if self.hist_frozen is not None and self.hist.frozen is self.hist_frozen:
+            self.hist.frozen = None
 
     def encode(self, step: int) -> Iterator[bytes]:
         """The pieces; the copy-on-write ends when they are all produced, or when the
         generator is closed or collected unfinished (``weakref.finalize`` in ``snapshot_stream``)."""
         try:
-            names = sorted(["kvs", *self.maps, *self.small])
+            names = sorted(["kvs", "kv_history", *self.maps, *self.small])
             yield _header(len(names), 0x80, 0xDE)
             for name in names:
                 yield _encode(name)
                 if name == "kvs":
                     yield from self._kvs(step)
+                elif name == "kv_history":
+                    yield from self._history(step)
                 elif name in self.maps:
                     yield from self._map(self.maps[name], step)
                 else:
@@ -174,6 +186,27 @@ class SnapshotView:
                 batch = []
         if batch:
             yield _body(_encode(rows(batch)), len(batch))
+
+    def _history(self, step: int) -> Iterator[bytes]:
+        """``KVHistoryTable.dump()``'s form, ``[[key, [version, ...]], ...]`` in key order
+        (a ``KVVersion`` is array-like: it encodes as the tuple ``dump`` makes of it)."""
+        yield _header(self.hist_count, 0x90, 0xDC)
+        rows = self.hist_rows
+        fr = self.hist_frozen
+        batch: list[str] = []
+
+        def items(keys: list[str]) -> list[Any]:
+            if not fr:
+                return [(k, rows[k]) for k in keys]
+            return [(k, fr.get(k) or rows[k]) for k in keys]
+
+        for chunk in self.hist_chunks:
+            batch.extend(chunk)
+            if len(batch) >= step:
+                yield _body(_encode(items(batch)), len(batch))
+                batch = []
+        if batch:
+            yield _body(_encode(items(batch)), len(batch))
 
     @staticmethod
     def _map(d: dict[Any, Any], step: int) -> Iterator[bytes]:

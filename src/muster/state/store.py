@@ -491,7 +491,12 @@ class StateStore:
         t.connect_ca.config = dict(ca.get("config") or {})
         t.connect_ca.roots = list(ca.get("roots") or [])
         t.acl.load(data.acl)
-        t.kv_history.load(data.kv_history or [])
+        hist = data.kv_history or []
+        if hist and isinstance(hist[0][1], tuple):  # decoded typed: tuples of KVVersion
+            t.kv_history.rows = dict(hist)
+            t.kv_history.keys = SortedKeys(t.kv_history.rows)
+        else:
+            t.kv_history.load(hist)
         t.indexes = dict(data.indexes)
 
     def restore(self, blob: bytes) -> None:

@@ -22,7 +22,8 @@ Per query (``DNSServer.handle``):
    ``MAX_FORWARDS`` in flight) or are REFUSED when there are none.
 
 Reads use the local store directly (stale reads, ``allow_stale``, the default): a DNS answer
-never waits on a leader or on the log.  With ``allow_stale = false`` a server that knows no
+never waits on a leader or on the log.  On a stateless client agent that store is the catalog
+cache (``server/remote.py``), answered from while it is no older than ``max_stale``.  With ``allow_stale = false`` a server that knows no
 leader answers SERVFAIL instead.  The cache is bounded in entries and bytes (``MAX_CACHE``,
 ``MAX_CACHE_BYTES``, oldest entry evicted first), so random names cannot grow it without limit.
 """
@@ -94,6 +95,10 @@ class DNSServer:
         self.udp_answer_limit = dcfg.udp_answer_limit
         self.enable_truncate = dcfg.enable_truncate
         self.allow_stale = dcfg.allow_stale
+        self.max_stale = dcfg.max_stale
+        #: How old the answers' data may be, in seconds (a stateless client's catalog cache,
+        #: ``server/remote.py``); None on servers, whose store is the replica itself.
+        self.staleness: Callable[[], float] | None = None
         self.forwarder = (
             Forwarder(config.recursors, dcfg.recursor_timeout, dcfg.recursor_strategy, self.rng)
             if config.recursors
@@ -207,6 +212,10 @@ class DNSServer:
             return q
         if not self.allow_stale and not t.forward and not self.server.known_leader():
             # dns_config.allow_stale = false: without a leader no read is allowed (Consul: SERVFAIL).
+            return self._plain(q, dns.rcode.SERVFAIL)
+        if self.staleness is not None and not t.forward and self.staleness() > self.max_stale:
+            # A client's cache no server confirmed within dns_config.max_stale (Consul: the
+            # stale answer is refused and the leader is asked, which fails too): SERVFAIL.
             return self._plain(q, dns.rcode.SERVFAIL)
         return wire.render(
             t, q, self.shuffle_rng, tcp=tcp, udp_answer_limit=self.udp_answer_limit,

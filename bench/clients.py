@@ -224,8 +224,10 @@ class Bench:
             count = min(per, size - self.clients)
             argv = [sys.executable, __file__, "--worker", str(self.clients), str(count), str(self.serf_port),
                     ",".join(SERVER_IPS)]
-            new.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        stderr=open(self.root / f"worker{len(self.workers) + len(new)}.log", "w")))  # noqa: SIM115
+            w = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 stderr=open(self.root / f"worker{len(self.workers)}.log", "w"))  # noqa: SIM115
+            new.append(w)
+            self.workers.append(w)  # killed by close() whatever happens next
             self.clients += count
         for w in new:
             self._expect(w, "joined", 600)
@@ -240,7 +242,6 @@ class Bench:
             w.stdin.flush()
         for w in new:
             self._expect(w, "mirrored", 900)
-        self.workers.extend(new)
 
     @staticmethod
     def _expect(w: subprocess.Popen[str], word: str, timeout: float) -> None:

@@ -18,14 +18,15 @@ Client side:
   leader), so anti-entropy, coordinates and every other ``server.apply`` on a client work
   unchanged.  It is never the leader, and ``read_barrier`` refuses: a client's reads are
   answered by servers (the HTTP API forwards them, ``http/forward.py``).
-* ``CatalogMirror`` is the client's bounded local cache: the catalog tables (nodes, services,
-  checks; never KV, sessions or ACLs) of the client's local store, kept fresh by one blocking
-  query on a server (RPC ``catalog_mirror``, served from the server's local state like a
-  ``?stale`` read, so any server answers, also during a leader election).  The client's DNS
-  interface and its anti-entropy read that store.  ``staleness()`` is how old the cache may be:
-  the time since a server last confirmed it plus that server's own last contact with its
-  leader; DNS answers from it while ``staleness() <= dns_config.max_stale``
-  (``dns/server.py``).
+* ``CatalogMirror`` is the client's bounded local cache (Consul's agent cache is the model):
+  the part of the catalog the client uses - its own node with its services and checks, the
+  servers (``consul`` service) and the services and nodes its DNS was asked about - in the
+  client's local store (never KV, sessions or ACLs), kept fresh by one blocking query on a
+  server (RPC ``catalog_mirror``, served from the server's local state like a ``?stale`` read,
+  so any server answers, also during a leader election).  The client's DNS interface and its
+  anti-entropy read that store.  ``staleness()`` is how old the cache may be: the time since a
+  server last confirmed it plus that server's own last contact with its leader; DNS answers
+  from it while ``staleness() <= dns_config.max_stale`` (``dns/server.py``).
 
 Server side: ``ClientEndpoints`` serves ``client_apply`` and ``catalog_mirror``; the HTTP
 requests a client forwards arrive on the RPC ``http`` method like any forwarded request.

@@ -20,7 +20,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
+from .config import Config, audit_file_sinks
 from .coordinate import Coordinate
 from .dns.server import DNSServer
 from .errors import MusterError
@@ -65,6 +65,7 @@ from .server.remote import CatalogMirror, ClientEndpoints, RemoteLog, RemoteServ
 from .server.server import Server, ServerIdentity
 from .services import Lifecycle, Services
 from .state.kvhistory import HistoryPolicy
+from .telemetry.audit import AuditLog
 from .telemetry.logstream import Monitors
 from .telemetry.metrics import Labels, default_metrics
 from .telemetry.runtime import Collector
@@ -329,6 +330,10 @@ class AgentProcess:
             acl = self.acl
             self.app.acl_prepare = lambda req: acl.prepare(req.token())
         self.app.legacy_http_metrics = not tel.disable_compat_1_9
+        sinks = audit_file_sinks(config)
+        self.audit = AuditLog(sinks) if sinks else None
+        self.app.audit = self.audit
+        self.app.audit_identity = self._audit_identity
         self.listeners: list[Listener] = []
         #: limits.http_max_conns_per_client, shared by the HTTP and HTTPS listeners.
         self.conn_limits = ConnLimits(config.limits.http_max_conns_per_client)
@@ -495,6 +500,18 @@ class AgentProcess:
             )
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
 
+    def _audit_identity(self, req: Request) -> tuple[str, str]:
+        """The caller's token for the audit log: (AccessorID, description), never the secret;
+        ("", "") without ACLs or for a secret that names no live token."""
+        acl = self.acl
+        if not acl.enabled:
+            return "", ""
+        secret = acl.resolver.effective_secret(req.token())
+        if secret == acl.resolver.agent_recovery_token:
+            return "", "agent recovery token"
+        tok = acl.resolver.token(secret)
+        return (tok.AccessorID, tok.Description) if tok is not None else ("", "")
+
     async def stop(self) -> None:
         self.monitors.close_all()  # open log streams end now, so the HTTP server can stop
         if self.dns is not None:
@@ -526,6 +543,8 @@ class AgentProcess:
             await self.federation.close()
         if self.raft_storage is not None:
             self.raft_storage.close()
+        if self.audit is not None:
+            self.audit.close()
 
     def _server_addrs(self) -> list[tuple[str, str]]:
         """(node id, RPC address) of every alive server of our datacenter, from gossip."""

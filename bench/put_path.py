@@ -23,6 +23,7 @@ import asyncio
 import cProfile
 import gc
 import io
+import json
 import pstats
 import statistics
 import time
@@ -98,11 +99,24 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--puts", type=int, default=20000)
     ap.add_argument("--profile", default="", help="profile one round with cProfile, write the table here")
+    ap.add_argument("--log-level", default="",
+                    help="set up the agent's logging at this level (as `muster agent` does; -dev is debug); stderr is the sink")
+    ap.add_argument("--config", default="{}", help="JSON merged into the agent's configuration")
+    ap.add_argument("--hcl", action="store_true",
+                    help="parse an HCL fragment first, as an agent given -hcl or an .hcl file does (its parser stays in the heap)")
     ap.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after start-up (as a tree may do itself)")
     ap.add_argument("--metrics-off", action="store_true",
                     help="no metrics recording (trees with muster.telemetry): the app hook removed, records no-ops")
     a = ap.parse_args()
-    proc = AgentProcess(config_from_dict({"node_name": "bench"}, dev=True), rng=Rng(1))
+    if a.log_level:
+        from muster.logging_setup import setup_logging
+
+        setup_logging(a.log_level)
+    if a.hcl:
+        import hcl2
+
+        hcl2.loads('node_name = "bench"\n')
+    proc = AgentProcess(config_from_dict({"node_name": "bench", **json.loads(a.config)}, dev=True), rng=Rng(1))
     await proc.server.start()
     await proc.agent.start()
     try:

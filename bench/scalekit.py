@@ -254,7 +254,8 @@ class Cluster:
 
 
 def last_restore(path: Path) -> tuple[int, int, float] | None:
-    found = RESTORE_RE.findall(path.read_text(errors="replace"))
+    # The snapshot at index 1 is the empty one cluster formation writes: not a restore of data.
+    found = [f for f in RESTORE_RE.findall(path.read_text(errors="replace")) if int(f[0]) > 1]
     if not found:
         return None
     i, n, secs = found[-1]

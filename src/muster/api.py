@@ -25,6 +25,7 @@ the agent cannot be reached.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -834,11 +835,15 @@ class Client:
             params.append(("reason", reason))
         self._call("PUT", f"/v1/agent/service/maintenance/{service_id}", params)
 
-    def agent_monitor(self, log_level: str = "", *, log_json: bool = False) -> Generator[str, None, None]:
+    def agent_monitor(
+        self, log_level: str = "", *, log_json: bool = False, on_open: Callable[[Callable[[], None]], None] | None = None
+    ) -> Generator[str, None, None]:
         """Stream the agent's log lines (``/v1/agent/monitor``) until the agent ends the stream.
 
         The status is checked before the first line: a bad level raises :class:`APIError` at
-        once.  Closing the generator closes the connection, which ends the subscription."""
+        once.  Closing the generator closes the connection, which ends the subscription.
+        ``on_open`` receives, once connected, a function that ends the stream from any thread
+        (it shuts the socket down, so a read blocked in another thread returns)."""
         params: list[tuple[str, str]] = []
         if log_level:
             params.append(("loglevel", log_level))
@@ -852,9 +857,18 @@ class Client:
         if self.token:
             hdrs["X-Consul-Token"] = self.token
         conn = self._connection(None)
+
+        def abort() -> None:
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
         try:
             try:
                 conn.request("GET", target, headers=hdrs)
+                if on_open is not None:
+                    on_open(abort)
                 resp = conn.getresponse()
             except ConnectionRefusedError as err:
                 raise TransportError("GET", url, _dial_reason(self.address, "connection refused")) from err

@@ -13,7 +13,7 @@ the transaction's rollback leaves the store, its indexes and its watches untouch
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import FatalApplyError, MusterError, StateError
@@ -219,6 +219,11 @@ class FSM:
 
     def snapshot(self) -> bytes:
         return self.store.snapshot()
+
+    def snapshot_stream(self) -> Iterator[bytes]:
+        """The state at ``last_applied``, captured now, encoded piece by piece
+        (``StateStore.snapshot_stream``)."""
+        return self.store.snapshot_stream()
 
     def restore(self, data: bytes, index: int) -> None:
         self.store.restore(data)

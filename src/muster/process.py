@@ -20,7 +20,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
+from .config import Config, audit_file_sinks
 from .coordinate import Coordinate
 from .dns.server import DNSServer
 from .errors import MusterError
@@ -47,7 +47,7 @@ from .http import status as http_status
 from .http import txn as http_txn
 from .http.app import App, Router
 from .http.common import Ctx
-from .http.forward import maybe_forward
+from .http.forward import forward_to_server, maybe_forward
 from .http.guard import ConnLimits
 from .http.request import Request, Response, text_response
 from .http.serve import Listener, TLSFiles
@@ -61,9 +61,11 @@ from .server.federation import Federation
 from .server.gauges import server_gauges
 from .server.operator import ClusterOperator
 from .server.raftlog import ClusterLog, RaftTimings, ReplicatedLog
+from .server.remote import CatalogMirror, ClientEndpoints, RemoteLog, RemoteServers, ServerSet
 from .server.server import Server, ServerIdentity
 from .services import Lifecycle, Services
 from .state.kvhistory import HistoryPolicy
+from .telemetry.audit import AuditLog
 from .telemetry.logstream import Monitors
 from .telemetry.metrics import Labels, default_metrics
 from .telemetry.runtime import Collector
@@ -95,7 +97,7 @@ def unsupported(config: Config) -> list[str]:
         if need is not None and not (flag == "bootstrap" and config.dev_mode):
             problems.append(f"-{flag} needs {need}, which this build of Muster does not have yet")
     if not config.dev_mode and not config.data_dir:
-        problems.append("data_dir is required: use -data-dir (servers keep the Raft log there, clients their replica)")
+        problems.append("data_dir is required: use -data-dir (servers keep the Raft log there, clients their local state)")
     if not config.dev_mode and not config.server and (config.bootstrap or config.bootstrap_expect):
         problems.append("-bootstrap and -bootstrap-expect are for servers (-server)")
     return problems
@@ -113,6 +115,14 @@ def acl_initial_management_description(config: Config) -> str:
     """"Initial Management Token" (Consul >= 1.11), or "Master Token" when the secret came from
     a pre-1.11 key (``acl.tokens.master`` / ``acl_master_token``), as those servers named it."""
     return "Master Token" if config.acl.tokens.initial_management_legacy else "Initial Management Token"
+
+
+def stateless_client(config: Config) -> bool:
+    """A client agent holds no replica of the log (``server/remote.py``), as Consul's clients.
+    One exception: with ACLs enabled it still follows the log, because its token resolution
+    reads the ACL tables of a local replica (Consul's client-side token cache over RPC is not
+    built yet)."""
+    return not config.server and not config.dev_mode and not config.acl.enabled
 
 
 def load_or_create_node_id(config: Config, rng: Rng) -> str:
@@ -175,8 +185,18 @@ class AgentProcess:
         self.cluster_log: ClusterLog | None = None
         hc = config.kv_history
         history = HistoryPolicy(hc.versions if hc.enabled else 0, hc.max_age)
+        #: A stateless client's link to the servers and its catalog cache (else None).
+        self.remote: RemoteServers | None = None
+        self.mirror: CatalogMirror | None = None
         if config.dev_mode:
             self.server = Server(ident, clock=self.clock, rng=self.rng, kv_history=history)
+        elif stateless_client(config):
+            self.remote = RemoteServers(ident.node_id, ServerSet(self._server_addrs, random.Random(self.rng.randrange(2**62))),
+                                        info=lambda: {"name": config.node_name})
+            rlog = RemoteLog(self.remote, config.performance.rpc_hold_timeout)
+            self.server = Server(ident, log_impl=rlog, clock=self.clock, rng=self.rng)
+            self.mirror = rlog.mirror = CatalogMirror(self.server.store, self.remote, self.clock,
+                                                      config.dns_config.max_stale / 3, node=config.node_name)
         else:
             self.cluster_log = ClusterLog(self.clock, config.performance.rpc_hold_timeout)
             self.server = Server(ident, log_impl=self.cluster_log, clock=self.clock, rng=self.rng, kv_history=history)
@@ -302,11 +322,18 @@ class AgentProcess:
             default_acl_policy=config.acl.default_policy if config.acl.enabled else "allow",
             dc_forward=lambda req: maybe_forward(self.federation, req),
         )
+        remote = self.remote
+        if remote is not None:
+            self.app.server_forward = lambda req: forward_to_server(remote, req)
         self.app.metrics = self.metrics
         if self.acl.remote_tokens is not None:
             acl = self.acl
             self.app.acl_prepare = lambda req: acl.prepare(req.token())
         self.app.legacy_http_metrics = not tel.disable_compat_1_9
+        sinks = audit_file_sinks(config)
+        self.audit = AuditLog(sinks) if sinks else None
+        self.app.audit = self.audit
+        self.app.audit_identity = self._audit_identity
         self.listeners: list[Listener] = []
         #: limits.http_max_conns_per_client, shared by the HTTP and HTTPS listeners.
         self.conn_limits = ConnLimits(config.limits.http_max_conns_per_client)
@@ -390,7 +417,11 @@ class AgentProcess:
             )
             log.info("server RPC uses TLS (verify_incoming=%s, verify_server_hostname=%s)", rpc_tls.verify_incoming, rpc_tls.verify_server_hostname)
         bind = cfg.bind_addr or "0.0.0.0"
-        self.operator.serve_rpc(http=self._answer_forwarded_http)
+        server = self.server
+        lg = server.log
+        clients = ClientEndpoints(server.ident.node_id, lambda: server.store, server.apply, lambda: lg.leader_id() or "",
+                                  lg.last_contact, random.Random(self.rng.randrange(2**62)))
+        self.operator.serve_rpc(http=self._answer_forwarded_http, extra=clients.handlers())
         await self.cluster.rpc.listen(bind, cfg.ports.server)
         await self.cluster.refresh_join_addrs()
         self._bg.append(asyncio.create_task(self.cluster.keep_addresses_fresh(), name="join-addresses"))
@@ -423,6 +454,10 @@ class AgentProcess:
             await self.membership.start()
         if self.cluster is not None:
             await self._start_cluster()
+        if self.remote is not None:
+            self._client_tls()
+        if self.mirror is not None:
+            self.mirror.start()
         await self.server.start()
         await self.agent.start()
         if self.coordinates is not None:
@@ -451,6 +486,9 @@ class AgentProcess:
                 self.dns.answerer.authorizer = acl.dns_authorizer
                 self.dns.acl_version = acl.generation
             self.dns.enable_remote(self._http_get, bool(cfg.translate_wan_addrs))
+            if self.mirror is not None:
+                self.dns.staleness = self.mirror.staleness
+                self.dns.cache = self.mirror
             await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
         for warning in cfg.warnings:
             log.warning("%s", warning)
@@ -461,6 +499,18 @@ class AgentProcess:
                 "https://www.hashicorp.com/blog/protecting-consul-from-rce-risk-in-specific-configurations/"
             )
         log.info("Muster %s agent running: node=%s id=%s dc=%s", VERSION, self.server.ident.node_name, self.server.ident.node_id, cfg.datacenter)
+
+    def _audit_identity(self, req: Request) -> tuple[str, str]:
+        """The caller's token for the audit log: (AccessorID, description), never the secret;
+        ("", "") without ACLs or for a secret that names no live token."""
+        acl = self.acl
+        if not acl.enabled:
+            return "", ""
+        secret = acl.resolver.effective_secret(req.token())
+        if secret == acl.resolver.agent_recovery_token:
+            return "", "agent recovery token"
+        tok = acl.resolver.token(secret)
+        return (tok.AccessorID, tok.Description) if tok is not None else ("", "")
 
     async def stop(self) -> None:
         self.monitors.close_all()  # open log streams end now, so the HTTP server can stop
@@ -478,8 +528,12 @@ class AgentProcess:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._bg.clear()
+        if self.mirror is not None:
+            await self.mirror.stop()
         if self.membership is not None:
             await self.membership.stop(leave=self.lifecycle.left)
+        if self.remote is not None:
+            await self.remote.close()
         if self.cluster_log is not None:
             await self.cluster_log.stop()
         await self.server.stop()
@@ -489,6 +543,35 @@ class AgentProcess:
             await self.federation.close()
         if self.raft_storage is not None:
             self.raft_storage.close()
+        if self.audit is not None:
+            self.audit.close()
+
+    def _server_addrs(self) -> list[tuple[str, str]]:
+        """(node id, RPC address) of every alive server of our datacenter, from gossip."""
+        if self.membership is None:
+            return []
+        out = []
+        for m in self.membership.servers():
+            nid = m.tags.get("id", "")
+            port = m.tags.get("port", "8300")
+            if nid:
+                out.append((nid, f"[{m.addr}]:{port}" if ":" in m.addr else f"{m.addr}:{port}"))
+        return out
+
+    def _client_tls(self) -> None:
+        """A stateless client dials servers with the server RPC's TLS settings."""
+        assert self.remote is not None
+        cfg = self.config
+        rpc_tls = cfg.tls.effective("internal_rpc")
+        if rpc_tls.cert_file and rpc_tls.key_file and (
+            rpc_tls.verify_incoming or rpc_tls.verify_outgoing or rpc_tls.verify_server_hostname
+        ):
+            domain = cfg.domain.rstrip(".")
+            self.remote.rpc.configure_tls(
+                rpc_tls.cert_file, rpc_tls.key_file, rpc_tls.ca_file, bool(rpc_tls.verify_incoming),
+                bool(rpc_tls.verify_outgoing),
+                f"server.{cfg.datacenter}.{domain}" if rpc_tls.verify_server_hostname else None,
+            )
 
     def _coordinates(self, config: Config) -> CoordinateBatcher | None:
         """This agent's network coordinates on their way into the catalog: its own LAN
@@ -503,7 +586,22 @@ class AgentProcess:
                 return membership.pool.serf.get_coordinate()
             return Coordinate.origin()
 
-        return CoordinateBatcher(self.server.apply, self.rng, self.server.ident.node_name, own)
+        apply = self.server.apply if self.remote is None else self._report_coordinates
+        return CoordinateBatcher(apply, self.rng, self.server.ident.node_name, own)
+
+    async def _report_coordinates(self, cmd: Any) -> None:
+        """A stateless client hands its coordinate to a server's batcher (``PUT
+        /v1/coordinate/update``, as Consul's clients send ``Coordinate.Update``), so the leader
+        sees a few batched entries per period whatever the number of clients, not one each."""
+        import json
+
+        assert self.remote is not None
+        for update in getattr(cmd, "updates", ()):
+            payload = {"m": "PUT", "p": "/v1/coordinate/update", "q": "", "b": json.dumps(update).encode(),
+                       "h": {"content-type": "application/json"}, "x": "local"}
+            res = await self.remote.call("http", payload, 30.0)
+            if int(res[0]) != 200:
+                raise MusterError(f"coordinate update refused: {int(res[0])} {bytes(res[3])[:200]!r}")
 
     async def _http_get(self, path: str, raw_query: bytes) -> tuple[int, bytes]:
         """A GET through our own HTTP API (DNS answers for other datacenters and prepared

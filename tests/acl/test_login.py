@@ -267,6 +267,20 @@ async def test_jwt_login_with_jwks_url(deny: httpx.AsyncClient, tls_server: tupl
     r = await deny.post("/v1/acl/login", json={"AuthMethod": "jwks", "BearerToken": sign(RSA_KEY, claims(), kid="k0")})
     assert r.status_code == 500 and "no known key" in r.text
     assert fetched == [1]  # the key set is cached for the method's row
+    # OIDC discovery: keys from the document's jwks_uri, iss must be the provider's issuer, and
+    # an aud claim without bound audiences is accepted (go-oidc's non-strict check).
+    async def discovery(request: web.Request) -> web.Response:
+        return web.json_response({"issuer": url, "jwks_uri": f"{url}/jwks.json"})
+
+    app[("GET", "/.well-known/openid-configuration")] = discovery
+    dcfg = {"OIDCDiscoveryURL": url, "OIDCDiscoveryCACert": ca, "ClaimMappings": {"sub": "user"}}
+    await put(deny, "/v1/acl/auth-method", {"Name": "oidc-disc", "Type": "jwt", "Config": dcfg})
+    await put(deny, "/v1/acl/binding-rule", {"AuthMethod": "oidc-disc", "BindType": "service", "BindName": "d-${value.user}"})
+    r = await deny.post("/v1/acl/login", json={"AuthMethod": "oidc-disc", "BearerToken": sign(RSA_KEY, claims(iss=url), kid="k1")})
+    assert r.status_code == 200, r.text
+    assert r.json()["ServiceIdentities"] == [{"ServiceName": "d-alice"}]
+    r = await deny.post("/v1/acl/login", json={"AuthMethod": "oidc-disc", "BearerToken": sign(RSA_KEY, claims(), kid="k1")})
+    assert r.status_code == 500 and "invalid issuer claim" in r.text
     # Without the CA the server's certificate is not trusted.
     cfg2 = dict(cfg, JWKSCACert=None)
     await put(deny, "/v1/acl/auth-method/jwks", {"Name": "jwks", "Type": "jwt", "Config": {k: v for k, v in cfg2.items() if v}})

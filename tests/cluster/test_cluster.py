@@ -324,7 +324,8 @@ def test_killed_server_turns_critical_within_10s(cluster: Cluster) -> None:
 
 def test_client_agent_joins_registers_and_resolves(cluster: Cluster) -> None:
     """A client agent (no -server): joins the LAN pool, registers its own services through the
-    servers, answers reads and DNS from its replica, and is not a Raft server."""
+    servers, forwards reads and writes to them, answers DNS from its catalog cache, and is not a
+    Raft server (tests/cluster/test_clients.py covers failover and the cache's stale window)."""
     import socket as _socket
 
     import dns.message
@@ -363,7 +364,7 @@ def test_client_agent_joins_registers_and_resolves(cluster: Cluster) -> None:
     assert len(cluster.get_json(leader, "/v1/status/peers")) == 3
     conf = cluster.get_json(leader, "/v1/operator/raft/configuration")
     assert "client-1" not in {s["Node"] for s in conf["Servers"]}
-    # DNS on the client agent answers from its replica
+    # DNS on the client agent answers from its catalog cache
     q = dns.message.make_query("web.service.cluster.local", "SRV")
     deadline = time.monotonic() + 20
     answer: list[object] = []

@@ -125,6 +125,16 @@ def test_dev_mode_rejects_bootstrap_expect() -> None:
         parse_agent_flags(["-dev", "-bootstrap-expect=3"])
 
 
+def test_dev_mode_accepts_bootstrap_expect_one_as_bootstrap() -> None:
+    """Consul turns ``bootstrap_expect = 1`` into bootstrap mode before validating, so
+    ``-dev -bootstrap-expect 1`` (how python-consul2's suite starts its agents) is accepted."""
+    c = parse_agent_flags(["-dev", "-bootstrap-expect", "1"])
+    assert c.bootstrap is True and c.bootstrap_expect == 0
+    assert "BootstrapExpect is set to 1; this is the same as Bootstrap mode." in c.warnings
+    c = parse_agent_flags([*BASE, "-server", "-bootstrap", "-bootstrap-expect=1"])
+    assert c.bootstrap is True and c.bootstrap_expect == 0
+
+
 @pytest.mark.parametrize(
     ("argv", "attr", "expected"),
     [
@@ -198,7 +208,7 @@ def test_node_meta_flag() -> None:
 def test_bootstrap_expect_one_is_bootstrap() -> None:
     c = parse_agent_flags([*BASE, "-server", "-bootstrap-expect=1"])
     assert c.bootstrap is True and c.bootstrap_expect == 0
-    assert any("bootstrap_expect = 1" in w for w in c.warnings)
+    assert any("BootstrapExpect is set to 1" in w for w in c.warnings)
 
 
 def test_node_name_dns_warnings() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -227,3 +228,77 @@ async def test_full_disk_fails_writes_and_loses_nothing() -> None:
         await lg.stop()
         await server.stop()
         await cl.rpc.close()
+
+
+async def test_snapshot_does_not_stop_writes_and_holds_the_state_it_was_taken_at(tmp_path: Path) -> None:
+    """A Raft snapshot is encoded step by step with the loop handed back between steps and
+    written in a worker thread: writes proposed while it is being taken are applied and
+    acknowledged before it finishes, and the snapshot installed holds the state at its index
+    (none of those writes), after which the log is compacted behind it."""
+    from muster.fsm import FSM
+    from muster.raft.storage import DiskStorage
+
+    port = _free_port()
+    ident = ServerIdentity("solo", "solo-id", "dc1", "127.0.0.1", port)
+    clog = ClusterLog(RealClock(), 1.0)
+    server = Server(ident, log_impl=clog, clock=RealClock(), rng=Rng(1))
+    cl = ClusterMember("solo-id", "solo", f"127.0.0.1:{port}", None, [], True, 0, port, RealClock(), log=clog)
+    ClusterOperator(server, cl).serve_rpc()
+    await cl.rpc.listen("127.0.0.1", port)
+    st = DiskStorage(tmp_path / "raft")
+    await cl.form(st, server.fsm, 1.0)
+    lg = ReplicatedLog("solo-id", server.fsm, st, cl.rpc, RealClock(), random.Random(1),
+                       RaftTimings(tick=0.02, rpc_hold_timeout=1.0, snapshot_threshold=20, trailing_logs=5),
+                       on_leader_change=server.leader_changed)
+    clog.attach(lg)
+    release = asyncio.Event()
+    captured: list[int] = []
+    real_stream = server.fsm.snapshot_stream
+
+    def slow_stream() -> Iterator[bytes]:
+        captured.append(server.fsm.last_applied)
+        inner = real_stream()
+
+        def pieces() -> Iterator[bytes]:
+            yield from inner
+            for _ in range(1_000_000):  # empty pieces (one loop turn each) until released
+                if release.is_set():
+                    return
+                yield b""
+
+        return pieces()
+
+    server.fsm.snapshot_stream = slow_stream  # type: ignore[method-assign]
+    await lg.start()
+    try:
+        for _ in range(200):
+            if lg.is_leader():
+                break
+            await asyncio.sleep(0.02)
+        k = 0
+        while not captured:
+            assert k < 100, "no snapshot was started"
+            assert await server.apply(KVSCommand(op="set", key=f"before/{k:03d}", value=b"1")) is True
+            k += 1
+        assert lg._snapshotting is not None
+        for i in range(30):  # acknowledged while the snapshot is still being taken
+            assert await asyncio.wait_for(server.apply(KVSCommand(op="set", key=f"during/{i:02d}", value=b"1")), 10) is True
+        assert lg._snapshotting is not None and st.snapshot().meta.index < captured[0]
+        release.set()
+        for _ in range(500):
+            if lg._snapshotting is None and st.snapshot().meta.index >= captured[0]:
+                break
+            await asyncio.sleep(0.02)
+        snap = st.snapshot()
+        assert snap.meta.index == captured[0]
+        assert st.first_index() > 1  # compacted behind the snapshot
+        other = FSM()
+        other.restore(snap.data, snap.meta.index)
+        keys = set(other.store.kvs)
+        assert {f"before/{j:03d}" for j in range(k)} <= keys
+        assert not any(key.startswith("during/") for key in keys)
+    finally:
+        await lg.stop()
+        await server.stop()
+        await cl.rpc.close()
+        st.close()

@@ -209,3 +209,186 @@ def test_wait_is_capped_with_bounded_jitter(wait: float) -> None:
     w = effective_wait(wait, Rng(3))
     base = 300.0 if wait <= 0 else min(wait, 600.0)
     assert base <= w < base + base / 16 + 1e-9
+
+
+def _monolithic(s: StateStore) -> bytes:
+    """The snapshot as it was encoded before it was produced in steps: one map, sorted keys."""
+    import msgspec
+
+    t = s.tables
+    kv = t.kv
+    cat = t.catalog
+    data = {
+        "version": 1,
+        "kvs": [kv.entries[k].to_tuple() for k in kv.keys],
+        "tombstones": kv.tombstones,
+        "lock_delays": kv.lock_delays,
+        "nodes": cat.nodes,
+        "services": cat.services,
+        "checks": cat.checks,
+        "sessions": t.sessions.rows,
+        "autopilot": t.autopilot.config,
+        "coordinates": list(t.coordinates.rows.values()),
+        "prepared_queries": t.prepared_queries.rows,
+        "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
+        "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
+        "acl": t.acl.dump(),
+        "kv_history": t.kv_history.dump(),
+        "indexes": t.indexes,
+    }
+    return msgspec.msgpack.encode(data, order="sorted")
+
+
+def _fill_store(fsm: FSM, n: int) -> int:
+    from muster.structs import RegisterCommand
+
+    idx = 0
+    for i in range(n):
+        idx += 1
+        apply_op(fsm, idx, ("set", f"k/{(i * 7919) % n:05d}", bytes([i % 256]) * (i % 5), i % 3))
+    for i in range(0, n, 3):
+        idx += 1
+        apply_op(fsm, idx, ("delete", f"k/{i:05d}", None, 0))
+    for i in range(n // 4):
+        idx += 1
+        fsm.apply_decoded(idx, RegisterCommand(
+            node={"Node": f"n{i % 7}", "Address": "10.0.0.1"},
+            service={"ID": f"s{i}", "Service": f"svc{i % 3}", "Tags": ["a"], "Port": i},
+            checks=[{"Node": f"n{i % 7}", "CheckID": f"c{i}", "Name": "c", "Status": "passing", "ServiceID": f"s{i}"}],
+        ))
+    return idx
+
+
+@pytest.mark.parametrize("n", [0, 5, 40, 300])
+@pytest.mark.parametrize("step", [1, 3, 17, 4096])
+def test_snapshot_in_steps_is_the_canonical_encoding(n: int, step: int) -> None:
+    """However the snapshot is cut into steps, its bytes are the one-map encoding of the tables
+    (equal state, equal bytes), and it loads back into the same state."""
+    fsm = FSM()
+    idx = _fill_store(fsm, n)
+    pieces = list(fsm.store.snapshot_stream(step))
+    blob = b"".join(pieces)
+    assert blob == _monolithic(fsm.store) == fsm.store.snapshot()
+    other = FSM()
+    other.restore(blob, idx)
+    assert other.store.snapshot() == blob
+    assert other.store.kv_keys == fsm.store.kv_keys
+
+
+def test_snapshot_stream_is_the_state_when_it_was_taken() -> None:
+    """Writes applied while the pieces are being produced (the event loop runs between them) do
+    not show in the snapshot: it is the state at the moment ``snapshot_stream`` was called."""
+    fsm = FSM()
+    idx = _fill_store(fsm, 200)
+    before = fsm.store.snapshot()
+    stream = fsm.store.snapshot_stream(10)
+    pieces = [next(stream)]
+    for i, op in enumerate(
+        [("set", "k/00001", b"new", 1), ("set", "zz/new", b"x", 0), ("delete", "k/00002", None, 0),
+         ("delete-tree", "k/001", None, 0)],
+        start=idx + 1,
+    ):
+        apply_op(fsm, i, op)
+        pieces.append(next(stream))
+    pieces.extend(stream)
+    assert b"".join(pieces) == before
+    assert fsm.store.snapshot() != before
+
+
+def test_restore_refuses_an_unknown_version() -> None:
+    import msgspec
+
+    fsm = FSM()
+    blob = msgspec.msgpack.decode(fsm.store.snapshot())
+    blob["version"] = 2
+    with pytest.raises(StateError, match="unknown format version"):
+        StateStore().restore(msgspec.msgpack.encode(blob))
+    with pytest.raises(StateError, match="unknown format version"):
+        StateStore().restore(msgspec.msgpack.encode([1, 2]))
+    blob["version"] = 1
+    blob["kvs"] = [["k", "not bytes", 0, "", 0, 1, 1]]
+    with pytest.raises(StateError, match="corrupt"):
+        StateStore().restore(msgspec.msgpack.encode(blob))
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 65535, 65536])
+def test_snapshot_headers_are_msgspecs(n: int) -> None:
+    import msgspec
+
+    from muster.state.store import _body, _header
+
+    arr = msgspec.msgpack.encode(list(range(n)))
+    assert _header(n, 0x90, 0xDC) + _body(arr, n) == arr
+    m = msgspec.msgpack.encode({str(i): 0 for i in range(n)})
+    assert _header(n, 0x80, 0xDE) + _body(m, n) == m
+
+
+def test_restore_reads_services_with_null_members() -> None:
+    """A snapshot whose service rows carry ``null`` members (Go's zero value, as dict-shaped
+    rows could) still loads: the typed decode falls back to reading the rows one by one."""
+    import msgspec
+
+    fsm = FSM()
+    _fill_store(fsm, 8)
+    data = msgspec.msgpack.decode(fsm.store.snapshot())
+    row = data["services"]["n0"]["s0"]
+    row["Weights"] = None
+    other = StateStore()
+    other.restore(msgspec.msgpack.encode(data))
+    assert other.services["n0"]["s0"] == fsm.store.services["n0"]["s0"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(kv_ops, st.tuples(st.just("reap"), st.just(""), st.none(), st.integers(0, 40))), max_size=40))
+def test_prefix_index_counts_tombstones_under_the_prefix_only(ops: list[tuple[str, str, bytes | None, int]]) -> None:
+    """The prefix index of a recurse read (largest ModifyIndex under the prefix, deletions
+    included) computed from the sorted tombstone keys equals a scan of every tombstone."""
+    fsm = FSM()
+    for i, op in enumerate(ops, start=1):
+        if op[0] == "reap":
+            with fsm.store.write(i) as tx:
+                fsm.store.tables.kv.reap_tombstones(tx, op[3])
+            fsm.last_applied = i
+        else:
+            apply_op(fsm, i, op)
+        kv = fsm.store.tables.kv
+        assert list(kv.tomb_keys) == sorted(kv.tombstones)
+        for prefix in ("a", "a/", "b/x", "c", "zz"):
+            found = fsm.store.kv_list(None, prefix)[1]
+            naive = max([0] + [e.modify_index for e in found] + [t for k, t in kv.tombstones.items() if k.startswith(prefix)])
+            assert fsm.store.kv_list(None, prefix)[0] == (naive or kv.table_index())
+    restored = StateStore()
+    restored.restore(fsm.store.snapshot())
+    assert list(restored.tables.kv.tomb_keys) == sorted(restored.tables.kv.tombstones)
+
+
+def test_snapshot_views_copy_on_write_and_release() -> None:
+    """A view records the KV entries changed after it (copy-on-write) and stops when it is
+    finished or dropped; a second view taken meanwhile copies instead; a write rolled back
+    while a view is open changes neither view."""
+    import gc
+
+    fsm = FSM()
+    idx = _fill_store(fsm, 50)
+    kv = fsm.store.tables.kv
+    before = fsm.store.snapshot()
+    assert kv.frozen is None
+    first = fsm.store.snapshot_stream(5)
+    assert kv.frozen == {}
+    pieces = [next(first)]
+    apply_op(fsm, idx + 1, ("set", "k/00001", b"changed", 0))
+    second = fsm.store.snapshot_stream(5)  # taken after the write: it must see it
+    mid = fsm.store.snapshot()
+    # A transaction that changes a key, then fails, is rolled back.
+    bad = TxnCommand(ops=[TxnOp(kind="KV", verb="set", kv=KVSCommand(op="set", key="k/00004", value=b"x")),
+                          TxnOp(kind="KV", verb="cas", kv=KVSCommand(op="cas", key="k/00004", value=b"y", index=999))])
+    fsm.apply(idx + 2, encode_command(bad))
+    pieces.extend(first)
+    assert b"".join(pieces) == before
+    assert b"".join(second) == mid != before
+    assert kv.frozen is None and kv.keys._shared is None and fsm.store.tables.kv_history.keys._shared is None
+    dropped = fsm.store.snapshot_stream(5)
+    assert kv.frozen is not None
+    del dropped
+    gc.collect()
+    assert kv.frozen is None and kv.keys._shared is None

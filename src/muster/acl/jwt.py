@@ -13,7 +13,8 @@ agent's crypto library), so no JOSE dependency is needed.  Behaviour follows Con
   one is set, and the times are checked with ``ClockSkewLeeway`` (60 s by default; -1 disables
   every leeway it governs);
 * audiences: with ``BoundAudiences`` at least one ``aud`` must be among them; without, a token
-  that carries an ``aud`` is refused (go-sso's strict mode for plain JWTs);
+  that carries an ``aud`` is refused (go-sso's strict mode for plain JWTs; tokens checked through
+  OIDC discovery are not strict);
 * ``ClaimMappings`` / ``ListClaimMappings`` copy claims (a top-level name, or a JSON pointer
   starting with ``/``) into the identity's ``value.<name>`` / ``list.<name>`` fields; numbers
   and booleans are stringified as Go does; a value that cannot be stringified is skipped.
@@ -220,6 +221,7 @@ def validate_claims(
     expiration_leeway: float = 0.0,
     not_before_leeway: float = 0.0,
     clock_skew_leeway: float = 0.0,
+    strict_audience: bool = True,
 ) -> None:
     """Check times, issuer and audience of verified ``claims`` at ``now`` (see the module doc)."""
     iat, exp, nbf = _numeric(claims, "iat"), _numeric(claims, "exp"), _numeric(claims, "nbf")
@@ -245,7 +247,7 @@ def validate_claims(
     if bound:
         if not any(a in bound for a in aud):
             raise JWTError("error validating claims: aud claim does not match any bound audience")
-    elif aud:
+    elif aud and strict_audience:
         raise JWTError("error validating claims: audience claim found in JWT but no audiences bound to the role")
 
 

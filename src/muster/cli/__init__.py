@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from muster.cli import commands
 from muster.cli.acl import ACL_COMMANDS, ACL_GROUPS
 from muster.cli.config_entries import CONFIG_HELP, config_delete, config_list, config_read, config_write
+from muster.cli.debug import debug
 from muster.cli.kv import KV_HELP, kv_delete, kv_export, kv_get, kv_import, kv_put
 from muster.cli.kvhistory import kv_history, kv_rollback
 from muster.cli.lock import lock
@@ -48,6 +49,7 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "config list": ("List centralized config entries of a given kind", config_list),
     "config read": ("Read a centralized config entry", config_read),
     "config write": ("Create or update a centralized config entry", config_write),
+    "debug": ("Records a debugging archive for operators", debug),
     "event": ("Fire a new event", commands.event),
     "info": ("Provides debugging information for operators.", commands.info),
     "join": ("Tell Consul agent to join cluster", join),

@@ -96,7 +96,7 @@ from .schema import (
     TLSProtocolConfig,
     UIConfig,
 )
-from .validate import validate_node_meta
+from .validate import audit_file_sinks, validate_node_meta
 
 __all__ = [
     "ACLConfig",
@@ -125,5 +125,6 @@ __all__ = [
     "parse_agent_flags",
     "parse_go_bool",
     "reloadable_diff",
+    "audit_file_sinks",
     "validate_node_meta",
 ]

@@ -23,7 +23,7 @@ from .merge import merge_block_list
 from .schema import PASSTHROUGH_TOP, Config
 from .sources import normalise_definition, normalise_source
 
-__all__ = ["coerce_source"]
+__all__ = ["coerce_scalar", "coerce_source"]
 
 
 def _coerce_scalar(kind: str, v: object, key: str) -> Any:
@@ -82,6 +82,10 @@ def _coerce_scalar(kind: str, v: object, key: str) -> Any:
             raise SourceError(f'{key}: time: missing unit in duration "{v}"')
         raise SourceError(f"{key}: expected a duration string, got {type_name(v)}")
     raise AssertionError(f"unknown kind {kind}")
+
+
+#: One scalar value of a given kind (for maps whose keys the schema cannot list, e.g. audit sinks).
+coerce_scalar = _coerce_scalar
 
 
 def _coerce_deflist(v: object, key: str) -> tuple[dict[str, Any], ...]:

@@ -21,6 +21,7 @@ __all__ = [
     "ACLConfig",
     "ACLTokens",
     "Addresses",
+    "AuditConfig",
     "AutopilotConfig",
     "Config",
     "DNSConfig",
@@ -268,6 +269,22 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """``audit`` block: Consul Enterprise's shape (``enabled`` and named ``sink`` blocks, each a
+    JSON file sink with ``path``, ``rotate_bytes``, ``rotate_duration``, ``rotate_max_files``,
+    ``mode``...) or, for one file, the flat ``path``/``rotate_max_bytes``/``rotate_max_files``.
+    ``validate.audit_file_sinks`` checks it and returns the sinks."""
+
+    enabled: bool = _f(False, "bool")
+    path: str = _f("", "str")
+    rotate_max_bytes: int = _f(0, "int")
+    rotate_max_files: int = _f(0, "int")
+    rotate_duration: float = _f(0.0, "dur")
+    mode: str = _f("0600", "str")
+    sink: Mapping[str, Any] = _fm("rawmap")
+
+
+@dataclass(frozen=True)
 class KVHistoryConfig:
     """``kv_history`` block (a Muster extension, docs/kv-history.md): how many versions of each
     KV key the servers keep, and for how long.  Every server must use the same values."""
@@ -311,7 +328,7 @@ def _default_node_name() -> str:
 PASSTHROUGH_TOP = frozenset(
     {
         "advertise_addrs", "advertise_addr_ipv4", "advertise_addr_ipv6", "advertise_addr_wan_ipv4",
-        "advertise_addr_wan_ipv6", "advertise_reconnect_timeout", "audit", "auto_config", "auto_encrypt",
+        "advertise_addr_wan_ipv6", "advertise_reconnect_timeout", "auto_config", "auto_encrypt",
         "cache", "cloud", "config_entries", "connect", "enable_acl_replication",
         "enable_agent_tls_for_checks", "enable_central_service_config", "experiments", "gossip_lan",
         "gossip_wan", "license_path", "locality", "peering", "primary_gateways",
@@ -428,6 +445,7 @@ class Config:
     performance: PerformanceConfig = _fs(PerformanceConfig)
     autopilot: AutopilotConfig = _fs(AutopilotConfig)
     telemetry: TelemetryConfig = _fs(TelemetryConfig)
+    audit: AuditConfig = _fs(AuditConfig)
     kv_history: KVHistoryConfig = _fs(KVHistoryConfig)
     # --- provenance (not config keys) ---
     extra: Mapping[str, Any] = field(default_factory=dict, metadata={"kind": "internal"})

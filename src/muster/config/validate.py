@@ -21,11 +21,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ConfigError
+from ..telemetry.audit import FileSinkSpec
+from .coerce import coerce_scalar
+from .errors import ConfigError, SourceError
 from .schema import Addresses, Config, Ports
 
 __all__ = [
     "FINALISE_STEPS",
+    "audit_file_sinks",
     "META_MAX_KEY_LEN",
     "META_MAX_PAIRS",
     "META_MAX_VALUE_LEN",
@@ -127,22 +130,28 @@ def _node_identity(cfg: Config, changes: dict[str, Any], warnings: list[str]) ->
 
 
 def _bootstrap(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
-    """``bootstrap`` vs ``bootstrap_expect``: exclusive, server-only; ``expect = 1`` means bootstrap."""
-    if cfg.dev_mode and cfg.bootstrap_expect > 0:
-        raise ConfigError("'bootstrap_expect > 0' not allowed in dev mode")
-    if cfg.bootstrap_expect < 0:
-        raise ConfigError(f"bootstrap_expect cannot be {cfg.bootstrap_expect}. Must be greater than or equal to zero")
+    """``bootstrap`` vs ``bootstrap_expect``: exclusive, server-only; ``expect = 1`` means bootstrap.
+
+    As in Consul's config builder, ``expect = 1`` becomes ``bootstrap = true`` (with its warning)
+    *before* the checks, so ``-dev -bootstrap-expect 1`` (python-consul2's test agents) and
+    ``bootstrap = true`` with ``bootstrap_expect = 1`` are accepted; ``expect >= 2`` is not in
+    ``-dev`` nor with ``bootstrap``.
+    """
     bootstrap, expect = cfg.bootstrap, cfg.bootstrap_expect
+    if expect == 1:
+        bootstrap, expect = True, 0
+        warnings.append("BootstrapExpect is set to 1; this is the same as Bootstrap mode.")
+    if cfg.dev_mode and expect > 0:
+        raise ConfigError("'bootstrap_expect > 0' not allowed in dev mode")
+    if expect < 0:
+        raise ConfigError(f"bootstrap_expect cannot be {expect}. Must be greater than or equal to zero")
     if expect > 0 and bootstrap:
         raise ConfigError("'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive")
     if expect > 0 and not cfg.server:
         raise ConfigError("'bootstrap_expect > 0' requires server mode")
     if bootstrap and not cfg.server:
         raise ConfigError("'bootstrap = true' requires server mode")
-    if expect == 1:
-        bootstrap, expect = True, 0
-        warnings.append("bootstrap_expect = 1: this is the same as bootstrap mode")
-    elif expect == 2:
+    if expect == 2:
         warnings.append("bootstrap_expect = 2: a cluster with 2 servers will be unable to tolerate any failure")
     elif expect > 2 and expect % 2 == 0:
         warnings.append(f"bootstrap_expect is even ({expect}); odd server counts are recommended")
@@ -262,6 +271,82 @@ def _acl(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
         )
 
 
+_SINK_KEYS = frozenset(
+    {"type", "format", "path", "delivery_guarantee", "mode", "rotate_duration", "rotate_bytes", "rotate_max_files"}
+)
+
+
+def _file_mode(v: str, key: str) -> int:
+    try:
+        mode = int(v, 8)
+    except ValueError:
+        raise ConfigError(f"{key}: invalid file mode {v!r} (octal, e.g. \"0600\")") from None
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(f"{key}: invalid file mode {v!r} (octal, e.g. \"0600\")")
+    return mode
+
+
+def audit_file_sinks(cfg: Config) -> tuple[FileSinkSpec, ...]:
+    """The audit log's file sinks (none when ``audit.enabled`` is false), checked.
+
+    Consul Enterprise's named sinks (``sink "name" { type = "file"  format = "json" ... }``)
+    come first, in name order; the flat form (``path``, ``rotate_max_bytes``,
+    ``rotate_max_files``, ``rotate_duration``, ``mode``) adds one sink named ``file``."""
+    a = cfg.audit
+    if not a.enabled:
+        return ()
+    out: list[FileSinkSpec] = []
+    for name in sorted(a.sink):
+        raw = a.sink[name]
+        key = f"audit.sink.{name}"
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{key}: expected an object")
+        unknown = sorted(set(raw) - _SINK_KEYS)
+        if unknown:
+            raise ConfigError(f"invalid config key {key}.{unknown[0]}")
+        try:
+            kind = coerce_scalar("str", raw.get("type", "file"), f"{key}.type")
+            fmt = coerce_scalar("str", raw.get("format", "json"), f"{key}.format")
+            guarantee = coerce_scalar("str", raw.get("delivery_guarantee", "best-effort"), f"{key}.delivery_guarantee")
+            path = coerce_scalar("str", raw.get("path", ""), f"{key}.path")
+            rotate_bytes = coerce_scalar("int", raw.get("rotate_bytes", 0), f"{key}.rotate_bytes")
+            rotate_duration = coerce_scalar("dur", raw.get("rotate_duration", "0s"), f"{key}.rotate_duration")
+            rotate_max_files = coerce_scalar("int", raw.get("rotate_max_files", 0), f"{key}.rotate_max_files")
+            mode = coerce_scalar("str", raw.get("mode", "0600"), f"{key}.mode")
+        except SourceError as exc:
+            raise ConfigError(str(exc)) from None
+        if kind != "file":
+            raise ConfigError(f'{key}.type: only "file" sinks are supported, got {kind!r}')
+        if fmt != "json":
+            raise ConfigError(f'{key}.format: only "json" is supported, got {fmt!r}')
+        if guarantee != "best-effort":
+            raise ConfigError(f'{key}.delivery_guarantee: only "best-effort" is supported, got {guarantee!r}')
+        out.append(_sink(name, path, rotate_bytes, rotate_duration, rotate_max_files, _file_mode(mode, f"{key}.mode"), key))
+    if a.path:
+        out.append(
+            _sink("file", a.path, a.rotate_max_bytes, a.rotate_duration, a.rotate_max_files, _file_mode(a.mode, "audit.mode"), "audit")
+        )
+    if not out:
+        raise ConfigError("audit: enabled without a sink (set audit.path or a sink block)")
+    return tuple(out)
+
+
+def _sink(name: str, path: str, rbytes: int, rdur: float, rfiles: int, mode: int, key: str) -> FileSinkSpec:
+    if not path:
+        raise ConfigError(f"{key}.path: a file sink needs a path")
+    for what, v in (("rotate_bytes" if key != "audit" else "rotate_max_bytes", rbytes), ("rotate_max_files", rfiles)):
+        if v < 0:
+            raise ConfigError(f"{key}.{what}: must not be negative, got {v}")
+    if rdur < 0:
+        raise ConfigError(f"{key}.rotate_duration: must not be negative")
+    return FileSinkSpec(name, path, rbytes, rdur, rfiles, mode)
+
+
+def _audit(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
+    """``audit``: every sink is a JSON file sink with a path, sane rotation and an octal mode."""
+    audit_file_sinks(cfg)
+
+
 def _dns(cfg: Config, changes: dict[str, Any], warnings: list[str]) -> None:
     """``dns_config``: a known recursor strategy, non-negative answer limits."""
     if cfg.dns_config.recursor_strategy not in ("sequential", "random"):
@@ -305,6 +390,7 @@ FINALISE_STEPS: tuple[Step, ...] = (
     _domains,
     _timers_and_limits,
     _acl,
+    _audit,
     _dns,
     _definitions,
     _leave_defaults,

@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from ..errors import MusterError
+from ..telemetry.audit import WRITE_METHODS, AuditLog
 from ..telemetry.metrics import Metrics, Series
 from .request import Request, Response, StreamResponse, text_response
 
@@ -55,6 +57,16 @@ def legacy_http_key(method: str, pattern: str) -> str:
     """Consul 1.9's ``http.<METHOD>.<parts>``: a trailing ``/`` (a parameter follows) is ``_``."""
     parts = [p or "_" for i, p in enumerate(pattern.split("/")) if p or i > 0]
     return ".".join(["http", method] + parts)
+
+
+def _log_query(raw: bytes) -> str:
+    """The query string as the request log shows it: a ``token`` parameter is replaced by
+    ``<hidden>`` (Consul's http.go re-encodes the query with sorted keys then)."""
+    text = raw.decode("latin-1")
+    if b"token=" not in raw:
+        return text
+    pairs = [(k, "<hidden>" if k == "token" else v) for k, v in parse_qsl(text, keep_blank_values=True)]
+    return urlencode(sorted(pairs, key=lambda kv: kv[0]))
 
 
 class Router:
@@ -103,6 +115,9 @@ class App:
         #: ``?dc=`` forwarding (``forward.DCForwarder.maybe_forward``): the remote datacenter's
         #: answer, or None to serve the request here.
         self.dc_forward = dc_forward
+        #: A stateless client agent's forward of every request to a server
+        #: (``forward.forward_to_server``): the server's answer, or None to serve it here.
+        self.server_forward: Callable[[Request], Awaitable[Response | None]] | None = None
         #: Runs before a request this agent serves itself (not one forwarded to another
         #: datacenter): a secondary datacenter reads unknown tokens from the primary there.
         self.acl_prepare: Callable[[Request], Awaitable[None]] | None = None
@@ -113,6 +128,10 @@ class App:
         #: Where request timings go (``consul.api.http`` and, when ``legacy_http_metrics``,
         #: Consul 1.9's ``consul.http.<METHOD>.<path>``); None records nothing.
         self.metrics: Metrics | None = None
+        #: The audit log (``telemetry.audit``), None when off; ``audit_identity`` names the
+        #: caller's token as (AccessorID, description).
+        self.audit: AuditLog | None = None
+        self.audit_identity: Callable[[Request], tuple[str, str]] | None = None
         self.legacy_http_metrics = False
         #: route path -> method -> the route's series (``api.http``, and the legacy one or None)
         self._route_series: dict[str, dict[str, tuple[Series, Series]]] = {}
@@ -160,6 +179,8 @@ class App:
                 resp = await self.handle(req)
             except asyncio.CancelledError:
                 return  # the server is shutting down: nothing to answer
+        if self.audit is not None and req.method in WRITE_METHODS:
+            self._audit(self.audit, req, resp.status, client)
         if isinstance(resp, StreamResponse):
             await self._stream(send, receive, resp)
             return
@@ -168,10 +189,26 @@ class App:
             log.debug(
                 "Request finished: method=%s url=%s from=%s latency=%.3fms",
                 req.method,
-                req.path + ("?" + req.raw_query.decode("latin-1") if req.raw_query else ""),
+                req.path + ("?" + _log_query(req.raw_query) if req.raw_query else ""),
                 req.client,
                 (perf_counter() - started) * 1000.0,
             )
+
+    def _audit(self, audit: AuditLog, req: Request, status: int, client: Any) -> None:
+        """One audit event: the path without its query (a ``?token=`` stays out), the token's
+        AccessorID and description from ``audit_identity`` (never the secret)."""
+        accessor, description = self.audit_identity(req) if self.audit_identity is not None else ("", "")
+        h = req.headers
+        audit.record(
+            method=req.method,
+            endpoint=req.path,
+            remote_addr=f"{client[0]}:{client[1]}" if client else "",
+            accessor_id=accessor,
+            description=description,
+            status=status,
+            user_agent=h.get("user-agent", ""),
+            host=h.get("host", ""),
+        )
 
     async def _handle_until_disconnect(
         self, req: Request, receive: Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -237,6 +274,10 @@ class App:
                 [("Allow", ",".join(("OPTIONS",) + route.methods))],
             )
         req.route_param = param
+        if self.server_forward is not None:
+            answered = await self.server_forward(req)
+            if answered is not None:
+                return answered
         if self.dc_forward is not None and ("dc" in req.query or path in BODY_DC_PATHS):
             forwarded = await self.dc_forward(req)
             if forwarded is not None:
@@ -250,7 +291,6 @@ class App:
         try:
             return await route.handler(req)
         finally:
-            ms = (perf_counter() - started) * 1000.0
             per_route = self._route_series.get(route.path)
             if per_route is None:
                 per_route = self._route_series[route.path] = {}
@@ -260,9 +300,12 @@ class App:
                     m.series("api.http", (("method", method), route_label(route.path))),
                     m.series(legacy_http_key(method, route.path)),
                 )
-            series[0].sample(ms)
             if self.legacy_http_metrics:
+                ms = (perf_counter() - started) * 1000.0
+                series[0].sample(ms)
                 series[1].sample(ms)
+            else:
+                series[0].measure_since(started)
 
     async def _stream(
         self,

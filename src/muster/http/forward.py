@@ -13,6 +13,12 @@ Who forwards where:
 * a **client agent** is not in the WAN pool: it hands the request to a server of its own
   datacenter, which forwards it onwards (Consul clients do the same).
 
+A stateless client agent (``server/remote.py``) forwards *every* ``/v1/`` request to a server
+of its own datacenter (``forward_to_server``), whatever ``?dc`` says, except what Consul serves
+from the agent itself (``CLIENT_LOCAL``: ``/v1/agent/*`` but its Connect endpoints, and the
+user events of its gossip pool).  The server answers it as if it had been sent there; reads may be retried on another
+server, writes only when they provably never left (``RemoteServers.call``).
+
 The call itself, and its retry rule, is ``server/federation.py``'s.  A request that already
 crossed the WAN and still names a foreign datacenter is refused (``No path to datacenter``)
 rather than sent around again.
@@ -30,6 +36,7 @@ from typing import Any
 from ..durations import parse_duration
 from ..errors import NoPathToDatacenter
 from ..server.federation import Federation
+from ..server.remote import RemoteServers
 from .request import Request, Response
 
 log = logging.getLogger("muster.http.forward")
@@ -40,6 +47,12 @@ DC_FORWARDED = "x-muster-dc-forwarded"
 CARRIED_HEADERS = ("x-consul-token", "authorization", "content-type", "x-forwarded-for")
 #: Paths that are always served locally, whatever ``?dc`` says.
 LOCAL_ONLY = ("/v1/agent/", "/v1/catalog/datacenters", "/v1/coordinate/datacenters")
+#: Paths a stateless client agent answers itself (everything else under /v1/ goes to a server).
+CLIENT_LOCAL = ("/v1/agent/", "/v1/event/")
+#: ...except the agent's Connect endpoints: roots, leaf certificates (signed with the CA key,
+#: which only servers hold) and intention checks are a server's answer (Consul's clients ask
+#: their servers too).
+CLIENT_VIA_SERVER = "/v1/agent/connect/"
 
 
 
@@ -111,6 +124,19 @@ async def forward_to(federation: Federation, req: Request, dc: str) -> Response:
     else:
         status, ctype, headers, body = await federation.call(dc, payload, timeout)
     return Response(status, body, ctype or None, headers)
+
+
+async def forward_to_server(remote: RemoteServers, req: Request) -> Response | None:
+    """A stateless client's forward (module doc): the server's answer, or None to serve
+    ``req`` here."""
+    path = req.path
+    if not path.startswith("/v1/") or (any(path.startswith(p) for p in CLIENT_LOCAL)
+                                       and not path.startswith(CLIENT_VIA_SERVER)):
+        return None
+    payload = await payload_of(req)
+    payload["x"] = "local"
+    res = await remote.call("http", payload, call_timeout(req), idempotent=req.method in ("GET", "HEAD"))
+    return Response(int(res[0]), bytes(res[3]), str(res[1]) or None, [(str(k), str(v)) for k, v in res[2]])
 
 
 async def _body_dc(req: Request) -> str:

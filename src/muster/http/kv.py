@@ -48,13 +48,24 @@ def render_entry(e: DirEntry) -> dict[str, Any]:
     return d
 
 
-def _rendered(e: DirEntry) -> bytes:
-    """The single-key GET body, cached in the entry's ``memo`` slot (entries are immutable)."""
-    r = e.memo
-    if r is None:
-        from .request import _json_encode
+#: key -> (entry, its single-key GET body).  Entries are immutable and a write stores a new
+#: one, so a hit is one whose entry *is* the current one: a hot key is rendered once per write,
+#: not once per read.  Bounded: cleared when it reaches ``_RENDERED_MAX`` keys.
+_RENDERED: dict[str, tuple[DirEntry, bytes]] = {}
+_RENDERED_MAX = 16384
 
-        r = e.memo = b"[" + _json_encode(render_entry(e)) + b"]"
+
+def _rendered(e: DirEntry) -> bytes:
+    """The single-key GET body of ``e`` (cached, see ``_RENDERED``)."""
+    hit = _RENDERED.get(e.key)
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    from .request import _json_encode
+
+    r = b"[" + _json_encode(render_entry(e)) + b"]"
+    if len(_RENDERED) >= _RENDERED_MAX:
+        _RENDERED.clear()
+    _RENDERED[e.key] = (e, r)
     return r
 
 

@@ -3,9 +3,10 @@ links and identities (Consul's ``agent/consul/authmethod`` validators and ``auth
 
 Two method types validate logins:
 
-* ``jwt``: the token's signature is checked against ``JWTValidationPubKeys`` (PEM) or the JWK
-  set served at ``JWKSURL`` (fetched with ``JWKSCACert`` as the trust root, cached per method
-  row), then its claims (``muster.acl.jwt``).  Identity: ``value.<name>`` for every
+* ``jwt``: the token's signature is checked against ``JWTValidationPubKeys`` (PEM), the JWK
+  set served at ``JWKSURL`` (fetched with ``JWKSCACert`` as the trust root), or the one an OIDC
+  provider's discovery document (``OIDCDiscoveryURL``) names, whose ``issuer`` the token's ``iss``
+  must then be; key sets are cached per method row.  Then its claims (``muster.acl.jwt``).  Identity: ``value.<name>`` for every
   ``ClaimMappings`` target and ``list.<name>`` for every ``ListClaimMappings`` target
   (selectable); ``value.<name>`` are also the bind-name variables.
 * ``kubernetes``: the token is sent to the cluster's TokenReview API (``POST
@@ -149,6 +150,8 @@ def _ca_context(pem: str, what: str) -> ssl.SSLContext | None:
 class JWTConfig:
     pub_keys: list[PublicKey]
     jwks_url: str
+    #: ``OIDCDiscoveryURL``: keys from the provider's ``jwks_uri``; ``iss`` must be its issuer.
+    discovery_url: str
     jwks_ca: str
     bound_issuer: str
     bound_audiences: list[str]
@@ -197,7 +200,8 @@ def jwt_config(cfg: Mapping[str, Any]) -> JWTConfig:
             seen.add(target)
     return JWTConfig(
         pub_keys=parsed,
-        jwks_url=jwks_url or discovery,
+        jwks_url=jwks_url,
+        discovery_url=discovery,
         jwks_ca=jwks_ca or _string(cfg, "OIDCDiscoveryCACert"),
         bound_issuer=_string(cfg, "BoundIssuer"),
         bound_audiences=_strings(cfg, "BoundAudiences"),
@@ -300,6 +304,8 @@ class Validators:
     def __init__(self, now: Callable[[], float]) -> None:
         self.now = now
         self._jwks: dict[tuple[str, int], list[tuple[str, PublicKey]]] = {}
+        #: The issuer an OIDC discovery document named, per method.
+        self._issuers: dict[str, str] = {}
 
     async def validate(self, method: Mapping[str, Any], bearer: str) -> Identity:
         typ = method.get("Type")
@@ -318,11 +324,12 @@ class Validators:
         if hit is not None:
             return hit
         url = c.jwks_url
-        if not url.endswith(".json") and "OIDCDiscoveryURL" in (method.get("Config") or {}):
-            status, doc = await _fetch_json("GET", url.rstrip("/") + "/.well-known/openid-configuration", c.jwks_ca)
+        if c.discovery_url:
+            status, doc = await _fetch_json("GET", c.discovery_url.rstrip("/") + "/.well-known/openid-configuration", c.jwks_ca)
             if status != 200 or not isinstance(doc, dict) or not isinstance(doc.get("jwks_uri"), str):
                 raise AuthMethodError(f"error checking OIDCDiscoveryURL: unexpected answer ({status})")
             url = doc["jwks_uri"]
+            self._issuers[key[0]] = str(doc.get("issuer") or c.discovery_url)
         status, doc = await _fetch_json("GET", url, c.jwks_ca)
         if status != 200:
             raise AuthMethodError(f"error verifying token: fetching keys: {status}")
@@ -342,11 +349,16 @@ class Validators:
         keys = await self._jwt_keys(method, c)
         try:
             verify_signature(tok, keys, c.supported_algs if not c.pub_keys else ())
+            issuer = c.bound_issuer
+            if c.discovery_url:
+                # go-oidc's verifier: the provider's issuer, and audiences checked non-strictly.
+                issuer = self._issuers.get(str(method.get("Name")), c.discovery_url)
             validate_claims(
                 tok.claims,
                 self.now(),
-                bound_issuer=c.bound_issuer,
+                bound_issuer=issuer,
                 bound_audiences=c.bound_audiences,
+                strict_audience=not c.discovery_url,
                 expiration_leeway=c.expiration_leeway,
                 not_before_leeway=c.not_before_leeway,
                 clock_skew_leeway=c.clock_skew_leeway,

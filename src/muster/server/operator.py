@@ -61,9 +61,10 @@ class ClusterOperator:
         ident = self.server.ident
         return f"{ident.advertise_addr}:{ident.server_port}"
 
-    def serve_rpc(self, http: RPCHandler | None = None) -> None:
-        """Register every server RPC handler (formation, log forwarding, operator calls and
-        ``http``, the leader's answer to a forwarded view); call once, before listening."""
+    def serve_rpc(self, http: RPCHandler | None = None, extra: dict[str, RPCHandler] | None = None) -> None:
+        """Register every server RPC handler (formation, log forwarding, operator calls,
+        ``http``, the answer to a forwarded request, and ``extra``: what client agents call,
+        ``server/remote.py``); call once, before listening."""
         c = self.cluster
         if c is None:
             return
@@ -77,6 +78,7 @@ class ClusterOperator:
         }
         if http is not None:
             handlers["http"] = http
+        handlers.update(extra or {})
         c.rpc.serve(handlers, c.log.on_raft)
 
     async def forward_http(self, node_id: str, method: str, path: str, query: str) -> tuple[int, str, list[list[str]], bytes]:

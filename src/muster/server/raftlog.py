@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -51,10 +51,11 @@ from ..raft.messages import (
     EntryType,
     HardState,
     Snapshot,
+    SnapshotMeta,
     decode_message,
     encode_message,
 )
-from ..raft.storage import StorageFailed
+from ..raft.storage import DiskStorage, StorageFailed
 from ..runtime import Clock
 from ..structs import decode_command, encode_command
 from ..telemetry.metrics import METRICS
@@ -128,6 +129,8 @@ class ReplicatedLog:
         if snap.meta.index > 0 and snap.data:
             self._restore(snap)
         self._snap_index = snap.meta.index
+        #: The snapshot being taken (``_maybe_snapshot``), if any.
+        self._snapshotting: asyncio.Future[None] | None = None
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._read_seq = 0
@@ -246,6 +249,10 @@ class ReplicatedLog:
 
     async def stop(self) -> None:
         self.running = False
+        if self._snapshotting is not None:
+            self._snapshotting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._snapshotting
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -598,23 +605,70 @@ class ReplicatedLog:
         )
 
     def _maybe_snapshot(self) -> None:
+        """Start a snapshot once ``snapshot_threshold`` entries were applied since the last one.
+
+        The state is captured here, synchronously, at the applied index (``snapshot_stream``:
+        container copies, no encoding); the encoding then runs as a task that hands the loop
+        back after every step, the file is written and fsynced in a worker thread, and only the
+        install and the log compaction run on the loop again.  Writers keep being served
+        meanwhile.  One snapshot at a time; a snapshot installed from the leader meanwhile
+        supersedes it (it is then dropped)."""
         applied = self.fsm.last_applied
-        if applied - self._snap_index < self.t.snapshot_threshold:
+        if self._snapshotting is not None or applied - self._snap_index < self.t.snapshot_threshold:
             return
         t0 = perf_counter()
-        data = self.fsm.snapshot()
-        t1 = perf_counter()
-        self.storage.create_snapshot(applied, self.configuration(), data)
-        self._snap_index = applied
-        t2 = perf_counter()
-        compact_to = applied - self.t.trailing_logs
-        if compact_to > self.storage.first_index():
-            self.storage.compact(compact_to)
-        t3 = perf_counter()
-        log.info(
-            "raft: snapshot at index %d (%d bytes; encode %.3fs, persist %.3fs, compact %.3fs, loop %.3fs)",
-            applied, len(data), t1 - t0, t2 - t1, t3 - t2, t3 - t0,
-        )
+        stream = self.fsm.snapshot_stream()
+        meta = SnapshotMeta(applied, self.storage.term(applied), self.configuration())
+        blocked = perf_counter() - t0
+        self._snapshotting = asyncio.ensure_future(self._take_snapshot(meta, stream, t0, blocked))
+
+    async def _take_snapshot(self, meta: SnapshotMeta, stream: Iterator[bytes], t0: float, blocked: float) -> None:
+        try:
+            parts: list[bytes] = []
+            while True:
+                step = perf_counter()
+                piece = next(stream, None)
+                if piece is None:
+                    break
+                parts.append(piece)
+                blocked += perf_counter() - step
+                await asyncio.sleep(0)
+            t1 = perf_counter()
+            st = self.storage
+            if isinstance(st, DiskStorage):
+                # Written from the pieces and read back whole in the worker thread: the loop
+                # never copies the snapshot's bytes.
+                snap = await asyncio.to_thread(st.write_snapshot_parts, meta, parts)
+                del parts
+                step = perf_counter()
+                installed = st.install_snapshot(snap)
+            else:
+                step = perf_counter()
+                snap = Snapshot(meta, b"".join(parts))
+                installed = meta.index > st.snapshot().meta.index
+                if installed:
+                    st.create_snapshot(meta.index, meta.conf, snap.data)
+            blocked += perf_counter() - step
+            t2 = perf_counter()
+            if not installed:
+                log.info("raft: snapshot at index %d dropped: a newer one was installed meanwhile", meta.index)
+                return
+            self._snap_index = max(self._snap_index, meta.index)
+            compact_to = meta.index - self.t.trailing_logs
+            if compact_to > st.first_index():
+                st.compact(compact_to)
+            t3 = perf_counter()
+            blocked += t3 - t2
+            log.info(
+                "raft: snapshot at index %d (%d bytes; encode %.3fs, persist %.3fs, compact %.3fs, loop %.3fs)",
+                meta.index, len(snap.data), t1 - t0, t2 - t1, t3 - t2, blocked,
+            )
+        except StorageFailed as err:
+            log.error("raft: snapshot at index %d failed: %s", meta.index, err)
+        except OSError as err:
+            log.error("raft: snapshot at index %d failed: %s", meta.index, err)
+        finally:
+            self._snapshotting = None
 
 
 class _Retry(Exception):

@@ -228,9 +228,11 @@ class RPCNode:
                 writer.write(encode_frame([HELLO, 0, ours, self.node_id, {"error": "cluster id mismatch"}]))
                 await writer.drain()
                 return
-            if self.on_peer is not None and isinstance(hello[4], dict) and not hello[4].get("wan"):
-                # A server of another datacenter (``wan`` in its HELLO) forwarding a request is
-                # not a peer of ours: it stays out of the Raft address book.
+            if (self.on_peer is not None and isinstance(hello[4], dict)
+                    and not hello[4].get("wan") and not hello[4].get("client")):
+                # A server of another datacenter (``wan`` in its HELLO) forwarding a request, or
+                # a client agent (``client``, ``server/remote.py``), is not a peer of ours: it
+                # stays out of the Raft address book.
                 self.on_peer(peer, hello[4])
             writer.write(encode_frame([HELLO, 0, ours, self.node_id, self.info()]))
             conn = Conn(reader, writer, peer)

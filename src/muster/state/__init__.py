@@ -11,6 +11,7 @@ Layout (imports point down):
 - ``rows.py``    typed rows (msgspec structs): ``Node``, ``Service``, ``Check``, ``Session``; KV
   entries are ``kv.DirEntry``.  Rows carry no JSON: the HTTP layer renders them.  How to add a
   field: see ``rows.py``.
+- ``sortedkeys.py`` ``SortedKeys``: the KV table's sorted key set in chunks (O(log n) inserts).
 - ``txn.py``     ``/v1/txn`` operations over the tables, inside the command's transaction.
 - ``watch.py``   ``Watch``, ``WatchSet`` (what a blocking query waits on) and ``Watches``.
 

@@ -19,12 +19,12 @@ Indexes: ``kvs`` (any entry written or deleted) and ``tombstones`` (any deletion
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ..errors import StateError
+from .sortedkeys import SortedKeys
 from .watch import WatchSet
 
 if TYPE_CHECKING:
@@ -34,13 +34,14 @@ if TYPE_CHECKING:
 MAX_LOCK_DELAY = 60.0
 
 
-class DirEntry(msgspec.Struct, gc=False):
+class DirEntry(msgspec.Struct, array_like=True, gc=False):
     """One KV entry.  ``value`` None means empty.  Immutable once stored: a write stores a new
     entry, so a reader holding one sees a consistent object.  (A msgspec struct: built in C, so
     the write path's allocation is cheap; ``gc=False`` as it holds no containers.)
 
-    ``memo`` is a cache slot owned by the HTTP layer (its rendered JSON, so a hot key is encoded
-    once per write, not once per read); the store never reads it and snapshots leave it out.
+    ``array_like``: it encodes as the 7-element array ``to_tuple`` returns, which is a KV row of
+    a snapshot, so a snapshot encodes and decodes its rows in C, without a Python-level tuple per
+    row.  Hence no other field may be added here (a cache of the HTTP layer lives there).
     """
 
     key: str
@@ -50,7 +51,6 @@ class DirEntry(msgspec.Struct, gc=False):
     lock_index: int = 0
     create_index: int = 0
     modify_index: int = 0
-    memo: bytes | None = None
 
     def copy(self) -> DirEntry:
         return DirEntry(
@@ -73,8 +73,14 @@ class KVTable:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
         self.entries: dict[str, DirEntry] = {}
-        self.keys: list[str] = []  # sorted, for prefix scans
+        #: Set while a snapshot view of this table is being encoded (``store.SnapshotView``):
+        #: for every key changed since the view was taken, the entry it had then (None: it did
+        #: not exist), recorded at its first change.  Copy-on-write: taking a view copies
+        #: nothing but the key order, whatever the table's size.
+        self.frozen: dict[str, DirEntry | None] | None = None
+        self.keys = SortedKeys()  # for prefix scans
         self.tombstones: dict[str, int] = {}  # key -> index of its deletion
+        self.tomb_keys = SortedKeys()  # the keys of ``tombstones``, for prefix reads
         self.lock_delays: dict[str, float] = {}  # key -> wall time until which acquire fails
         self.locks_by_session: dict[str, set[str]] = {}
 
@@ -92,29 +98,35 @@ class KVTable:
             return e.modify_index, e
         return self.table_index(), None
 
-    def _prefix_range(self, prefix: str) -> tuple[int, int]:
-        keys = self.keys
-        lo = bisect.bisect_left(keys, prefix)
+    @staticmethod
+    def _above(prefix: str) -> str | None:
+        """The first string above every string starting with ``prefix`` (None: no bound)."""
+        return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix[-1] != "\U0010ffff" else None
+
+    def _prefix_keys(self, prefix: str) -> list[str]:
+        """The keys under ``prefix``, in order."""
         if not prefix:
-            return lo, len(keys)
-        hi = bisect.bisect_left(keys, prefix[:-1] + chr(ord(prefix[-1]) + 1)) if prefix[-1] != "\U0010ffff" else len(keys)
-        return lo, hi
+            return list(self.keys)
+        return self.keys.irange(prefix, self._above(prefix))
 
     def _prefix_index(self, prefix: str, entries: list[DirEntry]) -> int:
+        """The largest ModifyIndex under ``prefix``, deletions (tombstones) included: only the
+        tombstones under the prefix are visited (``tomb_keys``), not every tombstone."""
         if not prefix:
             return self.table_index()
         idx = max((e.modify_index for e in entries), default=0)
-        for k, t in self.tombstones.items():
-            if t > idx and k.startswith(prefix):
+        tombstones = self.tombstones
+        for k in self.tomb_keys.irange(prefix, self._above(prefix)):
+            t = tombstones[k]
+            if t > idx:
                 idx = t
         return idx or self.table_index()
 
     def scan(self, ws: WatchSet | None, prefix: str) -> tuple[int, list[DirEntry]]:
         """Every entry under ``prefix``, in key order, and the prefix's index."""
         self._t.watches.prefix(ws, prefix)
-        lo, hi = self._prefix_range(prefix)
         entries = self.entries
-        found = [entries[k] for k in self.keys[lo:hi]]
+        found = [entries[k] for k in self._prefix_keys(prefix)]
         return self._prefix_index(prefix, found), found
 
     def scan_keys(self, ws: WatchSet | None, prefix: str, separator: str) -> tuple[int, list[str]]:
@@ -144,6 +156,9 @@ class KVTable:
             hist.record(tx, key, op, e.value, e.flags, e.session)
         if old is None:
             tx.insort(self.keys, key)
+        fr = self.frozen
+        if fr is not None and key not in fr:
+            fr[key] = self.entries.get(key)
         tx.put(self.entries, key, e)
         if old is not None and old.session and old.session != e.session:
             tx.discard_member(self.locks_by_session, old.session, key)
@@ -159,10 +174,15 @@ class KVTable:
         hist = self._t.kv_history
         if hist.policy.versions:
             hist.record(tx, key, op, None, 0, "")
+        fr = self.frozen
+        if fr is not None and key not in fr:
+            fr[key] = old
         tx.pop(self.entries, key)
         tx.sorted_remove(self.keys, key)
         if old.session:
             tx.discard_member(self.locks_by_session, old.session, key)
+        if key not in self.tombstones:
+            tx.insort(self.tomb_keys, key)
         tx.put(self.tombstones, key, tx.index)
         tx.bump("kvs")
         tx.bump("tombstones")
@@ -205,8 +225,7 @@ class KVTable:
         return True
 
     def delete_tree(self, tx: WriteTxn, prefix: str) -> bool:
-        lo, hi = self._prefix_range(prefix)
-        for key in self.keys[lo:hi]:
+        for key in self._prefix_keys(prefix):
             self._remove(tx, key, "delete-tree")
         return True
 
@@ -244,6 +263,7 @@ class KVTable:
         dead = [k for k, t in self.tombstones.items() if t <= upto]
         for k in dead:
             tx.pop(self.tombstones, k)
+            tx.sorted_remove(self.tomb_keys, k)
         return len(dead)
 
     def release_session_locks(self, tx: WriteTxn, sid: str, lock_delay_ns: float, delete: bool, ts: float) -> None:

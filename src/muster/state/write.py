@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .sortedkeys import SortedKeys
     from .store import StateStore
     from .tables import Tables
 
@@ -202,15 +203,22 @@ class WriteTxn:
             self._undo.append((_set_item, d, key, s))
         self._undo.append((s.add, member))
 
-    def insort(self, seq: list[Any], item: Any) -> None:
-        """Insert ``item`` into the sorted list ``seq`` (absent before)."""
-        bisect.insort(seq, item)
-        self._undo.append((_sorted_remove, seq, item))
+    def insort(self, seq: list[Any] | SortedKeys, item: Any) -> None:
+        """Insert ``item`` into the sorted list or ``SortedKeys`` ``seq`` (absent before)."""
+        if isinstance(seq, list):
+            bisect.insort(seq, item)
+            self._undo.append((_sorted_remove, seq, item))
+        else:
+            seq.add(item)
+            self._undo.append((seq.discard, item))
 
-    def sorted_remove(self, seq: list[Any], item: Any) -> None:
-        """Remove ``item`` from the sorted list ``seq`` if present."""
-        if _sorted_remove(seq, item):
-            self._undo.append((bisect.insort, seq, item))
+    def sorted_remove(self, seq: list[Any] | SortedKeys, item: Any) -> None:
+        """Remove ``item`` from the sorted list or ``SortedKeys`` ``seq`` if present."""
+        if isinstance(seq, list):
+            if _sorted_remove(seq, item):
+                self._undo.append((bisect.insort, seq, item))
+        elif seq.discard(item):
+            self._undo.append((seq.add, item))
 
 
 def _sorted_remove(seq: list[Any], item: Any) -> bool:

@@ -152,6 +152,13 @@ class StatefulSet:
     #: Other subnets (``a.b.c.0/24``) reachable on-link through the bridge: a second
     #: "cluster" whose bridge is linked to ours (``link_clusters``).
     extra_routes: list[str] = field(default_factory=list)
+    #: Extra environment of every container (``MUSTER_CONFIG_DIR`` for a config volume).
+    env: dict[str, str] = field(default_factory=dict)
+    #: Read-only volumes: container path -> host directory, bind-mounted in the pod's mount
+    #: namespace (the mount point is created on the host, as ``/consul/data`` is).
+    volumes: dict[str, Path] = field(default_factory=dict)
+    #: Sent as ``X-Consul-Token`` with every request the test makes (ACLs on, default deny).
+    token: str = ""
 
     def __post_init__(self) -> None:
         self.net_ns = f"{self.tag}-net"
@@ -174,6 +181,8 @@ class StatefulSet:
         self._attach(self.client_ns, self.client_ip)
         self.client = NetnsThread(self.client_ns)
         Path("/consul/data").mkdir(parents=True, exist_ok=True)  # the mount point inside pods
+        for target in self.volumes:
+            Path(target).mkdir(parents=True, exist_ok=True)
 
     def _attach(self, ns: str, ip: str) -> str:
         """Create namespace ``ns`` with eth0=ip/24 on the bridge; returns the bridge-side veth."""
@@ -270,9 +279,14 @@ class StatefulSet:
         name = pod.name
         python = self.python or os.environ.get("MUSTER_PYTHON", "") or shutil.which("python3") or "python3"
         cmd = " ".join(shlex.quote(x) for x in [python, "-m", "muster", *self.container_args(pod)])
+        mounts = "".join(
+            f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)} && mount -o remount,bind,ro {shlex.quote(dst)} && "
+            for dst, src in self.volumes.items()
+        )
+        extra = "".join(f" {k}={shlex.quote(v)}" for k, v in self.env.items())
         script = (
-            f"hostname {shlex.quote(name)} && mount --bind {shlex.quote(str(pvc))} /consul/data && "
-            f"export PODIP={pod.ip} NAMESPACE={self.namespace} POD_NAME={name} HOSTNAME={name} && exec {cmd}"
+            f"hostname {shlex.quote(name)} && mount --bind {shlex.quote(str(pvc))} /consul/data && {mounts}"
+            f"export PODIP={pod.ip} NAMESPACE={self.namespace} POD_NAME={name} HOSTNAME={name}{extra} && exec {cmd}"
         )
         log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         pod.proc = subprocess.Popen(
@@ -345,6 +359,8 @@ class StatefulSet:
         (fault callbacks running inside ``client.call``)."""
         url = f"http://{self.pods[ordinal].ip}:8500{path}"
         req = urllib.request.Request(url, data=body, method=method)
+        if self.token:
+            req.add_header("X-Consul-Token", self.token)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return int(r.status), r.read()

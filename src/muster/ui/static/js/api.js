@@ -33,6 +33,10 @@ export const settings = {
   },
 };
 
+// The agent's ACL default policy, from the X-Consul-Default-ACL-Policy header of every API
+// answer ("" until the first one): "deny" with no token set means the UI must ask for one.
+export const acl = {defaultPolicy: ""};
+
 // ---------------------------------------------------------------------------
 // Tiny event bus
 
@@ -167,6 +171,11 @@ export async function request(path, opts = {}) {
     throw new ApiError(0, "connection interrupted", path);
   } finally {
     t.done();
+  }
+  const policy = res.headers.get("X-Consul-Default-ACL-Policy");
+  if (policy && policy !== acl.defaultPolicy) {
+    acl.defaultPolicy = policy;
+    emit("aclpolicy", policy);
   }
   const indexHeader = res.headers.get("X-Consul-Index");
   const out = {status: res.status, data: null, index: indexHeader, headers: res.headers};

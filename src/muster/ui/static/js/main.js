@@ -1,5 +1,5 @@
 // Application shell: routing, datacenter switcher, token link, connection banner.
-import {connection, emit, on, poll, request, retryNow, Scope, settings} from "./api.js";
+import {acl, connection, emit, on, poll, request, retryNow, Scope, settings} from "./api.js";
 import {confirmAction, h} from "./dom.js";
 import {decodeTail, href, parseHash} from "./router.js";
 import {startLeaderTracker} from "./store.js";
@@ -74,6 +74,23 @@ function syncDcSelect() {
   select.replaceChildren(...names.map((n) => h("option", {value: n, selected: n === current}, n)));
   select.value = current;
   select.disabled = names.length === 0;
+}
+
+/** ACLs deny by default and no token is set: say so, and link to the token page. */
+function renderAclBanner() {
+  const el = document.getElementById("acl-banner");
+  const ask = acl.defaultPolicy === "deny" && !settings.token;
+  el.hidden = !ask;
+  if (!ask) {
+    el.replaceChildren();
+    return;
+  }
+  el.replaceChildren(
+    h("strong", null, "This agent requires an ACL token. "),
+    "ACLs deny by default, so without a token this UI shows little or nothing. ",
+    h("a", {href: href("/settings")}, "Set an ACL token"),
+    ".",
+  );
 }
 
 function syncTokenLink() {
@@ -223,7 +240,9 @@ function boot() {
   }, 1000);
   on("token", () => {
     syncTokenLink();
+    renderAclBanner();
   });
+  on("aclpolicy", renderAclBanner);
   syncTokenLink();
   window.addEventListener("hashchange", onHashChange);
   window.addEventListener("storage", (ev) => {

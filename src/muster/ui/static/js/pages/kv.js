@@ -4,6 +4,7 @@ import {bytesToBase64, cmpIndex, decodeValue, detectFormat, FORMATS, formatValue
 import {errorNotice, errorSlot, idCode, loading, setFlash, takeFlash} from "../common.js";
 import {confirmAction, field, h, icon, notice, pageHeader, replace, update} from "../dom.js";
 import {decodeTail, link, navigate} from "../router.js";
+import {renderHistory} from "./kvhistory.js";
 
 const MAX_VALUE_BYTES = 512 * 1024;
 
@@ -32,7 +33,7 @@ export function render(ctx) {
   const path = decodeTail(ctx.tail);
   if (ctx.query.get("create")) return renderEditor(ctx, {create: true, folder: path.endsWith("/") || path === "" ? path : parentFolder(path)});
   if (path === "" || path.endsWith("/")) return renderFolder(ctx, path);
-  return renderEditor(ctx, {create: false, key: path});
+  return renderEditor(ctx, {create: false, key: path, tab: ctx.query.get("tab")});
 }
 
 // ---------------------------------------------------------------------------
@@ -126,7 +127,7 @@ function renderFolder({root, scope}, prefix) {
 // ---------------------------------------------------------------------------
 // Editor (create or edit)
 
-function renderEditor({root, scope, setLeaveGuard}, {create, key = "", folder = ""}) {
+function renderEditor({root, scope, setLeaveGuard}, {create, key = "", folder = "", tab = null}) {
   const state = {
     done: false, // saved/deleted and navigating away
     base: null, // DirEntry as loaded (edit mode)
@@ -171,7 +172,7 @@ function renderEditor({root, scope, setLeaveGuard}, {create, key = "", folder = 
     message,
     remoteEl,
     errors.el,
-    create ? form : h("div", {class: "editor-layout"}, h("div", {id: "kv-editor-slot"}, loading()), infoEl),
+    ...(create ? [form] : editTabs()),
   );
 
   // --- validation -----------------------------------------------------------
@@ -226,6 +227,45 @@ function renderEditor({root, scope, setLeaveGuard}, {create, key = "", folder = 
   });
 
   const say = (kind, ...children) => message.replaceChildren(notice(kind, ...children));
+
+  // --- value / history tabs (edit mode) --------------------------------------
+  function editTabs() {
+    const valuePanel = h("div", {class: "editor-layout", id: "kv-panel-value", role: "tabpanel", "aria-labelledby": "kv-tab-value"}, h("div", {id: "kv-editor-slot"}, loading()), infoEl);
+    const historyPanel = h("div", {id: "kv-panel-history", role: "tabpanel", "aria-labelledby": "kv-tab-history", hidden: true});
+    const tabValue = h("button", {type: "button", role: "tab", id: "kv-tab-value", "aria-controls": "kv-panel-value"}, "Editor");
+    const tabHistory = h("button", {type: "button", role: "tab", id: "kv-tab-history", "aria-controls": "kv-panel-history"}, "History");
+    let historyScope = null;
+    const select = (which) => {
+      const history = which === "history";
+      tabValue.setAttribute("aria-selected", String(!history));
+      tabHistory.setAttribute("aria-selected", String(history));
+      valuePanel.hidden = history;
+      historyPanel.hidden = !history;
+      if (history && !historyScope) {
+        historyScope = scope.child();
+        renderHistory(historyPanel, historyScope, key, {onRolledBack: () => reloadAfterRollback()});
+      } else if (!history && historyScope) {
+        historyScope.dispose();
+        historyScope = null;
+      }
+    };
+    tabValue.addEventListener("click", () => select("value"));
+    tabHistory.addEventListener("click", () => select("history"));
+    select(tab === "history" ? "history" : "value");
+    return [h("div", {class: "tabs", role: "tablist", "aria-label": "Key views"}, tabValue, tabHistory), valuePanel, historyPanel];
+  }
+
+  // After a rollback from the history tab: show the restored value unless the editor holds edits.
+  const reloadAfterRollback = async () => {
+    if (dirty()) return;
+    try {
+      const res = await request(`kv/${encodePath(key)}`, {accept: [404], signal: scope.signal});
+      const entry = res.status === 404 ? null : (res.data || [])[0];
+      if (entry && state.base) fill(entry);
+    } catch {
+      // the key watch shows the change anyway
+    }
+  };
 
   // --- load existing --------------------------------------------------------
   const fill = (entry) => {

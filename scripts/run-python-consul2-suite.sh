@@ -10,8 +10,8 @@
 # (PC2_VERSION, default 0.1.5), installed with the suite's test dependencies into
 # SUITE_DIR/.suite-venv; a `consul/` directory in SUITE_DIR would shadow it (the conftest puts
 # SUITE_DIR first on sys.path), which is how a checkout's own client is used instead.
-# Deselected: the asyncio tests that pass `loop=` to the client (aiohttp and Python >= 3.10
-# reject the argument), listed in DESELECT below.
+# Deselected: the four asyncio tests that call asyncio.sleep(..., loop=loop), which Python >= 3.10
+# rejects (tests/clientsuites/python-consul2-deselect.txt).
 set -eu
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 SUITE=$(cd "${1:?usage: $0 SUITE_DIR [pytest args]}" && pwd)

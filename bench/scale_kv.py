@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, data dirs)")
     p.add_argument("--tag", default="", help="label stored in every result line (e.g. the git commit)")
     a = p.parse_args(argv)
-    if a.layout == "prefixes" and a.keys < 100_000:
-        p.error("--layout prefixes needs --keys >= 100000 (100 keys under the measured prefix)")
+    if a.layout == "prefixes" and a.keys < 200_000:
+        p.error("--layout prefixes needs --keys >= 200000 (100 keys under the measured prefix)")
     skip = set(filter(None, a.skip.split(",")))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = run.ROOT / "bench" / "results" / f"{stamp}-scale-kv.jsonl"

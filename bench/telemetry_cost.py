@@ -10,7 +10,10 @@ from other users of the machine hits both alike.  Rates are PUTs per second of t
 CPU time (``time.process_time``), robust to a loaded machine.  Reported: per round, medians,
 ratio, and the cost per PUT in microseconds.
 
-    python bench/telemetry_cost.py [--rounds 5] [--puts 20000]
+    python bench/telemetry_cost.py [--rounds 5] [--puts 20000] [--prometheus]
+
+``--prometheus`` runs the agent with ``telemetry.prometheus_retention_time = "60s"`` (the
+Prometheus series are kept too); without it the agent has Consul's default (0: JSON view only).
 """
 
 from __future__ import annotations
@@ -86,8 +89,12 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--puts", type=int, default=20000)
+    ap.add_argument("--prometheus", action="store_true")
     a = ap.parse_args()
-    proc = AgentProcess(config_from_dict({"node_name": "bench"}, dev=True), rng=Rng(1))
+    conf: dict[str, Any] = {"node_name": "bench"}
+    if a.prometheus:
+        conf["telemetry"] = {"prometheus_retention_time": "60s"}
+    proc = AgentProcess(config_from_dict(conf, dev=True), rng=Rng(1))
     await proc.server.start()
     await proc.agent.start()
     on: list[float] = []

@@ -196,7 +196,7 @@ class AgentProcess:
             rlog = RemoteLog(self.remote, config.performance.rpc_hold_timeout)
             self.server = Server(ident, log_impl=rlog, clock=self.clock, rng=self.rng)
             self.mirror = rlog.mirror = CatalogMirror(self.server.store, self.remote, self.clock,
-                                                      config.dns_config.max_stale / 3)
+                                                      config.dns_config.max_stale / 3, node=config.node_name)
         else:
             self.cluster_log = ClusterLog(self.clock, config.performance.rpc_hold_timeout)
             self.server = Server(ident, log_impl=self.cluster_log, clock=self.clock, rng=self.rng, kv_history=history)
@@ -488,6 +488,7 @@ class AgentProcess:
             self.dns.enable_remote(self._http_get, bool(cfg.translate_wan_addrs))
             if self.mirror is not None:
                 self.dns.staleness = self.mirror.staleness
+                self.dns.cache = self.mirror
             await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
         for warning in cfg.warnings:
             log.warning("%s", warning)

@@ -204,6 +204,25 @@ def test_snapshot_retention_and_compaction(tmp_path: Path) -> None:
         assert not list((tmp_path / "snapshots").glob("*.tmp"))
 
 
+def test_snapshot_written_from_pieces_in_two_halves(tmp_path: Path) -> None:
+    """``write_snapshot_parts`` (worker thread) writes the pieces and reads the data back whole;
+    ``install_snapshot`` (loop) makes it current unless a newer one was installed meanwhile."""
+    conf = ConfState(("a",))
+    with DiskStorage(tmp_path) as st:
+        st.append(ents(1, 30))
+        st.sync()
+        pieces = [b"head", b"", bytes(range(256)) * 300, b"tail"]
+        snap = st.write_snapshot_parts(SnapshotMeta(20, 1, conf), pieces)
+        assert snap.data == b"".join(pieces)
+        assert st.snapshot().meta.index == 0  # written, not installed yet
+        assert st.install_snapshot(snap) is True
+        assert st.snapshot() == snap
+        older = st.write_snapshot_parts(SnapshotMeta(10, 1, conf), [b"old"])
+        assert st.install_snapshot(older) is False and st.snapshot() == snap
+    with DiskStorage(tmp_path) as st:
+        assert st.snapshot() == Snapshot(SnapshotMeta(20, 1, conf), b"".join(pieces))
+
+
 def test_corrupt_newest_snapshot_is_refused(tmp_path: Path) -> None:
     with DiskStorage(tmp_path) as st:
         st.append(ents(1, 5))

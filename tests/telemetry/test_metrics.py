@@ -162,3 +162,24 @@ def test_a_series_handle_records_exactly_what_the_registry_methods_record() -> N
         apply.incr()
         assert _state(a) == _state(b), (i, step)
     assert b.display()["Samples"] == a.display()["Samples"]
+
+
+def test_measure_since_with_a_counter_records_both_series() -> None:
+    """The single-server log's form: one ``perf_counter`` reading times ``raft.fsm.apply`` and
+    counts ``raft.apply``; the JSON view shows both, and a reset starts both afresh."""
+    import time as _time
+
+    m = Metrics(clock=Clock(), hostname="h")
+    m.configure("consul", True, retention=0)
+    fsm, apply = m.series("raft.fsm.apply"), m.series("raft.apply")
+    for _ in range(3):
+        fsm.measure_since(_time.perf_counter(), count=apply)
+    d = m.display()
+    assert [(c["Name"], c["Count"], c["Sum"]) for c in d["Counters"]] == [("consul.raft.apply", 3, 3.0)]
+    assert [(s["Name"], s["Count"]) for s in d["Samples"]] == [("consul.raft.fsm.apply", 3)]
+    assert d["Samples"][0]["Min"] >= 0.0
+    assert not m.p_counters and not m.p_summaries  # no Prometheus series without a retention
+    m.reset()
+    fsm.measure_since(_time.perf_counter(), count=apply)
+    d = m.display()
+    assert (d["Counters"][0]["Count"], d["Samples"][0]["Count"]) == (1, 1)

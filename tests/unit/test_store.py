@@ -360,3 +360,35 @@ def test_prefix_index_counts_tombstones_under_the_prefix_only(ops: list[tuple[st
     restored = StateStore()
     restored.restore(fsm.store.snapshot())
     assert list(restored.tables.kv.tomb_keys) == sorted(restored.tables.kv.tombstones)
+
+
+def test_snapshot_views_copy_on_write_and_release() -> None:
+    """A view records the KV entries changed after it (copy-on-write) and stops when it is
+    finished or dropped; a second view taken meanwhile copies instead; a write rolled back
+    while a view is open changes neither view."""
+    import gc
+
+    fsm = FSM()
+    idx = _fill_store(fsm, 50)
+    kv = fsm.store.tables.kv
+    before = fsm.store.snapshot()
+    assert kv.frozen is None
+    first = fsm.store.snapshot_stream(5)
+    assert kv.frozen == {}
+    pieces = [next(first)]
+    apply_op(fsm, idx + 1, ("set", "k/00001", b"changed", 0))
+    second = fsm.store.snapshot_stream(5)  # taken after the write: it must see it
+    mid = fsm.store.snapshot()
+    # A transaction that changes a key, then fails, is rolled back.
+    bad = TxnCommand(ops=[TxnOp(kind="KV", verb="set", kv=KVSCommand(op="set", key="k/00004", value=b"x")),
+                          TxnOp(kind="KV", verb="cas", kv=KVSCommand(op="cas", key="k/00004", value=b"y", index=999))])
+    fsm.apply(idx + 2, encode_command(bad))
+    pieces.extend(first)
+    assert b"".join(pieces) == before
+    assert b"".join(second) == mid != before
+    assert kv.frozen is None and kv.keys._shared is None and fsm.store.tables.kv_history.keys._shared is None
+    dropped = fsm.store.snapshot_stream(5)
+    assert kv.frozen is not None
+    del dropped
+    gc.collect()
+    assert kv.frozen is None and kv.keys._shared is None

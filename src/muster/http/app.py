@@ -291,7 +291,6 @@ class App:
         try:
             return await route.handler(req)
         finally:
-            ms = (perf_counter() - started) * 1000.0
             per_route = self._route_series.get(route.path)
             if per_route is None:
                 per_route = self._route_series[route.path] = {}
@@ -301,9 +300,12 @@ class App:
                     m.series("api.http", (("method", method), route_label(route.path))),
                     m.series(legacy_http_key(method, route.path)),
                 )
-            series[0].sample(ms)
             if self.legacy_http_metrics:
+                ms = (perf_counter() - started) * 1000.0
+                series[0].sample(ms)
                 series[1].sample(ms)
+            else:
+                series[0].measure_since(started)
 
     async def _stream(
         self,

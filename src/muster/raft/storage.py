@@ -471,19 +471,28 @@ class DiskStorage:
         self.mem.snap = Snapshot(SnapshotMeta(0, 0, conf), b"")
 
     def _write_snapshot(self, snap: Snapshot) -> Path:
-        """Write ``snap`` to its file (temp file, fsync, rename, directory fsync) and prune
-        older files.  Touches only the snapshot directory, so it may run in a worker thread
-        (``write_snapshot_file``); the data is written in pieces by ``os.write`` and its
-        checksum computed by ``zlib``, both of which release the GIL for large buffers."""
+        """Write ``snap`` to its file and prune older files (see ``_write_parts``)."""
+        return self._write_parts(snap.meta, [snap.data])
+
+    def _write_parts(self, meta: SnapshotMeta, parts: list[bytes]) -> Path:
+        """Write a snapshot whose data is the concatenation of ``parts`` (temp file, fsync,
+        rename, directory fsync), then prune older files.  Touches only the snapshot
+        directory, so it may run in a worker thread (``write_snapshot_parts``); the pieces are
+        written by ``os.write`` and checksummed by ``zlib``, which release the GIL for large
+        buffers, and never joined in memory."""
         self._check_ok()
-        meta = _rec_encoder.encode(snap.meta)
-        name = f"snap-{snap.meta.term:016x}-{snap.meta.index:016x}.snap"
+        mbytes = _rec_encoder.encode(meta)
+        name = f"snap-{meta.term:016x}-{meta.index:016x}.snap"
         final = self.snap_dir / name
         tmp = self.snap_dir / (name + ".tmp")
-        crc = zlib.crc32(snap.data, zlib.crc32(meta))
+        crc = zlib.crc32(mbytes)
+        dlen = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+            dlen += len(part)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            for buf in (_SNAP_MAGIC + _SNAP_HDR.pack(len(meta), len(snap.data), crc) + meta, snap.data):
+            for buf in (_SNAP_MAGIC + _SNAP_HDR.pack(len(mbytes), dlen, crc) + mbytes, *parts):
                 view = memoryview(buf)
                 while view:
                     view = view[self._os_write(fd, view[: 1 << 22]) :]
@@ -504,6 +513,20 @@ class DiskStorage:
         loop keeps appending (it touches only the snapshot directory); ``install_snapshot``
         then makes it the current snapshot, on the loop."""
         self._write_snapshot(snap)
+
+    def write_snapshot_parts(self, meta: SnapshotMeta, parts: list[bytes]) -> Snapshot:
+        """``write_snapshot_file`` for data given in pieces: the file is written from the
+        pieces and the data read back from it as one ``bytes`` (the read runs without the
+        GIL), so no thread ever holds the GIL to join a large snapshot in memory."""
+        path = self._write_parts(meta, parts)
+        head = len(_SNAP_MAGIC) + _SNAP_HDR.size + len(_rec_encoder.encode(meta))
+        dlen = sum(len(p) for p in parts)
+        with open(path, "rb", buffering=0) as f:
+            f.seek(head)
+            data = f.read(dlen)
+        if len(data) != dlen:
+            raise OSError(f"snapshot {path} read back {len(data)} of {dlen} bytes")
+        return Snapshot(meta, data)
 
     def install_snapshot(self, snap: Snapshot) -> bool:
         """Make ``snap`` (already written by ``write_snapshot_file``) the current snapshot,

@@ -63,10 +63,9 @@ class DevLog:
             cmd.ts = self.clock.wall()
         self._index += 1
         self._tail.append((self._index, encode_command(cmd)))
-        self._m_apply.incr()
         started = perf_counter()
         res = self.fsm.apply_decoded(self._index, cmd)
-        self._m_fsm.measure_since(started)
+        self._m_fsm.measure_since(started, count=self._m_apply)  # and raft.apply += 1
         return res
 
     async def propose(self, cmd: Any) -> Any:

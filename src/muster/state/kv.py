@@ -73,6 +73,11 @@ class KVTable:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
         self.entries: dict[str, DirEntry] = {}
+        #: Set while a snapshot view of this table is being encoded (``store.SnapshotView``):
+        #: for every key changed since the view was taken, the entry it had then (None: it did
+        #: not exist), recorded at its first change.  Copy-on-write: taking a view copies
+        #: nothing but the key order, whatever the table's size.
+        self.frozen: dict[str, DirEntry | None] | None = None
         self.keys = SortedKeys()  # for prefix scans
         self.tombstones: dict[str, int] = {}  # key -> index of its deletion
         self.tomb_keys = SortedKeys()  # the keys of ``tombstones``, for prefix reads
@@ -151,6 +156,9 @@ class KVTable:
             hist.record(tx, key, op, e.value, e.flags, e.session)
         if old is None:
             tx.insort(self.keys, key)
+        fr = self.frozen
+        if fr is not None and key not in fr:
+            fr[key] = self.entries.get(key)
         tx.put(self.entries, key, e)
         if old is not None and old.session and old.session != e.session:
             tx.discard_member(self.locks_by_session, old.session, key)
@@ -166,6 +174,9 @@ class KVTable:
         hist = self._t.kv_history
         if hist.policy.versions:
             hist.record(tx, key, op, None, 0, "")
+        fr = self.frozen
+        if fr is not None and key not in fr:
+            fr[key] = old
         tx.pop(self.entries, key)
         tx.sorted_remove(self.keys, key)
         if old.session:

@@ -23,11 +23,12 @@ as the bounds shape replicated state.  ``versions == 0`` turns recording off.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+from .sortedkeys import SortedKeys
 
 if TYPE_CHECKING:
     from .write import WriteTxn
@@ -83,12 +84,20 @@ class KVHistory:
     """Per-key tuples of versions, oldest first.  Rows change only through ``tx`` (a tuple is
     replaced, never mutated), so a rollback of the transaction restores them exactly."""
 
-    __slots__ = ("policy", "rows", "keys")
+    __slots__ = ("policy", "rows", "keys", "frozen")
 
     def __init__(self, policy: HistoryPolicy) -> None:
         self.policy = policy
         self.rows: dict[str, tuple[KVVersion, ...]] = {}
-        self.keys: list[str] = []  # sorted, for prefix reads
+        self.keys = SortedKeys()  # for prefix reads and snapshots, O(log n) inserts
+        #: Copy-on-write while a snapshot view is open (as ``KVTable.frozen``): the versions
+        #: each key changed since had when the view was taken (None: no history then).
+        self.frozen: dict[str, tuple[KVVersion, ...] | None] | None = None
+
+    def _cow(self, key: str) -> None:
+        fr = self.frozen
+        if fr is not None and key not in fr:
+            fr[key] = self.rows.get(key)
 
     # ------------------------------------------------------------------ writes
 
@@ -98,6 +107,7 @@ class KVHistory:
         v = KVVersion(tx.index, op, ts, value, flags, session, accessor, addr, rollback_of)
         rows = self.rows
         old = rows.get(key)
+        self._cow(key)
         if old is None:
             tx.insort(self.keys, key)
             tx.put(rows, key, (v,))
@@ -123,6 +133,7 @@ class KVHistory:
             if not keep and key in live:
                 keep = vs[-1:]
             dropped += len(vs) - len(keep)
+            self._cow(key)
             if keep:
                 tx.put(self.rows, key, keep)
             else:
@@ -145,15 +156,11 @@ class KVHistory:
 
     def scan(self, prefix: str) -> list[tuple[str, tuple[KVVersion, ...]]]:
         """Every key under ``prefix`` that has history, in key order."""
-        keys = self.keys
-        lo = bisect.bisect_left(keys, prefix)
-        out = []
         rows = self.rows
-        for k in keys[lo:]:
-            if not k.startswith(prefix):
-                break
-            out.append((k, rows[k]))
-        return out
+        if not prefix:
+            return [(k, rows[k]) for k in self.keys]
+        above = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix[-1] != "\U0010ffff" else None
+        return [(k, rows[k]) for k in self.keys.irange(prefix, above)]
 
     def version_count(self) -> int:
         return sum(len(v) for v in self.rows.values())
@@ -165,6 +172,7 @@ class KVHistory:
         return [[k, [msgspec.structs.astuple(v) for v in self.rows[k]]] for k in self.keys]
 
     def load(self, rows: list[Any]) -> None:
+        """From ``dump``'s form; the versions may already be decoded ``KVVersion``s."""
         for key, versions in rows:
-            self.rows[key] = tuple(KVVersion(*v) for v in versions)
-        self.keys = sorted(self.rows)
+            self.rows[key] = tuple(v if isinstance(v, KVVersion) else KVVersion(*v) for v in versions)
+        self.keys = SortedKeys(self.rows)

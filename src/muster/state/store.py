@@ -13,6 +13,7 @@ the same bytes, whatever order their dicts were filled in); a restore builds a c
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..errors import StateError
 from ..structs import TxnOp
 from .catalog import service_row
 from .kv import DirEntry
-from .kvhistory import HistoryPolicy
+from .kvhistory import HistoryPolicy, KVVersion
 from .rows import Check, Node, Service, Session
 from .sortedkeys import SortedKeys
 from .tables import Tables
@@ -55,7 +56,7 @@ class _Snapshot(msgspec.Struct):
     config_entries: Any = None
     connect_ca: Any = None
     acl: Any = None
-    kv_history: Any = None
+    kv_history: list[tuple[str, tuple[KVVersion, ...]]] | None = None
 
 
 class _SnapshotTyped(_Snapshot):
@@ -90,17 +91,28 @@ def _body(encoded: bytes, n: int) -> bytes:
 
 
 class SnapshotView:
-    """The tables at one moment, captured by copying containers, never rows (rows are
-    immutable: a write replaces a row in its dict, so a copied dict keeps the rows it had).
-    Cost at capture: C-level copies of the large dicts and the sorted key chunks; the small
-    tables are encoded at once.  ``encode`` then produces the snapshot in steps."""
+    """The tables at one moment, captured without copying rows (rows are immutable: a write
+    replaces a row in its dict, so a copied dict keeps the rows it had).  KV entries, the
+    largest table, are not even copied: the table records the entry of every key changed after
+    the capture (``KVTable.frozen``, copy-on-write) until the view is released; only its key
+    order is copied (chunk lists).  The other large dicts are copied (C-level), the small tables
+    encoded at once.  ``encode`` then produces the snapshot in steps."""
 
     def __init__(self, t: Tables) -> None:
         kv = t.kv
         cat = t.catalog
-        self.kv_chunks = kv.keys.chunks()
-        self.kv_entries = kv.entries.copy()
+        self.kv = kv
+        self.kv_keys = kv.keys
+        frozen = kv.keys.freeze()  # the key order, shared copy-on-write (else copied)
+        self.kv_chunks = frozen if frozen is not None else kv.keys.chunks()
+        self.kv_keys_frozen = frozen is not None
         self.kv_count = len(kv.keys)
+        self.kv_entries = kv.entries
+        self.kv_frozen: dict[str, DirEntry | None] | None = None
+        if kv.frozen is None:  # copy-on-write: the table records what changes from now on
+            kv.frozen = self.kv_frozen = {}
+        else:  # another view is being encoded: copy instead
+            self.kv_entries = kv.entries.copy()
         self.maps: dict[str, dict[Any, Any]] = {
             "tombstones": kv.tombstones.copy(),
             "nodes": cat.nodes.copy(),
@@ -117,34 +129,97 @@ class SnapshotView:
             "config_entries": [t.config_entries.rows[k] for k in sorted(t.config_entries.rows)],
             "connect_ca": {"config": t.connect_ca.config, "roots": t.connect_ca.roots},
             "acl": t.acl.dump(),
-            "kv_history": t.kv_history.dump(),
             "indexes": t.indexes,
         }
         self.small = {k: _encode(v) for k, v in small.items()}
+        h = self.hist = t.kv_history
+        self.hist_keys = h.keys
+        hfrozen = h.keys.freeze()
+        self.hist_chunks = hfrozen if hfrozen is not None else h.keys.chunks()
+        self.hist_keys_frozen = hfrozen is not None
+        self.hist_count = len(h.keys)
+        self.hist_rows = h.rows
+        self.hist_frozen: dict[str, Any] | None = None
+        if h.frozen is None:
+            h.frozen = self.hist_frozen = {}
+        else:
+            self.hist_rows = h.rows.copy()
+
+    def release(self) -> None:
+        """Stop the copy-on-write of the KV entries, KV history and their key orders for this
+        view (idempotent)."""
+        if self.kv_frozen is not None and self.kv.frozen is self.kv_frozen:
+            self.kv.frozen = None
+        if self.hist_frozen is not None and self.hist.frozen is self.hist_frozen:
+            self.hist.frozen = None
+        if self.kv_keys_frozen:
+            self.kv_keys.thaw()
+            self.kv_keys_frozen = False
+        if self.hist_keys_frozen:
+            self.hist_keys.thaw()
+            self.hist_keys_frozen = False
 
     def encode(self, step: int) -> Iterator[bytes]:
-        names = sorted(["kvs", *self.maps, *self.small])
-        yield _header(len(names), 0x80, 0xDE)
-        for name in names:
-            yield _encode(name)
-            if name == "kvs":
-                yield from self._kvs(step)
-            elif name in self.maps:
-                yield from self._map(self.maps[name], step)
-            else:
-                yield self.small[name]
+        """The pieces; the copy-on-write ends when they are all produced, or when the
+        generator is closed or collected unfinished (``weakref.finalize`` in ``snapshot_stream``)."""
+        try:
+            names = sorted(["kvs", "kv_history", *self.maps, *self.small])
+            yield _header(len(names), 0x80, 0xDE)
+            for name in names:
+                yield _encode(name)
+                if name == "kvs":
+                    yield from self._kvs(step)
+                elif name == "kv_history":
+                    yield from self._history(step)
+                elif name in self.maps:
+                    yield from self._map(self.maps[name], step)
+                else:
+                    yield self.small[name]
+        finally:
+            self.release()
 
     def _kvs(self, step: int) -> Iterator[bytes]:
         yield _header(self.kv_count, 0x90, 0xDC)
-        get = self.kv_entries.__getitem__
+        entries = self.kv_entries
+        get = entries.__getitem__
+        fr = self.kv_frozen
         batch: list[str] = []
+
+        def rows(keys: list[str]) -> list[DirEntry]:
+            if not fr:
+                return list(map(get, keys))
+            # A key of the view changed since: its entry then is in ``fr`` (never None: the
+            # key existed when the view was taken).
+            return [fr.get(k) or get(k) for k in keys]
+
         for chunk in self.kv_chunks:
             batch.extend(chunk)
             if len(batch) >= step:
-                yield _body(_encode(list(map(get, batch))), len(batch))
+                yield _body(_encode(rows(batch)), len(batch))
                 batch = []
         if batch:
-            yield _body(_encode(list(map(get, batch))), len(batch))
+            yield _body(_encode(rows(batch)), len(batch))
+
+    def _history(self, step: int) -> Iterator[bytes]:
+        """``KVHistoryTable.dump()``'s form, ``[[key, [version, ...]], ...]`` in key order
+        (a ``KVVersion`` is array-like: it encodes as the tuple ``dump`` makes of it)."""
+        yield _header(self.hist_count, 0x90, 0xDC)
+        rows = self.hist_rows
+        fr = self.hist_frozen
+        batch: list[str] = []
+
+        def items(keys: list[str]) -> list[Any]:
+            if not fr:
+                return [(k, rows[k]) for k in keys]
+            return [(k, fr.get(k) or rows[k]) for k in keys]
+
+        for chunk in self.hist_chunks:
+            batch.extend(chunk)
+            if len(batch) >= step:
+                yield _body(_encode(items(batch)), len(batch))
+                batch = []
+        if batch:
+            yield _body(_encode(items(batch)), len(batch))
 
     @staticmethod
     def _map(d: dict[Any, Any], step: int) -> Iterator[bytes]:
@@ -358,7 +433,10 @@ class StateStore:
         between pieces (``ReplicatedLog`` does), and no single step holds it for long.  The
         bytes are those of ``msgspec.msgpack.encode(<the tables as one map>, order="sorted")``:
         equal state gives equal bytes, however it is cut into pieces."""
-        return SnapshotView(self.tables).encode(step)
+        view = SnapshotView(self.tables)
+        gen = view.encode(step)
+        weakref.finalize(gen, view.release)  # a stream dropped before it finished
+        return gen
 
     def load(self, blob: bytes) -> Tables:
         """A complete ``Tables`` from a snapshot (nothing in this store changes).  The rows are
@@ -426,7 +504,12 @@ class StateStore:
         t.connect_ca.config = dict(ca.get("config") or {})
         t.connect_ca.roots = list(ca.get("roots") or [])
         t.acl.load(data.acl)
-        t.kv_history.load(data.kv_history or [])
+        hist = data.kv_history or []
+        if hist and isinstance(hist[0][1], tuple):  # decoded typed: tuples of KVVersion
+            t.kv_history.rows = dict(hist)
+            t.kv_history.keys = SortedKeys(t.kv_history.rows)
+        else:
+            t.kv_history.load(hist)
         t.indexes = dict(data.indexes)
 
     def restore(self, blob: bytes) -> None:

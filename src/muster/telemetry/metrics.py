@@ -22,7 +22,10 @@ no allocation once a series exists.  A call site that records the same series on
 (the KV PUT path: ``api.http``, ``kvs.apply``, ``raft.apply``, ``raft.fsm.apply``) holds a
 ``Series`` instead (``METRICS.series(key, labels)``): it keeps the series' aggregate and
 Prometheus slot between records, so a record is a clock read and the float updates (no key
-tuple, no dict probe, ~2x cheaper; bench/put_path.py).  A series re-resolves its slots whenever
+tuple, no dict probe, ~2x cheaper; bench/put_path.py).  While ``prometheus_retention_time`` is
+0 (Consul's default: the Prometheus view answers nothing) no Prometheus series is kept at all,
+so a record updates only the current interval's aggregate (bench/telemetry_cost.py); setting a
+retention starts the Prometheus series from then on.  A series re-resolves its slots whenever
 the registry's ``epoch`` moved (a new interval, ``reset``, a Prometheus series expired), so it
 never writes into a slot the registry no longer holds.  Recording happens on the event loop; a
 record from another thread is safe in CPython (a lost update at worst), never a crash or a
@@ -56,26 +59,73 @@ def prom_name(name: str) -> str:
     return name.translate(_FORBIDDEN)
 
 
-class Aggregate:
-    """go-metrics' ``AggregateSample`` for one series in one interval."""
+FOLD = 256  # values an Aggregate holds unfolded at most
 
-    __slots__ = ("count", "sum", "sumsq", "min", "max")
+
+class Aggregate:
+    """go-metrics' ``AggregateSample`` for one series in one interval.
+
+    A record appends its value to ``pending`` (one list append: the hot path's whole cost);
+    ``fold`` moves the pending values into the totals with C-speed builtins, when ``FOLD`` are
+    pending and whenever a total is read (``count``, ``sum``, ``sumsq``, ``min``, ``max`` fold
+    first), so a reader always sees every value recorded.  ``pending`` is cleared in place, never
+    replaced: a ``Series`` may hold it."""
+
+    __slots__ = ("_count", "_sum", "_sumsq", "_min", "_max", "pending")
 
     def __init__(self) -> None:
-        self.count = 0
-        self.sum = 0.0
-        self.sumsq = 0.0
-        self.min = math.inf
-        self.max = -math.inf
+        self._count = 0
+        self._sum = 0.0
+        self._sumsq = 0.0
+        self._min = math.inf
+        self._max = -math.inf
+        self.pending: list[float] = []
 
     def ingest(self, v: float) -> None:
-        self.count += 1
-        self.sum += v
-        self.sumsq += v * v
-        if v < self.min:
-            self.min = v
-        if v > self.max:
-            self.max = v
+        p = self.pending
+        p.append(v)
+        if len(p) >= FOLD:
+            self.fold()
+
+    def fold(self) -> None:
+        p = self.pending
+        if not p:
+            return
+        vals = p[:]
+        del p[: len(vals)]
+        self._count += len(vals)
+        self._sum += math.fsum(vals)
+        self._sumsq += math.fsum([v * v for v in vals])
+        lo, hi = min(vals), max(vals)
+        if lo < self._min:
+            self._min = lo
+        if hi > self._max:
+            self._max = hi
+
+    @property
+    def count(self) -> int:
+        self.fold()
+        return self._count
+
+    @property
+    def sum(self) -> float:
+        self.fold()
+        return self._sum
+
+    @property
+    def sumsq(self) -> float:
+        self.fold()
+        return self._sumsq
+
+    @property
+    def min(self) -> float:
+        self.fold()
+        return self._min
+
+    @property
+    def max(self) -> float:
+        self.fold()
+        return self._max
 
     def stddev(self) -> float:
         n = self.count
@@ -131,75 +181,115 @@ class Series:
     series is used as one kind only, as go-metrics' keys are).  Same result as
     ``Metrics.incr``/``sample`` with the same arguments, minus the per-record key tuple and
     dict probes.  Invariant: ``_agg``/``_prom`` are the registry's current slots for this key
-    whenever ``_epoch == metrics.epoch`` and the clock is still inside ``_start``'s interval."""
+    whenever ``_epoch == metrics.epoch`` and the clock is still inside ``_start``'s interval;
+    ``_prom``/``_count`` are None while the registry keeps no Prometheus series (retention 0)."""
 
-    __slots__ = ("_m", "_k", "_epoch", "_start", "_agg", "_prom", "_count")
+    __slots__ = ("_m", "registry", "_k", "_epoch", "_start", "_agg", "_prom", "_count", "_pend", "_ends_pc", "_off")
 
     def __init__(self, metrics: Metrics, key: str, labels: Labels = ()) -> None:
         self._m = metrics
+        #: The registry this series records into (a plain attribute: the request path reads it).
+        self.registry = metrics
         self._k: Key = (key, labels)
         self._epoch = -1
         self._start = 0.0
         self._agg: Aggregate | None = None
         self._prom: Summary | None = None
         self._count: list[float] | None = None
+        self._pend: list[float] = []
+        #: ``measure_since`` reads only ``perf_counter``: the interval's end on that clock, and
+        #: the registry clock minus ``perf_counter`` (both taken when the slots were resolved).
+        self._ends_pc = 0.0
+        self._off = 0.0
 
-    @property
-    def registry(self) -> Metrics:
-        return self._m
-
-    def _resolve_sample(self, now: float) -> tuple[Aggregate, Summary]:
+    def _resolve_sample(self, now: float) -> tuple[Aggregate, Summary | None]:
         m = self._m
         cur = m._rotate(now)
         k = self._k
         agg = cur.samples.get(k)
         if agg is None:
             agg = cur.samples[k] = Aggregate()
-        s = m.p_summaries.get(k)
-        if s is None:
-            s = m.p_summaries[k] = Summary()
+        s: Summary | None = None
+        if m.retention > 0:
+            s = m.p_summaries.get(k)
+            if s is None:
+                s = m.p_summaries[k] = Summary()
         self._agg, self._prom, self._start, self._epoch = agg, s, cur.start, m.epoch
+        self._pend = agg.pending
+        pc = time.perf_counter()
+        self._ends_pc = pc + (cur.start + INTERVAL - now)
+        self._off = now - pc
         return agg, s
 
     def sample(self, ms: float) -> None:
         m = self._m
         now = m.clock()
         agg, s = self._agg, self._prom
-        if self._epoch != m.epoch or now - self._start >= INTERVAL or agg is None or s is None:
+        if self._epoch != m.epoch or now - self._start >= INTERVAL or agg is None:
             agg, s = self._resolve_sample(now)
-        agg.count += 1
-        agg.sum += ms
-        agg.sumsq += ms * ms
-        if ms < agg.min:
-            agg.min = ms
-        if ms > agg.max:
-            agg.max = ms
-        s.sum += ms
-        s.count += 1
-        s.recent.append((now, ms))
-        s.updated = now
+        p = self._pend
+        p.append(ms)
+        if len(p) >= FOLD:
+            agg.fold()
+        if s is not None:
+            s.sum += ms
+            s.count += 1
+            s.recent.append((now, ms))
+            s.updated = now
 
-    def measure_since(self, started: float) -> None:
-        """A sample of the milliseconds since ``started`` (a ``time.perf_counter()`` value)."""
-        self.sample((time.perf_counter() - started) * 1000.0)
+    def measure_since(self, started: float, count: Series | None = None) -> None:
+        """A sample of the milliseconds since ``started`` (a ``time.perf_counter()`` value);
+        ``sample`` written out, to spare the hot path a call, and timed on ``perf_counter``
+        alone: the interval's end and the record's time are that reading mapped onto the
+        registry clock (the mapping is taken again at every interval, reset or expiry).  With ``count``, that counter
+        series is incremented by one on the same clock reading (the single-server log counts
+        ``raft.apply`` and times ``raft.fsm.apply`` together)."""
+        pc = time.perf_counter()
+        ms = (pc - started) * 1000.0
+        m = self._m
+        agg, s = self._agg, self._prom
+        if self._epoch != m.epoch or pc >= self._ends_pc or agg is None:
+            agg, s = self._resolve_sample(m.clock())
+        p = self._pend
+        p.append(ms)
+        if len(p) >= FOLD:
+            agg.fold()
+        if s is not None or count is not None:
+            now = pc + self._off
+            if s is not None:
+                s.sum += ms
+                s.count += 1
+                s.recent.append((now, ms))
+                s.updated = now
+            if count is not None:
+                count._incr(1.0, now)
 
     def incr(self, value: float = 1.0) -> None:
+        self._incr(value, self._m.clock())
+
+    def _incr(self, value: float, now: float) -> None:
         m = self._m
-        now = m.clock()
-        agg, p = self._agg, self._count
-        if self._epoch != m.epoch or now - self._start >= INTERVAL or agg is None or p is None:
+        agg, c = self._agg, self._count
+        if self._epoch != m.epoch or now - self._start >= INTERVAL or agg is None:
             cur = m._rotate(now)
             k = self._k
             agg = cur.counters.get(k)
             if agg is None:
                 agg = cur.counters[k] = Aggregate()
-            p = m.p_counters.get(k)
-            if p is None:
-                p = m.p_counters[k] = [0.0, now]
-            self._agg, self._count, self._start, self._epoch = agg, p, cur.start, m.epoch
-        agg.ingest(value)
-        p[0] += value
-        p[1] = now
+            c = None
+            if m.retention > 0:
+                c = m.p_counters.get(k)
+                if c is None:
+                    c = m.p_counters[k] = [0.0, now]
+            self._agg, self._count, self._start, self._epoch = agg, c, cur.start, m.epoch
+            self._pend = agg.pending
+        p = self._pend
+        p.append(value)
+        if len(p) >= FOLD:
+            agg.fold()
+        if c is not None:
+            c[0] += value
+            c[1] = now
 
 
 class Metrics:
@@ -231,6 +321,7 @@ class Metrics:
         self.disable_hostname = disable_hostname
         self.retention = retention
         self._name_cache.clear()
+        self.epoch += 1  # a held Series re-resolves: its Prometheus slots follow the retention
 
     # ------------------------------------------------------------------ recording
 
@@ -256,6 +347,8 @@ class Metrics:
         if agg is None:
             agg = cur.counters[k] = Aggregate()
         agg.ingest(value)
+        if self.retention <= 0:
+            return
         p = self.p_counters.get(k)
         if p is None:
             self.p_counters[k] = [value, now]
@@ -267,6 +360,8 @@ class Metrics:
         now = self.clock()
         k = (key, labels)
         self._rotate(now).gauges[k] = value
+        if self.retention <= 0:
+            return
         p = self.p_gauges.get(k)
         if p is None:
             self.p_gauges[k] = [value, now]
@@ -282,6 +377,8 @@ class Metrics:
         if agg is None:
             agg = cur.samples[k] = Aggregate()
         agg.ingest(ms)
+        if self.retention <= 0:
+            return
         s = self.p_summaries.get(k)
         if s is None:
             s = self.p_summaries[k] = Summary()

@@ -149,6 +149,21 @@ async def test_concurrent_consistent_reads_share_readindex_rounds(nodes: list[No
     assert not lead.log._reads and lead.log._read_next is None and not lead.log._read_round_active
 
 
+async def test_a_reader_that_goes_away_does_not_cancel_the_shared_round(nodes: list[Node]) -> None:
+    """Readers share one future per ReadIndex round; one of them being cancelled (its client
+    hung up) must leave the round, and every other reader of it, untouched."""
+    lead = await leader_of(nodes)
+    assert lead.log is not None
+    await lead.server.check_read("consistent")
+    readers = [asyncio.ensure_future(lead.server.check_read("consistent")) for _ in range(20)]
+    await asyncio.sleep(0)  # every reader has joined a round
+    readers[3].cancel()
+    results = await asyncio.gather(*readers, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert all(r is None for i, r in enumerate(results) if i != 3)
+    await lead.server.check_read("consistent")  # rounds still start afterwards
+
+
 async def test_isolated_leader_refuses_consistent_reads(nodes: list[Node]) -> None:
     lead = await leader_of(nodes)
     others = [n for n in nodes if n is not lead]

@@ -3,11 +3,11 @@
 The loop is etcd's (see ``muster.raft.core.Ready``): take a ``Ready``; write its snapshot,
 entries and hard state; send the messages that may leave before the fsync (a leader's MsgApps
 and heartbeats: ``Ready.early_messages``), so the followers persist the batch while the leader
-does; apply the committed entries to the FSM and resolve the proposers' futures (they are
-durable on a quorum already); fsync once for the whole batch in a worker thread (group
-commit: proposals that arrive meanwhile join the *next* batch); only then send the other
-messages (acknowledgements, votes) and ``advance``, which is where the leader's own copy of
-the batch starts to count toward the quorum.  A batch thus costs max(leader fsync, follower
+does; start one fsync for the whole batch in a worker thread (group commit: proposals that
+arrive meanwhile join the *next* batch) and, while it runs, apply the committed entries to the
+FSM and resolve the proposers' futures (they are durable on a quorum already); once the fsync
+is done, send the other messages (acknowledgements, votes) and ``advance``, which is where the
+leader's own copy of the batch starts to count toward the quorum.  A batch thus costs max(leader fsync, follower
 round trip + fsync) instead of their sum.
 
 Proposals.  On the leader ``propose`` stamps the leader's wall time into commands that carry
@@ -473,15 +473,23 @@ class ReplicatedLog:
             try:
                 self._write(rd)
                 if not started:
-                    started = True
                     for m in early:
                         self.rpc.send_raft(m.to, encode_message(m))
+                # One fsync for the whole batch, in a worker thread started *before* the apply
+                # below, so the two overlap (a follower's acknowledgement waits for max(apply,
+                # fsync), not their sum); the loop keeps accepting proposals meanwhile, which
+                # form the next batch (group commit).
+                sync = (
+                    asyncio.get_running_loop().run_in_executor(None, self._sync)
+                    if rd.must_sync and self._sync is not None
+                    else None
+                )
+                if not started:
+                    started = True
                     if rd.snapshot is None:
                         self._apply_committed(rd)
-                if rd.must_sync and self._sync is not None:
-                    # One fsync for the whole batch, off the loop: the loop keeps accepting
-                    # proposals, which form the next batch (group commit).
-                    await asyncio.to_thread(self._sync)
+                if sync is not None:
+                    await sync
                     if self.core.role is Role.LEADER and rd.entries:
                         n = len(rd.entries)
                         self.fsyncs += 1

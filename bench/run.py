@@ -56,7 +56,11 @@ HOST = "127.0.0.1"  # all traffic stays on loopback
 
 DEFAULT_MUSTER_CMD = (
     "{python} -m muster agent -dev -client=127.0.0.1 -http-port={port} -dns-port=-1"
+    " '-hcl=limits {{ http_max_conns_per_client = 4096 }}'"
 )
+#: Consul's default ``limits.http_max_conns_per_client`` is 200: wrk's 256 connections from one
+#: address would get 429s (as from Consul), so every Muster the benchmark starts raises it.
+CONN_LIMIT_HCL = "limits { http_max_conns_per_client = 4096 }"
 
 # Goals from the issue (dev mode, c=64).
 GOAL_PUT_RATIO = 1.5
@@ -361,6 +365,7 @@ def start_muster_cluster(procs: Processes, workdir: Path, cmd_template: str) -> 
             # the leader's Raft counters (fsyncs, entries per fsync) are read from the
             # Prometheus view, which needs a retention time
             '-hcl=telemetry { prometheus_retention_time = "1h" }',
+            f"-hcl={CONN_LIMIT_HCL}",
             *[f"-retry-join={j}:{serf_port}" for j in ips],
         ]
         procs.start(f"muster s{i}", argv, workdir / f"muster-s{i}.log", cwd=ROOT)

@@ -29,6 +29,7 @@ import clients  # noqa: E402 - the cluster launcher of bench/clients.py
 import watchers  # noqa: E402 - the measurement of bench/watchers.py
 
 CLIENT_IP = "127.0.2.4"
+NO_CAP = "limits {\n  http_max_conns_per_client = 0\n}\n"
 
 
 def main() -> int:
@@ -37,6 +38,8 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=120.0)
     args = ap.parse_args()
     b = clients.Bench(argparse.Namespace(per_proc=250))
+    # N watchers come from one address: lift limits.http_max_conns_per_client (0 = no cap).
+    b.extra_hcl = NO_CAP
     results = []
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     client: subprocess.Popen[bytes] | None = None
@@ -48,6 +51,7 @@ def main() -> int:
         argv = [sys.executable, "-m", "muster", "agent", "-node=client", f"-data-dir={d / 'data'}",
                 f"-bind={CLIENT_IP}", f"-advertise={CLIENT_IP}", f"-client={CLIENT_IP}", f"-http-port={b.http_port}",
                 f"-server-port={b.server_port}", f"-serf-lan-port={b.serf_port}", "-dns-port=-1", "-log-level=warn",
+                "-hcl", NO_CAP,
                 *[f"-retry-join={ip}:{b.serf_port}" for ip in clients.SERVER_IPS]]
         with open(d / "agent.log", "ab") as out:
             client = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

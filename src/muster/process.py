@@ -104,11 +104,12 @@ def unsupported(config: Config) -> list[str]:
 
 
 def gossip_wanted(config: Config) -> bool:
-    """Servers and clients always gossip; a -dev agent only when asked (a port or a join), so
-    that many dev agents can run side by side without fighting over 8301."""
+    """Servers and clients always gossip; a -dev agent only when asked (a join, or a LAN port
+    given by ``-serf-lan-port`` or by ``ports.serf_lan`` in a config file, as python-consul2's
+    test agents do), so that many dev agents can run side by side without fighting over 8301."""
     if not config.dev_mode:
         return True
-    return bool(config.retry_join) or "serf-lan-port" in config.set_flags
+    return bool(config.retry_join) or "serf-lan-port" in config.set_flags or config.ports.serf_lan != 8301
 
 
 def acl_initial_management_description(config: Config) -> str:
@@ -196,7 +197,7 @@ class AgentProcess:
             rlog = RemoteLog(self.remote, config.performance.rpc_hold_timeout)
             self.server = Server(ident, log_impl=rlog, clock=self.clock, rng=self.rng)
             self.mirror = rlog.mirror = CatalogMirror(self.server.store, self.remote, self.clock,
-                                                      config.dns_config.max_stale / 3)
+                                                      config.dns_config.max_stale / 3, node=config.node_name)
         else:
             self.cluster_log = ClusterLog(self.clock, config.performance.rpc_hold_timeout)
             self.server = Server(ident, log_impl=self.cluster_log, clock=self.clock, rng=self.rng, kv_history=history)
@@ -488,6 +489,7 @@ class AgentProcess:
             self.dns.enable_remote(self._http_get, bool(cfg.translate_wan_addrs))
             if self.mirror is not None:
                 self.dns.staleness = self.mirror.staleness
+                self.dns.cache = self.mirror
             await self.dns.start(self._http_addrs(cfg.addresses.dns), cfg.ports.dns)
         for warning in cfg.warnings:
             log.warning("%s", warning)

@@ -265,3 +265,36 @@ async def test_blocking_list_wakes_on_acl_write(deny: httpx.AsyncClient) -> None
     await task
     assert int(r.headers["X-Consul-Index"]) > int(idx)
     assert "late" in {p["Name"] for p in r.json()}
+
+
+async def test_policy_and_role_item_routes_share_their_texts(deny: httpx.AsyncClient) -> None:
+    """Policies and roles are served by the same handlers: the same texts for a missing ID, a
+    by-name write, and an unknown ID, each naming its own kind."""
+    for kind in ("policy", "role"):
+        r = await deny.put(f"/v1/acl/{kind}/", json={}, headers=M)
+        assert (r.status_code, r.text) == (400, f"Missing {kind} ID")
+        r = await deny.put(f"/v1/acl/{kind}/name/x", json={}, headers=M)
+        assert r.status_code == 405
+        r = await deny.get(f"/v1/acl/{kind}/name/none", headers=M)
+        before = (r.status_code, r.text)
+        r = await deny.get(f"/v1/acl/{kind}/00000000-0000-0000-0000-0000000000ff", headers=M)
+        assert r.status_code == before[0] and r.status_code in (403, 404)
+
+
+async def test_dev_agent_reads_the_bootstrap_reset_file_in_its_working_directory(
+    deny: httpx.AsyncClient, tmp_path: object, monkeypatch: object
+) -> None:
+    """A -dev agent has no data dir: like Consul, it reads ``acl-bootstrap-reset`` from its
+    working directory, and the right index there allows one more bootstrap."""
+    import os
+    import re
+
+    r = await deny.put("/v1/acl/bootstrap")
+    index = re.search(r"reset index: (\d+)\)", r.text)
+    assert r.status_code == 403 and index
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
+    with open(os.path.join(str(tmp_path), "acl-bootstrap-reset"), "w", encoding="utf-8") as f:
+        f.write(index.group(1))
+    r = await deny.put("/v1/acl/bootstrap")
+    assert r.status_code == 200, r.text
+    assert r.json()["Policies"] == [{"ID": GM, "Name": "global-management"}]

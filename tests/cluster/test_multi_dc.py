@@ -78,9 +78,10 @@ def test_dc_forwarding_between_two_datacenters(two_dcs: tuple[DC, DC]) -> None:
     for i in range(3):
         code, _h, body = dc1.request(i, "PUT", f"/v1/kv/mdc/from-dc1-s{i}?dc=dc2", b"v%d" % i)
         assert (code, body) == (200, b"true"), (code, body)
-    got = dc2.kv_dump(2)
-    assert {k: v for k, v in got.items() if k.startswith("mdc/")} == {
-        f"mdc/from-dc1-s{i}": __import__("base64").b64encode(b"v%d" % i).decode() for i in range(3)}
+    want = {f"mdc/from-dc1-s{i}": __import__("base64").b64encode(b"v%d" % i).decode() for i in range(3)}
+    # kv_dump reads ?stale from a server that may be a follower still applying the last write.
+    wait_until(lambda: {k: v for k, v in dc2.kv_dump(2).items() if k.startswith("mdc/")} == want, 10,
+               "dc2's server 2 to apply the forwarded writes")
     assert dc1.kv_dump(0) == {}  # data is per datacenter
     # Headers come from dc2: its index, its leader.
     code, h, body = dc1.request(0, "GET", "/v1/kv/mdc/from-dc1-s0?dc=dc2")

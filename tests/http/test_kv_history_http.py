@@ -155,3 +155,21 @@ async def test_disabled_by_config() -> None:
             assert (await c.get(H + "k")).status_code == 404
     finally:
         await proc.server.stop()
+
+
+async def test_snapshot_save_and_restore_carry_the_history(client: httpx.AsyncClient) -> None:
+    await put(client, "s/k", b"one")
+    await put(client, "s/k", b"two")
+    before = (await client.get(H + "s/k")).json()
+    archive = (await client.get("/v1/snapshot")).content
+    await put(client, "s/k", b"three")
+    await put(client, "s/other", b"x")
+    assert len((await client.get(H + "s/k")).json()) == 3
+    r = await client.put("/v1/snapshot", content=archive)
+    assert r.status_code == 200, r.text
+    assert (await client.get(H + "s/k")).json() == before
+    assert (await client.get(H + "s/other")).status_code == 404
+    # the restored history still rolls back
+    r = await client.put(H + "s/k", params={"rollback": str(before[1]["ModifyIndex"])})
+    assert r.json() is True
+    assert (await client.get("/v1/kv/s/k", params={"raw": ""})).content == b"one"

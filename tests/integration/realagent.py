@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from muster_testkit.ports import free_port
 
 __all__ = ["ARTIFACTS", "REPO_ROOT", "AgentProcess", "AgentStartError", "free_port", "start_agent", "run_cli"]
 
@@ -43,21 +44,6 @@ STOP_GRACE = 10.0
 
 class AgentStartError(RuntimeError):
     """The agent exited or never elected itself leader within the startup timeout."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (and, for UDP users, its UDP twin)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port found")
 
 
 @dataclass

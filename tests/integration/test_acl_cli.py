@@ -143,3 +143,25 @@ def test_script_checks_warning_only_without_acls() -> None:
     finally:
         secured.stop()
     assert "agent running" in log and SCRIPT_WARNING not in log
+
+
+def test_acl_policy_and_role_read_and_delete(acl_agent: AgentProcess) -> None:
+    """``acl policy|role read|delete`` share one implementation: by ID or name, the same texts."""
+    env = _env(acl_agent)
+    pol = json.loads(_ok(run_cli(["acl", "policy", "create", "-name", "rd-pol", "-rules", 'node_prefix "" { policy = "read" }',
+                                  "-format", "json"], env=env)))
+    role = json.loads(_ok(run_cli(["acl", "role", "create", "-name", "rd-role", "-policy-name", "rd-pol", "-format", "json"],
+                                  env=env)))
+    for kind, obj in (("policy", pol), ("role", role)):
+        by_name = _ok(run_cli(["acl", kind, "read", "-name", obj["Name"]], env=env))
+        assert by_name == _ok(run_cli(["acl", kind, "read", "-id", obj["ID"]], env=env))
+        assert re.search(rf"^ID:\s+{obj['ID']}$", by_name, re.M) and re.search(rf"^Name:\s+{obj['Name']}$", by_name, re.M)
+        for verb in ("read", "delete"):
+            res = run_cli(["acl", kind, verb], env=env)
+            assert res.returncode == 1 and res.stderr.decode() == "Must specify either the -id or -name parameters\n"
+        res = run_cli(["acl", kind, "read", "-name", "nope"], env=env)
+        assert res.returncode == 1 and res.stderr.decode().startswith(f'Error reading {kind} "nope"')
+    assert _ok(run_cli(["acl", "role", "delete", "-name", "rd-role"], env=env)) == f'Role "{role["ID"]}" deleted successfully\n'
+    assert _ok(run_cli(["acl", "policy", "delete", "-id", pol["ID"]], env=env)) == f'Policy "{pol["ID"]}" deleted successfully\n'
+    res = run_cli(["acl", "policy", "delete", "-name", "rd-pol"], env=env)
+    assert res.returncode == 1 and res.stderr.decode().startswith('Error deleting policy "rd-pol"')

@@ -15,7 +15,7 @@ from a grammar (methods, paths of read and write endpoints, versions, header lin
 Length and chunked bodies, each part possibly corrupted: bare LF or CR, NUL bytes, bytes
 >= 0x80, bad chunk sizes, conflicting lengths) and plain random bytes.  Query strings never
 carry ``index=``: a blocking query waits by design.  ``make test`` sends
-``MUSTER_FUZZ_EXAMPLES`` inputs (default 500); the ``soak`` run sends 100,000.
+``MUSTER_FUZZ_EXAMPLES`` inputs (default 500); the ``soak`` run sends 100,000 (figures: docs/fuzzing.md).
 """
 
 from __future__ import annotations

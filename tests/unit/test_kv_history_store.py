@@ -181,3 +181,22 @@ def test_scan_by_prefix(versions: int) -> None:
     rows = log.fsm.store.tables.kv_history.scan("a/")
     assert [k for k, _ in rows] == ["a/1", "a/2"]
     assert all(len(vs) == min(versions, 2) for _, vs in rows)
+
+
+def test_config_block_hcl_json_and_limits(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from muster.config import ConfigError, parse_agent_flags
+
+    cfg = parse_agent_flags(["-dev"])
+    assert (cfg.kv_history.enabled, cfg.kv_history.versions, cfg.kv_history.max_age) == (True, 10, 7 * DAY)
+    cfg = parse_agent_flags(["-dev", '-hcl=kv_history {\n  versions = 3\n  max_age = "36h"\n}\n'])
+    assert (cfg.kv_history.versions, cfg.kv_history.max_age) == (3, 1.5 * DAY)
+    p = Path(str(tmp_path)) / "h.json"
+    p.write_text('{"kv_history": {"enabled": false, "max_age": "0s"}}')
+    cfg = parse_agent_flags(["-dev", f"-config-file={p}"])
+    assert (cfg.kv_history.enabled, cfg.kv_history.max_age) == (False, 0.0)
+    with pytest.raises(ConfigError, match="kv_history.versions must be between 1 and 1000, got 0"):
+        parse_agent_flags(["-dev", "-hcl=kv_history { versions = 0 }"])
+    with pytest.raises(ConfigError, match="kv_history.max_age cannot be negative"):
+        parse_agent_flags(["-dev", '-hcl=kv_history { max_age = "-1s" }'])

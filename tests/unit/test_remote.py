@@ -5,6 +5,7 @@ writes applied through a server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import Any
 
@@ -141,35 +142,66 @@ async def test_writes_apply_through_a_server_and_refusals_come_back() -> None:
         await client.check_read("default")
 
 
-async def test_mirror_follows_the_catalog_with_one_blocking_query() -> None:
+async def test_mirror_follows_only_what_the_client_asks_about() -> None:
     server = dev_server()
     ep = endpoints(server)
-    await register(server, "n1")
+    await server.apply(RegisterCommand(node={"Node": "me", "Address": "10.0.0.9"}))
+    await server.apply(RegisterCommand(node={"Node": "n1", "Address": "10.0.0.1"},
+                                       service={"ID": "web1", "Service": "Web", "Port": 80},
+                                       checks=[{"Node": "n1", "CheckID": "web-ok", "Name": "web", "ServiceID": "web1",
+                                                "Status": "passing"}]))
+    await server.apply(RegisterCommand(node={"Node": "n2", "Address": "10.0.0.2"},
+                                       service={"ID": "db1", "Service": "db", "Port": 5432}))
     clock = ManualClock()
-    mirror = CatalogMirror(StateStore(), remote_to(ep, ["a", "b"]), clock, wait=60)  # type: ignore[arg-type]
+    mirror = CatalogMirror(StateStore(), remote_to(ep, ["a", "b"]), clock, wait=60, node="me")  # type: ignore[arg-type]
     assert mirror.staleness() == float("inf")
     await mirror.refresh(0.01)
-    assert set(mirror.store.nodes) == {"n1"} and mirror.staleness() == 0.0
-    assert mirror.store.kvs == {}
-    first = mirror.index
+    assert set(mirror.store.nodes) == {"me"} and mirror.staleness() == 0.0  # its own node, always
     clock.now += 7
     assert mirror.staleness() == 7.0
 
-    # nothing changed: the query waits, answers "same index", and confirms the cache
+    assert not mirror.want(["web"], [])  # a new name: not covered yet, the query restarts
+    assert not mirror.want(["web"], [])
     await mirror.refresh(0.01)
-    assert mirror.index == first and mirror.staleness() == 0.0
+    assert mirror.want(["web"], [])  # case-insensitive: "Web" in the catalog
+    assert set(mirror.store.nodes) == {"me", "n1"}
+    assert set(mirror.store.checks["n1"]) == {"web-ok"} and mirror.store.kvs == {}
+    assert "db1" not in mirror.store.services.get("n2", {})
 
-    # a change wakes the waiting query at once
+    # a change to a service nobody asked about never wakes the query; one to "web" does
     waiting = asyncio.create_task(mirror.refresh(30))
     await asyncio.sleep(0.01)
-    assert not waiting.done()
-    await register(server, "n2")
-    await asyncio.wait_for(waiting, 5)
-    assert set(mirror.store.nodes) == {"n1", "n2"} and mirror.index > first
-    # a KV write does not touch the catalog: no wake-up
-    waiting = asyncio.create_task(mirror.refresh(0.2))
+    await server.apply(RegisterCommand(node={"Node": "n2", "Address": "10.0.0.2"},
+                                       service={"ID": "db2", "Service": "db", "Port": 5433}))
     await server.apply(KVSCommand(op="set", key="x", value=b"1"))
     await asyncio.sleep(0.05)
     assert not waiting.done()
+    await server.apply(RegisterCommand(node={"Node": "n3", "Address": "10.0.0.3"},
+                                       service={"ID": "web2", "Service": "web", "Port": 80}))
     await asyncio.wait_for(waiting, 5)
-    assert mirror.updates == 2
+    assert set(mirror.store.nodes) == {"me", "n1", "n3"}
+    assert mirror.updates == 3
+
+    # nothing changed: the answer carries no view but confirms the cache
+    clock.now += 5
+    await mirror.refresh(0.01)
+    assert mirror.updates == 3 and mirror.staleness() == 0.0
+
+
+async def test_a_newer_mirror_query_ends_the_older_one() -> None:
+    server = dev_server()
+    ep = endpoints(server)
+    await server.apply(RegisterCommand(node={"Node": "me", "Address": "10.0.0.9"}))
+    first = await ep.rpc_catalog_mirror({"client": "c1", "nodes": ["me"], "wait": 0})
+    old = asyncio.create_task(ep.rpc_catalog_mirror({"client": "c1", "nodes": ["me"], "wait": 60,
+                                                     "digest": first["digest"]}))
+    await asyncio.sleep(0.01)
+    assert not old.done()
+    newer = asyncio.create_task(ep.rpc_catalog_mirror({"client": "c1", "nodes": ["me"], "wait": 60,
+                                                       "digest": first["digest"]}))
+    res = await asyncio.wait_for(old, 5)
+    assert res["blob"] is None and res["digest"] == first["digest"]
+    newer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await newer
+    assert ep._waiting == {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from muster.errors import NoLeader
-from muster.raft.storage import MemoryStorage
+from muster.raft.storage import DiskStorage, MemoryStorage
 from muster.runtime import RealClock, Rng
 from muster.server.cluster import ClusterMember, cluster_id_for
 from muster.server.operator import ClusterOperator
@@ -70,6 +70,25 @@ class Node:
             await self.log.stop()
         await self.server.stop()
         await self.cluster.rpc.close()
+
+
+class DiskNode(Node):
+    """A node on a real DiskStorage with fsync: the driver's fsync runs in a worker thread,
+    overlapping the MsgApps already sent and the apply of committed entries."""
+
+    def __init__(self, i: int, port: int, ids: list[str], root: Path) -> None:
+        super().__init__(i, port, ids)
+        self.disk = DiskStorage(root / f"n{i}")
+
+    async def start(self, seed: int) -> None:
+        await self.cluster.rpc.listen(self.ip, self.port)
+        await self.cluster.form(self.disk, self.server.fsm, 1.0)
+        lg = ReplicatedLog(self.id, self.server.fsm, self.disk, self.cluster.rpc, RealClock(), random.Random(seed),
+                           RaftTimings(tick=0.02, rpc_hold_timeout=2.0), sync=self.disk.sync,
+                           on_leader_change=self.server.leader_changed)
+        self.clog.attach(lg)
+        self.log = lg
+        await lg.start()
 
 
 @pytest.fixture
@@ -147,6 +166,53 @@ async def test_concurrent_consistent_reads_share_readindex_rounds(nodes: list[No
     rounds = lead.log._read_seq - rounds_before
     assert 1 <= rounds < 100, rounds
     assert not lead.log._reads and lead.log._read_next is None and not lead.log._read_round_active
+
+
+async def test_a_reader_that_goes_away_does_not_cancel_the_shared_round(nodes: list[Node]) -> None:
+    """Readers share one future per ReadIndex round; one of them being cancelled (its client
+    hung up) must leave the round, and every other reader of it, untouched."""
+    lead = await leader_of(nodes)
+    assert lead.log is not None
+    await lead.server.check_read("consistent")
+    readers = [asyncio.ensure_future(lead.server.check_read("consistent")) for _ in range(20)]
+    await asyncio.sleep(0)  # every reader has joined a round
+    readers[3].cancel()
+    results = await asyncio.gather(*readers, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert all(r is None for i, r in enumerate(results) if i != 3)
+    await lead.server.check_read("consistent")  # rounds still start afterwards
+
+
+async def test_on_disk_with_fsync_every_server_reads_its_own_writes(tmp_path: Path) -> None:
+    """Real fsyncs (the leader's overlapping its MsgApps): writes through every server, each
+    followed by a ``?consistent`` read on the same server that must see it; the replicas end
+    identical and the leader's counters saw batches."""
+    port = _free_port()
+    ids = [f"id-{i}" for i in range(3)]
+    ns = [DiskNode(i, port, ids, tmp_path) for i in range(3)]
+    await asyncio.wait_for(asyncio.gather(*(n.start(i) for i, n in enumerate(ns))), 10)
+    try:
+        lead = await leader_of(list(ns))
+
+        async def writer(k: int) -> None:
+            for j in range(30):
+                n = ns[(k + j) % 3]
+                await n.server.apply(KVSCommand(op="set", key=f"k{k}", value=str(j).encode()))
+                await n.server.check_read("consistent")
+                assert n.server.store.kvs[f"k{k}"].value == str(j).encode()
+
+        await asyncio.gather(*(writer(k) for k in range(16)))
+        for n in ns:
+            await n.server.check_read("consistent")
+        assert lead.log is not None and 0 < lead.log.fsyncs <= lead.log.fsynced_logs
+        for _ in range(100):
+            if len({n.server.store.snapshot() for n in ns}) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert len({n.server.store.snapshot() for n in ns}) == 1
+    finally:
+        for n in ns:
+            await n.stop()
 
 
 async def test_isolated_leader_refuses_consistent_reads(nodes: list[Node]) -> None:

@@ -49,3 +49,28 @@ def test_chunks_are_a_copy() -> None:
     sk.add("bb")
     sk.discard("g")
     assert [k for c in view for k in c] == ["a", "b", "c", "d", "e", "f", "g", "h"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(KEYS, max_size=30), st.lists(st.tuples(st.booleans(), KEYS), max_size=60))
+def test_frozen_chunks_keep_their_order_while_the_set_changes(initial: list[str], ops: list[tuple[bool, str]]) -> None:
+    """``freeze`` shares the chunks copy-on-write: whatever is added or removed afterwards, the
+    frozen chunks still hold the keys as they were; a second freeze waits for ``thaw``."""
+    sk = SortedKeys(set(initial))
+    before = list(sk)
+    frozen = sk.freeze()
+    assert frozen is not None and sk.freeze() is None
+    model = list(before)
+    for add, k in ops:
+        if add and k not in model:
+            bisect.insort(model, k)
+            sk.add(k)
+        elif not add:
+            if k in model:
+                model.remove(k)
+            sk.discard(k)
+    assert [k for c in frozen for k in c] == before
+    assert list(sk) == model
+    sk.thaw()
+    again = sk.freeze()
+    assert again is not None and [k for c in again for k in c] == model

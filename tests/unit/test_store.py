@@ -386,9 +386,9 @@ def test_snapshot_views_copy_on_write_and_release() -> None:
     pieces.extend(first)
     assert b"".join(pieces) == before
     assert b"".join(second) == mid != before
-    assert kv.frozen is None
+    assert kv.frozen is None and kv.keys._shared is None and fsm.store.tables.kv_history.keys._shared is None
     dropped = fsm.store.snapshot_stream(5)
     assert kv.frozen is not None
     del dropped
     gc.collect()
-    assert kv.frozen is None
+    assert kv.frozen is None and kv.keys._shared is None

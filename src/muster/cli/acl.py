@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -393,10 +394,44 @@ def acl_token_list(ui: UI, args: list[str]) -> int:
 # ---------------------------------------------------------------------- policies
 
 
-def _find_policy(client: Client, pid: str, name: str) -> dict[str, Any]:
-    if pid:
-        return dict(_call(client, "GET", f"/v1/acl/policy/{pid}"))
-    return dict(_call(client, "GET", f"/v1/acl/policy/name/{name}"))
+def _find(client: Client, kind: str, oid: str, name: str) -> dict[str, Any]:
+    """A policy or role (``kind``) by ID, or else by name."""
+    if oid:
+        return dict(_call(client, "GET", f"/v1/acl/{kind}/{oid}"))
+    return dict(_call(client, "GET", f"/v1/acl/{kind}/name/{name}"))
+
+
+def _read(ui: UI, args: list[str], kind: str, fmt: Callable[[dict[str, Any], bool], str]) -> int:
+    """``acl policy read`` / ``acl role read``: the same flags, checks and texts for both kinds."""
+    fs = _fs(f"Usage: muster acl {kind} read [options] {kind.upper()}\n\n  Read a {kind} by ID or name.")
+    fs.add("id", "str", "", f"The ID of the {kind} to read.")
+    fs.add("name", "str", "", f"The name of the {kind} to read.")
+    p = parse_or_usage(ui, fs, args)
+    if not p["id"] and not p["name"]:
+        ui.err("Must specify either the -id or -name parameters")
+        return 1
+    client = make_client(ui, p)
+    with api_errors(ui, f'Error reading {kind} "{p["id"] or p["name"]}"'):
+        obj = _find(client, kind, p["id"], p["name"])
+    return _print(ui, p, obj, fmt(obj, p["meta"]))
+
+
+def _delete(ui: UI, args: list[str], kind: str) -> int:
+    """``acl policy delete`` / ``acl role delete``: by ID, or by name looked up first."""
+    fs = _fs(f"Usage: muster acl {kind} delete [options] -id {kind.upper()}\n\n  Deletes an ACL {kind} by ID or name.",
+             fmt=False)
+    fs.add("id", "str", "", f"The ID of the {kind} to delete.")
+    fs.add("name", "str", "", f"The name of the {kind} to delete.")
+    p = parse_or_usage(ui, fs, args)
+    if not p["id"] and not p["name"]:
+        ui.err("Must specify either the -id or -name parameters")
+        return 1
+    client = make_client(ui, p)
+    with api_errors(ui, f'Error deleting {kind} "{p["id"] or p["name"]}"'):
+        oid = p["id"] or _find(client, kind, "", p["name"])["ID"]
+        _call(client, "DELETE", f"/v1/acl/{kind}/{oid}")
+    ui.out(f'{kind.capitalize()} "{oid}" deleted successfully')
+    return 0
 
 
 def acl_policy_create(ui: UI, args: list[str]) -> int:
@@ -422,17 +457,7 @@ def acl_policy_create(ui: UI, args: list[str]) -> int:
 
 
 def acl_policy_read(ui: UI, args: list[str]) -> int:
-    fs = _fs("Usage: muster acl policy read [options] POLICY\n\n  Read a policy by ID or name.")
-    fs.add("id", "str", "", "The ID of the policy to read.")
-    fs.add("name", "str", "", "The name of the policy to read.")
-    p = parse_or_usage(ui, fs, args)
-    if not p["id"] and not p["name"]:
-        ui.err("Must specify either the -id or -name parameters")
-        return 1
-    client = make_client(ui, p)
-    with api_errors(ui, f'Error reading policy "{p["id"] or p["name"]}"'):
-        pol = _find_policy(client, p["id"], p["name"])
-    return _print(ui, p, pol, format_policy(pol, p["meta"]))
+    return _read(ui, args, "policy", format_policy)
 
 
 def acl_policy_update(ui: UI, args: list[str]) -> int:
@@ -449,7 +474,7 @@ def acl_policy_update(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     try:
-        cur = _find_policy(client, p["id"], p["name"])
+        cur = _find(client, "policy", p["id"], p["name"])
         body = {"ID": cur["ID"], "Name": p["new-name"] or cur["Name"], "Description": cur.get("Description", ""),
                 "Rules": cur.get("Rules", ""), "Datacenters": cur.get("Datacenters") or []}
         if p.is_set("description"):
@@ -466,19 +491,7 @@ def acl_policy_update(ui: UI, args: list[str]) -> int:
 
 
 def acl_policy_delete(ui: UI, args: list[str]) -> int:
-    fs = _fs("Usage: muster acl policy delete [options] -id POLICY\n\n  Deletes an ACL policy by ID or name.", fmt=False)
-    fs.add("id", "str", "", "The ID of the policy to delete.")
-    fs.add("name", "str", "", "The name of the policy to delete.")
-    p = parse_or_usage(ui, fs, args)
-    if not p["id"] and not p["name"]:
-        ui.err("Must specify either the -id or -name parameters")
-        return 1
-    client = make_client(ui, p)
-    with api_errors(ui, f'Error deleting policy "{p["id"] or p["name"]}"'):
-        pid = p["id"] or _find_policy(client, "", p["name"])["ID"]
-        _call(client, "DELETE", f"/v1/acl/policy/{pid}")
-    ui.out(f'Policy "{pid}" deleted successfully')
-    return 0
+    return _delete(ui, args, "policy")
 
 
 def acl_policy_list(ui: UI, args: list[str]) -> int:
@@ -491,12 +504,6 @@ def acl_policy_list(ui: UI, args: list[str]) -> int:
 
 
 # ---------------------------------------------------------------------- roles
-
-
-def _find_role(client: Client, rid: str, name: str) -> dict[str, Any]:
-    if rid:
-        return dict(_call(client, "GET", f"/v1/acl/role/{rid}"))
-    return dict(_call(client, "GET", f"/v1/acl/role/name/{name}"))
 
 
 def _role_flags(fs: FlagSet) -> None:
@@ -529,17 +536,7 @@ def acl_role_create(ui: UI, args: list[str]) -> int:
 
 
 def acl_role_read(ui: UI, args: list[str]) -> int:
-    fs = _fs("Usage: muster acl role read [options] ROLE\n\n  Read a role by ID or name.")
-    fs.add("id", "str", "", "The ID of the role to read.")
-    fs.add("name", "str", "", "The name of the role to read.")
-    p = parse_or_usage(ui, fs, args)
-    if not p["id"] and not p["name"]:
-        ui.err("Must specify either the -id or -name parameters")
-        return 1
-    client = make_client(ui, p)
-    with api_errors(ui, f'Error reading role "{p["id"] or p["name"]}"'):
-        role = _find_role(client, p["id"], p["name"])
-    return _print(ui, p, role, format_role(role, p["meta"]))
+    return _read(ui, args, "role", format_role)
 
 
 def acl_role_update(ui: UI, args: list[str]) -> int:
@@ -553,7 +550,7 @@ def acl_role_update(ui: UI, args: list[str]) -> int:
         return 1
     client = make_client(ui, p)
     try:
-        cur = _find_role(client, p["id"], "")
+        cur = _find(client, "role", p["id"], "")
         body = dict(cur)
         if p["name"]:
             body["Name"] = p["name"]
@@ -573,19 +570,7 @@ def acl_role_update(ui: UI, args: list[str]) -> int:
 
 
 def acl_role_delete(ui: UI, args: list[str]) -> int:
-    fs = _fs("Usage: muster acl role delete [options] -id ROLE\n\n  Deletes an ACL role by ID or name.", fmt=False)
-    fs.add("id", "str", "", "The ID of the role to delete.")
-    fs.add("name", "str", "", "The name of the role to delete.")
-    p = parse_or_usage(ui, fs, args)
-    if not p["id"] and not p["name"]:
-        ui.err("Must specify either the -id or -name parameters")
-        return 1
-    client = make_client(ui, p)
-    with api_errors(ui, f'Error deleting role "{p["id"] or p["name"]}"'):
-        rid = p["id"] or _find_role(client, "", p["name"])["ID"]
-        _call(client, "DELETE", f"/v1/acl/role/{rid}")
-    ui.out(f'Role "{rid}" deleted successfully')
-    return 0
+    return _delete(ui, args, "role")
 
 
 def acl_role_list(ui: UI, args: list[str]) -> int:

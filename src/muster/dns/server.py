@@ -50,7 +50,7 @@ from ..config import Config
 from ..runtime import Clock, RealClock, Rng
 from ..server.server import Server
 from ..telemetry.metrics import METRICS, Labels
-from . import wire
+from . import names, wire
 from .answers import Answer, Answerer
 from .recursor import Forwarder
 from .wire import Compiled, Query
@@ -60,6 +60,7 @@ log = logging.getLogger("muster.dns")
 MAX_CACHE = 10_000  # entries
 MAX_CACHE_BYTES = 32 << 20  # wire bytes held by cached answers
 MAX_FORWARDS = 512
+CACHE_FILL_TIMEOUT = 5.0  # seconds a stateless client's first question for a name may wait
 UDP_RCVBUF = 4 << 20
 TCP_IDLE_TIMEOUT = 10.0
 TCP_READ_TIMEOUT = 5.0
@@ -99,6 +100,11 @@ class DNSServer:
         #: How old the answers' data may be, in seconds (a stateless client's catalog cache,
         #: ``server/remote.py``); None on servers, whose store is the replica itself.
         self.staleness: Callable[[], float] | None = None
+        #: A stateless client's cache holds only the services and nodes asked about
+        #: (``CatalogMirror.want`` / ``wait_covered``); None on servers.
+        self.cache: Any = None
+        self._covered: set[bytes] = set()
+        self._covered_gen = -1
         self.forwarder = (
             Forwarder(config.recursors, dcfg.recursor_timeout, dcfg.recursor_strategy, self.rng)
             if config.recursors
@@ -204,9 +210,11 @@ class DNSServer:
                     q.ecs = raw[:3] + b"\x00" + raw[4:]
         return self._respond(q, tcp)
 
-    def _respond(self, q: Query, tcp: bool) -> bytes | Query:
+    def _respond(self, q: Query, tcp: bool, fill: bool = True) -> bytes | Query:
         if q.edns and q.edns_version != 0:
             return wire.header_reply(q.id, q.flags, RCODE_BADVERS, q.question, opt=True)
+        if fill and self.cache is not None and not self._cache_covers(q):
+            return q  # ``forward`` waits for the cache to hold the name, then answers
         t = self.compiled(q)
         if t.remote or (t.forward and self.forwarder is not None):
             return q
@@ -272,9 +280,38 @@ class DNSServer:
             enable_truncate=self.enable_truncate, recursion_available=self.recursion_available,
         )
 
+    def _cache_covers(self, q: Query) -> bool:
+        """Whether a stateless client's cache holds what ``q`` asks about (a service or node
+        of our datacenter); asks the cache to follow it when it does not."""
+        cache = self.cache
+        if cache.generation != self._covered_gen or len(self._covered) > MAX_CACHE:
+            self._covered.clear()
+            self._covered_gen = cache.generation
+        if q.qname_lower in self._covered:
+            return True
+        try:
+            lk = names.parse(dns.name.from_wire(q.qname_lower, 0)[0], q.qtype, self.answerer.domains)
+        except dns.exception.DNSException:
+            return True
+        services = [lk.service.lower()] if lk.kind in ("service", "mesh") and lk.service else []
+        nodes = [lk.node.lower()] if lk.kind == "node" and lk.node else []
+        if lk.datacenter and lk.datacenter != self.config.datacenter.lower():
+            services, nodes = [], []  # another datacenter's names are answered remotely
+        ok = bool(cache.want(services, nodes))
+        if ok:
+            self._covered.add(q.qname_lower)
+        return ok
+
     async def forward(self, data: bytes, q: Query, tcp: bool) -> bytes:
         """Relay ``q`` to the recursors; SERVFAIL if none answered usefully.  Questions for
-        other datacenters and prepared queries are answered by ``remote.py`` instead."""
+        other datacenters and prepared queries are answered by ``remote.py`` instead.  On a
+        stateless client, a name its cache does not follow yet is answered once the cache
+        holds it (at most ``CACHE_FILL_TIMEOUT`` later)."""
+        if self.cache is not None and not self._cache_covers(q):
+            await self.cache.wait_covered(CACHE_FILL_TIMEOUT)
+            out = self._respond(q, tcp, fill=False)
+            if not isinstance(out, Query):
+                return out
         if self.remote is not None and self.compiled(q).remote:
             try:
                 return await self._remote_answer(q, tcp)

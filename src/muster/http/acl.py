@@ -8,7 +8,7 @@ disabled every route answers 401 ``ACL support disabled``.  Texts and statuses: 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..acl.authorizer import Authorizer
@@ -197,37 +197,49 @@ def routes(ctx: Ctx) -> list[Route]:
 
         return await read(req, produce)
 
+    def object_handlers(
+        kind: str, fields: tuple[str, ...], what: str
+    ) -> tuple[Callable[[Request], Awaitable[Response]], Callable[[Request], Awaitable[Response]]]:
+        """The create and by-ID/by-name handlers of policies and roles (``kind``), which share
+        their routes, permission checks, forwarding to the primary and texts, on
+        ``ACLService.<kind>_create|_get|_get_by_name|_update|_delete`` and ``render_<kind>``."""
+
+        async def create(req: Request) -> Response:
+            s = service()
+            if (fwd := await to_primary(req)) is not None:
+                return fwd
+            need(req, "write")
+            obj = await getattr(s, f"{kind}_create")(await body(req, fields, what))
+            return json_response(req, getattr(s, f"render_{kind}")(obj))
+
+        async def item(req: Request) -> Response:
+            s = service()
+            render = getattr(s, f"render_{kind}")
+            param = req.route_param
+            if param.startswith("name/"):
+                if req.method != "GET":
+                    raise MethodNotAllowed(f"method {req.method} not allowed")
+                need(req, "read")
+                return json_response(req, render(getattr(s, f"{kind}_get_by_name")(param[5:])), 200, index_headers(req))
+            if not param:
+                raise BadRequest(f"Missing {kind} ID")
+            if req.method == "GET":
+                need(req, "read")
+                return json_response(req, render(getattr(s, f"{kind}_get")(param)), 200, index_headers(req))
+            if (fwd := await to_primary(req)) is not None:
+                return fwd
+            need(req, "write")
+            if req.method == "PUT":
+                obj = await getattr(s, f"{kind}_update")(param, await body(req, fields, what))
+                return json_response(req, render(obj))
+            await getattr(s, f"{kind}_delete")(param)
+            return json_response(req, True)
+
+        return create, item
+
     # ------------------------------------------------------------------ policies
 
-    async def policy_create(req: Request) -> Response:
-        s = service()
-        if (fwd := await to_primary(req)) is not None:
-            return fwd
-        need(req, "write")
-        p = await s.policy_create(await body(req, _POLICY_FIELDS, "Policy"))
-        return json_response(req, s.render_policy(p))
-
-    async def policy_item(req: Request) -> Response:
-        s = service()
-        param = req.route_param
-        if param.startswith("name/"):
-            if req.method != "GET":
-                raise MethodNotAllowed(f"method {req.method} not allowed")
-            need(req, "read")
-            return json_response(req, s.render_policy(s.policy_get_by_name(param[5:])), 200, index_headers(req))
-        if not param:
-            raise BadRequest("Missing policy ID")
-        if req.method == "GET":
-            need(req, "read")
-            return json_response(req, s.render_policy(s.policy_get(param)), 200, index_headers(req))
-        if (fwd := await to_primary(req)) is not None:
-            return fwd
-        need(req, "write")
-        if req.method == "PUT":
-            p = await s.policy_update(param, await body(req, _POLICY_FIELDS, "Policy"))
-            return json_response(req, s.render_policy(p))
-        await s.policy_delete(param)
-        return json_response(req, True)
+    policy_create, policy_item = object_handlers("policy", _POLICY_FIELDS, "Policy")
 
     async def policy_list(req: Request) -> Response:
         s = service()
@@ -240,35 +252,7 @@ def routes(ctx: Ctx) -> list[Route]:
 
     # ------------------------------------------------------------------ roles
 
-    async def role_create(req: Request) -> Response:
-        s = service()
-        if (fwd := await to_primary(req)) is not None:
-            return fwd
-        need(req, "write")
-        r = await s.role_create(await body(req, _ROLE_FIELDS, "Role"))
-        return json_response(req, s.render_role(r))
-
-    async def role_item(req: Request) -> Response:
-        s = service()
-        param = req.route_param
-        if param.startswith("name/"):
-            if req.method != "GET":
-                raise MethodNotAllowed(f"method {req.method} not allowed")
-            need(req, "read")
-            return json_response(req, s.render_role(s.role_get_by_name(param[5:])), 200, index_headers(req))
-        if not param:
-            raise BadRequest("Missing role ID")
-        if req.method == "GET":
-            need(req, "read")
-            return json_response(req, s.render_role(s.role_get(param)), 200, index_headers(req))
-        if (fwd := await to_primary(req)) is not None:
-            return fwd
-        need(req, "write")
-        if req.method == "PUT":
-            r = await s.role_update(param, await body(req, _ROLE_FIELDS, "Role"))
-            return json_response(req, s.render_role(r))
-        await s.role_delete(param)
-        return json_response(req, True)
+    role_create, role_item = object_handlers("role", _ROLE_FIELDS, "Role")
 
     async def role_list(req: Request) -> Response:
         s = service()

@@ -20,7 +20,8 @@ intention write is one ``ConfigEntryCommand`` for the destination's entry.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from ..connect import ca as ca_mod
 from ..connect import config_entries as ce
@@ -45,6 +46,10 @@ async def ensure_cluster_ca(ctx: Ctx) -> None:
     config = {"ClusterID": cluster_id, "Provider": ca_mod.PROVIDER, "Config": cfg, "State": None,
               "ForceWithoutCrossSigning": False}  # fmt: skip
     await server.apply(ConnectCACommand(config=config, roots=[root], cas_roots=0))
+
+
+#: Read-modify-write attempts before a write that keeps losing CAS races answers an error.
+RMW_ATTEMPTS: Final = 5
 
 
 def routes(ctx: Ctx) -> list[Route]:
@@ -77,6 +82,18 @@ def routes(ctx: Ctx) -> list[Route]:
             "TrustDomain": trust_domain(),
             "Roots": [ca_mod.render_root(r) for r in roots],
         }
+
+    async def read_modify_write(make: Callable[[], Any | None], what: str) -> None:
+        """Apply the CAS command ``make`` builds from the current state, after a consistent
+        barrier (so a follower's view includes every committed write, e.g. this client's
+        previous one), retrying a few times when another writer won the race.  ``make`` returns
+        ``None`` when there is nothing to do."""
+        for _attempt in range(RMW_ATTEMPTS):
+            await server.check_read("consistent")
+            cmd = make()
+            if cmd is None or await server.apply(cmd):
+                return
+        raise MusterError(f"{what} changed concurrently, retry")
 
     async def roots(req: Request) -> Response:
         await ensure_ca()
@@ -116,20 +133,21 @@ def routes(ctx: Ctx) -> list[Route]:
             cfg = ca_mod.normalize_config(given)
         except ca_mod.CAError as err:
             raise MusterError(str(err)) from None
-        current = dict(ca_table().config)
-        old_roots = [dict(r) for r in ca_table().roots]
-        cas = store.index("connect-ca-roots")
-        new_config = dict(current, Provider=provider, Config=cfg, ForceWithoutCrossSigning=bool(d[2]))
-        for k in ("CreateIndex", "ModifyIndex"):
-            new_config.pop(k, None)
-        new_roots = old_roots
-        if ca_mod.needs_rotation(current.get("Config") or {}, cfg, str(current.get("Provider")), provider):
-            for r in new_roots:
-                r["Active"] = False
-            new_roots = new_roots + [ca_mod.new_root(str(current["ClusterID"]), cfg, now(), serial())]
-        ok = await server.apply(ConnectCACommand(config=new_config, roots=new_roots, cas_roots=cas))
-        if not ok:
-            raise MusterError("CA configuration changed concurrently, retry")
+        def make() -> ConnectCACommand:
+            current = dict(ca_table().config)
+            old_roots = [dict(r) for r in ca_table().roots]
+            cas = store.index("connect-ca-roots")
+            new_config = dict(current, Provider=provider, Config=cfg, ForceWithoutCrossSigning=bool(d[2]))
+            for k in ("CreateIndex", "ModifyIndex"):
+                new_config.pop(k, None)
+            new_roots = old_roots
+            if ca_mod.needs_rotation(current.get("Config") or {}, cfg, str(current.get("Provider")), provider):
+                for r in new_roots:
+                    r["Active"] = False
+                new_roots = new_roots + [ca_mod.new_root(str(current["ClusterID"]), cfg, now(), serial())]
+            return ConnectCACommand(config=new_config, roots=new_roots, cas_roots=cas)
+
+        await read_modify_write(make, "CA configuration")
         return json_response(req, True)
 
     async def leaf(req: Request) -> Response:
@@ -194,26 +212,29 @@ def routes(ctx: Ctx) -> list[Route]:
         return src
 
     async def write_source(destination: str, src: dict[str, Any]) -> None:
-        current = entries_table().rows.get((ce.SERVICE_INTENTIONS, destination))
-        entry = ixns.upsert_source(current, destination, src)
-        try:
-            entry = ce.decode(entry)
-        except ce.ConfigEntryError as err:
-            raise MusterError(err.message) from None
-        cas = int(current["ModifyIndex"]) if current else 0
-        if not await server.apply(ConfigEntryCommand(op="set", entry=entry, cas=cas)):
-            raise MusterError("intention changed concurrently, retry")
+        def make() -> ConfigEntryCommand:
+            current = entries_table().rows.get((ce.SERVICE_INTENTIONS, destination))
+            entry = ixns.upsert_source(current, destination, src)
+            try:
+                entry = ce.decode(entry)
+            except ce.ConfigEntryError as err:
+                raise MusterError(err.message) from None
+            cas = int(current["ModifyIndex"]) if current else 0
+            return ConfigEntryCommand(op="set", entry=entry, cas=cas)
+
+        await read_modify_write(make, "intention")
 
     async def delete_source(destination: str, source: str) -> None:
-        current = entries_table().rows.get((ce.SERVICE_INTENTIONS, destination))
-        if current is None or ixns.find_source(current, source) < 0:
-            return
-        remaining = ixns.remove_source(current, source)
-        cas = int(current["ModifyIndex"])
-        cmd = (ConfigEntryCommand(op="set", entry=remaining, cas=cas) if remaining is not None
-               else ConfigEntryCommand(op="delete", entry={"Kind": ce.SERVICE_INTENTIONS, "Name": destination}, cas=cas))  # fmt: skip
-        if not await server.apply(cmd):
-            raise MusterError("intention changed concurrently, retry")
+        def make() -> ConfigEntryCommand | None:
+            current = entries_table().rows.get((ce.SERVICE_INTENTIONS, destination))
+            if current is None or ixns.find_source(current, source) < 0:
+                return None
+            remaining = ixns.remove_source(current, source)
+            cas = int(current["ModifyIndex"])
+            return (ConfigEntryCommand(op="set", entry=remaining, cas=cas) if remaining is not None
+                    else ConfigEntryCommand(op="delete", entry={"Kind": ce.SERVICE_INTENTIONS, "Name": destination}, cas=cas))  # fmt: skip
+
+        await read_modify_write(make, "intention")
 
     def source_dest(req: Request) -> tuple[str, str]:
         source, dest = req.get("source"), req.get("destination")

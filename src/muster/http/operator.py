@@ -12,6 +12,7 @@ its state at the same index.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -85,8 +86,15 @@ def routes(ctx: Ctx) -> list[Route]:
         if req.method == "GET":
             opts = parse_query_options(req)
             await server.check_read(opts.consistency)
+            # The state at this index, captured now and encoded step by step (the loop serves
+            # other requests between steps); archive, checksums and gzip in a worker thread.
             index = server.fsm.last_applied
-            blob = build_archive(server.store.snapshot(), index, server.log.term(), int(server.clock.wall() * 1000))
+            term, now_ms = server.log.term(), int(server.clock.wall() * 1000)
+            parts: list[bytes] = []
+            for piece in server.store.snapshot_stream():
+                parts.append(piece)
+                await asyncio.sleep(0)
+            blob = await asyncio.to_thread(lambda: build_archive(b"".join(parts), index, term, now_ms))
             return Response(200, blob, "application/x-gzip", ctx.meta_headers(index, None))
         body = await req.body(MAX_SNAPSHOT)
         _meta, state = read_archive(body)

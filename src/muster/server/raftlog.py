@@ -3,11 +3,11 @@
 The loop is etcd's (see ``muster.raft.core.Ready``): take a ``Ready``; write its snapshot,
 entries and hard state; send the messages that may leave before the fsync (a leader's MsgApps
 and heartbeats: ``Ready.early_messages``), so the followers persist the batch while the leader
-does; apply the committed entries to the FSM and resolve the proposers' futures (they are
-durable on a quorum already); fsync once for the whole batch in a worker thread (group
-commit: proposals that arrive meanwhile join the *next* batch); only then send the other
-messages (acknowledgements, votes) and ``advance``, which is where the leader's own copy of
-the batch starts to count toward the quorum.  A batch thus costs max(leader fsync, follower
+does; start one fsync for the whole batch in a worker thread (group commit: proposals that
+arrive meanwhile join the *next* batch) and, while it runs, apply the committed entries to the
+FSM and resolve the proposers' futures (they are durable on a quorum already); once the fsync
+is done, send the other messages (acknowledgements, votes) and ``advance``, which is where the
+leader's own copy of the batch starts to count toward the quorum.  A batch thus costs max(leader fsync, follower
 round trip + fsync) instead of their sum.
 
 Proposals.  On the leader ``propose`` stamps the leader's wall time into commands that carry
@@ -66,6 +66,10 @@ log = logging.getLogger("muster.raft")
 
 #: Every this many ticks the leader samples how long ago it heard from each voter.
 CONTACT_SAMPLE_TICKS = 10
+#: Bytes per MsgSnap sent to a follower that needs the snapshot.  A chunk waits for the previous
+#: one's acknowledgement, so 64 KiB chunks made a 200 MB snapshot (1M keys) ~3,000 round trips
+#: through both event loops; 1 MiB is ~200, far below the RPC frame limit (``rpc.MAX_FRAME``).
+SNAPSHOT_CHUNK = 1 << 20
 
 
 class DurableStorage(Protocol):
@@ -123,7 +127,11 @@ class ReplicatedLog:
             node_id,
             storage,
             rng,
-            RaftConfig(election_ticks=self.t.election_ticks, heartbeat_ticks=self.t.heartbeat_ticks),
+            RaftConfig(
+                election_ticks=self.t.election_ticks,
+                heartbeat_ticks=self.t.heartbeat_ticks,
+                snapshot_chunk_bytes=SNAPSHOT_CHUNK,
+            ),
         )
         snap = storage.snapshot()
         if snap.meta.index > 0 and snap.data:
@@ -465,15 +473,23 @@ class ReplicatedLog:
             try:
                 self._write(rd)
                 if not started:
-                    started = True
                     for m in early:
                         self.rpc.send_raft(m.to, encode_message(m))
+                # One fsync for the whole batch, in a worker thread started *before* the apply
+                # below, so the two overlap (a follower's acknowledgement waits for max(apply,
+                # fsync), not their sum); the loop keeps accepting proposals meanwhile, which
+                # form the next batch (group commit).
+                sync = (
+                    asyncio.get_running_loop().run_in_executor(None, self._sync)
+                    if rd.must_sync and self._sync is not None
+                    else None
+                )
+                if not started:
+                    started = True
                     if rd.snapshot is None:
                         self._apply_committed(rd)
-                if rd.must_sync and self._sync is not None:
-                    # One fsync for the whole batch, off the loop: the loop keeps accepting
-                    # proposals, which form the next batch (group commit).
-                    await asyncio.to_thread(self._sync)
+                if sync is not None:
+                    await sync
                     if self.core.role is Role.LEADER and rd.entries:
                         n = len(rd.entries)
                         self.fsyncs += 1

@@ -18,14 +18,15 @@ Client side:
   leader), so anti-entropy, coordinates and every other ``server.apply`` on a client work
   unchanged.  It is never the leader, and ``read_barrier`` refuses: a client's reads are
   answered by servers (the HTTP API forwards them, ``http/forward.py``).
-* ``CatalogMirror`` is the client's bounded local cache: the catalog tables (nodes, services,
-  checks; never KV, sessions or ACLs) of the client's local store, kept fresh by one blocking
-  query on a server (RPC ``catalog_mirror``, served from the server's local state like a
-  ``?stale`` read, so any server answers, also during a leader election).  The client's DNS
-  interface and its anti-entropy read that store.  ``staleness()`` is how old the cache may be:
-  the time since a server last confirmed it plus that server's own last contact with its
-  leader; DNS answers from it while ``staleness() <= dns_config.max_stale``
-  (``dns/server.py``).
+* ``CatalogMirror`` is the client's bounded local cache (Consul's agent cache is the model):
+  the part of the catalog the client uses - its own node with its services and checks, the
+  servers (``consul`` service) and the services and nodes its DNS was asked about - in the
+  client's local store (never KV, sessions or ACLs), kept fresh by one blocking query on a
+  server (RPC ``catalog_mirror``, served from the server's local state like a ``?stale`` read,
+  so any server answers, also during a leader election).  The client's DNS interface and its
+  anti-entropy read that store.  ``staleness()`` is how old the cache may be: the time since a
+  server last confirmed it plus that server's own last contact with its leader; DNS answers
+  from it while ``staleness() <= dns_config.max_stale`` (``dns/server.py``).
 
 Server side: ``ClientEndpoints`` serves ``client_apply`` and ``catalog_mirror``; the HTTP
 requests a client forwards arrive on the RPC ``http`` method like any forwarded request.
@@ -35,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +48,7 @@ import msgspec
 from ..errors import MusterError, NoLeader
 from ..runtime import Clock
 from ..state.store import SNAPSHOT_VERSION, StateStore
-from ..state.watch import WatchSet
+from ..state.watch import Watch, WatchSet
 from ..structs import decode_command, encode_command
 from .log import PENDING
 from .rpc import ConnectionLost, RPCNode
@@ -62,6 +65,8 @@ MIRROR_MAX_WAIT = 300.0
 MIRROR_RETRY = 0.5
 #: Tables a mirror holds.
 MIRROR_TABLES = ("nodes", "services", "checks")
+#: Services, and nodes, a client's cache follows at most (least recently asked dropped first).
+MAX_NAMES = 512
 
 
 class ServerSet:
@@ -111,6 +116,7 @@ class RemoteServers:
     """Calls from a client agent to the servers of its datacenter (module doc)."""
 
     def __init__(self, node_id: str, servers: ServerSet, info: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.node_id = node_id
         self.servers = servers
         base = info or (lambda: {})
         # No cluster id (a client is in no Raft cluster) and the ``client`` flag: servers answer
@@ -149,9 +155,18 @@ class RemoteServers:
 
 class CatalogMirror:
     """The client's catalog cache (module doc).  ``store`` is the client's local store: only
-    this mirror writes it, by swapping in each catalog a server sends."""
+    this mirror writes it, by swapping in each view a server sends.
 
-    def __init__(self, store: StateStore, remote: RemoteServers, clock: Clock, wait: float = MIRROR_MAX_WAIT) -> None:
+    Interest: the view holds the client's own node (with its services and checks: what
+    anti-entropy compares with), the ``consul`` service (the servers: DNS names them in every
+    SOA/NS record) and the services and nodes its DNS was asked about, each kept until
+    ``MAX_NAMES`` more recently asked names push it out.  ``want`` says whether names are
+    covered and, if not, adds them and restarts the blocking query with the new interest;
+    ``wait_covered`` waits (bounded) for the view that includes them.
+    """
+
+    def __init__(self, store: StateStore, remote: RemoteServers, clock: Clock, wait: float = MIRROR_MAX_WAIT,
+                 node: str = "") -> None:
         self.store = store
         #: Longest wait of one query: an answer, even "nothing changed", confirms the cache, so
         #: a healthy mirror is never older than about ``wait`` (the caller picks a fraction of
@@ -159,7 +174,9 @@ class CatalogMirror:
         self.wait = min(max(wait, 1.0), MIRROR_MAX_WAIT)
         self.remote = remote
         self.clock = clock
+        self.node = node
         self.index = 0
+        self.digest = ""
         #: monotonic time a server last confirmed the mirror, and that server's last contact
         #: with its leader then (seconds); None until the first answer.
         self.confirmed_at: float | None = None
@@ -168,7 +185,51 @@ class CatalogMirror:
         self.updates = 0
         self.ready = asyncio.Event()
         self.servers = remote.servers.copy()
+        #: Names of interest (lowercase) -> the interest generation that added them, least
+        #: recently asked first.
+        self.services: OrderedDict[str, int] = OrderedDict()
+        self.nodes: OrderedDict[str, int] = OrderedDict()
+        #: Interest generation: bumped by every new name; ``filled`` is the generation of the
+        #: interest the store's current view was built for.
+        self.generation = 0
+        self.filled = -1
+        self._changed = asyncio.Event()
+        self._restart = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def want(self, services: list[str], nodes: list[str]) -> bool:
+        """True when the view covers ``services`` and ``nodes`` (lowercase); else they are
+        added to the interest (the query restarts) and False is returned."""
+        need = 0
+        new = False
+        for table, names in ((self.services, services), (self.nodes, nodes)):
+            for name in names:
+                g = table.get(name)
+                if g is None:
+                    if not new:
+                        self.generation += 1
+                        new = True
+                    g = table[name] = self.generation
+                    while len(table) > MAX_NAMES:
+                        table.popitem(last=False)
+                else:
+                    table.move_to_end(name)
+                need = max(need, g)
+        if new:
+            self._restart.set()
+        return self.filled >= need
+
+    async def wait_covered(self, timeout: float) -> None:
+        """Return once the view holds the interest as it is now (or after ``timeout``)."""
+        want = self.generation
+        deadline = self.clock.monotonic() + timeout
+        while self.filled < want:
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                return
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
 
     def staleness(self) -> float:
         """Upper bound on the age of the cached catalog, in seconds (inf before the first fill)."""
@@ -189,30 +250,51 @@ class CatalogMirror:
 
     async def _run(self) -> None:
         while True:
+            self._restart.clear()
+            query = asyncio.ensure_future(self.refresh(self.wait))
+            restart = asyncio.ensure_future(self._restart.wait())
             try:
-                await self.refresh(self.wait)
-            except MusterError as err:
+                await asyncio.wait({query, restart}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                restart.cancel()
+                if not query.done():
+                    query.cancel()  # new interest: ask again (the server drops the old query)
+                    with contextlib.suppress(asyncio.CancelledError, MusterError):
+                        await query
+            if query.cancelled():
+                continue
+            err = query.exception()
+            if isinstance(err, MusterError):
                 log.debug("catalog mirror: %s", err)
                 await asyncio.sleep(MIRROR_RETRY)
+            elif err is not None:
+                raise err
 
     async def refresh(self, wait: float) -> None:
-        """One blocking query: returns when the catalog moved past ``index`` or ``wait`` ran out."""
-        res = await self.remote.call("catalog_mirror", {"index": self.index, "wait": wait}, timeout=wait * 1.1 + 10,
-                                     idempotent=True, servers=self.servers)
+        """One blocking query: returns when the view differs from ``digest`` or ``wait`` ran out."""
+        gen = self.generation
+        # A new interest is answered at once (an empty digest never matches), also when the
+        # names it added are not in the catalog: "not there" is an answer too.
+        payload = {"digest": self.digest if self.filled >= gen else "", "wait": wait, "client": self.remote.node_id,
+                   "services": sorted({*self.services, "consul"}), "nodes": sorted({*self.nodes, self.node} - {""})}
+        res = await self.remote.call("catalog_mirror", payload, timeout=wait * 1.1 + 10, idempotent=True,
+                                     servers=self.servers)
         if not isinstance(res, dict):
             raise MusterError("catalog mirror: malformed answer")
-        idx = int(res.get("index", 0))
         blob = res.get("blob")
-        if isinstance(blob, (bytes, bytearray)) and idx != self.index:
+        if isinstance(blob, (bytes, bytearray)):
             self.store.restore(bytes(blob))
-            self.index = idx
             self.updates += 1
+        self.digest = str(res.get("digest", ""))
+        self.index = int(res.get("index", 0))
+        self.filled = max(self.filled, gen)
         self.confirmed_at = self.clock.monotonic()
         self.server_contact = float(res.get("contact", 0.0))
         self.leader = str(res.get("leader", ""))
         if self.leader and res.get("self") == self.leader:
             self.servers.avoid(self.leader)
         self.ready.set()
+        self._changed.set()
 
 
 class RemoteLog:
@@ -274,9 +356,10 @@ class ClientEndpoints:
         self._leader = leader
         self._contact = contact
         self._rng = rng
-        #: The encoded catalog at one index (``id(tables)``, index): every client waiting on
-        #: the same change gets the same bytes, encoded once.
-        self._blob: tuple[int, int, bytes] | None = None
+        #: Lowercase -> exact service and node names, rebuilt once per catalog index.
+        self._names: tuple[int, int, dict[str, list[str]], dict[str, str]] | None = None
+        #: The latest mirror query of each client: a newer one ends the older at once.
+        self._waiting: dict[str, Watch] = {}
 
     def handlers(self) -> dict[str, Callable[[Any], Any]]:
         return {"client_apply": self.rpc_client_apply, "catalog_mirror": self.rpc_catalog_mirror}
@@ -289,50 +372,93 @@ class ClientEndpoints:
             return {"err": err.message, "status": err.status}
 
     async def rpc_catalog_mirror(self, payload: Any) -> dict[str, Any]:
-        """Block until the catalog index passes the client's (or ``wait`` runs out; at most
-        ``MIRROR_MAX_WAIT``), then answer the index, and the catalog when it changed."""
-        have = int(payload.get("index", 0)) if isinstance(payload, dict) else 0
-        wait = min(max(float(payload.get("wait", 0.0)) if isinstance(payload, dict) else 0.0, 0.0), MIRROR_MAX_WAIT)
+        """Block until the client's view (``catalog_view``) differs from its ``digest`` (or
+        ``wait`` runs out; at most ``MIRROR_MAX_WAIT``), then answer the digest, and the view
+        when it changed.  Woken by the catalog tables' watches only: KV writes never wake it."""
+        if not isinstance(payload, dict):
+            raise MusterError("catalog_mirror: malformed request")
+        have = str(payload.get("digest", ""))
+        wait = min(max(float(payload.get("wait", 0.0)), 0.0), MIRROR_MAX_WAIT)
+        services = [str(x) for x in payload.get("services") or ()][:MAX_NAMES + 1]
+        nodes = [str(x) for x in payload.get("nodes") or ()][:MAX_NAMES + 1]
+        client = str(payload.get("client", ""))
+        mine = Watch()
+        older = self._waiting.get(client)
+        if older is not None:
+            older.fire()
+        self._waiting[client] = mine
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait + self._rng.random() * wait / 16
-        while True:
-            store = self._store()
-            idx = max(store.catalog_index(), 1)
-            if idx != have:
-                return {"index": idx, "blob": self._encoded(store, idx), "leader": self._leader(),
-                        "contact": self._contact(), "self": self.node_id}
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return {"index": idx, "blob": None, "leader": self._leader(), "contact": self._contact(),
-                        "self": self.node_id}
-            ws = WatchSet()
-            ws.add(store.abandon_watch)
-            for name in MIRROR_TABLES:
-                store.watch_table(ws, name)
-            await ws.wait(remaining)
+        try:
+            while True:
+                store = self._store()
+                rows = self.view(store, services, nodes)
+                digest = hashlib.blake2b(msgspec.msgpack.encode(rows, order="sorted"), digest_size=12).hexdigest()
+                changed = digest != have
+                blob = view_snapshot(store, rows) if changed else None
+                remaining = deadline - loop.time()
+                if changed or remaining <= 0 or mine.fired:
+                    return {"digest": digest, "blob": blob, "index": store.catalog_index(),
+                            "leader": self._leader(), "contact": self._contact(), "self": self.node_id}
+                ws = WatchSet()
+                ws.add(store.abandon_watch)
+                ws.add(mine)
+                for name in MIRROR_TABLES:
+                    store.watch_table(ws, name)
+                await ws.wait(remaining)
+        finally:
+            if self._waiting.get(client) is mine:
+                del self._waiting[client]
 
-    def _encoded(self, store: StateStore, idx: int) -> bytes:
-        key = (id(store.tables), idx)
-        if self._blob is not None and self._blob[:2] == key:
-            return self._blob[2]
-        blob = catalog_snapshot(store)
-        self._blob = (key[0], key[1], blob)
-        return blob
+    def view(self, store: StateStore, services: list[str], nodes: list[str]) -> dict[str, Any]:
+        """The part of the catalog a client follows (nodes, services, checks rows): every
+        instance of ``services`` (case-insensitive) with its node and the checks of the
+        instance and of its node; every one of ``nodes`` with all its services and checks."""
+        cat = store.tables.catalog
+        key = (id(store.tables), store.catalog_index())
+        if self._names is None or self._names[:2] != key:
+            by_service: dict[str, list[str]] = {}
+            for name in cat.service_instances:
+                by_service.setdefault(name.lower(), []).append(name)
+            self._names = (key[0], key[1], by_service, {n.lower(): n for n in cat.nodes})
+        by_service, by_node = self._names[2], self._names[3]
+        out_nodes: dict[str, Any] = {}
+        out_svcs: dict[str, dict[str, Any]] = {}
+        out_checks: dict[str, dict[str, Any]] = {}
+        for ls in services:
+            for exact in by_service.get(ls.lower(), ()):
+                for node, sid in cat.service_instances.get(exact, ()):
+                    row = cat.nodes.get(node)
+                    svc = cat.services.get(node, {}).get(sid)
+                    if row is None or svc is None:
+                        continue
+                    out_nodes[node] = row
+                    out_svcs.setdefault(node, {})[sid] = svc
+                    for cid, chk in cat.checks.get(node, {}).items():
+                        if chk.service_id in ("", sid):
+                            out_checks.setdefault(node, {})[cid] = chk
+        for ln in nodes:
+            found = by_node.get(ln.lower())
+            if found is None:
+                continue
+            out_nodes[found] = cat.nodes[found]
+            if cat.services.get(found):
+                out_svcs.setdefault(found, {}).update(cat.services[found])
+            if cat.checks.get(found):
+                out_checks.setdefault(found, {}).update(cat.checks[found])
+        return {"nodes": out_nodes, "services": out_svcs, "checks": out_checks}
 
 
-def catalog_snapshot(store: StateStore) -> bytes:
-    """A snapshot (``StateStore.snapshot``'s format) holding only the catalog tables."""
-    t = store.tables
-    cat = t.catalog
+def view_snapshot(store: StateStore, rows: dict[str, Any]) -> bytes:
+    """``rows`` (``ClientEndpoints.view``) as a snapshot in ``StateStore.snapshot``'s format."""
+    idx = store.catalog_index()
     data = {
         "version": SNAPSHOT_VERSION,
         "kvs": [],
         "tombstones": {},
         "lock_delays": {},
-        "nodes": cat.nodes,
-        "services": cat.services,
-        "checks": cat.checks,
+        **rows,
         "sessions": {},
-        "indexes": {k: v for k, v in t.indexes.items() if k in MIRROR_TABLES},
+        "indexes": {k: v for k, v in store.tables.indexes.items() if k in MIRROR_TABLES} or {"nodes": idx},
     }
     return msgspec.msgpack.encode(data)

@@ -21,7 +21,11 @@ LOAD = 1000
 
 
 class SortedKeys:
-    __slots__ = ("_lists", "_maxes", "_len")
+    """See the module docstring.  ``freeze`` hands out the current chunks without copying them;
+    while frozen, a chunk about to change is first replaced by a copy (copy-on-write), so the
+    frozen chunks keep the order they had."""
+
+    __slots__ = ("_lists", "_maxes", "_len", "_shared")
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
         """From any iterable of distinct keys (sorted here)."""
@@ -29,6 +33,30 @@ class SortedKeys:
         self._lists: list[list[str]] = [s[i : i + LOAD] for i in range(0, len(s), LOAD)]
         self._maxes: list[str] = [lst[-1] for lst in self._lists]
         self._len = len(s)
+        #: ids of the chunks handed out by ``freeze`` and not copied since (None: not frozen).
+        #: The frozen view holds those lists, so their ids cannot be reused meanwhile.
+        self._shared: set[int] | None = None
+
+    def _own(self, i: int) -> list[str]:
+        """Chunk ``i``, copied first if a frozen view shares it."""
+        lst = self._lists[i]
+        shared = self._shared
+        if shared and id(lst) in shared:
+            shared.discard(id(lst))
+            lst = self._lists[i] = lst[:]
+        return lst
+
+    def freeze(self) -> list[list[str]] | None:
+        """The current chunks, shared with this set until ``thaw`` (O(number of chunks));
+        None if another freeze is active (the caller copies with ``chunks`` instead)."""
+        if self._shared is not None:
+            return None
+        self._shared = {id(lst) for lst in self._lists}
+        return list(self._lists)
+
+    def thaw(self) -> None:
+        """End the sharing started by ``freeze``."""
+        self._shared = None
 
     def __len__(self) -> int:
         return self._len
@@ -67,11 +95,11 @@ class SortedKeys:
         i = bisect_left(maxes, key)
         if i == len(maxes):
             i -= 1
-            lst = lists[i]
+            lst = self._own(i)
             lst.append(key)
             maxes[i] = key
         else:
-            lst = lists[i]
+            lst = self._own(i)
             insort(lst, key)
         if len(lst) > 2 * LOAD:
             lists[i : i + 1] = [lst[:LOAD], lst[LOAD:]]
@@ -87,6 +115,7 @@ class SortedKeys:
         j = bisect_left(lst, key)
         if lst[j] != key:
             return False
+        lst = self._own(i)
         del lst[j]
         self._len -= 1
         if not lst:

@@ -102,7 +102,10 @@ class SnapshotView:
         kv = t.kv
         cat = t.catalog
         self.kv = kv
-        self.kv_chunks = kv.keys.chunks()
+        self.kv_keys = kv.keys
+        frozen = kv.keys.freeze()  # the key order, shared copy-on-write (else copied)
+        self.kv_chunks = frozen if frozen is not None else kv.keys.chunks()
+        self.kv_keys_frozen = frozen is not None
         self.kv_count = len(kv.keys)
         self.kv_entries = kv.entries
         self.kv_frozen: dict[str, DirEntry | None] | None = None
@@ -130,7 +133,10 @@ class SnapshotView:
         }
         self.small = {k: _encode(v) for k, v in small.items()}
         h = self.hist = t.kv_history
-        self.hist_chunks = h.keys.chunks()
+        self.hist_keys = h.keys
+        hfrozen = h.keys.freeze()
+        self.hist_chunks = hfrozen if hfrozen is not None else h.keys.chunks()
+        self.hist_keys_frozen = hfrozen is not None
         self.hist_count = len(h.keys)
         self.hist_rows = h.rows
         self.hist_frozen: dict[str, Any] | None = None
@@ -140,11 +146,18 @@ class SnapshotView:
             self.hist_rows = h.rows.copy()
 
     def release(self) -> None:
-        """Stop the KV table's copy-on-write for this view (idempotent)."""
+        """Stop the copy-on-write of the KV entries, KV history and their key orders for this
+        view (idempotent)."""
         if self.kv_frozen is not None and self.kv.frozen is self.kv_frozen:
             self.kv.frozen = None
         if self.hist_frozen is not None and self.hist.frozen is self.hist_frozen:
             self.hist.frozen = None
+        if self.kv_keys_frozen:
+            self.kv_keys.thaw()
+            self.kv_keys_frozen = False
+        if self.hist_keys_frozen:
+            self.hist_keys.thaw()
+            self.hist_keys_frozen = False
 
     def encode(self, step: int) -> Iterator[bytes]:
         """The pieces; the copy-on-write ends when they are all produced, or when the
@@ -491,7 +504,12 @@ class StateStore:
         t.connect_ca.config = dict(ca.get("config") or {})
         t.connect_ca.roots = list(ca.get("roots") or [])
         t.acl.load(data.acl)
-        t.kv_history.load(data.kv_history or [])
+        hist = data.kv_history or []
+        if hist and isinstance(hist[0][1], tuple):  # decoded typed: tuples of KVVersion
+            t.kv_history.rows = dict(hist)
+            t.kv_history.keys = SortedKeys(t.kv_history.rows)
+        else:
+            t.kv_history.load(hist)
         t.indexes = dict(data.indexes)
 
     def restore(self, blob: bytes) -> None:

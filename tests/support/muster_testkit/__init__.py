@@ -25,6 +25,8 @@ Gossip (``muster_testkit.gossip``):
 Whole system:
 
 * :mod:`muster_testkit.linearizability` - the linearizability checker for KV histories.
+* :mod:`muster_testkit.ports` - free 127.0.0.1 ports (TCP and UDP twin) for the agents tests
+  start (``tests/integration/realagent.py``, the client-suite docker stand-in).
 * :mod:`muster_testkit.history` - recorded client histories against real agents, with faults
   (SIGKILL, pauses, partitions) (``python -m muster_testkit.history --url ...``).
 * :mod:`muster_testkit.k8ssim` - the seed's StatefulSet run as processes in Linux network

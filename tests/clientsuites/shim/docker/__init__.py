@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from muster_testkit.ports import free_port
+
 from . import errors
 
 __all__ = ["DockerClient", "from_env", "errors"]
@@ -53,17 +55,10 @@ _STOP_GRACE = 10.0
 
 
 def _free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise errors.APIError("no free port on 127.0.0.1")
+    try:
+        return free_port()
+    except RuntimeError as err:
+        raise errors.APIError("no free port on 127.0.0.1") from err
 
 
 class Container:

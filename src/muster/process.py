@@ -104,11 +104,12 @@ def unsupported(config: Config) -> list[str]:
 
 
 def gossip_wanted(config: Config) -> bool:
-    """Servers and clients always gossip; a -dev agent only when asked (a port or a join), so
-    that many dev agents can run side by side without fighting over 8301."""
+    """Servers and clients always gossip; a -dev agent only when asked (a join, or a LAN port
+    given by ``-serf-lan-port`` or by ``ports.serf_lan`` in a config file, as python-consul2's
+    test agents do), so that many dev agents can run side by side without fighting over 8301."""
     if not config.dev_mode:
         return True
-    return bool(config.retry_join) or "serf-lan-port" in config.set_flags
+    return bool(config.retry_join) or "serf-lan-port" in config.set_flags or config.ports.serf_lan != 8301
 
 
 def acl_initial_management_description(config: Config) -> str:

@@ -279,3 +279,22 @@ async def test_policy_and_role_item_routes_share_their_texts(deny: httpx.AsyncCl
         before = (r.status_code, r.text)
         r = await deny.get(f"/v1/acl/{kind}/00000000-0000-0000-0000-0000000000ff", headers=M)
         assert r.status_code == before[0] and r.status_code in (403, 404)
+
+
+async def test_dev_agent_reads_the_bootstrap_reset_file_in_its_working_directory(
+    deny: httpx.AsyncClient, tmp_path: object, monkeypatch: object
+) -> None:
+    """A -dev agent has no data dir: like Consul, it reads ``acl-bootstrap-reset`` from its
+    working directory, and the right index there allows one more bootstrap."""
+    import os
+    import re
+
+    r = await deny.put("/v1/acl/bootstrap")
+    index = re.search(r"reset index: (\d+)\)", r.text)
+    assert r.status_code == 403 and index
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
+    with open(os.path.join(str(tmp_path), "acl-bootstrap-reset"), "w", encoding="utf-8") as f:
+        f.write(index.group(1))
+    r = await deny.put("/v1/acl/bootstrap")
+    assert r.status_code == 200, r.text
+    assert r.json()["Policies"] == [{"ID": GM, "Name": "global-management"}]

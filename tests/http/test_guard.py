@@ -88,3 +88,55 @@ async def test_slow_headers_of_a_later_keep_alive_request_are_dropped_too() -> N
         writer.close()
     finally:
         await lst.stop()
+
+
+async def _exchange(port: int, *parts: bytes) -> bytes:
+    """Send ``parts`` as separate writes (separate reads on the server when the network keeps
+    them apart; the guard must hold however they are coalesced), half-close, read to the end."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write_eof()
+    except OSError:
+        pass  # the server answered 431 and closed before taking every byte
+    data = bytearray()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    writer.close()
+    return bytes(data)
+
+
+async def test_header_block_cap_counts_bytes_across_reads() -> None:
+    """The cap on the header block (``max_header_bytes``; 431 past it) holds for blocks split
+    over several reads, for many small lines and one big one, while a block at the cap and
+    pipelined requests that share a read with a large block are served."""
+    cap = 400
+    lst = Listener(_app(), "127.0.0.1", 0, limits=ConnLimits(200), max_header_bytes=cap)
+    await lst.start()
+    try:
+        line = b"GET /v1/status/leader HTTP/1.1\r\n"
+        target = len(b"/v1/status/leader")
+        small = b"X-A: b\r\n"  # 8 bytes counted per line
+        over = [line, b"Host: x\r\n", small * 20, small * 20, small * 10, b"\r\n"]  # 17 + 9 + 400 > 400
+        assert (await _exchange(lst.port, *over)).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        big = b"X-Big: " + b"a" * cap + b"\r\n"
+        assert (await _exchange(lst.port, line, big[:100], big[100:], b"\r\n")).startswith(b"HTTP/1.1 431 ")
+        at_cap = b"Host: x\r\n" + b"X-Big: " + b"a" * (cap - target - 9 - 9) + b"\r\n"
+        answer = await _exchange(lst.port, line, at_cap[:50], at_cap[50:] + b"\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:100]
+        # a read holding one block near the cap plus the next requests: over the cap as bytes
+        # received, under it as a header block, so every request is answered
+        pipelined = line + at_cap + b"\r\n" + (line + b"Host: x\r\n\r\n") * 5
+        answer = await _exchange(lst.port, pipelined)
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 6, answer[:300]
+    finally:
+        await lst.stop()

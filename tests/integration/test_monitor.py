@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import IO
 
 import pytest
@@ -108,3 +109,24 @@ def test_monitor_cli_bad_level(muster_agent: AgentProcess) -> None:
     res = run_cli(["monitor", "-log-level=foo"], muster_agent, timeout=30)
     assert res.returncode == 1
     assert res.stderr.decode().strip() == "Error starting monitor: Unexpected response code: 400 (Unknown log level: foo)"
+
+
+def test_agent_stderr_has_the_put_line_live_and_in_order_through_shutdown(
+    agent_factory: Callable[..., AgentProcess], unique: str
+) -> None:
+    """The ``-dev`` agent's stderr (buffered once per loop turn, ``LoopBufferedHandler``) shows
+    a PUT's ``Request finished`` line while the agent runs, with no later line needed to push it
+    out, and after SIGTERM the log holds it once, before ``shutting down``."""
+    agent = agent_factory(name="stderr-log")
+    _put(agent, f"{unique}/stderr")
+    needle = f"url=/v1/kv/{unique}/stderr".encode()
+    deadline = time.monotonic() + 15
+    while needle not in agent.log_path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert needle in agent.log_path.read_bytes(), agent.log_tail()
+    assert agent.stop() == 0
+    lines = agent.log_path.read_bytes().splitlines()
+    put = [i for i, line in enumerate(lines) if needle in line]
+    down = [i for i, line in enumerate(lines) if line.endswith(b"[INFO] muster.agent: shutting down")]
+    assert len(put) == 1 and b"[DEBUG] muster.http: Request finished: method=PUT" in lines[put[0]]
+    assert len(down) == 1 and put[0] < down[0]

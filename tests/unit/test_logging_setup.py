@@ -1,11 +1,17 @@
-"""The agent's stderr log format: ``_TextFormatter`` writes exactly what ``logging.Formatter``
-with the same format writes, although it formats the date and time once per second."""
+"""The agent's stderr log: ``_TextFormatter`` writes exactly what ``logging.Formatter`` with the
+same format writes, although it formats the date and time once per second; ``LoopBufferedHandler``
+writes every line, in order, once per event-loop turn (at once for WARNING and above, from a
+thread without a loop, and on ``flush``)."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
+import threading
 
-from muster.logging_setup import _TextFormatter
+from muster.logging_setup import LoopBufferedHandler, _TextFormatter, setup_logging
+from muster.telemetry.logstream import default_stream
 
 FORMAT = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
 
@@ -25,3 +31,118 @@ def test_same_lines_as_the_standard_formatter_across_seconds() -> None:
         for level in (logging.DEBUG, logging.INFO, logging.WARNING):
             rec = _record(t, level=level)
             assert ours.format(rec) == std.format(rec)
+
+
+# --- LoopBufferedHandler: stderr written once per event-loop turn ---------------------------
+
+
+def _buffered() -> tuple[LoopBufferedHandler, io.StringIO, logging.Logger]:
+    out = io.StringIO()
+    handler = LoopBufferedHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"test.buffered.{id(out)}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    return handler, out, logger
+
+
+def test_lines_are_written_after_the_loop_turn_in_order() -> None:
+    handler, out, logger = _buffered()
+
+    async def main() -> list[str]:
+        seen = []
+        for i in range(3):
+            logger.debug("line %d", i)
+        seen.append(out.getvalue())  # nothing yet: the turn is not over
+        await asyncio.sleep(0)  # the flush scheduled on the first line ran before this resumes
+        seen.append(out.getvalue())
+        logger.info("line 3")
+        seen.append(out.getvalue())
+        await asyncio.sleep(0)
+        seen.append(out.getvalue())
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen == ["", "DEBUG line 0\nDEBUG line 1\nDEBUG line 2\n",
+                    "DEBUG line 0\nDEBUG line 1\nDEBUG line 2\n",
+                    "DEBUG line 0\nDEBUG line 1\nDEBUG line 2\nINFO line 3\n"]  # fmt: skip
+    handler.close()
+
+
+def test_a_warning_writes_the_buffer_and_itself_at_once() -> None:
+    handler, out, logger = _buffered()
+
+    async def main() -> str:
+        logger.debug("before")
+        logger.warning("now")
+        return out.getvalue()
+
+    assert asyncio.run(main()) == "DEBUG before\nWARNING now\n"
+    handler.close()
+
+
+def test_without_a_running_loop_lines_are_written_at_once() -> None:
+    handler, out, logger = _buffered()
+    logger.debug("no loop")
+    assert out.getvalue() == "DEBUG no loop\n"
+
+    def in_thread() -> None:
+        logger.info("from a thread")
+
+    async def main() -> str:
+        logger.debug("loop line")  # buffered; the thread's line must come after it
+        t = threading.Thread(target=in_thread)
+        t.start()
+        t.join()
+        return out.getvalue()
+
+    assert asyncio.run(main()) == "DEBUG no loop\nDEBUG loop line\nINFO from a thread\n"
+    handler.close()
+
+
+def test_flush_writes_what_a_closed_loop_left_and_a_new_loop_still_flushes() -> None:
+    handler, out, logger = _buffered()
+    loop = asyncio.new_event_loop()
+
+    async def one_line(text: str) -> None:
+        logger.debug(text)
+
+    loop.run_until_complete(one_line("first"))  # its flush callback may be left unrun
+    loop.close()
+    asyncio.run(one_line("second"))  # a different loop: "first" is written, then "second"
+    handler.flush()  # what logging.shutdown does at exit
+    assert out.getvalue() == "DEBUG first\nDEBUG second\n"
+    logger.debug("third")
+    assert out.getvalue().endswith("DEBUG third\n")
+    handler.close()
+
+
+def test_a_full_buffer_is_written_without_waiting_for_the_turn() -> None:
+    handler, out, logger = _buffered()
+
+    async def main() -> int:
+        for i in range(LoopBufferedHandler.MAX_LINES):
+            logger.debug("%d", i)
+        return out.getvalue().count("\n")
+
+    assert asyncio.run(main()) == LoopBufferedHandler.MAX_LINES
+    assert out.getvalue().splitlines() == [f"DEBUG {i}" for i in range(LoopBufferedHandler.MAX_LINES)]
+    handler.close()
+
+
+def test_setup_logging_installs_the_buffered_handler_and_keeps_the_monitor_stream() -> None:
+    root = logging.getLogger()
+    saved, level, base = list(root.handlers), root.level, default_stream().base_level
+    try:
+        setup_logging("debug")
+        kinds = [type(h) for h in root.handlers]
+        assert LoopBufferedHandler in kinds
+        assert default_stream() in root.handlers
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved:
+            root.addHandler(h)
+        default_stream().base_level = base
+        root.setLevel(level)

@@ -81,11 +81,16 @@ def guarded_protocol(
 ) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with the guards (passed as ``uvicorn.Config(http=...)``).
 
-    The header block is measured twice, because a block may end inside the chunk that also
-    carries most of it: ``_header_bytes`` counts the raw bytes received while a block is still
-    open (a block that never ends is cut off once it passes the cap), and ``_header_size``
-    sums the request target and header lines as the parser hands them over, checked when the
-    block ends and before the request is dispatched.  Both are -1 outside a header block.
+    The header block is measured by counting received bytes, with no Python callback per
+    header line (``on_url``/``on_header`` are uvicorn's own): ``_header_bytes`` counts the raw
+    bytes of the chunks received since the request began while its block is still open (-1
+    outside a header block), so a block that never ends is cut off once it passes the cap.
+    When the block ends inside a chunk, ``_header_bytes`` plus that chunk's length bounds the
+    block from above; only when that bound passes the cap (a block spanning about 1 MiB of
+    reads) is the exact size summed from the request target and the header lines the parser
+    handed over (``_block_size``), before the request is dispatched.  uvicorn strips trailing
+    blanks from header values, so that sum may miss them; a block is still never buffered past
+    the cap plus one read.
     """
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -94,7 +99,8 @@ def guarded_protocol(
         #: loop time the open header phase began; None when no header phase is open
         _began: float | None = None
         _header_bytes: int = -1
-        _header_size: int = -1
+        #: length of the chunk being parsed (read by on_headers_complete)
+        _chunk_len: int = 0
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -124,6 +130,7 @@ def guarded_protocol(
             self.transport.close()
 
         def data_received(self, data: bytes) -> None:
+            self._chunk_len = len(data)
             super().data_received(data)
             if self._header_bytes < 0 or self.transport.is_closing():
                 return
@@ -132,7 +139,7 @@ def guarded_protocol(
                 self._too_large()
 
         def _too_large(self) -> None:
-            self._header_bytes = self._header_size = -1
+            self._header_bytes = -1
             self.transport.write(HEADERS_TOO_LARGE)
             self.transport.close()
 
@@ -143,24 +150,20 @@ def guarded_protocol(
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._header_bytes = self._header_size = 0
+            self._header_bytes = 0
             self._arm()
 
-        def on_url(self, url: bytes) -> None:
-            super().on_url(url)
-            self._header_size += len(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            super().on_header(name, value)
-            self._header_size += len(name) + len(value) + 4
+        def _block_size(self) -> int:
+            """The request target plus every ``name: value\\r\\n`` line of this block."""
+            return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
         def on_headers_complete(self) -> None:
-            if self._header_size > max_header_bytes:
+            if self._header_bytes + self._chunk_len > max_header_bytes and self._block_size() > max_header_bytes:
                 self._too_large()
                 # Abort the parser so that the request is never dispatched; uvicorn's handler
                 # for parser errors then finds the transport closing and writes nothing more.
                 raise HeaderBlockTooLarge
-            self._header_bytes = self._header_size = -1
+            self._header_bytes = -1
             self._began = None
             super().on_headers_complete()
 

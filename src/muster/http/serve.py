@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from .guard import DEFAULT_HEADER_TIMEOUT, ConnLimits, guarded_protocol
+from .guard import DEFAULT_HEADER_TIMEOUT, MAX_HEADER_BYTES, ConnLimits, guarded_protocol
 
 log = logging.getLogger("muster.http")
 
@@ -46,6 +46,7 @@ class Listener:
         tls: TLSFiles | None = None,
         limits: ConnLimits | None = None,
         header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -54,7 +55,7 @@ class Listener:
         self.port = self.sock.getsockname()[1]
         cfg = uvicorn.Config(
             app,
-            http=guarded_protocol(limits if limits is not None else ConnLimits(0), header_timeout),
+            http=guarded_protocol(limits if limits is not None else ConnLimits(0), header_timeout, max_header_bytes),
             loop="none",
             lifespan="off",
             log_level="warning",

@@ -412,16 +412,17 @@ class ACLService:
 
     async def bootstrap(self, body: dict[str, Any]) -> ACLToken:
         reset = 0
-        if self.data_dir:
-            path = os.path.join(self.data_dir, BOOTSTRAP_RESET_FILE)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    raw = f.read().strip()
-                reset = int(raw)
-            except FileNotFoundError:
-                reset = 0
-            except (OSError, ValueError):
-                log.warning("ACL: ignoring unreadable %s", path)
+        # Consul joins its data dir and the file name; a -dev agent has no data dir, so the file
+        # is read from the agent's working directory (python-consul2's bootstrap test writes it there).
+        path = os.path.join(self.data_dir or "", BOOTSTRAP_RESET_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = f.read().strip()
+            reset = int(raw)
+        except FileNotFoundError:
+            reset = 0
+        except (OSError, ValueError):
+            log.warning("ACL: ignoring unreadable %s", path)
         t = self.tables
         if t.bootstrap_index and reset == 0:
             raise PermissionDenied(f"Permission denied: ACL bootstrap no longer allowed (reset index: {t.bootstrap_index})")

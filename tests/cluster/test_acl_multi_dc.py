@@ -51,7 +51,9 @@ def two_acl_dcs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tupl
     try:
         dc1.wait_leader(timeout=60)
         dc2.wait_leader(timeout=60)
-        wait_until(lambda: all(len(dc.get_json(0, "/v1/agent/members?wan=1")) == 2 for dc in (dc1, dc2)), 60, "the WAN pool")
+        # Members are filtered by node:read under default deny: list them with the management token.
+        wait_until(lambda: all(len(call_json(dc, 0, "GET", "/v1/agent/members?wan=1", ROOT)) == 2 for dc in (dc1, dc2)), 60,
+                   "the WAN pool")
         ok = True
         yield dc1, dc2
     finally:

@@ -10,6 +10,7 @@ rejoins and every acknowledged write survives.  Timings are printed, not asserte
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import sys
 import time
@@ -23,13 +24,27 @@ import yaml
 from muster.tls import CertRequest, create_ca, create_cert, keygen
 from muster_testkit.k8ssim import StatefulSet, WriteLoad, available
 
-from .test_statefulset import converge
-
 WHY = available()
 pytestmark = pytest.mark.skipif(bool(WHY), reason=f"network namespaces unavailable: {WHY}")
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGMAP = ROOT / "deploy" / "kubernetes" / "base" / "configmap.yaml"
+
+
+def converge(s: StatefulSet, acked: set[str], timeout: float = 40) -> None:
+    """Every pod holds every acknowledged write and the same KV state (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            dumps = [s.kv_dump(o) for o in sorted(s.pods)]
+            if all(acked <= set(d) for d in dumps) and all(d == dumps[0] for d in dumps):
+                return
+            last = f"sizes {[len(d) for d in dumps]}, acked {len(acked)}"
+        except (OSError, RuntimeError, queue.Empty) as err:
+            last = repr(err)
+        time.sleep(0.5)
+    raise AssertionError(f"servers did not converge on every acknowledged write: {last}")
 
 
 @pytest.fixture

@@ -268,6 +268,10 @@ def start_nsd(workdir: Path, port: int) -> subprocess.Popen[bytes]:
         f'  xfrdir: "{workdir}"\n'
         f'  logfile: "{workdir}/nsd.log"\n'
         "  verbosity: 0\n"
+        # NSD's response rate limiting (on by default: 200 answers/s per client netblock)
+        # would throttle dnsperf's single source address; Muster has none.
+        "  rrl-ratelimit: 0\n"
+        "  rrl-whitelist-ratelimit: 0\n"
         "remote-control:\n"
         "  control-enable: no\n"
         "zone:\n"

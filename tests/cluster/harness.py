@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,15 @@ def env_ok() -> bool:
 
 
 __all__ = ["Cluster", "wait_until", "env_ok", "os"]
+
+
+@contextlib.contextmanager
+def running(c: Cluster, request: Any) -> Iterator[Cluster]:
+    """Start every server of ``c``, yield it, and close it afterwards; the servers' logs are kept
+    when the test using it failed (``request.node.rep_call``, set by the conftest's hook)."""
+    c.start_all()
+    try:
+        yield c
+    finally:
+        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
+        c.close(keep_logs=failed)

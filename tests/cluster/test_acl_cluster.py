@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Cluster, env_ok, wait_until
+from .harness import Cluster, env_ok, running, wait_until
 
 pytestmark = pytest.mark.skipif(not env_ok(), reason="127.0.0.2/3 not bindable")
 
@@ -44,13 +44,8 @@ def call_json(c: Cluster, i: int, method: str, path: str, token: str, body: Any 
 
 @pytest.fixture
 def acl_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, extra=["-hcl", ACL_HCL])
-    c.start_all()
-    try:
+    with running(Cluster(tmp_path, extra=["-hcl", ACL_HCL]), request) as c:
         yield c
-    finally:
-        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
-        c.close(keep_logs=failed)
 
 
 def test_token_replicated_restart_and_revocation(acl_cluster: Cluster) -> None:

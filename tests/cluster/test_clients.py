@@ -19,7 +19,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from .harness import Cluster, env_ok, free_port_on_all, wait_until
+from .harness import Cluster, env_ok, free_port_on_all, running, wait_until
 
 pytestmark = pytest.mark.skipif(not env_ok(), reason="127.0.0.2/3 not bindable")
 
@@ -28,13 +28,8 @@ MAX_STALE = "20s"
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.start_all()
-    try:
+    with running(Cluster(tmp_path), request) as c:
         yield c
-    finally:
-        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
-        c.close(keep_logs=failed)
 
 
 def dns_query(ip: str, port: int, name: str, rdtype: str) -> dns.message.Message | None:

@@ -16,20 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Cluster, env_ok, wait_until
+from .harness import Cluster, env_ok, running, wait_until
 
 pytestmark = pytest.mark.skipif(not env_ok(), reason="127.0.0.2/3 not bindable")
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.start_all()
-    try:
+    with running(Cluster(tmp_path), request) as c:
         yield c
-    finally:
-        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
-        c.close(keep_logs=failed)
 
 
 class Writer(threading.Thread):

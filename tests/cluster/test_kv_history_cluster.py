@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Cluster, env_ok, wait_until
+from .harness import Cluster, env_ok, running, wait_until
 
 pytestmark = [pytest.mark.skipif(not env_ok(), reason="127.0.0.2/3 not bindable"), pytest.mark.timeout(300)]
 
@@ -26,13 +26,8 @@ KEYS = [f"hist/k{i}" for i in range(5)]
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     hcl = "kv_history {\n  versions = 1000\n}\nraft_snapshot_threshold = 50\nraft_trailing_logs = 10\n"
-    c = Cluster(tmp_path, extra=["-hcl", hcl])
-    c.start_all()
-    try:
+    with running(Cluster(tmp_path, extra=["-hcl", hcl]), request) as c:
         yield c
-    finally:
-        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
-        c.close(keep_logs=failed)
 
 
 class Writer(threading.Thread):

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Cluster, env_ok, wait_until
+from .harness import Cluster, env_ok, running, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "muster-dashboard.json"
@@ -44,13 +44,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster", extra=["-hcl", TELEMETRY])
-    c.start_all()
-    try:
+    with running(Cluster(tmp_path / "cluster", extra=["-hcl", TELEMETRY]), request) as c:
         yield c
-    finally:
-        failed = bool(getattr(request.node, "rep_call", None) and request.node.rep_call.failed)
-        c.close(keep_logs=failed)
 
 
 @pytest.fixture

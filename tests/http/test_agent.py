@@ -168,6 +168,17 @@ async def test_script_check_sources(custom: Any) -> None:
     await wait_for(warned)
 
 
+async def test_legacy_script_key_is_ignored(client: httpx.AsyncClient) -> None:
+    # Consul dropped the ``script`` string in 1.1 and ignores it as an unknown key: with a TTL
+    # the check is a TTL check (python-consul2's deprecated Check.script sends exactly this).
+    r = await client.put("/v1/agent/check/register", json={"Name": "legacy", "script": "exit 0", "ttl": "10s"})
+    assert (r.status_code, r.text) == (200, "")
+    chk = (await client.get("/v1/agent/checks")).json()["legacy"]
+    assert chk["Type"] == "ttl" and chk["Status"] == "critical"
+    r = await client.put("/v1/agent/check/register", json={"Name": "only-script", "Script": "exit 0", "Interval": "1s"})
+    assert r.status_code == 400, r.text
+
+
 async def test_replace_existing_checks(client: httpx.AsyncClient) -> None:
     await client.put("/v1/agent/service/register", json={"Name": "r", "Checks": [{"TTL": "9s"}, {"TTL": "9s"}]})
     await client.put("/v1/agent/check/register", json={"Name": "extra", "TTL": "9s", "ServiceID": "r"})

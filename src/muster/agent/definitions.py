@@ -90,7 +90,7 @@ def is_any_address(addr: str) -> bool:
 # --------------------------------------------------------------------------- checks
 
 CHECK_NAMES = (
-    "ID", "CheckID", "Name", "ServiceID", "Notes", "Status", "ScriptArgs", "Script", "HTTP", "Header",
+    "ID", "CheckID", "Name", "ServiceID", "Notes", "Status", "ScriptArgs", "HTTP", "Header",
     "Method", "Body", "DisableRedirects", "TCP", "TCPUseTLS", "UDP", "Interval", "Timeout", "TTL",
     "DockerContainerID", "Shell", "GRPC", "GRPCUseTLS", "H2PING", "H2PingUseTLS", "OSService",
     "TLSServerName", "TLSSkipVerify", "AliasNode", "AliasService", "DeregisterCriticalServiceAfter",
@@ -293,10 +293,10 @@ def _header_map(d: dict[str, Any]) -> dict[str, list[str]]:
 def parse_check(obj: Any) -> CheckDefinition:
     """Decode one check definition (agent API body, embedded service check or config block)."""
     d = canonical_keys(obj, CHECK_NAMES, CHECK_ALIASES, "structs.CheckDefinition")
+    # Consul removed the legacy ``script`` string (1.1: ``args`` replaced it); like any unknown
+    # key of structs.CheckDefinition it is ignored, so ``{"script": ..., "ttl": "10s"}`` (what
+    # python-consul2's deprecated Check.script helper still sends) registers a TTL check.
     script_args = get_str_list(d, "ScriptArgs")
-    script = get_str(d, "Script")
-    if script and not script_args:
-        script_args = ["/bin/sh", "-c", script]
     c = CheckDefinition(
         check_id=get_str(d, "CheckID") or get_str(d, "ID"),
         name=get_str(d, "Name"),

@@ -101,7 +101,8 @@ def test_dc_forwarding_between_two_datacenters(two_dcs: tuple[DC, DC]) -> None:
     # A client agent hands ?dc= requests to a server of its own datacenter, which forwards them.
     wait_until(lambda: dc1.request(3, "PUT", "/v1/kv/mdc/from-client?dc=dc2", b"c")[2] == b"true", 30,
                "a forwarded write through dc1's client agent")
-    assert "mdc/from-client" in dc2.kv_dump(0) and "mdc/from-client" not in dc1.kv_dump(0)
+    wait_until(lambda: "mdc/from-client" in dc2.kv_dump(0), 10, "dc2's server 0 to apply the write (a ?stale dump)")
+    assert "mdc/from-client" not in dc1.kv_dump(0)
     code, _h, body = dc1.request(3, "GET", "/v1/kv/mdc/from-client?dc=dc2&consistent")
     assert code == 200 and json.loads(body)[0]["Key"] == "mdc/from-client"
     # Unknown datacenter.

@@ -86,7 +86,8 @@ class Membership:
             on_event=self._on_event,
             clock=clock,
             rng=rng,
-            default_join_port=8301,
+            # memberlist joins an address given without a port on the pool's own bind port.
+            default_join_port=config.ports.serf_lan if config.ports.serf_lan > 0 else 8301,
         )
         #: Servers also join the WAN pool (port 8302), as ``<node>.<dc>``, with WAN timings
         #: (memberlist's DefaultWANConfig): the datacenters' servers find each other there.
@@ -104,7 +105,7 @@ class Membership:
                 keyring=Keyring.from_base64(config.encrypt) if config.encrypt else None,
                 clock=clock,
                 rng=rng,
-                default_join_port=8302,
+                default_join_port=config.ports.serf_wan if config.ports.serf_wan > 0 else 8302,
             )
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()

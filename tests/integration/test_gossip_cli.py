@@ -62,3 +62,15 @@ def test_join_keyring_rotation_and_force_leave(agent_factory: Callable[..., Agen
     wait(lambda: members(a).get("g-two") in (3, None), 15, "g-two left")
     code, out, err = cli(["force-leave", "nobody"], a)
     assert code == 1 and "No node found with name 'nobody'" in err
+
+
+def test_join_without_a_port_uses_the_pools_own_port(agent_factory: Callable[..., AgentProcess]) -> None:
+    # memberlist resolves an address given without a port to its own bind port (not 8301): an
+    # agent on other ports joins "127.0.0.1" (itself, here) as Consul does.
+    import urllib.request
+
+    a = agent_factory("-node=g-self", name="gossip-self")
+    assert a.ports["serf_lan"] != 8301
+    req = urllib.request.Request(a.url + "/v1/agent/join/127.0.0.1", method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200

@@ -231,12 +231,21 @@ class GossipPool:
 
     # ------------------------------------------------------------------ API
 
-    async def join(self, addrs: list[str], ignore_old: bool = True) -> int:
-        """Resolve ``addrs`` now and push/pull with every address; returns how many answered."""
-        targets = await resolve_join_addresses(addrs, self.default_join_port, self._resolver)
-        targets = [t for t in targets if t != (self.advertise_addr, self.port)]
-        if not targets or self._stopped:
+    async def join(self, addrs: list[str], ignore_old: bool = True, count_self: bool = False) -> int:
+        """Resolve ``addrs`` now and push/pull with every address; returns how many answered.
+
+        Our own address is skipped; with ``count_self`` (the join API) it counts as answered,
+        as memberlist's push/pull with itself does.  ``retry_join`` leaves it out so that it
+        keeps trying until another member answers."""
+        resolved = await resolve_join_addresses(addrs, self.default_join_port, self._resolver)
+        targets = [t for t in resolved if t != (self.advertise_addr, self.port)]
+        # Our own address answers a join at once (memberlist's push/pull with itself succeeds):
+        # `consul join 127.0.0.1` on a lone agent reports one node contacted.
+        own = len(resolved) - len(targets) if count_self else 0
+        if self._stopped:
             return 0
+        if not targets:
+            return own
         tokens = self.serf.join(targets, self.clock.monotonic(), ignore_old=ignore_old)
         loop = asyncio.get_running_loop()
         futs = []
@@ -246,8 +255,8 @@ class GossipPool:
             futs.append(fut)
         self._flush()
         results = await asyncio.gather(*futs)
-        n = sum(1 for r in results if r)
-        log.info("gossip: join %s: %d of %d addresses answered", ",".join(addrs), n, len(targets))
+        n = own + sum(1 for r in results if r)
+        log.info("gossip: join %s: %d of %d addresses answered", ",".join(addrs), n, len(resolved))
         return n
 
     async def retry_join(self, addrs: list[str], interval: float = 30.0, max_attempts: int = 0) -> int:

@@ -37,7 +37,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 raise MusterError("WAN pool is not running on this agent (servers only)")
             target = membership.wan
         try:
-            n = await target.join([addr])
+            n = await target.join([addr], count_self=True)
         except OSError as err:
             raise MusterError(f"failed to join {addr}: {err}") from None
         if n == 0:

@@ -74,3 +74,8 @@ def test_join_without_a_port_uses_the_pools_own_port(agent_factory: Callable[...
     req = urllib.request.Request(a.url + "/v1/agent/join/127.0.0.1", method="PUT")
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 200
+    # force-leave of our own (alive) name is accepted and changes nothing, as serf refutes it.
+    req = urllib.request.Request(a.url + "/v1/agent/force-leave/g-self", method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+    assert members(a) == {"g-self": 1}

@@ -427,11 +427,15 @@ class Serf:
 
     def force_leave(self, name: str, now: float, prune: bool = False) -> bool:
         """Consul ``force-leave``: a failed member becomes ``left`` (``prune`` also forgets it).
-        Returns False if the member is unknown."""
+        Returns False if the member is unknown (Consul's agent checks membership first)."""
         self._now = now
         m = self._members.get(name)
-        if m is None or name == self.name:
+        if m is None:
             return False
+        if name == self.name:
+            # A leave intent about ourselves while alive is refuted (serf re-announces its join),
+            # so forcing ourselves out is accepted and changes nothing.
+            return True
         msg = _LeaveIntent(self.clock.increment(), name, prune)
         if self._handle_leave_intent(msg, now):
             self._broadcast(msg, key="intent:" + name)

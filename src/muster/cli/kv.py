@@ -52,8 +52,22 @@ Subcommands:
     rollback  Writes an earlier version of a key back (Muster extension)"""
 
 
-def _strip_slash(key: str) -> str:
+def strip_slash(key: str) -> str:
     return key[1:] if key.startswith("/") else key
+
+
+def key_argument(ui: UI, p: Any) -> str | None:
+    """The one KEY_OR_PREFIX argument of ``kv delete`` / ``kv history`` without its leading
+    slash; ``None`` (after printing Consul's error) for more than one argument, or for none
+    without ``-recurse`` (an empty key then names the whole tree)."""
+    if len(p.args) > 1:
+        ui.err(f"Too many arguments (expected 1, got {len(p.args)})")
+        return None
+    key = strip_slash(p.args[0] if p.args else "")
+    if key == "" and not p["recurse"]:
+        ui.err("Error! Missing KEY argument")
+        return None
+    return key
 
 
 def kv_get(ui: UI, args: list[str]) -> int:
@@ -71,7 +85,7 @@ def kv_get(ui: UI, args: list[str]) -> int:
     if len(p.args) > 1:
         ui.err(f"Too many arguments (expected 1, got {len(p.args)})")
         return 1
-    key = _strip_slash(p.args[0] if p.args else "")
+    key = strip_slash(p.args[0] if p.args else "")
     if key == "" and not (p["recurse"] or p["keys"]):
         ui.err("Error! Missing KEY argument")
         return 1
@@ -215,12 +229,8 @@ def kv_delete(ui: UI, args: list[str]) -> int:
     fs.add("recurse", "bool", False, "Recursively delete all keys with the path.")
     add_http_flags(fs)
     p = parse_or_usage(ui, fs, args)
-    if len(p.args) > 1:
-        ui.err(f"Too many arguments (expected 1, got {len(p.args)})")
-        return 1
-    key = _strip_slash(p.args[0] if p.args else "")
-    if key == "" and not p["recurse"]:
-        ui.err("Error! Missing KEY argument")
+    key = key_argument(ui, p)
+    if key is None:
         return 1
     if p["cas"] and p["modify-index"] == 0:
         ui.err("Cannot delete a key that does not exist. Provide a -modify-index greater than than 0.")
@@ -261,7 +271,7 @@ def kv_export(ui: UI, args: list[str]) -> int:
     if len(p.args) > 1:
         ui.err(f"Too many arguments (expected 1, got {len(p.args)})")
         return 1
-    key = _strip_slash(p.args[0] if p.args else "")
+    key = strip_slash(p.args[0] if p.args else "")
     client = make_client(ui, p)
     with api_errors(ui, "Error querying Consul agent"):
         entries, _ = client.kv_list(key)

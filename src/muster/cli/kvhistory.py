@@ -10,6 +10,7 @@ from typing import Any
 
 from muster.cli.flags import FlagSet, add_http_flags
 from muster.cli.format import columnize
+from muster.cli.kv import key_argument, strip_slash
 from muster.cli.ui import UI, api_errors, make_client, parse_or_usage
 
 __all__ = ["kv_history", "kv_rollback", "show_value"]
@@ -33,10 +34,6 @@ def show_value(v: dict[str, Any]) -> str:
     return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 3] + "..."
 
 
-def _strip_slash(key: str) -> str:
-    return key[1:] if key.startswith("/") else key
-
-
 def kv_history(ui: UI, args: list[str]) -> int:
     """``kv history [-recurse] [-diff [-from N] [-to N]] KEY``."""
     fs = FlagSet(
@@ -52,12 +49,8 @@ def kv_history(ui: UI, args: list[str]) -> int:
     fs.add("to", "uint", 0, "With -diff: the ModifyIndex of the newer version (default: the newest).")
     add_http_flags(fs)
     p = parse_or_usage(ui, fs, args)
-    if len(p.args) > 1:
-        ui.err(f"Too many arguments (expected 1, got {len(p.args)})")
-        return 1
-    key = _strip_slash(p.args[0] if p.args else "")
-    if key == "" and not p["recurse"]:
-        ui.err("Error! Missing KEY argument")
+    key = key_argument(ui, p)
+    if key is None:
         return 1
     if p["diff"] and p["recurse"]:
         ui.err("Cannot specify both -diff and -recurse!")
@@ -122,7 +115,7 @@ def kv_rollback(ui: UI, args: list[str]) -> int:
     if len(p.args) != 1:
         ui.err("Error! Missing KEY argument" if not p.args else f"Too many arguments (expected 1, got {len(p.args)})")
         return 1
-    key = _strip_slash(p.args[0])
+    key = strip_slash(p.args[0])
     if not p["index"]:
         ui.err("Error! Missing -index (the ModifyIndex of the version to restore)")
         return 1

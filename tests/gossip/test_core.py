@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from gossipnet import FakeNet
@@ -92,6 +93,45 @@ def test_queue_invalidates_by_key_and_limits_transmits() -> None:
     assert q.get(3, 1000) == [] and len(q) == 0
     q.queue(b"x" * 100)
     assert q.get(3, 50) == []  # does not fit
+
+
+def test_queue_picks_what_a_full_sort_would_pick() -> None:
+    """The tiered queue against the plain definition: sort every queued broadcast by
+    (transmits, newest first), take each one that still fits, count a transmit, drop those
+    at the limit.  Random sizes, keys that invalidate, a limit that changes with n."""
+    rng = random.Random(5)
+    limit = [3]
+    q = TransmitLimitedQueue(lambda: limit[0])
+    model: list[list[object]] = []  # [id, key, data, transmits]
+    next_id = 0
+    for step in range(3000):
+        if rng.random() < 0.5:
+            key = rng.choice([None, "a", "b", "c", "d", "e", "f"])
+            data = bytes([step % 251]) * rng.randrange(1, 120)
+            if key is not None:
+                model = [m for m in model if m[1] != key]
+            next_id += 1
+            model.append([next_id, key, data, 0])
+            assert q.queue(data, key=key) == next_id
+        else:
+            if rng.random() < 0.05:
+                limit[0] = rng.randrange(0, 6)
+            budget = rng.randrange(0, 400)
+            want: list[bytes] = []
+            used = 0
+            max_tx = max(1, limit[0])
+            spent: set[int] = set()
+            for m in sorted(model, key=lambda m: (m[3], -m[0])):  # type: ignore[operator]
+                cost = len(m[2]) + 3  # type: ignore[arg-type]
+                if budget > 0 and used + cost <= budget:
+                    used += cost
+                    want.append(m[2])  # type: ignore[arg-type]
+                    m[3] += 1  # type: ignore[operator]
+                    if m[3] >= max_tx:  # type: ignore[operator]
+                        spent.add(m[0])  # type: ignore[arg-type]
+            model = [m for m in model if m[0] not in spent]
+            assert q.get(3, budget) == want, step
+        assert len(q) == len(model)
 
 
 # --- protocol ----------------------------------------------------------------------------

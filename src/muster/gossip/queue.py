@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,10 +37,23 @@ class _Item:
 
 
 class TransmitLimitedQueue:
+    """Broadcasts waiting to be piggybacked, kept in tiers by transmit count.
+
+    ``_tiers[t]`` holds the ids of the broadcasts sent ``t`` times, ascending (the newest is
+    last); ``_lengths`` counts the queued broadcasts by size.  :meth:`get` walks the tiers from
+    the fewest transmits and each tier from its newest, and stops as soon as not even the
+    smallest queued broadcast would fit: a packet costs the broadcasts it carries, not a sort of
+    the whole queue (a member that has just merged a 1,000-member push/pull holds ~1,000
+    broadcasts, and every packet it sends draws from them).  The order is the one stated in the
+    module docstring, exactly as a full sort by ``(transmits, -id)`` would give.
+    """
+
     def __init__(self, limit: Callable[[], int]) -> None:
         self._limit = limit
         self._items: dict[int, _Item] = {}
         self._by_key: dict[str, int] = {}
+        self._tiers: dict[int, list[int]] = {}
+        self._lengths: dict[int, int] = {}
         self._next_id = 0
 
     def __len__(self) -> int:
@@ -48,14 +62,17 @@ class TransmitLimitedQueue:
     def queue(self, data: bytes, key: str | None = None) -> int:
         """Add a broadcast, dropping an older one with the same key.  Returns its id."""
         if key is not None:
-            old = self._by_key.pop(key, None)
+            old = self._by_key.get(key)
             if old is not None:
-                self._items.pop(old, None)
+                self._remove(self._items[old])
         self._next_id += 1
-        self._items[self._next_id] = _Item(self._next_id, key, data)
+        it = _Item(self._next_id, key, data)
+        self._items[it.id] = it
+        self._tiers.setdefault(0, []).append(it.id)  # the largest id so far: the tier stays sorted
+        self._lengths[len(data)] = self._lengths.get(len(data), 0) + 1
         if key is not None:
-            self._by_key[key] = self._next_id
-        return self._next_id
+            self._by_key[key] = it.id
+        return it.id
 
     def pending(self, bid: int) -> bool:
         """Whether the broadcast is still waiting to be (re)transmitted."""
@@ -70,21 +87,51 @@ class TransmitLimitedQueue:
         if not self._items or limit <= 0:
             return []
         max_tx = max(1, self._limit())
-        order = sorted(self._items.values(), key=lambda it: (it.transmits, -it.id))
+        smallest = min(self._lengths) + overhead
         out: list[bytes] = []
+        picked: list[_Item] = []
         used = 0
-        for it in order:
-            cost = len(it.data) + overhead
-            if used + cost > limit:
-                continue
-            used += cost
-            out.append(it.data)
+        for tx in sorted(self._tiers):
+            ids = self._tiers[tx]
+            for k in range(len(ids) - 1, -1, -1):
+                if used + smallest > limit:
+                    break
+                it = self._items[ids[k]]
+                cost = len(it.data) + overhead
+                if used + cost > limit:
+                    continue
+                used += cost
+                out.append(it.data)
+                picked.append(it)
+            if used + smallest > limit:
+                break
+        for it in picked:  # promoted after the walk, so that no broadcast is picked twice
+            self._unlink(it)
             it.transmits += 1
             if it.transmits >= max_tx:
-                self._remove(it)
+                self._forget(it)
+            else:
+                bisect.insort(self._tiers.setdefault(it.transmits, []), it.id)
         return out
 
     def _remove(self, it: _Item) -> None:
+        self._unlink(it)
+        self._forget(it)
+
+    def _unlink(self, it: _Item) -> None:
+        """Take ``it`` out of its tier (it stays queued)."""
+        ids = self._tiers[it.transmits]
+        del ids[bisect.bisect_left(ids, it.id)]
+        if not ids:
+            del self._tiers[it.transmits]
+
+    def _forget(self, it: _Item) -> None:
+        """Drop ``it`` from the queue once it is out of its tier."""
         self._items.pop(it.id, None)
+        n = self._lengths[len(it.data)] - 1
+        if n:
+            self._lengths[len(it.data)] = n
+        else:
+            del self._lengths[len(it.data)]
         if it.key is not None and self._by_key.get(it.key) == it.id:
             del self._by_key[it.key]

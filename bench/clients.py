@@ -236,7 +236,8 @@ class Bench:
         self.clients = 0
         #: clients that have joined (``clients`` counts those started in workers)
         self.joined = 0
-        self.profiled_worker: int | None = None
+        #: the size at which --profile records a worker's joins (the largest)
+        self.profile_size: int | None = None
         #: More HCL for every server (bench/watchers_cluster.py lifts the per-IP HTTP cap).
         self.extra_hcl = ""
 
@@ -296,8 +297,7 @@ class Bench:
             self.workers.append(w)  # killed by close() whatever happens next
             self.clients += count
         prof = None
-        if new and args.profile and self.profiled_worker is None:
-            self.profiled_worker = new[0][0].pid
+        if new and args.profile and size == self.profile_size:
             prof = self.py_spy(new[0][0].pid, "worker-join", 60)
         t_start = time.monotonic()
         while any(left for _, left in new):
@@ -493,6 +493,7 @@ def main() -> int:
         return 0
     sizes = sorted(int(s) for s in args.sizes.split(","))
     b = Bench(args)
+    b.profile_size = sizes[-1]
     rows: list[dict[str, Any]] = []
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     try:

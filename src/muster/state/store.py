@@ -94,8 +94,8 @@ class SnapshotView:
     """The tables at one moment, captured without copying rows (rows are immutable: a write
     replaces a row in its dict, so a copied dict keeps the rows it had).  KV entries, the
     largest table, are not even copied: the table records the entry of every key changed after
-    the capture (``KVTable.frozen``, copy-on-write) until the view is released; only its key
-    order is copied (chunk lists).  The other large dicts are copied (C-level), the small tables
+    the capture (``KVTable.frozen``, copy-on-write) until the view is released; its key order
+    is shared as it is (``SortedKeys`` chunks are immutable tuples).  The other large dicts are copied (C-level), the small tables
     encoded at once.  ``encode`` then produces the snapshot in steps."""
 
     def __init__(self, t: Tables) -> None:
@@ -103,7 +103,7 @@ class SnapshotView:
         cat = t.catalog
         self.kv = kv
         self.kv_keys = kv.keys
-        frozen = kv.keys.freeze()  # the key order, shared copy-on-write (else copied)
+        frozen = kv.keys.freeze()  # the key order, shared (immutable chunks)
         self.kv_chunks = frozen if frozen is not None else kv.keys.chunks()
         self.kv_keys_frozen = frozen is not None
         self.kv_count = len(kv.keys)

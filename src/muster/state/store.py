@@ -24,7 +24,7 @@ from ..errors import StateError
 from ..structs import TxnOp
 from .catalog import service_row
 from .kv import DirEntry
-from .kvhistory import HistoryPolicy, KVVersion
+from .kvhistory import HistoryPolicy, KVVersion, Versions
 from .rows import Check, Node, Service, Session
 from .sortedkeys import SortedKeys
 from .tables import Tables
@@ -210,8 +210,8 @@ class SnapshotView:
 
         def items(keys: list[str]) -> list[Any]:
             if not fr:
-                return [(k, rows[k]) for k in keys]
-            return [(k, fr.get(k) or rows[k]) for k in keys]
+                return [(k, rows[k].all) for k in keys]
+            return [(k, (fr.get(k) or rows[k]).all) for k in keys]
 
         for chunk in self.hist_chunks:
             batch.extend(chunk)
@@ -506,7 +506,7 @@ class StateStore:
         t.acl.load(data.acl)
         hist = data.kv_history or []
         if hist and isinstance(hist[0][1], tuple):  # decoded typed: tuples of KVVersion
-            t.kv_history.rows = dict(hist)
+            t.kv_history.rows = {k: Versions(vs) for k, vs in hist}
             t.kv_history.keys = SortedKeys(t.kv_history.rows)
         else:
             t.kv_history.load(hist)

@@ -110,15 +110,22 @@ class MemoryStorage:
         self.snap = Snapshot(SnapshotMeta(index, self.term(index), conf), data)
         return self.snap
 
-    def compact(self, index: int) -> None:
-        """Drop entries up to ``index`` (which must be covered by the snapshot)."""
+    def compact(self, index: int) -> list[Entry]:
+        """Drop entries up to ``index`` (which must be covered by the snapshot); returns them.
+
+        The caller may release the returned list in steps: with hashicorp/raft's snapshot
+        interval a compaction can drop a few hundred thousand entries, and freeing them all at
+        once is tens of milliseconds of one C loop."""
         if index <= self.ci:
-            return
+            return []
         if index > self.snap.meta.index:
             raise ValueError(f"cannot compact to {index} beyond snapshot {self.snap.meta.index}")
         t = self.term(index)
-        del self.ents[: index - self.ci]
+        k = index - self.ci
+        dropped = self.ents[:k]
+        del self.ents[:k]
         self.ci, self.ct = index, t
+        return dropped
 
 
 # ---------------------------------------------------------------------------
@@ -677,21 +684,22 @@ class DiskStorage:
         self.mem.snap = snap
         return snap
 
-    def compact(self, index: int) -> None:
-        """Drop entries up to ``index`` (covered by the snapshot): trim the in-memory log,
+    def compact(self, index: int) -> list[Entry]:
+        """Drop entries up to ``index`` (covered by the snapshot) and return them (see
+        ``MemoryStorage.compact``): trim the in-memory log,
         record the compaction point (a small record, durable with the next sync), ask for a
         new segment, and queue the closed segments that hold nothing above ``index`` and are
         followed by a durable ``_Start`` for unlinking by the next :meth:`sync`.  No fsync
         and no write or rewrite of the retained entries here: this runs on the event loop,
         possibly while a ``sync`` runs in a worker thread."""
         if index <= self.mem.ci:
-            return
+            return []
         if index > self.mem.snap.meta.index:
             raise ValueError(f"cannot compact to {index} beyond snapshot {self.mem.snap.meta.index}")
         self._check_ok()
         m = self.mem
         self._compacted = _Compact(index, m.term(index))
-        m.compact(index)
+        dropped = m.compact(index)
         self._rotate = True
         queued = set(self._unlink)
         for seq in sorted(self._seg_max):
@@ -700,6 +708,7 @@ class DiskStorage:
             if seq not in queued:
                 self._unlink.append(seq)
             del self._seg_max[seq]
+        return dropped
 
     def segment(self) -> tuple[Path, int, int]:
         """(current segment path, bytes known durable, bytes written) - for

@@ -145,6 +145,9 @@ class RPCNode:
         self.on_raft: RaftHandler | None = None
         self._server: asyncio.base_events.Server | None = None
         self._out: dict[str, Conn] = {}
+        #: Accepted connections: ``close`` ends them too (closing the listener alone leaves
+        #: them served, so a stopped agent would keep answering its peers).
+        self._in: set[Conn] = set()
         self._dialing: dict[str, asyncio.Task[Conn | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.dial_timeout = 1.0
@@ -236,11 +239,13 @@ class RPCNode:
                 self.on_peer(peer, hello[4])
             writer.write(encode_frame([HELLO, 0, ours, self.node_id, self.info()]))
             conn = Conn(reader, writer, peer)
+            self._in.add(conn)
             await self._serve(conn)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, msgspec.DecodeError):
             pass
         finally:
             if conn is not None:
+                self._in.discard(conn)
                 conn.close()
             else:
                 with contextlib.suppress(Exception):
@@ -405,9 +410,10 @@ class RPCNode:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for conn in list(self._out.values()):
+        for conn in list(self._out.values()) + list(self._in):
             conn.close()
         self._out.clear()
+        self._in.clear()
         for t in list(self._tasks) + list(self._dialing.values()):
             t.cancel()
         for t in list(self._tasks):

@@ -411,6 +411,11 @@ class ACLService:
     # ------------------------------------------------------------------ bootstrap
 
     async def bootstrap(self, body: dict[str, Any]) -> ACLToken:
+        """Consul's ``ACL.BootstrapTokens``.  Only the primary datacenter bootstraps: the HTTP
+        handler asks its own datacenter, and a secondary answers ``ACL support disabled`` (500;
+        its management tokens are the primary's, through replication)."""
+        if self.secondary:
+            raise MusterError("ACL support disabled")
         reset = 0
         # Consul joins its data dir and the file name; a -dev agent has no data dir, so the file
         # is read from the agent's working directory (python-consul2's bootstrap test writes it there).

@@ -19,7 +19,7 @@ from aiohttp import web
 from muster.process import AgentProcess
 from muster.structs import ACLAuthMethodSetCommand
 
-from .test_login import M, RSA_KEY, claims, pem, put, sign
+from .test_login import RSA_KEY, M, claims, pem, put, sign
 
 ACCOUNT = "123456789012"
 SERVER_ID = "muster.test"
@@ -38,7 +38,7 @@ def iam_token(
     """A bearer token as ``consul login -type aws-iam`` builds it (the signature is the fake's
     business: the server only replays the request)."""
     h = {
-        "Authorization": [f"AWS4-HMAC-SHA256 Credential=AKIA/x, SignedHeaders=host;x-amz-date;x-consul-iam-serverid, Signature=ab"],
+        "Authorization": ["AWS4-HMAC-SHA256 Credential=AKIA/x, SignedHeaders=host;x-amz-date;x-consul-iam-serverid, Signature=ab"],
         "X-Amz-Date": ["20260101T000000Z"],
         "X-Consul-Iam-Serverid": [SERVER_ID],
     }

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from muster.process import AgentProcess
 from muster.structs import ACLAuthMethodSetCommand
+from muster_testkit.webfake import serve
 
 from .test_login import RSA_KEY, M, claims, pem, put, sign
 
@@ -80,16 +81,8 @@ async def aws() -> AsyncIterator[tuple[dict[str, Handler], list[web.Request], st
             return web.Response(status=404)
         return await handlers[service](request)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", dispatch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield handlers, seen, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serve(dispatch) as port:
+        yield handlers, seen, f"http://127.0.0.1:{port}"
 
 
 async def _login(c: httpx.AsyncClient, method: str, bearer: str) -> httpx.Response:

@@ -191,31 +191,25 @@ def _strings(cfg: Mapping[str, Any], name: str) -> list[str]:
     return list(v)
 
 
-def _string(cfg: Mapping[str, Any], name: str) -> str:
+def _scalar(cfg: Mapping[str, Any], name: str, go_type: str, ok: Callable[[Any], bool]) -> Any:
+    """``cfg[name]`` (None when absent); ConfigError naming the Go type when ``ok`` refuses it."""
     v = cfg.get(name)
-    if v is None:
-        return ""
-    if not isinstance(v, str):
-        raise ConfigError(f"error decoding config: '{name}' expected type 'string'")
+    if v is not None and not ok(v):
+        raise ConfigError(f"error decoding config: '{name}' expected type '{go_type}'")
     return v
+
+
+def _string(cfg: Mapping[str, Any], name: str) -> str:
+    return str(_scalar(cfg, name, "string", lambda v: isinstance(v, str)) or "")
 
 
 def _bool(cfg: Mapping[str, Any], name: str) -> bool:
-    v = cfg.get(name)
-    if v is None:
-        return False
-    if not isinstance(v, bool):
-        raise ConfigError(f"error decoding config: '{name}' expected type 'bool'")
-    return v
+    return bool(_scalar(cfg, name, "bool", lambda v: isinstance(v, bool)))
 
 
 def _int(cfg: Mapping[str, Any], name: str) -> int:
-    v = cfg.get(name)
-    if v is None:
-        return 0
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
-        raise ConfigError(f"error decoding config: '{name}' expected type 'int'")
-    return int(v)
+    whole = lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())  # noqa: E731
+    return int(_scalar(cfg, name, "int", whole) or 0)
 
 
 def _mapping(cfg: Mapping[str, Any], name: str) -> dict[str, str]:

@@ -66,7 +66,8 @@ from ..structs import (
     ACLTokenSetCommand,
 )
 from .aclreplication import Remote, RemoteTokens, Replicator
-from .authmethods import Validators, bind, check_binding_rule, validate_config
+from .authmethods import TYPES as AUTH_METHOD_TYPES
+from .authmethods import ConfigError, Validators, bind, check_binding_rule, validate_config
 
 log = logging.getLogger("muster.acl")
 
@@ -76,7 +77,6 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,128}$")
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,256}$")
 _IDENTITY_NAME = re.compile(r"^[a-z0-9]([a-z0-9\-_]*[a-z0-9])?$")
-AUTH_METHOD_TYPES = ("kubernetes", "jwt", "oidc", "aws-iam")
 BIND_TYPES = ("service", "node", "role", "templated-policy", "policy")
 MIN_TTL = 60.0
 MAX_TTL = 24 * 3600.0
@@ -445,6 +445,11 @@ class ACLService:
     # ------------------------------------------------------------------ bootstrap
 
     async def bootstrap(self, body: dict[str, Any]) -> ACLToken:
+        """Consul's ``ACL.BootstrapTokens``.  Only the primary datacenter bootstraps: the HTTP
+        handler asks its own datacenter, and a secondary answers ``ACL support disabled`` (500;
+        its management tokens are the primary's, through replication)."""
+        if self.secondary:
+            raise MusterError("ACL support disabled")
         reset = 0
         # Consul joins its data dir and the file name; a -dev agent has no data dir, so the file
         # is read from the agent's working directory (python-consul2's bootstrap test writes it there).
@@ -940,7 +945,7 @@ class ACLService:
         if not typ:
             raise MusterError("Invalid Auth Method: Type is required")
         if typ not in AUTH_METHOD_TYPES:
-            raise MusterError(f'Invalid Auth Method: Type should be one of: {", ".join(AUTH_METHOD_TYPES)}')
+            raise MusterError(f'Invalid Auth Method: Type should be one of: [{" ".join(AUTH_METHOD_TYPES)}]')
         if cur is not None and cur.get("Type") != typ:
             raise MusterError(f"the Type field is immutable: {cur.get('Type')} != {typ}")
         if not create and cur is None:
@@ -951,7 +956,10 @@ class ACLService:
         config = body.get("Config")
         if config is not None and not isinstance(config, dict):
             raise BadRequest("Auth method decoding failed: Config must be an object")
-        validate_config(typ, config or {})
+        try:
+            validate_config(typ, config or {})
+        except ConfigError as err:
+            raise MusterError(f"Invalid Auth Method: {err.message}") from None
         max_ttl = ""
         if body.get("MaxTokenTTL") not in (None, "", 0):
             try:

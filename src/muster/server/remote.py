@@ -284,9 +284,12 @@ class CatalogMirror:
         return release
 
     def covers_pin(self, node: str) -> bool:
-        """Whether the view holds the pinned ``node``'s state (False before its first fill)."""
+        """Whether the view holds the pinned ``node``'s state (False before its first fill).
+        A node ``pin`` could not hold (beyond ``MAX_NAMES``) is asked for as a name instead."""
         held = self.pins.get(node.lower())
-        return held is not None and self.filled >= held[1]
+        if held is None:
+            return self.want([], [node.lower()])
+        return self.filled >= held[1]
 
     async def wait_covered(self, timeout: float) -> None:
         """Return once the view holds the interest as it is now (or after ``timeout``)."""

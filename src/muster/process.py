@@ -396,6 +396,7 @@ class AgentProcess:
             heartbeat_ticks=1,
             rpc_hold_timeout=self.config.performance.rpc_hold_timeout,
             snapshot_threshold=self.config.raft_snapshot_threshold,
+            snapshot_interval=self.config.raft_snapshot_interval,
             trailing_logs=self.config.raft_trailing_logs,
         )
 

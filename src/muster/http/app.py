@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..errors import MusterError
+from ..logging_setup import log_line
 from ..telemetry.audit import WRITE_METHODS, AuditLog
 from ..telemetry.metrics import Metrics, Series
 from .request import Request, Response, StreamResponse, text_response
@@ -32,6 +33,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 NOT_V1 = "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
 NOT_ROUTE = "Invalid URL path: not a recognized HTTP API endpoint\n"
+#: Consul's debug line per request (``-dev`` logs it), written by ``logging_setup.log_line``.
+REQUEST_LINE = "Request finished: method=%s url=%s from=%s latency=%.3fms"
 #: Writes whose body may name the datacenter (``Datacenter``) instead of ``?dc``.
 BODY_DC_PATHS = frozenset({"/v1/catalog/register", "/v1/catalog/deregister"})
 
@@ -186,13 +189,14 @@ class App:
             return
         await self._send(send, resp, req.method == "HEAD")
         if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "Request finished: method=%s url=%s from=%s latency=%.3fms",
+            args = (
                 req.method,
                 req.path + ("?" + _log_query(req.raw_query) if req.raw_query else ""),
                 req.client,
                 (perf_counter() - started) * 1000.0,
             )
+            if not log_line(log, logging.DEBUG, REQUEST_LINE % args):
+                log.debug(REQUEST_LINE, *args)
 
     def _audit(self, audit: AuditLog, req: Request, status: int, client: Any) -> None:
         """One audit event: the path without its query (a ``?token=`` stays out), the token's

@@ -25,6 +25,7 @@ from ..errors import MusterError
 from ..logging_setup import log_line
 from ..telemetry.audit import WRITE_METHODS, AuditLog
 from ..telemetry.metrics import Metrics, Series
+from .guard import SCOPE_KEY, CoalescingTransport
 from .request import Request, Response, StreamResponse, text_response
 
 log = logging.getLogger("muster.http")
@@ -187,7 +188,7 @@ class App:
         if isinstance(resp, StreamResponse):
             await self._stream(send, receive, resp)
             return
-        await self._send(send, resp, req.method == "HEAD")
+        await self._send(send, resp, req.method == "HEAD", scope.get(SCOPE_KEY))
         if log.isEnabledFor(logging.DEBUG):
             args = (
                 req.method,
@@ -357,7 +358,15 @@ class App:
             if aclose is not None:
                 await aclose()
 
-    async def _send(self, send: Callable[[MutableMapping[str, Any]], Awaitable[None]], resp: Response, head: bool) -> None:
+    async def _send(
+        self,
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+        resp: Response,
+        head: bool,
+        coalesce: CoalescingTransport | None = None,
+    ) -> None:
+        """The response with its Content-Length; through the guarded protocol (``coalesce``) the
+        header block and the body leave in one write (``guard.CoalescingTransport``)."""
         hdrs = list(self._base_headers)
         if resp.content_type:
             hdrs.append((b"content-type", resp.content_type.encode()))
@@ -365,5 +374,13 @@ class App:
             hdrs.append((k.lower().encode("latin-1"), v.encode("latin-1")))
         body = resp.body
         hdrs.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
-        await send({"type": "http.response.body", "body": b"" if head else body})
+        if coalesce is None:
+            await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
+            await send({"type": "http.response.body", "body": b"" if head else body})
+            return
+        coalesce.hold()
+        try:
+            await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
+            await send({"type": "http.response.body", "body": b"" if head else body})
+        finally:
+            coalesce.release()

@@ -28,8 +28,18 @@ Client side:
   server last confirmed it plus that server's own last contact with its leader; DNS answers
   from it while ``staleness() <= dns_config.max_stale`` (``dns/server.py``).
 
-Server side: ``ClientEndpoints`` serves ``client_apply`` and ``catalog_mirror``; the HTTP
-requests a client forwards arrive on the RPC ``http`` method like any forwarded request.
+* ACLs: the client holds no ACL tables either.  What it forwards is authorized by the server
+  that serves it; for what it answers itself (``/v1/agent/*``, ``/v1/event/*``, DNS) its
+  ``ClientACLCache`` (``acl/clientcache.py``) reads the request's token, with the roles and
+  policies it links, from a server (RPC ``acl_resolve``, ``server/aclclient.py``, answered from
+  the server's local state like ``catalog_mirror``) and keeps them for ``acl.token_ttl``,
+  ``role_ttl`` and ``policy_ttl``, as Consul's clients cache what ``ACL.TokenRead``,
+  ``ACL.RoleResolve`` and ``ACL.PolicyResolve`` return; when no server answers,
+  ``acl.down_policy`` decides (Consul's ``extend-cache``, ``async-cache``, ``allow``, ``deny``).
+
+Server side: ``ClientEndpoints`` serves ``client_apply`` and ``catalog_mirror`` (and
+``ACLResolveEndpoint``, ``acl_resolve``); the HTTP requests a client forwards arrive on the RPC
+``http`` method like any forwarded request.
 """
 
 from __future__ import annotations

@@ -299,7 +299,7 @@ class DNSServer:
             enable_truncate=self.enable_truncate, recursion_available=self.recursion_available,
         )
 
-    def answer_cached(self, data: bytes, worker: _UDPThread) -> bytes | None | _Handoff:
+    def answer_cached(self, data: bytes, worker: Worker) -> bytes | None | _Handoff:
         """A receive thread's answer to one UDP datagram from what the cache holds now: the
         reply bytes, None (drop), or ``HANDOFF`` when the event loop must answer (a miss, a
         stale generation, a forward or remote lookup, a stateless client's name not yet
@@ -326,14 +326,16 @@ class DNSServer:
             return HANDOFF
         worker.hits += 1
         out = self._finish(q, t, False, worker.rng)
-        METRICS.measure_since("dns.ptr_query" if q.qtype == 12 else "dns.domain_query", started, self._node_label)
+        (worker.ptr_query if q.qtype == 12 else worker.domain_query).measure_since(started)
         return out
 
     def _store_generation(self) -> tuple[int, int, int]:
         """Changes whenever an answer could: the store's tables replaced (a snapshot restore),
-        a catalog write, an ACL change."""
-        store = self.server.store
-        return (id(store.nodes), store.catalog_index(), self.acl_version())
+        a catalog write (``store.catalog_index()``, written out: a receive thread calls this
+        for every datagram), an ACL change."""
+        tables = self.server.store.tables
+        get = tables.indexes.get
+        return (id(tables.catalog.nodes), max(get("nodes", 0), get("services", 0), get("checks", 0)), self.acl_version())
 
     def compiled(self, q: Query) -> Compiled:
         """The compiled answer for ``q`` from the cache, building (and caching) it on a miss."""
@@ -534,7 +536,18 @@ def _udp_socket(family: socket.AddressFamily, host: str, port: int) -> socket.so
     return sock
 
 
-class _UDPThread:
+class Worker:
+    """What ``answer_cached`` needs of the thread calling it: its own hit counter, shuffle RNG
+    and metric series (nothing here is shared with another thread)."""
+
+    def __init__(self, rng: Rng, labels: Labels) -> None:
+        self.rng = rng
+        self.hits = 0
+        self.domain_query = METRICS.series("dns.domain_query", labels)
+        self.ptr_query = METRICS.series("dns.ptr_query", labels)
+
+
+class _UDPThread(Worker):
     """One UDP socket and the thread that receives on it (see the module docstring).
 
     The thread owns ``recvfrom`` and answers cache hits itself; everything else goes to the
@@ -544,11 +557,10 @@ class _UDPThread:
     is exact without a lock.  ``hits`` and ``rng`` are the thread's own."""
 
     def __init__(self, srv: DNSServer, sock: socket.socket, loop: asyncio.AbstractEventLoop, rng: Rng) -> None:
+        super().__init__(rng, srv._node_label)
         self.srv = srv
         self.sock = sock
         self.loop = loop
-        self.rng = rng
-        self.hits = 0
         self.handed = 0
         self.taken = 0
         self.dropped = 0

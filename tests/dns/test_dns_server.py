@@ -641,6 +641,16 @@ def test_answer_cached_on_malformed_input_drops_or_hands_off() -> None:
     cached = d.answer_cached(q, worker)
     assert isinstance(built, bytes) and isinstance(cached, bytes) and worker.hits == 1
     assert _canonical(dns.message.from_wire(built)) == _canonical(dns.message.from_wire(cached))
+    # the parse of a packet shape is remembered (ID excluded): each reply still carries its query's ID and case
+    for qid, name in ((7, "srv1.node."), (8, "srv1.node."), (9, "SRV1.Node.")):
+        again = d.answer_cached(dns.message.make_query(name + D, "A", id=qid).to_wire(), worker)
+        if again is HANDOFF:
+            again = d.handle(dns.message.make_query(name + D, "A", id=qid).to_wire(), False)
+        assert isinstance(again, bytes)
+        msg = dns.message.from_wire(again)
+        assert msg.id == qid and str(msg.question[0].name) == name + D
+        assert msg.rcode() == dns.message.from_wire(built).rcode() and records(msg) == records(dns.message.from_wire(built))
+    assert len(worker.parsed) == 3 and worker.hits == 4  # the EDNS-1 shape, srv1 and SRV1
 
 
 @settings(max_examples=300, deadline=None)

@@ -104,6 +104,7 @@ TCP_READ_TIMEOUT = 5.0
 RCODE_BADVERS = 16
 MAX_HANDOFF = 1024  # datagrams a receive thread may have queued on the event loop at once
 THREAD_JOIN_TIMEOUT = 2.0  # seconds ``stop`` waits for a receive thread
+PARSE_MEMO = 4096  # packet shapes a receive thread remembers the parse of (emptied when full)
 
 # What dnspython raises on a malformed message (it has no single base for all of them).
 _PARSE_ERRORS = (dns.exception.DNSException, ValueError, struct.error, IndexError, UnicodeError, TypeError)
@@ -306,11 +307,20 @@ class DNSServer:
         followed, anything dnspython must parse).  Only reads shared state; see the module
         docstring for why each read is safe off the loop."""
         started = perf_counter()
-        q = wire.parse_query(data)
+        # A parse depends on every byte but the ID: the thread keeps the Query of each recent
+        # packet shape (ID excluded) and patches the ID into the reply.
+        parsed = worker.parsed
+        shape = data[2:]
+        q = parsed.get(shape)
         if q is None:
-            if len(data) < 12 or struct.unpack_from("!H", data, 2)[0] & wire.FLAG_QR:
-                return None
-            return HANDOFF
+            q = wire.parse_query(data)
+            if q is None:
+                if len(data) < 12 or struct.unpack_from("!H", data, 2)[0] & wire.FLAG_QR:
+                    return None
+                return HANDOFF
+            if len(parsed) >= PARSE_MEMO:
+                parsed.clear()
+            parsed[shape] = q
         if q.edns and q.edns_version != 0:
             return HANDOFF
         if not self.cache_enabled:
@@ -325,7 +335,7 @@ class DNSServer:
         if t is None or t.remote or (t.forward and self.forwarder is not None):
             return HANDOFF
         worker.hits += 1
-        out = self._finish(q, t, False, worker.rng)
+        out = data[:2] + self._finish(q, t, False, worker.rng)[2:]  # this datagram's ID
         (worker.ptr_query if q.qtype == 12 else worker.domain_query).measure_since(started)
         return out
 
@@ -543,6 +553,8 @@ class Worker:
     def __init__(self, rng: Rng, labels: Labels) -> None:
         self.rng = rng
         self.hits = 0
+        #: Query bytes after the ID -> their parse (``answer_cached``), at most ``PARSE_MEMO``.
+        self.parsed: dict[bytes, Query] = {}
         self.domain_query = METRICS.series("dns.domain_query", labels)
         self.ptr_query = METRICS.series("dns.ptr_query", labels)
 

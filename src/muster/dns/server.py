@@ -14,16 +14,18 @@ Per query (``DNSServer.handle``):
    set (see ``wire.py``): shuffling, truncation for the transport and the OPT record are applied
    on the way out, so cached answers still come back in a fresh random order each time.  (One
    visible effect: the SOA serial - "now" in Consul - is the time the entry was built, some
-   time after the last catalog change.)  A hit costs ~7-8 us of Python, a miss ~85 us (A) /
-   ~120 us (SRV) (CPU time, 100 services x 3 instances).
+   time after the last catalog change.)  A hit costs ~4 us of Python on a receive thread
+   (below; small replies come from ``wire.render``'s memo), a miss ~85 us (A) / ~120 us (SRV)
+   (CPU time, 100 services x 3 instances).
 3. Questions outside our zones go to the recursors (a task per query, bounded by
    ``MAX_FORWARDS`` in flight) or are REFUSED when there are none.
 
 Threads (UDP).  Each UDP socket has a receive thread (``_UDPThread``) running a blocking
 ``recvfrom`` loop; the GIL is released inside the socket calls, and under a DNS-only load the
 event loop is idle, so the thread gets the interpreter.  Going through the loop's datagram
-transport cost ~18 us per query on top of the answer itself (bench/dns_bench.py --vs-nsd);
-the thread pays two plain socket calls.  Division of work:
+transport cost ~18 us per query on top of the answer itself; the thread pays two plain socket
+calls (~5 us), which took Muster from 0.28x to ~0.6x of NSD's qps (BENCHMARKS.md).  Division
+of work:
 
 * the thread parses the question and answers it itself only when the cache already holds the
   answer for the current generation (``answer_cached``): it reads, never writes, the shared

@@ -91,6 +91,56 @@ async def test_slow_headers_of_a_later_keep_alive_request_are_dropped_too() -> N
         await lst.stop()
 
 
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    """The keep-alive wait shares the connection's one timer with the header deadline: an idle
+    connection is closed after ``timeout_keep_alive``, not before, and a request in time is served."""
+    lst = Listener(_app(), "127.0.0.1", 0, limits=ConnLimits(200), header_timeout=5.0)
+    lst.server.config.timeout_keep_alive = 0.4
+    await lst.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lst.port)
+        loop = asyncio.get_running_loop()
+        for _ in range(3):  # each wait shorter than the timeout: the connection stays open
+            assert (await _answer(reader, writer)).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(0.2)
+        assert (await _answer(reader, writer)).startswith(b"HTTP/1.1 200")
+        idle_from = loop.time()
+        assert await asyncio.wait_for(reader.read(1), 5) == b""  # closed by the server
+        assert 0.35 <= loop.time() - idle_from < 4.0  # the keep-alive timeout, not the header deadline
+        writer.close()
+    finally:
+        await lst.stop()
+
+
+async def test_the_header_deadline_after_a_long_keep_alive_wait_is_still_the_header_timeout() -> None:
+    """A header block that opens during a long keep-alive wait gets the (shorter) header deadline."""
+    lst = Listener(_app(), "127.0.0.1", 0, limits=ConnLimits(200), header_timeout=0.3)
+    lst.server.config.timeout_keep_alive = 30
+    await lst.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lst.port)
+        loop = asyncio.get_running_loop()
+        assert (await _answer(reader, writer)).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.5)  # idle past the header timeout: kept open (keep-alive is 30 s)
+        assert (await _answer(reader, writer)).startswith(b"HTTP/1.1 200")
+        writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+        await writer.drain()
+        began = loop.time()
+        assert await asyncio.wait_for(reader.read(4096), 5) == b""
+        assert loop.time() - began < 2.0
+        writer.close()
+    finally:
+        await lst.stop()
+
+
 async def _exchange(port: int, *parts: bytes) -> bytes:
     """Send ``parts`` as separate writes (separate reads on the server when the network keeps
     them apart; the guard must hold however they are coalesced), half-close, read to the end."""

@@ -309,3 +309,65 @@ async def test_a_keep_alive_response_leaves_in_one_write_through_the_guarded_pro
     assert b"line\n" in b"".join(e for e in real.events if isinstance(e, bytes))
     proto.connection_lost(None)  # type: ignore[attr-defined]
     await asyncio.sleep(0)
+
+
+# --- a request started without a task ---------------------------------------------------------
+
+
+async def test_a_request_runs_without_a_task_until_it_waits_then_in_a_tracked_task() -> None:
+    """Fed from a loop callback (as a socket's reads are), a request that is answered without
+    waiting leaves no task behind; one that waits continues in a task the server tracks, which
+    sees the app's awaits through to the end and hands a cancellation down to the app."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    gate: asyncio.Future[None] | None = None
+    seen: list[str] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        path = scope["path"]
+        seen.append(f"{path} task={asyncio.current_task() is not None}")
+        if path == "/wait":
+            try:
+                assert gate is not None
+                await gate
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+            await asyncio.sleep(0)
+            seen.append(f"resumed task={asyncio.current_task() is not None}")
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    cfg = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
+    cfg.load()
+    state = ServerState()
+    real = _Recorder()
+    proto = guarded_protocol(ConnLimits(0))(config=cfg, server_state=state, app_state={})  # type: ignore[call-arg]
+    proto.connection_made(real)
+    loop = asyncio.get_running_loop()
+
+    async def feed(path: bytes) -> None:
+        loop.call_soon(proto.data_received, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    await feed(b"/now")
+    assert seen == ["/now task=False"] and not state.tasks
+    assert real.events[-1] == b"ok"
+    gate = loop.create_future()
+    await feed(b"/wait")
+    assert len(state.tasks) == 1
+    gate.set_result(None)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert seen[1:] == ["/wait task=False", "resumed task=True"] and not state.tasks
+    assert real.events[-1] == b"ok"
+    gate = loop.create_future()
+    await feed(b"/wait")
+    (task,) = state.tasks
+    task.cancel()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert seen[-1] == "cancelled" and task.done()
+    proto.connection_lost(None)  # type: ignore[attr-defined]

@@ -81,6 +81,17 @@ def _log_query(raw: bytes) -> str:
     return urlencode(sorted(pairs, key=lambda kv: kv[0]))
 
 
+async def _own_task() -> asyncio.Task[Any] | None:
+    """The task that serves this request.  The guarded protocol runs a request's first step
+    before any task exists (``guard``: started without a task); one turn of the loop moves the
+    request into its task, which a hang-up then cancels."""
+    me = asyncio.current_task()
+    if me is None:
+        await asyncio.sleep(0)
+        me = asyncio.current_task()
+    return me
+
+
 class Router:
     def __init__(self) -> None:
         self.exact: dict[str, Route] = {}
@@ -229,7 +240,7 @@ class App:
         One small watcher task per waiting query (measured in BENCHMARKS.md: waiting on both
         with ``asyncio.wait`` doubled the cost of waking 10,000 watchers)."""
         req._body = b""  # a GET has no body; `receive` now only reports the disconnect
-        me = asyncio.current_task()
+        me = await _own_task()
         hung_up = False
 
         async def watch() -> None:
@@ -328,7 +339,7 @@ class App:
             hdrs.append((b"content-type", resp.content_type.encode()))
         for k, v in resp.headers:
             hdrs.append((k.lower().encode("latin-1"), v.encode("latin-1")))
-        me = asyncio.current_task()
+        me = await _own_task()
         hung_up = False
 
         async def watch() -> None:

@@ -36,12 +36,27 @@ the connection if the open phase's deadline has passed and otherwise re-arms its
 deadline or one step, whichever is sooner.  Invariant: while a phase is open, a timer is
 pending at or before its deadline.  The parser is fed from one ``data_received`` override
 that also ends the keep-alive wait and counts the header block's bytes.
+
+A request starts without a task: uvicorn creates an ``asyncio.Task`` per request, scheduled
+for the next turn of the loop.  Here a request whose headers complete while a chunk is parsed
+is run, once the whole chunk is parsed (its body may be in it), by stepping its coroutine
+straight from ``data_received``; most requests of a ``-dev`` agent (a KV GET or PUT) are
+answered in that first step and never need a task.  A request that waits continues in a task
+(``_Rest``: the coroutine's remaining steps, every future it waits on passed up and every
+value or cancellation passed down), tracked by uvicorn's server like its own.  Until its
+first wait, a request has no current task (``asyncio.current_task()`` is None): code that
+needs its task (``App``'s hang-up watchers) yields to the loop once first (``app._own_task``);
+``asyncio.timeout`` would need the same.  Fed from inside a task (tests), a request gets its
+own task as in uvicorn.  This is the ``eager_start`` of Python 3.12's tasks, done by hand for
+3.11.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 import httptools
@@ -159,6 +174,43 @@ class CoalescingTransport(asyncio.Transport):
         return self._t.get_write_buffer_limits()
 
 
+class _Rest:
+    """The rest of a coroutine that already ran its first step: awaiting this passes every
+    future it waits on up to the task that awaits it, and every value or exception (a
+    cancellation) back down, as ``await coro`` would have from the start."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self._coro
+        pending = self._first
+        self._first = None
+        while True:
+            try:
+                value = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed to the coroutine, as await does
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    pending = coro.send(value)
+                except StopIteration:
+                    return
+
+
+async def _finish(rest: _Rest) -> None:
+    await rest
+
+
 class HeaderBlockTooLarge(Exception):
     """Raised inside the parser's headers-complete callback to stop an oversized request."""
 
@@ -215,6 +267,9 @@ def guarded_protocol(
         _header_bytes: int = -1
         #: length of the chunk being parsed (read by on_headers_complete)
         _chunk_len: int = 0
+        #: inside ``data_received``'s feed: a request whose headers complete waits here
+        _feeding: bool = False
+        _ready: tuple[Any, Any] | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(CoalescingTransport(transport))
@@ -256,6 +311,7 @@ def guarded_protocol(
                 self._idle = False
                 self._deadline = None
             n = self._chunk_len = len(data)
+            self._feeding = True
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserError:
@@ -268,6 +324,12 @@ def guarded_protocol(
                     self.handle_websocket_upgrade()
                 else:
                     self._unsupported_upgrade_warning()
+            finally:
+                self._feeding = False
+                ready = self._ready
+                if ready is not None:
+                    self._ready = None
+                    self._run_eagerly(*ready)
             if self._header_bytes < 0 or self.transport.is_closing():
                 return
             self._header_bytes += n
@@ -303,6 +365,26 @@ def guarded_protocol(
             self._header_bytes = -1
             self._deadline = None
             super().on_headers_complete()
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if self._feeding:  # run it once the chunk is parsed (its body may be in it)
+                self._ready = (cycle, app)
+            else:
+                super()._start_asgi_task(cycle, app)
+
+        def _run_eagerly(self, cycle: Any, app: Any) -> None:
+            if asyncio.current_task() is not None:  # fed from a task (tests): its own task, as before
+                super()._start_asgi_task(cycle, app)
+                return
+            coro = cycle.run_asgi(app)
+            ctx = contextvars.copy_context()
+            try:
+                first = ctx.run(coro.send, None)
+            except StopIteration:
+                return  # answered without waiting: no task needed
+            task = self.loop.create_task(_finish(_Rest(coro, first)), context=ctx)
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
 
         def on_response_complete(self) -> None:
             # uvicorn's, with the keep-alive wait as a phase of the connection's one timer

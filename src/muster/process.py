@@ -212,6 +212,7 @@ class AgentProcess:
             member_source=self._members,
             serf_stats_source=self._serf_stats if gossips else None,
         )
+        self.agent.follower = self.mirror
         self.events = EventBuffer()
         self.membership: Membership | None = None
         if gossips:

@@ -281,8 +281,9 @@ class DNSServer:
         )
 
     def _cache_covers(self, q: Query) -> bool:
-        """Whether a stateless client's cache holds what ``q`` asks about (a service or node
-        of our datacenter); asks the cache to follow it when it does not."""
+        """Whether a stateless client's cache holds what ``q`` asks about (a service - with
+        its Connect proxies for ``<service>.connect`` -, a node of our datacenter or a PTR
+        address); asks the cache to follow it when it does not."""
         cache = self.cache
         if cache.generation != self._covered_gen or len(self._covered) > MAX_CACHE:
             self._covered.clear()
@@ -295,9 +296,11 @@ class DNSServer:
             return True
         services = [lk.service.lower()] if lk.kind in ("service", "mesh") and lk.service else []
         nodes = [lk.node.lower()] if lk.kind == "node" and lk.node else []
+        # a reverse lookup follows its address (``names.parse`` spells it canonically)
+        addresses = [lk.address] if lk.kind == "ptr" and lk.address else []
         if lk.datacenter and lk.datacenter != self.config.datacenter.lower():
             services, nodes = [], []  # another datacenter's names are answered remotely
-        ok = bool(cache.want(services, nodes))
+        ok = bool(cache.want(services, nodes, addresses))
         if ok:
             self._covered.add(q.qname_lower)
         return ok

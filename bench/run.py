@@ -151,8 +151,13 @@ def deadline_loop(seconds: float, interval: float = 0.2) -> Iterator[float]:
 # --------------------------------------------------------------------------- tools
 
 
-def ensure_tools(no_install: bool) -> None:
-    missing = {pkg: tool for tool, pkg in (("etcd", "etcd-server"), ("wrk", "wrk")) if not shutil.which(tool)}
+#: (command, Debian package) the HTTP matrix needs; other harnesses pass their own (dns_bench: nsd, dnsperf).
+HTTP_TOOLS: tuple[tuple[str, str], ...] = (("etcd", "etcd-server"), ("wrk", "wrk"))
+
+
+def ensure_tools(no_install: bool, tools: tuple[tuple[str, str], ...] = HTTP_TOOLS) -> None:
+    """Install the missing commands of ``tools`` from Debian (root only), or say how to."""
+    missing = {pkg: tool for tool, pkg in tools if not shutil.which(tool)}
     if not missing:
         return
     pkgs = sorted(missing)

@@ -72,14 +72,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def free_port_on(ips: Sequence[str]) -> int:
+    """A port free for both TCP and UDP on every address of ``ips`` (agents bind both: DNS, Serf)."""
     for _ in range(200):
         with socket.socket() as s0:
             s0.bind((ips[0], 0))
             port = int(s0.getsockname()[1])
         try:
-            for ip in ips[1:]:
-                with socket.socket() as s1:
-                    s1.bind((ip, port))
+            for ip in ips:
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    if ip == ips[0] and kind == socket.SOCK_STREAM:
+                        continue
+                    with socket.socket(socket.AF_INET, kind) as s1:
+                        s1.bind((ip, port))
             return port
         except OSError:
             continue

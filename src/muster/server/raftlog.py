@@ -21,7 +21,8 @@ Reads.  ``read_barrier(consistent=True)`` is Raft's ReadIndex (the leader confir
 leadership with a quorum heartbeat round after the request arrived, then waits until it has
 applied the read index).  Rounds are batched: at most one is in flight, and every read that
 arrives meanwhile waits for the next one, which starts when it ends and so was requested after
-each of them arrived (one quorum round answers them all).  A follower asks the leader for that index and waits until it has
+each of them arrived (one quorum round answers them all).  The reads of a batch await one
+shared future (``_SharedRead``) with one expiry timer: nothing is allocated per read.  A follower asks the leader for that index and waits until it has
 applied it locally, so follower reads are linearizable too.  The default mode skips the quorum
 round (the leader answers with its commit index), which is Consul's documented default.
 

@@ -36,13 +36,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as harness  # noqa: E402  (ensure_tools: Debian packages the comparison needs)
+from scalekit import free_port_on  # noqa: E402  (a port free for TCP and UDP)
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = 100
@@ -166,17 +170,7 @@ def run_python(port: int, rtype: str, seconds: float) -> float:
 
 
 def free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port")
+    return free_port_on(["127.0.0.1"])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -427,13 +421,14 @@ def main() -> int:
     ap.add_argument("--types", default="A,SRV")
     ap.add_argument("--vs-nsd", action="store_true", help="compare Muster (cache on) with NSD, same dnsperf load")
     ap.add_argument("--rounds", type=int, default=3, help="with --vs-nsd: rounds (medians reported)")
+    ap.add_argument("--no-install", action="store_true", help="with --vs-nsd: fail instead of apt-get installing nsd/dnsperf")
     args = ap.parse_args()
     if args.serve is not None:
         serve_main(args.serve, args.cache == "on")
         return 0
     if args.vs_nsd:
-        if not shutil.which("dnsperf"):
-            raise SystemExit("dnsperf is not installed (Debian: apt-get install dnsperf)")
+        # The C reference and the load tool come from Debian, installed as bench/run.py installs etcd/wrk.
+        harness.ensure_tools(args.no_install, (("dnsperf", "dnsperf"), ("nsd", "nsd")))
         return vs_nsd([t.strip().upper() for t in args.types.split(",") if t.strip()], args.seconds, args.rounds)
     loader = args.loader
     if loader == "auto":

@@ -4,12 +4,13 @@
 * ``log``: a ``-dev`` agent's ``Request finished`` debug line through ``setup_logging`` (stderr,
   redirect it to a file), with ``--conc`` tasks each logging once per event-loop turn, as
   requests under HTTP load do; ``--log-level info`` gives the same loop without the line;
+  ``--direct`` writes it as the app does since ``logging_setup.log_line`` (no ``LogRecord``);
 * ``protocol``: one keep-alive PUT (6 headers, 64-byte body) through the guarded uvicorn
   httptools protocol (``muster.http.guard``) on a fake transport, with a no-op ASGI app.
 
 Compare trees by alternating them in one run (figures swing on a shared machine)::
 
-    PYTHONPATH=<tree>/src .venv/bin/python bench/log_protocol_cost.py log --conc 64 2>/tmp/log.txt
+    PYTHONPATH=<tree>/src .venv/bin/python bench/log_protocol_cost.py log --conc 64 [--direct] 2>/tmp/log.txt
     PYTHONPATH=<tree>/src .venv/bin/python bench/log_protocol_cost.py protocol --n 40000
 """
 
@@ -23,16 +24,22 @@ import time
 from typing import Any
 
 
-async def log_cost(level: str, conc: int, n: int) -> float:
+async def log_cost(level: str, conc: int, n: int, direct: bool = False) -> float:
     from muster.logging_setup import setup_logging
 
     setup_logging(level)
     log = logging.getLogger("muster.http")
+    fmt = "Request finished: method=%s url=%s from=%s latency=%.3fms"
+    if direct:  # as App.__call__ writes it since logging_setup.log_line
+        from muster.logging_setup import log_line
 
     async def worker(k: int) -> None:
         for i in range(k):
-            log.debug("Request finished: method=%s url=%s from=%s latency=%.3fms",
-                      "PUT", f"/v1/kv/bench/{i}", "127.0.0.1", 0.25)  # fmt: skip
+            args = ("PUT", f"/v1/kv/bench/{i}", "127.0.0.1", 0.25)
+            if not direct:
+                log.debug(fmt, *args)
+            elif log.isEnabledFor(logging.DEBUG) and not log_line(log, logging.DEBUG, fmt % args):
+                log.debug(fmt, *args)
             await asyncio.sleep(0)
 
     async def run(total: int) -> None:
@@ -108,10 +115,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32000)
     ap.add_argument("--conc", type=int, default=64)
     ap.add_argument("--log-level", default="debug")
+    ap.add_argument("--direct", action="store_true", help="log: the line through logging_setup.log_line")
     a = ap.parse_args()
     if a.what == "log":
-        us = asyncio.run(log_cost(a.log_level, a.conc, a.n))
-        print(f"log {a.log_level} c={a.conc}: {us:.2f} us CPU per line and loop turn", file=sys.__stdout__)
+        us = asyncio.run(log_cost(a.log_level, a.conc, a.n, a.direct))
+        how = " log_line" if a.direct else ""
+        print(f"log {a.log_level}{how} c={a.conc}: {us:.2f} us CPU per line and loop turn", file=sys.__stdout__)
     else:
         print(f"protocol: {asyncio.run(protocol_cost(a.n)):.2f} us CPU per request")
 

@@ -152,8 +152,13 @@ def deadline_loop(seconds: float, interval: float = 0.2) -> Iterator[float]:
 # --------------------------------------------------------------------------- tools
 
 
-def ensure_tools(no_install: bool) -> None:
-    missing = {pkg: tool for tool, pkg in (("etcd", "etcd-server"), ("wrk", "wrk")) if not shutil.which(tool)}
+#: (command, Debian package) the HTTP matrix needs; other harnesses pass their own (dns_bench: nsd, dnsperf).
+HTTP_TOOLS: tuple[tuple[str, str], ...] = (("etcd", "etcd-server"), ("wrk", "wrk"))
+
+
+def ensure_tools(no_install: bool, tools: tuple[tuple[str, str], ...] = HTTP_TOOLS) -> None:
+    """Install the missing commands of ``tools`` from Debian (root only), or say how to."""
+    missing = {pkg: tool for tool, pkg in tools if not shutil.which(tool)}
     if not missing:
         return
     pkgs = sorted(missing)
@@ -331,7 +336,7 @@ def start_muster(procs: Processes, workdir: Path, cmd_template: str) -> Muster:
     return Muster(url, proc.pid, cmd)
 
 
-def start_muster_cluster(procs: Processes, workdir: Path, cmd_template: str) -> Muster:
+def start_muster_cluster(procs: Processes, workdir: Path, cmd_template: str, extra_hcl: Sequence[str] = ()) -> Muster:
     """`--muster-cluster`: 3 Muster servers on 127.0.0.1/.2/.3, like the etcd side: each with
     its own data dir on disk (fsync on), the same ports on its own loopback address, joined to
     the others; returns the leader's URL and PID (writes go to the leader, as for etcd).
@@ -367,6 +372,7 @@ def start_muster_cluster(procs: Processes, workdir: Path, cmd_template: str) -> 
             # Prometheus view, which needs a retention time
             '-hcl=telemetry { prometheus_retention_time = "1h" }',
             f"-hcl={CONN_LIMIT_HCL}",
+            *[f"-hcl={h}" for h in extra_hcl],
             *[f"-retry-join={j}:{serf_port}" for j in ips],
         ]
         procs.start(f"muster s{i}", argv, workdir / f"muster-s{i}.log", cwd=ROOT)
@@ -730,6 +736,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "{serf_lan_port} {serf_wan_port} {server_port} {grpc_port} = other free ports "
                         f"(default: {DEFAULT_MUSTER_CMD!r})")
     p.add_argument("--muster-cluster", action="store_true", help="measure a 3-server Muster cluster on 127.0.0.1-3 (writes and reads on the leader)")
+    p.add_argument("--cluster-hcl", action="append", default=[],
+                   help="with --muster-cluster: extra -hcl for every server (repeatable), e.g. "
+                        "'raft_snapshot_interval = \"1s\"' so a snapshot falls inside every cell")
     p.add_argument("--watchers", type=int, default=0, help="also hold N idle blocking queries (bench/watchers.py)")
     p.add_argument("--profile", action="store_true",
                    help="profile Muster (every server of a cluster) with py-spy under load at c=64")
@@ -784,8 +793,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         etcd = start_etcd(procs, workdir) if need_etcd else None
         muster: Muster | None = None
         if need_muster:
-            start = start_muster_cluster if args.muster_cluster else start_muster
-            muster = start(procs, workdir, args.muster_cmd)
+            if args.muster_cluster:
+                muster = start_muster_cluster(procs, workdir, args.muster_cmd, args.cluster_hcl)
+            else:
+                muster = start_muster(procs, workdir, args.muster_cmd)
         try:
             git_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                      text=True, timeout=10).stdout.strip()

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keys", type=int, default=10000)
     p.add_argument("--layout", choices=("flat", "prefixes"), default="flat")
     p.add_argument("--snapshot-threshold", type=int, default=4096, help="raft_snapshot_threshold of the servers")
+    p.add_argument("--snapshot-interval", default="2s",
+                   help="raft_snapshot_interval of the servers (threshold checks every interval to 2x interval)")
     p.add_argument("--writer-seconds", type=float, default=20.0)
     p.add_argument("--samples", type=int, default=200, help="requests per latency figure")
     p.add_argument("--skip", default="", help="comma list of phases to skip: save,writers,restart,catchup")
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, run._raise_interrupt)
     base = {"bench": "scale_kv", "keys": a.keys, "layout": a.layout, "tag": a.tag}
     try:
-        cluster = scalekit.Cluster(procs, work, {"raft_snapshot_threshold": a.snapshot_threshold})
+        cluster = scalekit.Cluster(procs, work, {"raft_snapshot_threshold": a.snapshot_threshold,
+                                                  "raft_snapshot_interval": a.snapshot_interval})
         lead = cluster.start()
         rss0 = {s.name: round(scalekit.rss_mib(s.pid), 1) for s in cluster.servers}
         txns, secs = scalekit.bulk_put(cluster.url(lead), "/v1/txn", batches(a.keys, a.layout))

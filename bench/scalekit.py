@@ -72,14 +72,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def free_port_on(ips: Sequence[str]) -> int:
+    """A port free for both TCP and UDP on every address of ``ips`` (agents bind both: DNS, Serf)."""
     for _ in range(200):
         with socket.socket() as s0:
             s0.bind((ips[0], 0))
             port = int(s0.getsockname()[1])
         try:
-            for ip in ips[1:]:
-                with socket.socket() as s1:
-                    s1.bind((ip, port))
+            for ip in ips:
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    if ip == ips[0] and kind == socket.SOCK_STREAM:
+                        continue
+                    with socket.socket(socket.AF_INET, kind) as s1:
+                        s1.bind((ip, port))
             return port
         except OSError:
             continue
@@ -253,6 +257,21 @@ class Cluster:
         return out
 
 
+GC_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}).*gc: generation (\d) collection held the process ([\d.]+) ms", re.M)
+
+
+def gc_pauses(cluster: Cluster, s: Server, since: float) -> list[tuple[int, float]]:
+    """(generation, ms) of the collections of at least ``runtime.SLOW_GC_SECONDS`` the server
+    logged after wall time ``since``."""
+    out = []
+    for p in cluster.logs(s):
+        for m in GC_RE.finditer(p.read_text(errors="replace")):
+            at = time.mktime(time.strptime(m[1].split(",")[0], "%Y-%m-%d %H:%M:%S")) + int(m[1][-3:]) / 1000.0
+            if at >= since:
+                out.append((int(m[2]), float(m[3])))
+    return out
+
+
 def last_restore(path: Path) -> tuple[int, int, float] | None:
     # The snapshot at index 1 is the empty one cluster formation writes: not a restore of data.
     found = [f for f in RESTORE_RE.findall(path.read_text(errors="replace")) if int(f[0]) > 1]
@@ -364,6 +383,7 @@ def writer_stall(cluster: Cluster, lead: Server, seconds: float, concurrency: in
     that were in flight while a snapshot was being taken (from the leader's log lines)."""
     before = {line[0] for line in cluster.snapshot_lines(lead)}
     offset = time.time() - time.monotonic()  # monotonic -> wall
+    started = time.time() - 1.0  # log times have whole-second resolution before the millis
     samples = asyncio.run(_writers(cluster.url(lead), seconds, concurrency, 1000))
     snaps = [line for line in cluster.snapshot_lines(lead) if line[0] not in before]
     lat = [ms for _, ms in samples]
@@ -381,6 +401,7 @@ def writer_stall(cluster: Cluster, lead: Server, seconds: float, concurrency: in
         "snapshot_loop_s": [s[5] for s in snaps], "snapshot_encode_s": [s[2] for s in snaps],
         "snapshot_persist_s": [s[3] for s in snaps], "snapshot_compact_s": [s[4] for s in snaps],
         "snapshot_bytes": [s[1] for s in snaps],
+        "leader_slow_gc_ms": [[g, ms] for g, ms in gc_pauses(cluster, lead, started)],
     }
 
 

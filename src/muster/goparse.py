@@ -18,7 +18,9 @@ which end up in HTTP bodies and CLI output that clients may match:
   with a ``p`` exponent, ``_`` separators), ``inf``/``infinity``/``nan`` in any case,
   overflow is an error;
 * :func:`parse_duration_ns` -- ``time.ParseDuration``, in integer nanoseconds;
-* :class:`FlagScanner` -- the ``flag`` package's tokenising of a command line.
+* :class:`FlagScanner` -- the ``flag`` package's tokenising of a command line;
+* :func:`match_fields` / :func:`invalid_keys` -- mapstructure's decoding of a JSON object into a
+  struct: which key fills which field, and its ``ErrorUnused`` text for the keys left over.
 
 The strconv parsers raise :class:`NumError` (a ``ValueError``) whose ``str()`` is Go's
 ``*strconv.NumError`` text, ``strconv.ParseInt: parsing "x": invalid syntax``; ``reason``
@@ -31,7 +33,8 @@ use is the caller's, copied from the Consul code it mirrors (e.g. query ``?index
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "ERR_RANGE",
@@ -53,7 +56,9 @@ __all__ = [
     "TRUE_STRINGS",
     "atoi",
     "flag_reason",
+    "invalid_keys",
     "invalid_value",
+    "match_fields",
     "parse_bool",
     "parse_duration_ns",
     "parse_float",
@@ -558,3 +563,25 @@ class FlagScanner:
                 i += 1
             yield name, value
         self.rest = args[i:]
+
+
+def match_fields(raw: Mapping[str, Any], fields: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """mapstructure's struct decode of ``raw``: each field takes the key spelled as its name,
+    else the first key equal to it ignoring case.  Returns the values by field name and the keys
+    no field took, sorted (what ``ErrorUnused`` reports)."""
+    out: dict[str, Any] = {}
+    used: set[str] = set()
+    for name in fields:
+        if name in raw:
+            key: str | None = name
+        else:
+            key = next((k for k in raw if k not in used and k.lower() == name.lower()), None)
+        if key is not None:
+            out[name] = raw[key]
+            used.add(key)
+    return out, sorted(k for k in raw if k not in used)
+
+
+def invalid_keys(keys: Sequence[str]) -> str:
+    """mapstructure's error for keys no field took, at the top level (its ``Error`` text)."""
+    return f"1 error(s) decoding:\n\n* '' has invalid keys: {', '.join(sorted(keys))}"

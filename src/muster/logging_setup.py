@@ -7,7 +7,10 @@ import json
 import logging
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .telemetry.logstream import LogStream
 
 LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}
@@ -37,11 +40,22 @@ class _TextFormatter(logging.Formatter):
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
-        sec = int(record.created)
+        return self._asctime(record.created, record.msecs)
+
+    def _asctime(self, created: float, msecs: float) -> str:
+        sec = int(created)
         if sec != self._sec:
             self._stamp = time.strftime(self.default_time_format, self.converter(sec))
             self._sec = sec
-        return f"{self._stamp},{int(record.msecs):03d}"  # logging.Formatter.default_msec_format
+        return f"{self._stamp},{int(msecs):03d}"  # logging.Formatter.default_msec_format
+
+    def line(self, name: str, level: int, message: str) -> str:
+        """What ``format`` returns for a record of ``name`` at ``level`` whose message (no
+        arguments left, no exception) is ``message``, created now: the clock is read as
+        ``LogRecord`` reads it (``time.time()``, milliseconds as its ``msecs``)."""
+        ct = time.time()
+        msecs = int((ct - int(ct)) * 1000) + 0.0  # LogRecord.__init__'s rounding (gh-89047)
+        return f"{self._asctime(ct, msecs)} [{logging.getLevelName(level)}] {name}: {message}"
 
 
 class LoopBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -71,28 +85,44 @@ class LoopBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
-            buf = self._buf
-            buf.append(line)
-            if record.levelno >= logging.WARNING or len(buf) >= self.MAX_LINES:
-                self._drain()
-                return
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._drain()
-                return
-            if self._scheduled is not loop:
-                if self._scheduled is not None:  # pending on another loop: write what it held
-                    buf.pop()
-                    self._drain()
-                    buf.append(line)
-                self._scheduled = loop
-                loop.call_soon(self.flush)
+            self._append(self.format(record) + self.terminator, record.levelno)
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
+
+    def emit_line(self, line: str, level: int) -> None:
+        """Write an already formatted ``line`` (terminator included) at ``level`` exactly as
+        ``emit`` writes a record's: same buffer, same order, same flushing rules."""
+        self.acquire()
+        try:
+            self._append(line, level)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(logging.makeLogRecord({"msg": line, "levelno": level}))
+        finally:
+            self.release()
+
+    def _append(self, line: str, level: int) -> None:
+        """Buffer ``line`` and write or schedule the write; called with the handler's lock held."""
+        buf = self._buf
+        buf.append(line)
+        if level >= logging.WARNING or len(buf) >= self.MAX_LINES:
+            self._drain()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._drain()
+            return
+        if self._scheduled is not loop:
+            if self._scheduled is not None:  # pending on another loop: write what it held
+                buf.pop()
+                self._drain()
+                buf.append(line)
+            self._scheduled = loop
+            loop.call_soon(self.flush)
 
     def _drain(self) -> None:
         """Write and flush the buffer; called with the handler's lock held."""
@@ -111,6 +141,50 @@ class LoopBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._drain()
         finally:
             self.release()
+
+
+#: What ``setup_logging`` installed with the text format: the stderr handler, its formatter, the
+#: monitor stream and the root logger's handler list as it left it; None otherwise.
+_direct: tuple[LoopBufferedHandler, _TextFormatter, LogStream, list[logging.Handler]] | None = None
+
+
+def log_line(logger: logging.Logger, level: int, message: str) -> bool:
+    """Write ``message`` at ``level`` to stderr without a ``LogRecord`` when that is all
+    ``logger.log(level, "%s", message)`` would do; False when the caller must log it so.
+
+    The caller has checked ``logger.isEnabledFor(level)`` and ``message`` is final (a format
+    already applied to its arguments, exactly ``LogRecord.getMessage()``'s text).  The shortcut
+    is taken only while the logging configuration is still the one ``setup_logging`` made in
+    text format: the root logger's handlers are exactly its stderr handler (with its own
+    formatter, no filter, a level the line passes) and the monitor stream, the stream has no
+    subscriber (``/v1/agent/monitor`` gets its lines through ``logging`` as before), and no
+    logger from ``logger`` up to the root has a filter, a handler or ``propagate`` off.  The
+    line is then the text ``_TextFormatter.format`` gives such a record, buffered in order with
+    every other line.  Any other configuration (JSON, a test's capture handler, a monitor
+    subscriber, a reload in progress) takes the ``logging`` path, so what every handler
+    receives never changes; this only saves the record and the handler chain (~5-7 us per line,
+    BENCHMARKS.md)."""
+    d = _direct
+    if d is None:
+        return False
+    handler, fmt, stream, handlers = d
+    root = logging.root
+    if (
+        root.handlers != handlers
+        or stream.subs
+        or handler.formatter is not fmt
+        or handler.filters
+        or level < handler.level
+        or logger.filters
+    ):
+        return False
+    c: logging.Logger | None = logger
+    while c is not None and c is not root:
+        if c.handlers or not c.propagate:
+            return False
+        c = c.parent
+    handler.emit_line(fmt.line(logger.name, level, message) + handler.terminator, level)
+    return True
 
 
 def setup_logging(level: str = "info", as_json: bool = False) -> None:
@@ -133,15 +207,17 @@ def setup_logging(level: str = "info", as_json: bool = False) -> None:
     for h in list(root.handlers):
         h.flush()  # a replaced LoopBufferedHandler writes what it still holds
         root.removeHandler(h)
+    global _direct
+    _direct = None
     configured = LEVELS.get(level.lower(), logging.INFO)
     handler = LoopBufferedHandler(sys.stderr)
     handler.setLevel(configured)
-    if as_json:
-        handler.setFormatter(_JSONFormatter())
-    else:
-        handler.setFormatter(_TextFormatter())
+    text = _TextFormatter()
+    handler.setFormatter(_JSONFormatter() if as_json else text)
     root.addHandler(handler)
     stream = default_stream()
     root.addHandler(stream)
     stream.set_base_level(configured)
+    if not as_json:
+        _direct = (handler, text, stream, list(root.handlers))
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

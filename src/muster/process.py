@@ -55,6 +55,7 @@ from .logging_setup import setup_logging
 from .membership import Membership
 from .runtime import RealClock, Rng
 from .server.acl import ACLService
+from .server.aclclient import ACLResolveEndpoint
 from .server.cluster import ClusterMember
 from .server.coordinates import CoordinateBatcher
 from .server.federation import Federation
@@ -79,6 +80,9 @@ log = logging.getLogger("muster.agent")
 UI_DISABLED = (
     "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent configuration and restart."
 )
+
+#: Longest wait for a server's answer to a client's token resolution (seconds).
+ACL_RESOLVE_TIMEOUT = 10.0
 
 # Flags that need subsystems this build does not have yet, and the subsystem each one needs.
 _NOT_YET: dict[str, str] = {}
@@ -119,11 +123,9 @@ def acl_initial_management_description(config: Config) -> str:
 
 
 def stateless_client(config: Config) -> bool:
-    """A client agent holds no replica of the log (``server/remote.py``), as Consul's clients.
-    One exception: with ACLs enabled it still follows the log, because its token resolution
-    reads the ACL tables of a local replica (Consul's client-side token cache over RPC is not
-    built yet)."""
-    return not config.server and not config.dev_mode and not config.acl.enabled
+    """A client agent holds no replica of the log (``server/remote.py``), as Consul's clients;
+    with ACLs enabled it resolves tokens through its servers (``acl/clientcache.py``)."""
+    return not config.server and not config.dev_mode
 
 
 def load_or_create_node_id(config: Config, rng: Rng) -> str:
@@ -210,6 +212,7 @@ class AgentProcess:
             member_source=self._members,
             serf_stats_source=self._serf_stats if gossips else None,
         )
+        self.agent.follower = self.mirror
         self.events = EventBuffer()
         self.membership: Membership | None = None
         if gossips:
@@ -252,6 +255,7 @@ class AgentProcess:
             None if config.dev_mode else config.data_dir,
             acl_initial_management_description(config),
             primary_datacenter=config.primary_datacenter,
+            client_fetch=self._acl_resolve if self.remote is not None else None,
         )
         self.server.leader_hooks.append(self.acl.initialize)
         self.federation = Federation(config.datacenter, ident.node_id,
@@ -327,7 +331,7 @@ class AgentProcess:
         if remote is not None:
             self.app.server_forward = lambda req: forward_to_server(remote, req)
         self.app.metrics = self.metrics
-        if self.acl.remote_tokens is not None:
+        if self.acl.needs_prepare:
             acl = self.acl
             self.app.acl_prepare = lambda req: acl.prepare(req.token())
         self.app.legacy_http_metrics = not tel.disable_compat_1_9
@@ -392,6 +396,7 @@ class AgentProcess:
             heartbeat_ticks=1,
             rpc_hold_timeout=self.config.performance.rpc_hold_timeout,
             snapshot_threshold=self.config.raft_snapshot_threshold,
+            snapshot_interval=self.config.raft_snapshot_interval,
             trailing_logs=self.config.raft_trailing_logs,
         )
 
@@ -422,7 +427,8 @@ class AgentProcess:
         lg = server.log
         clients = ClientEndpoints(server.ident.node_id, lambda: server.store, server.apply, lambda: lg.leader_id() or "",
                                   lg.last_contact, random.Random(self.rng.randrange(2**62)))
-        self.operator.serve_rpc(http=self._answer_forwarded_http, extra=clients.handlers())
+        self.operator.serve_rpc(http=self._answer_forwarded_http,
+                                extra={**clients.handlers(), **ACLResolveEndpoint(self.acl).handlers()})
         await self.cluster.rpc.listen(bind, cfg.ports.server)
         await self.cluster.refresh_join_addrs()
         self._bg.append(asyncio.create_task(self.cluster.keep_addresses_fresh(), name="join-addresses"))
@@ -531,6 +537,8 @@ class AgentProcess:
         self._bg.clear()
         if self.mirror is not None:
             await self.mirror.stop()
+        if self.acl.client_cache is not None:
+            await self.acl.client_cache.close()
         if self.membership is not None:
             await self.membership.stop(leave=self.lifecycle.left)
         if self.remote is not None:
@@ -589,6 +597,12 @@ class AgentProcess:
 
         apply = self.server.apply if self.remote is None else self._report_coordinates
         return CoordinateBatcher(apply, self.rng, self.server.ident.node_name, own)
+
+    async def _acl_resolve(self, request: dict[str, Any]) -> Any:
+        """A stateless client's token resolution: one ``acl_resolve`` call to a server
+        (``server/aclclient.py``); a read, so it may be retried on another server."""
+        assert self.remote is not None
+        return await self.remote.call("acl_resolve", request, ACL_RESOLVE_TIMEOUT, idempotent=True)
 
     async def _report_coordinates(self, cmd: Any) -> None:
         """A stateless client hands its coordinate to a server's batcher (``PUT

@@ -252,3 +252,22 @@ async def test_global_writes_in_a_secondary_go_to_the_primary(dcs: tuple[httpx.A
 
     r = await c2.put("/v1/acl/auth-method", json={"Name": "m2", "Type": "jwt", "Config": {"JWTValidationPubKeys": [pem(RSA_KEY)]}}, headers=M)
     assert r.status_code == 200 and "m2" in dc2.acl.tables.auth_methods and "m2" not in link.primary.acl.tables.auth_methods
+
+
+async def test_bootstrap_in_a_secondary_is_refused(dcs: tuple[httpx.AsyncClient, Factory]) -> None:
+    """Consul's ``ACL.BootstrapTokens`` is served in the datacenter asked (the HTTP handler names
+    the agent's own) and answers ``ACL support disabled`` outside the primary: nothing is
+    forwarded, and the secondary writes no management token of its own."""
+    c1, secondary = dcs
+    c2, dc2, link = await secondary()
+    object.__setattr__(dc2.services, "federation", FakeFederation(link.primary))
+    before = set(dc2.acl.tables.tokens)
+    calls = link.calls
+    r = await c2.put("/v1/acl/bootstrap")
+    assert (r.status_code, r.text) == (500, "ACL support disabled")
+    r = await c2.put("/v1/acl/bootstrap", json={"BootstrapSecret": "1b7e0b6c-63d8-4f0e-9e5c-5d7b7c1e2a01"})
+    assert (r.status_code, r.text) == (500, "ACL support disabled")
+    assert set(dc2.acl.tables.tokens) == before and link.calls == calls
+    # The primary's own bootstrap state is untouched: already done through initial_management.
+    r = await c1.put("/v1/acl/bootstrap")
+    assert r.status_code == 403 and "ACL bootstrap no longer allowed" in r.text

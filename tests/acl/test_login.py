@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from muster.tls import CertRequest, create_ca, create_cert
+from muster_testkit.webfake import serve
 
 from .conftest import ROOT
 
@@ -223,17 +224,8 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[Routes, str, str]]:
                 return await handler(request)
         return web.json_response({"message": "not found"}, status=404)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", dispatch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serve(dispatch, ctx) as port:
         yield routes, f"https://127.0.0.1:{port}", Path(ca_cert).read_text()
-    finally:
-        await runner.cleanup()
 
 
 def _jwk(key: Any, kid: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """ACLs across two real datacenters (one server each, on 127.0.0.1 and 127.0.0.4, joined over
-the WAN): dc2 replicates dc1's policies over server RPC, resolves dc1's tokens through dc1, and
-applies ``down_policy = "extend-cache"`` once dc1 is gone.  docs/compat/acl.md#datacenters-and-down_policy.
+the WAN): dc2 replicates dc1's policies over server RPC, resolves dc1's tokens through dc1,
+refuses ACL bootstrap (the primary's alone), and applies ``down_policy = "extend-cache"`` once dc1
+is gone.  docs/compat/acl.md#datacenters-and-down_policy.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ def test_replication_remote_tokens_and_down_policy(two_acl_dcs: tuple[OneServerD
     code, body = call(dc2, 0, "PUT", "/v1/kv/other", seen["SecretID"], b"1")
     assert code == 403 and body.startswith(b"Permission denied")
     assert call(dc2, 0, "GET", "/v1/kv/app/x", "no-such-secret")[0] == 403
+    # Bootstrap is the primary's alone: dc2 refuses it (Consul's ACL.BootstrapTokens outside the
+    # primary) and mints no management token of its own.
+    assert call(dc2, 0, "PUT", "/v1/acl/bootstrap") == (500, b"ACL support disabled")
+    tokens = call_json(dc2, 0, "GET", "/v1/acl/tokens", ROOT)
+    assert not [t for t in tokens if t.get("Description", "").startswith("Bootstrap Token")], tokens
 
     dc1.kill(0)
     time.sleep(1.5)  # past token_ttl: the cached token must now be extended

@@ -134,3 +134,49 @@ def test_clients_forward_sync_fail_over_and_answer_dns_from_cache(cluster: Clust
         time.sleep(0.3)
     else:
         raise AssertionError("api.service never appeared on client-a's DNS")
+
+
+def test_client_answers_connect_ptr_and_alias_of_other_nodes(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """What a client's cache must follow beyond named services and nodes, on a server+client
+    pair: ``<service>.connect`` (the proxies), PTR (nodes and services by address) and an alias
+    check of a node the client knows nothing else about (``server/remote.py`` CatalogMirror)."""
+    with running(Cluster(tmp_path, size=1, expect=1), request) as cluster:
+        cluster.wait_leader(timeout=60)
+        dns_port = free_port_on_all(["127.0.0.4"])
+        ci = cluster.add_client("127.0.0.4", "client-a", extra=[f"-dns-port={dns_port}", "-domain=cluster.local"])
+        cluster.start(ci)
+        wait_until(lambda: cluster.leader(ci) != "", 60, "the client to reach the server")
+
+        def register(body: dict[str, object]) -> None:
+            code, _h, out = cluster.request(0, "PUT", "/v1/catalog/register", json.dumps(body).encode())
+            assert code == 200, out
+
+        def api_check(status: str) -> dict[str, object]:
+            return {"Node": "ext", "Address": "10.1.2.3", "Service": {"ID": "api", "Service": "api", "Port": 80},
+                    "Check": {"CheckID": "api-up", "Name": "api up", "ServiceID": "api", "Status": status,
+                              "Output": status}}
+
+        register(api_check("passing"))
+        register({"Node": "ext2", "Address": "10.1.2.4",
+                  "Service": {"ID": "api-sidecar-proxy", "Service": "api-sidecar-proxy", "Kind": "connect-proxy",
+                              "Port": 21000, "Proxy": {"DestinationServiceName": "api"}}})
+
+        def answer(name: str, rdtype: str) -> list[str]:
+            r = dns_query("127.0.0.4", dns_port, name, rdtype)
+            if r is None or r.rcode() != dns.rcode.NOERROR:
+                return []
+            return sorted(rd.to_text() for rrset in r.answer for rd in rrset)
+
+        wait_until(lambda: answer("api.connect.cluster.local", "A") == ["10.1.2.4"], 30, "api.connect on the client")
+        assert answer("3.2.1.10.in-addr.arpa", "PTR") == ["ext.node.dc1.cluster.local."]
+
+        alias = {"Name": "ext-api", "AliasNode": "ext", "AliasService": "api"}
+        code, _h, out = cluster.request(ci, "PUT", "/v1/agent/check/register", json.dumps(alias).encode())
+        assert code == 200, out
+
+        def alias_status() -> str:
+            return str(cluster.get_json(ci, "/v1/agent/checks")["ext-api"]["Status"])
+
+        wait_until(lambda: alias_status() == "passing", 30, "the alias check passing")
+        register(api_check("critical"))
+        wait_until(lambda: alias_status() == "critical", 30, "the alias check following the remote check")

@@ -189,7 +189,7 @@ def test_status_leader_json(cluster: Cluster) -> None:
 
 
 def test_lagging_follower_catches_up_through_a_snapshot(tmp_path: Path) -> None:
-    c = Cluster(tmp_path, extra=["-hcl", "raft_snapshot_threshold = 50\nraft_trailing_logs = 10\n"])
+    c = Cluster(tmp_path, extra=["-hcl", "raft_snapshot_threshold = 50\nraft_snapshot_interval = \"100ms\"\nraft_trailing_logs = 10\n"])
     c.start_all()
     try:
         leader = c.wait_leader()

@@ -25,7 +25,7 @@ KEYS = [f"hist/k{i}" for i in range(5)]
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    hcl = "kv_history {\n  versions = 1000\n}\nraft_snapshot_threshold = 50\nraft_trailing_logs = 10\n"
+    hcl = "kv_history {\n  versions = 1000\n}\nraft_snapshot_threshold = 50\nraft_snapshot_interval = \"100ms\"\nraft_trailing_logs = 10\n"
     with running(Cluster(tmp_path, extra=["-hcl", hcl]), request) as c:
         yield c
 

@@ -48,7 +48,7 @@ class Env:
         self.addr, self.port = dns_server.addresses[0]
 
     async def udp(self, name: str, rdtype: str = "A", **kw: object) -> dns.message.Message:
-        q = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
+        q = dns.message.make_query(name, rdtype, **kw)
         return await dns.asyncquery.udp(q, self.addr, timeout=TIMEOUT, port=self.port)
 
     async def tcp(self, name: str, rdtype: str = "A") -> dns.message.Message:
@@ -439,11 +439,12 @@ def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         d.handle(dns.message.make_query(f"n{i}.service.{D}", "A").to_wire(), False)
     assert 0 < len(d._cache) <= 50
     assert d._cache_bytes == sum(t.size for t in d._cache.values())
-    monkeypatch.setattr(server_mod, "MAX_CACHE_BYTES", 4000)
+    # (an entry's size includes what its rendered-reply memo may hold: see wire.MEMO_KEYS)
+    monkeypatch.setattr(server_mod, "MAX_CACHE_BYTES", 40_000)
     d = _unstarted_server()
     for i in range(300):
         d.handle(dns.message.make_query(f"n{i}.service.{D}", "A").to_wire(), False)
-    assert 0 < d._cache_bytes <= 4000
+    assert 0 < d._cache_bytes <= 40_000 and len(d._cache) < 300
 
 
 def test_recursor_specs() -> None:
@@ -513,3 +514,194 @@ async def test_random_recursor_strategy_spreads_queries() -> None:
         await srv.stop()
         t1.close()
         t2.close()
+
+
+# ---------------------------------------------------------------- the UDP receive thread
+
+
+def _canonical(msg: dns.message.Message) -> tuple[object, ...]:
+    """A reply with the shuffle's order and the SOA serial (the time an entry was built) removed."""
+
+    def section(rrsets: list[dns.rrset.RRset]) -> list[str]:
+        out = []
+        for rrset in rrsets:
+            for rd in rrset:
+                if rd.rdtype == dns.rdatatype.SOA:
+                    rd = rd.replace(serial=0)
+                out.append(f"{rrset.name} {rrset.ttl} {dns.rdatatype.to_text(rrset.rdtype)} {rd}")
+        return sorted(out)
+
+    return (msg.id, msg.flags, msg.rcode(), msg.edns, msg.payload, [str(q) for q in msg.question],
+            section(msg.answer), section(msg.authority), section(msg.additional))
+
+
+def _udp_threads_alive() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("muster-dns-udp") and t.is_alive()]
+
+
+async def test_thread_path_answers_equal_the_loop_path() -> None:
+    srv, threaded = await start_env()
+    looped = DNSServer(srv, make_config(), rng=Rng(8), udp_thread=False)
+    await looped.start(["127.0.0.1"], 0)
+    try:
+        assert threaded._udp_threads and not looped._udp_threads
+        for i in range(3):
+            await register(srv, f"n{i}", f"10.0.0.{i + 1}", "web", 80 + i)
+        await register(srv, "n3", "10.0.0.4", "web", 83, status="critical")
+        for i in range(6):
+            await register(srv, f"b{i}", f"10.1.0.{i + 1}", "big", 90)
+        asks: list[tuple[str, str, dict[str, object]]] = [
+            ("web.service." + D, "A", {}),
+            ("WEB.Service." + D, "SRV", {}),
+            ("big.service." + D, "A", {"use_edns": 0, "payload": 4096}),
+            ("big.service." + D, "SRV", {"use_edns": 0, "payload": 4096}),
+            ("n1.node." + D, "A", {}),
+            ("nothere.service." + D, "A", {}),
+            ("n1.node." + D, "AAAA", {}),
+            (D, "SOA", {}),
+            ("1.0.0.10.in-addr.arpa.", "PTR", {}),
+            ("srv1.node." + D, "A", {"use_edns": 0, "payload": 1400}),
+        ]
+        for name, rdtype, kw in asks:
+            for _ in range(3):  # the first is built on the loop, the next come from the thread's cache reads
+                a = await Env(srv, threaded).udp(name, rdtype, id=4242, **kw)
+                b = await Env(srv, looped).udp(name, rdtype, id=4242, **kw)
+                assert _canonical(a) == _canonical(b), (name, rdtype, kw)
+        assert threaded._udp_threads[0].hits >= 2 * len(asks), "repeated questions must be answered by the thread"
+    finally:
+        await looped.stop()
+        await threaded.stop()
+        await srv.stop()
+
+
+async def test_thread_path_sees_a_catalog_change_at_once(env: Env) -> None:
+    worker = env.dns._udp_threads[0]
+    for i in range(3):
+        await register(env.server, f"n{i}", f"10.0.0.{i + 1}", "web", 80)
+    for _ in range(5):
+        assert len(records(await env.udp("web.service." + D, "SRV"))) == 3
+    before = worker.hits
+    assert before >= 4
+    gen = env.dns._store_generation()
+    await register(env.server, "n1", "10.0.0.2", "web", 80, status="critical")
+    assert env.dns._store_generation()[1] == env.server.store.catalog_index() > gen[1]
+    assert len(records(await env.udp("web.service." + D, "SRV"))) == 2, "a critical check must leave DNS at once"
+    assert "10.0.0.2" not in records(await env.udp("web.service." + D))
+    hits = worker.hits
+    assert len(records(await env.udp("web.service." + D, "SRV"))) == 2
+    assert worker.hits == hits + 1, "the rebuilt answer is served by the thread again"
+    await env.server.apply(DeregisterCommand(node="n0"))
+    assert records(await env.udp("web.service." + D)) == ["10.0.0.3"]
+    await register(env.server, "n1", "10.0.0.2", "web", 80)
+    assert sorted(records(await env.udp("web.service." + D))) == ["10.0.0.2", "10.0.0.3"]
+
+
+async def test_stop_is_bounded_and_leaves_no_thread() -> None:
+    srv, d = await start_env()
+    try:
+        e = Env(srv, d)
+        await register(srv, "n1", "10.0.0.1", "web", 80)
+        assert records(await e.udp("web.service." + D)) == ["10.0.0.1"]
+        assert _udp_threads_alive()
+        worker = d._udp_threads[0]
+        # misses queued on the loop when stop begins are dropped, never sent on a closed socket
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for i in range(50):
+                sender.sendto(dns.message.make_query(f"m{i}.service.{D}", "A").to_wire(), (e.addr, e.port))
+        finally:
+            sender.close()
+    finally:
+        await d.stop()
+        await srv.stop()
+    assert not worker.is_alive() and worker.sock.fileno() == -1
+    assert not _udp_threads_alive()
+    await asyncio.sleep(0)  # queued hand-offs run against a stopped listener: no error
+    assert d.hits >= 0
+
+
+def test_answer_cached_on_malformed_input_drops_or_hands_off() -> None:
+    from muster.dns.server import HANDOFF, Worker
+
+    d = _unstarted_server()
+    worker = Worker(Rng(3), ())
+    rnd = random.Random(5)
+    for n in (0, 1, 11):
+        assert d.answer_cached(bytes(rnd.getrandbits(8) for _ in range(n)), worker) is None
+    response = dns.message.make_response(dns.message.make_query("x.", "A")).to_wire()
+    assert d.answer_cached(response, worker) is None
+    no_question = struct.pack("!6H", 0xBEEF, 0x0100, 1, 0, 0, 0)
+    assert d.answer_cached(no_question, worker) is HANDOFF
+    assert d.answer_cached(dns.message.make_query("srv1.node." + D, "A", use_edns=1).to_wire(), worker) is HANDOFF
+    q = dns.message.make_query("srv1.node." + D, "A").to_wire()
+    assert d.answer_cached(q, worker) is HANDOFF, "nothing cached yet: the loop builds"
+    built = d.handle(q, False)
+    cached = d.answer_cached(q, worker)
+    assert isinstance(built, bytes) and isinstance(cached, bytes) and worker.hits == 1
+    assert _canonical(dns.message.from_wire(built)) == _canonical(dns.message.from_wire(cached))
+    # the parse of a packet shape is remembered (ID excluded): each reply still carries its query's ID and case
+    for qid, name in ((7, "srv1.node."), (8, "srv1.node."), (9, "SRV1.Node.")):
+        again = d.answer_cached(dns.message.make_query(name + D, "A", id=qid).to_wire(), worker)
+        if again is HANDOFF:
+            again = d.handle(dns.message.make_query(name + D, "A", id=qid).to_wire(), False)
+        assert isinstance(again, bytes)
+        msg = dns.message.from_wire(again)
+        assert msg.id == qid and str(msg.question[0].name) == name + D
+        assert msg.rcode() == dns.message.from_wire(built).rcode() and records(msg) == records(dns.message.from_wire(built))
+    assert len(worker.parsed) == 3 and worker.hits == 4  # the EDNS-1 shape, srv1 and SRV1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_VALID), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=6),
+       st.integers(0, 60))
+def test_mutated_queries_never_raise_on_the_thread_path(base: bytes, flips: list[tuple[int, int]], cut: int) -> None:
+    from muster.dns.server import Worker
+
+    d = _unstarted_server()
+    for v in _VALID:
+        d.handle(v, False)  # fill the cache, so mutations reach the cached-answer path too
+    data = bytearray(base)
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    if cut:
+        data = data[: max(0, len(data) - cut)]
+    out = d.answer_cached(bytes(data), Worker(Rng(4), ()))
+    if isinstance(out, bytes):
+        assert len(out) >= 12 and out[:2] == bytes(data[:2])
+        dns.message.from_wire(out)
+
+
+async def test_handoffs_to_the_loop_are_bounded(env: Env) -> None:
+    import muster.dns.server as server_mod
+
+    worker = env.dns._udp_threads[0]
+    worker.handed = worker.taken + server_mod.MAX_HANDOFF  # as if the loop had that many queued
+    worker._handoff(b"x" * 12, ("127.0.0.1", 9))
+    assert worker.dropped == 1 and worker.handed == worker.taken + server_mod.MAX_HANDOFF
+    worker.taken = worker.handed  # the loop caught up
+    assert records(await env.udp("srv1.node." + D)) == ["127.0.0.1"]
+
+
+def test_thread_path_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        srv, d = await start_env()
+        try:
+            e = Env(srv, d)
+            await register(srv, "n1", "10.0.0.1", "web", 80)
+            for _ in range(3):
+                assert records(await e.udp("web.service." + D)) == ["10.0.0.1"]
+            assert d._udp_threads[0].hits >= 2
+            await register(srv, "n1", "10.0.0.1", "web", 80, status="critical")
+            assert records(await e.udp("web.service." + D)) == []
+        finally:
+            await d.stop()
+            await srv.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+    assert not _udp_threads_alive()

@@ -4,10 +4,11 @@ deadline for a client that never finishes its headers."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from muster.http.app import App, Route, Router
-from muster.http.guard import ConnLimits
-from muster.http.request import Request, Response
+from muster.http.guard import CoalescingTransport, ConnLimits, guarded_protocol
+from muster.http.request import Request, Response, StreamResponse
 from muster.http.serve import Listener
 
 
@@ -140,3 +141,121 @@ async def test_header_block_cap_counts_bytes_across_reads() -> None:
         assert answer.count(b"HTTP/1.1 200 OK\r\n") == 6, answer[:300]
     finally:
         await lst.stop()
+
+
+# --- one write per response (CoalescingTransport) --------------------------------------------
+
+
+class _Recorder(asyncio.Transport):
+    """A fake connection transport that records every write and close, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[bytes | str] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8500)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.events.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+        self.events.append("close")
+
+    def abort(self) -> None:
+        self.events.append("abort")
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_coalescing_transport_keeps_order_and_never_keeps_bytes_past_release() -> None:
+    real = _Recorder()
+    t = CoalescingTransport(real)
+    t.write(b"a")  # not held: at once
+    t.hold()
+    t.write(b"head")
+    assert real.events == [b"a"]
+    t.write(b"body")
+    assert real.events == [b"a", b"headbody"]
+    t.release()  # nothing held: nothing written
+    t.hold()
+    t.write(b"head-of-HEAD")  # a HEAD answer: no body write follows
+    t.release()
+    t.hold()
+    t.release()  # nothing was written at all
+    t.write(b"later")  # and the hold does not linger
+    t.hold()
+    t.write(b"h")
+    t.close()  # close sends what is held first
+    assert real.events == [b"a", b"headbody", b"head-of-HEAD", b"later", b"h", "close"]
+    t2 = CoalescingTransport(_Recorder())
+    t2.hold()
+    t2.write(b"h")
+    assert t2.get_write_buffer_size() == 1
+    t2.abort()  # abort drops unsent data, the held bytes included
+    assert t2._t.events == ["abort"]  # type: ignore[attr-defined]
+
+
+async def test_a_keep_alive_response_leaves_in_one_write_through_the_guarded_protocol() -> None:
+    """uvicorn writes the header block and the body separately; through the app they reach the
+    connection as one write, byte for byte what the two writes carried, for GET, PUT and HEAD,
+    and a streamed response still writes its header block at once."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    router = Router()
+
+    async def ok(req: Request) -> Response:
+        return Response(200, b"true", "application/json", [("X-Consul-Index", "7")])
+
+    async def stream(req: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"line\n"
+            await asyncio.Event().wait()  # never ends on its own
+
+        return StreamResponse(200, chunks(), "text/plain")
+
+    router.add(Route("/v1/kv/", ("GET", "PUT"), ok, prefix=True))
+    router.add(Route("/v1/agent/monitor", ("GET",), stream))
+    cfg = uvicorn.Config(App(router), loop="none", lifespan="off", log_level="warning", access_log=False,
+                         server_header=False, proxy_headers=False)  # fmt: skip
+    cfg.load()
+    real = _Recorder()
+    proto = guarded_protocol(ConnLimits(0))(config=cfg, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+    proto.connection_made(real)
+    head = (b"HTTP/1.1 200 OK\r\nx-consul-default-acl-policy: allow\r\ncontent-type: application/json\r\n"
+            b"x-consul-index: 7\r\ncontent-length: 4\r\n\r\n")  # fmt: skip
+    for method, body in ((b"GET", b""), (b"PUT", b"xx"), (b"HEAD", b"")):
+        real.events.clear()
+        req = method + b" /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        proto.data_received(req)  # type: ignore[attr-defined]
+        for _ in range(20):
+            if real.events:
+                break
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert real.events == [head + (b"" if method == b"HEAD" else b"true")], method
+    real.events.clear()
+    proto.data_received(b"GET /v1/agent/monitor HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
+    for _ in range(50):
+        if len(real.events) >= 2:
+            break
+        await asyncio.sleep(0)
+    first = real.events[0]
+    assert isinstance(first, bytes) and first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert first.endswith(b"transfer-encoding: chunked\r\n\r\n")  # the header block, sent at once
+    assert b"line\n" in b"".join(e for e in real.events if isinstance(e, bytes))
+    proto.connection_lost(None)  # type: ignore[attr-defined]
+    await asyncio.sleep(0)

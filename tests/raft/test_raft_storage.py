@@ -349,5 +349,102 @@ def test_random_operations_match_memory_model(tmp_path: Path, seed: int) -> None
             disk.sync()
             disk.close()
             disk = DiskStorage(tmp_path, retain=2)
+        elif op < 0.93:
+            disk.sync()  # makes rotated segments durable, unlinks the released ones
         check()
     disk.close()
+    with DiskStorage(tmp_path, retain=2) as again:
+        assert state(again) == state(model)
+
+
+def _segs(d: Path) -> list[str]:
+    return sorted(p.name for p in (d / "wal").glob("wal-*.log"))
+
+
+def test_compaction_rotates_segments_and_unlinks_whole_ones(tmp_path: Path) -> None:
+    """Compaction trims memory and leaves the disk to the next writes and syncs: the next
+    write opens a new segment (``_Start``), a later compaction releases every closed segment
+    at or below the compaction point once a durable segment follows it, and the next sync
+    unlinks it.  A reopen sees exactly the live state."""
+    conf = ConfState(("a",))
+    with DiskStorage(tmp_path) as st:
+        st.append(ents(1, 100))
+        st.set_hard_state(HardState(1, "a", 100))
+        st.sync()
+        st.create_snapshot(80, conf, b"fsm@80")
+        st.compact(70)
+        assert st.first_index() == 71 and _segs(tmp_path) == ["wal-0000000000000001.log"]  # nothing written yet
+        st.append(ents(101, 110))
+        assert len(_segs(tmp_path)) == 2  # rotated at the first write after the compaction
+        st.sync()
+        st.create_snapshot(105, conf, b"fsm@105")
+        st.compact(100)  # segment 1 holds 1..100: released
+        assert len(_segs(tmp_path)) == 2
+        st.append(ents(111, 111))
+        st.sync()
+        assert _segs(tmp_path) == ["wal-0000000000000002.log", "wal-0000000000000003.log"]
+        live = state(st)
+    with DiskStorage(tmp_path) as st:
+        assert state(st) == live
+        assert st.first_index() == 101 and st.last_index() == 111
+        assert st.initial_state()[0] == HardState(1, "a", 100)
+        assert st.entries(101, 112) == ents(101, 111)
+
+
+def test_power_loss_before_a_rotated_segment_is_durable(tmp_path: Path) -> None:
+    """A segment is closed only when everything in it is synced, so losing the new segment
+    (never synced: its directory entry or its data) loses only unacknowledged writes."""
+    conf = ConfState(("a",))
+    with DiskStorage(tmp_path) as st:
+        st.append(ents(1, 50))
+        st.set_hard_state(HardState(2, "a", 40))
+        st.sync()
+        st.create_snapshot(40, conf, b"fsm@40")
+        st.compact(30)
+        st.append(ents(51, 60))  # rotates; not synced
+        newest = tmp_path / "wal" / _segs(tmp_path)[-1]
+    for damage in ("truncate", "unlink"):
+        if damage == "truncate":
+            with open(newest, "r+b") as f:
+                f.truncate(5)  # a torn _Start
+        else:
+            newest.unlink(missing_ok=True)
+        with DiskStorage(tmp_path) as st:
+            assert st.last_index() == 50 and st.initial_state()[0] == HardState(2, "a", 40)
+            st.append(ents(51, 52))
+            st.sync()
+        with DiskStorage(tmp_path) as st:
+            assert st.last_index() == 52
+
+
+def test_a_segment_that_reappears_is_superseded_by_the_next_start(tmp_path: Path) -> None:
+    """An unlink lost in a crash brings an old segment back; the ``_Start`` of the segment
+    after the gap wins and the log replays."""
+    conf = ConfState(("a",))
+    with DiskStorage(tmp_path) as st:
+        st.append(ents(1, 20))
+        st.sync()
+        st.create_snapshot(20, conf, b"fsm@20")
+        st.compact(15)
+        st.append(ents(21, 30))  # segment 2
+        st.sync()
+        st.create_snapshot(30, conf, b"fsm@30")
+        st.compact(25)
+        st.append(ents(31, 40))  # segment 3; segment 1 released
+        st.sync()
+        st.create_snapshot(40, conf, b"fsm@40")
+        st.compact(35)
+        st.append(ents(41, 41))  # segment 4; segment 2 released
+        st.sync()
+        assert _segs(tmp_path)[0] == "wal-0000000000000003.log"
+    old = tmp_path / "wal" / "wal-0000000000000001.log"
+    with open(old, "wb") as f:  # segment 1 as it was (1..20), back from the dead
+        f.write(b"")
+    with DiskStorage(tmp_path / "src1") as st:
+        st.append(ents(1, 20))
+        st.sync()
+        src = (tmp_path / "src1" / "wal" / "wal-0000000000000001.log").read_bytes()
+    old.write_bytes(src)
+    with DiskStorage(tmp_path) as st:
+        assert st.first_index() == 36 and st.last_index() == 41
+        assert st.entries(36, 42) == ents(36, 41)

@@ -26,6 +26,7 @@ from muster.agent.checks import (
 )
 from muster.agent.definitions import CheckDefinition, parse_check
 from muster.runtime import Rng
+from muster_testkit.webfake import serve
 
 MS = 1_000_000
 
@@ -156,17 +157,8 @@ async def http_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
             return web.Response(text="a" * 100 + "TAIL")
         return web.Response(status=500, text="broken")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serve(handler) as port:
         yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
 
 
 async def test_http_check_statuses_and_output(http_server: tuple[str, list[dict[str, Any]]]) -> None:

@@ -8,9 +8,14 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import sys
 import threading
+import time
 
-from muster.logging_setup import LoopBufferedHandler, _TextFormatter, setup_logging
+import pytest
+
+from muster.http.app import REQUEST_LINE
+from muster.logging_setup import LoopBufferedHandler, _TextFormatter, log_line, setup_logging
 from muster.telemetry.logstream import default_stream
 
 FORMAT = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
@@ -146,3 +151,106 @@ def test_setup_logging_installs_the_buffered_handler_and_keeps_the_monitor_strea
             root.addHandler(h)
         default_stream().base_level = base
         root.setLevel(level)
+
+
+# --- log_line: the request line without a LogRecord, only where nothing else would see it ------
+
+
+class _Setup:
+    """``setup_logging`` with stderr captured; restores the root logger afterwards."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, as_json: bool = False) -> None:
+        self.root = logging.getLogger()
+        self.saved, self.level, self.base = list(self.root.handlers), self.root.level, default_stream().base_level
+        self.out = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", self.out)
+        monkeypatch.setattr(time, "time", lambda: 1_764_680_000.1239)  # LogRecord's clock and log_line's
+        setup_logging("debug", as_json=as_json)
+
+    def restore(self) -> None:
+        for h in list(self.root.handlers):
+            h.flush()
+            self.root.removeHandler(h)
+        for h in self.saved:
+            self.root.addHandler(h)
+        default_stream().base_level = self.base
+        self.root.setLevel(self.level)
+
+
+def _both(logger: logging.Logger) -> tuple[bool, str, str]:
+    """log_line's result and output, then logging's output for the same line (one loop)."""
+    args = ("PUT", "/v1/kv/a?cas=1", "127.0.0.1", 0.123456)
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, LoopBufferedHandler))
+    out = handler.stream
+    assert isinstance(out, io.StringIO)
+
+    async def main() -> tuple[bool, str, str]:
+        await asyncio.sleep(0)
+        handler.flush()
+        start = len(out.getvalue())
+        took = log_line(logger, logging.DEBUG, REQUEST_LINE % args)
+        await asyncio.sleep(0)
+        mid = len(out.getvalue())
+        logger.debug(REQUEST_LINE, *args)
+        await asyncio.sleep(0)
+        return took, out.getvalue()[start:mid], out.getvalue()[mid:]
+
+    return asyncio.run(main())
+
+
+def test_log_line_writes_what_logging_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _Setup(monkeypatch)
+    try:
+        took, direct, std = _both(logging.getLogger("muster.http"))
+        assert took
+        assert direct == std and std.endswith(
+            " [DEBUG] muster.http: Request finished: method=PUT url=/v1/kv/a?cas=1 from=127.0.0.1 latency=0.123ms\n"
+        )
+        assert ",123 [DEBUG]" in std
+    finally:
+        s.restore()
+
+
+def test_log_line_declines_when_a_monitor_or_another_handler_would_see_the_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = _Setup(monkeypatch)
+    logger = logging.getLogger("muster.http")
+    try:
+
+        async def subscribed() -> tuple[bool, list[str]]:
+            sub = default_stream().subscribe(logging.DEBUG)
+            try:
+                took = log_line(logger, logging.DEBUG, "x")
+                logger.debug("y")
+                return took, await sub.next_lines()
+            finally:
+                sub.close()
+
+        took, lines = asyncio.run(subscribed())
+        assert not took and len(lines) == 1 and lines[0].endswith("http: y\n")
+
+        extra = logging.NullHandler()
+        s.root.addHandler(extra)  # e.g. pytest's capture handler
+        assert not log_line(logger, logging.DEBUG, "x")
+        s.root.removeHandler(extra)
+
+        child = logging.getLogger("muster.http.child-test")
+        child.propagate = False
+        assert not log_line(child, logging.DEBUG, "x")
+        child.propagate = True
+        child.addFilter(lambda r: False)
+        assert not log_line(child, logging.DEBUG, "x")
+        assert log_line(logger, logging.DEBUG, "back on the short path")
+    finally:
+        s.restore()
+
+
+def test_log_line_declines_in_json_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _Setup(monkeypatch, as_json=True)
+    try:
+        took, direct, std = _both(logging.getLogger("muster.http"))
+        assert not took and direct == ""
+        assert '"@message": "Request finished: method=PUT' in std
+    finally:
+        s.restore()

@@ -13,6 +13,7 @@ import pytest
 
 from muster.errors import MusterError
 from muster.server.remote import (
+    MAX_NAMES,
     NO_SERVERS,
     CatalogMirror,
     ClientEndpoints,
@@ -205,3 +206,47 @@ async def test_a_newer_mirror_query_ends_the_older_one() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await newer
     assert ep._waiting == {}
+
+
+async def test_pinned_nodes_stay_out_of_the_asked_order_and_go_when_released() -> None:
+    server = dev_server()
+    ep = endpoints(server)
+    await server.apply(RegisterCommand(node={"Node": "me", "Address": "10.0.0.9"}))
+    await server.apply(RegisterCommand(node={"Node": "Far", "Address": "10.0.0.5"},
+                                       service={"ID": "api", "Service": "api", "Port": 80}))
+    mirror = CatalogMirror(StateStore(), remote_to(ep, ["a"]), ManualClock(), wait=60, node="me")  # type: ignore[arg-type]
+    release = mirror.pin("far")
+    again = mirror.pin("FAR")
+    assert not mirror.covers_pin("far")
+    await mirror.refresh(0.01)
+    assert mirror.covers_pin("far") and set(mirror.store.services["Far"]) == {"api"}
+    mirror.want([], [f"n{i}" for i in range(MAX_NAMES + 5)])  # asked names push each other out, not the pin
+    await mirror.refresh(0.01)
+    assert "Far" in mirror.store.nodes and len(mirror.nodes) == MAX_NAMES
+    release()
+    release()  # a second call of the same release is a no-op
+    assert "far" in mirror.pins
+    again()
+    assert mirror.pins == {}
+    await mirror.refresh(0.01)
+    assert "Far" not in mirror.store.nodes
+    # beyond MAX_NAMES pins, a node is followed as an asked name
+    for i in range(MAX_NAMES):
+        mirror.pin(f"p{i}")
+    mirror.pin("far")()
+    assert "far" not in mirror.pins and "far" in mirror.nodes
+
+
+async def test_mirror_view_indexes_are_not_rebuilt_by_check_updates() -> None:
+    server = dev_server()
+    ep = endpoints(server)
+    await server.apply(RegisterCommand(node={"Node": "n1", "Address": "10.0.0.1"},
+                                       service={"ID": "p", "Service": "p", "Port": 1, "Kind": "connect-proxy",
+                                                "Proxy": {"DestinationServiceName": "web"}}))
+    rows = ep.view(server.store, ["web"], [], ["10.0.0.1"])
+    assert set(rows["services"]["n1"]) == {"p"} and set(rows["nodes"]) == {"n1"}
+    names, addrs = ep._names, ep._addrs
+    await server.apply(RegisterCommand(node={"Node": "n1", "Address": "10.0.0.1"}, skip_node_update=True,
+                                       checks=[{"Node": "n1", "CheckID": "c", "Name": "c", "Status": "critical"}]))
+    rows = ep.view(server.store, ["web"], [], ["10.0.0.1"])
+    assert ep._names is names and ep._addrs is addrs and set(rows["checks"]["n1"]) == {"c"}

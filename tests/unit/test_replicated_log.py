@@ -314,7 +314,8 @@ async def test_snapshot_does_not_stop_writes_and_holds_the_state_it_was_taken_at
     st = DiskStorage(tmp_path / "raft")
     await cl.form(st, server.fsm, 1.0)
     lg = ReplicatedLog("solo-id", server.fsm, st, cl.rpc, RealClock(), random.Random(1),
-                       RaftTimings(tick=0.02, rpc_hold_timeout=1.0, snapshot_threshold=20, trailing_logs=5),
+                       RaftTimings(tick=0.02, rpc_hold_timeout=1.0, snapshot_threshold=20,
+                                   snapshot_interval=0, trailing_logs=5),
                        on_leader_change=server.leader_changed)
     clog.attach(lg)
     release = asyncio.Event()
@@ -350,6 +351,7 @@ async def test_snapshot_does_not_stop_writes_and_holds_the_state_it_was_taken_at
         for i in range(30):  # acknowledged while the snapshot is still being taken
             assert await asyncio.wait_for(server.apply(KVSCommand(op="set", key=f"during/{i:02d}", value=b"1")), 10) is True
         assert lg._snapshotting is not None and st.snapshot().meta.index < captured[0]
+        lg._snap_schedule.threshold = 1 << 40  # no second snapshot once this one is done
         release.set()
         for _ in range(500):
             if lg._snapshotting is None and st.snapshot().meta.index >= captured[0]:
@@ -361,7 +363,10 @@ async def test_snapshot_does_not_stop_writes_and_holds_the_state_it_was_taken_at
         other = FSM()
         other.restore(snap.data, snap.meta.index)
         keys = set(other.store.kvs)
-        assert {f"before/{j:03d}" for j in range(k)} <= keys
+        # The snapshot may be captured while the last "before" write is proposed but not yet
+        # applied (the schedule counts the log's last index, as hashicorp/raft does).
+        before = sorted(key for key in keys if key.startswith("before/"))
+        assert before == [f"before/{j:03d}" for j in range(len(before))] and len(before) >= k - 1
         assert not any(key.startswith("during/") for key in keys)
     finally:
         await lg.stop()

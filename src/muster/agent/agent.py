@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -93,6 +93,14 @@ def unknown_check(cid: str) -> NotFound:
     return NotFound(f'Unknown check ID "{cid}". Ensure that the check ID is passed, not the check name.')
 
 
+class NodeFollower(Protocol):
+    """A stateless client's catalog cache, as alias checks use it (``CatalogMirror``)."""
+
+    def pin(self, node: str) -> Callable[[], None]: ...
+
+    def covers_pin(self, node: str) -> bool: ...
+
+
 class Agent:
     """See module doc.  ``local`` is the ``LocalState`` the HTTP layer reads."""
 
@@ -123,6 +131,10 @@ class Agent:
         self.deregister_min = 60.0
         self.member_source = member_source
         self.serf_stats_source = serf_stats_source
+        #: On a stateless client, its catalog cache (``server/remote.py`` ``CatalogMirror``):
+        #: an alias check of another node holds that node in the cache for as long as it runs
+        #: (None on servers, whose store is the whole catalog).
+        self.follower: NodeFollower | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()  # runner shutdowns in flight (strong refs)
         data_dir = self._cfg("data_dir", None)
@@ -443,15 +455,21 @@ class Agent:
                 return list(local.checks().values()), local.service(target_svc) is not None
 
             return AliasCheck(cid, target_node, target_svc, local_source, self.local)
-        store = self.server.store
+        server = self.server
+        follower = self.follower
 
-        def catalog_source(ws: WatchSet) -> tuple[list[dict[str, Any]], bool]:
+        def catalog_source(ws: WatchSet) -> tuple[list[dict[str, Any]], bool] | None:
+            # ``server.store`` is read on every call: a client's cache swaps in new tables.
+            store = server.store
             store.watch_table(ws, "services")
+            if follower is not None and not follower.covers_pin(target_node):
+                return None  # the cache does not hold the node yet: no verdict from nothing
             _, cs = store.node_checks(ws, target_node)
             # AliasCheck reads Consul-named records (the local source's shape).
             return [msgspec.to_builtins(c) for c in cs], target_svc in store.services.get(target_node, {})
 
-        return AliasCheck(cid, target_node, target_svc, catalog_source, self.local)
+        hold = (lambda: follower.pin(target_node)) if follower is not None else None
+        return AliasCheck(cid, target_node, target_svc, catalog_source, self.local, hold=hold)
 
     def remove_check(self, cid: str) -> None:
         if self.local.check(cid) is None:

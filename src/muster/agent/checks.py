@@ -501,7 +501,9 @@ def alias_status(
     return health, msg
 
 
-AliasSource = Callable[[WatchSet], tuple[list[dict[str, Any]], bool]]
+#: (checks, service_exists), or None while the source cannot tell yet (a client's cache
+#: not yet holding the aliased node): the check keeps its status and waits for ``ws``.
+AliasSource = Callable[[WatchSet], tuple[list[dict[str, Any]], bool] | None]
 
 
 class AliasCheck(CheckRunner):
@@ -509,23 +511,36 @@ class AliasCheck(CheckRunner):
 
     ``source(ws)`` returns (checks, service_exists) and registers in ``ws`` the watches that
     fire when they change (the local state for a local alias, the catalog otherwise).  A
-    periodic refresh bounds the wait even if a watch is missed.
+    periodic refresh bounds the wait even if a watch is missed.  ``hold`` (a stateless
+    client's alias of another node) is called when the check starts and returns the release
+    called when it stops: it makes the client's catalog cache follow the aliased node, as
+    Consul's client runs a blocking query on a server for that node's checks.
     """
 
-    def __init__(self, check_id: str, node: str, service_id: str, source: AliasSource, notify: Notifier) -> None:
+    def __init__(self, check_id: str, node: str, service_id: str, source: AliasSource, notify: Notifier,
+                 hold: Callable[[], Callable[[], None]] | None = None) -> None:
         super().__init__(check_id)
         self.node = node
         self.service_id = service_id
         self.source = source
         self.notify = notify
+        self.hold = hold
 
     async def _main(self) -> None:
-        last: tuple[str, str] | None = None
-        while True:
-            ws = WatchSet()
-            checks, exists = self.source(ws)
-            res = alias_status(checks, self.node, self.service_id, exists, self.check_id)
-            if res != last:
-                self.notify.update_check(self.check_id, res[0], res[1])
-                last = res
-            await ws.wait(ALIAS_REFRESH)
+        release = self.hold() if self.hold is not None else None
+        try:
+            last: tuple[str, str] | None = None
+            while True:
+                ws = WatchSet()
+                got = self.source(ws)
+                if got is None:
+                    await ws.wait(ALIAS_REFRESH)
+                    continue
+                res = alias_status(got[0], self.node, self.service_id, got[1], self.check_id)
+                if res != last:
+                    self.notify.update_check(self.check_id, res[0], res[1])
+                    last = res
+                await ws.wait(ALIAS_REFRESH)
+        finally:
+            if release is not None:
+                release()

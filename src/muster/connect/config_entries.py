@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..goparse import invalid_keys
+
 SERVICE_DEFAULTS = "service-defaults"
 PROXY_DEFAULTS = "proxy-defaults"
 SERVICE_ROUTER = "service-router"
@@ -110,8 +112,7 @@ def decode(raw: Any) -> dict[str, Any]:
             continue
         entry[canon] = copy.deepcopy(v)
     if unused:
-        listed = ", ".join(sorted(unused))
-        raise ConfigEntryError(f"1 error(s) decoding:\n\n* '' has invalid keys: {listed}", decode=True)
+        raise ConfigEntryError(invalid_keys(unused), decode=True)
     entry["Kind"] = kind
     name = entry.get("Name", "")
     if not isinstance(name, str):

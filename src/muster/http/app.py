@@ -22,8 +22,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..errors import MusterError
+from ..logging_setup import log_line
 from ..telemetry.audit import WRITE_METHODS, AuditLog
 from ..telemetry.metrics import Metrics, Series
+from .guard import SCOPE_KEY, CoalescingTransport
 from .request import Request, Response, StreamResponse, text_response
 
 log = logging.getLogger("muster.http")
@@ -32,6 +34,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 NOT_V1 = "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
 NOT_ROUTE = "Invalid URL path: not a recognized HTTP API endpoint\n"
+#: Consul's debug line per request (``-dev`` logs it), written by ``logging_setup.log_line``.
+REQUEST_LINE = "Request finished: method=%s url=%s from=%s latency=%.3fms"
 #: Writes whose body may name the datacenter (``Datacenter``) instead of ``?dc``.
 BODY_DC_PATHS = frozenset({"/v1/catalog/register", "/v1/catalog/deregister"})
 
@@ -184,15 +188,16 @@ class App:
         if isinstance(resp, StreamResponse):
             await self._stream(send, receive, resp)
             return
-        await self._send(send, resp, req.method == "HEAD")
+        await self._send(send, resp, req.method == "HEAD", scope.get(SCOPE_KEY))
         if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "Request finished: method=%s url=%s from=%s latency=%.3fms",
+            args = (
                 req.method,
                 req.path + ("?" + _log_query(req.raw_query) if req.raw_query else ""),
                 req.client,
                 (perf_counter() - started) * 1000.0,
             )
+            if not log_line(log, logging.DEBUG, REQUEST_LINE % args):
+                log.debug(REQUEST_LINE, *args)
 
     def _audit(self, audit: AuditLog, req: Request, status: int, client: Any) -> None:
         """One audit event: the path without its query (a ``?token=`` stays out), the token's
@@ -353,7 +358,15 @@ class App:
             if aclose is not None:
                 await aclose()
 
-    async def _send(self, send: Callable[[MutableMapping[str, Any]], Awaitable[None]], resp: Response, head: bool) -> None:
+    async def _send(
+        self,
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+        resp: Response,
+        head: bool,
+        coalesce: CoalescingTransport | None = None,
+    ) -> None:
+        """The response with its Content-Length; through the guarded protocol (``coalesce``) the
+        header block and the body leave in one write (``guard.CoalescingTransport``)."""
         hdrs = list(self._base_headers)
         if resp.content_type:
             hdrs.append((b"content-type", resp.content_type.encode()))
@@ -361,5 +374,13 @@ class App:
             hdrs.append((k.lower().encode("latin-1"), v.encode("latin-1")))
         body = resp.body
         hdrs.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
-        await send({"type": "http.response.body", "body": b"" if head else body})
+        if coalesce is None:
+            await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
+            await send({"type": "http.response.body", "body": b"" if head else body})
+            return
+        coalesce.hold()
+        try:
+            await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
+            await send({"type": "http.response.body", "body": b"" if head else body})
+        finally:
+            coalesce.release()

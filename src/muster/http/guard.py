@@ -18,6 +18,13 @@
 Both live in a subclass of uvicorn's httptools protocol: the checks run when the connection is
 accepted and when a request's first byte and last header arrive, before any ASGI work.
 
+The same subclass sends a response's header block and its body in one write
+(``CoalescingTransport``): uvicorn writes them with two ``transport.write`` calls, i.e. two
+``send`` system calls and, on loopback, two trips through the receiving TCP stack.  The app
+(``App._send``) finds the connection's ``CoalescingTransport`` in the ASGI scope under
+``SCOPE_KEY``, calls ``hold()`` before the start message and ``release()`` after the body, so
+the bytes, their order and the moment the response is complete are unchanged.
+
 The header deadline costs no timer per request (a ``call_later`` plus its cancel was ~1.5 us
 on every keep-alive request): the protocol notes when the header phase began (accept, or a
 request's first byte) and clears it when the headers are complete; one timer per connection
@@ -48,6 +55,102 @@ BAD_REQUEST = b"HTTP/1.1 400 Bad Request" + _ERROR_HEADERS + b"400 Bad Request"
 HEADERS_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large" + _ERROR_HEADERS + b"431 Request Header Fields Too Large"
 )
+
+
+#: The ASGI scope key under which the guarded protocol hands the app the connection's
+#: ``CoalescingTransport`` (an ASGI extension key: other servers and test clients leave it out).
+SCOPE_KEY = "muster.transport"
+
+
+class CoalescingTransport(asyncio.Transport):
+    """A connection's transport that can keep one write back and send it with the next.
+
+    ``hold()`` makes the next ``write`` wait; the write after it sends both in one call.
+    ``release()`` sends whatever is still held (the caller's promise that nothing is held
+    after its response is sent); ``close``, ``write_eof`` and ``writelines`` send it first,
+    ``abort`` drops it with the rest of the unsent data.  Invariant: bytes reach the real
+    transport in the order they were written, and a held write is followed by either another
+    write or a ``release()`` in the same synchronous step of the app (``App._send``), so
+    nothing waits on a later event.  Every other method is the real transport's.
+    """
+
+    __slots__ = ("_t", "_holding", "_held")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__()
+        self._t = transport
+        self._holding = False
+        self._held: bytes | None = None
+
+    def hold(self) -> None:
+        self._holding = True
+
+    def release(self) -> None:
+        self._holding = False
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._t.write(held)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._t.write(held + data)
+        elif self._holding:
+            self._holding = False
+            self._held = bytes(data)
+        else:
+            self._t.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        self.release()
+        self._t.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._t.can_write_eof()
+
+    def close(self) -> None:
+        self.release()
+        self._t.close()
+
+    def abort(self) -> None:
+        self._holding = False
+        self._held = None
+        self._t.abort()
+
+    def is_closing(self) -> bool:
+        return self._t.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._t.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._t.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._t.get_protocol()
+
+    def is_reading(self) -> bool:
+        return self._t.is_reading()
+
+    def pause_reading(self) -> None:
+        self._t.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._t.resume_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._t.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._t.get_write_buffer_size() + (len(self._held) if self._held is not None else 0)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._t.get_write_buffer_limits()
 
 
 class HeaderBlockTooLarge(Exception):
@@ -103,7 +206,7 @@ def guarded_protocol(
         _chunk_len: int = 0
 
         def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
+            super().connection_made(CoalescingTransport(transport))
             ip = self.client[0] if self.client else ""
             if not limits.acquire(ip):
                 transport.write(TOO_MANY)
@@ -150,6 +253,7 @@ def guarded_protocol(
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self.scope[SCOPE_KEY] = self.transport  # type: ignore[literal-required]
             self._header_bytes = 0
             self._arm()
 

@@ -17,6 +17,7 @@ followers catch up from the log instead of needing a snapshot (Consul's
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import struct
@@ -109,15 +110,22 @@ class MemoryStorage:
         self.snap = Snapshot(SnapshotMeta(index, self.term(index), conf), data)
         return self.snap
 
-    def compact(self, index: int) -> None:
-        """Drop entries up to ``index`` (which must be covered by the snapshot)."""
+    def compact(self, index: int) -> list[Entry]:
+        """Drop entries up to ``index`` (which must be covered by the snapshot); returns them.
+
+        The caller may release the returned list in steps: with hashicorp/raft's snapshot
+        interval a compaction can drop a few hundred thousand entries, and freeing them all at
+        once is tens of milliseconds of one C loop."""
         if index <= self.ci:
-            return
+            return []
         if index > self.snap.meta.index:
             raise ValueError(f"cannot compact to {index} beyond snapshot {self.snap.meta.index}")
         t = self.term(index)
-        del self.ents[: index - self.ci]
+        k = index - self.ci
+        dropped = self.ents[:k]
+        del self.ents[:k]
         self.ci, self.ct = index, t
+        return dropped
 
 
 # ---------------------------------------------------------------------------
@@ -152,7 +160,8 @@ class _Reset(msgspec.Struct, tag=3, array_like=True):
 
 
 class _Base(msgspec.Struct, tag=4, array_like=True):
-    """First record of a segment written by compaction: the whole retained state."""
+    """First record of a segment written by the compaction of earlier versions (the whole
+    retained state rewritten).  No longer written; still read from older data directories."""
 
     index: int
     term: int
@@ -160,7 +169,24 @@ class _Base(msgspec.Struct, tag=4, array_like=True):
     entries: list[Entry]
 
 
-_Record = _Append | _Hard | _Reset | _Base
+class _Start(msgspec.Struct, tag=5, array_like=True):
+    """First record of every segment opened by rotation: the log before this segment ends at
+    (index, term) and the hard state is ``hs``.  It lets the older segments be deleted: a
+    replay that starts here (older segments gone) takes (index, term) as the compaction point."""
+
+    index: int
+    term: int
+    hs: HardState
+
+
+class _Compact(msgspec.Struct, tag=6, array_like=True):
+    """Entries up to ``index`` (of ``term``) were compacted away (a snapshot covers them)."""
+
+    index: int
+    term: int
+
+
+_Record = _Append | _Hard | _Reset | _Base | _Start | _Compact
 _rec_encoder = msgspec.msgpack.Encoder()
 _rec_decoder = msgspec.msgpack.Decoder(_Record)
 _meta_decoder = msgspec.msgpack.Decoder(SnapshotMeta)
@@ -216,10 +242,19 @@ class DiskStorage:
     error propagates; the caller may retry later.  If an fsync fails, the
     storage enters a failed state (:class:`StorageFailed`).
 
-    **Compaction** writes a new segment whose first record holds the whole
-    retained state, fsyncs it and the directory, then deletes older segments.
-    The WAL therefore stays proportional to the trailing logs kept, provided
-    the driver compacts after each snapshot.
+    **Compaction** costs O(segments), not O(retained entries), because it runs on
+    the server's event loop after every snapshot: it trims the in-memory log, appends
+    a small ``_Compact`` record, and asks for a *rotation*.  The next write that finds
+    the current segment fully synced opens a new segment whose first record
+    (``_Start``) carries the log's last (index, term) and the hard state; the next
+    :meth:`sync` (the group-commit fsync, in the driver's worker thread) also fsyncs
+    the directory, after which that segment is durable.  A closed segment whose
+    entries are all at or below the compaction point, and which is followed by a
+    durable ``_Start``, is unlinked by a later :meth:`sync`.  Because a segment is
+    only closed when nothing in it is unsynced, every segment but the last is
+    complete, and a crash at any point leaves a log that replays (a lost unlink
+    leaves an older segment that the next ``_Start`` supersedes).  The WAL holds the
+    trailing logs plus up to about two snapshot intervals of entries.
 
     **Snapshots** are written to a temporary file, fsynced, renamed, and the
     directory fsynced; the newest ``retain`` are kept.  The latest snapshot's
@@ -246,6 +281,20 @@ class DiskStorage:
         self._pos = os.fstat(self._fd).st_size
         self._synced_pos = self._pos
         self._dirty = False
+        #: A compaction asked for a new segment (taken at the next write with nothing unsynced).
+        self._rotate = False
+        #: The directory must be fsynced by the next ``sync`` (a segment was created).
+        self._dir_dirty = False
+        #: Segments up to this one exist durably (their directory entries were fsynced).
+        self._durable_seq = self._seq
+        #: Highest entry index written to each segment (``_seg_max[seq]``), for deletion.
+        self._seg_max: dict[int, int] = dict(self._replayed_max)
+        #: Segments to unlink, oldest first: filled on the loop by ``compact``, emptied by
+        #: ``sync`` (possibly in a worker thread; a deque is safe between the two).
+        self._unlink: collections.deque[int] = collections.deque()
+        self._seg_max.setdefault(self._seq, self.mem.last_index())
+        #: The compaction point not written yet (``compact`` leaves it to the next write).
+        self._compacted: _Compact | None = None
 
     # -- read side (delegated to the in-memory index) ----------------------------
     def initial_state(self) -> tuple[HardState, ConfState]:
@@ -316,17 +365,34 @@ class DiskStorage:
             m.hard = rec.hs
         elif isinstance(rec, _Reset):
             m.ci, m.ct, m.ents = rec.index, rec.term, []
+        elif isinstance(rec, _Start):
+            m.hard = rec.hs
+            if m.last_index() < rec.index:
+                # The older segments were deleted (or never held these entries): the log
+                # starts after (index, term).
+                m.ci, m.ct, m.ents = rec.index, rec.term, []
+            elif m.term(rec.index) != rec.term:
+                raise RaftError(f"segment starts after ({rec.index}, {rec.term}) but the log has term {m.term(rec.index)} there")
+        elif isinstance(rec, _Compact):
+            if rec.index > m.ci:
+                if rec.index <= m.last_index():
+                    del m.ents[: rec.index - m.ci]
+                else:
+                    m.ents = []
+                m.ci, m.ct = rec.index, rec.term
         else:
             m.ci, m.ct, m.hard, m.ents = rec.index, rec.term, rec.hs, list(rec.entries)
 
     def _replay(self) -> None:
         segs = self._segments()
         self._seq = segs[-1] if segs else 1
+        self._replayed_max: dict[int, int] = {}
         for seq in segs:
             path = self._seg_path(seq)
             data = path.read_bytes()
             last = seq == segs[-1]
             off = 0
+            top = self.mem.last_index()
             while off < len(data):
                 bad, rec, size = self._read_record(data, off)
                 if rec is None:
@@ -337,8 +403,14 @@ class DiskStorage:
                             os.fsync(f.fileno())
                         break
                     raise CorruptLogError(str(path), off, bad)
-                self._apply_record(rec)
+                try:
+                    self._apply_record(rec)
+                except RaftError as err:
+                    raise CorruptLogError(str(path), off, str(err)) from None
+                if isinstance(rec, (_Append, _Base)) and rec.entries:
+                    top = max(top, rec.entries[-1].index)
                 off += size
+            self._replayed_max[seq] = top
         snap = self.mem.snap.meta
         m = self.mem
         if m.ci < snap.index and not (m.last_index() >= snap.index and m.term(snap.index) == snap.term):
@@ -388,23 +460,61 @@ class DiskStorage:
             raise StorageFailed(f"storage in {self.path} failed earlier: {self._failed}")
 
     def _write_record(self, rec: _Record) -> None:
+        """Write ``rec`` (not durable until :meth:`sync`).  Only the driver's Ready path and
+        ``close`` write, never while a ``sync`` runs, so a compaction (which may run while one
+        does) leaves its record and its rotation to the next write."""
         self._check_ok()
-        payload = _rec_encoder.encode(rec)
-        buf = _frame(payload)
-        start = self._pos
+        if self._rotate and not self._dirty:
+            self._rotate_segment()
+        if self._compacted is not None:
+            self._pos += self._write_to(self._fd, self._pos, self._compacted)
+            self._dirty = True
+            self._compacted = None
+        self._pos += self._write_to(self._fd, self._pos, rec)
+        self._dirty = True
+
+    def _write_to(self, fd: int, start: int, rec: _Record) -> int:
+        """Write one framed record at the end of ``fd`` (which is at ``start``); on a failed
+        write cut the file back to ``start`` (no partial record left behind) and raise."""
+        buf = _frame(_rec_encoder.encode(rec))
         try:
             view = memoryview(buf)
             while view:
-                written = self._os_write(self._fd, view)
+                written = self._os_write(fd, view)
                 view = view[written:]
         except OSError:
             # Leave no partial record behind (ENOSPC mid-write, ...).
             try:
-                os.ftruncate(self._fd, start)
+                os.ftruncate(fd, start)
             except OSError:
                 pass  # the torn tail is cut on the next open instead
             raise
-        self._pos = start + len(buf)
+        return len(buf)
+
+    def _rotate_segment(self) -> None:
+        """Open the next segment with its ``_Start`` record and make it the current one.
+
+        Called only when nothing in the current segment is unsynced (so every closed segment
+        is complete on disk).  The new segment and its directory entry become durable at the
+        next ``sync``.  If creating or writing it fails, the current segment stays current."""
+        m = self.mem
+        last = m.last_index()
+        rec = _Start(last, m.term(last), m.hard)
+        new_seq = self._seq + 1
+        path = self._seg_path(new_seq)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            size = self._write_to(fd, 0, rec)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(self._fd)
+        self._fd, self._seq = fd, new_seq
+        self._pos, self._synced_pos = size, 0
+        self._seg_max[new_seq] = last
+        self._rotate = False
+        self._dir_dirty = True
         self._dirty = True
 
     # Indirection point for fault injection in tests (ENOSPC, short writes).
@@ -419,13 +529,28 @@ class DiskStorage:
         self.fsyncs += 1
 
     def sync(self) -> None:
-        """Make everything written so far durable (one fsync)."""
+        """Make everything written so far durable (one fsync; after a rotation also the
+        directory's), then unlink the segments compaction released.  Runs in the driver's
+        worker thread while the loop does not write to this storage."""
         self._check_ok()
         if self._dirty:
             self._fsync(self._fd)
             self._dirty = False
+        if self._dir_dirty:
+            _fsync_dir(self.wal_dir)
+            self._dir_dirty = False
+            self._durable_seq = self._seq
         self._synced_pos = self._pos
         self._synced_hard = self.mem.hard
+        removed = False
+        while self._unlink:
+            seq = self._unlink.popleft()
+            self._seg_path(seq).unlink(missing_ok=True)
+            removed = True
+        if removed:
+            # Not needed for correctness (a segment that comes back is superseded by the
+            # ``_Start`` after it), only so the space is not reclaimed twice after a crash.
+            _fsync_dir(self.wal_dir)
 
     def append(self, ents: list[Entry]) -> None:
         """Append (truncating a conflicting suffix).  Not durable until :meth:`sync`."""
@@ -435,6 +560,7 @@ class DiskStorage:
             raise AssertionError(f"gap in log: appending {ents[0].index} after {self.mem.last_index()}")
         self._write_record(_Append(list(ents)))
         self.mem.append(ents)
+        self._seg_max[self._seq] = max(self._seg_max.get(self._seq, 0), ents[-1].index)
 
     def set_hard_state(self, hs: HardState, sync: bool | None = None) -> None:
         """Record ``hs``; fsynced before returning if the term or vote changed
@@ -558,43 +684,31 @@ class DiskStorage:
         self.mem.snap = snap
         return snap
 
-    def compact(self, index: int) -> None:
-        """Drop entries up to ``index`` (covered by the snapshot) by rewriting the
-        retained state into a fresh segment and deleting the older ones."""
+    def compact(self, index: int) -> list[Entry]:
+        """Drop entries up to ``index`` (covered by the snapshot) and return them (see
+        ``MemoryStorage.compact``): trim the in-memory log,
+        record the compaction point (a small record, durable with the next sync), ask for a
+        new segment, and queue the closed segments that hold nothing above ``index`` and are
+        followed by a durable ``_Start`` for unlinking by the next :meth:`sync`.  No fsync
+        and no write or rewrite of the retained entries here: this runs on the event loop,
+        possibly while a ``sync`` runs in a worker thread."""
         if index <= self.mem.ci:
-            return
+            return []
         if index > self.mem.snap.meta.index:
             raise ValueError(f"cannot compact to {index} beyond snapshot {self.mem.snap.meta.index}")
         self._check_ok()
         m = self.mem
-        term = m.term(index)
-        keep = m.ents[index - m.ci :]
-        rec = _Base(index, term, m.hard, keep)
-        payload = _rec_encoder.encode(rec)
-        new_seq = self._seq + 1
-        path = self._seg_path(new_seq)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(_frame(payload))
-            while view:
-                view = view[self._os_write(fd, view) :]
-            self._fsync(fd)
-        except OSError:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.wal_dir)
-        old_fd, old_seq = self._fd, self._seq
-        self._fd, self._seq = fd, new_seq
-        self._pos = self._synced_pos = os.fstat(fd).st_size
-        self._dirty = False
-        os.close(old_fd)
-        for seq in self._segments():
-            if seq <= old_seq:
-                self._seg_path(seq).unlink()
-        _fsync_dir(self.wal_dir)
-        m.compact(index)
-        self._synced_hard = m.hard
+        self._compacted = _Compact(index, m.term(index))
+        dropped = m.compact(index)
+        self._rotate = True
+        queued = set(self._unlink)
+        for seq in sorted(self._seg_max):
+            if seq >= self._durable_seq or self._seg_max[seq] > index:
+                break
+            if seq not in queued:
+                self._unlink.append(seq)
+            del self._seg_max[seq]
+        return dropped
 
     def segment(self) -> tuple[Path, int, int]:
         """(current segment path, bytes known durable, bytes written) - for
@@ -602,6 +716,12 @@ class DiskStorage:
         return self._seg_path(self._seq), self._synced_pos, self._pos
 
     def close(self) -> None:
+        if self._fd >= 0 and self._compacted is not None and self._failed is None:
+            rec, self._compacted = self._compacted, None
+            try:
+                self._pos += self._write_to(self._fd, self._pos, rec)
+            except OSError:
+                pass  # only the compaction point is lost: the next open keeps more entries
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

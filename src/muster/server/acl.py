@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from ..acl.authorizer import Authorizer
+from ..acl.clientcache import ClientACLCache, Fetch
 from ..acl.model import (
     ANONYMOUS_ACCESSOR,
     GLOBAL_MANAGEMENT_ID,
@@ -65,7 +66,8 @@ from ..structs import (
     ACLTokenSetCommand,
 )
 from .aclreplication import Remote, RemoteTokens, Replicator
-from .authmethods import Validators, bind, check_binding_rule, validate_config
+from .authmethods import TYPES as AUTH_METHOD_TYPES
+from .authmethods import ConfigError, Validators, bind, check_binding_rule, validate_config
 
 log = logging.getLogger("muster.acl")
 
@@ -75,7 +77,6 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,128}$")
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,256}$")
 _IDENTITY_NAME = re.compile(r"^[a-z0-9]([a-z0-9\-_]*[a-z0-9])?$")
-AUTH_METHOD_TYPES = ("kubernetes", "jwt", "oidc", "aws-iam")
 BIND_TYPES = ("service", "node", "role", "templated-policy", "policy")
 MIN_TTL = 60.0
 MAX_TTL = 24 * 3600.0
@@ -119,6 +120,7 @@ class ACLService:
         data_dir: str | None,
         initial_management_description: str = "Initial Management Token",
         primary_datacenter: str = "",
+        client_fetch: Fetch | None = None,
     ) -> None:
         self.server = server
         self.store = server.store
@@ -148,8 +150,22 @@ class ACLService:
         if self.enabled and acl_config.enable_token_persistence:
             self._load_persisted_tokens()
         self.validators = Validators(lambda: self.resolver.now())
+        #: A stateless client agent's tokens, policies and roles, read from its servers
+        #: (``acl/clientcache.py``); None on servers and -dev agents, which hold the tables.
+        self.client_cache: ClientACLCache | None = None
+        if self.enabled and client_fetch is not None:
+            self.client_cache = ClientACLCache(
+                client_fetch,
+                token_ttl=float(acl_config.token_ttl),
+                policy_ttl=float(acl_config.policy_ttl),
+                role_ttl=float(acl_config.role_ttl),
+                down_policy=str(acl_config.down_policy),
+                default_policy=str(acl_config.default_policy),
+                now=server.clock.monotonic,
+                local=lambda s: s == self.agent_tokens["agent_recovery"],
+            )
         self.resolver = Resolver(
-            _LiveTables(self.store),
+            self.client_cache if self.client_cache is not None else _LiveTables(self.store),
             enabled=self.enabled,
             default_policy=acl_config.default_policy,
             datacenter=datacenter,
@@ -157,6 +173,8 @@ class ACLService:
             default_token=self.agent_tokens["default"],
             agent_recovery_token=self.agent_tokens["agent_recovery"],
         )
+        if self.client_cache is not None:
+            self.resolver.remote = self.client_cache
 
     # ------------------------------------------------------------------ helpers
 
@@ -177,11 +195,17 @@ class ACLService:
     def generation(self) -> int:
         """Changes whenever an authorization could change: an ACL write, a restore, a new
         agent token."""
-        return hash((self.tables.version, self.token_generation))
+        return hash((self.resolver.tables.acl_table_index(), self.token_generation))
 
     def dns_authorizer(self) -> Authorizer:
-        """DNS acts with the ``dns`` token, else the default token, else anonymous."""
-        return self.resolver.resolve(self.agent_tokens["dns"] or self.agent_tokens["default"])
+        """DNS acts with the ``dns`` token, else the default token, else anonymous.  On a
+        client DNS cannot wait for a server: it uses what the cache holds while a due token
+        is read in the background (until the first answer the token is unknown: DNS shows
+        nothing)."""
+        secret = self.agent_tokens["dns"] or self.agent_tokens["default"]
+        if self.client_cache is not None:
+            self.client_cache.refresh_soon(self.resolver.effective_secret(secret))
+        return self.resolver.resolve(secret)
 
     async def _apply(self, cmd: Any) -> Any:
         """Propose ``cmd``; on a follower also wait until the local tables hold the write, so
@@ -194,8 +218,9 @@ class ACLService:
     # ------------------------------------------------------------------ leader duties
 
     def attach_remote(self, remote: Remote) -> None:
-        """Give a secondary datacenter its way to the primary (``Federation.http_call``)."""
-        if not self.secondary:
+        """Give a secondary datacenter its way to the primary (``Federation.http_call``).  A
+        client agent needs none: its servers resolve its tokens, the primary's included."""
+        if not self.secondary or self.client_cache is not None:
             return
 
         async def primary(method: str, path: str, query: str, token: str, timeout: float) -> Any:
@@ -223,8 +248,17 @@ class ACLService:
             )
             self.resolver.remote = self.remote_tokens
 
+    @property
+    def needs_prepare(self) -> bool:
+        """Whether a request's token must be read from elsewhere before it is served."""
+        return self.remote_tokens is not None or self.client_cache is not None
+
     async def prepare(self, secret: str) -> None:
-        """Before serving a request: read its token from the primary if this datacenter needs to."""
+        """Before serving a request: read its token from the servers (a client agent) or from
+        the primary (a secondary datacenter) if needed."""
+        if self.client_cache is not None:
+            await self.client_cache.prepare(self.resolver.effective_secret(secret))
+            return
         if self.remote_tokens is not None:
             await self.remote_tokens.prepare(secret or self.agent_tokens["default"])
 
@@ -411,6 +445,11 @@ class ACLService:
     # ------------------------------------------------------------------ bootstrap
 
     async def bootstrap(self, body: dict[str, Any]) -> ACLToken:
+        """Consul's ``ACL.BootstrapTokens``.  Only the primary datacenter bootstraps: the HTTP
+        handler asks its own datacenter, and a secondary answers ``ACL support disabled`` (500;
+        its management tokens are the primary's, through replication)."""
+        if self.secondary:
+            raise MusterError("ACL support disabled")
         reset = 0
         # Consul joins its data dir and the file name; a -dev agent has no data dir, so the file
         # is read from the agent's working directory (python-consul2's bootstrap test writes it there).
@@ -906,7 +945,7 @@ class ACLService:
         if not typ:
             raise MusterError("Invalid Auth Method: Type is required")
         if typ not in AUTH_METHOD_TYPES:
-            raise MusterError(f'Invalid Auth Method: Type should be one of: {", ".join(AUTH_METHOD_TYPES)}')
+            raise MusterError(f'Invalid Auth Method: Type should be one of: [{" ".join(AUTH_METHOD_TYPES)}]')
         if cur is not None and cur.get("Type") != typ:
             raise MusterError(f"the Type field is immutable: {cur.get('Type')} != {typ}")
         if not create and cur is None:
@@ -917,7 +956,10 @@ class ACLService:
         config = body.get("Config")
         if config is not None and not isinstance(config, dict):
             raise BadRequest("Auth method decoding failed: Config must be an object")
-        validate_config(typ, config or {})
+        try:
+            validate_config(typ, config or {})
+        except ConfigError as err:
+            raise MusterError(f"Invalid Auth Method: {err.message}") from None
         max_ttl = ""
         if body.get("MaxTokenTTL") not in (None, "", 0):
             try:

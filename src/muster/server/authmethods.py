@@ -16,7 +16,11 @@ Two method types validate logins:
   ``consul.hashicorp.com/service-name`` annotation.  Fields and variables:
   ``serviceaccount.namespace``, ``serviceaccount.name``, ``serviceaccount.uid``.
 
-``oidc`` and ``aws-iam`` methods can be stored but not used for ``/v1/acl/login``.
+The types are Consul CE's registered ones (``TYPES``); ``oidc`` is Enterprise-only, so it is
+refused on write, and a stored ``oidc`` row (from another server's snapshot) refuses logins with
+the text Consul's ``loadAuthMethodValidator`` gives for an unregistered type.  Each type's
+``Config`` is decoded as ``authmethod.ParseConfig`` decodes it (mapstructure with
+``ErrorUnused``): keys match a field exactly or case-insensitively, any other key is refused.
 
 Binding rules: a rule applies when its ``Selector`` (go-bexpr, ``muster.filter``) matches the
 identity's fields (an empty selector always matches; an invalid one never does); its
@@ -27,7 +31,9 @@ or a templated policy.  Every network call is bounded by ``HTTP_TIMEOUT``.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +42,17 @@ from typing import Any
 
 import aiohttp
 
+from ..acl.iam import (
+    IAMConfig,
+    IAMDetails,
+    IAMError,
+    IAMRequest,
+    check_server_id,
+    client_arn,
+    parse_caller_identity,
+    parse_entity,
+    parse_token,
+)
 from ..acl.jwt import (
     JWTError,
     PublicKey,
@@ -58,8 +75,14 @@ from ..acl.model import (
 from ..durations import parse_body_duration
 from ..errors import MusterError
 from ..filter import FilterError, FilterEvalError, compile_filter
+from ..goparse import invalid_keys, match_fields
+
+log = logging.getLogger("muster.acl")
 
 HTTP_TIMEOUT = 10.0
+#: go-retryablehttp's bounds, as ``iamauth`` configures them (``MaxRetries`` is the method's).
+RETRY_WAIT_MIN = 0.5
+RETRY_WAIT_MAX = 30.0
 MAX_RESPONSE = 1 << 20
 SERVICE_NAME_ANNOTATION = "consul.hashicorp.com/service-name"
 SUPPORTED_ALGS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
@@ -67,6 +90,41 @@ _IDENTITY_NAME = re.compile(r"^[a-z0-9]([a-z0-9\-_]*[a-z0-9])?$")
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,256}$")
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,128}$")
 _HIL = re.compile(r"\$\{\s*([^}]*?)\s*\}")
+
+
+#: Consul CE's registered auth method types, sorted as ``authmethod.Types()`` lists them.
+TYPES = ("aws-iam", "jwt", "kubernetes")
+
+#: Each type's ``Config`` fields: ``ssoauth.Config`` (CE), ``kubeauth.Config``, ``awsauth.Config``.
+CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
+    "jwt": (
+        "JWTSupportedAlgs",
+        "BoundAudiences",
+        "ClaimMappings",
+        "ListClaimMappings",
+        "OIDCDiscoveryURL",
+        "OIDCDiscoveryCACert",
+        "JWKSURL",
+        "JWKSCACert",
+        "JWTValidationPubKeys",
+        "BoundIssuer",
+        "ExpirationLeeway",
+        "NotBeforeLeeway",
+        "ClockSkewLeeway",
+    ),
+    "kubernetes": ("Host", "CACert", "ServiceAccountJWT"),
+    "aws-iam": (
+        "BoundIAMPrincipalARNs",
+        "EnableIAMEntityDetails",
+        "IAMEntityTags",
+        "ServerIDHeaderValue",
+        "MaxRetries",
+        "IAMEndpoint",
+        "STSEndpoint",
+        "STSRegion",
+        "AllowedSTSHeaderValues",
+    ),
+}
 
 
 class AuthMethodError(MusterError):
@@ -97,22 +155,61 @@ class Bindings:
 # ---------------------------------------------------------------------- config
 
 
+class ConfigError(MusterError):
+    """A method's Config that cannot work, in the validator's words (no prefix): a write
+    answers ``Invalid Auth Method: <text>``, a login with a stored row ``auth method validator
+    for "<name>" could not be initialized: <text>``, as Consul's two callers of ``NewValidator``."""
+
+
+def _unusable(method: Mapping[str, Any], err: ConfigError) -> MusterError:
+    """Consul's ``loadAuthMethodValidator`` error for a stored row that makes no validator."""
+    return MusterError(f'auth method validator for "{method.get("Name")}" could not be initialized: {err.message}')
+
+
+def _unregistered(typ: str) -> ConfigError:
+    return ConfigError(f"no auth method registered with type: {typ}")
+
+
+def decode_config(typ: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with canonical field names (``authmethod.ParseConfig``); ConfigError for an
+    unregistered type or a key no field of the type takes."""
+    fields = CONFIG_FIELDS.get(typ)
+    if fields is None:
+        raise _unregistered(typ)
+    out, unused = match_fields(cfg, fields)
+    if unused:
+        raise ConfigError(f"error decoding config: {invalid_keys(unused)}")
+    return out
+
+
 def _strings(cfg: Mapping[str, Any], name: str) -> list[str]:
     v = cfg.get(name)
     if v is None:
         return []
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise MusterError(f"Invalid Auth Method: error decoding config: '{name}' must be a list of strings")
+        raise ConfigError(f"error decoding config: '{name}' must be a list of strings")
     return list(v)
 
 
-def _string(cfg: Mapping[str, Any], name: str) -> str:
+def _scalar(cfg: Mapping[str, Any], name: str, go_type: str, ok: Callable[[Any], bool]) -> Any:
+    """``cfg[name]`` (None when absent); ConfigError naming the Go type when ``ok`` refuses it."""
     v = cfg.get(name)
-    if v is None:
-        return ""
-    if not isinstance(v, str):
-        raise MusterError(f"Invalid Auth Method: error decoding config: '{name}' expected type 'string'")
+    if v is not None and not ok(v):
+        raise ConfigError(f"error decoding config: '{name}' expected type '{go_type}'")
     return v
+
+
+def _string(cfg: Mapping[str, Any], name: str) -> str:
+    return str(_scalar(cfg, name, "string", lambda v: isinstance(v, str)) or "")
+
+
+def _bool(cfg: Mapping[str, Any], name: str) -> bool:
+    return bool(_scalar(cfg, name, "bool", lambda v: isinstance(v, bool)))
+
+
+def _int(cfg: Mapping[str, Any], name: str) -> int:
+    whole = lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())  # noqa: E731
+    return int(_scalar(cfg, name, "int", whole) or 0)
 
 
 def _mapping(cfg: Mapping[str, Any], name: str) -> dict[str, str]:
@@ -120,7 +217,7 @@ def _mapping(cfg: Mapping[str, Any], name: str) -> dict[str, str]:
     if v is None:
         return {}
     if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
-        raise MusterError(f"Invalid Auth Method: error decoding config: '{name}' must be a map of strings")
+        raise ConfigError(f"error decoding config: '{name}' must be a map of strings")
     return {str(k): x for k, x in v.items()}
 
 
@@ -131,18 +228,18 @@ def _duration(cfg: Mapping[str, Any], name: str) -> float:
     try:
         return parse_body_duration(v)
     except ValueError as err:
-        raise MusterError(f"Invalid Auth Method: error decoding config: '{name}': {err}") from None
+        raise ConfigError(f"error decoding config: '{name}': {err}") from None
 
 
 def _ca_context(pem: str, what: str) -> ssl.SSLContext | None:
-    """An SSL context trusting only ``pem`` (None: the system roots); MusterError if unparsable."""
+    """An SSL context trusting only ``pem`` (None: the system roots); ConfigError if unparsable."""
     if not pem:
         return None
     ctx = ssl.create_default_context()
     try:
         ctx.load_verify_locations(cadata=pem)
     except (ssl.SSLError, ValueError) as err:
-        raise MusterError(f"Invalid Auth Method: error parsing {what}: {err}") from None
+        raise ConfigError(f"error parsing {what}: {err}") from None
     return ctx
 
 
@@ -165,38 +262,33 @@ class JWTConfig:
 
 def jwt_config(cfg: Mapping[str, Any]) -> JWTConfig:
     """Validate a ``jwt`` method's Config as go-sso's ``Config.Validate`` (texts included)."""
-    typ = '"jwt"'
-    for name in ("OIDCClientID", "OIDCClientSecret", "OIDCScopes", "OIDCACRValues", "AllowedRedirectURIs", "VerboseOIDCLogging"):
-        if cfg.get(name):
-            raise MusterError(f"Invalid Auth Method: '{name}' must not be set for type {typ}")
+    cfg = decode_config("jwt", cfg)
     keys = _strings(cfg, "JWTValidationPubKeys")
     jwks_url = _string(cfg, "JWKSURL")
     discovery = _string(cfg, "OIDCDiscoveryURL")
     if sum(1 for x in (keys, jwks_url, discovery) if x) != 1:
-        raise MusterError(
-            f"Invalid Auth Method: exactly one of 'JWTValidationPubKeys', 'JWKSURL', or 'OIDCDiscoveryURL' must be set for type {typ}"
-        )
+        raise ConfigError("exactly one of 'JWTValidationPubKeys', 'JWKSURL', or 'OIDCDiscoveryURL' must be set for type \"jwt\"")
     jwks_ca = _string(cfg, "JWKSCACert")
     if jwks_ca and not jwks_url:
-        raise MusterError("Invalid Auth Method: 'JWKSCACert' should not be set unless 'JWKSURL' is set")
+        raise ConfigError("'JWKSCACert' should not be set unless 'JWKSURL' is set")
     _ca_context(jwks_ca, "JWKSCACert")
     parsed: list[PublicKey] = []
     for i, pem in enumerate(keys):
         try:
             parsed.append(parse_public_key_pem(pem))
         except JWTError as err:
-            raise MusterError(f"Invalid Auth Method: error parsing public key JWTValidationPubKeys[{i}]: {err}") from None
+            raise ConfigError(f"error parsing public key JWTValidationPubKeys[{i}]: {err}") from None
     algs = _strings(cfg, "JWTSupportedAlgs")
     for a in algs:
         if a not in SUPPORTED_ALGS:
-            raise MusterError(f"Invalid Auth Method: Invalid supported algorithm: {a}")
+            raise ConfigError(f"Invalid supported algorithm: {a}")
     mappings = _mapping(cfg, "ClaimMappings")
     list_mappings = _mapping(cfg, "ListClaimMappings")
     for what, m in (("ClaimMappings", mappings), ("ListClaimMappings", list_mappings)):
         seen: set[str] = set()
         for target in m.values():
             if target in seen:
-                raise MusterError(f'Invalid Auth Method: {what} contains multiple mappings for key "{target}"')
+                raise ConfigError(f'{what} contains multiple mappings for key "{target}"')
             seen.add(target)
     return JWTConfig(
         pub_keys=parsed,
@@ -223,52 +315,98 @@ class KubernetesConfig:
 
 def kubernetes_config(cfg: Mapping[str, Any]) -> KubernetesConfig:
     """Validate a ``kubernetes`` method's Config as Consul's ``kubeauth.NewValidator``."""
+    cfg = decode_config("kubernetes", cfg)
     host = _string(cfg, "Host")
     if not host:
-        raise MusterError("Invalid Auth Method: Config.Host is required")
+        raise ConfigError("Config.Host is required")
     ca = _string(cfg, "CACert")
     if not ca:
-        raise MusterError("Invalid Auth Method: Config.CACert is required")
+        raise ConfigError("Config.CACert is required")
     _ca_context(ca, "kubernetes ca cert")
     jwt = _string(cfg, "ServiceAccountJWT")
     if not jwt:
-        raise MusterError("Invalid Auth Method: Config.ServiceAccountJWT is required")
+        raise ConfigError("Config.ServiceAccountJWT is required")
     try:
         parse_jwt(jwt)
     except JWTError as err:
-        raise MusterError(f"Invalid Auth Method: Config.ServiceAccountJWT is not a valid JWT: {err}") from None
+        raise ConfigError(f"Config.ServiceAccountJWT is not a valid JWT: {err}") from None
     if not host.startswith(("https://", "http://")):
         host = "https://" + host
     return KubernetesConfig(host.rstrip("/"), ca, jwt)
 
 
+def aws_iam_config(cfg: Mapping[str, Any]) -> IAMConfig:
+    """Validate an ``aws-iam`` method's Config as Consul's ``iamauth.Config.Validate``."""
+    cfg = decode_config("aws-iam", cfg)
+    c = IAMConfig(
+        bound_arns=_strings(cfg, "BoundIAMPrincipalARNs"),
+        entity_details=_bool(cfg, "EnableIAMEntityDetails"),
+        entity_tags=_strings(cfg, "IAMEntityTags"),
+        server_id=_string(cfg, "ServerIDHeaderValue"),
+        max_retries=_int(cfg, "MaxRetries"),
+        iam_endpoint=_string(cfg, "IAMEndpoint"),
+        sts_endpoint=_string(cfg, "STSEndpoint"),
+        sts_region=_string(cfg, "STSRegion"),
+        allowed_sts_headers=_strings(cfg, "AllowedSTSHeaderValues"),
+    )
+    try:
+        c.validate()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return c
+
+
 def validate_config(typ: str, cfg: Mapping[str, Any]) -> None:
-    """MusterError (500, Consul's ``Invalid Auth Method: ...``) when ``cfg`` cannot work."""
+    """ConfigError when ``cfg`` cannot work for a method of type ``typ``."""
     if typ == "jwt":
         jwt_config(cfg)
     elif typ == "kubernetes":
         kubernetes_config(cfg)
+    elif typ == "aws-iam":
+        aws_iam_config(cfg)
+    else:
+        raise _unregistered(typ)
 
 
 def variable_names(typ: str, cfg: Mapping[str, Any]) -> list[str]:
     """The bind-name variables a method's identities carry (for validating binding rules)."""
-    if typ == "jwt":
-        return [f"value.{t}" for t in _mapping(cfg, "ClaimMappings").values()]
-    if typ == "kubernetes":
-        return ["serviceaccount.namespace", "serviceaccount.name", "serviceaccount.uid"]
-    return []
+    return list(blank_identity(typ, cfg).variables)
 
 
-def blank_fields(typ: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """An identity's selectable fields, all empty (selectors that test for empty values work)."""
+def blank_identity(typ: str, cfg: Mapping[str, Any]) -> Identity:
+    """An identity with every field and variable empty (each validator's ``NewIdentity``), so
+    selectors that test for empty values work and bind names can be checked."""
     if typ == "jwt":
-        return {
-            "value": {t: "" for t in _mapping(cfg, "ClaimMappings").values()},
-            "list": {t: [] for t in _mapping(cfg, "ListClaimMappings").values()},
-        }
+        c = jwt_config(cfg)
+        return Identity(
+            {"value": {t: "" for t in c.claim_mappings.values()}, "list": {t: [] for t in c.list_claim_mappings.values()}},
+            {f"value.{t}": "" for t in c.claim_mappings.values()},
+        )
     if typ == "kubernetes":
-        return {"serviceaccount": {"namespace": "", "name": "", "uid": ""}}
-    return {}
+        names = ("namespace", "name", "uid")
+        return Identity({"serviceaccount": dict.fromkeys(names, "")}, {f"serviceaccount.{n}": "" for n in names})
+    if typ == "aws-iam":
+        return iam_identity(aws_iam_config(cfg), IAMDetails("", "", ""))
+    raise _unregistered(typ)
+
+
+def iam_identity(c: IAMConfig, d: IAMDetails) -> Identity:
+    """awsauth's identity: fields ``entity_name``, ``entity_id``, ``account_id``,
+    ``entity_path``, ``entity_tags``; variables the first three, plus ``entity_path`` and
+    ``entity_tags.<tag>`` for each of ``IAMEntityTags`` when entity details are on."""
+    tags = {t: d.entity_tags.get(t, "") for t in c.entity_tags} if c.entity_details else {}
+    fields: dict[str, Any] = {
+        "entity_name": d.entity_name,
+        "entity_id": d.entity_id,
+        "account_id": d.account_id,
+        "entity_path": d.entity_path,
+        "entity_tags": tags,
+    }
+    variables = {"entity_name": d.entity_name, "entity_id": d.entity_id, "account_id": d.account_id}
+    if c.entity_details:
+        variables["entity_path"] = d.entity_path
+        variables.update({f"entity_tags.{t}": v for t, v in tags.items()})
+    return Identity(fields, variables)
 
 
 # ---------------------------------------------------------------------- HTTP
@@ -308,13 +446,25 @@ class Validators:
         self._issuers: dict[str, str] = {}
 
     async def validate(self, method: Mapping[str, Any], bearer: str) -> Identity:
-        typ = method.get("Type")
+        """The verified identity of ``bearer``; AuthMethodError (the validator's refusal), or
+        MusterError ``auth method validator for "<name>" could not be initialized: ...`` when
+        the stored row cannot make a validator (an Enterprise type, a Config this version
+        refuses), as Consul's ``loadAuthMethodValidator``."""
+        try:
+            return await self._validate(method, bearer)
+        except ConfigError as err:
+            raise _unusable(method, err) from None
+
+    async def _validate(self, method: Mapping[str, Any], bearer: str) -> Identity:
+        typ = str(method.get("Type"))
         cfg = method.get("Config") or {}
         if typ == "jwt":
             return await self._jwt(method, jwt_config(cfg), bearer)
         if typ == "kubernetes":
             return await self._kubernetes(kubernetes_config(cfg), bearer)
-        raise MusterError(f'Login is not supported for auth method type "{typ}" by this agent')
+        if typ == "aws-iam":
+            return await self._aws_iam(aws_iam_config(cfg), bearer)
+        raise _unregistered(typ)
 
     async def _jwt_keys(self, method: Mapping[str, Any], c: JWTConfig) -> list[tuple[str, PublicKey]]:
         if c.pub_keys:
@@ -373,11 +523,34 @@ class Validators:
         variables = {f"value.{t}": values.get(t, "") for t in c.claim_mappings.values()}
         return Identity(fields, variables)
 
+    async def _aws_iam(self, c: IAMConfig, bearer: str) -> Identity:
+        """``iamauth.Authenticator.ValidateLogin``: replay the token's signed STS request (and
+        IAM request, with entity details), then check the caller is bound."""
+        try:
+            token = parse_token(bearer, c)
+            if c.server_id:
+                check_server_id(token.caller.headers, c.server_id)
+            arn, user_id, account = parse_caller_identity(await _replay(token.caller, c.max_retries, "GetCallerIdentity"))
+            canonical, name = client_arn(arn)
+            details = IAMDetails(name, user_id, account)
+            if token.entity is not None:
+                if c.server_id:
+                    check_server_id(token.entity.headers, c.server_id)
+                xml = await _replay(token.entity, c.max_retries, "iam:GetUser or iam:GetRole")
+                canonical, details.entity_path, entity_id, details.entity_tags = parse_entity(xml, token.entity_type)
+                if entity_id != user_id:
+                    raise IAMError("unique id mismatch in login token")
+            log.info("iamauth login attempt: arn=%s", canonical)
+            c.trusts(canonical)
+        except IAMError as err:
+            raise AuthMethodError(str(err)) from None
+        return iam_identity(c, details)
+
     async def _kubernetes(self, c: KubernetesConfig, bearer: str) -> Identity:
         try:
             parse_jwt(bearer)
         except JWTError as err:
-            raise AuthMethodError(f"failed to validate login token: {err}") from None
+            raise AuthMethodError(f"failed to parse and validate JWT: {err}") from None
         review = {
             "kind": "TokenReview",
             "apiVersion": "authentication.k8s.io/v1",
@@ -393,7 +566,7 @@ class Validators:
         if not isinstance(st, dict):
             st = {}
         if st.get("error"):
-            raise AuthMethodError(str(st["error"]))
+            raise AuthMethodError(f"lookup failed: {st['error']}")
         if not st.get("authenticated"):
             raise AuthMethodError("lookup failed: service account jwt not valid")
         user = st.get("user") or {}
@@ -414,6 +587,40 @@ class Validators:
         fields = {"serviceaccount": {"namespace": namespace, "name": name, "uid": uid}}
         variables = {"serviceaccount.namespace": namespace, "serviceaccount.name": name, "serviceaccount.uid": uid}
         return Identity(fields, variables)
+
+
+async def _replay(req: IAMRequest, retries: int, what: str) -> str:
+    """Send a signed AWS request as given (no redirects followed), retrying transport errors,
+    429 and 5xx but 501 up to ``retries`` times with go-retryablehttp's backoff; the XML body of
+    a 200 ``text/xml`` answer, else AuthMethodError with ``iamauth``'s texts."""
+    headers = [(k, v) for k, vs in req.headers.items() if k.lower() != "host" for v in vs]
+    headers.append(("Host", req.host))
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
+    failure = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            await asyncio.sleep(min(RETRY_WAIT_MIN * 2 ** (attempt - 1), RETRY_WAIT_MAX))
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, skip_auto_headers=("Content-Type",)) as session:
+                async with session.request(
+                    req.method, req.url, data=req.body.encode(), headers=headers, allow_redirects=False
+                ) as resp:
+                    raw = await resp.content.read(MAX_RESPONSE + 1)
+                    status, ctype = resp.status, resp.headers.get("Content-Type", "")
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError, ValueError) as err:
+            failure = f": {req.method} \"{req.url}\": {err or type(err).__name__}"
+            continue
+        if status == 429 or (status >= 500 and status != 501):
+            failure = ""
+            continue
+        if ctype != "text/xml":
+            raise AuthMethodError(f"body of {what} is invalid")
+        body = raw[:MAX_RESPONSE].decode("utf-8", "replace")
+        if status != 200:
+            source = "STS" if what == "GetCallerIdentity" else "IAM"
+            raise AuthMethodError(f"received error code {status} from {source}: {body}")
+        return body
+    raise AuthMethodError(f"error making request: {req.method} {req.url} giving up after {retries + 1} attempt(s){failure}")
 
 
 # ---------------------------------------------------------------------- binding
@@ -486,15 +693,17 @@ def _templated(name: str, bind_vars: Any, variables: Mapping[str, str]) -> Templ
 def check_binding_rule(rule: Mapping[str, Any], method: Mapping[str, Any]) -> None:
     """Consul's checks on a binding rule write: a selector that parses, and a bind name (or
     templated policy) that is valid for every value of the method's variables."""
-    typ = str(method.get("Type", ""))
-    cfg = method.get("Config") or {}
+    try:
+        names = variable_names(str(method.get("Type", "")), method.get("Config") or {})
+    except ConfigError as err:
+        raise _unusable(method, err) from None
     sel = str(rule.get("Selector") or "")
     if sel:
         try:
             compile_filter(sel)
         except FilterError as err:
             raise MusterError(f"invalid Binding Rule: Selector is invalid: {err}") from None
-    fake = {v: "fake" for v in variable_names(typ, cfg)}
+    fake = dict.fromkeys(names, "fake")
     bind_type = str(rule.get("BindType") or "")
     bind_name = str(rule.get("BindName") or "")
     prefix = "Invalid Binding Rule: invalid BindName or BindVars"

@@ -53,8 +53,9 @@ class Peer:
     name: str = ""
     addr: str = ""  # "ip:port" of its server RPC
     last_seen: float = 0.0
-    #: "server", or "client": a client agent follows the log as a non-voter that is never
-    #: promoted (its local replica serves its DNS and stale reads).
+    #: "server", or "client": a non-voter that is never promoted.  Client agents of this
+    #: version hold no replica (``server/remote.py``); a client replica left in a Raft
+    #: configuration by an older version is still dropped when that client leaves the pool.
     role: str = "server"
 
 

@@ -56,6 +56,7 @@ from ..raft.messages import (
     decode_message,
     encode_message,
 )
+from ..raft.schedule import SnapshotSchedule
 from ..raft.storage import DiskStorage, StorageFailed
 from ..runtime import Clock
 from ..structs import decode_command, encode_command
@@ -71,6 +72,8 @@ CONTACT_SAMPLE_TICKS = 10
 #: one's acknowledgement, so 64 KiB chunks made a 200 MB snapshot (1M keys) ~3,000 round trips
 #: through both event loops; 1 MiB is ~200, far below the RPC frame limit (``rpc.MAX_FRAME``).
 SNAPSHOT_CHUNK = 1 << 20
+#: Log entries freed per loop turn after a compaction.
+RELEASE_STEP = 8192
 
 
 class DurableStorage(Protocol):
@@ -86,7 +89,7 @@ class DurableStorage(Protocol):
     def append(self, ents: list[Any]) -> None: ...
     def apply_snapshot(self, snap: Snapshot) -> None: ...
     def create_snapshot(self, index: int, conf: ConfState, data: bytes) -> Snapshot: ...
-    def compact(self, index: int) -> None: ...
+    def compact(self, index: int) -> list[Any]: ...
 
 
 @dataclass
@@ -95,7 +98,10 @@ class RaftTimings:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     rpc_hold_timeout: float = 7.0
-    snapshot_threshold: int = 16384  # entries applied since the last snapshot
+    snapshot_threshold: int = 16384  # log entries past the last snapshot
+    #: Seconds between threshold checks, plus a random extra of up to as much again
+    #: (``muster.raft.schedule``); 0 checks on every tick.
+    snapshot_interval: float = 30.0
     trailing_logs: int = 10240
 
 
@@ -138,6 +144,12 @@ class ReplicatedLog:
         if snap.meta.index > 0 and snap.data:
             self._restore(snap)
         self._snap_index = snap.meta.index
+        #: When to check the snapshot threshold.  Its jitter comes from a generator seeded by
+        #: the node id, not from ``rng``: drawing from the core's generator would shift its
+        #: election timeouts, and the servers of a cluster still get different schedules.
+        self._snap_schedule = SnapshotSchedule(
+            self.t.snapshot_interval, self.t.snapshot_threshold, random.Random(node_id), clock.monotonic()
+        )
         #: The snapshot being taken (``_maybe_snapshot``), if any.
         self._snapshotting: asyncio.Future[None] | None = None
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
@@ -466,6 +478,10 @@ class ReplicatedLog:
             while self.core.has_ready():
                 rd = self.core.ready()
                 await self._process_ready(rd)
+            # Between Readies (never while one is half processed: a snapshot installed from
+            # the leader must have reached the FSM before ours is captured).  The ticker kicks
+            # this loop every tick, so an idle server checks its schedule too.
+            self._maybe_snapshot()
 
     def _write(self, rd: Ready) -> None:
         """Step 1 of the Ready without the fsync: the writes reach the page cache."""
@@ -639,7 +655,9 @@ class ReplicatedLog:
         )
 
     def _maybe_snapshot(self) -> None:
-        """Start a snapshot once ``snapshot_threshold`` entries were applied since the last one.
+        """Start a snapshot if the schedule says so (``muster.raft.schedule``: every
+        ``snapshot_interval`` to twice that, if the log is ``snapshot_threshold`` entries past
+        the last snapshot), at the applied index.  Called between Readies (at least every tick).
 
         The state is captured here, synchronously, at the applied index (``snapshot_stream``:
         container copies, no encoding); the encoding then runs as a task that hands the loop
@@ -647,9 +665,13 @@ class ReplicatedLog:
         install and the log compaction run on the loop again.  Writers keep being served
         meanwhile.  One snapshot at a time; a snapshot installed from the leader meanwhile
         supersedes it (it is then dropped)."""
+        if self._snapshotting is not None:
+            return  # hashicorp/raft's timer does not run while its snapshot is being taken either
         applied = self.fsm.last_applied
-        if self._snapshotting is not None or applied - self._snap_index < self.t.snapshot_threshold:
+        if not self._snap_schedule.due(self.clock.monotonic(), self.core.log.last_index(), self._snap_index):
             return
+        if applied <= self._snap_index:
+            return  # nothing applied since the last snapshot (hashicorp's ErrNothingNewToSnapshot)
         t0 = perf_counter()
         stream = self.fsm.snapshot_stream()
         meta = SnapshotMeta(applied, self.storage.term(applied), self.configuration())
@@ -689,14 +711,18 @@ class ReplicatedLog:
                 return
             self._snap_index = max(self._snap_index, meta.index)
             compact_to = meta.index - self.t.trailing_logs
-            if compact_to > st.first_index():
-                st.compact(compact_to)
+            dropped = st.compact(compact_to) if compact_to > st.first_index() else []
             t3 = perf_counter()
             blocked += t3 - t2
             log.info(
                 "raft: snapshot at index %d (%d bytes; encode %.3fs, persist %.3fs, compact %.3fs, loop %.3fs)",
                 meta.index, len(snap.data), t1 - t0, t2 - t1, t3 - t2, blocked,
             )
+            # Free the dropped entries a slice per loop turn (a 30-60 s interval can drop a few
+            # hundred thousand; freeing them in one go is tens of milliseconds).
+            while dropped:
+                del dropped[-RELEASE_STEP:]
+                await asyncio.sleep(0)
         except StorageFailed as err:
             log.error("raft: snapshot at index %d failed: %s", meta.index, err)
         except OSError as err:

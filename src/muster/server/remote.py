@@ -20,16 +20,27 @@ Client side:
   answered by servers (the HTTP API forwards them, ``http/forward.py``).
 * ``CatalogMirror`` is the client's bounded local cache (Consul's agent cache is the model):
   the part of the catalog the client uses - its own node with its services and checks, the
-  servers (``consul`` service) and the services and nodes its DNS was asked about - in the
-  client's local store (never KV, sessions or ACLs), kept fresh by one blocking query on a
+  servers (``consul`` service), the services (with the Connect proxies that front them),
+  nodes and reverse-lookup addresses its DNS was asked about, and the nodes its alias checks
+  watch - in the client's local store (never KV, sessions or ACLs), kept fresh by one blocking query on a
   server (RPC ``catalog_mirror``, served from the server's local state like a ``?stale`` read,
   so any server answers, also during a leader election).  The client's DNS interface and its
   anti-entropy read that store.  ``staleness()`` is how old the cache may be: the time since a
   server last confirmed it plus that server's own last contact with its leader; DNS answers
   from it while ``staleness() <= dns_config.max_stale`` (``dns/server.py``).
 
-Server side: ``ClientEndpoints`` serves ``client_apply`` and ``catalog_mirror``; the HTTP
-requests a client forwards arrive on the RPC ``http`` method like any forwarded request.
+* ACLs: the client holds no ACL tables either.  What it forwards is authorized by the server
+  that serves it; for what it answers itself (``/v1/agent/*``, ``/v1/event/*``, DNS) its
+  ``ClientACLCache`` (``acl/clientcache.py``) reads the request's token, with the roles and
+  policies it links, from a server (RPC ``acl_resolve``, ``server/aclclient.py``, answered from
+  the server's local state like ``catalog_mirror``) and keeps them for ``acl.token_ttl``,
+  ``role_ttl`` and ``policy_ttl``, as Consul's clients cache what ``ACL.TokenRead``,
+  ``ACL.RoleResolve`` and ``ACL.PolicyResolve`` return; when no server answers,
+  ``acl.down_policy`` decides (Consul's ``extend-cache``, ``async-cache``, ``allow``, ``deny``).
+
+Server side: ``ClientEndpoints`` serves ``client_apply`` and ``catalog_mirror`` (and
+``ACLResolveEndpoint``, ``acl_resolve``); the HTTP requests a client forwards arrive on the RPC
+``http`` method like any forwarded request.
 """
 
 from __future__ import annotations
@@ -37,10 +48,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -65,7 +77,8 @@ MIRROR_MAX_WAIT = 300.0
 MIRROR_RETRY = 0.5
 #: Tables a mirror holds.
 MIRROR_TABLES = ("nodes", "services", "checks")
-#: Services, and nodes, a client's cache follows at most (least recently asked dropped first).
+#: Services, nodes and addresses a client's cache follows at most, each (least recently asked
+#: dropped first); also the most nodes its alias checks hold at once (``CatalogMirror.pin``).
 MAX_NAMES = 512
 
 
@@ -159,10 +172,27 @@ class CatalogMirror:
 
     Interest: the view holds the client's own node (with its services and checks: what
     anti-entropy compares with), the ``consul`` service (the servers: DNS names them in every
-    SOA/NS record) and the services and nodes its DNS was asked about, each kept until
-    ``MAX_NAMES`` more recently asked names push it out.  ``want`` says whether names are
-    covered and, if not, adds them and restarts the blocking query with the new interest;
-    ``wait_covered`` waits (bounded) for the view that includes them.
+    SOA/NS record) and what its DNS was asked about - services, nodes and the addresses of
+    reverse (PTR) lookups - each kept until ``MAX_NAMES`` more recently asked ones of its kind
+    push it out.  ``want`` says whether names are covered and, if not, adds them and restarts
+    the blocking query with the new interest; ``wait_covered`` waits (bounded) for the view
+    that includes them.  Nodes watched by alias checks are held by ``pin`` instead, outside
+    the least-recently-asked order (a DNS burst must not drop them), until released.
+
+    Why the view answers what a server would (``ClientEndpoints.view``):
+
+    * ``<service>.connect`` lookups read the Connect proxies whose destination is the service
+      (``dns/answers.py`` ``healthy(connect=True)``): following a service also follows those.
+    * PTR lookups read every node with the address (address or tagged address) and, when none
+      has it, every service instance whose own address it is.  Consul's client asks a server
+      for each such question (an RPC listing the nodes, then one for services by address);
+      here the address is followed like a name instead, so the answer comes from the same
+      cache, under the same ``max_stale`` rule and invalidation as every other name, and a
+      repeated question costs no round trip.
+    * An alias check of another node reads that node's checks and services: Consul's alias
+      check runs a blocking query on a server for the node's checks (``agent/checks/alias.go``
+      ``runQuery``, a stale read); here the node is pinned into the same view, so one
+      blocking query per client serves its DNS and all its alias checks.
     """
 
     def __init__(self, store: StateStore, remote: RemoteServers, clock: Clock, wait: float = MIRROR_MAX_WAIT,
@@ -189,6 +219,10 @@ class CatalogMirror:
         #: recently asked first.
         self.services: OrderedDict[str, int] = OrderedDict()
         self.nodes: OrderedDict[str, int] = OrderedDict()
+        #: Canonical IP text of reverse lookups (same LRU rule as the names).
+        self.addresses: OrderedDict[str, int] = OrderedDict()
+        #: Nodes (lowercase) alias checks hold -> (holders, generation that added them).
+        self.pins: dict[str, tuple[int, int]] = {}
         #: Interest generation: bumped by every new name; ``filled`` is the generation of the
         #: interest the store's current view was built for.
         self.generation = 0
@@ -197,12 +231,13 @@ class CatalogMirror:
         self._restart = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def want(self, services: list[str], nodes: list[str]) -> bool:
-        """True when the view covers ``services`` and ``nodes`` (lowercase); else they are
-        added to the interest (the query restarts) and False is returned."""
+    def want(self, services: Sequence[str], nodes: Sequence[str], addresses: Sequence[str] = ()) -> bool:
+        """True when the view covers ``services``, ``nodes`` (lowercase) and ``addresses``
+        (canonical IP text); else they are added to the interest (the query restarts) and
+        False is returned."""
         need = 0
         new = False
-        for table, names in ((self.services, services), (self.nodes, nodes)):
+        for table, names in ((self.services, services), (self.nodes, nodes), (self.addresses, addresses)):
             for name in names:
                 g = table.get(name)
                 if g is None:
@@ -218,6 +253,43 @@ class CatalogMirror:
         if new:
             self._restart.set()
         return self.filled >= need
+
+    def pin(self, node: str) -> Callable[[], None]:
+        """Follow ``node`` (any case) until the returned release is called (alias checks).
+        At most ``MAX_NAMES`` nodes are pinned; a pin beyond that is an ordinary asked name."""
+        key = node.lower()
+        held = self.pins.get(key)
+        if held is None and len(self.pins) >= MAX_NAMES:
+            self.want([], [key])
+            return lambda: None
+        if held is None:
+            self.generation += 1
+            self.pins[key] = (1, self.generation)
+            self._restart.set()
+        else:
+            self.pins[key] = (held[0] + 1, held[1])
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            count, gen = self.pins[key]
+            if count > 1:
+                self.pins[key] = (count - 1, gen)
+            else:
+                del self.pins[key]  # followed until the next query: dropping it needs no restart
+
+        return release
+
+    def covers_pin(self, node: str) -> bool:
+        """Whether the view holds the pinned ``node``'s state (False before its first fill).
+        A node ``pin`` could not hold (beyond ``MAX_NAMES``) is asked for as a name instead."""
+        held = self.pins.get(node.lower())
+        if held is None:
+            return self.want([], [node.lower()])
+        return self.filled >= held[1]
 
     async def wait_covered(self, timeout: float) -> None:
         """Return once the view holds the interest as it is now (or after ``timeout``)."""
@@ -276,7 +348,9 @@ class CatalogMirror:
         # A new interest is answered at once (an empty digest never matches), also when the
         # names it added are not in the catalog: "not there" is an answer too.
         payload = {"digest": self.digest if self.filled >= gen else "", "wait": wait, "client": self.remote.node_id,
-                   "services": sorted({*self.services, "consul"}), "nodes": sorted({*self.nodes, self.node} - {""})}
+                   "services": sorted({*self.services, "consul"}),
+                   "nodes": sorted({*self.nodes, *self.pins, self.node} - {""}),
+                   "addresses": sorted(self.addresses)}
         res = await self.remote.call("catalog_mirror", payload, timeout=wait * 1.1 + 10, idempotent=True,
                                      servers=self.servers)
         if not isinstance(res, dict):
@@ -356,8 +430,13 @@ class ClientEndpoints:
         self._leader = leader
         self._contact = contact
         self._rng = rng
-        #: Lowercase -> exact service and node names, rebuilt once per catalog index.
-        self._names: tuple[int, int, dict[str, list[str]], dict[str, str]] | None = None
+        #: Lowercase -> exact service and node names, and destination -> Connect proxy
+        #: instances, rebuilt once per change of the nodes or services table (``shape_key``), shared by
+        #: every client's query.
+        self._names: tuple[tuple[int, int, int], dict[str, list[str]], dict[str, str],
+                           dict[str, list[tuple[str, str]]]] | None = None
+        #: ``_address_index``'s tables and the catalog index they were built at.
+        self._addrs: tuple[tuple[int, int, int], dict[str, list[str]], dict[str, list[tuple[str, str]]]] | None = None
         #: The latest mirror query of each client: a newer one ends the older at once.
         self._waiting: dict[str, Watch] = {}
 
@@ -380,7 +459,9 @@ class ClientEndpoints:
         have = str(payload.get("digest", ""))
         wait = min(max(float(payload.get("wait", 0.0)), 0.0), MIRROR_MAX_WAIT)
         services = [str(x) for x in payload.get("services") or ()][:MAX_NAMES + 1]
-        nodes = [str(x) for x in payload.get("nodes") or ()][:MAX_NAMES + 1]
+        # asked names, pinned names and the client's own node
+        nodes = [str(x) for x in payload.get("nodes") or ()][:2 * MAX_NAMES + 1]
+        addresses = [str(x) for x in payload.get("addresses") or ()][:MAX_NAMES]
         client = str(payload.get("client", ""))
         mine = Watch()
         older = self._waiting.get(client)
@@ -392,7 +473,7 @@ class ClientEndpoints:
         try:
             while True:
                 store = self._store()
-                rows = self.view(store, services, nodes)
+                rows = self.view(store, services, nodes, addresses)
                 digest = hashlib.blake2b(msgspec.msgpack.encode(rows, order="sorted"), digest_size=12).hexdigest()
                 changed = digest != have
                 blob = view_snapshot(store, rows) if changed else None
@@ -410,33 +491,50 @@ class ClientEndpoints:
             if self._waiting.get(client) is mine:
                 del self._waiting[client]
 
-    def view(self, store: StateStore, services: list[str], nodes: list[str]) -> dict[str, Any]:
+    def view(self, store: StateStore, services: list[str], nodes: list[str],
+             addresses: Sequence[str] = ()) -> dict[str, Any]:
         """The part of the catalog a client follows (nodes, services, checks rows): every
-        instance of ``services`` (case-insensitive) with its node and the checks of the
-        instance and of its node; every one of ``nodes`` with all its services and checks."""
+        instance of ``services`` (case-insensitive) and every Connect proxy whose destination
+        is one of them, each with its node and the checks of the instance and of its node;
+        every one of ``nodes`` with all its services and checks; for each of ``addresses``
+        what a PTR answer reads (``dns/answers.py`` ``_ptr``): the nodes with that address or
+        tagged address, and the service instances whose own address it is."""
         cat = store.tables.catalog
-        key = (id(store.tables), store.catalog_index())
-        if self._names is None or self._names[:2] != key:
+        key = shape_key(store)
+        if self._names is None or self._names[0] != key:
             by_service: dict[str, list[str]] = {}
             for name in cat.service_instances:
                 by_service.setdefault(name.lower(), []).append(name)
-            self._names = (key[0], key[1], by_service, {n.lower(): n for n in cat.nodes})
-        by_service, by_node = self._names[2], self._names[3]
+            proxies: dict[str, list[tuple[str, str]]] = {}
+            for node, svcs in cat.services.items():
+                for sid, svc in svcs.items():
+                    if svc.kind == "connect-proxy":
+                        dest = str(svc.proxy.get("DestinationServiceName") or "").lower()
+                        proxies.setdefault(dest, []).append((node, sid))
+            self._names = (key, by_service, {n.lower(): n for n in cat.nodes}, proxies)
+            self._addrs = None
+        _, by_service, by_node, proxies = self._names
         out_nodes: dict[str, Any] = {}
         out_svcs: dict[str, dict[str, Any]] = {}
         out_checks: dict[str, dict[str, Any]] = {}
+
+        def instance(node: str, sid: str) -> None:
+            row = cat.nodes.get(node)
+            svc = cat.services.get(node, {}).get(sid)
+            if row is None or svc is None:
+                return
+            out_nodes[node] = row
+            out_svcs.setdefault(node, {})[sid] = svc
+            for cid, chk in cat.checks.get(node, {}).items():
+                if chk.service_id in ("", sid):
+                    out_checks.setdefault(node, {})[cid] = chk
+
         for ls in services:
             for exact in by_service.get(ls.lower(), ()):
                 for node, sid in cat.service_instances.get(exact, ()):
-                    row = cat.nodes.get(node)
-                    svc = cat.services.get(node, {}).get(sid)
-                    if row is None or svc is None:
-                        continue
-                    out_nodes[node] = row
-                    out_svcs.setdefault(node, {})[sid] = svc
-                    for cid, chk in cat.checks.get(node, {}).items():
-                        if chk.service_id in ("", sid):
-                            out_checks.setdefault(node, {})[cid] = chk
+                    instance(node, sid)
+            for node, sid in proxies.get(ls.lower(), ()):
+                instance(node, sid)
         for ln in nodes:
             found = by_node.get(ln.lower())
             if found is None:
@@ -446,7 +544,57 @@ class ClientEndpoints:
                 out_svcs.setdefault(found, {}).update(cat.services[found])
             if cat.checks.get(found):
                 out_checks.setdefault(found, {}).update(cat.checks[found])
+        if addresses:
+            node_addrs, svc_addrs = self._address_index(store)
+            for text in addresses:
+                matched = node_addrs.get(text, ())
+                for node in matched:
+                    out_nodes[node] = cat.nodes[node]
+                if not matched:
+                    for node, sid in svc_addrs.get(text, ()):
+                        instance(node, sid)
         return {"nodes": out_nodes, "services": out_svcs, "checks": out_checks}
+
+    def _address_index(self, store: StateStore) -> tuple[dict[str, list[str]], dict[str, list[tuple[str, str]]]]:
+        """Canonical IP text -> nodes with it (address or tagged address), and -> service
+        instances with it as their own address; built once per ``shape_key``, and only when
+        some client follows an address (most never do)."""
+        key = shape_key(store)
+        if self._addrs is not None and self._addrs[0] == key:
+            return self._addrs[1], self._addrs[2]
+        cat = store.tables.catalog
+        node_addrs: dict[str, list[str]] = {}
+        svc_addrs: dict[str, list[tuple[str, str]]] = {}
+        for name, node in cat.nodes.items():
+            seen: set[str] = set()
+            for a in [node.address, *node.tagged_addresses.values()]:
+                ip = canonical_ip(a) if isinstance(a, str) else None
+                if ip is not None and ip not in seen:
+                    seen.add(ip)
+                    node_addrs.setdefault(ip, []).append(name)
+        for name, svcs in cat.services.items():
+            for sid, svc in svcs.items():
+                ip = canonical_ip(svc.address) if svc.address else None
+                if ip is not None:
+                    svc_addrs.setdefault(ip, []).append((name, sid))
+        self._addrs = (key, node_addrs, svc_addrs)
+        return node_addrs, svc_addrs
+
+
+def shape_key(store: StateStore) -> tuple[int, int, int]:
+    """What the name and address indexes of ``ClientEndpoints`` depend on: the tables and the
+    last changes of the nodes and services tables (a check update, the most frequent catalog
+    write, leaves them valid)."""
+    idx = store.tables.indexes
+    return (id(store.tables), idx.get("nodes", 0), idx.get("services", 0))
+
+
+def canonical_ip(text: str) -> str | None:
+    """One spelling per IP address (what a mirror's address interest is keyed by), or None."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def view_snapshot(store: StateStore, rows: dict[str, Any]) -> bytes:

@@ -12,6 +12,13 @@ cluster.  Every frame is a 4-byte big-endian length, then a msgpack array:
 Requests are multiplexed by ``seq`` (any number in flight on one connection).  Frames larger than
 ``MAX_FRAME`` are refused: a peer cannot make us allocate without bound.
 
+Shutdown.  Each accepted connection is served by a task that asyncio's streams create and own;
+Python 3.11 reports such a task ending *cancelled* as a traceback ("Exception in callback
+...connection_made.<locals>.callback": its done-callback asks a cancelled task for its exception).
+So ``close`` never leaves them to the loop's final cancel-all: it stops listening, closes every
+accepted connection (its reader sees end of stream and the task returns normally) and waits,
+bounded, for those tasks; a task cancelled all the same ends quietly (``_accept``).
+
 Addresses.  ``RPCPool`` keys connections by *node id*; on every dial attempt it calls
 ``resolve(node_id)`` again for the current candidate addresses (gossip first, then the stable
 DNS name, then the stored configuration), so a peer that comes back on a new IP is found again
@@ -158,6 +165,8 @@ class RPCNode:
         #: connections per peer IP beyond it are closed at once, before any frame is read.
         self.max_conns_per_client = 100
         self._conns_by_ip: dict[str, int] = {}
+        #: The tasks serving accepted connections, with each one's writer (``close`` ends both).
+        self._accepting: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     def configure_tls(
         self,
@@ -206,9 +215,19 @@ class RPCNode:
                 writer.close()
             return
         self._conns_by_ip[ip] = n + 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._accepting[task] = writer
         try:
             await self._accept_counted(reader, writer)
+        except asyncio.CancelledError:
+            # Only the loop's teardown cancels this task (nobody else holds it): end normally,
+            # or 3.11's streams callback logs the cancellation as a traceback.
+            with contextlib.suppress(Exception):
+                writer.close()
         finally:
+            if task is not None:
+                self._accepting.pop(task, None)
             left = self._conns_by_ip.get(ip, 1) - 1
             if left > 0:
                 self._conns_by_ip[ip] = left
@@ -402,12 +421,19 @@ class RPCNode:
         if conn is not None:
             conn.close()
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 2.0) -> None:
+        """Stop listening, close every connection both ways, and wait (up to ``grace``
+        seconds) for the tasks serving accepted connections to return (see the module doc)."""
         if self._server is not None:
             self._server.close()
         for conn in list(self._out.values()):
             conn.close()
         self._out.clear()
+        for writer in list(self._accepting.values()):
+            with contextlib.suppress(Exception):
+                writer.close()  # the serving task's reader sees end of stream and returns
+        if self._accepting:
+            await asyncio.wait(set(self._accepting), timeout=grace)
         for t in list(self._tasks) + list(self._dialing.values()):
             t.cancel()
         for t in list(self._tasks):

@@ -27,15 +27,22 @@ tuple, no dict probe, ~2x cheaper; bench/put_path.py).  While ``prometheus_reten
 so a record updates only the current interval's aggregate (bench/telemetry_cost.py); setting a
 retention starts the Prometheus series from then on.  A series re-resolves its slots whenever
 the registry's ``epoch`` moved (a new interval, ``reset``, a Prometheus series expired), so it
-never writes into a slot the registry no longer holds.  Recording happens on the event loop; a
-record from another thread is safe in CPython (a lost update at worst), never a crash or a
-block.
+never writes into a slot the registry no longer holds.
+
+Threads: recording happens on the event loop and on the DNS receive threads (``dns/server.py``).
+A record from another thread is safe: appends to ``pending`` and dict probes/inserts are atomic
+under the GIL; the two read-modify-write steps that are not, folding an aggregate's pending
+values and starting a new interval, take a lock (once per ``FOLD`` records / per interval, never
+per record); readers iterate over snapshots (``list(...)``, one C call) so a series a thread adds
+meanwhile cannot break their loop.  A Prometheus counter/summary total may still lose an update
+when two threads add to it at the same instant (the DNS threads record samples only).
 """
 
 from __future__ import annotations
 
 import math
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +57,10 @@ RETAIN = 60.0
 SUMMARY_WINDOW = 10.0
 SUMMARY_RESERVOIR = 2048
 QUANTILES = (0.5, 0.9, 0.99)
+
+#: Serializes the rare read-modify-write steps a second thread could interleave (see the docstring).
+_FOLD_LOCK = threading.Lock()
+_ROTATE_LOCK = threading.Lock()
 
 _FORBIDDEN = str.maketrans({c: "_" for c in " .=-/:"})
 
@@ -91,16 +102,19 @@ class Aggregate:
         p = self.pending
         if not p:
             return
-        vals = p[:]
-        del p[: len(vals)]
-        self._count += len(vals)
-        self._sum += math.fsum(vals)
-        self._sumsq += math.fsum([v * v for v in vals])
-        lo, hi = min(vals), max(vals)
-        if lo < self._min:
-            self._min = lo
-        if hi > self._max:
-            self._max = hi
+        with _FOLD_LOCK:
+            vals = p[:]
+            if not vals:
+                return
+            del p[: len(vals)]
+            self._count += len(vals)
+            self._sum += math.fsum(vals)
+            self._sumsq += math.fsum([v * v for v in vals])
+            lo, hi = min(vals), max(vals)
+            if lo < self._min:
+                self._min = lo
+            if hi > self._max:
+                self._max = hi
 
     @property
     def count(self) -> int:
@@ -168,7 +182,7 @@ class Summary:
         self.updated = 0.0
 
     def quantiles(self, now: float) -> list[tuple[float, float]]:
-        vals = sorted(v for t, v in self.recent if now - t <= SUMMARY_WINDOW)
+        vals = sorted(v for t, v in list(self.recent) if now - t <= SUMMARY_WINDOW)
         if not vals:
             return [(q, math.nan) for q in QUANTILES]
         n = len(vals)
@@ -329,11 +343,15 @@ class Metrics:
         cur = self.current
         if now - cur.start < INTERVAL:
             return cur
-        cur = Interval(now - now % INTERVAL, {}, {}, {})
-        self.current = cur
-        self.intervals.append(cur)
-        self.epoch += 1
-        return cur
+        with _ROTATE_LOCK:  # two threads crossing the boundary together start one interval
+            cur = self.current
+            if now - cur.start < INTERVAL:
+                return cur
+            cur = Interval(now - now % INTERVAL, {}, {}, {})
+            self.current = cur
+            self.intervals.append(cur)
+            self.epoch += 1
+            return cur
 
     def series(self, key: str, labels: Labels = ()) -> Series:
         """A handle recording ``key``/``labels`` (counter or sample) without per-record lookups."""
@@ -433,9 +451,9 @@ class Metrics:
             return
         cutoff = self.clock() - self.retention
         for table in (self.p_counters, self.p_gauges):
-            for k in [k for k, v in table.items() if v[1] < cutoff]:
+            for k in [k for k, v in list(table.items()) if v[1] < cutoff]:
                 del table[k]
-        for k in [k for k, s in self.p_summaries.items() if s.updated < cutoff]:
+        for k in [k for k, s in list(self.p_summaries.items()) if s.updated < cutoff]:
             del self.p_summaries[k]
         self.epoch += 1  # a series may hold a slot just dropped
 
@@ -451,13 +469,13 @@ class Metrics:
                 got = fams[name] = (kind, [])
             return got[1]
 
-        for (k, lb), (v, _t) in self.p_counters.items():
+        for (k, lb), (v, _t) in list(self.p_counters.items()):
             n = prom_name(self.full_name(k))
             fam(n, "counter").append((n, lb, v))
-        for (k, lb), (v, _t) in self.p_gauges.items():
+        for (k, lb), (v, _t) in list(self.p_gauges.items()):
             n = prom_name(self.full_name(k, True))
             fam(n, "gauge").append((n, lb, v))
-        for (k, lb), s in self.p_summaries.items():
+        for (k, lb), s in list(self.p_summaries.items()):
             n = prom_name(self.full_name(k))
             out = fam(n, "summary")
             for q, v in s.quantiles(now):

@@ -27,6 +27,11 @@ log = logging.getLogger("muster.telemetry")
 GaugeSource = Callable[[], Iterable[tuple[str, float, Labels]]]
 
 
+#: A collection that holds the process at least this long is logged (with its generation), so
+#: a latency spike can be told apart from the collector (bench/scalekit.py reads the line).
+SLOW_GC_SECONDS = 0.02
+
+
 class _GCTimer:
     """Times every garbage collection through ``gc.callbacks`` (installed once per process)."""
 
@@ -46,6 +51,11 @@ class _GCTimer:
         self._started = 0
         self.total_ns += pause
         self.runs += 1
+        if pause >= SLOW_GC_SECONDS * 1e9:
+            log.info(
+                "gc: generation %d collection held the process %.1f ms (%d collected)",
+                info.get("generation", -1), pause / 1e6, info.get("collected", 0),
+            )
         m = self.metrics
         if m is not None:
             m.sample("runtime.gc_pause_ns", float(pause))

@@ -31,4 +31,6 @@ Whole system:
   (SIGKILL, pauses, partitions) (``python -m muster_testkit.history --url ...``).
 * :mod:`muster_testkit.k8ssim` - the seed's StatefulSet run as processes in Linux network
   namespaces (``make k8s-sim``).
+* :mod:`muster_testkit.webfake` - a catch-all HTTP(S) server on 127.0.0.1 for the fakes of
+  what an agent calls (JWKS, Kubernetes, AWS STS/IAM, HTTP check targets).
 """

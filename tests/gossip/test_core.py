@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+from typing import Any
 
 import pytest
 from gossipnet import FakeNet
@@ -87,11 +89,60 @@ def test_queue_invalidates_by_key_and_limits_transmits() -> None:
     q.queue(b"event", key=None)
     assert len(q) == 2
     first = q.get(3, 1000)
-    assert first == [b"event", b"new-about-a"]  # newest first among equal transmit counts
-    assert q.get(3, 1000) == [b"event", b"new-about-a"]
+    assert first == [b"new-about-a", b"event"]  # largest first among equal transmit counts
+    assert q.get(3, 1000) == [b"new-about-a", b"event"]
     assert q.get(3, 1000) == [] and len(q) == 0
+    q.queue(b"aa", key="x")
+    q.queue(b"bb", key="y")
+    q.queue(b"cccc", key="z")
+    assert q.get(3, 1000) == [b"cccc", b"bb", b"aa"]  # then newest first among equal sizes
+    assert q.get(3, 12) == [b"cccc", b"bb"]  # the largest that fits, then what still fits
+    assert q.get(3, 1000) == [b"aa"] and len(q) == 0
     q.queue(b"x" * 100)
     assert q.get(3, 50) == []  # does not fit
+
+
+def test_queue_picks_as_memberlist_does() -> None:
+    """The bucketed queue against memberlist's ``GetBroadcasts`` written plainly over a list:
+    per transmit count (fewest first), repeatedly the largest broadcast that still fits (the
+    newest among equal sizes); count a transmit, drop those at the limit.  Random sizes, keys
+    that invalidate, a limit that changes with n."""
+    rng = random.Random(5)
+    limit = [3]
+    q = TransmitLimitedQueue(lambda: limit[0])
+    model: list[list[Any]] = []  # [id, key, data, transmits]
+    next_id = 0
+    for step in range(4000):
+        if rng.random() < 0.5:
+            key = rng.choice([None, "a", "b", "c", "d", "e", "f", "g", "h"])
+            data = bytes([step % 251]) * rng.choice([rng.randrange(1, 120), 40, 80])
+            if key is not None:
+                model = [m for m in model if m[1] != key]
+            next_id += 1
+            model.append([next_id, key, data, 0])
+            assert q.queue(data, key=key) == next_id
+        else:
+            if rng.random() < 0.05:
+                limit[0] = rng.randrange(0, 6)
+            budget = rng.randrange(0, 400)
+            want: list[bytes] = []
+            used = 0
+            max_tx = max(1, limit[0])
+            picked: list[list[Any]] = []
+            for tx in sorted({m[3] for m in model}):
+                while budget > 0:
+                    fits = [m for m in model if m[3] == tx and m not in picked and used + len(m[2]) + 3 <= budget]
+                    if not fits:
+                        break
+                    m = max(fits, key=lambda m: (len(m[2]), m[0]))
+                    picked.append(m)
+                    want.append(m[2])
+                    used += len(m[2]) + 3
+            for m in picked:
+                m[3] += 1
+            model = [m for m in model if not (m in picked and m[3] >= max_tx)]
+            assert q.get(3, budget) == want, step
+        assert len(q) == len(model)
 
 
 # --- protocol ----------------------------------------------------------------------------

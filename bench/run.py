@@ -11,7 +11,8 @@ Entry point of ``make bench``. What it does (see BENCHMARKS.md for the method an
    ``?stale`` against etcd serializable range, Muster ``?consistent`` against etcd linearizable
    range), at each concurrency, ``--runs`` times, and reports medians and the Muster/etcd ratio;
 5. optionally holds ``--watchers N`` idle blocking queries (bench/watchers.py) and profiles the
-   agent under PUT load with py-spy (``--profile``).
+   agent (every server of a cluster) under load with py-spy (``--profile``; PUT unless
+   ``--profile-workload`` names another).
 
 Raw results go to ``bench/results/<timestamp>.jsonl`` (one JSON object per measurement), the
 table to ``bench/results/<timestamp>.md``. Every process started here is stopped by PID at the
@@ -405,6 +406,8 @@ RAFT_COUNTERS = {
     "fsyncs": "raft_leader_fsyncs",
     "fsynced_logs": "raft_leader_fsyncedLogs",
     "committed_logs": "raft_leader_committedLogs",
+    "read_rounds": "raft_leader_readIndexRounds",
+    "read_reads": "raft_leader_readIndexReads",
 }
 
 
@@ -437,6 +440,9 @@ def add_raft_counters(res: dict[str, Any], before: dict[str, float], after: dict
     res["leader_committed_logs"] = int(d["committed_logs"])
     res["leader_fsyncs_per_s"] = round(d["fsyncs"] / max(0.001, res.get("duration_s", 0) or 1), 1)
     res["writes_per_fsync"] = round(d["fsynced_logs"] / d["fsyncs"], 2) if d["fsyncs"] else None
+    # ?consistent reads: the leader's ReadIndex quorum rounds and the reads they confirmed.
+    res["leader_read_rounds"] = int(d["read_rounds"])
+    res["reads_per_round"] = round(d["read_reads"] / d["read_rounds"], 2) if d["read_rounds"] else None
 
 
 # --------------------------------------------------------------------------- wrk
@@ -493,7 +499,8 @@ def run_wrk(url: str, script: str, args: Sequence[str], conns: int, duration: fl
         "wrk", "-t", str(max(1, min(threads, conns))), "-c", str(conns), "-d", f"{duration:g}s",
         "--timeout", "10s", "-s", str(LUA / script), url, "--", *args,
     ]
-    cpu0 = sum(watchers.cpu_seconds(p) for p in pids)
+    each0 = [watchers.cpu_seconds(p) for p in pids]
+    cpu0 = sum(each0)
     busy0 = busy_cpu_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -503,7 +510,8 @@ def run_wrk(url: str, script: str, args: Sequence[str], conns: int, duration: fl
         return {"error": "wrk timed out", "argv": argv}
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu1 = sum(watchers.cpu_seconds(p) for p in pids)
+    each1 = [watchers.cpu_seconds(p) for p in pids]
+    cpu1 = sum(each1)
     busy1 = busy_cpu_seconds()
     for line in out.stdout.splitlines():
         if line.startswith("BENCHJSON "):
@@ -513,6 +521,10 @@ def run_wrk(url: str, script: str, args: Sequence[str], conns: int, duration: fl
                 result["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / wall, 1)
                 # CPU time of the target per request: robust to other users taking CPU away.
                 result["server_cpu_us_per_req"] = round(1e6 * (cpu1 - cpu0) / max(1, result["requests"]), 1)
+                # the same per process (in `pids` order): where a cluster's CPU goes
+                result["server_cpu_us_per_req_each"] = [
+                    round(1e6 * (b - a) / max(1, result["requests"]), 1) for a, b in zip(each0, each1, strict=True)
+                ]
             wrk_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
             result["wrk_cpu_pct"] = round(100 * wrk_cpu / wall, 1)
             # CPU used by everything else on the machine (other users, idle targets): the noise.
@@ -591,38 +603,54 @@ def _frame_name(frame: str) -> str:
 
 
 def profile_muster(muster: Muster, conns: int, duration: float, threads: int, stamp: str,
-                   native: bool = False) -> dict[str, Any]:
-    """py-spy record (blocking sampling: consistent stacks, some slowdown) while wrk PUTs at c=`conns`.
+                   native: bool = False, workload: str = "put") -> dict[str, Any]:
+    """py-spy record (blocking sampling: consistent stacks, some slowdown) while wrk runs
+    ``workload`` (``--profile-workload``, default PUT) at c=`conns`, on every server of a cluster.
 
     The wrk figures of this pass are kept apart (type "profile"): they are not benchmark results.
-    The collapsed stacks (--format raw) open in speedscope or flamegraph.pl; the top list is printed.
+    The collapsed stacks (--format raw, one file per server: ``-s<i>``, the leader marked) open in
+    speedscope or flamegraph.pl; the top list of each is printed.
     """
     py_spy = ensure_py_spy()
-    raw = RESULTS / f"{stamp}-profile-put-c{conns}{'-native' if native else ''}.txt"
-    log(f"profiling muster (pid {muster.pid}) under PUT c={conns} for {duration:g}s with py-spy")
-    spy = subprocess.Popen(
-        [py_spy, "record", "-r", "100", "-d", f"{int(duration)}", "-p", str(muster.pid), "--format", "raw",
-         "-o", str(raw), *(["--native"] if native else [])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
+    wl = WORKLOADS[workload]
+    pids = muster.all_pids()
+    log(f"profiling muster (pids {pids}, leader {muster.pid}) under {workload} c={conns} for {duration:g}s with py-spy")
+    raws: list[tuple[int, Path]] = []
+    spies: list[subprocess.Popen[bytes]] = []
+    for i, pid in enumerate(pids):
+        role = "-leader" if pid == muster.pid and len(pids) > 1 else ""
+        name = f"{stamp}-profile-{workload}-c{conns}{'-native' if native else ''}"
+        raw = RESULTS / (f"{name}-s{i}{role}.txt" if len(pids) > 1 else f"{name}.txt")
+        raws.append((pid, raw))
+        spies.append(subprocess.Popen(
+            [py_spy, "record", "-r", "100", "-d", f"{int(duration)}", "-p", str(pid), "--format", "raw",
+             "-o", str(raw), *(["--native"] if native else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        ))
     try:
         time.sleep(0.5)  # let py-spy attach
-        wrk = run_wrk(muster.url, "muster.lua", ("put",), conns, duration, threads, [muster.pid])
-        try:
-            _, err = spy.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            spy.kill()
-            _, err = spy.communicate(timeout=5)
-        if spy.returncode:
-            log(f"py-spy exited {spy.returncode}: {err.decode(errors='replace')[-500:]}")
+        wrk = run_wrk(muster.url, "muster.lua", wl.muster_args, conns, duration, threads, pids)
+        for spy in spies:
+            try:
+                _, err = spy.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                _, err = spy.communicate(timeout=5)
+            if spy.returncode:
+                log(f"py-spy exited {spy.returncode}: {err.decode(errors='replace')[-500:]}")
     finally:
-        if spy.poll() is None:
-            spy.kill()
-            spy.wait(5)
-    summary = hot_spots(raw) if raw.exists() else "no profile written"
-    raw.with_name(raw.stem + "-top.txt").write_text(summary + "\n")
-    print(summary)
-    return {"raw": str(raw), "wrk": wrk, "summary": summary}
+        for spy in spies:
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait(5)
+    summaries = []
+    for pid, raw in raws:
+        summary = hot_spots(raw) if raw.exists() else "no profile written"
+        summary = f"== {raw.name} (pid {pid}{', leader' if pid == muster.pid else ''})\n{summary}"
+        raw.with_name(raw.stem + "-top.txt").write_text(summary + "\n")
+        print(summary)
+        summaries.append(summary)
+    return {"raw": [str(r) for _, r in raws], "wrk": wrk, "workload": workload, "summary": "\n\n".join(summaries)}
 
 
 # --------------------------------------------------------------------------- report
@@ -667,6 +695,9 @@ def summarise(rows: list[dict[str, Any]], workloads: list[Workload], concs: list
             if wpf:
                 fps = med([x["leader_fsyncs_per_s"] for x in m if x.get("writes_per_fsync")])
                 notes.append(f"leader {fps:,.0f} fsyncs/s, {med(wpf):.1f} writes/fsync")
+            rpr = [x["reads_per_round"] for x in m if x.get("reads_per_round")]
+            if rpr:
+                notes.append(f"{med(rpr):.1f} reads per ReadIndex round")
             runs = max(len(m), len(e))
             notes.append(f"median of {runs}" if runs > 1 else "1 run")
             out.append(
@@ -709,7 +740,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="with --muster-cluster: extra -hcl for every server (repeatable), e.g. "
                         "'raft_snapshot_interval = \"1s\"' so a snapshot falls inside every cell")
     p.add_argument("--watchers", type=int, default=0, help="also hold N idle blocking queries (bench/watchers.py)")
-    p.add_argument("--profile", action="store_true", help="profile Muster with py-spy under PUT load at c=64")
+    p.add_argument("--profile", action="store_true",
+                   help="profile Muster (every server of a cluster) with py-spy under load at c=64")
+    p.add_argument("--profile-workload", default="put", choices=list(WORKLOADS),
+                   help="with --profile: the workload to profile under (default put)")
     p.add_argument("--quiet-wait", type=float, default=5.0,
                    help="before each measurement wait up to S s for the shared machine to be quiet (0: don't)")
     p.add_argument("--quiet-below", type=float, default=40.0,
@@ -779,14 +813,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "concurrency": concs, "threads": args.threads, "workloads": names, "targets": sorted(targets),
             "keys": KEYS, "value_bytes": len(VALUE), "argv": sys.argv,
             "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+            # set when the servers ran another tree's code (a before/after comparison)
+            "pythonpath": os.environ.get("PYTHONPATH"),
         })
 
-        if workloads and any(w.read for w in workloads):
+        profiling_reads = (args.profile or args.profile_native) and WORKLOADS[args.profile_workload].read
+        if (workloads and any(w.read for w in workloads)) or profiling_reads:
             if etcd:
                 leader = etcd.leader_url
                 populate("etcd", lambda k: ("POST", leader + "/v3/kv/put", json.dumps(
                     {"key": b64(f"bench/{k}".encode()), "value": b64(VALUE)}).encode()))
-            if muster and "muster" in targets:
+            if muster and ("muster" in targets or profiling_reads):
                 url = muster.url
                 populate("muster", lambda k: ("PUT", f"{url}/v1/kv/bench/{k}", VALUE))
 
@@ -807,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             res = dict(etcd_cache[key], reused=True)
                         else:
                             busy = wait_quiet(args.quiet_below, args.quiet_wait) if args.quiet_wait > 0 else None
-                            counted = target == "muster" and args.muster_cluster and not w.read
+                            counted = target == "muster" and args.muster_cluster
                             before = raft_counters(url) if counted else {}
                             res = run_wrk(url, script, wargs, c, args.duration, args.threads, pids)
                             res["busy_before_pct"] = busy
@@ -832,11 +869,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 + (f"  ({bad} non-2xx/miss/timeout)" if bad else "")
                                 + ("  (reused)" if res.get("reused") else "")
                                 + (f"  leader: {res['leader_fsyncs']} fsyncs, {res['writes_per_fsync']} writes/fsync"
-                                   if res.get("leader_fsyncs") else ""))
+                                   if res.get("leader_fsyncs") else "")
+                                + (f"  {res['reads_per_round']} reads/ReadIndex round" if res.get("reads_per_round") else "")
+                                + (f"  us/req per server {res['server_cpu_us_per_req_each']}"
+                                   if len(res.get("server_cpu_us_per_req_each", [])) > 1 else ""))
 
         if (args.profile or args.profile_native) and muster:
             prof = profile_muster(muster, GOAL_C, max(args.duration, 10.0), args.threads, stamp,
-                                  args.profile_native)
+                                  args.profile_native, args.profile_workload)
             record({"type": "profile", **prof})
 
         if args.watchers and muster:

@@ -69,7 +69,7 @@ from .state.kvhistory import HistoryPolicy
 from .telemetry.audit import AuditLog
 from .telemetry.logstream import Monitors
 from .telemetry.metrics import Labels, default_metrics
-from .telemetry.runtime import Collector
+from .telemetry.runtime import Collector, freeze_startup_heap
 from .version import VERSION
 
 if TYPE_CHECKING:
@@ -691,6 +691,8 @@ async def _amain(config: Config, argv: list[str] | None) -> int:
         with contextlib.suppress(Exception):
             await proc.stop()
         return 1
+    frozen = freeze_startup_heap()
+    log.debug("gc: %d start-up objects moved to the permanent generation", frozen)
     await lifecycle.stopping.wait()
     log.info("shutting down")
     with contextlib.suppress(Exception):

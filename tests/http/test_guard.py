@@ -91,6 +91,56 @@ async def test_slow_headers_of_a_later_keep_alive_request_are_dropped_too() -> N
         await lst.stop()
 
 
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    """The keep-alive wait shares the connection's one timer with the header deadline: an idle
+    connection is closed after ``timeout_keep_alive``, not before, and a request in time is served."""
+    lst = Listener(_app(), "127.0.0.1", 0, limits=ConnLimits(200), header_timeout=5.0)
+    lst.server.config.timeout_keep_alive = 0.4
+    await lst.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lst.port)
+        loop = asyncio.get_running_loop()
+        for _ in range(3):  # each wait shorter than the timeout: the connection stays open
+            assert (await _answer(reader, writer)).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(0.2)
+        assert (await _answer(reader, writer)).startswith(b"HTTP/1.1 200")
+        idle_from = loop.time()
+        assert await asyncio.wait_for(reader.read(1), 5) == b""  # closed by the server
+        assert 0.35 <= loop.time() - idle_from < 4.0  # the keep-alive timeout, not the header deadline
+        writer.close()
+    finally:
+        await lst.stop()
+
+
+async def test_the_header_deadline_after_a_long_keep_alive_wait_is_still_the_header_timeout() -> None:
+    """A header block that opens during a long keep-alive wait gets the (shorter) header deadline."""
+    lst = Listener(_app(), "127.0.0.1", 0, limits=ConnLimits(200), header_timeout=0.3)
+    lst.server.config.timeout_keep_alive = 30
+    await lst.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lst.port)
+        loop = asyncio.get_running_loop()
+        assert (await _answer(reader, writer)).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.5)  # idle past the header timeout: kept open (keep-alive is 30 s)
+        assert (await _answer(reader, writer)).startswith(b"HTTP/1.1 200")
+        writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+        await writer.drain()
+        began = loop.time()
+        assert await asyncio.wait_for(reader.read(4096), 5) == b""
+        assert loop.time() - began < 2.0
+        writer.close()
+    finally:
+        await lst.stop()
+
+
 async def _exchange(port: int, *parts: bytes) -> bytes:
     """Send ``parts`` as separate writes (separate reads on the server when the network keeps
     them apart; the guard must hold however they are coalesced), half-close, read to the end."""
@@ -259,3 +309,65 @@ async def test_a_keep_alive_response_leaves_in_one_write_through_the_guarded_pro
     assert b"line\n" in b"".join(e for e in real.events if isinstance(e, bytes))
     proto.connection_lost(None)  # type: ignore[attr-defined]
     await asyncio.sleep(0)
+
+
+# --- a request started without a task ---------------------------------------------------------
+
+
+async def test_a_request_runs_without_a_task_until_it_waits_then_in_a_tracked_task() -> None:
+    """Fed from a loop callback (as a socket's reads are), a request that is answered without
+    waiting leaves no task behind; one that waits continues in a task the server tracks, which
+    sees the app's awaits through to the end and hands a cancellation down to the app."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    gate: asyncio.Future[None] | None = None
+    seen: list[str] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        path = scope["path"]
+        seen.append(f"{path} task={asyncio.current_task() is not None}")
+        if path == "/wait":
+            try:
+                assert gate is not None
+                await gate
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+            await asyncio.sleep(0)
+            seen.append(f"resumed task={asyncio.current_task() is not None}")
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    cfg = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
+    cfg.load()
+    state = ServerState()
+    real = _Recorder()
+    proto = guarded_protocol(ConnLimits(0))(config=cfg, server_state=state, app_state={})  # type: ignore[call-arg]
+    proto.connection_made(real)
+    loop = asyncio.get_running_loop()
+
+    async def feed(path: bytes) -> None:
+        loop.call_soon(proto.data_received, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    await feed(b"/now")
+    assert seen == ["/now task=False"] and not state.tasks
+    assert real.events[-1] == b"ok"
+    gate = loop.create_future()
+    await feed(b"/wait")
+    assert len(state.tasks) == 1
+    gate.set_result(None)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert seen[1:] == ["/wait task=False", "resumed task=True"] and not state.tasks
+    assert real.events[-1] == b"ok"
+    gate = loop.create_future()
+    await feed(b"/wait")
+    (task,) = state.tasks
+    task.cancel()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert seen[-1] == "cancelled" and task.done()
+    proto.connection_lost(None)  # type: ignore[attr-defined]

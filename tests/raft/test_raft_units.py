@@ -341,3 +341,45 @@ def test_vote_messages_wait_for_the_fsync() -> None:
     early, late = rd.early_messages()
     assert not early
     assert {m.type for m in late} == {MsgType.PRE_VOTE}
+
+
+def _read_heartbeats(core: RaftCore, st: MemoryStorage) -> dict[str, bytes]:
+    rd = core.ready()
+    _done(core, st, rd)
+    return {m.to: m.context for m in rd.messages if m.type is MsgType.HEARTBEAT}
+
+
+def test_read_rounds_ask_the_last_quorum_and_fall_back_to_everyone() -> None:
+    """A ReadIndex round asks every follower until one round completes; later rounds ask only
+    the followers that completed it (a quorum with the leader).  If they stop answering, the
+    next periodic heartbeat carries the pending read to everyone and any quorum answers it."""
+    core, st = _elected_leader_of_three()
+    core.read_index(b"r1")
+    assert _read_heartbeats(core, st) == {"n2": b"r1", "n3": b"r1"}
+    core.step(Message(type=MsgType.HEARTBEAT_RESP, to="n1", frm="n3", term=1, context=b"r1"))
+    rd = core.ready()
+    assert [rs.context for rs in rd.read_states] == [b"r1"]
+    _done(core, st, rd)
+    # n3 made the quorum: the next round asks n3 only, and n3 alone answers it.
+    core.read_index(b"r2")
+    assert _read_heartbeats(core, st) == {"n3": b"r2"}
+    core.step(Message(type=MsgType.HEARTBEAT_RESP, to="n1", frm="n3", term=1, context=b"r2"))
+    rd = core.ready()
+    assert [rs.context for rs in rd.read_states] == [b"r2"]
+    _done(core, st, rd)
+    # n3 goes silent: the read waits for the periodic heartbeat, which asks everyone, and n2's
+    # answer to it completes the round (and makes n2 the one asked next).
+    core.read_index(b"r3")
+    assert _read_heartbeats(core, st) == {"n3": b"r3"}
+    for _ in range(core.cfg.heartbeat_ticks):
+        core.tick()
+    assert _read_heartbeats(core, st) == {"n2": b"r3", "n3": b"r3"}
+    core.step(Message(type=MsgType.HEARTBEAT_RESP, to="n1", frm="n2", term=1, context=b"r3"))
+    rd = core.ready()
+    assert [rs.context for rs in rd.read_states] == [b"r3"]
+    _done(core, st, rd)
+    core.read_index(b"r4")
+    assert _read_heartbeats(core, st) == {"n2": b"r4"}
+    # One acknowledgement of a heartbeat sent before the request never answers it.
+    core.step(Message(type=MsgType.HEARTBEAT_RESP, to="n1", frm="n3", term=1, context=b"r3"))
+    assert not core.ready().read_states

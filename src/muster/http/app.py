@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -38,6 +38,11 @@ NOT_ROUTE = "Invalid URL path: not a recognized HTTP API endpoint\n"
 REQUEST_LINE = "Request finished: method=%s url=%s from=%s latency=%.3fms"
 #: Writes whose body may name the datacenter (``Datacenter``) instead of ``?dc``.
 BODY_DC_PATHS = frozenset({"/v1/catalog/register", "/v1/catalog/deregister"})
+#: Content types whose encoded header block ``App._send`` keeps (the handlers use a handful).
+MAX_TYPED_HEADERS = 64
+#: Response header names as uvicorn takes them (lowercase bytes), encoded once per name.
+_HEADER_NAMES: dict[str, bytes] = {}
+MAX_HEADER_NAMES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,9 @@ class Route:
     methods: tuple[str, ...]
     handler: Handler
     prefix: bool = False
+    #: method -> this route's metrics series (``api.http``, legacy), filled by ``App`` on first
+    #: use so that a request finds them with one dict probe
+    series: dict[str, tuple[Series, Series]] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _printable(s: str) -> bool:
@@ -71,6 +79,17 @@ def _log_query(raw: bytes) -> str:
         return text
     pairs = [(k, "<hidden>" if k == "token" else v) for k, v in parse_qsl(text, keep_blank_values=True)]
     return urlencode(sorted(pairs, key=lambda kv: kv[0]))
+
+
+async def _own_task() -> asyncio.Task[Any] | None:
+    """The task that serves this request.  The guarded protocol runs a request's first step
+    before any task exists (``guard``: started without a task); one turn of the loop moves the
+    request into its task, which a hang-up then cancels."""
+    me = asyncio.current_task()
+    if me is None:
+        await asyncio.sleep(0)
+        me = asyncio.current_task()
+    return me
 
 
 class Router:
@@ -129,6 +148,8 @@ class App:
         for k, v in extra_headers or []:
             base.append((k.lower().encode(), v.encode()))
         self._base_headers = base
+        #: content type -> the base headers plus its ``content-type`` header, encoded once
+        self._typed_headers: dict[str, list[tuple[bytes, bytes]]] = {}
         #: Where request timings go (``consul.api.http`` and, when ``legacy_http_metrics``,
         #: Consul 1.9's ``consul.http.<METHOD>.<path>``); None records nothing.
         self.metrics: Metrics | None = None
@@ -137,8 +158,6 @@ class App:
         self.audit: AuditLog | None = None
         self.audit_identity: Callable[[Request], tuple[str, str]] | None = None
         self.legacy_http_metrics = False
-        #: route path -> method -> the route's series (``api.http``, and the legacy one or None)
-        self._route_series: dict[str, dict[str, tuple[Series, Series]]] = {}
 
     async def __call__(
         self,
@@ -157,9 +176,7 @@ class App:
                     return
         if kind != "http":
             return
-        headers: dict[str, str] = {}
-        for k, v in scope["headers"]:
-            headers[k.decode("latin-1")] = v.decode("latin-1")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client")
         req = Request(
             scope["method"],
@@ -223,7 +240,7 @@ class App:
         One small watcher task per waiting query (measured in BENCHMARKS.md: waiting on both
         with ``asyncio.wait`` doubled the cost of waking 10,000 watchers)."""
         req._body = b""  # a GET has no body; `receive` now only reports the disconnect
-        me = asyncio.current_task()
+        me = await _own_task()
         hung_up = False
 
         async def watch() -> None:
@@ -296,12 +313,9 @@ class App:
         try:
             return await route.handler(req)
         finally:
-            per_route = self._route_series.get(route.path)
-            if per_route is None:
-                per_route = self._route_series[route.path] = {}
-            series = per_route.get(method)
+            series = route.series.get(method)
             if series is None or series[0].registry is not m:
-                series = per_route[method] = (
+                series = route.series[method] = (
                     m.series("api.http", (("method", method), route_label(route.path))),
                     m.series(legacy_http_key(method, route.path)),
                 )
@@ -325,7 +339,7 @@ class App:
             hdrs.append((b"content-type", resp.content_type.encode()))
         for k, v in resp.headers:
             hdrs.append((k.lower().encode("latin-1"), v.encode("latin-1")))
-        me = asyncio.current_task()
+        me = await _own_task()
         hung_up = False
 
         async def watch() -> None:
@@ -367,11 +381,24 @@ class App:
     ) -> None:
         """The response with its Content-Length; through the guarded protocol (``coalesce``) the
         header block and the body leave in one write (``guard.CoalescingTransport``)."""
-        hdrs = list(self._base_headers)
-        if resp.content_type:
-            hdrs.append((b"content-type", resp.content_type.encode()))
+        ct = resp.content_type
+        if ct:
+            typed = self._typed_headers.get(ct)
+            if typed is None:
+                typed = self._base_headers + [(b"content-type", ct.encode())]
+                if len(self._typed_headers) < MAX_TYPED_HEADERS:
+                    self._typed_headers[ct] = typed
+            hdrs = typed.copy()
+        else:
+            hdrs = self._base_headers.copy()
+        names = _HEADER_NAMES
         for k, v in resp.headers:
-            hdrs.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+            name = names.get(k)
+            if name is None:
+                name = k.lower().encode("latin-1")
+                if len(names) < MAX_HEADER_NAMES:
+                    names[k] = name
+            hdrs.append((name, v.encode("latin-1")))
         body = resp.body
         hdrs.append((b"content-length", str(len(body)).encode()))
         if coalesce is None:

@@ -25,20 +25,41 @@ The same subclass sends a response's header block and its body in one write
 ``SCOPE_KEY``, calls ``hold()`` before the start message and ``release()`` after the body, so
 the bytes, their order and the moment the response is complete are unchanged.
 
-The header deadline costs no timer per request (a ``call_later`` plus its cancel was ~1.5 us
-on every keep-alive request): the protocol notes when the header phase began (accept, or a
-request's first byte) and clears it when the headers are complete; one timer per connection
-runs only while a header phase is open, fires at that phase's deadline, and re-arms itself
-for a later phase or closes the connection.  Invariant: while a header phase is open, a timer
-is pending at or before its deadline.
+The header deadline and uvicorn's keep-alive timeout cost no timer per request (a
+``call_later`` plus its cancel was ~1.5 us on every keep-alive request, and uvicorn arms one per
+response for the keep-alive wait): the protocol notes when the open phase ends (``_deadline``:
+a header block, from the accept or a request's first byte until its headers are complete; or
+the keep-alive wait, from a response's end until the next byte arrives) and clears it when the
+phase closes.  One timer per connection runs only while a phase is open; it fires at most
+``min(header_timeout, timeout_keep_alive)`` after it was armed (no phase is shorter), closes
+the connection if the open phase's deadline has passed and otherwise re-arms itself for that
+deadline or one step, whichever is sooner.  Invariant: while a phase is open, a timer is
+pending at or before its deadline.  The parser is fed from one ``data_received`` override
+that also ends the keep-alive wait and counts the header block's bytes.
+
+A request starts without a task: uvicorn creates an ``asyncio.Task`` per request, scheduled
+for the next turn of the loop.  Here a request whose headers complete while a chunk is parsed
+is run, once the whole chunk is parsed (its body may be in it), by stepping its coroutine
+straight from ``data_received``; most requests of a ``-dev`` agent (a KV GET or PUT) are
+answered in that first step and never need a task.  A request that waits continues in a task
+(``_Rest``: the coroutine's remaining steps, every future it waits on passed up and every
+value or cancellation passed down), tracked by uvicorn's server like its own.  Until its
+first wait, a request has no current task (``asyncio.current_task()`` is None): code that
+needs its task (``App``'s hang-up watchers) yields to the loop once first (``app._own_task``);
+``asyncio.timeout`` would need the same.  Fed from inside a task (tests), a request gets its
+own task as in uvicorn.  This is the ``eager_start`` of Python 3.12's tasks, done by hand for
+3.11.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+from collections.abc import Coroutine, Generator
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("muster.http")
@@ -153,6 +174,43 @@ class CoalescingTransport(asyncio.Transport):
         return self._t.get_write_buffer_limits()
 
 
+class _Rest:
+    """The rest of a coroutine that already ran its first step: awaiting this passes every
+    future it waits on up to the task that awaits it, and every value or exception (a
+    cancellation) back down, as ``await coro`` would have from the start."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self._coro
+        pending = self._first
+        self._first = None
+        while True:
+            try:
+                value = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed to the coroutine, as await does
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    pending = coro.send(value)
+                except StopIteration:
+                    return
+
+
+async def _finish(rest: _Rest) -> None:
+    await rest
+
+
 class HeaderBlockTooLarge(Exception):
     """Raised inside the parser's headers-complete callback to stop an oversized request."""
 
@@ -198,12 +256,20 @@ def guarded_protocol(
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _guard_ip: str | None = None
-        _header_timer: asyncio.TimerHandle | None = None
-        #: loop time the open header phase began; None when no header phase is open
-        _began: float | None = None
+        #: the connection's one deadline timer (module docstring); None when none is pending
+        _timer: asyncio.TimerHandle | None = None
+        #: loop time the open phase (header block or keep-alive idle) ends; None when none is open
+        _deadline: float | None = None
+        #: the open phase is the keep-alive wait between requests (else a header block)
+        _idle: bool = False
+        #: the timer's period: no phase is shorter, so a pending timer is never late
+        _step: float = 0.0
         _header_bytes: int = -1
         #: length of the chunk being parsed (read by on_headers_complete)
         _chunk_len: int = 0
+        #: inside ``data_received``'s feed: a request whose headers complete waits here
+        _feeding: bool = False
+        _ready: tuple[Any, Any] | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(CoalescingTransport(transport))
@@ -213,31 +279,60 @@ def guarded_protocol(
                 transport.close()
                 return
             self._guard_ip = ip
-            self._arm()
+            self._step = min(header_timeout, float(self.timeout_keep_alive))
+            self._open(header_timeout, False)
 
-        def _arm(self) -> None:
-            began = self._began = self.loop.time()
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_at(began + header_timeout, self._check_headers)
+        def _open(self, timeout: float, idle: bool) -> None:
+            now = self.loop.time()
+            self._deadline = now + timeout
+            self._idle = idle
+            if self._timer is None:
+                self._timer = self.loop.call_at(now + self._step, self._check_deadline)
 
-        def _check_headers(self) -> None:
-            self._header_timer = None
-            began = self._began
-            if began is None:
-                return  # no header phase open: the next one arms a timer again
-            deadline = began + header_timeout
-            if self.loop.time() < deadline - 0.005:  # a later request's phase: wait for its deadline
-                self._header_timer = self.loop.call_at(deadline, self._check_headers)
+        def _check_deadline(self) -> None:
+            self._timer = None
+            deadline = self._deadline
+            if deadline is None:
+                return  # no phase open: the next one arms a timer again
+            now = self.loop.time()
+            if now < deadline - 0.005:  # a later phase: wait, but never past a step (a shorter phase may open)
+                self._timer = self.loop.call_at(min(deadline, now + self._step), self._check_deadline)
+                return
+            self._deadline = None
+            if self._idle:  # uvicorn's keep-alive timeout
+                if not self.transport.is_closing():
+                    self.transport.close()
                 return
             log.debug("closing HTTP connection from %s: headers not complete within %.0fs", self._guard_ip, header_timeout)
             self.transport.close()
 
         def data_received(self, data: bytes) -> None:
-            self._chunk_len = len(data)
-            super().data_received(data)
+            if self._idle:  # the keep-alive wait ends with any byte (uvicorn's rule)
+                self._idle = False
+                self._deadline = None
+            n = self._chunk_len = len(data)
+            self._feeding = True
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+                return
+            except httptools.HttpParserUpgrade:
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._unsupported_upgrade_warning()
+            finally:
+                self._feeding = False
+                ready = self._ready
+                if ready is not None:
+                    self._ready = None
+                    self._run_eagerly(*ready)
             if self._header_bytes < 0 or self.transport.is_closing():
                 return
-            self._header_bytes += len(data)
+            self._header_bytes += n
             if self._header_bytes > max_header_bytes:
                 self._too_large()
 
@@ -255,7 +350,7 @@ def guarded_protocol(
             super().on_message_begin()
             self.scope[SCOPE_KEY] = self.transport  # type: ignore[literal-required]
             self._header_bytes = 0
-            self._arm()
+            self._open(header_timeout, False)
 
         def _block_size(self) -> int:
             """The request target plus every ``name: value\\r\\n`` line of this block."""
@@ -268,13 +363,47 @@ def guarded_protocol(
                 # for parser errors then finds the transport closing and writes nothing more.
                 raise HeaderBlockTooLarge
             self._header_bytes = -1
-            self._began = None
+            self._deadline = None
             super().on_headers_complete()
 
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if self._feeding:  # run it once the chunk is parsed (its body may be in it)
+                self._ready = (cycle, app)
+            else:
+                super()._start_asgi_task(cycle, app)
+
+        def _run_eagerly(self, cycle: Any, app: Any) -> None:
+            if asyncio.current_task() is not None:  # fed from a task (tests): its own task, as before
+                super()._start_asgi_task(cycle, app)
+                return
+            coro = cycle.run_asgi(app)
+            ctx = contextvars.copy_context()
+            try:
+                first = ctx.run(coro.send, None)
+            except StopIteration:
+                return  # answered without waiting: no task needed
+            task = self.loop.create_task(_finish(_Rest(coro, first)), context=ctx)
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+
+        def on_response_complete(self) -> None:
+            # uvicorn's, with the keep-alive wait as a phase of the connection's one timer
+            # instead of a call_later per response (and its cancel on the next byte).
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            elif self._deadline is None:  # else the next request's header block is open already
+                self._open(self.timeout_keep_alive, True)
+
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._deadline = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._guard_ip is not None:
                 limits.release(self._guard_ip)
                 self._guard_ip = None

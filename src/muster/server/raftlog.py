@@ -21,7 +21,8 @@ Reads.  ``read_barrier(consistent=True)`` is Raft's ReadIndex (the leader confir
 leadership with a quorum heartbeat round after the request arrived, then waits until it has
 applied the read index).  Rounds are batched: at most one is in flight, and every read that
 arrives meanwhile waits for the next one, which starts when it ends and so was requested after
-each of them arrived (one quorum round answers them all).  A follower asks the leader for that index and waits until it has
+each of them arrived (one quorum round answers them all).  The reads of a batch await one
+shared future (``_SharedRead``) with one expiry timer: nothing is allocated per read.  A follower asks the leader for that index and waits until it has
 applied it locally, so follower reads are linearizable too.  The default mode skips the quorum
 round (the leader answers with its commit index), which is Consul's documented default.
 
@@ -152,10 +153,17 @@ class ReplicatedLog:
         #: The snapshot being taken (``_maybe_snapshot``), if any.
         self._snapshotting: asyncio.Future[None] | None = None
         self._pending: dict[int, tuple[int, asyncio.Future[Any]]] = {}
-        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._reads: dict[bytes, _SharedRead] = {}
         self._read_seq = 0
-        #: Reads waiting for the next ReadIndex round (one future shared by all of them).
-        self._read_next: asyncio.Future[int] | None = None
+        self._node_id_bytes = node_id.encode()
+        #: Reads waiting for the next ReadIndex round (one future shared by all of them),
+        #: and how many joined it.
+        self._read_next: _SharedRead | None = None
+        self._read_next_count = 0
+        #: Leader-side counters (``raft.leader.readIndexRounds``/``readIndexReads``): quorum
+        #: rounds started for ``?consistent`` reads and the reads they answered.
+        self.read_rounds = 0
+        self.read_round_reads = 0
         #: Whether a ReadIndex round is in flight (at most one at a time).
         self._read_round_active = False
         #: Leader-side counters, also in the metrics (``raft.leader.fsyncs``,
@@ -368,31 +376,45 @@ class ReplicatedLog:
     async def _read_index_local(self, consistent: bool) -> int:
         if not consistent:
             return self.core.committed
+        # The hot path of ``?consistent``: no allocation per read.  Every read awaits the
+        # batch's one shared future directly; its expiry is the batch's one timer.
         fut = self._read_next
         if fut is None:
-            fut = self._read_next = asyncio.get_running_loop().create_future()
-            if not self._read_round_active:
-                self._start_read_round()
-        try:
-            # shield: a reader that goes away (client hung up) must not cancel the round
-            # the other readers share.
-            return await asyncio.wait_for(asyncio.shield(fut), self.t.rpc_hold_timeout)
-        except TimeoutError:
-            raise NoLeader() from None
+            fut = self._new_read_batch()
+        self._read_next_count += 1
+        return await fut
+
+    def _new_read_batch(self) -> _SharedRead:
+        """The future of the next ReadIndex round, with its one expiry timer: the core drops a
+        read silently when leadership moves, so nobody waits past ``rpc_hold_timeout``."""
+        loop = asyncio.get_running_loop()
+        fut = self._read_next = _SharedRead(loop=loop)
+        self._read_next_count = 0
+        expire = loop.call_later(self.t.rpc_hold_timeout, _expire_read, fut)
+        fut.add_done_callback(lambda f: self._read_round_done(f, expire))
+        if not self._read_round_active:
+            loop.call_soon(self._start_read_round)
+        return fut
 
     def _start_read_round(self) -> None:
-        """Start one ReadIndex round for every read waiting in ``_read_next``."""
+        """Start one ReadIndex round for every read waiting in ``_read_next``.
+
+        Called soon after the first read of a batch arrived (``call_soon``: reads that arrive
+        in the same loop iteration join it), or when the previous round ends."""
         fut, self._read_next = self._read_next, None
-        if fut is None or fut.done():
-            self._read_round_active = False
+        if fut is None or fut.done() or self._read_round_active:
+            if fut is not None and not fut.done():
+                self._read_next = fut  # a round is in flight: this batch waits for it to end
             return
         self._read_round_active = True
         self._read_seq += 1
-        ctx = f"{self.node_id}/{self._read_seq}".encode()
+        self.read_rounds += 1
+        self.read_round_reads += self._read_next_count
+        METRICS.incr("raft.leader.readIndexRounds")
+        METRICS.incr("raft.leader.readIndexReads", float(self._read_next_count))
+        ctx = b"%s/%d" % (self._node_id_bytes, self._read_seq)
+        fut.context = ctx
         self._reads[ctx] = fut
-        loop = asyncio.get_running_loop()
-        expire = loop.call_later(self.t.rpc_hold_timeout, self._expire_read, fut)
-        fut.add_done_callback(lambda f: self._read_round_done(ctx, f, expire))
         try:
             self.core.read_index(ctx)
         except (RaftNotLeader, ProposalDropped):
@@ -400,19 +422,15 @@ class ReplicatedLog:
             return
         self._kick.set()
 
-    @staticmethod
-    def _expire_read(fut: asyncio.Future[int]) -> None:
-        # The core drops a read silently when leadership moves; never wait forever.
-        if not fut.done():
-            fut.set_exception(NoLeader())
-
-    def _read_round_done(self, ctx: bytes, fut: asyncio.Future[int], expire: asyncio.TimerHandle) -> None:
+    def _read_round_done(self, fut: asyncio.Future[int], expire: asyncio.TimerHandle) -> None:
         expire.cancel()
-        self._reads.pop(ctx, None)
+        ctx = fut.context if isinstance(fut, _SharedRead) else None
+        if ctx is not None:
+            self._reads.pop(ctx, None)
+            self._read_round_active = False
         if not fut.cancelled():
             fut.exception()  # retrieved here: every reader may have gone already
-        self._read_round_active = False
-        if self._read_next is not None:
+        if self._read_next is not None and not self._read_round_active:
             self._start_read_round()
 
     async def wait_applied(self, index: int) -> None:
@@ -711,6 +729,31 @@ class ReplicatedLog:
             log.error("raft: snapshot at index %d failed: %s", meta.index, err)
         finally:
             self._snapshotting = None
+
+
+class _SharedRead(asyncio.Future[int]):
+    """The answer of one ReadIndex round (its read index), awaited by every read of the batch.
+
+    It refuses ``cancel``: a reader that goes away (its client hung up, so its task is
+    cancelled) must not cancel the round the other readers share.  asyncio's ``Task.cancel``
+    then marks the task and raises ``CancelledError`` in it once this future is done, which the
+    batch's expiry timer bounds.  The driver resolves it with a result or an exception only."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        #: The ReadIndex context of the round answering it; None until the round starts.
+        self.context: bytes | None = None
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        return False
+
+
+def _expire_read(fut: asyncio.Future[int]) -> None:
+    # The core drops a read silently when leadership moves; never wait forever.
+    if not fut.done():
+        fut.set_exception(NoLeader())
 
 
 class _Retry(Exception):

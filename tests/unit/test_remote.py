@@ -250,3 +250,50 @@ async def test_mirror_view_indexes_are_not_rebuilt_by_check_updates() -> None:
                                        checks=[{"Node": "n1", "CheckID": "c", "Name": "c", "Status": "critical"}]))
     rows = ep.view(server.store, ["web"], [], ["10.0.0.1"])
     assert ep._names is names and ep._addrs is addrs and set(rows["checks"]["n1"]) == {"c"}
+
+
+async def test_mirror_query_wakes_only_for_what_the_client_follows() -> None:
+    server = dev_server()
+    ep = endpoints(server)
+    await server.apply(RegisterCommand(node={"Node": "me", "Address": "10.0.0.9"}))
+    await server.apply(RegisterCommand(node={"Node": "srv", "Address": "10.0.0.10"},
+                                       service={"ID": "consul", "Service": "consul", "Port": 8300}))
+    ask = {"client": "c1", "nodes": ["me", "later"], "services": ["consul", "web"], "wait": 60}
+
+    async def held() -> tuple[asyncio.Task[dict[str, Any]], str]:
+        first = await ep.rpc_catalog_mirror({**ask, "wait": 0})
+        task = asyncio.create_task(ep.rpc_catalog_mirror({**ask, "digest": first["digest"]}))
+        await asyncio.sleep(0.01)
+        return task, first["digest"]
+
+    # writes about nodes and services the client does not follow: no wake, no answer
+    task, digest = await held()
+    for i in range(20):
+        await server.apply(RegisterCommand(node={"Node": f"other{i}", "Address": "10.0.1.1"},
+                                           service={"ID": "db", "Service": "db", "Port": 1},
+                                           checks=[{"Node": f"other{i}", "CheckID": "serfHealth", "Name": "s",
+                                                    "Status": "critical"}]))
+    await asyncio.sleep(0.02)
+    assert not task.done() and ep.wakes == 0
+
+    # each followed thing wakes the query, which answers a new view
+    related = [
+        RegisterCommand(node={"Node": "me", "Address": "10.0.0.9"}, skip_node_update=True,  # own node's check
+                        checks=[{"Node": "me", "CheckID": "serfHealth", "Name": "s", "Status": "critical"}]),
+        RegisterCommand(node={"Node": "srv", "Address": "10.0.0.11"}),  # a server's node row
+        RegisterCommand(node={"Node": "LATER", "Address": "10.0.0.12"}),  # a followed node appears (any case)
+        RegisterCommand(node={"Node": "n5", "Address": "10.0.0.13"},  # a proxy for a followed service
+                        service={"ID": "p", "Service": "web-proxy", "Port": 2, "Kind": "connect-proxy",
+                                 "Proxy": {"DestinationServiceName": "web"}}),
+        RegisterCommand(node={"Node": "n5", "Address": "10.0.0.13"}, skip_node_update=True,  # that proxy's check
+                        checks=[{"Node": "n5", "CheckID": "pc", "Name": "pc", "ServiceID": "p",
+                                 "Status": "passing"}]),
+    ]
+    for n, cmd in enumerate(related, 1):
+        await server.apply(cmd)
+        res = await asyncio.wait_for(task, 5)
+        assert res["blob"] is not None and res["digest"] != digest and ep.wakes == n
+        task, digest = await held()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

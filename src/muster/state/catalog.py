@@ -53,6 +53,33 @@ def same_row(new: msgspec.Struct, old: msgspec.Struct) -> bool:
     return msgspec.structs.replace(new, create_index=old.create_index, modify_index=old.modify_index) == old  # type: ignore[attr-defined]
 
 
+#: Watch-only names (no index, never in a snapshot) that fire on every change about one node or
+#: one service name, keyed by the lowercase name, so that a follower of a name that does not
+#: exist yet (in any case) is woken when it appears.  ``NODE_WATCH + <node>``: the node's row,
+#: services or checks changed (or it was added or removed).  ``SERVICE_WATCH + <service>``:
+#: whatever bumps ``svc:<service>`` (an instance, its node, its checks or the node's checks),
+#: plus any change of a Connect proxy whose destination is the service.  A client's catalog
+#: cache waits on these instead of the whole tables (``server/remote.py``
+#: ``ClientEndpoints.rpc_catalog_mirror``): a write about nodes and services it does not follow
+#: wakes none of the many clients' queries, as Consul's blocking queries watch only the radix
+#: nodes they read.
+NODE_WATCH = "watch:node:"
+SERVICE_WATCH = "watch:svc:"
+
+
+def _bump_service(tx: WriteTxn, name: str) -> None:
+    tx.bump("svc:" + name)
+    tx.fire(SERVICE_WATCH + name.lower())
+
+
+def _fire_destination(tx: WriteTxn, svc: Service) -> None:
+    """A Connect proxy's change also concerns who follows its destination service."""
+    if svc.kind == "connect-proxy":
+        dest = svc.proxy.get("DestinationServiceName")
+        if dest:
+            tx.fire(SERVICE_WATCH + str(dest).lower())
+
+
 class CatalogTable:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
@@ -73,7 +100,7 @@ class CatalogTable:
     @staticmethod
     def _bump_services(tx: WriteTxn, names: set[str] | list[str]) -> None:
         for n in names:
-            tx.bump("svc:" + n)
+            _bump_service(tx, n)
 
     # ------------------------------------------------------------------ writes
 
@@ -87,6 +114,7 @@ class CatalogTable:
         rec = msgspec.structs.replace(node, create_index=old.create_index if old else idx, modify_index=idx)
         tx.put(self.nodes, name, rec)
         tx.bump("nodes")
+        tx.fire(NODE_WATCH + name.lower())
         self._bump_services(tx, self._node_service_names(name))
 
     def ensure_service(self, tx: WriteTxn, node: str, fields: dict[str, Any]) -> None:
@@ -107,10 +135,14 @@ class CatalogTable:
         tx.put(per_node, sid, rec)
         if old is not None and old.service != name:
             tx.discard_member(self.service_instances, old.service, (node, sid))
-            tx.bump("svc:" + old.service)
+            _bump_service(tx, old.service)
         tx.add_member(self.service_instances, name, (node, sid))
         tx.bump("services")
-        tx.bump("svc:" + name)
+        tx.fire(NODE_WATCH + node.lower())
+        _fire_destination(tx, rec)
+        if old is not None:
+            _fire_destination(tx, old)
+        _bump_service(tx, name)
         # Checks of this service carry its name and tags: keep them in step.
         for cid, chk in list(self.checks.get(node, {}).items()):
             if chk.service_id == sid and (chk.service_name != name or chk.service_tags != rec.tags):
@@ -140,8 +172,9 @@ class CatalogTable:
             tx.put(self.checks, node, per_node)
         tx.put(per_node, rec.check_id, rec)
         tx.bump("checks")
+        tx.fire(NODE_WATCH + node.lower())
         if sid:
-            tx.bump("svc:" + rec.service_name)
+            _bump_service(tx, rec.service_name)
         else:
             self._bump_services(tx, self._node_service_names(node))
         if rec.status == "critical" and (old is None or old.status != "critical"):
@@ -172,8 +205,9 @@ class CatalogTable:
         chk = per_node[check_id]
         tx.pop(per_node, check_id)
         tx.bump("checks")
+        tx.fire(NODE_WATCH + node.lower())
         if chk.service_id:
-            tx.bump("svc:" + chk.service_name)
+            _bump_service(tx, chk.service_name)
         else:
             self._bump_services(tx, self._node_service_names(node))
         self._t.sessions.invalidate_check(tx, node, check_id, ts)
@@ -189,7 +223,9 @@ class CatalogTable:
         tx.pop(per_node, service_id)
         tx.discard_member(self.service_instances, svc.service, (node, service_id))
         tx.bump("services")
-        tx.bump("svc:" + svc.service)
+        tx.fire(NODE_WATCH + node.lower())
+        _fire_destination(tx, svc)
+        _bump_service(tx, svc.service)
 
     def delete_node(self, tx: WriteTxn, node: str, ts: float) -> None:
         if node not in self.nodes:
@@ -204,6 +240,7 @@ class CatalogTable:
         tx.pop(self.checks, node)
         tx.pop(self.nodes, node)
         tx.bump("nodes")
+        tx.fire(NODE_WATCH + node.lower())
 
     def deregister(self, tx: WriteTxn, node: str, service_id: str, check_id: str, ts: float) -> None:
         if service_id:

@@ -148,6 +148,11 @@ class WriteTxn:
         indexes[name] = idx
         self._fired_tables.append(name)
 
+    def fire(self, name: str) -> None:
+        """Queue the watch ``name`` without an index (a watch-only name: ``catalog.py``
+        ``NODE_WATCH``); it fires on commit, never after a rollback."""
+        self._fired_tables.append(name)
+
     def touch_key(self, key: str) -> None:
         """Queue the watch of KV ``key`` and of every watched prefix of it."""
         self._fired_keys.append(key)

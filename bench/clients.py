@@ -39,8 +39,9 @@ lower rate spreads that work over time; the lower multiplier halves it.
 
 Joins are paced (``--join-step`` members at a time, at most ``--join-rate`` per second, and the
 next step waits until the leader's catalog trails by at most ``--join-lag`` members), and the
-mirrors start once the catalog holds every client with serfHealth passing: the steady state is
-measured, not the join storm.  ``--profile`` records the leader with py-spy during the PUTs at
+mirrors start once the catalog holds every client with serfHealth passing, as paced (one worker
+at a time, 10 at a time, at most ``--join-rate`` per second): the steady state is measured, not
+the join storm.  ``--profile`` records the leader with py-spy during the PUTs at
 the largest size (and a worker during its joins), into the run's data directory.
 
 Written: bench/results/<UTC time>-clients.jsonl (one line per round) and a markdown table on
@@ -124,7 +125,8 @@ async def worker_main(first: int, count: int, serf_port: int, joins: list[str], 
     """Run up to ``count`` lightweight clients, driven by lines on stdin:
 
     ``join K``  start and join the next K clients, then print ``joined <total>``;
-    ``mirror``  start every joined client's catalog mirror, print ``mirrored`` once all hold one;
+    ``mirror R``  start every joined client's catalog mirror, 10 at a time and at most R per second,
+                print ``mirrored`` once all hold one;
     ``leave``   leave gracefully (in small waves), print ``left``;
     end of input: exit."""
     from muster.gossip.serf import MemberStatus
@@ -177,10 +179,13 @@ async def worker_main(first: int, count: int, serf_port: int, joins: list[str], 
                 await asyncio.gather(*(lt.start() for lt in new[k:k + 10]))
             print(f"joined {len(lights)}", flush=True)
         elif line[0] == "mirror":
-            for k in range(0, len(lights), 25):
-                for lt in lights[k:k + 25]:
+            rate = float(line[1]) if len(line) > 1 else 10.0
+            for k in range(0, len(lights), 10):
+                t0 = loop.time()
+                for lt in lights[k:k + 10]:
                     lt.mirror.start()
-                await asyncio.gather(*(asyncio.wait_for(lt.mirror.ready.wait(), 600) for lt in lights[k:k + 25]))
+                await asyncio.gather(*(asyncio.wait_for(lt.mirror.ready.wait(), 600) for lt in lights[k:k + 10]))
+                await asyncio.sleep(max(0.0, 10 / rate - (loop.time() - t0)))
             print("mirrored", flush=True)
         elif line[0] == "leave":
             for k in range(0, len(lights), 10):
@@ -332,10 +337,11 @@ class Bench:
         if prof is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 prof.wait(90)
-        for w, _ in new:
-            self._send(w, "mirror")
-        for w, _ in new:
+        t_mirror = time.monotonic()
+        for w, _ in new:  # one worker at a time, at most --join-rate mirrors started per second
+            self._send(w, f"mirror {self.args.join_rate}")
             self._expect(w, "mirrored", 900)
+        log(f"{size} mirrors started in {time.monotonic() - t_mirror:.0f} s")
 
     def shrink_all(self, leader: int) -> None:
         """Every client leaves gracefully; wait (bounded) until the leader has deregistered them."""

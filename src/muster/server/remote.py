@@ -515,7 +515,8 @@ class ClientEndpoints:
                 ws.add(store.abandon_watch)
                 ws.add(mine)
                 self.watch(ws, store, services, nodes, addresses)
-                self.wakes += 1 if await ws.wait(remaining) else 0
+                if await ws.wait(remaining):
+                    self.wakes += 1
         finally:
             if self._waiting.get(client) is mine:
                 del self._waiting[client]

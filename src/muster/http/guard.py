@@ -46,7 +46,10 @@ answered in that first step and never need a task.  A request that waits continu
 value or cancellation passed down), tracked by uvicorn's server like its own.  Until its
 first wait, a request has no current task (``asyncio.current_task()`` is None): code that
 needs its task (``App``'s hang-up watchers) yields to the loop once first (``app._own_task``);
-``asyncio.timeout`` would need the same.  Fed from inside a task (tests), a request gets its
+``asyncio.timeout`` would need the same.  The future a first step waits on leaves that step
+with its "blocking" mark cleared, as a task's step clears it, and ``_Rest`` sets it again when
+its task takes the future: otherwise a second request awaiting the same future in the same
+turn (a batched ``?consistent`` round) fails.  Fed from inside a task (tests), a request gets its
 own task as in uvicorn.  This is the ``eager_start`` of Python 3.12's tasks, done by hand for
 3.11.
 """

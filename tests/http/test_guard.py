@@ -371,3 +371,51 @@ async def test_a_request_runs_without_a_task_until_it_waits_then_in_a_tracked_ta
         await asyncio.sleep(0)
     assert seen[-1] == "cancelled" and task.done()
     proto.connection_lost(None)  # type: ignore[attr-defined]
+
+
+async def test_requests_started_in_one_turn_may_wait_on_one_shared_future() -> None:
+    """Two requests whose first steps both run before any task picked up their wait, awaiting
+    the same future (a batched ``?consistent`` read round does this): both must complete.
+
+    A future's await marks it "blocking" until a task takes it; a second await in the same
+    turn found the mark set and failed with "await wasn't used with future" (62k such 500s in
+    a cluster benchmark) until the eager step handed the mark back to the task."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    loop = asyncio.get_running_loop()
+    shared: asyncio.Future[None] = loop.create_future()
+    done: list[str] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        await shared
+        done.append(str(scope["path"]))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    cfg = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False)
+    cfg.load()
+    state = ServerState()
+    protos, sinks = [], []
+    for _ in range(3):
+        sink = _Recorder()
+        p = guarded_protocol(ConnLimits(0))(config=cfg, server_state=state, app_state={})  # type: ignore[call-arg]
+        p.connection_made(sink)
+        protos.append(p)
+        sinks.append(sink)
+
+    def feed_all() -> None:  # one loop turn: every connection's chunk arrives together
+        for i, p in enumerate(protos):
+            p.data_received(b"GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)  # type: ignore[attr-defined]
+
+    loop.call_soon(feed_all)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(state.tasks) == 3
+    shared.set_result(None)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sorted(done) == ["/r0", "/r1", "/r2"] and not state.tasks
+    assert all(s.events[-1] == b"ok" for s in sinks)
+    for p in protos:
+        p.connection_lost(None)  # type: ignore[attr-defined]

@@ -46,7 +46,10 @@ answered in that first step and never need a task.  A request that waits continu
 value or cancellation passed down), tracked by uvicorn's server like its own.  Until its
 first wait, a request has no current task (``asyncio.current_task()`` is None): code that
 needs its task (``App``'s hang-up watchers) yields to the loop once first (``app._own_task``);
-``asyncio.timeout`` would need the same.  Fed from inside a task (tests), a request gets its
+``asyncio.timeout`` would need the same.  The future a first step waits on leaves that step
+with its "blocking" mark cleared, as a task's step clears it, and ``_Rest`` sets it again when
+its task takes the future: otherwise a second request awaiting the same future in the same
+turn (a batched ``?consistent`` round) fails.  Fed from inside a task (tests), a request gets its
 own task as in uvicorn.  This is the ``eager_start`` of Python 3.12's tasks, done by hand for
 3.11.
 """
@@ -189,6 +192,10 @@ class _Rest:
         coro = self._coro
         pending = self._first
         self._first = None
+        if getattr(pending, "_asyncio_future_blocking", None) is False:
+            # Cleared by the eager step (see ``_run_eagerly``); set again so that the task
+            # awaiting us treats the future as an await (wake me when done), not a bare yield.
+            pending._asyncio_future_blocking = True
         while True:
             try:
                 value = yield pending
@@ -382,6 +389,13 @@ def guarded_protocol(
                 first = ctx.run(coro.send, None)
             except StopIteration:
                 return  # answered without waiting: no task needed
+            if getattr(first, "_asyncio_future_blocking", False):
+                # The future the request waits on is marked "blocking" until a task takes it
+                # (Task.__step clears the mark and adds its wake-up).  Our task takes it only
+                # next turn; another request awaiting the same future in this turn would find
+                # the mark set and fail ("await wasn't used with future").  Clear it now, as a
+                # task would; ``_Rest`` sets it again when its task takes the future.
+                first._asyncio_future_blocking = False
             task = self.loop.create_task(_finish(_Rest(coro, first)), context=ctx)
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)

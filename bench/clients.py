@@ -71,6 +71,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVER_IPS = ["127.0.2.1", "127.0.2.2", "127.0.2.3"]
+SERVER_NAMES = [f"s{k}" for k in range(len(SERVER_IPS))]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -129,6 +130,7 @@ async def worker_main(first: int, count: int, serf_port: int, joins: list[str], 
                 print ``mirrored`` once all hold one;
     ``leave``   leave gracefully (in small waves), print ``left``;
     end of input: exit."""
+    from muster.errors import MusterError
     from muster.gossip.serf import MemberStatus
     from muster.gossip.transport import GossipPool
     from muster.runtime import RealClock
@@ -137,6 +139,20 @@ async def worker_main(first: int, count: int, serf_port: int, joins: list[str], 
 
     clock = RealClock()
     gossip = light_gossip()
+    #: failed mirror calls and the last error text, for the progress lines (``report``)
+    errors: dict[str, Any] = {"count": 0, "last": ""}
+
+    class DiagRemote(RemoteServers):
+        """Counts the calls that fail and keeps the last error text (diagnostics only)."""
+
+        async def call(self, method: str, payload: Any, timeout: float, idempotent: bool = False,
+                       servers: ServerSet | None = None) -> Any:
+            try:
+                return await super().call(method, payload, timeout, idempotent, servers)
+            except MusterError as err:
+                errors["count"] += 1
+                errors["last"] = f"{method}: {err.message}"
+                raise
 
     class Light:
         def __init__(self, i: int) -> None:
@@ -150,7 +166,12 @@ async def worker_main(first: int, count: int, serf_port: int, joins: list[str], 
                 return [(m.tags.get("id", ""), f"{m.addr}:{m.tags.get('port', '8300')}") for m in self.pool.members()
                         if m.tags.get("role") == "consul" and m.status == MemberStatus.ALIVE]
 
-            self.remote = RemoteServers(node_id, ServerSet(servers, random.Random(i)))
+            self.remote = DiagRemote(node_id, ServerSet(servers, random.Random(i)))
+            # RPC connections leave from the client's own address, as an agent's from its bind
+            # address (server/rpc.py "Source address"): the servers cap connections per source IP
+            # (rpc_max_conns_per_client, 100), so 1,000 clients all dialing from 127.0.0.1 were
+            # refused beyond the first ~300 (the sixth run's stalled mirror start).
+            self.remote.rpc.source_ip = client_ip(i)
             self.mirror = CatalogMirror(StateStore(), self.remote, clock)
 
         async def start(self) -> None:
@@ -168,10 +189,46 @@ async def worker_main(first: int, count: int, serf_port: int, joins: list[str], 
 
     lights: list[Light] = []
     loop = asyncio.get_running_loop()
+    busy = {"what": "idle"}
+
+    def report(lag: float, cpu: float) -> None:
+        """One progress line on stderr: what the worker does, its event-loop lag and CPU, its
+        mirrors (started, ready, failed calls, last error) and how many servers its members
+        see alive (a histogram: servers alive -> members), from the servers' own names."""
+        alive: dict[int, int] = {}
+        for lt in lights:
+            if lt.pool.running:
+                n = sum(1 for name in SERVER_NAMES
+                        if (m := lt.pool.member(name)) is not None and m.status == MemberStatus.ALIVE)
+                alive[n] = alive.get(n, 0) + 1
+        started = sum(1 for lt in lights if lt.mirror._task is not None)
+        ready = sum(1 for lt in lights if lt.mirror.ready.is_set())
+        sample = [len(lt.pool.members()) for lt in lights[:: max(1, len(lights) // 5)] if lt.pool.running]
+        log(f"worker {first}: {busy['what']}; lights {len(lights)}; loop lag {lag * 1000:.0f} ms; "
+            f"cpu {cpu * 100:.0f}%; mirrors started {started} ready {ready}; failed calls {errors['count']} "
+            f"(last: {errors['last'] or '-'}); servers alive seen -> members {dict(sorted(alive.items()))}; "
+            f"members known (sample) {sample}")
+
+    async def reporter() -> None:
+        """Every ~10 s while a command runs (every 60 s when idle): ``report``."""
+        last_line = 0.0
+        while True:
+            t0, c0 = loop.time(), time.process_time()
+            await asyncio.sleep(1.0)
+            lag = loop.time() - t0 - 1.0
+            period = 10.0 if busy["what"] != "idle" else 60.0
+            if loop.time() - last_line >= period:
+                last_line = loop.time()
+                report(lag, (time.process_time() - c0) / max(1e-3, loop.time() - t0))
+
+    rep = asyncio.create_task(reporter())
     while True:
+        busy["what"] = "idle"
         line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
         if not line:
+            rep.cancel()
             return
+        busy["what"] = " ".join(line)
         if line[0] == "join":
             new = [Light(first + len(lights) + k) for k in range(min(int(line[1]), count - len(lights)))]
             lights.extend(new)
@@ -186,6 +243,7 @@ async def worker_main(first: int, count: int, serf_port: int, joins: list[str], 
                     lt.mirror.start()
                 await asyncio.gather(*(asyncio.wait_for(lt.mirror.ready.wait(), 600) for lt in lights[k:k + 10]))
                 await asyncio.sleep(max(0.0, 10 / rate - (loop.time() - t0)))
+            report(0.0, 0.0)
             print("mirrored", flush=True)
         elif line[0] == "leave":
             for k in range(0, len(lights), 10):
@@ -251,7 +309,7 @@ class Bench:
         for k, ip in enumerate(SERVER_IPS):
             d = self.root / f"s{k}"
             d.mkdir()
-            argv = [sys.executable, "-m", "muster", "agent", "-server", "-bootstrap-expect=3", f"-node=s{k}",
+            argv = [sys.executable, "-m", "muster", "agent", "-server", "-bootstrap-expect=3", f"-node={SERVER_NAMES[k]}",
                     f"-data-dir={d / 'data'}", f"-bind={ip}", f"-advertise={ip}", f"-client={ip}",
                     f"-http-port={self.http_port}", f"-server-port={self.server_port}",
                     f"-serf-lan-port={self.serf_port}", "-serf-wan-port=-1", "-dns-port=-1", "-retry-interval=1s",

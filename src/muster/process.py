@@ -122,6 +122,13 @@ def acl_initial_management_description(config: Config) -> str:
     return "Master Token" if config.acl.tokens.initial_management_legacy else "Initial Management Token"
 
 
+def rpc_source_ip(config: Config) -> str | None:
+    """The local IP of this agent's outgoing server-RPC connections (``server/rpc.py`` "Source
+    address"): its bind address unless that is a wildcard, as Consul's ``RPCSrcAddr``."""
+    bind = config.bind_addr
+    return bind if bind and bind not in ("0.0.0.0", "::") else None
+
+
 def stateless_client(config: Config) -> bool:
     """A client agent holds no replica of the log (``server/remote.py``), as Consul's clients;
     with ACLs enabled it resolves tokens through its servers (``acl/clientcache.py``)."""
@@ -247,6 +254,9 @@ class AgentProcess:
             )
         if self.cluster is not None:
             self.cluster.rpc.max_conns_per_client = config.limits.rpc_max_conns_per_client
+            self.cluster.rpc.source_ip = rpc_source_ip(config)
+        if self.remote is not None:
+            self.remote.rpc.source_ip = rpc_source_ip(config)
         self.operator = ClusterOperator(self.server, self.cluster)
         self.acl = ACLService(
             self.server,

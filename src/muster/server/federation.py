@@ -79,6 +79,7 @@ class Federation:
         if self._cluster is not None:
             rpc = self._cluster.rpc
             self.dialer.client_ssl = rpc.client_ssl
+            self.dialer.source_ip = rpc.source_ip  # WAN calls leave from the bind address too
             name = rpc.server_name
             self.dialer.server_name = (name.replace(f"server.{self.datacenter}.", f"server.{srv.datacenter}.", 1)
                                        if name else None)

@@ -23,6 +23,12 @@ Addresses.  ``RPCPool`` keys connections by *node id*; on every dial attempt it 
 ``resolve(node_id)`` again for the current candidate addresses (gossip first, then the stable
 DNS name, then the stored configuration), so a peer that comes back on a new IP is found again
 without any special case.
+
+Source address.  ``source_ip`` (Consul's ``RPCSrcAddr``: the agent's bind address when it is not
+a wildcard) is the local address of every outgoing connection, with an ephemeral port: the
+peer sees the dialing agent's own address, so the acceptor's per-IP connection cap
+(``max_conns_per_client``) counts each agent on its own, also when several agents share a host
+(on loopback the kernel would otherwise pick 127.0.0.1 for all of them).
 """
 
 from __future__ import annotations
@@ -155,6 +161,8 @@ class RPCNode:
         self._dialing: dict[str, asyncio.Task[Conn | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.dial_timeout = 1.0
+        #: Local IP of outgoing connections (module doc "Source address"); None: the kernel's pick.
+        self.source_ip: str | None = None
         self._mismatch_logged: dict[str, float] = {}
         #: TLS for server RPC (``configure_tls``): contexts for accepting and for dialing, and
         #: the name a server certificate must carry when ``verify_server_hostname`` is on.
@@ -315,6 +323,7 @@ class RPCNode:
                         int(port),
                         ssl=self.client_ssl,
                         server_hostname=(self.server_name or host.strip("[]")) if self.client_ssl else None,
+                        local_addr=(self.source_ip, 0) if self.source_ip else None,
                     ),
                     self.dial_timeout,
                 )

@@ -465,6 +465,19 @@ class DNSServer:
 
     # ------------------------------------------------------------------ transports
 
+    def answer_udp(self, data: bytes, send: Callable[[bytes], None]) -> None:
+        """One UDP query on the event loop: ``handle`` (a bug costs this query a SERVFAIL, never
+        the listener), then the reply through ``send``, at once or after a forward."""
+        try:
+            out = self.handle(data, False)
+        except Exception:  # a bug must cost one query, never the listener
+            log.exception("DNS query failed")
+            out = self.servfail(data)
+        if isinstance(out, Query):
+            self.spawn_forward(data, out, send, False)
+        elif out is not None:
+            send(out)
+
     def spawn_forward(self, data: bytes, q: Query, send: Any, tcp: bool) -> None:
         if len(self._tasks) >= MAX_FORWARDS:
             send(self._plain(q, dns.rcode.SERVFAIL))
@@ -515,15 +528,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         transport = self.transport
         if transport is None:
             return
-        try:
-            out = self.srv.handle(data, False)
-        except Exception:  # a bug must cost one query, never the listener
-            log.exception("DNS query failed")
-            out = self.srv.servfail(data)
-        if isinstance(out, Query):
-            self.srv.spawn_forward(data, out, lambda b: None if transport.is_closing() else transport.sendto(b, addr), False)
-        elif out is not None:
-            transport.sendto(out, addr)
+        self.srv.answer_udp(data, lambda b: None if transport.is_closing() else transport.sendto(b, addr))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("DNS UDP socket error: %r", exc)
@@ -651,15 +656,7 @@ class _UDPThread(Worker):
         self.taken += 1
         if self._stopping:
             return
-        try:
-            out = self.srv.handle(data, False)
-        except Exception:  # a bug must cost one query, never the listener
-            log.exception("DNS query failed")
-            out = self.srv.servfail(data)
-        if isinstance(out, Query):
-            self.srv.spawn_forward(data, out, lambda b: self.send(b, addr), False)
-        elif out is not None:
-            self.send(out, addr)
+        self.srv.answer_udp(data, lambda b: self.send(b, addr))
 
     def send(self, out: bytes, addr: Any) -> None:
         """Send from the loop: never blocks it (MSG_DONTWAIT; a full send buffer drops the
